@@ -1,0 +1,129 @@
+/**
+ * Configuration from the environment: each service declares its settings once (name, parser, default,
+ * description), parses them at start-up and gets a frozen object. A bad value stops the process with a
+ * message that names the variable. The same declarations feed the README's settings table.
+ */
+
+export class ConfigError extends Error {
+  constructor (readonly variable: string, message: string) {
+    super(`${variable}: ${message}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export interface Setting<T> {
+  /** Parses the raw value; throws an Error whose message says what was expected. */
+  parse: (raw: string) => T
+  default?: T | undefined
+  /** True when the setting has no default and must be set. */
+  required?: boolean
+  /** True when the value is a secret: never logged or printed. */
+  secret?: boolean
+  doc: string
+}
+
+type Spec = Record<string, Setting<unknown>>
+export type ConfigOf<S extends Spec> = { readonly [K in keyof S]: S[K] extends Setting<infer T> ? T : never }
+
+/** Parses `env` against `spec`; the first bad or missing variable throws a ConfigError naming it. */
+export function loadConfig<S extends Spec> (spec: S, env: NodeJS.ProcessEnv = process.env): ConfigOf<S> {
+  const out: Record<string, unknown> = {}
+  for (const [name, s] of Object.entries(spec)) {
+    const raw = env[name]
+    if (raw === undefined || raw === '') {
+      if (s.required === true) throw new ConfigError(name, `must be set (${s.doc})`)
+      out[name] = s.default
+      continue
+    }
+    try {
+      out[name] = s.parse(raw)
+    } catch (err) {
+      throw new ConfigError(name, (err as Error).message)
+    }
+  }
+  return Object.freeze(out) as ConfigOf<S>
+}
+
+export const str = (doc: string, def?: string): Setting<string> => ({ parse: v => v, default: def, doc })
+export const secret = (doc: string, def?: string): Setting<string> => ({ parse: v => v, default: def, doc, secret: true })
+export const required = <T>(s: Setting<T>): Setting<T> => ({ ...s, required: true })
+export const optional = (doc: string): Setting<string | undefined> => ({ parse: v => v, default: undefined, doc })
+
+export function int (doc: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): Setting<number> {
+  return {
+    doc,
+    default: def,
+    parse (v) {
+      if (!/^-?\d+$/.test(v.trim())) throw new Error(`expected a whole number, got ${JSON.stringify(v)}`)
+      const n = Number(v)
+      if (n < min || n > max) throw new Error(`expected a number from ${min} to ${max}, got ${n}`)
+      return n
+    }
+  }
+}
+
+export function bool (doc: string, def: boolean): Setting<boolean> {
+  return {
+    doc,
+    default: def,
+    parse (v) {
+      const s = v.trim().toLowerCase()
+      if (['1', 'true', 'yes', 'on'].includes(s)) return true
+      if (['0', 'false', 'no', 'off'].includes(s)) return false
+      throw new Error(`expected true or false, got ${JSON.stringify(v)}`)
+    }
+  }
+}
+
+export function url (doc: string, def: string | undefined, protocols: string[]): Setting<string> {
+  return {
+    doc,
+    default: def,
+    parse (v) {
+      let u: URL
+      try { u = new URL(v) } catch { throw new Error('expected a URL') }
+      if (!protocols.includes(u.protocol.replace(/:$/, ''))) throw new Error(`expected a ${protocols.join(' or ')} URL`)
+      return v
+    }
+  }
+}
+
+export function oneOf<T extends string> (doc: string, def: T, values: readonly T[]): Setting<T> {
+  return {
+    doc,
+    default: def,
+    parse (v) {
+      if (!(values as readonly string[]).includes(v)) throw new Error(`expected one of ${values.join(', ')}, got ${JSON.stringify(v)}`)
+      return v as T
+    }
+  }
+}
+
+export function list (doc: string, def: string[]): Setting<string[]> {
+  return { doc, default: def, parse: v => v.split(',').map(s => s.trim()).filter(s => s !== '') }
+}
+
+/** Settings every service shares. */
+export const commonSettings = {
+  RABBITMQ_URL: url('RabbitMQ connection URL', 'amqp://guest:guest@127.0.0.1:5672', ['amqp', 'amqps']),
+  REDIS_URL: url('Redis connection URL', 'redis://127.0.0.1:6379', ['redis', 'rediss']),
+  PORTHOLE_NAMESPACE: {
+    ...str('prefix of every queue, exchange and Redis key; lets several deployments (or test runs) share a broker', 'porthole'),
+    parse: (v: string) => { if (!/^[a-z0-9][a-z0-9_-]{0,40}$/.test(v)) throw new Error('expected lower-case letters, digits, _ and -'); return v }
+  } satisfies Setting<string>,
+  LOG_LEVEL: oneOf('pino log level', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const)
+}
+
+/** The key that seals server credentials and console targets in transit (AES-256-GCM). */
+export const secretKeySettings = {
+  PORTHOLE_SECRET_KEY: required(secret('32 random bytes, base64: seals server credentials at rest and console targets in transit (`openssl rand -base64 32`)')),
+  PORTHOLE_SECRET_KEY_ID: str('id of PORTHOLE_SECRET_KEY, stored with every sealed secret so keys can be rotated', 'k1'),
+  PORTHOLE_OLD_SECRET_KEYS: secret('earlier keys still accepted for opening, as `id:base64,id:base64`', '')
+}
+
+/** Renders a spec as Markdown table rows for the README. */
+export function describeSettings (spec: Spec): string {
+  return Object.entries(spec).map(([name, s]) =>
+    `| \`${name}\` | ${s.required === true ? '(required)' : s.secret === true && s.default !== undefined && s.default !== '' ? '(set)' : s.default === undefined || s.default === '' ? '' : `\`${String(s.default)}\``} | ${s.doc} |`
+  ).join('\n')
+}

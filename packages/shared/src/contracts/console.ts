@@ -1,0 +1,73 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { Id, JobId, Sealed, ServerId, TenantId, Timestamp } from './common.js'
+
+export const CONSOLE_PROTOCOLS = ['vnc', 'guacamole'] as const
+export const ConsoleProtocol = Type.Union(CONSOLE_PROTOCOLS.map(p => Type.Literal(p)))
+export type ConsoleProtocol = typeof CONSOLE_PROTOCOLS[number]
+
+/** Two hours: the longest a console token may live. */
+export const MAX_CONSOLE_TTL_SECONDS = 7200
+
+/** What a console job asks for. */
+export const ConsoleParams = Type.Object({
+  protocol: ConsoleProtocol,
+  ttlSeconds: Type.Integer({ minimum: 10, maximum: MAX_CONSOLE_TTL_SECONDS }),
+  singleUse: Type.Boolean()
+}, { additionalProperties: false })
+export type ConsoleParams = Static<typeof ConsoleParams>
+
+/**
+ * Where the gateway connects for a console. Only ever travels sealed (see `Sealed`) and is never shown to
+ * a browser or written to a log. `password` is the VNC password (at most 8 characters are used by VNC).
+ */
+export const ConsoleTarget = Type.Object({
+  kind: Type.Union([Type.Literal('vnc'), Type.Literal('sol')]),
+  host: Type.String({ minLength: 1, maxLength: 253 }),
+  port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  password: Type.Optional(Type.String({ maxLength: 256 })),
+  /** For serial-over-LAN: the BMC's IPMI credentials. */
+  username: Type.Optional(Type.String({ maxLength: 64 }))
+}, { additionalProperties: false })
+export type ConsoleTarget = Static<typeof ConsoleTarget>
+
+/** A console session as the gateway stores it in Redis. The token itself is never stored, only its SHA-256. */
+export const ConsoleSession = Type.Object({
+  id: Id,
+  serverId: ServerId,
+  tenantId: TenantId,
+  serverName: Type.String(),
+  jobId: JobId,
+  protocol: ConsoleProtocol,
+  /** Sealed with the gateway's console key. */
+  target: Sealed,
+  tokenHash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  createdAt: Timestamp,
+  expiresAt: Timestamp,
+  singleUse: Type.Boolean(),
+  usedAt: Type.Optional(Timestamp),
+  revokedAt: Type.Optional(Timestamp)
+}, { additionalProperties: false })
+export type ConsoleSession = Static<typeof ConsoleSession>
+
+/** A console session as the API shows it. */
+export const ConsoleSessionView = Type.Object({
+  id: Id,
+  serverId: ServerId,
+  tenantId: TenantId,
+  protocol: ConsoleProtocol,
+  createdAt: Timestamp,
+  expiresAt: Timestamp,
+  singleUse: Type.Boolean(),
+  connected: Type.Boolean(),
+  revokedAt: Type.Optional(Timestamp)
+}, { additionalProperties: false })
+export type ConsoleSessionView = Static<typeof ConsoleSessionView>
+
+/** The result of a console job: everything a portal needs to open the console. */
+export const ConsoleGrant = Type.Object({
+  sessionId: Id,
+  url: Type.String({ description: 'open this in a browser; it carries the only copy of the token' }),
+  protocol: ConsoleProtocol,
+  expiresAt: Timestamp
+}, { additionalProperties: false })
+export type ConsoleGrant = Static<typeof ConsoleGrant>

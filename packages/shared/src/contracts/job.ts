@@ -1,0 +1,135 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { ERROR_CODES } from '../errors/index.js'
+import { Id, JobId, Sealed, ServerId, TenantId, Timestamp } from './common.js'
+import { ConsoleGrant, ConsoleParams, ConsoleProtocol } from './console.js'
+import { PowerAction, PowerStatus } from './power.js'
+import { StoredServer } from './server.js'
+
+export const JOB_KINDS = ['power', 'status', 'console'] as const
+export const JobKind = Type.Union(JOB_KINDS.map(k => Type.Literal(k)))
+export type JobKind = typeof JOB_KINDS[number]
+
+/**
+ * A job as published by the API and consumed by the receiver. Secrets never travel in it.
+ * `deadline` is absolute: whatever has not finished by then ends as `timed_out`.
+ */
+export const Job = Type.Object({
+  id: JobId,
+  kind: JobKind,
+  serverId: ServerId,
+  tenantId: TenantId,
+  action: Type.Optional(PowerAction),
+  console: Type.Optional(ConsoleParams),
+  /** The API key id (or `bootstrap`) that asked for the job. */
+  requestedBy: Type.String({ minLength: 1, maxLength: 64 }),
+  idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  createdAt: Timestamp,
+  deadline: Timestamp,
+  attempt: Type.Integer({ minimum: 1 }),
+  traceId: Type.String({ minLength: 1, maxLength: 64 })
+}, { additionalProperties: false })
+export type Job = Static<typeof Job>
+
+export const JOB_STATES = ['queued', 'dispatched', 'running', 'succeeded', 'failed', 'timed_out'] as const
+export const JobState = Type.Union(JOB_STATES.map(s => Type.Literal(s)))
+export type JobState = typeof JOB_STATES[number]
+export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'timed_out'])
+export function isTerminal (s: JobState): boolean { return TERMINAL_STATES.has(s) }
+
+export const ErrorCodeSchema = Type.Union(ERROR_CODES.map(c => Type.Literal(c)))
+
+/** Why a job failed, and whether asking again can help. */
+export const JobFailure = Type.Object({
+  code: ErrorCodeSchema,
+  message: Type.String({ maxLength: 1000 }),
+  retryable: Type.Boolean()
+}, { additionalProperties: false })
+export type JobFailure = Static<typeof JobFailure>
+
+/** What a finished job returns: a power state (power, status) or a console grant (console). */
+export const JobResult = Type.Union([PowerStatus, ConsoleGrant])
+export type JobResult = Static<typeof JobResult>
+
+/** A job with its state and history, as stored in Redis and shown by `GET /v1/jobs/{id}`. */
+export const JobRecord = Type.Object({
+  id: JobId,
+  kind: JobKind,
+  serverId: ServerId,
+  tenantId: TenantId,
+  action: Type.Optional(PowerAction),
+  protocol: Type.Optional(ConsoleProtocol),
+  requestedBy: Type.String(),
+  state: JobState,
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+  deadline: Timestamp,
+  history: Type.Array(Type.Object({ state: JobState, at: Timestamp }, { additionalProperties: false })),
+  result: Type.Optional(JobResult),
+  error: Type.Optional(JobFailure)
+}, { additionalProperties: false })
+export type JobRecord = Static<typeof JobRecord>
+
+/** receiver → `agent.<type>`: the job, and the server record with its secrets still sealed. */
+export const AgentRequest = Type.Object({
+  job: Job,
+  server: StoredServer
+}, { additionalProperties: false })
+export type AgentRequest = Static<typeof AgentRequest>
+
+/** agents and gateway → receiver: a job's progress or outcome. */
+export const JobUpdate = Type.Object({
+  jobId: JobId,
+  state: Type.Union([Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed')]),
+  at: Timestamp,
+  result: Type.Optional(JobResult),
+  error: Type.Optional(JobFailure)
+}, { additionalProperties: false })
+export type JobUpdate = Static<typeof JobUpdate>
+
+/** agent → gateway (`console.mint`): a console target, sealed, for the gateway to make a session of. */
+export const ConsoleMintRequest = Type.Object({
+  job: Job,
+  server: Type.Object({ id: ServerId, tenantId: TenantId, name: Type.String() }, { additionalProperties: false }),
+  /** A `ConsoleTarget` sealed with the shared secret key, bound to the job id. */
+  target: Sealed
+}, { additionalProperties: false })
+export type ConsoleMintRequest = Static<typeof ConsoleMintRequest>
+
+/** Published on the job-events channel at every state change (the API's `?wait=` and SSE feed on it). */
+export const JobEvent = Type.Object({
+  jobId: JobId,
+  tenantId: TenantId,
+  serverId: ServerId,
+  kind: JobKind,
+  state: JobState,
+  at: Timestamp
+}, { additionalProperties: false })
+export type JobEvent = Static<typeof JobEvent>
+
+export const Tenant = Type.Object({ id: TenantId, name: Type.String({ minLength: 1, maxLength: 200 }), createdAt: Timestamp }, { additionalProperties: false })
+export type Tenant = Static<typeof Tenant>
+
+/** An API key as stored (by the SHA-256 of the key) and shown; the key itself is shown once at creation. */
+export const ApiKey = Type.Object({
+  id: Id,
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  role: Type.Union([Type.Literal('admin'), Type.Literal('operator'), Type.Literal('customer')]),
+  tenantId: Type.Optional(TenantId),
+  createdAt: Timestamp
+}, { additionalProperties: false })
+export type ApiKey = Static<typeof ApiKey>
+
+/** One line of the append-only audit log. */
+export const AuditEntry = Type.Object({
+  at: Timestamp,
+  actor: Type.String(),
+  role: Type.String(),
+  tenantId: Type.Optional(Type.String()),
+  action: Type.String(),
+  serverId: Type.Optional(Type.String()),
+  jobId: Type.Optional(Type.String()),
+  sessionId: Type.Optional(Type.String()),
+  ip: Type.Optional(Type.String()),
+  result: Type.String()
+}, { additionalProperties: false })
+export type AuditEntry = Static<typeof AuditEntry>

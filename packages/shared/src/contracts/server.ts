@@ -1,0 +1,132 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { MASK, Sealed, ServerId, TenantId, Timestamp } from './common.js'
+
+export const AGENT_TYPES = ['kvm', 'ipmi', 'ovirt'] as const
+export const AgentType = Type.Union(AGENT_TYPES.map(a => Type.Literal(a)))
+export type AgentType = typeof AGENT_TYPES[number]
+
+const Host = Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:\\[\\]_-]+$', description: 'host name or IP address' })
+const Port = Type.Integer({ minimum: 1, maximum: 65535 })
+const Secret = Type.String({ minLength: 1, maxLength: 256, writeOnly: true })
+
+/** `agent: 'kvm'`: a libvirt URI (`qemu:///system`, `qemu+ssh://host/system`) and the domain's name or UUID. */
+export const KvmConnection = Type.Object({
+  uri: Type.String({ minLength: 1, maxLength: 512, pattern: '^[a-z0-9+]+://' }),
+  domain: Type.String({ minLength: 1, maxLength: 200 })
+}, { additionalProperties: false })
+export type KvmConnection = Static<typeof KvmConnection>
+
+/** `agent: 'ipmi'`: the BMC's IPMI-over-LAN address and credentials. */
+export const IpmiConnection = Type.Object({
+  host: Host,
+  port: Type.Optional(Port),
+  username: Type.String({ minLength: 1, maxLength: 64 }),
+  password: Secret,
+  /** IPMI v2 cipher suite; 3 works with most BMCs (and ipmi_sim). */
+  cipherSuite: Type.Optional(Type.Integer({ minimum: 0, maximum: 17 }))
+}, { additionalProperties: false })
+export type IpmiConnection = Static<typeof IpmiConnection>
+
+/** `agent: 'ovirt'`: the engine's base URL (`https://engine.example/ovirt-engine`), an account and the VM's id. */
+export const OvirtConnection = Type.Object({
+  url: Type.String({ minLength: 1, maxLength: 512, pattern: '^https?://' }),
+  username: Type.String({ minLength: 1, maxLength: 128 }),
+  password: Secret,
+  vmId: Type.String({ minLength: 1, maxLength: 64 }),
+  caCert: Type.Optional(Type.String({ maxLength: 16384, description: 'PEM of the engine CA' }))
+}, { additionalProperties: false })
+export type OvirtConnection = Static<typeof OvirtConnection>
+
+/** A VNC endpoint of the server's own (an iDRAC or iLO VNC server, for IPMI hosts). */
+export const ConsoleEndpoint = Type.Object({
+  host: Type.Optional(Host),
+  port: Type.Optional(Port),
+  password: Type.Optional(Secret)
+}, { additionalProperties: false })
+export type ConsoleEndpoint = Static<typeof ConsoleEndpoint>
+
+/** The connection schema for each agent type. */
+export const CONNECTION_SCHEMAS: Record<AgentType, TSchema> = {
+  kvm: KvmConnection,
+  ipmi: IpmiConnection,
+  ovirt: OvirtConnection
+}
+
+/** Body of `POST /v1/servers`. The connection is checked against its agent's schema by the API. */
+export const ServerCreate = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  tenantId: TenantId,
+  agent: AgentType,
+  connection: Type.Record(Type.String(), Type.Unknown()),
+  console: Type.Optional(ConsoleEndpoint)
+}, { additionalProperties: false })
+export type ServerCreate = Static<typeof ServerCreate>
+
+/** Body of `PATCH /v1/servers/{id}`: members replace the stored ones; connection members merge. */
+export const ServerPatch = Type.Object({
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  connection: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  console: Type.Optional(ConsoleEndpoint)
+}, { additionalProperties: false, minProperties: 1 })
+export type ServerPatch = Static<typeof ServerPatch>
+
+/** The secrets of a server, sealed together in `StoredServer.secrets`. */
+export interface ServerSecrets {
+  connection?: { password?: string }
+  console?: { password?: string }
+}
+
+/** Where a secret sits in a server record. */
+export const SECRET_PATHS = ['connection.password', 'console.password'] as const
+export const SecretPath = Type.Union(SECRET_PATHS.map(p => Type.Literal(p)))
+export type SecretPath = typeof SECRET_PATHS[number]
+
+/**
+ * A server as stored in Redis and as sent to agents: `connection` and `console` without their passwords,
+ * which live sealed in `secrets` (AES-256-GCM, bound to the server's id).
+ */
+export const StoredServer = Type.Object({
+  id: ServerId,
+  tenantId: TenantId,
+  name: Type.String(),
+  agent: AgentType,
+  connection: Type.Record(Type.String(), Type.Unknown()),
+  console: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  secrets: Type.Optional(Sealed),
+  /** Which secrets `secrets` holds, so that views can mask them without opening the box. */
+  secretPaths: Type.Array(SecretPath),
+  createdAt: Timestamp,
+  updatedAt: Timestamp
+}, { additionalProperties: false })
+export type StoredServer = Static<typeof StoredServer>
+
+/** A server as the API shows it: secrets as `"******"`. */
+export const ServerView = Type.Object({
+  id: ServerId,
+  tenantId: TenantId,
+  name: Type.String(),
+  agent: AgentType,
+  connection: Type.Record(Type.String(), Type.Unknown()),
+  console: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  createdAt: Timestamp,
+  updatedAt: Timestamp
+})
+export type ServerView = Static<typeof ServerView>
+
+/** Splits a connection or console object into its public part and its password. */
+export function splitSecrets (part: Record<string, unknown> | undefined): { pub: Record<string, unknown> | undefined, password: string | undefined } {
+  if (part === undefined) return { pub: undefined, password: undefined }
+  const { password, ...pub } = part
+  return { pub, password: typeof password === 'string' ? password : undefined }
+}
+
+/** The API view of a stored server: every secret it holds shown as the mask. */
+export function toServerView (s: StoredServer): ServerView {
+  const view: ServerView = { id: s.id, tenantId: s.tenantId, name: s.name, agent: s.agent, connection: { ...s.connection }, createdAt: s.createdAt, updatedAt: s.updatedAt }
+  if (s.secretPaths.includes('connection.password')) view.connection.password = MASK
+  if (s.console !== undefined || s.secretPaths.includes('console.password')) {
+    view.console = { ...(s.console ?? {}) }
+    if (s.secretPaths.includes('console.password')) view.console.password = MASK
+  }
+  return view
+}

@@ -1,0 +1,6 @@
+export * from './redis.js'
+export * from './jobs.js'
+export * from './inventory.js'
+export * from './audit.js'
+export * from './locks.js'
+export * from './sessions.js'

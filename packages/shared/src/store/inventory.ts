@@ -1,0 +1,104 @@
+/** Tenants, API keys (stored by their SHA-256) and server records in Redis. */
+import { randomUUID } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import type { ApiKey, Tenant } from '../contracts/job.js'
+import type { Role } from '../contracts/common.js'
+import type { StoredServer } from '../contracts/server.js'
+import { randomToken, sha256Hex } from '../crypto/index.js'
+import { keys as keysOf, type Keys } from './redis.js'
+
+export class TenantStore {
+  private readonly k: Keys
+  constructor (private readonly redis: Redis, ns: string) { this.k = keysOf(ns) }
+
+  async create (name: string): Promise<Tenant> {
+    const t: Tenant = { id: randomUUID(), name, createdAt: new Date().toISOString() }
+    await this.redis.multi().set(this.k.tenant(t.id), JSON.stringify(t)).zadd(this.k.tenants, Date.now(), t.id).exec()
+    return t
+  }
+
+  async get (id: string): Promise<Tenant | undefined> {
+    const raw = await this.redis.get(this.k.tenant(id))
+    return raw === null ? undefined : JSON.parse(raw) as Tenant
+  }
+
+  async list (): Promise<Tenant[]> {
+    const ids = await this.redis.zrange(this.k.tenants, 0, -1)
+    if (ids.length === 0) return []
+    const raws = await this.redis.mget(ids.map(id => this.k.tenant(id)))
+    return raws.filter((r): r is string => r !== null).map(r => JSON.parse(r) as Tenant)
+  }
+}
+
+/** An API key's record; `key` is returned once by `create` and never stored. */
+export class ApiKeyStore {
+  private readonly k: Keys
+  constructor (private readonly redis: Redis, ns: string) { this.k = keysOf(ns) }
+
+  async create (o: { name: string, role: Role, tenantId?: string }): Promise<{ record: ApiKey, key: string }> {
+    const record: ApiKey = { id: randomUUID(), name: o.name, role: o.role, createdAt: new Date().toISOString() }
+    if (o.tenantId !== undefined) record.tenantId = o.tenantId
+    const key = `ph_${randomToken(32)}`
+    const hash = sha256Hex(key)
+    await this.redis.multi()
+      .set(this.k.apiKey(hash), JSON.stringify(record))
+      .set(this.k.apiKeyById(record.id), hash)
+      .zadd(this.k.apiKeys, Date.now(), record.id)
+      .exec()
+    return { record, key }
+  }
+
+  /** The key's record, looked up by the key's SHA-256. */
+  async find (key: string): Promise<ApiKey | undefined> {
+    const raw = await this.redis.get(this.k.apiKey(sha256Hex(key)))
+    return raw === null ? undefined : JSON.parse(raw) as ApiKey
+  }
+
+  async list (): Promise<ApiKey[]> {
+    const ids = await this.redis.zrange(this.k.apiKeys, 0, -1)
+    if (ids.length === 0) return []
+    const hashes = await this.redis.mget(ids.map(id => this.k.apiKeyById(id)))
+    const present = hashes.filter((h): h is string => h !== null)
+    if (present.length === 0) return []
+    const raws = await this.redis.mget(present.map(h => this.k.apiKey(h)))
+    return raws.filter((r): r is string => r !== null).map(r => JSON.parse(r) as ApiKey)
+  }
+
+  /** Deletes a key; false when there was none. */
+  async delete (id: string): Promise<boolean> {
+    const hash = await this.redis.get(this.k.apiKeyById(id))
+    if (hash === null) return false
+    await this.redis.multi().del(this.k.apiKey(hash)).del(this.k.apiKeyById(id)).zrem(this.k.apiKeys, id).exec()
+    return true
+  }
+}
+
+export class ServerStore {
+  private readonly k: Keys
+  constructor (private readonly redis: Redis, ns: string) { this.k = keysOf(ns) }
+
+  async put (s: StoredServer, previousTenantId?: string): Promise<void> {
+    const m = this.redis.multi()
+      .set(this.k.server(s.id), JSON.stringify(s))
+      .zadd(this.k.servers, Date.parse(s.createdAt), s.id)
+      .zadd(this.k.serversByTenant(s.tenantId), Date.parse(s.createdAt), s.id)
+    if (previousTenantId !== undefined && previousTenantId !== s.tenantId) m.zrem(this.k.serversByTenant(previousTenantId), s.id)
+    await m.exec()
+  }
+
+  async get (id: string): Promise<StoredServer | undefined> {
+    const raw = await this.redis.get(this.k.server(id))
+    return raw === null ? undefined : JSON.parse(raw) as StoredServer
+  }
+
+  async list (tenantId?: string): Promise<StoredServer[]> {
+    const ids = await this.redis.zrange(tenantId === undefined ? this.k.servers : this.k.serversByTenant(tenantId), 0, -1)
+    if (ids.length === 0) return []
+    const raws = await this.redis.mget(ids.map(id => this.k.server(id)))
+    return raws.filter((r): r is string => r !== null).map(r => JSON.parse(r) as StoredServer)
+  }
+
+  async delete (s: StoredServer): Promise<void> {
+    await this.redis.multi().del(this.k.server(s.id)).zrem(this.k.servers, s.id).zrem(this.k.serversByTenant(s.tenantId), s.id).exec()
+  }
+}

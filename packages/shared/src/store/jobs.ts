@@ -1,0 +1,175 @@
+/**
+ * Job state in Redis. Every change goes through one Lua script, so that concurrent writers (several
+ * receivers, the deadline sweeper, a late agent answer) cannot move a job backwards or out of a terminal
+ * state, and every change is published on the job-events channel in the same step.
+ */
+import type { Redis } from 'ioredis'
+import type { Job, JobEvent, JobFailure, JobRecord, JobResult, JobState } from '../contracts/job.js'
+import { keys as keysOf, type Keys } from './redis.js'
+
+/** Jobs are kept this long after their last change. */
+export const JOB_RETENTION_SECONDS = 7 * 24 * 3600
+
+// KEYS: job, deadlines, byServer, byTenant, all, idempotency ('' for none)
+// ARGV: record json, createdAt ms, deadline ms, retention s, idempotency ttl s, events channel
+const CREATE = `
+if KEYS[6] ~= '' then
+  local existing = redis.call('GET', KEYS[6])
+  if existing then return {0, existing} end
+end
+local rec = cjson.decode(ARGV[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], rec.id)
+redis.call('ZADD', KEYS[3], ARGV[2], rec.id)
+redis.call('ZADD', KEYS[4], ARGV[2], rec.id)
+redis.call('ZADD', KEYS[5], ARGV[2], rec.id)
+if KEYS[6] ~= '' then redis.call('SET', KEYS[6], rec.id, 'EX', ARGV[5]) end
+redis.call('PUBLISH', ARGV[6], cjson.encode({jobId = rec.id, tenantId = rec.tenantId, serverId = rec.serverId, kind = rec.kind, state = rec.state, at = rec.createdAt}))
+return {1, rec.id}
+`
+
+// KEYS: job, deadlines. ARGV: state, at, result json|'', error json|'', retention s, events channel
+// Returns {status, state}: status 'ok' (changed), 'same' (already there), 'stale' (would go backwards or leave a
+// terminal state), 'missing'.
+const TRANSITION = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {'missing', ''} end
+local rank = {queued = 0, dispatched = 1, running = 2, succeeded = 3, failed = 3, timed_out = 3}
+local job = cjson.decode(raw)
+local cur = job.state
+local new = ARGV[1]
+if rank[cur] == 3 then return {'stale', cur} end
+if cur == new then return {'same', cur} end
+if rank[new] < rank[cur] then return {'stale', cur} end
+job.state = new
+job.updatedAt = ARGV[2]
+table.insert(job.history, {state = new, at = ARGV[2]})
+if ARGV[3] ~= '' then job.result = cjson.decode(ARGV[3]) end
+if ARGV[4] ~= '' then job.error = cjson.decode(ARGV[4]) end
+redis.call('SET', KEYS[1], cjson.encode(job), 'EX', ARGV[5])
+if rank[new] == 3 then redis.call('ZREM', KEYS[2], job.id) end
+redis.call('PUBLISH', ARGV[6], cjson.encode({jobId = job.id, tenantId = job.tenantId, serverId = job.serverId, kind = job.kind, state = new, at = ARGV[2]}))
+return {'ok', new}
+`
+
+export type TransitionStatus = 'ok' | 'same' | 'stale' | 'missing'
+
+export interface JobFilter { tenantId?: string, serverId?: string, state?: JobState, kind?: string, limit?: number }
+
+export class JobStore {
+  private readonly k: Keys
+
+  constructor (private readonly redis: Redis, ns: string) {
+    this.k = keysOf(ns)
+    if (!('portholeJobCreate' in redis)) {
+      redis.defineCommand('portholeJobCreate', { numberOfKeys: 6, lua: CREATE })
+      redis.defineCommand('portholeJobTransition', { numberOfKeys: 2, lua: TRANSITION })
+    }
+  }
+
+  /** The record a new job starts with. */
+  static initialRecord (job: Job): JobRecord {
+    const r: JobRecord = {
+      id: job.id,
+      kind: job.kind,
+      serverId: job.serverId,
+      tenantId: job.tenantId,
+      requestedBy: job.requestedBy,
+      state: 'queued',
+      createdAt: job.createdAt,
+      updatedAt: job.createdAt,
+      deadline: job.deadline,
+      history: [{ state: 'queued', at: job.createdAt }]
+    }
+    if (job.action !== undefined) r.action = job.action
+    if (job.console !== undefined) r.protocol = job.console.protocol
+    return r
+  }
+
+  /**
+   * Records a new queued job. With an idempotency scope and key, a repeat within `idempotencyTtlSeconds`
+   * returns the first job's id instead (`created: false`).
+   */
+  async create (job: Job, idem?: { scope: string, key: string, ttlSeconds: number }): Promise<{ created: boolean, id: string }> {
+    const rec = JobStore.initialRecord(job)
+    const r = await (this.redis as unknown as Scripts).portholeJobCreate(
+      this.k.job(job.id), this.k.jobDeadlines, this.k.jobsByServer(job.serverId), this.k.jobsByTenant(job.tenantId), this.k.jobsAll,
+      idem === undefined ? '' : this.k.idempotency(idem.scope, idem.key),
+      JSON.stringify(rec), Date.parse(job.createdAt), Date.parse(job.deadline), JOB_RETENTION_SECONDS, idem?.ttlSeconds ?? 0, this.k.jobEvents
+    )
+    return { created: r[0] === 1, id: r[1] }
+  }
+
+  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date } = {}): Promise<{ status: TransitionStatus, state: JobState | '' }> {
+    const r = await (this.redis as unknown as Scripts).portholeJobTransition(
+      this.k.job(jobId), this.k.jobDeadlines,
+      state, (o.at ?? new Date()).toISOString(),
+      o.result === undefined ? '' : JSON.stringify(o.result),
+      o.error === undefined ? '' : JSON.stringify(o.error),
+      JOB_RETENTION_SECONDS, this.k.jobEvents
+    )
+    return { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
+  }
+
+  async get (id: string): Promise<JobRecord | undefined> {
+    const raw = await this.redis.get(this.k.job(id))
+    return raw === null ? undefined : fromLua(JSON.parse(raw) as JobRecord)
+  }
+
+  async getMany (ids: string[]): Promise<JobRecord[]> {
+    if (ids.length === 0) return []
+    const raws = await this.redis.mget(ids.map(id => this.k.job(id)))
+    return raws.filter((r): r is string => r !== null).map(r => fromLua(JSON.parse(r) as JobRecord))
+  }
+
+  /** Newest first; filters by server or tenant through their indexes, by state and kind after reading. */
+  async list (f: JobFilter = {}): Promise<JobRecord[]> {
+    const limit = f.limit ?? 100
+    const index = f.serverId !== undefined ? this.k.jobsByServer(f.serverId) : f.tenantId !== undefined ? this.k.jobsByTenant(f.tenantId) : this.k.jobsAll
+    const out: JobRecord[] = []
+    const page = Math.max(limit, 100)
+    for (let start = 0; out.length < limit && start < 10_000; start += page) {
+      const ids = await this.redis.zrevrange(index, start, start + page - 1)
+      if (ids.length === 0) break
+      for (const j of await this.getMany(ids)) {
+        if (f.tenantId !== undefined && j.tenantId !== f.tenantId) continue
+        if (f.state !== undefined && j.state !== f.state) continue
+        if (f.kind !== undefined && j.kind !== f.kind) continue
+        out.push(j)
+        if (out.length === limit) break
+      }
+    }
+    return out
+  }
+
+  /** Ids of unfinished jobs whose deadline has passed. */
+  async overdue (now: number, limit = 100): Promise<string[]> {
+    return await this.redis.zrangebyscore(this.k.jobDeadlines, 0, now, 'LIMIT', 0, limit)
+  }
+
+  /** Drops index entries older than the retention (the records themselves expire). */
+  async trimIndexes (now = Date.now()): Promise<void> {
+    await this.redis.zremrangebyscore(this.k.jobsAll, 0, now - JOB_RETENTION_SECONDS * 1000)
+  }
+
+  get eventsChannel (): string { return this.k.jobEvents }
+}
+
+interface Scripts {
+  portholeJobCreate: (...args: Array<string | number>) => Promise<[number, string]>
+  portholeJobTransition: (...args: Array<string | number>) => Promise<[string, string]>
+}
+
+/** Lua's cjson writes empty arrays as `{}`; the only arrays in a record are never empty, but be exact. */
+function fromLua (r: JobRecord): JobRecord {
+  if (!Array.isArray(r.history)) r.history = []
+  return r
+}
+
+/** Parses a job event from the channel; undefined for anything else. */
+export function parseJobEvent (s: string): JobEvent | undefined {
+  try {
+    const e = JSON.parse(s) as JobEvent
+    return typeof e.jobId === 'string' && typeof e.state === 'string' ? e : undefined
+  } catch { return undefined }
+}

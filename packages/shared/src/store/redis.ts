@@ -1,0 +1,54 @@
+import { Redis } from 'ioredis'
+import type { Logger } from '../logging/index.js'
+
+export type { Redis } from 'ioredis'
+
+/**
+ * A Redis connection that fails commands quickly while Redis is down (the API answers 503, consumers
+ * requeue) instead of queueing them without bound, and reconnects by itself.
+ */
+export function createRedis (url: string, log: Logger, name: string): Redis {
+  const r = new Redis(url, {
+    connectionName: name,
+    maxRetriesPerRequest: 2,
+    connectTimeout: 3000,
+    enableAutoPipelining: true,
+    retryStrategy: (times: number) => Math.min(50 * 2 ** times, 2000),
+    lazyConnect: false
+  })
+  let down = false
+  r.on('error', (err: Error) => { if (!down) log.warn({ err: { message: err.message } }, 'redis error'); down = true })
+  r.on('ready', () => { if (down) log.info('redis reconnected'); down = false })
+  return r
+}
+
+/** Every Redis key Porthole uses, under one namespace. */
+export function keys (ns: string) {
+  const p = `${ns}:`
+  return {
+    job: (id: string) => `${p}job:${id}`,
+    jobsAll: `${p}jobs`,
+    jobsByServer: (id: string) => `${p}jobs:server:${id}`,
+    jobsByTenant: (id: string) => `${p}jobs:tenant:${id}`,
+    jobDeadlines: `${p}jobs:deadlines`,
+    idempotency: (scope: string, key: string) => `${p}idem:${scope}:${key}`,
+    jobEvents: `${p}events:jobs`,
+    server: (id: string) => `${p}server:${id}`,
+    servers: `${p}servers`,
+    serversByTenant: (id: string) => `${p}servers:tenant:${id}`,
+    tenant: (id: string) => `${p}tenant:${id}`,
+    tenants: `${p}tenants`,
+    apiKey: (hash: string) => `${p}apikey:${hash}`,
+    apiKeyById: (id: string) => `${p}apikey-id:${id}`,
+    apiKeys: `${p}apikeys`,
+    powerLock: (serverId: string) => `${p}lock:power:${serverId}`,
+    rate: (scope: string) => `${p}rate:${scope}`,
+    session: (id: string) => `${p}console:session:${id}`,
+    sessionByToken: (hash: string) => `${p}console:token:${hash}`,
+    sessions: `${p}console:sessions`,
+    sessionViewer: (id: string) => `${p}console:viewer:${id}`,
+    sessionEvents: `${p}events:console`,
+    audit: `${p}audit`
+  }
+}
+export type Keys = ReturnType<typeof keys>

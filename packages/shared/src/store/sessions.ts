@@ -1,0 +1,118 @@
+/**
+ * Console sessions in Redis, shared by every gateway replica and the API. Only the SHA-256 of a URL token
+ * is stored. Revocations and viewer take-overs are published on a channel so that whichever gateway holds
+ * the live socket closes it.
+ */
+import type { Redis } from 'ioredis'
+import type { ConsoleSession } from '../contracts/console.js'
+import { keys as keysOf, type Keys } from './redis.js'
+
+/** Sessions stay readable this long after expiry, so the page can say "expired" rather than "unknown". */
+const GRACE_SECONDS = 600
+
+// KEYS: session, token. ARGV: field ('usedAt'|'revokedAt'), at, events channel.
+// Sets the field once; returns 1 when this call set it, 0 when it was set already, -1 when missing.
+const MARK = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return -1 end
+local s = cjson.decode(raw)
+if s[ARGV[1]] then return 0 end
+s[ARGV[1]] = ARGV[2]
+redis.call('SET', KEYS[1], cjson.encode(s), 'KEEPTTL')
+if ARGV[1] == 'revokedAt' then
+  redis.call('DEL', KEYS[2])
+  redis.call('PUBLISH', ARGV[3], cjson.encode({type = 'revoked', sessionId = s.id}))
+end
+return 1
+`
+
+export type SessionEvent = { type: 'revoked', sessionId: string } | { type: 'viewer', sessionId: string, viewerId: string }
+
+export class ConsoleSessionStore {
+  private readonly k: Keys
+  constructor (private readonly redis: Redis, ns: string) {
+    this.k = keysOf(ns)
+    if (!('portholeSessionMark' in redis)) redis.defineCommand('portholeSessionMark', { numberOfKeys: 2, lua: MARK })
+  }
+
+  async create (s: ConsoleSession): Promise<void> {
+    const exp = Date.parse(s.expiresAt)
+    const ttl = Math.max(1, Math.ceil((exp - Date.now()) / 1000))
+    await this.redis.multi()
+      .set(this.k.session(s.id), JSON.stringify(s), 'EX', ttl + GRACE_SECONDS)
+      .set(this.k.sessionByToken(s.tokenHash), s.id, 'EX', ttl)
+      .zadd(this.k.sessions, exp, s.id)
+      .exec()
+  }
+
+  async get (id: string): Promise<ConsoleSession | undefined> {
+    const raw = await this.redis.get(this.k.session(id))
+    return raw === null ? undefined : JSON.parse(raw) as ConsoleSession
+  }
+
+  /** The session a token opens: undefined when unknown, expired or revoked. */
+  async findByTokenHash (hash: string): Promise<ConsoleSession | undefined> {
+    const id = await this.redis.get(this.k.sessionByToken(hash))
+    if (id === null) return undefined
+    const s = await this.get(id)
+    if (s === undefined || s.tokenHash !== hash || s.revokedAt !== undefined || Date.parse(s.expiresAt) <= Date.now()) return undefined
+    return s
+  }
+
+  /** Sessions not yet expired (revoked ones included until they expire, so they can be shown as such). */
+  async listLive (f: { tenantId?: string, serverId?: string } = {}, now = Date.now()): Promise<ConsoleSession[]> {
+    await this.redis.zremrangebyscore(this.k.sessions, 0, now)
+    const ids = await this.redis.zrangebyscore(this.k.sessions, now, '+inf')
+    if (ids.length === 0) return []
+    const raws = await this.redis.mget(ids.map(id => this.k.session(id)))
+    return raws.filter((r): r is string => r !== null).map(r => JSON.parse(r) as ConsoleSession)
+      .filter(s => (f.tenantId === undefined || s.tenantId === f.tenantId) && (f.serverId === undefined || s.serverId === f.serverId))
+  }
+
+  /** Marks a single-use session used; true for the first caller only. */
+  async claimUse (s: ConsoleSession): Promise<boolean> {
+    return (await this.mark(s, 'usedAt')) === 1
+  }
+
+  /** Revokes a session and tells every gateway; false when it was revoked already or is gone. */
+  async revoke (s: ConsoleSession): Promise<boolean> {
+    return (await this.mark(s, 'revokedAt')) === 1
+  }
+
+  private async mark (s: ConsoleSession, field: 'usedAt' | 'revokedAt'): Promise<number> {
+    return await (this.redis as unknown as { portholeSessionMark: (...a: string[]) => Promise<number> })
+      .portholeSessionMark(this.k.session(s.id), this.k.sessionByToken(s.tokenHash), field, new Date().toISOString(), this.k.sessionEvents)
+  }
+
+  /**
+   * Records `viewerId` as the session's one live viewer and tells every gateway, so that the one holding
+   * the previous viewer closes it. The record lives as long as the session.
+   */
+  async takeViewer (s: ConsoleSession, viewerId: string): Promise<void> {
+    const ttl = Math.max(1, Math.ceil((Date.parse(s.expiresAt) - Date.now()) / 1000))
+    const ev: SessionEvent = { type: 'viewer', sessionId: s.id, viewerId }
+    await this.redis.multi().set(this.k.sessionViewer(s.id), viewerId, 'EX', ttl).publish(this.k.sessionEvents, JSON.stringify(ev)).exec()
+  }
+
+  /** Clears the viewer record if `viewerId` still holds it. */
+  async dropViewer (sessionId: string, viewerId: string): Promise<void> {
+    const key = this.k.sessionViewer(sessionId)
+    if (await this.redis.get(key) === viewerId) await this.redis.del(key)
+  }
+
+  /** Which sessions have a live viewer now. */
+  async connected (ids: string[]): Promise<boolean[]> {
+    if (ids.length === 0) return []
+    const v = await this.redis.mget(ids.map(id => this.k.sessionViewer(id)))
+    return v.map(x => x !== null)
+  }
+
+  get eventsChannel (): string { return this.k.sessionEvents }
+}
+
+export function parseSessionEvent (s: string): SessionEvent | undefined {
+  try {
+    const e = JSON.parse(s) as SessionEvent
+    return typeof e.sessionId === 'string' && (e.type === 'revoked' || e.type === 'viewer') ? e : undefined
+  } catch { return undefined }
+}

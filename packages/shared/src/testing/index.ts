@@ -1,0 +1,122 @@
+/**
+ * Test support: real RabbitMQ and Redis, found or started, never faked. The order is: the services named by
+ * `RABBITMQ_URL` / `REDIS_URL`; else the local defaults when they answer; else containers started with
+ * testcontainers where Docker runs. When none works the test fails with a message saying what to set: a
+ * missing service never skips a test.
+ */
+import { randomBytes } from 'node:crypto'
+import { connect as netConnect } from 'node:net'
+import amqp from 'amqplib'
+import { Redis } from 'ioredis'
+import { deleteTopology } from '../amqp/topology.js'
+
+type Testcontainers = typeof import('testcontainers') // eslint-disable-line @typescript-eslint/consistent-type-imports
+
+export interface Services { rabbitmqUrl: string, redisUrl: string }
+
+const LOCAL = { rabbitmqUrl: 'amqp://guest:guest@127.0.0.1:5672', redisUrl: 'redis://127.0.0.1:6379' }
+let found: Promise<Services> | undefined
+
+/** The RabbitMQ and Redis the tests use (looked up once per process). */
+export async function services (): Promise<Services> {
+  found ??= findServices()
+  return await found
+}
+
+async function findServices (): Promise<Services> {
+  let rabbitmqUrl = process.env.RABBITMQ_URL
+  let redisUrl = process.env.REDIS_URL
+  if (rabbitmqUrl === undefined && await answers(LOCAL.rabbitmqUrl)) rabbitmqUrl = LOCAL.rabbitmqUrl
+  if (redisUrl === undefined && await answers(LOCAL.redisUrl)) redisUrl = LOCAL.redisUrl
+  if (rabbitmqUrl === undefined || redisUrl === undefined) {
+    const started = await fromContainers(rabbitmqUrl === undefined, redisUrl === undefined)
+    rabbitmqUrl ??= started.rabbitmqUrl
+    redisUrl ??= started.redisUrl
+  }
+  if (rabbitmqUrl === undefined || redisUrl === undefined) throw new Error('no RabbitMQ or Redis: set RABBITMQ_URL and REDIS_URL, run them locally, or run Docker')
+  return { rabbitmqUrl, redisUrl }
+}
+
+async function answers (url: string): Promise<boolean> {
+  const u = new URL(url)
+  return await new Promise(resolve => {
+    const s = netConnect({ host: u.hostname, port: Number(u.port) })
+    const done = (ok: boolean): void => { s.destroy(); resolve(ok) }
+    s.setTimeout(500, () => done(false))
+    s.once('connect', () => done(true))
+    s.once('error', () => done(false))
+  })
+}
+
+async function fromContainers (rabbit: boolean, redis: boolean): Promise<Partial<Services>> {
+  let tc: Testcontainers
+  try {
+    tc = await import('testcontainers')
+  } catch (err) {
+    throw new Error(`RabbitMQ or Redis missing and testcontainers unavailable (${(err as Error).message}): set RABBITMQ_URL and REDIS_URL`)
+  }
+  const out: Partial<Services> = {}
+  try {
+    if (rabbit) {
+      const c = await new tc.GenericContainer('rabbitmq:3.13-alpine').withExposedPorts(5672).withWaitStrategy(tc.Wait.forLogMessage('Server startup complete')).start()
+      out.rabbitmqUrl = `amqp://guest:guest@${c.getHost()}:${c.getMappedPort(5672)}`
+    }
+    if (redis) {
+      const c = await new tc.GenericContainer('redis:7-alpine').withExposedPorts(6379).start()
+      out.redisUrl = `redis://${c.getHost()}:${c.getMappedPort(6379)}`
+    }
+  } catch (err) {
+    throw new Error(`RabbitMQ or Redis missing, and no container could be started (${(err as Error).message}): set RABBITMQ_URL and REDIS_URL`)
+  }
+  return out
+}
+
+/** A namespace unique to one test, for queues, exchanges and Redis keys. */
+export function uniqueNamespace (prefix = 't'): string {
+  return `${prefix}-${randomBytes(5).toString('hex')}`
+}
+
+/** Deletes the namespace's queues, exchanges and Redis keys. */
+export async function dropNamespace (ns: string, s: Services): Promise<void> {
+  const conn = await amqp.connect(s.rabbitmqUrl)
+  try {
+    const ch = await conn.createChannel()
+    await deleteTopology(ch, ns)
+    await ch.close()
+  } finally {
+    await conn.close()
+  }
+  const r = new Redis(s.redisUrl)
+  try {
+    let cursor = '0'
+    do {
+      const [next, batch] = await r.scan(cursor, 'MATCH', `${ns}:*`, 'COUNT', 1000)
+      cursor = next
+      if (batch.length > 0) await r.del(...batch)
+    } while (cursor !== '0')
+  } finally {
+    r.disconnect()
+  }
+}
+
+/** Polls `fn` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
+export async function waitFor<T> (fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, what = 'condition', intervalMs = 25): Promise<T> {
+  const end = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const v = await fn()
+      if (v !== undefined && v !== false) return v
+    } catch (err) { last = err }
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${(last as Error).message}`}`)
+    await new Promise(resolve => setTimeout(resolve, intervalMs))
+  }
+}
+
+/** A 32-byte key in base64, for PORTHOLE_SECRET_KEY in tests. */
+export function testSecretKey (): string {
+  return randomBytes(32).toString('base64')
+}
+
+export * from './stack.js'
+export * from './libvirt.js'

@@ -1,0 +1,89 @@
+/**
+ * Tiny diskless libvirt domains for tests, driven through `virsh` so that tests ask libvirt itself (not
+ * Porthole) what state a VM is in. Each has a name unique to the test run, a VNC display on loopback, and is
+ * destroyed and undefined in `t.after`. Domain type `kvm` where /dev/kvm works for qemu, `qemu` otherwise.
+ */
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { accessSync, constants } from 'node:fs'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+export const TEST_LIBVIRT_URI = process.env.TEST_LIBVIRT_URI ?? 'qemu:///system'
+
+export async function virsh (...args: string[]): Promise<string> {
+  const { stdout } = await run('virsh', ['-c', TEST_LIBVIRT_URI, ...args], { timeout: 30_000 })
+  return stdout.trim()
+}
+
+let domainType: 'kvm' | 'qemu' | undefined
+function pickDomainType (): 'kvm' | 'qemu' {
+  if (domainType !== undefined) return domainType
+  try { accessSync('/dev/kvm', constants.R_OK | constants.W_OK); domainType = 'kvm' } catch { domainType = 'qemu' }
+  return domainType
+}
+
+export interface TinyDomainOptions {
+  /** Add a VNC display (default true). */
+  vnc?: boolean
+  /** VNC password (at most 8 characters are used). */
+  vncPassword?: string
+  /** Start it (default true). */
+  start?: boolean
+  /** listen address of the VNC display (default 127.0.0.1). */
+  listen?: string
+}
+
+export interface TinyDomain {
+  name: string
+  uri: string
+  /** libvirt's own word for the state: running, shut off, paused, ... */
+  state: () => Promise<string>
+  /** The domain's live XML as libvirt reports it. */
+  xml: () => Promise<string>
+  /** The VNC port libvirt assigned, or undefined. */
+  vncPort: () => Promise<number | undefined>
+  remove: () => Promise<void>
+}
+
+export function tinyDomainXml (name: string, type: 'kvm' | 'qemu', o: TinyDomainOptions): string {
+  const pw = o.vncPassword === undefined ? '' : ` passwd='${o.vncPassword}'`
+  const graphics = o.vnc === false ? '' : `<graphics type='vnc' autoport='yes' listen='${o.listen ?? '127.0.0.1'}'${pw}/><video><model type='vga'/></video>`
+  // Diskless: the BIOS finds no disk and iPXE finds no network card, so the screen stays on a BIOS text
+  // page; ACPI lets "shutdown" reach the guest (SeaBIOS does not act on it: tests see the request, not an
+  // off VM, unless they wait for the agent's escalation).
+  return `<domain type='${type}'><name>${name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
+<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os><features><acpi/></features>
+<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
+<devices><input type='keyboard' bus='ps2'/>${graphics}</devices></domain>`
+}
+
+/** Defines (and by default starts) a tiny domain; removed in `t.after`. */
+export async function tinyDomain (t: { after: (fn: () => Promise<void>) => void }, o: TinyDomainOptions = {}): Promise<TinyDomain> {
+  const name = `porthole-test-${randomBytes(5).toString('hex')}`
+  const { writeFile, rm, mkdtemp } = await import('node:fs/promises')
+  const { tmpdir } = await import('node:os')
+  const dir = await mkdtemp(`${tmpdir()}/porthole-dom-`)
+  const file = `${dir}/${name}.xml`
+  await writeFile(file, tinyDomainXml(name, pickDomainType(), o))
+  await virsh('define', file)
+  await rm(dir, { recursive: true, force: true })
+  const d: TinyDomain = {
+    name,
+    uri: TEST_LIBVIRT_URI,
+    state: async () => await virsh('domstate', name),
+    xml: async () => await virsh('dumpxml', name),
+    vncPort: async () => {
+      const m = /<graphics type='vnc' port='(\d+)'/.exec(await virsh('dumpxml', name))
+      const p = m === null ? undefined : Number(m[1])
+      return p === undefined || p < 0 ? undefined : p
+    },
+    remove: async () => {
+      await virsh('destroy', name).catch(() => {})
+      await virsh('undefine', name).catch(() => {})
+    }
+  }
+  t.after(d.remove)
+  if (o.start !== false) await virsh('start', name)
+  return d
+}

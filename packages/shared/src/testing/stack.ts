@@ -1,0 +1,153 @@
+/**
+ * Runs the real services, compiled, as child processes (as `npm start` does), on free loopback ports and a
+ * namespace of their own, against the real RabbitMQ and Redis. The contract with each service's
+ * `dist/src/main.js`: configuration from the environment, JSON log lines on stdout, a line whose `msg` is
+ * "ready" once it serves, and a clean exit on SIGTERM. Every log line is kept (see `logs()`), so tests can
+ * check that no secret was ever written.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { dropNamespace, services, testSecretKey, uniqueNamespace, type Services } from './index.js'
+
+export type ServiceName = 'api' | 'receiver' | 'agents' | 'console-gateway'
+export const ALL_SERVICES: readonly ServiceName[] = ['api', 'receiver', 'agents', 'console-gateway']
+
+/** The repository's root, found from this compiled file (packages/shared/dist/src/testing). */
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', '..')
+
+export interface StackOptions {
+  services?: readonly ServiceName[]
+  /** Extra environment for every service. */
+  env?: Record<string, string>
+  /** Extra environment per service. */
+  envFor?: Partial<Record<ServiceName, Record<string, string>>>
+  namespace?: string
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read bodies of every shape
+export interface ApiResponse<T = any> { status: number, headers: Headers, body: T }
+
+export class Stack {
+  readonly procs = new Map<ServiceName, ChildProcess>()
+  readonly logLines: string[] = []
+  apiUrl = ''
+  gatewayUrl = ''
+  readonly adminToken = `adm_${randomBytes(24).toString('base64url')}`
+  readonly secretKey = testSecretKey()
+
+  constructor (readonly ns: string, readonly svc: Services, readonly opts: StackOptions) {}
+
+  /** Calls the API with the bootstrap admin token unless `key` is given (`null` for none). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  async api<T = any> (method: string, path: string, body?: unknown, o: { key?: string | null, headers?: Record<string, string> } = {}): Promise<ApiResponse<T>> {
+    const headers: Record<string, string> = { ...o.headers }
+    const key = o.key === undefined ? this.adminToken : o.key
+    if (key !== null) headers.authorization = `Bearer ${key}`
+    if (body !== undefined) headers['content-type'] ??= 'application/json'
+    const res = await fetch(this.apiUrl + path, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) })
+    const text = await res.text()
+    let parsed: unknown = text
+    try { parsed = text === '' ? undefined : JSON.parse(text) } catch { /* not JSON */ }
+    return { status: res.status, headers: res.headers, body: parsed as T }
+  }
+
+  /** Every log line every service wrote so far. */
+  logs (): string { return this.logLines.join('\n') }
+
+  /** Stops one service (SIGKILL when `hard`) and waits for it to exit. */
+  async stop (name: ServiceName, hard = false): Promise<void> {
+    const p = this.procs.get(name)
+    if (p === undefined || p.exitCode !== null) return
+    const exited = new Promise<void>(resolve => p.once('exit', () => resolve()))
+    p.kill(hard ? 'SIGKILL' : 'SIGTERM')
+    const t = setTimeout(() => p.kill('SIGKILL'), 10_000)
+    await exited
+    clearTimeout(t)
+    this.procs.delete(name)
+  }
+
+  /** Starts (or restarts) one service and waits for its "ready" line. */
+  async start (name: ServiceName, extraEnv: Record<string, string> = {}): Promise<void> {
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: process.env.HOME ?? '/root',
+      RABBITMQ_URL: this.svc.rabbitmqUrl,
+      REDIS_URL: this.svc.redisUrl,
+      PORTHOLE_NAMESPACE: this.ns,
+      PORTHOLE_SECRET_KEY: this.secretKey,
+      PORTHOLE_ADMIN_TOKEN: this.adminToken,
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info',
+      API_HOST: '127.0.0.1',
+      API_PORT: new URL(this.apiUrl).port,
+      GATEWAY_HOST: '127.0.0.1',
+      GATEWAY_PORT: new URL(this.gatewayUrl).port,
+      PUBLIC_GATEWAY_URL: this.gatewayUrl,
+      ...this.opts.env,
+      ...this.opts.envFor?.[name],
+      ...extraEnv
+    }
+    const main = join(REPO_ROOT, 'services', name, 'dist', 'src', 'main.js')
+    const p = spawn(process.execPath, ['--enable-source-maps', main], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.procs.set(name, p)
+    const ready = new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${name} did not report ready within 30 s:\n${this.tail(name)}`)), 30_000)
+      const onLine = (line: string): void => {
+        this.logLines.push(line)
+        if (line.includes('"msg":"ready"')) { clearTimeout(t); resolve() }
+      }
+      lines(p.stdout, onLine)
+      lines(p.stderr, onLine)
+      p.once('exit', (code) => { clearTimeout(t); reject(new Error(`${name} exited with ${code} before ready:\n${this.tail(name)}`)) })
+    })
+    await ready
+  }
+
+  private tail (name: string): string {
+    return this.logLines.filter(l => l.includes(`"service":"${name}"`) || !l.startsWith('{')).slice(-20).join('\n')
+  }
+
+  async close (): Promise<void> {
+    await Promise.all([...this.procs.keys()].map(async n => await this.stop(n)))
+    await dropNamespace(this.ns, this.svc).catch(() => {})
+  }
+}
+
+function lines (stream: NodeJS.ReadableStream | null, onLine: (l: string) => void): void {
+  if (stream === null) return
+  let buf = ''
+  stream.setEncoding('utf8')
+  stream.on('data', (chunk: string) => {
+    buf += chunk
+    let i
+    while ((i = buf.indexOf('\n')) !== -1) { onLine(buf.slice(0, i)); buf = buf.slice(i + 1) }
+  })
+}
+
+/** A free TCP port on loopback. */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address()
+      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0))
+    })
+  })
+}
+
+/**
+ * Starts the named services (all four by default) and registers their clean-up with `t.after`.
+ * Usage: `const stack = await startStack(t)`.
+ */
+export async function startStack (t: { after: (fn: () => Promise<void>) => void }, o: StackOptions = {}): Promise<Stack> {
+  const svc = await services()
+  const s = new Stack(o.namespace ?? uniqueNamespace(), svc, o)
+  s.apiUrl = `http://127.0.0.1:${await freePort()}`
+  s.gatewayUrl = `http://127.0.0.1:${await freePort()}`
+  t.after(async () => await s.close())
+  for (const name of o.services ?? ALL_SERVICES) await s.start(name)
+  return s
+}
