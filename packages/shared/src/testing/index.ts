@@ -119,4 +119,5 @@ export function testSecretKey (): string {
 }
 
 export * from './stack.js'
+export * from './tcp-proxy.js'
 export * from './libvirt.js'

@@ -1,0 +1,40 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { bool, ConfigError, commonSettings, describeSettings, int, list, loadConfig, required, secret, url } from '../../src/config/index.js'
+
+const spec = {
+  ...commonSettings,
+  PORT: int('port', 8080, 1, 65535),
+  DEBUG: bool('debug', false),
+  ORIGINS: list('origins', []),
+  KEY: required(secret('a key'))
+}
+
+test('defaults apply, values parse, and the result is frozen', () => {
+  const c = loadConfig(spec, { KEY: 'k', PORT: '9000', DEBUG: 'yes', ORIGINS: 'a, b,' })
+  assert.equal(c.PORT, 9000)
+  assert.equal(c.DEBUG, true)
+  assert.deepEqual(c.ORIGINS, ['a', 'b'])
+  assert.equal(c.RABBITMQ_URL, 'amqp://guest:guest@127.0.0.1:5672')
+  assert.equal(c.PORTHOLE_NAMESPACE, 'porthole')
+  assert.ok(Object.isFrozen(c))
+})
+
+test('a bad or missing value names its variable', () => {
+  const bad = (env: Record<string, string>, variable: string): void => {
+    assert.throws(() => loadConfig(spec, env), (e: unknown) => e instanceof ConfigError && e.variable === variable && e.message.startsWith(variable))
+  }
+  bad({}, 'KEY')
+  bad({ KEY: 'k', PORT: '80a' }, 'PORT')
+  bad({ KEY: 'k', PORT: '70000' }, 'PORT')
+  bad({ KEY: 'k', DEBUG: 'maybe' }, 'DEBUG')
+  bad({ KEY: 'k', RABBITMQ_URL: 'http://x' }, 'RABBITMQ_URL')
+  bad({ KEY: 'k', PORTHOLE_NAMESPACE: 'Bad Name' }, 'PORTHOLE_NAMESPACE')
+  bad({ KEY: 'k', LOG_LEVEL: 'loud' }, 'LOG_LEVEL')
+})
+
+test('the settings table never shows a secret default', () => {
+  const table = describeSettings({ A: secret('a secret', 'topsecret'), B: url('b', 'redis://x', ['redis']) })
+  assert.ok(!table.includes('topsecret'))
+  assert.match(table, /`B` \| `redis:\/\/x`/)
+})

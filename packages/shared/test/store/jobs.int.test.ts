@@ -1,0 +1,94 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
+import type { Job } from '../../src/contracts/index.js'
+import { JobStore, parseJobEvent } from '../../src/store/index.js'
+import { dropNamespace, services, uniqueNamespace } from '../../src/testing/index.js'
+
+async function setup (t: { after: (fn: () => Promise<void>) => void }): Promise<{ store: JobStore, redis: Redis, ns: string }> {
+  const svc = await services()
+  const ns = uniqueNamespace()
+  const redis = new Redis(svc.redisUrl)
+  t.after(async () => { redis.disconnect(); await dropNamespace(ns, svc) })
+  return { store: new JobStore(redis, ns), redis, ns }
+}
+
+const newJob = (o: Partial<Job> = {}): Job => ({
+  id: randomUUID(), kind: 'power', serverId: randomUUID(), tenantId: randomUUID(), action: 'on', requestedBy: 'k',
+  createdAt: new Date().toISOString(), deadline: new Date(Date.now() + 60_000).toISOString(), attempt: 1, traceId: 't', ...o
+})
+
+test('a job moves forward through its states with a timestamp each, and never leaves a terminal state', async (t) => {
+  const { store } = await setup(t)
+  const j = newJob()
+  assert.deepEqual(await store.create(j), { created: true, id: j.id })
+  assert.equal((await store.transition(j.id, 'dispatched')).status, 'ok')
+  assert.equal((await store.transition(j.id, 'dispatched')).status, 'same')
+  assert.equal((await store.transition(j.id, 'running')).status, 'ok')
+  assert.equal((await store.transition(j.id, 'queued')).status, 'stale')
+  const result = { power: 'on' as const, checkedAt: new Date().toISOString(), changed: true }
+  assert.equal((await store.transition(j.id, 'succeeded', { result })).status, 'ok')
+  assert.deepEqual(await store.transition(j.id, 'timed_out'), { status: 'stale', state: 'succeeded' })
+  const rec = await store.get(j.id)
+  assert.equal(rec?.state, 'succeeded')
+  assert.deepEqual(rec?.history.map(h => h.state), ['queued', 'dispatched', 'running', 'succeeded'])
+  assert.ok(rec?.history.every(h => !Number.isNaN(Date.parse(h.at))))
+  assert.deepEqual(rec?.result, result)
+  assert.equal((await store.transition(randomUUID(), 'running')).status, 'missing')
+})
+
+test('concurrent terminal writers: exactly one wins', async (t) => {
+  const { store } = await setup(t)
+  const j = newJob()
+  await store.create(j)
+  const r = await Promise.all([
+    store.transition(j.id, 'succeeded', { result: { power: 'off', checkedAt: new Date().toISOString() } }),
+    store.transition(j.id, 'timed_out', { error: { code: 'timeout', message: 'late', retryable: true } }),
+    store.transition(j.id, 'failed', { error: { code: 'action', message: 'no', retryable: false } })
+  ])
+  assert.equal(r.filter(x => x.status === 'ok').length, 1)
+  const rec = await store.get(j.id)
+  assert.equal(rec?.history.length, 2)
+})
+
+test('an idempotency key returns the first job', async (t) => {
+  const { store } = await setup(t)
+  const a = newJob(); const b = newJob()
+  const idem = { scope: 'key-1', key: 'abc', ttlSeconds: 60 }
+  assert.deepEqual(await store.create(a, idem), { created: true, id: a.id })
+  assert.deepEqual(await store.create(b, idem), { created: false, id: a.id })
+  assert.equal(await store.get(b.id), undefined)
+  assert.deepEqual(await store.create(b, { ...idem, scope: 'key-2' }), { created: true, id: b.id })
+})
+
+test('overdue lists unfinished jobs past their deadline only, and listing filters', async (t) => {
+  const { store } = await setup(t)
+  const serverId = randomUUID()
+  const late = newJob({ serverId, deadline: new Date(Date.now() - 1).toISOString() })
+  const done = newJob({ serverId, deadline: new Date(Date.now() - 1).toISOString(), kind: 'status', action: undefined })
+  const fresh = newJob({ serverId })
+  for (const j of [late, done, fresh]) await store.create(j)
+  await store.transition(done.id, 'succeeded', { result: { power: 'on', checkedAt: new Date().toISOString() } })
+  assert.deepEqual(await store.overdue(Date.now()), [late.id])
+  assert.deepEqual((await store.list({ serverId })).map(j => j.id).sort(), [late.id, done.id, fresh.id].sort())
+  assert.deepEqual((await store.list({ serverId, state: 'succeeded' })).map(j => j.id), [done.id])
+  assert.deepEqual((await store.list({ serverId, kind: 'status' })).map(j => j.id), [done.id])
+})
+
+test('every change is published on the events channel', async (t) => {
+  const { store } = await setup(t)
+  const svc = await services()
+  const sub = new Redis(svc.redisUrl)
+  t.after(() => { sub.disconnect() })
+  const seen: string[] = []
+  await sub.subscribe(store.eventsChannel)
+  sub.on('message', (_c: string, m: string) => { const e = parseJobEvent(m); if (e !== undefined) seen.push(e.state) })
+  const j = newJob()
+  await store.create(j)
+  await store.transition(j.id, 'dispatched')
+  await store.transition(j.id, 'failed', { error: { code: 'action', message: 'x', retryable: false } })
+  const end = Date.now() + 2000
+  while (seen.length < 3 && Date.now() < end) await new Promise(resolve => setTimeout(resolve, 10))
+  assert.deepEqual(seen, ['queued', 'dispatched', 'failed'])
+})
