@@ -1,0 +1,15 @@
+/** The receiver's settings: the only place it reads the environment. */
+import { commonSettings, int, loadConfig, type ConfigOf } from '@porthole/shared/config'
+
+export const receiverSettings = {
+  ...commonSettings,
+  RECEIVER_PREFETCH: int('jobs and results each receiver replica handles at once (AMQP prefetch)', 64, 1, 10_000),
+  DEADLINE_SWEEP_MS: int('how often the receiver ends unfinished jobs whose deadline has passed (milliseconds)', 250, 10, 60_000)
+}
+
+export type ReceiverConfig = ConfigOf<typeof receiverSettings>
+
+/** Parses the environment; throws a ConfigError naming the first bad variable. */
+export function readConfig (env: NodeJS.ProcessEnv = process.env): ReceiverConfig {
+  return loadConfig(receiverSettings, env)
+}

@@ -1,0 +1,191 @@
+/**
+ * The receiver: takes jobs from `<ns>.jobs.receiver`, applies the per-server rules, routes each job to its
+ * agent type's queue, records the agents' answers, and ends jobs whose deadline has passed.
+ *
+ * Every state change goes through `JobStore.transition` (one Lua script, forward-only), so several receiver
+ * replicas, the deadline sweeper and late agent answers can race without moving a job backwards.
+ */
+import { AmqpClient, names, type Delivery, type Disposition } from '@porthole/shared/amqp'
+import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/shared/contracts'
+import type { Logger } from '@porthole/shared/logging'
+import { JobStore, Locks, ServerStore, createRedis, keys, type Redis } from '@porthole/shared/store'
+import type { ReceiverConfig } from './config.js'
+
+const checkJob = compile(Job, 'job')
+const checkUpdate = compile(JobUpdate, 'job update')
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** The failure recorded for a job that nobody finished by its deadline. */
+export const DEADLINE_FAILURE: JobFailure = { code: 'timeout', message: 'no answer by the deadline', retryable: true }
+
+export interface ReceiverDeps {
+  config: ReceiverConfig
+  log: Logger
+}
+
+export interface Receiver {
+  /** Stops consuming, waits for running handlers, then closes the broker and Redis connections. */
+  close: () => Promise<void>
+}
+
+export async function startReceiver ({ config, log }: ReceiverDeps): Promise<Receiver> {
+  const ns = config.PORTHOLE_NAMESPACE
+  const n = names(ns)
+  const redis = createRedis(config.REDIS_URL, log, 'porthole-receiver')
+  const jobs = new JobStore(redis, ns)
+  const servers = new ServerStore(redis, ns)
+  const locks = new Locks(redis, ns)
+  const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: 'porthole-receiver' })
+  const jobLog = log.child({ component: 'jobs' })
+  const resultLog = log.child({ component: 'results' })
+
+  async function onJob (d: Delivery): Promise<Disposition> {
+    const body = d.body
+    if (!checkJob.check(body)) return await poison(body)
+    const job = body
+    const l = jobLog.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })
+    try {
+      const rec = await jobs.get(job.id)
+      if (rec === undefined) {
+        l.warn('job has no record; dead-lettering it')
+        return 'dead'
+      }
+      // The API may already have ended it (e.g. failed after a lost confirm), or the sweeper timed it out.
+      if (isTerminal(rec.state)) {
+        l.debug({ state: rec.state }, 'job already finished; skipping')
+        return 'ack'
+      }
+      const now = Date.now()
+      const deadline = Date.parse(job.deadline)
+      if (deadline <= now) {
+        await jobs.transition(job.id, 'timed_out', { error: DEADLINE_FAILURE })
+        l.info('job reached the receiver after its deadline')
+        return 'ack'
+      }
+      const server = await servers.get(job.serverId)
+      if (server === undefined || server.tenantId !== job.tenantId) {
+        await jobs.transition(job.id, 'failed', { error: { code: 'not_found', message: 'server not found', retryable: false } })
+        l.info('server not found')
+        return 'ack'
+      }
+      if (job.kind === 'power') {
+        // One power job at a time per server. The lock expires at the deadline at the latest, so a lost
+        // release never blocks a server for longer than one job's lifetime.
+        const lock = await locks.acquirePower(server.id, job.id, deadline - now)
+        if (!lock.acquired) {
+          // Back through the delay queue: it dead-letters the job to the receiver again after DELAY_MS.
+          await amqp.publish('', n.delayQueue, job)
+          l.debug({ holder: lock.holder }, 'server busy with another power job; delayed')
+          return 'ack'
+        }
+      }
+      // Recorded before the publish so that the history reads in order even when the agent answers
+      // at once; a failed publish requeues the job and the transition is then 'same'.
+      await jobs.transition(job.id, 'dispatched')
+      const request: AgentRequest = { job, server }
+      await amqp.publish(n.agentsExchange, server.agent, request)
+      l.debug({ agent: server.agent }, 'job dispatched')
+      return 'ack'
+    } catch (err) {
+      l.warn({ err: brief(err), deliveryCount: d.deliveryCount }, 'job handling failed; requeueing')
+      return 'requeue'
+    }
+  }
+
+  /** A message that can never be processed: mark its job failed when it names one, then dead-letter it. */
+  async function poison (body: unknown): Promise<Disposition> {
+    let message = 'invalid job: the message body is not JSON'
+    if (body !== undefined) {
+      try { checkJob.parse(body) } catch (err) { message = (err as Error).message.slice(0, 500) }
+    }
+    const id = typeof body === 'object' && body !== null && 'id' in body ? (body as { id: unknown }).id : undefined
+    if (typeof id === 'string' && UUID.test(id)) {
+      try {
+        const r = await jobs.transition(id, 'failed', { error: { code: 'poison', message, retryable: false } })
+        jobLog.warn({ jobId: id, status: r.status, reason: message }, 'poison job dead-lettered')
+      } catch (err) {
+        jobLog.warn({ jobId: id, err: brief(err) }, 'could not mark a poison job failed; requeueing')
+        return 'requeue'
+      }
+    } else {
+      jobLog.warn({ reason: message }, 'poison message dead-lettered')
+    }
+    return 'dead'
+  }
+
+  async function onResult (d: Delivery): Promise<Disposition> {
+    if (!checkUpdate.check(d.body)) {
+      let reason = 'not JSON'
+      try { checkUpdate.parse(d.body) } catch (err) { reason = (err as Error).message.slice(0, 500) }
+      resultLog.warn({ reason }, 'invalid job update dead-lettered')
+      return 'dead'
+    }
+    const u = d.body
+    try {
+      const at = new Date(u.at)
+      const o: Parameters<JobStore['transition']>[2] = { at }
+      if (u.result !== undefined) o.result = u.result
+      if (u.error !== undefined) o.error = u.error
+      if (u.state === 'failed' && u.error === undefined) o.error = { code: 'internal', message: 'the agent reported a failure without a reason', retryable: false }
+      const r = await jobs.transition(u.jobId, u.state, o)
+      resultLog.debug({ jobId: u.jobId, state: u.state, status: r.status }, 'job update recorded')
+      if (u.state !== 'running') await releaseIfPower(u.jobId)
+      return 'ack'
+    } catch (err) {
+      resultLog.warn({ jobId: u.jobId, err: brief(err) }, 'recording a job update failed; requeueing')
+      return 'requeue'
+    }
+  }
+
+  async function releaseIfPower (jobId: string): Promise<void> {
+    const rec = await jobs.get(jobId)
+    if (rec?.kind === 'power') await locks.releasePower(rec.serverId, jobId)
+  }
+
+  // The deadline sweeper. Every replica runs it; the transition is idempotent, so two replicas ending the
+  // same job is harmless (the second sees 'stale').
+  let sweeping = false
+  const deadlines = keys(ns).jobDeadlines
+  async function sweep (): Promise<void> {
+    if (sweeping) return
+    sweeping = true
+    try {
+      for (const id of await jobs.overdue(Date.now())) {
+        const r = await jobs.transition(id, 'timed_out', { error: DEADLINE_FAILURE })
+        if (r.status === 'missing') {
+          await redis.zrem(deadlines, id) // the record expired or was deleted: forget its deadline
+          continue
+        }
+        if (r.status === 'ok') log.info({ component: 'sweeper', jobId: id }, 'job timed out')
+        await releaseIfPower(id)
+      }
+    } catch (err) {
+      log.warn({ component: 'sweeper', err: brief(err) }, 'deadline sweep failed')
+    } finally {
+      sweeping = false
+    }
+  }
+
+  await amqp.start()
+  await amqp.consume(n.receiverQueue, onJob, { prefetch: config.RECEIVER_PREFETCH })
+  await amqp.consume(n.resultsQueue, onResult, { prefetch: config.RECEIVER_PREFETCH })
+  const timer = setInterval(() => { void sweep() }, config.DEADLINE_SWEEP_MS)
+
+  return {
+    async close () {
+      clearInterval(timer)
+      await amqp.close()
+      await closeRedis(redis)
+    }
+  }
+}
+
+async function closeRedis (r: Redis): Promise<void> {
+  try { await r.quit() } catch { r.disconnect() }
+}
+
+/** An error as a log field: its class, code and message, no stack or cause (which may carry URLs). */
+function brief (err: unknown): { name?: string, code?: unknown, message: string } {
+  const e = err as { name?: string, code?: unknown, message?: string }
+  return { name: e?.name, code: e?.code, message: String(e?.message ?? err) }
+}
