@@ -10,10 +10,12 @@
  * - Every call honours `ctx.signal` (aborted at the job's deadline) and never outlives it.
  * - Secrets (`ctx.secrets`) never reach a log line or an error message.
  */
-import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerStatus, ServerSecrets, StoredServer } from '@porthole/shared/contracts'
+import type { ConsoleProtocol, ConsoleTarget, Job, PowerAction, PowerStatus, ServerSecrets, StoredServer } from '@porthole/shared/contracts'
 import type { Logger } from '@porthole/shared/logging'
 
 export interface AgentContext {
+  /** The job being run (for console jobs, `job.console.ttlSeconds` is how long the target must stay usable). */
+  job: Job
   server: StoredServer
   /** The server's secrets, opened from `server.secrets`. */
   secrets: ServerSecrets

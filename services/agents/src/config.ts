@@ -1,0 +1,66 @@
+/** The agents' settings: the only place this service reads the environment. */
+import { AGENT_TYPES as KNOWN_AGENT_TYPES, type AgentType } from '@porthole/shared/contracts'
+import { commonSettings, int, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+
+function agentTypes (doc: string, def: AgentType[]): Setting<AgentType[]> {
+  return {
+    doc,
+    default: def,
+    parse (v) {
+      const out = [...new Set(v.split(',').map(s => s.trim()).filter(s => s !== ''))]
+      if (out.length === 0) throw new Error('expected at least one agent type')
+      for (const t of out) {
+        if (!(KNOWN_AGENT_TYPES as readonly string[]).includes(t)) throw new Error(`unknown agent type ${JSON.stringify(t)}; expected some of ${KNOWN_AGENT_TYPES.join(', ')}`)
+      }
+      return out as AgentType[]
+    }
+  }
+}
+
+/**
+ * `uri=host,uri=host`: the address the console gateway reaches a VNC display at, for each libvirt URI whose
+ * displays listen on a wildcard or loopback address. Split at the last `=` (a URI's query may hold one).
+ */
+function uriHostMap (doc: string): Setting<Readonly<Record<string, string>>> {
+  return {
+    doc,
+    default: Object.freeze({}),
+    parse (v) {
+      const out: Record<string, string> = {}
+      for (const item of v.split(',').map(s => s.trim()).filter(s => s !== '')) {
+        const i = item.lastIndexOf('=')
+        const uri = item.slice(0, i).trim()
+        const host = item.slice(i + 1).trim()
+        if (i <= 0 || uri === '' || host === '') throw new Error(`expected uri=host pairs separated by commas, got ${JSON.stringify(item)}`)
+        if (!/^[A-Za-z0-9.:[\]_-]+$/.test(host)) throw new Error(`expected a host name or IP address after "=", got ${JSON.stringify(host)}`)
+        out[uri] = host
+      }
+      return Object.freeze(out)
+    }
+  }
+}
+
+export const agentSettings = {
+  ...commonSettings,
+  ...secretKeySettings,
+  AGENT_TYPES: agentTypes('agent types this process serves, comma separated (each consumes `<ns>.agent.<type>`)', ['kvm', 'ipmi', 'ovirt']),
+  AGENT_PREFETCH: int('jobs each agent type handles at once in this process (AMQP prefetch)', 16, 1, 1000),
+  KVM_CONSOLE_HOSTS: uriHostMap('`uri=host,…`: where the console gateway reaches VNC displays of a libvirt URI that listen on 127.0.0.1, 0.0.0.0 or `::` (default: the URI\'s host, or 127.0.0.1 for local URIs)'),
+  KVM_SHUTDOWN_WAIT_MS: int('how long "shutdown" and "reboot" wait for a guest to power off after the ACPI request (milliseconds, bounded by the job deadline)', 60_000, 0, 3_600_000),
+  KVM_POLL_MS: int('how often the kvm agent reads the domain state while waiting for it to change (milliseconds)', 250, 10, 10_000),
+  IPMITOOL_PATH: str('the ipmitool binary the ipmi agent runs', 'ipmitool'),
+  IPMI_CIPHER_SUITE: int('IPMI v2 cipher suite used when a server record names none (`-C`)', 3, 0, 17),
+  IPMI_MIN_INTERVAL_MS: int('minimum interval between two commands to one BMC (milliseconds; commands to one BMC also run one at a time per process)', 200, 0, 60_000),
+  IPMI_POLL_MS: int('how often the ipmi agent reads the power state while confirming an action (milliseconds)', 1000, 50, 60_000),
+  IPMI_SHUTDOWN_WAIT_MS: int('how long "shutdown" waits for a host to power off after the ACPI request (milliseconds, bounded by the job deadline)', 60_000, 0, 3_600_000),
+  OVIRT_POLL_MS: int('how often the ovirt agent reads the VM state while confirming an action (milliseconds)', 1000, 50, 60_000),
+  OVIRT_SHUTDOWN_WAIT_MS: int('how long "shutdown" waits for a VM to power off (milliseconds, bounded by the job deadline)', 60_000, 0, 3_600_000),
+  OVIRT_TICKET_SECONDS: int('lifetime asked for oVirt console tickets (one-time VNC passwords); the gateway reconnects with it for the whole console session, so keep it at least the longest session', 7200, 30, 7200)
+}
+
+export type AgentsConfig = ConfigOf<typeof agentSettings>
+
+/** Parses the environment; throws a ConfigError naming the first bad variable. */
+export function readConfig (env: NodeJS.ProcessEnv = process.env): AgentsConfig {
+  return loadConfig(agentSettings, env)
+}

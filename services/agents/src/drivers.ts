@@ -1,0 +1,43 @@
+/**
+ * The registry of agent types: each entry builds one driver from the configuration. Adding an agent type
+ * (Redfish, Proxmox) is one module implementing `AgentDriver` and one line here.
+ */
+import type { AgentType } from '@porthole/shared/contracts'
+import type { Logger } from '@porthole/shared/logging'
+import type { Locks } from '@porthole/shared/store'
+import type { AgentsConfig } from './config.js'
+import type { AgentDriver } from './driver.js'
+import { KvmDriver } from './kvm/driver.js'
+import { createIpmiDriver } from './ipmi/index.js'
+import { createOvirtDriver } from './ovirt/index.js'
+
+export interface DriverDeps {
+  config: AgentsConfig
+  log: Logger
+  /** Redis-backed locks and rate gates shared by every agent replica (e.g. a per-BMC command interval). */
+  locks: Locks
+}
+
+export type DriverFactory = (deps: DriverDeps) => AgentDriver
+
+export const DRIVERS: Partial<Record<AgentType, DriverFactory>> = {
+  kvm: ({ config, log }) => new KvmDriver({
+    consoleHosts: config.KVM_CONSOLE_HOSTS,
+    shutdownWaitMs: config.KVM_SHUTDOWN_WAIT_MS,
+    pollMs: config.KVM_POLL_MS,
+    log
+  }),
+  ipmi: ({ config, locks }) => createIpmiDriver({
+    locks, // the minimum interval per BMC holds across every agent replica
+    ipmitool: config.IPMITOOL_PATH,
+    cipherSuite: config.IPMI_CIPHER_SUITE,
+    minIntervalMs: config.IPMI_MIN_INTERVAL_MS,
+    pollIntervalMs: config.IPMI_POLL_MS,
+    shutdownWaitMs: config.IPMI_SHUTDOWN_WAIT_MS
+  }),
+  ovirt: ({ config }) => createOvirtDriver({
+    pollIntervalMs: config.OVIRT_POLL_MS,
+    shutdownWaitMs: config.OVIRT_SHUTDOWN_WAIT_MS,
+    ticketSeconds: config.OVIRT_TICKET_SECONDS
+  })
+}

@@ -1,0 +1,159 @@
+/**
+ * The agent host: one process serving several agent types. For each configured type it consumes
+ * `<ns>.agent.<type>`, runs the job with that type's driver under an AbortSignal that fires at the job's
+ * deadline, and reports progress and outcome as JobUpdates to `<ns>.results`. Console jobs end here with a
+ * ConsoleMintRequest to the gateway, which publishes the final update once it has made the session.
+ */
+import { AmqpClient, names, type Delivery, type Disposition } from '@porthole/shared/amqp'
+import { ConfigError } from '@porthole/shared/config'
+import {
+  AgentRequest, compile, type ConsoleMintRequest, type JobFailure, type JobUpdate, type PowerStatus, type ServerSecrets
+} from '@porthole/shared/contracts'
+import { SecretBox } from '@porthole/shared/crypto'
+import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/shared/errors'
+import type { Logger } from '@porthole/shared/logging'
+import { Locks, createRedis } from '@porthole/shared/store'
+import type { AgentsConfig } from './config.js'
+import type { AgentContext, AgentDriver } from './driver.js'
+import { DRIVERS, type DriverFactory } from './drivers.js'
+
+const checkRequest = compile(AgentRequest, 'agent request')
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+export interface AgentsDeps {
+  config: AgentsConfig
+  log: Logger
+  /** The driver registry (default: `DRIVERS`). */
+  drivers?: Partial<Record<string, DriverFactory>>
+}
+
+export interface AgentHost {
+  close: () => Promise<void>
+}
+
+export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDeps): Promise<AgentHost> {
+  const ns = config.PORTHOLE_NAMESPACE
+  const n = names(ns)
+  const box = SecretBox.fromSettings(config)
+  for (const type of config.AGENT_TYPES) {
+    if (drivers[type] === undefined) throw new ConfigError('AGENT_TYPES', `no driver for agent type ${type} in this build`)
+  }
+  const redis = createRedis(config.REDIS_URL, log, 'porthole-agents')
+  const locks = new Locks(redis, ns)
+  const active: AgentDriver[] = config.AGENT_TYPES.map(type => (drivers[type] as DriverFactory)({ config, log: log.child({ component: type }), locks }))
+  const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: `porthole-agents(${config.AGENT_TYPES.join(',')})` })
+
+  async function update (u: JobUpdate): Promise<void> {
+    await amqp.publish(n.resultsExchange, n.resultsKey, u)
+  }
+
+  function handler (driver: AgentDriver): (d: Delivery) => Promise<Disposition> {
+    const typeLog = log.child({ component: driver.type })
+    return async (d) => {
+      if (!checkRequest.check(d.body)) return await poison(d.body, typeLog)
+      const { job, server } = d.body
+      const l = typeLog.child({ jobId: job.id, serverId: server.id, traceId: job.traceId, kind: job.kind, action: job.action })
+      const deadline = new Date(job.deadline)
+      if (deadline.getTime() <= Date.now()) {
+        l.info('job arrived after its deadline; skipping (the receiver times it out)')
+        return 'ack'
+      }
+      try {
+        await update({ jobId: job.id, state: 'running', at: new Date().toISOString() })
+      } catch (err) {
+        l.warn({ err: brief(err) }, 'could not report running; requeueing')
+        return 'requeue'
+      }
+
+      // Fires at the deadline: drivers bound every call by it.
+      const ac = new AbortController()
+      const timer = setTimeout(() => ac.abort(new TimeoutError('no answer by the deadline')), Math.max(0, deadline.getTime() - Date.now()))
+      const started = Date.now()
+      let outcome: { result: PowerStatus } | { mint: ConsoleMintRequest } | { error: JobFailure }
+      try {
+        const secrets: ServerSecrets = server.secrets === undefined ? {} : box.open<ServerSecrets>(server.secrets, server.id)
+        const ctx: AgentContext = { job, server, secrets, signal: ac.signal, deadline, log: l }
+        if (server.agent !== driver.type) throw new ValidationError(`server ${server.id} is a ${server.agent} server, not ${driver.type}`)
+        if (job.kind === 'power') {
+          if (job.action === undefined) throw new ValidationError('a power job needs an action', 'action')
+          outcome = { result: await driver.power(ctx, job.action) }
+        } else if (job.kind === 'status') {
+          outcome = { result: await driver.status(ctx) }
+        } else {
+          if (job.console === undefined) throw new ValidationError('a console job needs console parameters', 'console')
+          const target = await driver.consoleTarget(ctx, job.console.protocol)
+          outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: box.seal(target, job.id) } }
+        }
+      } catch (err) {
+        outcome = { error: toFailure(err) }
+        if (!(err instanceof PortholeError)) l.error({ err: brief(err) }, 'unexpected driver error')
+      } finally {
+        clearTimeout(timer)
+      }
+
+      const ms = Date.now() - started
+      try {
+        if ('mint' in outcome) {
+          await amqp.publish(n.consoleExchange, n.mintKey, outcome.mint)
+          l.info({ ms }, 'console target sent to the gateway')
+        } else if ('result' in outcome) {
+          await update({ jobId: job.id, state: 'succeeded', at: new Date().toISOString(), result: outcome.result })
+          l.info({ ms, power: outcome.result.power, changed: outcome.result.changed }, 'job succeeded')
+        } else {
+          await update({ jobId: job.id, state: 'failed', at: new Date().toISOString(), error: outcome.error })
+          l.info({ ms, code: outcome.error.code, reason: outcome.error.message }, 'job failed')
+        }
+      } catch (err) {
+        // The broker went away: the delivery returns to the queue with the connection, or is requeued here.
+        l.warn({ err: brief(err) }, 'could not report the outcome; requeueing')
+        return 'requeue'
+      }
+      return 'ack'
+    }
+  }
+
+  /** A request that can never be processed: fail its job when one is named, then dead-letter it. */
+  async function poison (body: unknown, l: Logger): Promise<Disposition> {
+    let reason = 'invalid agent request: the message body is not JSON'
+    if (body !== undefined) {
+      try { checkRequest.parse(body) } catch (err) { reason = (err as Error).message.slice(0, 500) }
+    }
+    const job = typeof body === 'object' && body !== null ? (body as { job?: unknown }).job : undefined
+    const id = typeof job === 'object' && job !== null ? (job as { id?: unknown }).id : undefined
+    l.warn({ jobId: typeof id === 'string' ? id.slice(0, 64) : undefined, reason }, 'poison agent request dead-lettered')
+    if (typeof id === 'string' && UUID.test(id)) {
+      try {
+        await update({ jobId: id, state: 'failed', at: new Date().toISOString(), error: { code: 'poison', message: reason, retryable: false } })
+      } catch (err) {
+        l.warn({ err: brief(err) }, 'could not report a poison request; requeueing')
+        return 'requeue'
+      }
+    }
+    return 'dead'
+  }
+
+  try {
+    await amqp.start()
+    for (const driver of active) {
+      await amqp.consume(n.agentQueue(driver.type), handler(driver), { prefetch: config.AGENT_PREFETCH })
+    }
+  } catch (err) {
+    await amqp.close().catch(() => {})
+    await Promise.allSettled(active.map(async d => await d.close()))
+    redis.disconnect()
+    throw err
+  }
+
+  return {
+    async close () {
+      await amqp.close()
+      await Promise.allSettled(active.map(async d => await d.close()))
+      await redis.quit().catch(() => redis.disconnect())
+    }
+  }
+}
+
+function brief (err: unknown): { name?: string, code?: unknown, message: string } {
+  const e = err as { name?: string, code?: unknown, message?: string }
+  return { name: e?.name, code: e?.code, message: String(e?.message ?? err) }
+}

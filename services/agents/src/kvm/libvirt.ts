@@ -1,0 +1,109 @@
+/**
+ * libvirt through @unraid/libvirt: one connection per URI, reused and reopened after a failure; every call
+ * bounded by the job's AbortSignal (the native calls run on libuv's thread pool and can block for as long as
+ * the remote end stays silent); errors classed by their message, since the binding reports code -1.
+ */
+import { Hypervisor } from '@unraid/libvirt'
+import { AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError } from '@porthole/shared/errors'
+
+export type LibvirtDomain = Awaited<ReturnType<Hypervisor['domainLookupByName']>>
+
+const NOT_FOUND = /Domain not found|no domain with matching/i
+const NOT_VALID = /Requested operation is not valid/i
+const AUTH = /authentication (failed|required)|auth(entication)? cancelled|permission denied|access denied|not authorized|polkit/i
+const CONNECTION = /unable to connect|connection (refused|reset|closed)|failed to connect|cannot (recv|write|read) data|end of file while reading|client socket is closed|no connection driver|not connected|broken pipe|network is unreachable|no route to host|name or service not known|could not resolve|host key verification|too large|timed out|keepalive/i
+const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i
+
+/** The message of whatever the binding threw, shortened for a job's failure record. */
+export function messageOf (err: unknown): string {
+  return String((err as { message?: unknown })?.message ?? err).replace(/\s+/g, ' ').trim().slice(0, 300)
+}
+
+/** True for libvirt's "Requested operation is not valid" (e.g. starting a running domain). */
+export function isNotValid (err: unknown): boolean {
+  return NOT_VALID.test(messageOf(err))
+}
+
+/** A URI without a user's password (`qemu+ssh://user:pw@host` is unusual, but never log one). */
+export function safeUri (uri: string): string {
+  return uri.replace(/\/\/[^@/]*@/, m => m.includes(':') ? '//***@' : m).replace(/\?.*$/, '')
+}
+
+/** Turns a binding error into the PortholeError class callers branch on. */
+export function classify (err: unknown, what: string, uri: string, domain?: string): PortholeError {
+  if (err instanceof PortholeError) return err
+  const msg = messageOf(err)
+  if (NOT_FOUND.test(msg)) return new NotFoundError(domain === undefined ? `domain on ${safeUri(uri)}` : `domain ${JSON.stringify(domain)} on ${safeUri(uri)}`)
+  if (AUTH.test(msg)) return new AuthError(`libvirt at ${safeUri(uri)} refused the credentials: ${msg}`, err)
+  if (CONNECTION.test(msg)) return new ConnectionError(`libvirt at ${safeUri(uri)} is not reachable: ${msg}`, err)
+  if (NOT_VALID.test(msg)) return new ConflictError(`libvirt refused to ${what}: ${msg}`)
+  return new PortholeError('action', `libvirt ${what} failed: ${msg}`, { cause: err, retryable: false })
+}
+
+/**
+ * Resolves with `p`, or rejects with a TimeoutError when `signal` fires first. The native call keeps running
+ * on its thread; its late outcome is ignored.
+ */
+export async function bounded<T> (p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  if (signal.aborted) { p.catch(() => {}); throw new TimeoutError(`libvirt did not ${what} by the job's deadline`) }
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(new TimeoutError(`libvirt did not ${what} by the job's deadline`))
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([p, aborted])
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+    p.catch(() => {})
+  }
+}
+
+/** Sleeps `ms`, or rejects with a TimeoutError when `signal` fires first. */
+export async function sleep (ms: number, signal: AbortSignal): Promise<void> {
+  await bounded(new Promise<void>(resolve => setTimeout(resolve, ms)), signal, 'answer')
+}
+
+/** One open connection per URI, shared by every job on that URI. */
+export class Connections {
+  private readonly open = new Map<string, Promise<Hypervisor>>()
+
+  /** The connection to `uri`, opened on first use; a failed open is forgotten so the next job tries again. */
+  async get (uri: string, signal: AbortSignal): Promise<Hypervisor> {
+    let p = this.open.get(uri)
+    if (p === undefined) {
+      const h = new Hypervisor({ uri })
+      p = h.connectOpen().then(() => h, (err: unknown) => {
+        if (this.open.get(uri) === p) this.open.delete(uri)
+        throw new ConnectionError(`libvirt at ${safeUri(uri)} is not reachable: ${messageOf(err)}`, err)
+      })
+      this.open.set(uri, p)
+    }
+    return await bounded(p, signal, `connect to ${safeUri(uri)}`)
+  }
+
+  /** Forgets (and closes) the connection to `uri` after it failed, so the next call reopens it. */
+  drop (uri: string, h?: Hypervisor): void {
+    const p = this.open.get(uri)
+    if (p === undefined) return
+    void p.then(cur => {
+      if (h !== undefined && cur !== h) return
+      if (this.open.get(uri) === p) this.open.delete(uri)
+      cur.connectClose().catch(() => {})
+    }, () => {})
+  }
+
+  async closeAll (): Promise<void> {
+    const all = [...this.open.values()]
+    this.open.clear()
+    await Promise.allSettled(all.map(async p => await (await p).connectClose()))
+  }
+}
+
+/** Looks a domain up by UUID when the reference is one, else by name. */
+export async function lookupDomain (h: Hypervisor, ref: string): Promise<LibvirtDomain> {
+  if (UUID.test(ref)) {
+    try { return await h.domainLookupByUUIDString(ref) } catch (err) { if (!NOT_FOUND.test(messageOf(err))) throw err }
+  }
+  return await h.domainLookupByName(ref)
+}

@@ -1,0 +1,106 @@
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { ConsoleMintRequest, compile, type ConsoleTarget } from '@porthole/shared/contracts'
+import { SecretBox } from '@porthole/shared/crypto'
+import { tinyDomain, waitFor } from '@porthole/shared/testing'
+import { pipeline, states, type Pipeline } from './pipeline.js'
+
+const checkMint = compile(ConsoleMintRequest, 'console mint request')
+
+// One stack (receiver + agents, no gateway) for the file; clean-ups run last first when every test is done.
+const cleanups: Array<() => Promise<void>> = []
+let p: Pipeline
+before(async () => { p = await pipeline({ after: fn => cleanups.unshift(fn) }) })
+after(async () => { for (const fn of cleanups) await fn() })
+
+async function nextMint (jobId: string): Promise<ConsoleMintRequest> {
+  const ch = await p.amqp.rawChannel()
+  try {
+    return await waitFor(async () => {
+      const m = await ch.get(p.n.mintQueue, { noAck: true })
+      if (m === false) return undefined
+      const body: unknown = JSON.parse(m.content.toString('utf8'))
+      return checkMint.check(body) && body.job.id === jobId ? body : undefined
+    }, 10_000, 'the console mint request')
+  } finally {
+    await ch.close().catch(() => {})
+  }
+}
+
+test('a console job sends the gateway the VNC target, sealed to the job, and leaves the job running', async (t) => {
+  const vm = await tinyDomain(t, { vncPassword: 'vnc7pass' })
+  const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name }, { console: { password: 'unused-console-secret' } })
+  const job = await p.submit(server, 'console', { console: { protocol: 'vnc', ttlSeconds: 60, singleUse: false } })
+  const mint = await nextMint(job.id)
+  assert.deepEqual(mint.server, { id: server.id, tenantId: server.tenantId, name: server.name })
+  assert.deepEqual(mint.job, job)
+  const target = p.box.open<ConsoleTarget>(mint.target, job.id)
+  assert.deepEqual(target, { kind: 'vnc', host: '127.0.0.1', port: await vm.vncPort(), password: 'vnc7pass' })
+  assert.throws(() => p.box.open(mint.target, randomUUID()), 'the target opens only with its job id')
+  // The gateway publishes the final update; the agent does not.
+  await new Promise(resolve => setTimeout(resolve, 300))
+  const r = await p.jobs.get(job.id)
+  assert.equal(r?.state, 'running')
+  assert.ok(!p.stack.logs().includes('vnc7pass'), 'the VNC password reached a log line')
+  assert.ok(!p.stack.logs().includes('unused-console-secret'))
+})
+
+test('a console job for a VM that is off fails with conflict', async (t) => {
+  const vm = await tinyDomain(t, { start: false })
+  const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name })
+  const r = await p.finished((await p.submit(server, 'console', { console: { protocol: 'vnc', ttlSeconds: 60, singleUse: false } })).id)
+  assert.equal(r.state, 'failed')
+  assert.equal(r.error?.code, 'conflict')
+  assert.match(r.error?.message ?? '', /off/)
+})
+
+test('an invalid agent request is dead-lettered and its job failed', async () => {
+  const server = await p.addServer('kvm', { uri: 'qemu:///system', domain: 'none' })
+  const now = Date.now()
+  const job = {
+    id: randomUUID(), kind: 'power' as const, action: 'off' as const, serverId: server.id, tenantId: server.tenantId, requestedBy: 'test',
+    createdAt: new Date(now).toISOString(), deadline: new Date(now + 10_000).toISOString(), attempt: 1, traceId: 'invalid-request'
+  }
+  await p.jobs.create(job)
+  await p.jobs.transition(job.id, 'dispatched')
+  const { createdAt: _c, ...broken } = server // a server record without createdAt
+  await p.amqp.publish(p.n.agentsExchange, 'kvm', { job, server: broken })
+  const r = await p.finished(job.id, 5000)
+  assert.equal(r.state, 'failed')
+  assert.equal(r.error?.code, 'poison')
+  assert.match(r.error?.message ?? '', /createdAt/)
+  await waitFor(async () => (await p.dead()).some(b => b.includes(job.id)), 5000, 'the request in the dead queue')
+})
+
+test('a request that arrives after its deadline is not run', async (t) => {
+  const vm = await tinyDomain(t)
+  const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name })
+  const now = Date.now()
+  const job = {
+    id: randomUUID(), kind: 'power' as const, action: 'off' as const, serverId: server.id, tenantId: server.tenantId, requestedBy: 'test',
+    createdAt: new Date(now - 5000).toISOString(), deadline: new Date(now - 1000).toISOString(), attempt: 1, traceId: 'late'
+  }
+  await p.jobs.create(job)
+  await p.jobs.transition(job.id, 'dispatched')
+  await p.amqp.publish(p.n.agentsExchange, 'kvm', { job, server })
+  const r = await p.finished(job.id, 5000)
+  assert.equal(r.state, 'timed_out') // by the receiver's sweeper
+  assert.deepEqual(states(r), ['queued', 'dispatched', 'timed_out'])
+  // A later status job through the same agent has run, so the late one was handled (and skipped) first.
+  const s = await p.finished((await p.submit(server, 'status')).id)
+  assert.equal(s.state, 'succeeded')
+  await waitFor(() => p.stack.logLines.some(l => l.includes(`"jobId":"${job.id}"`) && l.includes('after its deadline')), 5000, 'the agent to skip the late job')
+  assert.equal(await vm.state(), 'running')
+})
+
+test('server secrets sealed with another key fail the job without running it', async (t) => {
+  const vm = await tinyDomain(t)
+  const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name })
+  const other = new SecretBox('k1', new Map([['k1', randomBytes(32)]]))
+  await p.servers.put({ ...server, secrets: other.seal({ connection: { password: 'x' } }, server.id), secretPaths: ['connection.password'] })
+  const r = await p.finished((await p.submit(server, 'power', { action: 'off' })).id)
+  assert.equal(r.state, 'failed')
+  assert.equal(r.error?.code, 'internal')
+  assert.equal(await vm.state(), 'running')
+})

@@ -1,0 +1,176 @@
+import { after, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { createServer, type Socket } from 'node:net'
+import type { StoredServer } from '@porthole/shared/contracts'
+import { PortholeError } from '@porthole/shared/errors'
+import { createLogger } from '@porthole/shared/logging'
+import { TEST_LIBVIRT_URI, tinyDomain, virsh } from '@porthole/shared/testing'
+import type { AgentContext } from '../../src/driver.js'
+import { KvmDriver } from '../../src/kvm/driver.js'
+import { testJob } from '../ipmi/context.js'
+
+const SHUTDOWN_WAIT_MS = 1500
+const driver = new KvmDriver({ consoleHosts: {}, shutdownWaitMs: SHUTDOWN_WAIT_MS, pollMs: 100 })
+after(async () => await driver.close())
+const log = createLogger({ name: 'test', level: 'silent' })
+
+function ctx (domain: string, o: { uri?: string, deadlineMs?: number } = {}): AgentContext {
+  const now = new Date().toISOString()
+  const server: StoredServer = {
+    id: randomUUID(), tenantId: randomUUID(), name: domain, agent: 'kvm',
+    connection: { uri: o.uri ?? TEST_LIBVIRT_URI, domain }, secretPaths: [], createdAt: now, updatedAt: now
+  }
+  const deadline = new Date(Date.now() + (o.deadlineMs ?? 20_000))
+  return { job: testJob(server, deadline.getTime() - Date.now()), server, secrets: {}, signal: AbortSignal.timeout(deadline.getTime() - Date.now()), deadline, log }
+}
+
+async function code (p: Promise<unknown>): Promise<string> {
+  try { await p } catch (err) { assert.ok(err instanceof PortholeError, `expected a PortholeError, got ${String(err)}`); return err.code }
+  assert.fail('expected a failure')
+}
+
+test('status reports what libvirt reports: on, paused, off', async (t) => {
+  const vm = await tinyDomain(t)
+  assert.equal((await driver.status(ctx(vm.name))).power, 'on')
+  await virsh('suspend', vm.name)
+  assert.equal(await vm.state(), 'paused')
+  assert.equal((await driver.status(ctx(vm.name))).power, 'paused')
+  await virsh('destroy', vm.name)
+  assert.equal(await vm.state(), 'shut off')
+  const s = await driver.status(ctx(vm.name))
+  assert.equal(s.power, 'off')
+  assert.ok(Math.abs(Date.parse(s.checkedAt) - Date.now()) < 5000)
+})
+
+test('on does not restart a running VM; off stops it; on starts it again', async (t) => {
+  const vm = await tinyDomain(t)
+  const id = await virsh('domid', vm.name)
+  const on = await driver.power(ctx(vm.name), 'on')
+  assert.deepEqual([on.power, on.changed], ['on', false])
+  assert.equal(await virsh('domid', vm.name), id, 'the domain id changed: "on" restarted a running VM')
+
+  const off = await driver.power(ctx(vm.name), 'off')
+  assert.deepEqual([off.power, off.changed], ['off', true])
+  assert.equal(await vm.state(), 'shut off')
+  const again = await driver.power(ctx(vm.name), 'off')
+  assert.deepEqual([again.power, again.changed], ['off', false])
+
+  const started = await driver.power(ctx(vm.name), 'on')
+  assert.deepEqual([started.power, started.changed], ['on', true])
+  assert.equal(await vm.state(), 'running')
+})
+
+test('suspend pauses and resume continues; both are no-ops when already there', async (t) => {
+  const vm = await tinyDomain(t)
+  const s = await driver.power(ctx(vm.name), 'suspend')
+  assert.deepEqual([s.power, s.changed], ['paused', true])
+  assert.equal(await vm.state(), 'paused')
+  assert.equal((await driver.power(ctx(vm.name), 'suspend')).changed, false)
+
+  const r = await driver.power(ctx(vm.name), 'resume')
+  assert.deepEqual([r.power, r.changed], ['on', true])
+  assert.equal(await vm.state(), 'running')
+  assert.equal((await driver.power(ctx(vm.name), 'resume')).changed, false)
+  assert.equal(await vm.state(), 'running')
+})
+
+test('suspend of a VM that is off is a conflict', async (t) => {
+  const vm = await tinyDomain(t, { start: false })
+  assert.equal(await code(driver.power(ctx(vm.name), 'suspend')), 'conflict')
+  assert.equal(await vm.state(), 'shut off')
+})
+
+test('reset power-cycles the VM: it runs with a new domain id', async (t) => {
+  const vm = await tinyDomain(t)
+  const id = await virsh('domid', vm.name)
+  const r = await driver.power(ctx(vm.name), 'reset')
+  assert.deepEqual([r.power, r.changed], ['on', true])
+  assert.equal(await vm.state(), 'running')
+  assert.notEqual(await virsh('domid', vm.name), id)
+})
+
+test('shutdown of a guest that ignores ACPI fails with timeout after the wait and leaves it running', async (t) => {
+  const vm = await tinyDomain(t)
+  const started = Date.now()
+  const err = await driver.power(ctx(vm.name), 'shutdown').then(() => undefined, (e: unknown) => e)
+  assert.ok(err instanceof PortholeError)
+  assert.equal(err.code, 'timeout')
+  assert.equal(err.retryable, true)
+  assert.match(err.message, /did not power off after the ACPI request/)
+  const took = Date.now() - started
+  assert.ok(took >= SHUTDOWN_WAIT_MS - 100 && took < SHUTDOWN_WAIT_MS + 5000, `took ${took} ms`)
+  assert.equal(await vm.state(), 'running')
+})
+
+test('shutdown is bounded by the deadline when the deadline comes before the wait', async (t) => {
+  const slow = new KvmDriver({ consoleHosts: {}, shutdownWaitMs: 60_000, pollMs: 100 })
+  t.after(async () => await slow.close())
+  const vm = await tinyDomain(t)
+  const started = Date.now()
+  assert.equal(await code(slow.power(ctx(vm.name, { deadlineMs: 2000 }), 'shutdown')), 'timeout')
+  assert.ok(Date.now() - started < 2500, `took ${Date.now() - started} ms`)
+  assert.equal(await vm.state(), 'running')
+})
+
+test('reboot of a guest that ignores ACPI escalates to a hard power cycle and says so', async (t) => {
+  const vm = await tinyDomain(t)
+  const id = await virsh('domid', vm.name)
+  const r = await driver.power(ctx(vm.name), 'reboot')
+  assert.deepEqual([r.power, r.changed], ['on', true])
+  assert.match(r.detail ?? '', /ignored the ACPI request/)
+  assert.equal(await vm.state(), 'running')
+  assert.notEqual(await virsh('domid', vm.name), id)
+})
+
+test('consoleTarget returns the VNC port libvirt shows and the password', async (t) => {
+  const vm = await tinyDomain(t, { vncPassword: 'pw1x2y3z' })
+  const port = await vm.vncPort()
+  assert.ok(port !== undefined)
+  const target = await driver.consoleTarget(ctx(vm.name), 'vnc')
+  assert.deepEqual(target, { kind: 'vnc', host: '127.0.0.1', port, password: 'pw1x2y3z' })
+})
+
+test('consoleTarget maps a wildcard listen through KVM_CONSOLE_HOSTS', async (t) => {
+  const mapped = new KvmDriver({ consoleHosts: { [TEST_LIBVIRT_URI]: 'vmhost.example' }, shutdownWaitMs: 1000 })
+  t.after(async () => await mapped.close())
+  const vm = await tinyDomain(t, { listen: '0.0.0.0' })
+  const target = await mapped.consoleTarget(ctx(vm.name), 'guacamole')
+  assert.deepEqual(target, { kind: 'vnc', host: 'vmhost.example', port: await vm.vncPort() })
+})
+
+test('consoleTarget of a VM that is off, or has no VNC display, is a conflict', async (t) => {
+  const off = await tinyDomain(t, { start: false })
+  assert.equal(await code(driver.consoleTarget(ctx(off.name), 'vnc')), 'conflict')
+  const headless = await tinyDomain(t, { vnc: false })
+  assert.equal(await code(driver.consoleTarget(ctx(headless.name), 'vnc')), 'conflict')
+})
+
+test('a domain can be named by UUID; an unknown domain is not_found', async (t) => {
+  const vm = await tinyDomain(t, { start: false })
+  const uuid = await virsh('domuuid', vm.name)
+  assert.equal((await driver.status(ctx(uuid))).power, 'off')
+  assert.equal(await code(driver.status(ctx(`porthole-missing-${randomUUID()}`))), 'not_found')
+  assert.equal(await code(driver.power(ctx(randomUUID()), 'on')), 'not_found')
+})
+
+test('a libvirt URI nobody answers at fails with connection within the deadline', async () => {
+  const started = Date.now()
+  assert.equal(await code(driver.power(ctx('any', { uri: 'qemu+tcp://127.0.0.1:1/system', deadlineMs: 3000 }), 'on')), 'connection')
+  assert.ok(Date.now() - started < 3000)
+})
+
+test('a libvirt endpoint that accepts and never answers fails with timeout at the deadline, not a hang', async (t) => {
+  const sockets = new Set<Socket>()
+  const silent = createServer(s => { sockets.add(s); s.on('error', () => {}) })
+  await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+  t.after(async () => {
+    for (const s of sockets) s.destroy() // frees the binding's blocked thread
+    await new Promise(resolve => silent.close(resolve))
+  })
+  const port = (silent.address() as { port: number }).port
+  const started = Date.now()
+  assert.equal(await code(driver.status(ctx('any', { uri: `qemu+tcp://127.0.0.1:${port}/system`, deadlineMs: 1500 }))), 'timeout')
+  const took = Date.now() - started
+  assert.ok(took >= 1400 && took < 2500, `took ${took} ms`)
+})
