@@ -1,0 +1,169 @@
+/**
+ * The `ipmi` agent: power control of a physical server through its BMC with ipmitool over IPMI v2 (lanplus).
+ *
+ * Behaviour worth knowing:
+ * - Every action reads the power state first and confirms the result by polling it again, so the returned
+ *   state is what the BMC says, not an assumption. The confirmation ends at the job's deadline (less a margin).
+ * - "on" never cycles a running host (`changed: false`); "off" and "shutdown" of a host that is off are
+ *   `changed: false` too.
+ * - IPMI has no graceful reboot: "reboot" and "reset" both send `chassis power reset`. When the host is off
+ *   they power it on instead (a reset of a powered-off chassis does nothing on most BMCs and fails on others;
+ *   whoever asks for a reboot wants the host running afresh, which is also what Ironic does).
+ * - "shutdown" sends `chassis power soft` (an ACPI power-button press) and waits until the host is off.
+ * - "suspend" and "resume" do not exist in IPMI: UnsupportedError.
+ * - Errors: refused credentials → AuthError (never retried); no answer → ConnectionError, retried with
+ *   backoff while the deadline allows; anything else the BMC says → ActionError.
+ */
+import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus } from '@porthole/shared/contracts'
+import { ActionError, ConflictError, ConnectionError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
+import type { Locks } from '@porthole/shared/store'
+import type { AgentContext, AgentDriver } from '../driver.js'
+import { BmcGate, sleep } from './bmc-gate.js'
+import { NO_SESSION, runIpmitool, type Bmc } from './ipmitool.js'
+
+export interface IpmiDriverOptions {
+  /** Minimum interval between two commands to one BMC (IPMI_MIN_INTERVAL_MS). */
+  minIntervalMs: number
+  /** How often the power state is polled while an action is confirmed (IPMI_POLL_INTERVAL_MS). */
+  pollIntervalMs?: number
+  /** Default cipher suite when the server record names none (IPMI_CIPHER_SUITE). */
+  cipherSuite?: number
+  /** How long "shutdown" waits for the host to power off after the ACPI request (IPMI_SHUTDOWN_WAIT_MS; bounded by the deadline). */
+  shutdownWaitMs?: number
+  /** The ipmitool binary (IPMITOOL_PATH). */
+  ipmitool?: string
+  /** Redis-backed rate gate shared by agent replicas; optional. */
+  locks?: Locks | undefined
+}
+
+/** A single ipmitool attempt: -N 1 -R 1 gives up on a silent BMC after about 2 s. */
+const PACKET_TIMEOUT_S = 1
+const RETRANSMITS = 1
+const ATTEMPT_BUDGET_MS = 2500
+const MAX_ATTEMPTS = 4
+/** Stop polling this long before the deadline so that the job fails with our error, not by the clock. */
+const DEADLINE_MARGIN_MS = 300
+const DEFAULT_PORT = 623
+const DEFAULT_VNC_PORT = 5900
+
+/** Commands that can be repeated without effect when we cannot tell whether the first one arrived. */
+const IDEMPOTENT = new Set(['status', 'on', 'off'])
+
+export function createIpmiDriver (o: IpmiDriverOptions): AgentDriver {
+  const gate = new BmcGate({ minIntervalMs: o.minIntervalMs, locks: o.locks })
+  const pollMs = o.pollIntervalMs ?? 1000
+  const ipmitool = o.ipmitool ?? 'ipmitool'
+
+  function bmcOf (ctx: AgentContext): Bmc {
+    const c = ctx.server.connection
+    if (typeof c.host !== 'string' || c.host === '') throw new ValidationError('ipmi connection needs a host', 'connection.host')
+    if (typeof c.username !== 'string' || c.username === '') throw new ValidationError('ipmi connection needs a username', 'connection.username')
+    const port = c.port === undefined ? DEFAULT_PORT : c.port
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new ValidationError('ipmi connection port must be 1-65535', 'connection.port')
+    const cipher = c.cipherSuite === undefined ? (o.cipherSuite ?? 3) : c.cipherSuite
+    if (typeof cipher !== 'number' || !Number.isInteger(cipher) || cipher < 0 || cipher > 17) throw new ValidationError('ipmi cipherSuite must be 0-17', 'connection.cipherSuite')
+    return { host: c.host, port, username: c.username, password: ctx.secrets.connection?.password ?? '', cipherSuite: cipher }
+  }
+
+  /** One command, serialised per BMC, retried on connection errors while the deadline allows. */
+  async function ipmi (ctx: AgentContext, bmc: Bmc, kind: string, command: string[]): Promise<string> {
+    const key = `${bmc.host}:${bmc.port}`
+    let backoff = 250
+    for (let attempt = 1; ; attempt++) {
+      const left = ctx.deadline.getTime() - Date.now()
+      if (left <= 0 || ctx.signal.aborted) throw new TimeoutError(`no result from BMC ${key} by the job's deadline`)
+      try {
+        const r = await gate.run(key, ctx.signal, async () => await runIpmitool(bmc, command, {
+          ipmitool, signal: ctx.signal, timeoutMs: 15_000, packetTimeoutS: PACKET_TIMEOUT_S, retransmits: RETRANSMITS
+        }))
+        return r.stdout
+      } catch (err) {
+        if (!(err instanceof ConnectionError)) throw err
+        const safe = IDEMPOTENT.has(kind) || (err as unknown as Record<symbol, unknown>)[NO_SESSION] === true
+        const remaining = ctx.deadline.getTime() - Date.now() - backoff
+        if (!safe || attempt >= MAX_ATTEMPTS || remaining < ATTEMPT_BUDGET_MS) throw err
+        ctx.log.warn({ bmc: key, command: command.join(' '), attempt, err: { message: err.message } }, 'ipmi command failed, retrying')
+        await sleep(backoff, ctx.signal)
+        backoff *= 2
+      }
+    }
+  }
+
+  async function readPower (ctx: AgentContext, bmc: Bmc): Promise<PowerState> {
+    const out = await ipmi(ctx, bmc, 'status', ['chassis', 'power', 'status'])
+    const m = /Chassis Power is (on|off)/i.exec(out)
+    return m === null ? 'unknown' : (m[1]!.toLowerCase() as 'on' | 'off')
+  }
+
+  /** Polls until the power state is `want`; TimeoutError when the deadline (less a margin) comes first. */
+  async function confirm (ctx: AgentContext, bmc: Bmc, want: 'on' | 'off', what: string, waitMs = Infinity): Promise<void> {
+    const until = Math.min(ctx.deadline.getTime() - DEADLINE_MARGIN_MS, Date.now() + waitMs)
+    for (;;) {
+      if (await readPower(ctx, bmc) === want) return
+      if (Date.now() + pollMs > until) throw new TimeoutError(`${what}: the host was not ${want} ${until < ctx.deadline.getTime() - DEADLINE_MARGIN_MS ? `after ${waitMs} ms` : 'by the job\'s deadline'}`)
+      await sleep(pollMs, ctx.signal)
+    }
+  }
+
+  function result (power: PowerState, changed: boolean, detail?: string): PowerStatus {
+    const r: PowerStatus = { power, checkedAt: new Date().toISOString(), changed }
+    if (detail !== undefined) r.detail = detail
+    return r
+  }
+
+  async function setPower (ctx: AgentContext, bmc: Bmc, kind: string, want: 'on' | 'off', command: string, detail?: string): Promise<PowerStatus> {
+    await ipmi(ctx, bmc, kind, ['chassis', 'power', command])
+    await confirm(ctx, bmc, want, `chassis power ${command}`, command === 'soft' ? (o.shutdownWaitMs ?? 60_000) : Infinity)
+    return result(want, true, detail)
+  }
+
+  return {
+    type: 'ipmi',
+
+    async power (ctx, action: PowerAction) {
+      if (action === 'suspend' || action === 'resume') throw new UnsupportedError(`IPMI has no ${action}`)
+      const bmc = bmcOf(ctx)
+      const now = await readPower(ctx, bmc)
+      if (now === 'unknown') throw new ActionError(`BMC ${bmc.host}:${bmc.port} did not report a power state`)
+      const log = ctx.log.child({ bmc: `${bmc.host}:${bmc.port}`, action })
+      switch (action) {
+        case 'on':
+          if (now === 'on') return result('on', false)
+          return await setPower(ctx, bmc, 'on', 'on', 'on')
+        case 'off':
+          if (now === 'off') return result('off', false)
+          return await setPower(ctx, bmc, 'off', 'off', 'off')
+        case 'shutdown':
+          if (now === 'off') return result('off', false)
+          return await setPower(ctx, bmc, 'soft', 'off', 'soft')
+        case 'reboot':
+        case 'reset':
+          if (now === 'off') {
+            log.info('host is off: powering on instead of resetting')
+            return await setPower(ctx, bmc, 'on', 'on', 'on', 'was off: powered on')
+          }
+          // A reset keeps the chassis powered: the confirmation is that it is still (or again) on.
+          return await setPower(ctx, bmc, 'reset', 'on', 'reset', action === 'reboot' ? 'IPMI has no graceful reboot: hard reset' : undefined)
+      }
+    },
+
+    async status (ctx) {
+      return result(await readPower(ctx, bmcOf(ctx)), false)
+    },
+
+    async consoleTarget (ctx, _protocol: ConsoleProtocol): Promise<ConsoleTarget> {
+      // The BMC's own VNC server (iDRAC, iLO, Supermicro): it works whatever the host's power state, so that
+      // a customer can watch the host boot.
+      const c = ctx.server.console
+      const host = c?.host
+      if (typeof host !== 'string' || host === '') throw new ConflictError('this server has no console endpoint configured')
+      const port = typeof c?.port === 'number' ? c.port : DEFAULT_VNC_PORT
+      const target: ConsoleTarget = { kind: 'vnc', host, port }
+      const password = ctx.secrets.console?.password
+      if (password !== undefined && password !== '') target.password = password
+      return target
+    },
+
+    async close () {}
+  }
+}

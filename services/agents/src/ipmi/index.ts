@@ -1,0 +1,1 @@
+export { createIpmiDriver, type IpmiDriverOptions } from './driver.js'

@@ -1,0 +1,1 @@
+export { createOvirtDriver, ovirtPowerState, type OvirtDriverOptions } from './driver.js'

@@ -1,0 +1,37 @@
+/** An AgentContext for driver tests, with a deadline and a logger whose every line the test can read. */
+import { randomUUID } from 'node:crypto'
+import { Writable } from 'node:stream'
+import type { Job, ServerSecrets, StoredServer } from '@porthole/shared/contracts'
+import { createLogger } from '@porthole/shared/logging'
+import type { AgentContext } from '../../src/driver.js'
+
+export interface TestCtx extends AgentContext { lines: string[] }
+
+export function agentContext (o: { agent: 'ipmi' | 'ovirt', connection: Record<string, unknown>, console?: Record<string, unknown>, secrets: ServerSecrets, deadlineMs?: number, lines?: string[], ttlSeconds?: number }): TestCtx {
+  const lines = o.lines ?? []
+  const sink = new Writable({ write (chunk: Buffer, _enc, cb) { lines.push(chunk.toString()); cb() } })
+  const deadlineMs = o.deadlineMs ?? 15_000
+  const now = new Date().toISOString()
+  const server: StoredServer = {
+    id: randomUUID(), tenantId: randomUUID(), name: 'test', agent: o.agent, connection: o.connection, secretPaths: ['connection.password'], createdAt: now, updatedAt: now
+  }
+  if (o.console !== undefined) server.console = o.console
+  return {
+    job: testJob(server, deadlineMs, o.ttlSeconds),
+    server,
+    secrets: o.secrets,
+    signal: AbortSignal.timeout(deadlineMs),
+    deadline: new Date(Date.now() + deadlineMs),
+    log: createLogger({ name: 'agents-test', level: 'debug', destination: sink }),
+    lines
+  }
+}
+
+/** The job a driver call runs for (a console job, so console tests see the session's lifetime). */
+export function testJob (server: StoredServer, deadlineMs: number, ttlSeconds = 7200): Job {
+  return {
+    id: randomUUID(), kind: 'console', serverId: server.id, tenantId: server.tenantId, requestedBy: 'test',
+    console: { protocol: 'vnc', ttlSeconds, singleUse: false },
+    createdAt: new Date().toISOString(), deadline: new Date(Date.now() + deadlineMs).toISOString(), attempt: 1, traceId: 'test'
+  }
+}
