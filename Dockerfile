@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# One image for all four services; the command picks one: `api`, `receiver`, `agents` or `console-gateway`
+# (see deploy/entrypoint.sh), e.g. `docker run --env-file .porthole/local.env porthole api`.
+# docker-compose.yml at the repository's root runs the whole system with it; deploy/README.md explains it.
+
+# --- manifests: every workspace's package.json, and nothing else --------------------------------------
+# Copied on their own so that `npm ci` below is redone only when a manifest or the lock file changes, and
+# so that a new workspace needs no edit here.
+FROM node:20-bookworm-slim AS manifests
+WORKDIR /src
+COPY . .
+RUN mkdir /out && find . -maxdepth 3 -name package.json -not -path './node_modules/*' -exec cp --parents {} /out/ \; \
+ && cp package-lock.json /out/
+
+# --- build: compile TypeScript and the native libvirt binding ------------------------------------------
+FROM node:20-bookworm-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential python3 pkg-config libvirt-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+# node-gyp builds against the image's own Node headers instead of downloading them.
+ENV npm_config_nodedir=/usr/local npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
+COPY --from=manifests /out/ ./
+# Install scripts run only where the root package.json's allowScripts says so: the libvirt binding.
+RUN npm ci --ignore-scripts \
+ && npm rebuild @unraid/libvirt \
+ && test -f node_modules/@unraid/libvirt/build/Release/libvirt.node
+COPY . .
+RUN npm run build \
+ && npm prune --omit=dev --ignore-scripts \
+ && rm -rf bench test packages/*/test services/*/test packages/*/dist/test services/*/dist/test
+
+# --- runtime ---------------------------------------------------------------------------------------------
+FROM node:20-bookworm-slim
+# libvirt0: the binding's shared library (same Debian release as libvirt-dev above); openssh-client for
+# qemu+ssh:// URIs; ipmitool for the ipmi agent.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libvirt0 ipmitool openssh-client ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app /app
+COPY deploy/entrypoint.sh /usr/local/bin/porthole
+RUN chmod 0755 /usr/local/bin/porthole
+# Files stay root-owned (read-only to the service); the services run as the image's unprivileged `node`.
+USER node
+EXPOSE 8080 8081
+ENTRYPOINT ["porthole"]
+CMD ["api"]

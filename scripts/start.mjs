@@ -1,0 +1,233 @@
+#!/usr/bin/env node
+// `npm start`: runs the four services on this machine, one process each, and keeps them running.
+//   node scripts/start.mjs [api receiver agents console-gateway] [--raw] [--help]
+// - Settings come from the environment (see the README's table); unset ones default to this machine:
+//   RabbitMQ and Redis on 127.0.0.1, libvirt at qemu:///system, the API on 127.0.0.1:8080 and the console
+//   gateway on 127.0.0.1:8081.
+// - PORTHOLE_SECRET_KEY, CONSOLE_KEY and PORTHOLE_ADMIN_TOKEN, when not set, are generated once and kept in
+//   .porthole/local.env (mode 0600), so a restart opens what the last run sealed. The admin token is shown
+//   once, on the terminal, when it is created: fine for a local quick start, not for a shared machine (set
+//   the three variables yourself there).
+// - A service that exits is started again after a back-off (0.5 s doubling to 30 s; reset once it has run
+//   for a minute). SIGINT or SIGTERM stops them all (SIGTERM, then SIGKILL after 10 s); a second Ctrl-C kills.
+// - Each log line is passed through with the service's name in front; `--raw` passes the JSON lines
+//   untouched (each names its service) and writes the supervisor's own lines as JSON too, for pino-pretty or
+//   a log shipper.
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { connect as netConnect, createServer } from 'node:net'
+import { join } from 'node:path'
+import { ensureSecrets, keepPrivate, LOCAL_ENV, rel, ROOT } from './lib/local-env.mjs'
+
+const ALL = ['api', 'receiver', 'agents', 'console-gateway']
+const args = process.argv.slice(2)
+if (args.includes('--help') || args.includes('-h')) {
+  console.log('usage: node scripts/start.mjs [' + ALL.join(' ') + '] [--raw]\n' +
+    'Runs the named services (all by default), restarts any that exits, stops them all on Ctrl-C.')
+  process.exit(0)
+}
+const raw = args.includes('--raw')
+const names = args.filter(a => !a.startsWith('-'))
+for (const n of names) {
+  if (!ALL.includes(n)) { console.error(`unknown service ${JSON.stringify(n)}: choose from ${ALL.join(', ')}`); process.exit(2) }
+}
+const selected = names.length > 0 ? ALL.filter(n => names.includes(n)) : ALL
+
+const tty = process.stdout.isTTY === true && process.env.NO_COLOR === undefined
+const COLORS = { api: 36, receiver: 35, agents: 33, 'console-gateway': 32, start: 1 }
+const width = Math.max(...selected.map(n => n.length), 'start'.length)
+const tag = (name) => {
+  const t = name.padEnd(width)
+  return tty ? `\x1b[${COLORS[name] ?? 0}m${t}\x1b[0m |` : `${t} |`
+}
+
+/** The supervisor's own messages. */
+function say (msg, level = 'info') {
+  if (raw) {
+    const lv = { info: 30, warn: 40, error: 50 }[level]
+    process.stdout.write(JSON.stringify({ level: lv, time: Date.now(), service: 'start', msg }) + '\n')
+  } else {
+    (level === 'info' ? process.stdout : process.stderr).write(`${tag('start')} ${msg}\n`)
+  }
+}
+
+// --- settings ---------------------------------------------------------------------------------------------
+const { values: secrets, created } = ensureSecrets()
+if (keepPrivate(LOCAL_ENV)) say(`${rel(LOCAL_ENV)} was readable by others; it is 0600 now`, 'warn')
+
+const env = { ...process.env, ...secrets }
+env.RABBITMQ_URL ||= 'amqp://guest:guest@127.0.0.1:5672'
+env.REDIS_URL ||= 'redis://127.0.0.1:6379'
+env.LIBVIRT_DEFAULT_URI ||= 'qemu:///system'
+env.API_HOST ||= '127.0.0.1'
+env.API_PORT ||= '8080'
+env.GATEWAY_HOST ||= '127.0.0.1'
+env.GATEWAY_PORT ||= '8081'
+env.PUBLIC_GATEWAY_URL ||= `http://${hostForUrl(env.GATEWAY_HOST === '0.0.0.0' || env.GATEWAY_HOST === '::' ? '127.0.0.1' : env.GATEWAY_HOST)}:${env.GATEWAY_PORT}`
+const apiUrl = `http://${hostForUrl(env.API_HOST === '0.0.0.0' || env.API_HOST === '::' ? '127.0.0.1' : env.API_HOST)}:${env.API_PORT}`
+
+function hostForUrl (h) { return h.includes(':') ? `[${h}]` : h }
+function redact (u) { return u.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@') }
+
+// --- pre-flight -----------------------------------------------------------------------------------------
+const missing = selected.filter(n => !existsSync(mainOf(n)))
+if (missing.length > 0) {
+  say(`not built: ${missing.map(n => rel(mainOf(n))).join(', ')}. Run \`npm run build\` (npm start does it first).`, 'error')
+  process.exit(1)
+}
+
+const problems = []
+const rabbit = await probe(env.RABBITMQ_URL, 5672, 5671, Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'), b => b[0] === 1 || b.subarray(0, 4).toString('latin1') === 'AMQP')
+if (rabbit !== true) problems.push(`RabbitMQ does not answer at ${redact(env.RABBITMQ_URL)} (${rabbit}). Start it (\`rabbitmq-server -detached\`, or \`docker compose up -d rabbitmq redis\`) or set RABBITMQ_URL.`)
+const redis = await probe(env.REDIS_URL, 6379, 6379, Buffer.from('PING\r\n'), b => /^[+-]/.test(b.toString('latin1')))
+if (redis !== true) problems.push(`Redis does not answer at ${redact(env.REDIS_URL)} (${redis}). Start it (\`redis-server --daemonize yes --bind 127.0.0.1\`, or \`docker compose up -d rabbitmq redis\`) or set REDIS_URL.`)
+const ports = [['api', 'API_HOST', 'API_PORT'], ['console-gateway', 'GATEWAY_HOST', 'GATEWAY_PORT']]
+for (const [svc, h, p] of ports) {
+  if (!selected.includes(svc)) continue
+  const err = await portFree(env[h], Number(env[p]))
+  if (err !== undefined) problems.push(`${svc} cannot listen on ${env[h]}:${env[p]} (${err}): is another \`npm start\` running? Set ${p} to use another port.`)
+}
+if (problems.length > 0) {
+  for (const p of problems) say(p, 'error')
+  process.exit(1)
+}
+
+/**
+ * True when something at `url` answers `hello` the way `ok` expects (the AMQP protocol header gets a
+ * Connection.Start frame or the header back; PING gets a Redis reply); otherwise why not. TLS URLs only get a
+ * TCP connect.
+ */
+async function probe (url, plainPort, tlsPort, hello, ok) {
+  const u = new URL(url)
+  const tls = u.protocol === 'amqps:' || u.protocol === 'rediss:'
+  const host = u.hostname.replace(/^\[|\]$/g, '')
+  const port = Number(u.port || (tls ? tlsPort : plainPort))
+  return await new Promise(resolve => {
+    const s = netConnect({ host, port })
+    let settled = false
+    const done = (r) => { if (!settled) { settled = true; s.destroy(); resolve(r) } }
+    s.setTimeout(3000, () => done('no answer within 3 s'))
+    s.once('error', (e) => done(e.code ?? e.message))
+    s.once('connect', () => { if (tls) done(true); else s.write(hello) })
+    s.once('data', (b) => done(ok(b) ? true : 'unexpected reply'))
+    s.once('end', () => done('connection closed'))
+  })
+}
+
+async function portFree (host, port) {
+  return await new Promise(resolve => {
+    const s = createServer()
+    s.once('error', (e) => resolve(e.code ?? e.message))
+    s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(undefined)))
+  })
+}
+
+function mainOf (name) { return join(ROOT, 'services', name, 'dist', 'src', 'main.js') }
+
+// --- supervision ----------------------------------------------------------------------------------------
+const BACKOFF_MIN = 500
+const BACKOFF_MAX = 30_000
+const STABLE_MS = 60_000
+const STOP_GRACE_MS = 10_000
+
+let stopping = false
+let stoppingSince = 0
+/** @type {Map<string, {child?: import('node:child_process').ChildProcess, failures: number, timer?: NodeJS.Timeout, startedAt: number, ready: boolean}>} */
+const procs = new Map(selected.map(n => [n, { failures: 0, startedAt: 0, ready: false }]))
+let announced = false
+
+function run (name) {
+  const st = procs.get(name)
+  st.timer = undefined
+  st.startedAt = Date.now()
+  st.ready = false
+  const child = spawn(process.execPath, ['--enable-source-maps', mainOf(name)], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  st.child = child
+  const onLine = (line) => {
+    if (raw) process.stdout.write(line + '\n')
+    else process.stdout.write(`${tag(name)} ${line}\n`)
+    if (!st.ready && line.includes('"msg":"ready"')) {
+      st.ready = true
+      if (announced) say(`${name} ready again`)
+      else onReady()
+    }
+  }
+  lines(child.stdout, onLine)
+  lines(child.stderr, onLine)
+  child.once('error', (err) => say(`${name} could not be started: ${err.message}`, 'error'))
+  // 'close' rather than 'exit': it comes after the last output line, so nothing is cut off.
+  child.once('close', (code, signal) => {
+    st.child = undefined
+    if (stopping) return
+    const ranFor = Date.now() - st.startedAt
+    if (ranFor >= STABLE_MS) st.failures = 0
+    const delay = Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** st.failures)
+    st.failures++
+    say(`${name} exited (${signal ?? `code ${code}`}) after ${(ranFor / 1000).toFixed(1)} s; restarting in ${(delay / 1000).toFixed(1)} s (restart ${st.failures})`, 'warn')
+    st.timer = setTimeout(() => run(name), delay)
+  })
+}
+
+function onReady () {
+  if (announced || ![...procs.values()].every(s => s.ready)) return
+  announced = true
+  const out = [`all ${procs.size} services ready`]
+  if (procs.has('api')) out.push(`API ${apiUrl}  (docs ${apiUrl}/docs, metrics ${apiUrl}/metrics)`)
+  if (procs.has('console-gateway')) out.push(`console gateway ${env.PUBLIC_GATEWAY_URL}`)
+  out.push(process.env.PORTHOLE_ADMIN_TOKEN ? 'admin token: PORTHOLE_ADMIN_TOKEN from your environment' : `admin token: PORTHOLE_ADMIN_TOKEN in ${rel(LOCAL_ENV)}`)
+  out.push('try it: npm run demo')
+  for (const l of out) say(l)
+}
+
+function lines (stream, onLine) {
+  let buf = ''
+  stream.setEncoding('utf8')
+  stream.on('data', (chunk) => {
+    buf += chunk
+    let i
+    while ((i = buf.indexOf('\n')) !== -1) { onLine(buf.slice(0, i)); buf = buf.slice(i + 1) }
+  })
+  stream.on('end', () => { if (buf !== '') onLine(buf) })
+}
+
+async function stopAll (signal) {
+  if (stopping) {
+    // The same signal often arrives twice at once (Ctrl-C reaches the whole process group, `timeout` and
+    // npm forward it too); only a deliberate second one, a second later, kills.
+    if (Date.now() - stoppingSince < 1000) return
+    say(`${signal} again: killing`, 'warn')
+    for (const s of procs.values()) s.child?.kill('SIGKILL')
+    return
+  }
+  stopping = true
+  stoppingSince = Date.now()
+  say(`${signal}: stopping ${[...procs.keys()].join(', ')}`)
+  const waits = []
+  for (const [name, s] of procs) {
+    if (s.timer !== undefined) clearTimeout(s.timer)
+    const child = s.child
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) continue
+    waits.push(new Promise(resolve => {
+      const kill = setTimeout(() => { say(`${name} still running after ${STOP_GRACE_MS / 1000} s: SIGKILL`, 'warn'); child.kill('SIGKILL') }, STOP_GRACE_MS)
+      child.once('close', (code, sig) => { clearTimeout(kill); resolve(code === 0 || (code === null && sig === 'SIGINT') ? 0 : 1) })
+      child.kill('SIGTERM')
+    }))
+  }
+  const codes = await Promise.all(waits)
+  const bad = codes.filter(c => c !== 0).length
+  say(bad === 0 ? 'stopped' : `stopped (${bad} service(s) did not exit cleanly)`, bad === 0 ? 'info' : 'warn')
+  process.exit(bad === 0 ? 0 : 1)
+}
+
+process.on('SIGINT', () => { void stopAll('SIGINT') })
+process.on('SIGTERM', () => { void stopAll('SIGTERM') })
+
+if (created.includes('PORTHOLE_ADMIN_TOKEN')) {
+  say(`generated ${created.join(', ')} into ${rel(LOCAL_ENV)} (mode 0600; kept for the next start)`)
+  // Shown once, on a terminal only, at creation: a local quick start needs it; logs never get it.
+  if (process.stdout.isTTY === true) say(`admin token (shown once; also in ${rel(LOCAL_ENV)}): ${secrets.PORTHOLE_ADMIN_TOKEN}`)
+} else if (created.length > 0) {
+  say(`generated ${created.join(', ')} into ${rel(LOCAL_ENV)} (mode 0600)`)
+}
+say(`starting ${selected.join(', ')}: RabbitMQ ${redact(env.RABBITMQ_URL)}, Redis ${redact(env.REDIS_URL)}, libvirt ${env.LIBVIRT_DEFAULT_URI}`)
+for (const n of selected) run(n)
