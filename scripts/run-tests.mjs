@@ -6,7 +6,7 @@ import { join, relative } from 'node:path'
 import { spawnSync } from 'node:child_process'
 
 const root = new URL('..', import.meta.url).pathname
-const roots = ['packages/shared', 'services/api', 'services/receiver', 'services/agents', 'services/console-gateway']
+const roots = ['packages/shared', 'services/api', 'services/receiver', 'services/agents', 'services/console-gateway', 'test']
 const filters = process.argv.slice(2).filter(a => !a.startsWith('--'))
 const onlyUnit = process.argv.includes('--only-unit')
 
@@ -21,7 +21,8 @@ function walk (dir, out) {
 
 const files = []
 for (const r of roots) {
-  const testDir = join(root, r, 'dist', 'test')
+  // Workspaces compile test/ to dist/test; the end-to-end project (test/) compiles e2e/ to test/dist/e2e.
+  const testDir = r === 'test' ? join(root, r, 'dist') : join(root, r, 'dist', 'test')
   try { statSync(testDir) } catch { continue }
   files.push(...walk(testDir, []))
 }

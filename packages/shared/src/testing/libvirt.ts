@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { accessSync, constants } from 'node:fs'
+import { statSync } from 'node:fs'
 import { promisify } from 'node:util'
 
 const run = promisify(execFile)
@@ -19,7 +19,8 @@ export async function virsh (...args: string[]): Promise<string> {
 let domainType: 'kvm' | 'qemu' | undefined
 function pickDomainType (): 'kvm' | 'qemu' {
   if (domainType !== undefined) return domainType
-  try { accessSync('/dev/kvm', constants.R_OK | constants.W_OK); domainType = 'kvm' } catch { domainType = 'qemu' }
+  // qemu runs as libvirt-qemu (group kvm), not as the test's user: the device must be open to its group.
+  try { domainType = (statSync('/dev/kvm').mode & 0o060) === 0o060 ? 'kvm' : 'qemu' } catch { domainType = 'qemu' }
   return domainType
 }
 

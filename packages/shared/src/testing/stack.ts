@@ -37,6 +37,8 @@ export class Stack {
   gatewayUrl = ''
   readonly adminToken = `adm_${randomBytes(24).toString('base64url')}`
   readonly secretKey = testSecretKey()
+  /** The console gateway's own key (CONSOLE_KEY), distinct from the shared secret key. */
+  readonly consoleKey = testSecretKey()
 
   constructor (readonly ns: string, readonly svc: Services, readonly opts: StackOptions) {}
 
@@ -78,6 +80,7 @@ export class Stack {
       REDIS_URL: this.svc.redisUrl,
       PORTHOLE_NAMESPACE: this.ns,
       PORTHOLE_SECRET_KEY: this.secretKey,
+      CONSOLE_KEY: this.consoleKey,
       PORTHOLE_ADMIN_TOKEN: this.adminToken,
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info',
       API_HOST: '127.0.0.1',

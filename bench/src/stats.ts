@@ -1,0 +1,37 @@
+/** Latency statistics and a plain table for benchmark output. */
+export function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[i] as number
+}
+
+export interface Summary { n: number, seconds: number, perSecond: number, p50: number, p99: number, max: number }
+
+export function summarize (latenciesMs: number[], seconds: number): Summary {
+  const s = [...latenciesMs].sort((a, b) => a - b)
+  return { n: s.length, seconds, perSecond: s.length / seconds, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] ?? NaN }
+}
+
+/** Runs `fn` from `concurrency` clients until `total` calls are done; returns each call's latency in ms. */
+export async function closedLoop (concurrency: number, total: number, fn: (i: number) => Promise<void>): Promise<Summary> {
+  const lat: number[] = []
+  let next = 0
+  const t0 = performance.now()
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    for (let i = next++; i < total; i = next++) {
+      const s = performance.now()
+      await fn(i)
+      lat.push(performance.now() - s)
+    }
+  }))
+  return summarize(lat, (performance.now() - t0) / 1000)
+}
+
+export function table (rows: Array<Record<string, string | number>>): string {
+  if (rows.length === 0) return ''
+  const cols = Object.keys(rows[0] as object)
+  const cell = (v: string | number | undefined): string => typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : String(v ?? '')
+  const width = cols.map(c => Math.max(c.length, ...rows.map(r => cell(r[c]).length)))
+  const line = (vals: string[]): string => vals.map((v, i) => v.padStart(width[i] as number)).join('  ')
+  return [line(cols), line(width.map(w => '-'.repeat(w))), ...rows.map(r => line(cols.map(c => cell(r[c]))))].join('\n')
+}

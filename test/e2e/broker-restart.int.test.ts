@@ -1,0 +1,60 @@
+// The broker restarts in the middle of a run of jobs: every job the API accepted still reaches a terminal
+// state; requests made while it is down get 503 problem+json at once; the system recovers by itself.
+// This restarts the machine's real RabbitMQ (rabbitmqctl stop_app / start_app), so it must not run beside
+// other tests: scripts/run-tests.mjs runs files one at a time.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { tinyDomain, waitFor } from '@porthole/shared/testing'
+import { fileStack, finished, kvmServer, tenant } from './fixtures.js'
+
+const run = promisify(execFile)
+const stack = await fileStack()
+const acme = await tenant(stack)
+
+test('every accepted job ends while RabbitMQ restarts mid-run', { timeout: 180_000 }, async (t) => {
+  const doms = await Promise.all([0, 1, 2].map(async () => await tinyDomain(t)))
+  const ids = await Promise.all(doms.map(async d => await kvmServer(stack, acme.tenantId, d)))
+  const accepted: string[] = []
+  const refused: number[] = []
+  let stop = false
+  const load = (async () => {
+    for (let i = 0; !stop; i++) {
+      const server = ids[i % ids.length] as string
+      const r = i % 2 === 0
+        ? await stack.api('GET', `/v1/servers/${server}/status?wait=0`).catch(() => undefined)
+        : await stack.api('POST', `/v1/servers/${server}/power`, { action: 'on' }).catch(() => undefined)
+      if (r === undefined) continue
+      if (r.status === 202) accepted.push(r.body.id)
+      else if (r.status === 200) { /* status answered at once */ } else {
+        assert.equal(r.status, 503, JSON.stringify(r.body))
+        assert.match(r.headers.get('content-type') ?? '', /problem\+json/)
+        refused.push(r.status)
+      }
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+  })()
+  await new Promise(resolve => setTimeout(resolve, 1500))
+  await run('rabbitmqctl', ['stop_app'], { timeout: 60_000 })
+  await new Promise(resolve => setTimeout(resolve, 1500))
+  await run('rabbitmqctl', ['start_app'], { timeout: 60_000 })
+  await run('rabbitmqctl', ['await_startup'], { timeout: 60_000 })
+  // Load goes on until the API publishes again.
+  await waitFor(async () => (await stack.api('GET', '/readyz')).status === 200, 60_000, 'API ready again')
+  await new Promise(resolve => setTimeout(resolve, 1500))
+  stop = true
+  await load
+
+  assert.ok(accepted.length > 20, `only ${accepted.length} jobs accepted`)
+  assert.ok(refused.length > 0, 'no request met the outage')
+  const ends = await Promise.all(accepted.map(async id => await finished(stack, id, undefined, 90_000)))
+  const byState = new Map<string, number>()
+  for (const j of ends) byState.set(j.state, (byState.get(j.state) ?? 0) + 1)
+  t.diagnostic(`accepted ${accepted.length}, refused ${refused.length}, ended: ${JSON.stringify(Object.fromEntries(byState))}`)
+  assert.equal(ends.length, accepted.length)
+  // After the outage the pipeline works again end to end.
+  const r = await stack.api('GET', `/v1/servers/${ids[0]}/status`)
+  assert.equal(r.status, 200, JSON.stringify(r.body))
+  assert.equal(r.body.power, 'on')
+})
