@@ -1,0 +1,172 @@
+// Porthole console page. The link is `<gateway>/s/<sessionId>#<token>`: the token lives in the fragment,
+// which browsers never send to a server. This script takes it from there, removes it from the address bar
+// (and so from history), and presents it only in headers: `Authorization` for the info look-up and
+// `Sec-WebSocket-Protocol` (`porthole.token.<token>`) for the console socket. Every URL is derived from
+// `location`, so the page works unchanged behind a TLS-terminating proxy with a path prefix.
+
+const TOKEN_PROTOCOL = 'porthole.token.'
+const $ = (id) => document.getElementById(id)
+const base = location.pathname.replace(/\/+$/, '')
+const storageKey = 'porthole-console:' + base
+
+// The token: from the fragment on first load; from this tab's session storage after a reload.
+let token = location.hash.length > 1 ? decodeURIComponent(location.hash.slice(1)) : ''
+if (token !== '') {
+  window.history.replaceState(null, '', location.pathname + location.search)
+  try { window.sessionStorage.setItem(storageKey, token) } catch { /* storage disabled: reloads will not reconnect */ }
+} else {
+  try { token = window.sessionStorage.getItem(storageKey) ?? '' } catch { token = '' }
+}
+
+const REASONS = {
+  invalid: 'This console link is not valid. Open the console again from your control panel.',
+  expired: 'This console session has expired. Open the console again from your control panel.',
+  revoked: 'This console session was ended by an administrator.',
+  replaced: 'The console was opened in another window, so this one was disconnected.',
+  used: 'This console link could be used once and has been used already. Open the console again from your control panel.',
+  unreachable: 'The server’s console could not be reached. The server may be off or its console unavailable.',
+  'target-auth': 'The server’s console refused the connection.',
+  idle: 'The console was closed after a period without input.',
+  'target-closed': 'The server closed the console connection.',
+  shutdown: 'The console service is restarting. Open the console again.',
+  unavailable: 'The console service is temporarily unavailable. Try again shortly.'
+}
+const CODES = { 4000: 'invalid', 4001: 'expired', 4002: 'revoked', 4003: 'replaced', 4004: 'used', 4005: 'unreachable', 4006: 'target-auth', 4007: 'idle', 4008: 'target-closed', 1001: 'shutdown', 1013: 'unavailable' }
+
+let ended = false
+let userDisconnected = false
+let countdown
+
+function setState (text) { $('state').textContent = text }
+
+function end (reasonKey, fallback) {
+  if (ended) return
+  ended = true
+  if (countdown !== undefined) window.clearInterval(countdown)
+  $('cad').disabled = true
+  $('disconnect').disabled = true
+  const text = userDisconnected ? 'You disconnected from the console.' : (REASONS[reasonKey] ?? fallback ?? 'The console connection was closed.')
+  setState('Disconnected')
+  document.body.dataset.closeReason = userDisconnected ? 'user' : (reasonKey ?? 'closed')
+  const m = $('message')
+  m.textContent = text
+  m.hidden = false
+  if (reasonKey === 'expired' || reasonKey === 'revoked' || reasonKey === 'used' || reasonKey === 'invalid') {
+    try { window.sessionStorage.removeItem(storageKey) } catch { /* nothing to remove */ }
+  }
+}
+
+function onSocketClose (e) {
+  end(CODES[e.code] ?? e.reason, e.code === 1006 ? 'The connection to the console service was lost.' : undefined)
+}
+
+function startCountdown (expiresAt, serverNow) {
+  const skew = Date.parse(serverNow) - Date.now()
+  const end = Date.parse(expiresAt)
+  const tick = () => {
+    const left = Math.max(0, Math.round((end - (Date.now() + skew)) / 1000))
+    const h = Math.floor(left / 3600)
+    const m = Math.floor((left % 3600) / 60)
+    const s = left % 60
+    $('left').textContent = (h > 0 ? h + ':' + String(m).padStart(2, '0') : String(m)) + ':' + String(s).padStart(2, '0') + ' left'
+    $('left').classList.toggle('low', left < 300)
+  }
+  tick()
+  countdown = window.setInterval(tick, 1000)
+}
+
+function wsUrl () {
+  return (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + base + '/ws'
+}
+
+async function startVnc (screen) {
+  const { default: RFB } = await import('./novnc/core/rfb.js')
+  const ws = new WebSocket(wsUrl(), ['binary', TOKEN_PROTOCOL + token])
+  ws.addEventListener('close', onSocketClose)
+  const rfb = new RFB(screen, ws, {})
+  rfb.scaleViewport = true
+  rfb.background = '#000'
+  rfb.addEventListener('connect', () => {
+    setState('Connected')
+    document.body.dataset.connected = 'true'
+    $('cad').disabled = false
+    $('disconnect').disabled = false
+    rfb.focus()
+  })
+  rfb.addEventListener('disconnect', () => window.setTimeout(() => end(undefined), 200))
+  $('cad').addEventListener('click', () => { rfb.sendCtrlAltDel(); rfb.focus() })
+  $('disconnect').addEventListener('click', () => { userDisconnected = true; rfb.disconnect() })
+}
+
+async function startGuacamole (screen) {
+  const { default: Guacamole } = await import('./guacamole/guacamole-common.js')
+  // guacamole-common-js opens its socket as `new WebSocket(url + '?' + data, 'guacamole')`. For the
+  // duration of that one call, a WebSocket that drops the query and adds the token protocol stands in.
+  const Native = window.WebSocket
+  const sockets = []
+  window.WebSocket = class extends Native {
+    constructor (url) { super(String(url).split('?')[0], ['guacamole', TOKEN_PROTOCOL + token]); sockets.push(this) }
+  }
+  const tunnel = new Guacamole.WebSocketTunnel(wsUrl())
+  const client = new Guacamole.Client(tunnel)
+  const display = client.getDisplay()
+  const el = display.getElement()
+  screen.appendChild(el)
+  try { client.connect('') } finally { window.WebSocket = Native }
+  sockets[0]?.addEventListener('close', onSocketClose)
+  client.onerror = (status) => end('unreachable', status?.message)
+  client.onstatechange = (state) => {
+    if (state === 3) {
+      setState('Connected')
+      document.body.dataset.connected = 'true'
+      $('cad').disabled = false
+      $('disconnect').disabled = false
+    }
+  }
+  const fit = () => {
+    const w = display.getWidth()
+    const h = display.getHeight()
+    if (w > 0 && h > 0) display.scale(Math.min(screen.clientWidth / w, screen.clientHeight / h))
+  }
+  display.onresize = fit
+  window.addEventListener('resize', fit)
+  const mouse = new Guacamole.Mouse(el)
+  const sendMouse = (e) => client.sendMouseState(e.state, true)
+  if (typeof mouse.onEach === 'function') mouse.onEach(['mousedown', 'mouseup', 'mousemove'], sendMouse)
+  else { mouse.onmousedown = mouse.onmouseup = mouse.onmousemove = (state) => client.sendMouseState(state, true) }
+  const keyboard = new Guacamole.Keyboard(document)
+  keyboard.onkeydown = (k) => { client.sendKeyEvent(1, k) }
+  keyboard.onkeyup = (k) => { client.sendKeyEvent(0, k) }
+  $('cad').addEventListener('click', () => {
+    const keys = [0xffe3, 0xffe9, 0xffff] // Control_L, Alt_L, Delete
+    for (const k of keys) client.sendKeyEvent(1, k)
+    for (const k of keys.reverse()) client.sendKeyEvent(0, k)
+  })
+  $('disconnect').addEventListener('click', () => { userDisconnected = true; client.disconnect(); end(undefined) })
+}
+
+async function main () {
+  $('fullscreen').addEventListener('click', () => {
+    if (document.fullscreenElement) document.exitFullscreen()
+    else document.documentElement.requestFullscreen().catch(() => {})
+  })
+  if (token === '') { end('invalid'); return }
+  let info
+  try {
+    const res = await fetch(base + '/info', { headers: { authorization: 'Bearer ' + token }, cache: 'no-store', referrerPolicy: 'no-referrer' })
+    const body = await res.json()
+    if (!res.ok) { end(body.reason ?? 'invalid'); return }
+    info = body
+  } catch {
+    end('unavailable')
+    return
+  }
+  document.title = info.serverName + ' — console'
+  $('name').textContent = info.serverName
+  startCountdown(info.expiresAt, info.now)
+  const screen = $('screen')
+  if (info.protocol === 'guacamole') await startGuacamole(screen)
+  else await startVnc(screen)
+}
+
+main().catch(() => end(undefined, 'The console could not start in this browser.'))

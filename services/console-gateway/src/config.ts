@@ -1,0 +1,34 @@
+/**
+ * The console gateway's settings: one spec, parsed once at start-up (a bad value stops the process naming
+ * the variable). CONSOLE_KEY is the gateway's own key: it seals console targets at rest in Redis and keys
+ * the guacamole-lite tokens; no other service has it.
+ */
+import { bool, commonSettings, int, list, loadConfig, required, secret, secretKeySettings, str, url, type ConfigOf } from '@porthole/shared/config'
+
+export const configSpec = {
+  ...commonSettings,
+  ...secretKeySettings,
+  GATEWAY_HOST: str('address the console gateway listens on', '0.0.0.0'),
+  GATEWAY_PORT: int('port the console gateway listens on', 8081, 1, 65535),
+  PUBLIC_GATEWAY_URL: url('the gateway as browsers reach it (console URLs are built on it); may carry a path prefix behind a TLS-terminating proxy, e.g. `https://example.com/console-gw`', 'http://127.0.0.1:8081', ['http', 'https']),
+  CONSOLE_KEY: required(secret('32 random bytes, base64, known only to the gateway: seals console targets at rest and keys guacamole-lite tokens (`openssl rand -base64 32`)')),
+  CONSOLE_KEY_ID: str('id of CONSOLE_KEY, stored with every target it seals so the key can be rotated', 'c1'),
+  CONSOLE_OLD_KEYS: secret('earlier console keys still accepted for opening, as `id:base64,id:base64`', ''),
+  ALLOWED_ORIGINS: list('origins allowed to open console WebSockets, comma-separated (default: the origin of PUBLIC_GATEWAY_URL)', []),
+  GUACD_HOST: str('guacd host for guacamole sessions', '127.0.0.1'),
+  GUACD_PORT: int('guacd port', 4822, 1, 65535),
+  CONSOLE_IDLE_SECONDS: int('close a console after this many seconds without keyboard or mouse input (0 = never)', 0, 0, 7200),
+  TRUST_PROXY: bool('take the client address from X-Forwarded-For (only behind a proxy that sets it)', false)
+}
+
+export type GatewayConfig = ConfigOf<typeof configSpec>
+
+export function readConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  return loadConfig(configSpec, env)
+}
+
+/** The origins allowed to open WebSockets: ALLOWED_ORIGINS, or the origin of PUBLIC_GATEWAY_URL. */
+export function allowedOrigins (c: GatewayConfig): Set<string> {
+  const list = c.ALLOWED_ORIGINS.length > 0 ? c.ALLOWED_ORIGINS : [new URL(c.PUBLIC_GATEWAY_URL).origin]
+  return new Set(list.map(o => o.toLowerCase().replace(/\/+$/, '')))
+}

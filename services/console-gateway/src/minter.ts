@@ -1,0 +1,139 @@
+/**
+ * Consumes `<ns>.console.mint`: an agent has found a console target and sealed it for us (shared key, aad =
+ * job id). We mint the session: a random URL token (256 bits) of which Redis keeps only the SHA-256, the
+ * target re-sealed with the gateway's own CONSOLE_KEY (aad = session id), and we publish the job's final
+ * JobUpdate with the ConsoleGrant. The token appears only in the grant's URL, in its fragment:
+ * `${PUBLIC_GATEWAY_URL}/s/${sessionId}#${token}`. Browsers never send a fragment to a server, so the token
+ * never reaches a server log, a proxy log or a Referer header.
+ */
+import { randomUUID } from 'node:crypto'
+import type { AmqpClient, Delivery, Disposition } from '@porthole/shared/amqp'
+import { names } from '@porthole/shared/amqp'
+import {
+  compile, ConsoleMintRequest, ConsoleTarget, MAX_CONSOLE_TTL_SECONDS,
+  type ConsoleGrant, type ConsoleSession, type JobUpdate
+} from '@porthole/shared/contracts'
+import { randomToken, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
+import { PortholeError, toFailure, UnsupportedError, type JobFailureLike } from '@porthole/shared/errors'
+import type { Logger } from '@porthole/shared/logging'
+import type { ConsoleSessionStore } from '@porthole/shared/store'
+
+const mintCheck = compile(ConsoleMintRequest, 'ConsoleMintRequest')
+const targetCheck = compile(ConsoleTarget, 'ConsoleTarget')
+
+export interface MinterDeps {
+  amqp: AmqpClient
+  sessions: ConsoleSessionStore
+  /** Opens targets sealed by agents (PORTHOLE_SECRET_KEY). */
+  sharedBox: SecretBox
+  /** Seals targets at rest (CONSOLE_KEY). */
+  consoleBox: SecretBox
+  namespace: string
+  publicUrl: string
+  log: Logger
+}
+
+/** The console URL for a session: the token travels in the fragment only. */
+export function consoleUrl (publicUrl: string, sessionId: string, token: string): string {
+  return `${publicUrl.replace(/\/+$/, '')}/s/${sessionId}#${token}`
+}
+
+export class Minter {
+  private readonly n: ReturnType<typeof names>
+  private readonly log: Logger
+
+  constructor (private readonly d: MinterDeps) {
+    this.n = names(d.namespace)
+    this.log = d.log.child({ component: 'minter' })
+  }
+
+  async start (): Promise<void> {
+    await this.d.amqp.consume(this.n.mintQueue, async (m) => await this.handle(m), { prefetch: 16 })
+  }
+
+  async handle (m: Delivery): Promise<Disposition> {
+    if (!mintCheck.check(m.body)) {
+      const jobId = (m.body as { job?: { id?: unknown } } | undefined)?.job?.id
+      this.log.error({ jobId: typeof jobId === 'string' ? jobId : undefined }, 'malformed console mint request; dead-lettering')
+      if (typeof jobId === 'string' && /^[0-9a-f-]{36}$/i.test(jobId)) {
+        await this.publish({ jobId, state: 'failed', at: new Date().toISOString(), error: { code: 'poison', message: 'malformed console mint request', retryable: false } }).catch(() => {})
+      }
+      return 'dead'
+    }
+    const req = m.body
+    const job = req.job
+    const log = this.log.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })
+    if (Date.parse(job.deadline) <= Date.now()) {
+      // The receiver times the job out; a session nobody can learn the URL of would only linger.
+      log.warn('console mint request past its deadline; dropped')
+      return 'ack'
+    }
+    let grant: ConsoleGrant
+    try {
+      grant = await this.mint(req)
+    } catch (err) {
+      if (err instanceof PortholeError && err.code === 'unavailable') { log.warn({ err: { message: err.message } }, 'mint deferred: dependency unavailable'); return 'requeue' }
+      const failure = toFailure(err)
+      log.warn({ code: failure.code, reason: failure.message }, 'console mint failed')
+      return await this.fail(job.id, failure)
+    }
+    try {
+      await this.publish({ jobId: job.id, state: 'succeeded', at: new Date().toISOString(), result: grant })
+    } catch (err) {
+      log.warn({ err: { message: (err as Error).message } }, 'could not publish the console grant; requeueing')
+      return 'requeue'
+    }
+    log.info({ sessionId: grant.sessionId, protocol: grant.protocol, expiresAt: grant.expiresAt }, 'console session minted')
+    return 'ack'
+  }
+
+  private async mint (req: ConsoleMintRequest): Promise<ConsoleGrant> {
+    const job = req.job
+    const params = job.console
+    if (job.kind !== 'console' || params === undefined) throw new PortholeError('invalid', 'not a console job', { retryable: false })
+    let target: ConsoleTarget
+    try {
+      target = targetCheck.parse(this.d.sharedBox.open(req.target, job.id))
+    } catch (err) {
+      // Never echo the sealed content: the message says what, not which.
+      throw new PortholeError('internal', 'the console target did not open (wrong key, tampered, or not a console target)', { retryable: false, cause: err })
+    }
+    if (target.kind !== 'vnc') throw new UnsupportedError(`console protocol ${params.protocol} cannot reach a ${target.kind} target`)
+    const id = randomUUID()
+    const token = randomToken(32)
+    const now = Date.now()
+    const ttl = Math.min(params.ttlSeconds, MAX_CONSOLE_TTL_SECONDS)
+    const session: ConsoleSession = {
+      id,
+      serverId: req.server.id,
+      tenantId: req.server.tenantId,
+      serverName: req.server.name,
+      jobId: job.id,
+      protocol: params.protocol,
+      target: this.d.consoleBox.seal(target, id),
+      tokenHash: sha256Hex(token),
+      createdAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + ttl * 1000).toISOString(),
+      singleUse: params.singleUse
+    }
+    try {
+      await this.d.sessions.create(session)
+    } catch (err) {
+      throw new PortholeError('unavailable', 'session store unavailable', { cause: err })
+    }
+    return { sessionId: id, url: consoleUrl(this.d.publicUrl, id, token), protocol: session.protocol, expiresAt: session.expiresAt }
+  }
+
+  private async fail (jobId: string, error: JobFailureLike): Promise<Disposition> {
+    try {
+      await this.publish({ jobId, state: 'failed', at: new Date().toISOString(), error })
+      return 'ack'
+    } catch {
+      return 'requeue'
+    }
+  }
+
+  private async publish (u: JobUpdate): Promise<void> {
+    await this.d.amqp.publish(this.n.resultsExchange, this.n.resultsKey, u)
+  }
+}

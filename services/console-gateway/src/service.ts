@@ -1,0 +1,78 @@
+/**
+ * Wires the gateway: Redis (sessions, and a second connection for their events), RabbitMQ (the mint
+ * queue, and results), the viewer hub, guacamole-lite, and the HTTP server.
+ */
+import type { AddressInfo } from 'node:net'
+import { AmqpClient } from '@porthole/shared/amqp'
+import { ConfigError } from '@porthole/shared/config'
+import { SecretBox } from '@porthole/shared/crypto'
+import type { Logger } from '@porthole/shared/logging'
+import { ConsoleSessionStore, createRedis } from '@porthole/shared/store'
+import { allowedOrigins, type GatewayConfig } from './config.js'
+import { GuacBridge } from './guac.js'
+import { createHttp } from './http.js'
+import { Minter } from './minter.js'
+import { ViewerHub } from './viewers.js'
+
+export interface Gateway {
+  /** The port the HTTP server listens on. */
+  port: number
+  close: () => Promise<void>
+}
+
+export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gateway> {
+  const sharedBox = SecretBox.fromSettings(c)
+  const consoleBox = SecretBox.fromSettings(
+    { PORTHOLE_SECRET_KEY: c.CONSOLE_KEY, PORTHOLE_SECRET_KEY_ID: c.CONSOLE_KEY_ID, PORTHOLE_OLD_SECRET_KEYS: c.CONSOLE_OLD_KEYS },
+    { key: 'CONSOLE_KEY', old: 'CONSOLE_OLD_KEYS' }
+  )
+  // The console key must be the gateway's alone: if it equalled the shared key, every agent could open it.
+  if (c.CONSOLE_KEY === c.PORTHOLE_SECRET_KEY) throw new ConfigError('CONSOLE_KEY', 'must differ from PORTHOLE_SECRET_KEY')
+
+  const redis = createRedis(c.REDIS_URL, log, 'console-gateway')
+  const subscriber = createRedis(c.REDIS_URL, log, 'console-gateway-events')
+  const sessions = new ConsoleSessionStore(redis, c.PORTHOLE_NAMESPACE)
+  const amqp = new AmqpClient({ url: c.RABBITMQ_URL, namespace: c.PORTHOLE_NAMESPACE, log, name: 'console-gateway' })
+  const cleanup = async (): Promise<void> => {
+    await amqp.close().catch(() => {})
+    redis.disconnect()
+    subscriber.disconnect()
+  }
+  try {
+    await amqp.start()
+    const guac = new GuacBridge(Buffer.from(c.CONSOLE_KEY, 'base64'), { host: c.GUACD_HOST, port: c.GUACD_PORT }, log)
+    const hub = new ViewerHub({ sessions, consoleBox, guac, subscriber, idleSeconds: c.CONSOLE_IDLE_SECONDS, log })
+    await hub.start()
+    const minter = new Minter({ amqp, sessions, sharedBox, consoleBox, namespace: c.PORTHOLE_NAMESPACE, publicUrl: c.PUBLIC_GATEWAY_URL, log })
+    await minter.start()
+    const server = createHttp({
+      hub,
+      sessions,
+      allowedOrigins: allowedOrigins(c),
+      publicUrl: c.PUBLIC_GATEWAY_URL,
+      trustProxy: c.TRUST_PROXY,
+      healthy: () => amqp.connected && redis.status === 'ready',
+      log
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(c.GATEWAY_PORT, c.GATEWAY_HOST, () => { server.off('error', reject); resolve() })
+    })
+    return {
+      port: (server.address() as AddressInfo).port,
+      close: async () => {
+        const closed = new Promise<void>(resolve => server.close(() => resolve()))
+        hub.closeAll('shutdown')
+        server.closeIdleConnections()
+        await amqp.close()
+        await Promise.race([closed, new Promise(resolve => setTimeout(resolve, 3000).unref())])
+        server.closeAllConnections()
+        await redis.quit().catch(() => {})
+        await subscriber.quit().catch(() => {})
+      }
+    }
+  } catch (err) {
+    await cleanup()
+    throw err
+  }
+}

@@ -1,0 +1,313 @@
+/**
+ * Live console viewers. A viewer is a WebSocket the gateway has accepted on `/s/<sessionId>/ws`; it is
+ * authenticated by the token it presents in `Sec-WebSocket-Protocol` (`porthole.token.<token>`), never by
+ * anything in the URL. Then it is relayed to the target (VNC, directly) or handed to guacamole-lite.
+ *
+ * Every way a viewer ends has its own close code, which the console page turns into a sentence:
+ * 4000 invalid, 4001 expired, 4002 revoked, 4003 replaced (another viewer took the session), 4004 used (a
+ * single-use link opened before), 4005 unreachable (the target did not answer), 4006 target-auth (the
+ * target refused the password), 4007 idle, 4008 target-closed, 1001 shutdown, 1013 unavailable.
+ *
+ * One live viewer per session: a new viewer closes the older one here at once and, through
+ * ConsoleSessionStore's events channel, on every other replica. Revocations arrive on the same channel
+ * (and a sweep every two seconds catches any event Redis pub/sub dropped).
+ */
+import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
+import type { RawData, WebSocket } from 'ws'
+import type { ConsoleSession, ConsoleTarget } from '@porthole/shared/contracts'
+import { safeEqual, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
+import { PortholeError } from '@porthole/shared/errors'
+import type { Logger } from '@porthole/shared/logging'
+import { parseSessionEvent, type ConsoleSessionStore, type Redis } from '@porthole/shared/store'
+import { isGuacInput, type GuacBridge } from './guac.js'
+import { acceptViewer, ByteQueue, connectVnc, onlyUpdateRequests } from './rfb.js'
+
+export const CLOSE = {
+  invalid: { code: 4000, reason: 'invalid' },
+  expired: { code: 4001, reason: 'expired' },
+  revoked: { code: 4002, reason: 'revoked' },
+  replaced: { code: 4003, reason: 'replaced' },
+  used: { code: 4004, reason: 'used' },
+  unreachable: { code: 4005, reason: 'unreachable' },
+  targetAuth: { code: 4006, reason: 'target-auth' },
+  idle: { code: 4007, reason: 'idle' },
+  targetClosed: { code: 4008, reason: 'target-closed' },
+  shutdown: { code: 1001, reason: 'shutdown' },
+  unavailable: { code: 1013, reason: 'unavailable' }
+} as const
+export type CloseKind = keyof typeof CLOSE
+
+/** The subprotocol prefix that carries the token. */
+export const TOKEN_PROTOCOL = 'porthole.token.'
+const TOKEN_SHAPE = /^[A-Za-z0-9_-]{22,128}$/
+
+export type TokenCheck = { ok: true, session: ConsoleSession } | { ok: false, reason: 'invalid' | 'expired' | 'revoked' | 'used' }
+
+/**
+ * Whether `token` opens session `sessionId`. A token of another session, or none that is known, is
+ * `invalid`; the reasons `expired` and `revoked` are only told to the holder of the session's own token.
+ * `used` is for the console page's look-up; at connect, single use is claimed atomically instead.
+ */
+export async function checkToken (sessions: ConsoleSessionStore, sessionId: string, token: string | undefined): Promise<TokenCheck> {
+  if (token === undefined || !TOKEN_SHAPE.test(token)) return { ok: false, reason: 'invalid' }
+  const hash = sha256Hex(token)
+  const live = await sessions.findByTokenHash(hash)
+  if (live !== undefined) {
+    if (live.id !== sessionId) return { ok: false, reason: 'invalid' }
+    if (live.singleUse && live.usedAt !== undefined) return { ok: false, reason: 'used' }
+    return { ok: true, session: live }
+  }
+  const known = await sessions.get(sessionId)
+  if (known === undefined || !safeEqual(known.tokenHash, hash)) return { ok: false, reason: 'invalid' }
+  if (known.revokedAt !== undefined) return { ok: false, reason: 'revoked' }
+  if (Date.parse(known.expiresAt) <= Date.now()) return { ok: false, reason: 'expired' }
+  return { ok: false, reason: 'invalid' }
+}
+
+/** The token a viewer offered in Sec-WebSocket-Protocol, if any. */
+export function tokenFromProtocols (header: string | undefined): string | undefined {
+  if (header === undefined) return undefined
+  for (const p of header.split(',')) {
+    const s = p.trim()
+    if (s.startsWith(TOKEN_PROTOCOL)) return s.slice(TOKEN_PROTOCOL.length)
+  }
+  return undefined
+}
+
+export interface HubDeps {
+  sessions: ConsoleSessionStore
+  consoleBox: SecretBox
+  guac: GuacBridge
+  /** A Redis connection of its own for the events subscription. */
+  subscriber: Redis
+  idleSeconds: number
+  log: Logger
+}
+
+class Viewer {
+  readonly id = randomUUID()
+  closed = false
+  tcp: Socket | undefined
+  guac: { close: () => void } | undefined
+  lastInput = Date.now()
+  private readonly timers: NodeJS.Timeout[] = []
+
+  constructor (readonly ws: WebSocket, readonly session: ConsoleSession, readonly log: Logger) {}
+
+  timer (t: NodeJS.Timeout): void { this.timers.push(t) }
+
+  close (kind: CloseKind): void {
+    if (this.closed) return
+    this.closed = true
+    this.log.info({ reason: CLOSE[kind].reason }, 'closing console viewer')
+    closeWs(this.ws, kind) // first: guacamole-lite, released next, would otherwise close it with its own code
+    this.release()
+  }
+
+  release (): void {
+    this.closed = true
+    for (const t of this.timers) clearTimeout(t)
+    this.timers.length = 0
+    this.tcp?.destroy()
+    this.guac?.close()
+  }
+}
+
+function closeWs (ws: WebSocket, kind: CloseKind): void {
+  if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(CLOSE[kind].code, CLOSE[kind].reason)
+  // A peer that does not answer the close handshake is cut off rather than left holding the session.
+  setTimeout(() => ws.terminate(), 2000).unref()
+}
+
+const toBuffer = (d: RawData): Buffer => Buffer.isBuffer(d) ? d : Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d)
+
+export class ViewerHub {
+  private readonly bySession = new Map<string, Set<Viewer>>()
+  private readonly log: Logger
+  private sweeper: NodeJS.Timeout | undefined
+
+  constructor (private readonly d: HubDeps) {
+    this.log = d.log.child({ component: 'viewers' })
+  }
+
+  async start (): Promise<void> {
+    this.d.subscriber.on('message', (_channel: string, msg: string) => this.onEvent(msg))
+    await this.d.subscriber.subscribe(this.d.sessions.eventsChannel)
+    this.sweeper = setInterval(() => { void this.sweep() }, 2000)
+    this.sweeper.unref()
+  }
+
+  /** Live viewers on this replica. */
+  get count (): number {
+    let n = 0
+    for (const s of this.bySession.values()) n += s.size
+    return n
+  }
+
+  private onEvent (msg: string): void {
+    const e = parseSessionEvent(msg)
+    if (e === undefined) return
+    const set = this.bySession.get(e.sessionId)
+    if (set === undefined) return
+    for (const v of set) {
+      if (e.type === 'revoked') v.close('revoked')
+      else if (v.id !== e.viewerId) v.close('replaced')
+    }
+  }
+
+  /** Catches revocations and take-overs whose pub/sub message was lost (e.g. during a Redis reconnect). */
+  private async sweep (): Promise<void> {
+    for (const [sessionId, set] of this.bySession) {
+      try {
+        const s = await this.d.sessions.get(sessionId)
+        for (const v of set) {
+          if (s === undefined || s.revokedAt !== undefined) v.close('revoked')
+        }
+      } catch { /* Redis down: the next sweep tries again */ }
+    }
+  }
+
+  /** Takes over an upgraded WebSocket: authenticates it, then connects it to its target. */
+  async accept (ws: WebSocket, sessionId: string, token: string | undefined, ip: string | undefined): Promise<void> {
+    const log = this.log.child({ sessionId, ip })
+    const early: Array<[RawData, boolean]> = []
+    const onEarly = (d: RawData, binary: boolean): void => { early.push([d, binary]) }
+    ws.on('message', onEarly)
+    ws.on('error', (err) => log.debug({ err: { message: err.message } }, 'viewer socket error'))
+
+    let check: TokenCheck
+    try {
+      check = await checkToken(this.d.sessions, sessionId, token)
+    } catch {
+      log.warn('session store unavailable; viewer refused')
+      closeWs(ws, 'unavailable')
+      return
+    }
+    if (!check.ok) {
+      log.info({ reason: check.reason }, 'console viewer refused')
+      closeWs(ws, check.reason)
+      return
+    }
+    const session = check.session
+    if (session.singleUse && !await this.d.sessions.claimUse(session).catch(() => false)) {
+      log.info({ reason: 'used' }, 'console viewer refused')
+      closeWs(ws, 'used')
+      return
+    }
+    if (ws.readyState !== ws.OPEN) return
+    let target: ConsoleTarget
+    try {
+      target = this.d.consoleBox.open<ConsoleTarget>(session.target, session.id)
+    } catch (err) {
+      log.error({ err: { message: (err as Error).message } }, 'console target did not open')
+      closeWs(ws, 'unavailable')
+      return
+    }
+
+    const v = new Viewer(ws, session, log.child({ serverId: session.serverId }))
+    // One viewer per session: older viewers on this replica go now; those elsewhere on the event.
+    let set = this.bySession.get(session.id)
+    if (set === undefined) { set = new Set(); this.bySession.set(session.id, set) }
+    for (const old of set) old.close('replaced')
+    set.add(v)
+    ws.once('close', (code: number) => {
+      v.release()
+      const s = this.bySession.get(session.id)
+      s?.delete(v)
+      if (s?.size === 0) this.bySession.delete(session.id)
+      void this.d.sessions.dropViewer(session.id, v.id).catch(() => {})
+      v.log.info({ code }, 'console viewer disconnected')
+    })
+    try {
+      await this.d.sessions.takeViewer(session, v.id)
+    } catch {
+      v.close('unavailable')
+      return
+    }
+    v.timer(setTimeout(() => v.close('expired'), Math.max(0, Date.parse(session.expiresAt) - Date.now())))
+    if (this.d.idleSeconds > 0) this.armIdle(v)
+    v.log.info({ protocol: session.protocol, singleUse: session.singleUse }, 'console viewer connected')
+
+    ws.off('message', onEarly)
+    if (session.protocol === 'vnc') await this.relayVnc(v, target, early)
+    else this.handToGuacamole(v, target, early)
+  }
+
+  private armIdle (v: Viewer): void {
+    const ms = this.d.idleSeconds * 1000
+    const check = (): void => {
+      const left = v.lastInput + ms - Date.now()
+      if (left <= 0) v.close('idle')
+      else v.timer(setTimeout(check, left))
+    }
+    v.timer(setTimeout(check, ms))
+  }
+
+  private async relayVnc (v: Viewer, target: ConsoleTarget, early: Array<[RawData, boolean]>): Promise<void> {
+    const ws = v.ws
+    const q = new ByteQueue()
+    for (const [d] of early) q.push(toBuffer(d))
+    let relaying = false
+    ws.on('message', (d: RawData) => {
+      const b = toBuffer(d)
+      if (!relaying) { q.push(b); return }
+      if (!onlyUpdateRequests(b)) v.lastInput = Date.now()
+      v.tcp?.write(b)
+    })
+    ws.once('close', () => q.fail(new Error('viewer left')))
+    let conn
+    try {
+      conn = await connectVnc(target)
+    } catch (err) {
+      const code = err instanceof PortholeError ? err.code : 'internal'
+      v.log.warn({ code, reason: (err as Error).message }, 'console target handshake failed')
+      v.close(code === 'auth' ? 'targetAuth' : 'unreachable')
+      return
+    }
+    if (v.closed) { conn.socket.destroy(); return }
+    const tcp = conn.socket
+    v.tcp = tcp
+    tcp.on('error', (err) => v.log.debug({ err: { message: err.message } }, 'console target socket error'))
+    tcp.on('close', () => v.close('targetClosed'))
+    try {
+      const rest = await withTimeout(acceptViewer(q, b => ws.send(b)), 15_000)
+      if (rest.length > 0) tcp.write(rest)
+    } catch {
+      v.close('invalid')
+      return
+    }
+    relaying = true
+    if (conn.leftover.length > 0) ws.send(conn.leftover)
+    // Backpressure: a slow browser pauses the target rather than growing the gateway's memory.
+    let paused = false
+    tcp.on('data', (b: Buffer) => {
+      ws.send(b, () => {
+        if (paused && ws.bufferedAmount < 256 * 1024) { paused = false; tcp.resume() }
+      })
+      if (!paused && ws.bufferedAmount > 4 * 1024 * 1024) { paused = true; tcp.pause() }
+    })
+  }
+
+  private handToGuacamole (v: Viewer, target: ConsoleTarget, early: Array<[RawData, boolean]>): void {
+    v.ws.on('message', (d: RawData) => { if (isGuacInput(toBuffer(d).toString('utf8'))) v.lastInput = Date.now() })
+    v.guac = this.d.guac.attach(v.ws, target, (err) => {
+      if (err !== undefined) v.log.warn({ reason: err.message }, 'guacd connection ended with an error')
+      v.close(err === undefined ? 'targetClosed' : 'unreachable')
+    })
+    for (const [d, binary] of early) v.ws.emit('message', d, binary)
+  }
+
+  /** Closes every viewer (shutdown). */
+  closeAll (kind: CloseKind): void {
+    if (this.sweeper !== undefined) clearInterval(this.sweeper)
+    for (const set of this.bySession.values()) for (const v of set) v.close(kind)
+  }
+}
+
+async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => { t = setTimeout(() => reject(new Error('timeout')), ms) })])
+  } finally { clearTimeout(t) }
+}

@@ -1,0 +1,149 @@
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import { tinyDomain, virsh, waitFor, type TinyDomain } from '@porthole/shared/testing'
+import type { ConsoleTarget } from '@porthole/shared/contracts'
+import { fileScope, harness, vncTarget, type Harness } from './support.js'
+
+const PASSWORD = 's3cret'
+const suite = fileScope(after)
+let h: Harness
+let vm: TinyDomain
+let target: ConsoleTarget
+let browser: BrowserContext
+
+before(async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
+  suite.after(async () => { await rm(dir, { recursive: true, force: true }) })
+  ;[h, vm, browser] = await Promise.all([
+    harness(suite),
+    tinyDomain(suite, { vncPassword: PASSWORD }),
+    chromium.launchPersistentContext(dir, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+      viewport: { width: 1024, height: 700 }
+    })
+  ])
+  suite.after(async () => { await browser.close() })
+  target = await vncTarget(await vm.vncPort(), PASSWORD)
+})
+
+/** Statistics of the console canvas: how many pixels are not black, and a fingerprint of the picture. */
+async function canvasStats (page: Page): Promise<{ lit: number, width: number, height: number, sum: number }> {
+  // Runs in the page (a string: this project compiles without the DOM library).
+  return await page.evaluate(`(() => {
+    const c = document.querySelector('#screen canvas')
+    if (c === null || c.width === 0) return { lit: 0, width: 0, height: 0, sum: 0 }
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+    let lit = 0; let sum = 0
+    for (let i = 0; i < d.length; i += 4) {
+      const v = d[i] + d[i + 1] + d[i + 2]
+      if (v > 60) lit++
+      sum = (sum * 31 + v * (i + 1)) % 1000000007
+    }
+    return { lit, width: c.width, height: c.height, sum }
+  })()`)
+}
+
+test('the console page shows the VM\'s screen, and Ctrl-Alt-Del reaches the VM', async (t) => {
+  const m = await h.mint({ target, serverName: 'web-1.example' })
+  const page = await browser.newPage()
+  const errors: string[] = []
+  page.on('pageerror', e => errors.push(e.message))
+  page.on('console', msg => { if (msg.type() === 'error') errors.push(msg.text()) })
+  page.on('response', r => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`) })
+  const requests: string[] = []
+  page.on('request', r => requests.push(r.url()))
+  const t0 = Date.now()
+  await page.goto(m.grant.url)
+  await page.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
+  t.diagnostic(`page to connected console: ${Date.now() - t0} ms`)
+  assert.equal(new URL(page.url()).hash, '', 'the token is removed from the address bar')
+  assert.equal(await page.textContent('#name'), 'web-1.example')
+  assert.match(await page.textContent('#left') ?? '', /^\d+:\d\d left$/)
+  for (const u of requests) assert.ok(!u.includes(m.token), `a request carried the token in its URL: ${u}`)
+
+  // The SeaBIOS text screen, drawn by noVNC on its canvas.
+  const shown = await waitFor(async () => { const s = await canvasStats(page); return s.lit > 200 ? s : undefined }, 10_000, 'a non-blank screen')
+  assert.ok(shown.width >= 640 && shown.height >= 400, `screen ${shown.width}x${shown.height}`)
+
+  // Wait for a still screen (the BIOS has given up booting), then press Ctrl-Alt-Del: the BIOS restarts.
+  let before = await canvasStats(page)
+  await waitFor(async () => {
+    await new Promise(resolve => setTimeout(resolve, 700))
+    const now = await canvasStats(page)
+    const still = now.sum === before.sum
+    before = now
+    return still
+  }, 20_000, 'a still screen')
+  const shotBefore = await screenshotSum(vm)
+  await page.click('#cad')
+  const changed = await waitFor(async () => { const s = await canvasStats(page); return s.sum !== before.sum ? s : undefined }, 10_000, 'the screen to change after Ctrl-Alt-Del')
+  assert.notEqual(changed.sum, before.sum)
+  // Asked of libvirt itself: the VM's own screen changed too.
+  await waitFor(async () => (await screenshotSum(vm)) !== shotBefore, 10_000, 'libvirt\'s screenshot to change')
+  assert.deepEqual(errors, [], 'no failed requests, script or CSP errors on the page')
+
+  // Disconnect button.
+  await page.click('#disconnect')
+  await page.waitForSelector('body[data-close-reason="user"]')
+  await page.close()
+})
+
+test('the page says why when the session is revoked while open', async () => {
+  const m = await h.mint({ target })
+  const page = await browser.newPage()
+  await page.goto(m.grant.url)
+  await page.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
+  const s = await h.sessions.get(m.sessionId)
+  assert.ok(s !== undefined)
+  await h.sessions.revoke(s)
+  await page.waitForSelector('body[data-close-reason="revoked"]', { timeout: 2000 })
+  assert.match(await page.textContent('#message') ?? '', /ended by an administrator/)
+  await page.close()
+})
+
+test('the page says why when another viewer takes over, and when a single-use link is reused', async () => {
+  const m = await h.mint({ target, singleUse: false })
+  const first = await browser.newPage()
+  await first.goto(m.grant.url)
+  await first.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
+  const second = await browser.newPage()
+  await second.goto(m.grant.url)
+  await second.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
+  await first.waitForSelector('body[data-close-reason="replaced"]', { timeout: 2000 })
+  assert.match(await first.textContent('#message') ?? '', /another window/)
+  await Promise.all([first.close(), second.close()])
+
+  const once = await h.mint({ target, singleUse: true })
+  const a = await browser.newPage()
+  await a.goto(once.grant.url)
+  await a.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
+  const b = await browser.newPage()
+  await b.goto(once.grant.url)
+  await b.waitForSelector('body[data-close-reason="used"]', { timeout: 5000 })
+  await Promise.all([a.close(), b.close()])
+})
+
+test('the browser\'s traffic and the gateway\'s logs hold no token and no VNC password', async () => {
+  const logs = h.stack.logs()
+  assert.ok(logs.includes('console viewer connected'))
+  for (const tok of h.tokens) assert.ok(!logs.includes(tok))
+  assert.ok(!logs.includes(PASSWORD))
+})
+
+async function screenshotSum (d: TinyDomain): Promise<string> {
+  const { mkdtemp: mk, readFile } = await import('node:fs/promises')
+  const { createHash } = await import('node:crypto')
+  const dir = await mk(join(tmpdir(), 'porthole-shot-'))
+  try {
+    await virsh('screenshot', d.name, join(dir, 's.ppm'))
+    return createHash('sha256').update(await readFile(join(dir, 's.ppm'))).digest('hex')
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}

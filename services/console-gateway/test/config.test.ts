@@ -1,0 +1,39 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import { ConfigError } from '@porthole/shared/config'
+import { allowedOrigins, readConfig } from '../src/config.js'
+import { consoleUrl } from '../src/minter.js'
+
+const key = (): string => randomBytes(32).toString('base64')
+
+test('CONSOLE_KEY is required', () => {
+  assert.throws(() => readConfig({ PORTHOLE_SECRET_KEY: key() }), (e: unknown) => e instanceof ConfigError && e.variable === 'CONSOLE_KEY')
+})
+
+test('allowed origins default to the origin of PUBLIC_GATEWAY_URL, prefix and all', () => {
+  const c = readConfig({ PORTHOLE_SECRET_KEY: key(), CONSOLE_KEY: key(), PUBLIC_GATEWAY_URL: 'https://Example.com/console-gw/' })
+  assert.deepEqual([...allowedOrigins(c)], ['https://example.com'])
+  const d = readConfig({ PORTHOLE_SECRET_KEY: key(), CONSOLE_KEY: key(), ALLOWED_ORIGINS: 'https://a.example, https://b.example/' })
+  assert.deepEqual([...allowedOrigins(d)], ['https://a.example', 'https://b.example'])
+})
+
+test('console URLs keep the prefix and carry the token in the fragment only', () => {
+  const u = new URL(consoleUrl('https://example.com/console-gw/', '0b9f8a3e-4f0a-4c39-9a39-111111111111', 'tok_en'))
+  assert.equal(u.pathname, '/console-gw/s/0b9f8a3e-4f0a-4c39-9a39-111111111111')
+  assert.equal(u.search, '')
+  assert.equal(u.hash, '#tok_en')
+})
+
+test('the process exits non-zero naming the bad variable', () => {
+  const main = fileURLToPath(new URL('../src/main.js', import.meta.url))
+  const r = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, PORTHOLE_SECRET_KEY: key(), CONSOLE_KEY: key(), GATEWAY_PORT: 'eighty' }, encoding: 'utf8', timeout: 10_000 })
+  assert.notEqual(r.status, 0)
+  assert.match(r.stderr, /GATEWAY_PORT/)
+  const same = key()
+  const s = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, PORTHOLE_SECRET_KEY: same, CONSOLE_KEY: same, RABBITMQ_URL: 'amqp://127.0.0.1:1' }, encoding: 'utf8', timeout: 10_000 })
+  assert.notEqual(s.status, 0)
+  assert.match(s.stderr, /CONSOLE_KEY/)
+})

@@ -1,0 +1,178 @@
+/**
+ * Test support for the console gateway: the gateway runs as its real compiled process (startStack), and
+ * the test plays the agent (publishes ConsoleMintRequest with the target sealed by the shared key, aad =
+ * job id, after creating the job record) and the receiver (consumes `<ns>.results` and records the
+ * JobUpdate on the job as the receiver does).
+ */
+import { randomUUID } from 'node:crypto'
+import { WebSocket } from 'ws'
+import { AmqpClient, names } from '@porthole/shared/amqp'
+import type { ConsoleGrant, ConsoleTarget, Job, JobUpdate } from '@porthole/shared/contracts'
+import { SecretBox } from '@porthole/shared/crypto'
+import { createLogger } from '@porthole/shared/logging'
+import { ConsoleSessionStore, createRedis, JobStore, type Redis } from '@porthole/shared/store'
+import { startStack, waitFor, type Stack, type StackOptions } from '@porthole/shared/testing'
+
+type After = { after: (fn: () => Promise<void>) => void }
+
+/**
+ * A file-wide clean-up list: node:test's `after` called from inside a `before` hook would run at the end
+ * of that hook, so files register this once at top level and hand `suite` to the helpers.
+ */
+export function fileScope (register: (fn: () => Promise<void>) => void): After {
+  const fns: Array<() => Promise<void>> = []
+  register(async () => { for (const fn of fns.reverse()) await fn() })
+  return { after: (fn) => { fns.push(fn) } }
+}
+
+export interface Minted { grant: ConsoleGrant, jobId: string, sessionId: string, token: string, update: JobUpdate }
+
+export interface MintOptions {
+  target: ConsoleTarget
+  protocol?: 'vnc' | 'guacamole'
+  ttlSeconds?: number
+  singleUse?: boolean
+  serverName?: string
+  /** Seal the target for this aad instead of the job id (a box moved from another job). */
+  aad?: string
+}
+
+export interface Harness {
+  stack: Stack
+  redis: Redis
+  jobs: JobStore
+  sessions: ConsoleSessionStore
+  origin: string
+  /** Every token minted so far (the log checks look for them). */
+  tokens: string[]
+  /** Publishes a mint request as an agent would and waits for the gateway's JobUpdate. */
+  publishMint: (o: MintOptions) => Promise<{ jobId: string, update: JobUpdate }>
+  mint: (o: MintOptions) => Promise<Minted>
+  /** Publishes any body to the mint queue and waits for the JobUpdate of `jobId`. */
+  publishRaw: (body: unknown, jobId: string) => Promise<JobUpdate>
+}
+
+export async function harness (t: After, o: StackOptions = {}): Promise<Harness> {
+  const stack = await startStack(t, { services: ['console-gateway'], ...o })
+  const log = createLogger({ name: 'test', level: 'silent' })
+  const amqp = new AmqpClient({ url: stack.svc.rabbitmqUrl, namespace: stack.ns, log, name: 'console-gateway-test' })
+  await amqp.start()
+  const redis = createRedis(stack.svc.redisUrl, log, 'console-gateway-test')
+  t.after(async () => { await amqp.close(); redis.disconnect() })
+  const jobs = new JobStore(redis, stack.ns)
+  const sessions = new ConsoleSessionStore(redis, stack.ns)
+  const n = names(stack.ns)
+  const updates = new Map<string, JobUpdate>()
+  await amqp.consume(n.resultsQueue, async (d) => {
+    const u = d.body as JobUpdate
+    updates.set(u.jobId, u)
+    // Recorded as the receiver records it.
+    await jobs.transition(u.jobId, u.state, { ...(u.result === undefined ? {} : { result: u.result }), ...(u.error === undefined ? {} : { error: u.error }) })
+    return 'ack'
+  }, { prefetch: 10 })
+  const shared = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: stack.secretKey, PORTHOLE_SECRET_KEY_ID: 'k1', PORTHOLE_OLD_SECRET_KEYS: '' })
+  const tokens: string[] = []
+
+  const publishMint = async (m: MintOptions): Promise<{ jobId: string, update: JobUpdate }> => {
+    const now = new Date()
+    const job: Job = {
+      id: randomUUID(),
+      kind: 'console',
+      serverId: randomUUID(),
+      tenantId: randomUUID(),
+      console: { protocol: m.protocol ?? 'vnc', ttlSeconds: m.ttlSeconds ?? 600, singleUse: m.singleUse ?? false },
+      requestedBy: 'test',
+      createdAt: now.toISOString(),
+      deadline: new Date(now.getTime() + 60_000).toISOString(),
+      attempt: 1,
+      traceId: randomUUID().slice(0, 8)
+    }
+    await jobs.create(job)
+    await amqp.publish(n.consoleExchange, n.mintKey, {
+      job,
+      server: { id: job.serverId, tenantId: job.tenantId, name: m.serverName ?? 'test-server' },
+      target: shared.seal(m.target, m.aad ?? job.id)
+    })
+    const update = await waitFor(() => updates.get(job.id), 10_000, 'the gateway\'s JobUpdate')
+    return { jobId: job.id, update }
+  }
+
+  const mint = async (m: MintOptions): Promise<Minted> => {
+    const { jobId, update } = await publishMint(m)
+    if (update.state !== 'succeeded') throw new Error(`mint failed: ${JSON.stringify(update.error)}`)
+    const rec = await waitFor(async () => { const r = await jobs.get(jobId); return r?.state === 'succeeded' ? r : undefined }, 5000, 'the job record')
+    const grant = rec.result as ConsoleGrant
+    const hash = new URL(grant.url).hash
+    const token = hash.slice(1)
+    tokens.push(token)
+    return { grant, jobId, sessionId: grant.sessionId, token, update }
+  }
+
+  const publishRaw = async (body: unknown, jobId: string): Promise<JobUpdate> => {
+    await amqp.publish(n.consoleExchange, n.mintKey, body)
+    return await waitFor(() => updates.get(jobId), 10_000, 'the gateway\'s JobUpdate')
+  }
+
+  return { stack, redis, jobs, sessions, origin: new URL(stack.gatewayUrl).origin, tokens, publishMint, mint, publishRaw }
+}
+
+export interface Viewer {
+  ws: WebSocket
+  /** Resolves when the socket is open (rejects with the HTTP status of a refused upgrade). */
+  opened: Promise<void>
+  closed: Promise<{ code: number, reason: string, at: number }>
+  /** Reads exactly n bytes from the socket. */
+  read: (n: number) => Promise<Buffer>
+}
+
+/** Opens a console WebSocket the way the page does: the token in Sec-WebSocket-Protocol. */
+export function openViewer (h: Harness, sessionId: string, token: string | undefined, o: { origin?: string, protocol?: string, path?: string, base?: string } = {}): Viewer {
+  const url = (o.base ?? h.stack.gatewayUrl.replace(/^http/, 'ws')) + (o.path ?? `/s/${sessionId}/ws`)
+  const protocols = [o.protocol ?? 'binary', ...(token === undefined ? [] : [`porthole.token.${token}`])]
+  const ws = new WebSocket(url, protocols, { origin: o.origin ?? h.origin })
+  let buf = Buffer.alloc(0)
+  let want: { n: number, resolve: (b: Buffer) => void } | undefined
+  ws.on('message', (d: Buffer) => {
+    buf = Buffer.concat([buf, d])
+    if (want !== undefined && buf.length >= want.n) { const w = want; want = undefined; const out = buf.subarray(0, w.n); buf = buf.subarray(w.n); w.resolve(out) }
+  })
+  const opened = new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve())
+    ws.once('unexpected-response', (_req, res) => { reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode })); ws.terminate() })
+    ws.once('error', reject)
+  })
+  opened.catch(() => {})
+  const closed = new Promise<{ code: number, reason: string, at: number }>(resolve => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })))
+  const read = async (n: number): Promise<Buffer> => {
+    if (buf.length >= n) { const out = buf.subarray(0, n); buf = buf.subarray(n); return out }
+    return await new Promise(resolve => { want = { n, resolve } })
+  }
+  return { ws, opened, closed, read }
+}
+
+/**
+ * Completes the RFB handshake as a VNC viewer would, through the gateway: expects to be offered only
+ * "None" security, and returns the target's ServerInit (framebuffer size and desktop name).
+ */
+export async function rfbHandshake (v: Viewer): Promise<{ width: number, height: number, name: string, offered: number[] }> {
+  await v.opened
+  const version = (await v.read(12)).toString('latin1')
+  if (version !== 'RFB 003.008\n') throw new Error(`unexpected version ${JSON.stringify(version)}`)
+  v.ws.send(Buffer.from('RFB 003.008\n'))
+  const n = (await v.read(1))[0] as number
+  const offered = [...await v.read(n)]
+  v.ws.send(Buffer.from([1]))
+  const result = (await v.read(4)).readUInt32BE(0)
+  if (result !== 0) throw new Error(`security result ${result}`)
+  v.ws.send(Buffer.from([1])) // ClientInit: shared
+  const init = await v.read(24)
+  const nameLength = init.readUInt32BE(20)
+  const name = (await v.read(nameLength)).toString('utf8')
+  return { width: init.readUInt16BE(0), height: init.readUInt16BE(2), name, offered }
+}
+
+/** The VNC target of a libvirt test domain. */
+export async function vncTarget (port: number | undefined, password?: string): Promise<ConsoleTarget> {
+  if (port === undefined) throw new Error('the domain has no VNC port')
+  return { kind: 'vnc', host: '127.0.0.1', port, ...(password === undefined ? {} : { password }) }
+}
