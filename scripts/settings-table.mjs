@@ -23,6 +23,7 @@ function fmtDefault (s) {
   if (s.required === true) return '**required**'
   if (s.default === undefined || s.default === '' || (Array.isArray(s.default) && s.default.length === 0)) return ''
   if (s.secret === true) return ''
+  if (typeof s.default === 'object' && !Array.isArray(s.default)) return Object.keys(s.default).length === 0 ? '' : '`' + JSON.stringify(s.default) + '`'
   return '`' + (Array.isArray(s.default) ? s.default.join(',') : String(s.default)) + '`'
 }
 
