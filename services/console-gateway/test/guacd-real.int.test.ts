@@ -1,0 +1,281 @@
+/**
+ * The guacamole path end to end against a real guacd: Chromium opens the console page, guacamole-common-js
+ * talks through the gateway and guacamole-lite to guacd, and guacd to a real libvirt VM's VNC display
+ * (with a password). Debian packages no guacd, so these tests run only when GUACD_HOST (and optionally
+ * GUACD_PORT, default 4822) names one; without it they report themselves skipped, with the reason.
+ * guacamole.int.test.ts covers the same path up to guacd's door with a listener of its own.
+ */
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { inflateSync } from 'node:zlib'
+import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import { tinyDomain, virsh, waitFor, type TinyDomain } from '@porthole/shared/testing'
+import type { ConsoleTarget } from '@porthole/shared/contracts'
+import { fileScope, harness, vncTarget, type Harness } from './support.js'
+
+const GUACD_HOST = process.env.GUACD_HOST
+const GUACD_PORT = process.env.GUACD_PORT ?? '4822'
+const skip = GUACD_HOST === undefined || GUACD_HOST === ''
+  ? 'GUACD_HOST not set: the guacamole path is tested up to guacd’s door in guacamole.int.test.ts'
+  : false
+const PASSWORD = 'gd-Pw7x'
+const suite = fileScope(after)
+let h: Harness
+let vm: TinyDomain
+let target: ConsoleTarget
+let browser: BrowserContext
+
+before(async () => {
+  if (skip !== false) return
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
+  suite.after(async () => { await rm(dir, { recursive: true, force: true }) })
+  ;[h, vm, browser] = await Promise.all([
+    harness(suite, { envFor: { 'console-gateway': { GUACD_HOST: GUACD_HOST as string, GUACD_PORT } } }),
+    tinyDomain(suite, { vncPassword: PASSWORD }),
+    chromium.launchPersistentContext(dir, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+      viewport: { width: 1024, height: 700 }
+    })
+  ])
+  suite.after(async () => { await browser.close() })
+  target = await vncTarget(await vm.vncPort(), PASSWORD)
+  // The VM's BIOS has drawn something before any test looks for it.
+  await waitFor(async () => (await screenshot(vm)).lit > 200, 10_000, 'the VM\'s first screen')
+})
+
+/**
+ * The guacamole display's main canvas (the largest: guacamole-common-js also keeps one for the cursor):
+ * its size, how many pixels are lit, a fingerprint, and optionally its top-left `w`×`h` pixels as RGB.
+ * Runs in the page, as a string: this project compiles without the DOM library.
+ */
+async function canvasStats (page: Page, rgb?: { w: number, h: number }): Promise<{ lit: number, width: number, height: number, sum: number, rgb?: string }> {
+  return await page.evaluate(`((rgb) => {
+    let c = null
+    for (const x of document.querySelectorAll('#screen canvas')) if (c === null || x.width * x.height > c.width * c.height) c = x
+    if (c === null || c.width === 0 || c.height === 0) return { lit: 0, width: 0, height: 0, sum: 0 }
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+    let lit = 0; let sum = 0
+    for (let i = 0; i < d.length; i += 4) {
+      const v = d[i] + d[i + 1] + d[i + 2]
+      if (v > 60) lit++
+      sum = (sum * 31 + v * (i + 1)) % 1000000007
+    }
+    let out
+    if (rgb !== null && rgb.w <= c.width && rgb.h <= c.height) {
+      let s = ''
+      for (let y = 0; y < rgb.h; y++) for (let x = 0; x < rgb.w; x++) {
+        const i = (y * c.width + x) * 4
+        s += String.fromCharCode(d[i], d[i + 1], d[i + 2])
+      }
+      out = btoa(s)
+    }
+    return { lit, width: c.width, height: c.height, sum, rgb: out }
+  })(${JSON.stringify(rgb ?? null)})`)
+}
+
+interface Shot { width: number, height: number, rgb: Buffer, lit: number, sum: string }
+
+/** The VM's screen as libvirt sees it (`virsh screenshot`; this libvirt writes a PNG). */
+async function screenshot (d: TinyDomain): Promise<Shot> {
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-shot-'))
+  try {
+    await virsh('screenshot', d.name, join(dir, 's.img'))
+    const { width, height, rgb } = decodePng(await readFile(join(dir, 's.img')))
+    let lit = 0
+    for (let p = 0; p + 2 < rgb.length; p += 3) if ((rgb[p] as number) + (rgb[p + 1] as number) + (rgb[p + 2] as number) > 60) lit++
+    return { width, height, rgb, lit, sum: createHash('sha256').update(rgb).digest('hex') }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Decodes the PNGs QEMU writes (8-bit RGB or RGBA, not interlaced) to RGB. */
+function decodePng (png: Buffer): { width: number, height: number, rgb: Buffer } {
+  if (!png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) throw new Error('the screenshot is not a PNG')
+  let width = 0; let height = 0; let channels = 0
+  const idat: Buffer[] = []
+  for (let i = 8; i < png.length;) {
+    const len = png.readUInt32BE(i)
+    const type = png.toString('latin1', i + 4, i + 8)
+    const data = png.subarray(i + 8, i + 8 + len)
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0); height = data.readUInt32BE(4)
+      const [depth, color, , , interlace] = [data[8], data[9], data[10], data[11], data[12]]
+      channels = color === 2 ? 3 : color === 6 ? 4 : 0
+      if (depth !== 8 || channels === 0 || interlace !== 0) throw new Error(`unsupported PNG (depth ${String(depth)}, colour ${String(color)}, interlace ${String(interlace)})`)
+    } else if (type === 'IDAT') idat.push(data)
+    i += 12 + len
+  }
+  const raw = inflateSync(Buffer.concat(idat))
+  const stride = width * channels
+  const out = Buffer.alloc(width * height * 3)
+  let prev = Buffer.alloc(stride)
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)]
+    const line = Buffer.from(raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1)))
+    for (let x = 0; x < stride; x++) {
+      const a = x >= channels ? line[x - channels] as number : 0
+      const b = prev[x] as number
+      const c = x >= channels ? prev[x - channels] as number : 0
+      let pred = 0
+      if (filter === 1) pred = a
+      else if (filter === 2) pred = b
+      else if (filter === 3) pred = (a + b) >> 1
+      else if (filter === 4) { const p = a + b - c; const pa = Math.abs(p - a); const pb = Math.abs(p - b); const pc = Math.abs(p - c); pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c }
+      line[x] = ((line[x] as number) + pred) & 0xff
+    }
+    for (let x = 0; x < width; x++) line.copy(out, (y * width + x) * 3, x * channels, x * channels + 3)
+    prev = line
+  }
+  return { width, height, rgb: out }
+}
+
+/**
+ * Of the pixels lit in either picture (the BIOS screen is a few lines of text on black, so counting the
+ * black would hide any difference), the share that match within `tol` per channel (JPEG, if guacd chose
+ * it, is lossy). A blinking text cursor alone moves this by about 0.2%.
+ */
+function litMatch (a: Buffer, b: Buffer, tol: number): number {
+  const n = Math.min(a.length, b.length) - 2
+  let lit = 0
+  let same = 0
+  for (let p = 0; p < n; p += 3) {
+    const [r1, g1, b1, r2, g2, b2] = [a[p], a[p + 1], a[p + 2], b[p], b[p + 1], b[p + 2]] as number[] as [number, number, number, number, number, number]
+    if (r1 + g1 + b1 <= 60 && r2 + g2 + b2 <= 60) continue
+    lit++
+    if (Math.abs(r1 - r2) <= tol && Math.abs(g1 - g2) <= tol && Math.abs(b1 - b2) <= tol) same++
+  }
+  return lit === 0 ? 0 : same / lit
+}
+
+function watchErrors (page: Page): string[] {
+  const errors: string[] = []
+  page.on('pageerror', e => errors.push(e.message))
+  page.on('console', msg => { if (msg.type() === 'error') errors.push(msg.text()) })
+  page.on('response', r => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`) })
+  return errors
+}
+
+/** Waits until the canvas keeps its picture (but for the blinking cursor) for a while: the BIOS has stopped drawing. */
+async function stillCanvas (page: Page): Promise<void> {
+  const full = await canvasStats(page)
+  const size = { w: full.width, h: full.height }
+  let last = Buffer.from((await canvasStats(page, size)).rgb ?? '', 'base64')
+  await waitFor(async () => {
+    await new Promise(resolve => setTimeout(resolve, 700))
+    const now = Buffer.from((await canvasStats(page, size)).rgb ?? '', 'base64')
+    const still = litMatch(last, now, 0) > 0.99
+    last = now
+    return still
+  }, 20_000, 'a still screen')
+}
+
+test('click-to-pixels through a real guacd: navigation start to the first lit canvas frame, 5 runs', { skip }, async (t) => {
+  const runs: Array<{ connected: number, pixels: number }> = []
+  for (let i = 0; i < 5; i++) {
+    const m = await h.mint({ target, protocol: 'guacamole', serverName: `guacd-run-${i}` })
+    const page = await browser.newPage()
+    const errors = watchErrors(page)
+    // Checks every animation frame, from before the page's own scripts run; times are `performance.now()`,
+    // which counts from the navigation's start.
+    await page.addInitScript(`(() => {
+      const look = () => {
+        if (window.__connectedAt === undefined && document.body !== null && document.body.dataset.connected === 'true') window.__connectedAt = performance.now()
+        let c = null
+        for (const x of document.querySelectorAll('#screen canvas')) if (c === null || x.width * x.height > c.width * c.height) c = x
+        if (c !== null && c.width > 0 && c.height > 0) {
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+          let lit = 0
+          for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60 && ++lit > 200) break
+          if (lit > 200) { window.__pixelsAt = performance.now(); return }
+        }
+        requestAnimationFrame(look)
+      }
+      requestAnimationFrame(look)
+    })()`)
+    await page.goto(m.grant.url)
+    // A console that closes instead (guacd unreachable, ...) fails the run at once, with the page's sentence.
+    const got = await waitFor(async () => {
+      const g = await page.evaluate('({ pixels: window.__pixelsAt, connected: window.__connectedAt, closed: document.body?.dataset.closeReason })') as { pixels?: number, connected: number, closed?: string }
+      return g.pixels !== undefined || g.closed !== undefined ? g : undefined
+    }, 10_000, 'the first lit frame')
+    assert.equal(got.closed, undefined, `the console closed: ${await page.textContent('#message') ?? ''}`)
+    const r = { pixels: got.pixels as number, connected: got.connected }
+    assert.equal(await page.getAttribute('body', 'data-connected'), 'true')
+    assert.deepEqual(errors, [])
+    runs.push(r)
+    t.diagnostic(`run ${i + 1}: connected ${r.connected.toFixed(0)} ms, first lit frame ${r.pixels.toFixed(0)} ms after navigation start`)
+    await page.close()
+  }
+  const px = runs.map(r => r.pixels).sort((a, b) => a - b)
+  t.diagnostic(`first lit frame: min ${(px[0] as number).toFixed(0)} ms, median ${(px[2] as number).toFixed(0)} ms, max ${(px[4] as number).toFixed(0)} ms`)
+})
+
+test('through a real guacd, the console page shows the VM\'s screen, and Ctrl-Alt-Del reaches the VM', { skip }, async (t) => {
+  const m = await h.mint({ target, protocol: 'guacamole', serverName: 'guacd-vm.example' })
+  const page = await browser.newPage()
+  const errors = watchErrors(page)
+  const requests: string[] = []
+  page.on('request', r => requests.push(r.url()))
+  const t0 = Date.now()
+  await page.goto(m.grant.url)
+  await page.waitForSelector('body[data-connected="true"], body[data-close-reason]', { timeout: 10_000 })
+  assert.equal(await page.getAttribute('body', 'data-close-reason'), null, `the console closed: ${await page.textContent('#message') ?? ''}`)
+  t.diagnostic(`page to connected console through guacd: ${Date.now() - t0} ms`)
+  assert.equal(await page.textContent('#name'), 'guacd-vm.example')
+  assert.equal(new URL(page.url()).hash, '', 'the token is removed from the address bar')
+  for (const u of requests) assert.ok(!u.includes(m.token), `a request carried the token in its URL: ${u}`)
+
+  const shown = await waitFor(async () => { const s = await canvasStats(page); return s.lit > 200 ? s : undefined }, 10_000, 'a non-blank screen')
+  assert.ok(shown.width >= 640 && shown.height >= 400, `screen ${shown.width}x${shown.height}`)
+
+  // What the canvas shows is the VM's screen: libvirt's own screenshot, pixel for pixel (within JPEG's loss).
+  await stillCanvas(page)
+  let share = 0
+  const { shot, before } = await waitFor(async () => {
+    const shot = await screenshot(vm)
+    const drawn = await canvasStats(page, { w: shot.width, h: shot.height })
+    assert.ok(drawn.rgb !== undefined, `canvas ${drawn.width}x${drawn.height} smaller than the VM's ${shot.width}x${shot.height}`)
+    share = litMatch(Buffer.from(drawn.rgb, 'base64'), shot.rgb, 40)
+    return share > 0.95 ? { shot, before: drawn } : undefined
+  }, 10_000, 'the canvas to match libvirt\'s screenshot').catch((err: Error) => { throw new Error(`${err.message} (last: ${(share * 100).toFixed(1)}% of the lit pixels)`) })
+  t.diagnostic(`canvas matches libvirt's ${shot.width}x${shot.height} screenshot on ${(share * 100).toFixed(2)}% of the lit pixels`)
+
+  // Ctrl-Alt-Del: the BIOS restarts, on the canvas and on libvirt's own screen. "Changed" means more than a
+  // blinking cursor: at least 10% of the lit pixels differ from the picture before.
+  const beforeRgb = Buffer.from(before.rgb as string, 'base64')
+  await page.click('#cad')
+  let canvasDiff = 0
+  await waitFor(async () => {
+    const now = await canvasStats(page, { w: shot.width, h: shot.height })
+    canvasDiff = 1 - litMatch(beforeRgb, Buffer.from(now.rgb ?? '', 'base64'), 0)
+    return canvasDiff > 0.1
+  }, 10_000, 'the canvas to change after Ctrl-Alt-Del').catch((err: Error) => { throw new Error(`${err.message} (${(canvasDiff * 100).toFixed(2)}% of the lit pixels differ)`) })
+  let shotDiff = 0
+  await waitFor(async () => {
+    shotDiff = 1 - litMatch(shot.rgb, (await screenshot(vm)).rgb, 0)
+    return shotDiff > 0.1
+  }, 10_000, 'libvirt\'s screenshot to change').catch((err: Error) => { throw new Error(`${err.message} (${(shotDiff * 100).toFixed(2)}% of the lit pixels differ)`) })
+  t.diagnostic(`after Ctrl-Alt-Del, lit pixels changed: ${(canvasDiff * 100).toFixed(1)}% on the canvas, ${(shotDiff * 100).toFixed(1)}% on libvirt's screenshot`)
+  assert.deepEqual(errors, [], 'no failed requests, script or CSP errors on the page')
+
+  await page.click('#disconnect')
+  await page.waitForSelector('body[data-close-reason="user"]')
+  await page.close()
+})
+
+test('the gateway\'s logs hold no token and no VNC password on the real guacd path', { skip }, async () => {
+  const logs = h.stack.logs()
+  assert.ok(logs.includes('console viewer connected'))
+  assert.ok(logs.includes('"protocol":"guacamole"'))
+  assert.ok(!logs.includes('guacd connection ended with an error'), 'guacamole-lite reported no error')
+  assert.ok(h.tokens.length >= 6)
+  for (const tok of h.tokens) assert.ok(!logs.includes(tok))
+  assert.ok(!logs.includes(PASSWORD))
+})
