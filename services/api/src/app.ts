@@ -1,0 +1,123 @@
+/** Builds the fastify app from its dependencies; `main.ts` connects them, tests inject requests. */
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { AmqpClient } from '@porthole/shared/amqp'
+import { SecretBox } from '@porthole/shared/crypto'
+import type { Logger } from '@porthole/shared/logging'
+import { ApiKeyStore, AuditLog, ConsoleSessionStore, JobStore, ServerStore, TenantStore, type Redis } from '@porthole/shared/store'
+import { Authenticator } from './auth.js'
+import type { ApiConfig } from './config.js'
+import type { Ctx } from './context.js'
+import { createMetrics } from './metrics.js'
+import { problem, sendProblem, toProblem } from './problem.js'
+import { apiKeyRoutes } from './routes/api-keys.js'
+import { auditRoutes } from './routes/audit.js'
+import { consoleSessionRoutes } from './routes/console-sessions.js'
+import { jobRoutes } from './routes/jobs.js'
+import { operationRoutes } from './routes/operations.js'
+import { serverJobRoutes } from './routes/server-jobs.js'
+import { serverRoutes } from './routes/servers.js'
+import { tenantRoutes } from './routes/tenants.js'
+import { validatorCompiler } from './validation.js'
+import { JobWaiter } from './waiter.js'
+
+export interface AppDeps {
+  config: ApiConfig
+  log: Logger
+  /** Commands. */
+  redis: Redis
+  /** A second connection, used only for the job-events subscription. */
+  subscriber: Redis
+  amqp: AmqpClient
+}
+
+/** The app with its type provider, as routes and tests see it. */
+export type ApiApp = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
+
+export const API_VERSION = '1.0.0'
+
+export async function buildApp (deps: AppDeps): Promise<ApiApp> {
+  const { config, log, redis, amqp } = deps
+  const ns = config.PORTHOLE_NAMESPACE
+  const jobs = new JobStore(redis, ns)
+  const sessions = new ConsoleSessionStore(redis, ns)
+  const apiKeys = new ApiKeyStore(redis, ns)
+  const ctx: Ctx = {
+    config,
+    ns,
+    log,
+    redis,
+    amqp,
+    box: SecretBox.fromSettings(config),
+    tenants: new TenantStore(redis, ns),
+    apiKeys,
+    servers: new ServerStore(redis, ns),
+    jobs,
+    audit: new AuditLog(redis, ns),
+    sessions,
+    waiter: new JobWaiter(deps.subscriber, jobs, log.child({ component: 'waiter' })),
+    metrics: createMetrics({ amqp, ns, sessions }),
+    auth: new Authenticator(apiKeys, config.PORTHOLE_ADMIN_TOKEN)
+  }
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    trustProxy: config.TRUST_PROXY,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    return503OnClosing: true
+  }).withTypeProvider<TypeBoxTypeProvider>()
+  app.setValidatorCompiler(validatorCompiler)
+  // JSON only: anything else is a 415 rather than a string that fails validation later.
+  app.removeContentTypeParser('text/plain')
+
+  app.setErrorHandler((err, req, reply) => sendProblem(reply, toProblem(err, req)))
+  app.setNotFoundHandler((req, reply) => sendProblem(reply, problem(404, 'not_found', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`, { requestId: req.id })))
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched'
+    ctx.metrics.httpDuration.observe({ method: req.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000)
+  })
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Porthole API', version: API_VERSION, description: 'Browser consoles and power control for KVM, IPMI and oVirt servers. Errors are RFC 9457 problem+json.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an API key' } } },
+      security: [{ bearer: [] }],
+      tags: [
+        { name: 'tenants' }, { name: 'api-keys' }, { name: 'servers' }, { name: 'jobs' }, { name: 'console' }, { name: 'audit' }, { name: 'operations' }
+      ]
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
+
+  await app.register(operationRoutes(ctx))
+  await app.register(async (v1) => {
+    v1.addHook('onRequest', async (req) => {
+      req.principal = await ctx.auth.authenticate(req.headers.authorization)
+    })
+    await v1.register(tenantRoutes(ctx))
+    await v1.register(apiKeyRoutes(ctx))
+    await v1.register(serverRoutes(ctx))
+    await v1.register(serverJobRoutes(ctx))
+    await v1.register(jobRoutes(ctx))
+    await v1.register(consoleSessionRoutes(ctx))
+    await v1.register(auditRoutes(ctx))
+  }, { prefix: '/v1' })
+
+  app.addHook('onReady', async () => {
+    // Serve even while Redis is down (readyz says so); the subscription completes in the background.
+    let t: NodeJS.Timeout | undefined
+    await Promise.race([ctx.waiter.start(), new Promise<void>(resolve => { t = setTimeout(resolve, 3000) })])
+    clearTimeout(t)
+  })
+  app.addHook('preClose', async () => { await ctx.waiter.close() })
+  return app
+}
+

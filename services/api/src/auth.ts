@@ -1,0 +1,65 @@
+/** Bearer API keys: looked up by their SHA-256; the bootstrap admin token is compared in constant time. */
+import type { FastifyRequest } from 'fastify'
+import type { Role } from '@porthole/shared/contracts'
+import { safeEqual, sha256Hex } from '@porthole/shared/crypto'
+import { NotFoundError, PortholeError } from '@porthole/shared/errors'
+import type { ApiKeyStore } from '@porthole/shared/store'
+
+export interface Principal {
+  /** The API key's id, or `bootstrap` for PORTHOLE_ADMIN_TOKEN. */
+  id: string
+  role: Role
+  tenantId?: string
+}
+
+declare module 'fastify' {
+  interface FastifyRequest { principal?: Principal }
+}
+
+export class Authenticator {
+  private readonly adminHash: string | undefined
+
+  constructor (private readonly keys: ApiKeyStore, adminToken: string | undefined) {
+    // Compare hashes so that the comparison is constant-time whatever the presented key's length.
+    this.adminHash = adminToken === undefined ? undefined : sha256Hex(adminToken)
+  }
+
+  async authenticate (header: string | undefined): Promise<Principal> {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
+    if (m === null) throw new PortholeError('unauthorized', 'an API key is required: Authorization: Bearer <key>')
+    const key = m[1] as string
+    if (this.adminHash !== undefined && safeEqual(sha256Hex(key), this.adminHash)) return { id: 'bootstrap', role: 'admin' }
+    const rec = await this.keys.find(key)
+    if (rec === undefined) throw new PortholeError('unauthorized', 'unknown API key')
+    const p: Principal = { id: rec.id, role: rec.role }
+    if (rec.tenantId !== undefined) p.tenantId = rec.tenantId
+    if (p.role === 'customer' && p.tenantId === undefined) throw new PortholeError('unauthorized', 'customer key without a tenant')
+    return p
+  }
+}
+
+/** The authenticated caller; the `/v1` hook guarantees one. */
+export function principal (req: FastifyRequest): Principal {
+  if (req.principal === undefined) throw new PortholeError('unauthorized', 'an API key is required')
+  return req.principal
+}
+
+/** Throws 403 unless the caller has one of `roles`. */
+export function requireRole (req: FastifyRequest, ...roles: Role[]): Principal {
+  const p = principal(req)
+  if (!roles.includes(p.role)) throw new PortholeError('forbidden', `this needs one of the roles: ${roles.join(', ')}`)
+  return p
+}
+
+/** The tenant the caller is confined to (customers), or undefined (admin, operator). */
+export function tenantScope (p: Principal): string | undefined {
+  return p.role === 'customer' ? p.tenantId : undefined
+}
+
+/** 404 (never 403) for a resource of another tenant. */
+export function assertVisible<T extends { tenantId: string }> (p: Principal, what: string, item: T | undefined): T {
+  if (item === undefined) throw new NotFoundError(what)
+  const scope = tenantScope(p)
+  if (scope !== undefined && item.tenantId !== scope) throw new NotFoundError(what)
+  return item
+}

@@ -1,0 +1,86 @@
+/** Creating jobs: record (queued), publish with a broker confirm, and undo cleanly when the broker is down. */
+import { randomUUID } from 'node:crypto'
+import type { FastifyRequest } from 'fastify'
+import { names } from '@porthole/shared/amqp'
+import type { ConsoleParams, Job, JobKind, JobRecord, PowerAction, StoredServer } from '@porthole/shared/contracts'
+import { PortholeError, UnavailableError, toFailure } from '@porthole/shared/errors'
+import { JobStore, keys } from '@porthole/shared/store'
+import type { Principal } from './auth.js'
+import { audit, type Ctx } from './context.js'
+
+export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+export interface JobRequest {
+  kind: JobKind
+  server: StoredServer
+  action?: PowerAction
+  console?: ConsoleParams
+  idempotencyKey?: string | undefined
+}
+
+function deadlineSeconds (ctx: Ctx, kind: JobKind): number {
+  switch (kind) {
+    case 'power': return ctx.config.JOB_DEADLINE_POWER_SECONDS
+    case 'status': return ctx.config.JOB_DEADLINE_STATUS_SECONDS
+    case 'console': return ctx.config.JOB_DEADLINE_CONSOLE_SECONDS
+  }
+}
+
+/**
+ * Creates and publishes a job; resolves once the broker has confirmed it. A repeat of an Idempotency-Key
+ * (same API key, within 24 h) returns the first job (`replayed: true`) without publishing again.
+ */
+export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: JobRequest): Promise<{ job: JobRecord, replayed: boolean }> {
+  const now = new Date()
+  const job: Job = {
+    id: randomUUID(),
+    kind: r.kind,
+    serverId: r.server.id,
+    tenantId: r.server.tenantId,
+    requestedBy: p.id,
+    createdAt: now.toISOString(),
+    deadline: new Date(now.getTime() + deadlineSeconds(ctx, r.kind) * 1000).toISOString(),
+    attempt: 1,
+    traceId: req.id
+  }
+  if (r.action !== undefined) job.action = r.action
+  if (r.console !== undefined) job.console = r.console
+  if (r.idempotencyKey !== undefined) job.idempotencyKey = r.idempotencyKey
+  const idem = r.idempotencyKey === undefined ? undefined : { scope: p.id, key: r.idempotencyKey, ttlSeconds: IDEMPOTENCY_TTL_SECONDS }
+  const created = await ctx.jobs.create(job, idem)
+  const base = { action: `job.${r.kind}${r.action === undefined ? '' : '.' + r.action}`, serverId: r.server.id, tenantId: r.server.tenantId }
+  if (!created.created) {
+    const first = await ctx.jobs.get(created.id)
+    if (first !== undefined) {
+      await audit(ctx, req, p, { ...base, jobId: first.id, result: 'replayed' })
+      return { job: first, replayed: true }
+    }
+    // The first job expired while its key lived on: start afresh.
+    await ctx.redis.del(keys(ctx.ns).idempotency(p.id, r.idempotencyKey as string))
+    return await startJob(ctx, req, p, r)
+  }
+  const log = req.log.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })
+  const n = names(ctx.ns)
+  try {
+    await ctx.amqp.publish(n.jobsExchange, n.receiverKey, job, { messageId: job.id })
+  } catch (err) {
+    // Leave nothing half-done: the job is failed, and the idempotency key freed so that a retry can succeed.
+    const failure = err instanceof UnavailableError ? err.toFailure() : toFailure(err)
+    await ctx.jobs.transition(job.id, 'failed', { error: failure }).catch(() => {})
+    if (idem !== undefined) {
+      const k = keys(ctx.ns).idempotency(idem.scope, idem.key)
+      if (await ctx.redis.get(k).catch(() => null) === job.id) await ctx.redis.del(k).catch(() => {})
+    }
+    ctx.metrics.jobsRejected.inc({ kind: r.kind, reason: failure.code })
+    log.warn({ err: { message: (err as Error).message, code: failure.code } }, 'job not published')
+    await audit(ctx, req, p, { ...base, jobId: job.id, result: failure.code })
+    if (err instanceof PortholeError) throw new PortholeError(err.code, err.code === 'unavailable' ? 'the message broker is unavailable; try again shortly' : err.message, { details: { jobId: job.id } })
+    throw err
+  }
+  ctx.metrics.jobsCreated.inc({ kind: r.kind })
+  log.info({ kind: job.kind, action: job.action }, 'job published')
+  await audit(ctx, req, p, { ...base, jobId: job.id, result: 'accepted' })
+  const rec = await ctx.jobs.get(job.id)
+  return { job: rec ?? JobStore.initialRecord(job), replayed: false }
+}
+

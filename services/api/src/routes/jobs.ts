@@ -1,0 +1,87 @@
+/** Jobs and the job-event stream (SSE). */
+import type { ServerResponse } from 'node:http'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@fastify/type-provider-typebox'
+import { JobKind, JobRecord, JobState, type JobEvent } from '@porthole/shared/contracts'
+import { assertVisible, principal, tenantScope } from '../auth.js'
+import type { Ctx } from '../context.js'
+import { IdParams, errors } from '../schemas.js'
+
+export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
+  const streams = new Set<ServerResponse>()
+  return async (app) => {
+    app.get('/jobs/:id', {
+      schema: { tags: ['jobs'], summary: 'one job with its state history', params: IdParams, response: { 200: JobRecord, ...errors(404) } }
+    }, async (req) => {
+      return assertVisible(principal(req), 'job', await ctx.jobs.get(req.params.id))
+    })
+
+    app.get('/jobs', {
+      schema: {
+        tags: ['jobs'],
+        summary: 'recent jobs, newest first (customers: their own)',
+        querystring: Type.Object({
+          serverId: Type.Optional(Type.String({ format: 'uuid' })),
+          tenantId: Type.Optional(Type.String({ format: 'uuid' })),
+          state: Type.Optional(JobState),
+          kind: Type.Optional(JobKind),
+          limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 }))
+        }, { additionalProperties: false }),
+        response: { 200: Type.Array(JobRecord), ...errors() }
+      }
+    }, async (req) => {
+      const p = principal(req)
+      const q = req.query
+      const scope = tenantScope(p)
+      if (scope !== undefined && q.tenantId !== undefined && q.tenantId !== scope) return []
+      const tenantId = scope ?? q.tenantId
+      return await ctx.jobs.list({
+        limit: q.limit ?? 50,
+        ...(tenantId === undefined ? {} : { tenantId }),
+        ...(q.serverId === undefined ? {} : { serverId: q.serverId }),
+        ...(q.state === undefined ? {} : { state: q.state }),
+        ...(q.kind === undefined ? {} : { kind: q.kind })
+      })
+    })
+
+    app.get('/events', {
+      schema: {
+        tags: ['jobs'],
+        summary: 'job events as server-sent events (customers: their own tenant)',
+        description: 'Each state change of a job is an `event: job` whose data is a JobEvent. Comment lines (`: heartbeat`) keep the connection alive.',
+        produces: ['text/event-stream'],
+        querystring: Type.Object({
+          serverId: Type.Optional(Type.String({ format: 'uuid' })),
+          jobId: Type.Optional(Type.String({ format: 'uuid' }))
+        }, { additionalProperties: false }),
+        response: { 200: Type.String({ description: 'text/event-stream of JobEvent' }), ...errors() }
+      }
+    }, async (req, reply) => {
+      const p = principal(req)
+      const scope = tenantScope(p)
+      const { serverId, jobId } = req.query
+      reply.hijack()
+      const res = reply.raw
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no'
+      })
+      res.write(': connected\n\n')
+      const send = (e: JobEvent): void => {
+        if (scope !== undefined && e.tenantId !== scope) return
+        if (serverId !== undefined && e.serverId !== serverId) return
+        if (jobId !== undefined && e.jobId !== jobId) return
+        res.write(`event: job\ndata: ${JSON.stringify(e)}\n\n`)
+      }
+      const stop = ctx.waiter.feed(send)
+      const beat = setInterval(() => res.write(': heartbeat\n\n'), ctx.config.SSE_HEARTBEAT_SECONDS * 1000)
+      streams.add(res)
+      res.once('close', () => { stop(); clearInterval(beat); streams.delete(res) })
+    })
+
+    // Open streams would keep the server from closing.
+    app.addHook('preClose', async () => { for (const s of streams) s.end() })
+  }
+}

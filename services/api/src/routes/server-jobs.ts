@@ -1,0 +1,122 @@
+/** Power, status and console: each a job published to the receiver, optionally waited for. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@fastify/type-provider-typebox'
+import {
+  ConsoleGrant, ConsoleProtocol, JobRecord, MAX_CONSOLE_TTL_SECONDS, PowerAction, PowerStatus
+} from '@porthole/shared/contracts'
+import { assertVisible, principal } from '../auth.js'
+import type { Ctx } from '../context.js'
+import { startJob } from '../jobs.js'
+import { jobFailureError } from '../problem.js'
+import { IdParams, errors } from '../schemas.js'
+
+const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7e]+$', description: 'a repeat with the same key (same API key, within 24 h) returns the first job' }))
+})
+
+const DEFAULT_WAIT = { power: 0, status: 10, console: 10 } as const
+
+export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
+  const max = ctx.config.MAX_WAIT_SECONDS
+  const waitQuery = (def: number): ReturnType<typeof Type.Object> => Type.Object({
+    wait: Type.Optional(Type.Integer({ minimum: 0, maximum: max, description: `seconds to wait for the job to finish (default ${Math.min(def, max)}, at most ${max})` }))
+  }, { additionalProperties: false })
+  const waitMs = (q: { wait?: number }, def: number): number => (q.wait ?? Math.min(def, max)) * 1000
+
+  return async (app) => {
+    app.post('/servers/:id/power', {
+      schema: {
+        tags: ['jobs'],
+        summary: 'power action: on, off, shutdown, reboot, reset, suspend, resume',
+        description: 'Answers 202 with the job and `Location: /v1/jobs/{id}`. With `?wait=N` it waits up to N seconds for the job to end and answers 200 with the finished job (whether it succeeded or failed), or 202 if it is still running.',
+        params: IdParams,
+        querystring: waitQuery(DEFAULT_WAIT.power),
+        headers: IdempotencyHeaders,
+        body: Type.Object({ action: PowerAction }, { additionalProperties: false }),
+        response: { 200: JobRecord, 202: JobRecord, ...errors(404) }
+      }
+    }, async (req, reply) => {
+      const p = principal(req)
+      const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
+      const { job, replayed } = await startJob(ctx, req, p, { kind: 'power', server, action: req.body.action, idempotencyKey: req.headers['idempotency-key'] })
+      if (replayed) reply.header('idempotent-replayed', 'true')
+      const ms = waitMs(req.query, DEFAULT_WAIT.power)
+      if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
+      const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
+      if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'timed_out') return reply.code(200).header('location', `/v1/jobs/${rec.id}`).send(rec)
+      return reply.code(202).header('location', `/v1/jobs/${rec.id}`).send(rec)
+    })
+
+    app.get('/servers/:id/status', {
+      schema: {
+        tags: ['jobs'],
+        summary: "the server's power state, asked of its hypervisor, BMC or engine",
+        description: 'Waits (default 10 s) for the status job; 202 with the job if it has not finished by then.',
+        params: IdParams,
+        querystring: waitQuery(DEFAULT_WAIT.status),
+        response: { 200: PowerStatus, 202: JobRecord, ...errors(404, 409, 422, 429, 502, 504) }
+      }
+    }, async (req, reply) => {
+      const p = principal(req)
+      const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
+      const { job } = await startJob(ctx, req, p, { kind: 'status', server })
+      const ms = waitMs(req.query, DEFAULT_WAIT.status)
+      // ?wait=0 asks for the job to poll, whatever state it has reached already
+      if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
+      const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
+      if (rec.state === 'succeeded' && rec.result !== undefined && 'power' in rec.result) return rec.result
+      if (rec.state === 'failed' || rec.state === 'timed_out' || rec.state === 'succeeded') throw jobFailureError(rec.id, rec.state, rec.error)
+      return reply.code(202).header('location', `/v1/jobs/${rec.id}`).send(rec)
+    })
+
+    app.post('/servers/:id/console', {
+      preValidation: async (req) => { if (req.body === undefined || req.body === null) req.body = {} },
+      schema: {
+        tags: ['console'],
+        summary: 'a console URL in one call',
+        description: 'Waits (default 10 s) for the console job and answers 201 with the URL (`Location` names the session). `?wait=0` answers 202 with the job to poll instead. The URL carries the only copy of the token.',
+        params: IdParams,
+        querystring: waitQuery(DEFAULT_WAIT.console),
+        headers: IdempotencyHeaders,
+        body: Type.Object({
+          protocol: Type.Optional(ConsoleProtocol),
+          ttlSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: MAX_CONSOLE_TTL_SECONDS, description: `lifetime of the URL and session (default and at most ${MAX_CONSOLE_TTL_SECONDS})` })),
+          singleUse: Type.Optional(Type.Boolean({ description: 'the URL opens once' }))
+        }, { additionalProperties: false }),
+        response: { 201: ConsoleGrant, 202: JobRecord, ...errors(404, 409, 422, 429, 502, 504) }
+      }
+    }, async (req, reply) => {
+      const p = principal(req)
+      const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
+      const b = req.body
+      const { job, replayed } = await startJob(ctx, req, p, {
+        kind: 'console',
+        server,
+        console: { protocol: b.protocol ?? 'vnc', ttlSeconds: b.ttlSeconds ?? MAX_CONSOLE_TTL_SECONDS, singleUse: b.singleUse ?? false },
+        idempotencyKey: req.headers['idempotency-key']
+      })
+      if (replayed) reply.header('idempotent-replayed', 'true')
+      reply.header('cache-control', 'no-store')
+      const ms = waitMs(req.query, DEFAULT_WAIT.console)
+      if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
+      const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
+      if (rec.state === 'succeeded' && rec.result !== undefined && 'sessionId' in rec.result) {
+        return reply.code(201).header('location', `/v1/console-sessions/${rec.result.sessionId}`).send(rec.result)
+      }
+      if (rec.state === 'failed' || rec.state === 'timed_out' || rec.state === 'succeeded') throw jobFailureError(rec.id, rec.state, rec.error)
+      return reply.code(202).header('location', `/v1/jobs/${rec.id}`).send(rec)
+    })
+  }
+}
+
+/** Waits for the job, giving up early when the client goes away (the response closes before we answer). */
+async function waitJob (ctx: Ctx, jobId: string, ms: number, res: NodeJS.EventEmitter): Promise<JobRecord | undefined> {
+  const ac = new AbortController()
+  const onClose = (): void => ac.abort()
+  res.once('close', onClose)
+  try {
+    return await ctx.waiter.wait(jobId, ms, ac.signal)
+  } finally {
+    res.removeListener('close', onClose)
+  }
+}

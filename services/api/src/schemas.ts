@@ -1,0 +1,14 @@
+/** Schemas shared by several routes. */
+import { Type, type TSchema } from '@fastify/type-provider-typebox'
+import { Problem } from './problem.js'
+
+export const IdParams = Type.Object({ id: Type.String({ format: 'uuid' }) })
+
+/** Problem responses every authenticated route can give. */
+export function errors (...statuses: number[]): Record<number, TSchema> {
+  const out: Record<number, TSchema> = {}
+  for (const s of [400, 401, 403, 500, 503, ...statuses]) out[s] = Problem
+  return out
+}
+
+export const Deleted = Type.Null({ description: 'no content' })

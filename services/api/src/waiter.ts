@@ -1,0 +1,95 @@
+/**
+ * One Redis subscriber per process on the job-events channel, dispatching to in-process waiters by job id
+ * and to event-stream listeners. A waiter registers before it re-reads the job, so an event published
+ * between the request's read and its subscription cannot be missed.
+ */
+import type { JobEvent, JobRecord } from '@porthole/shared/contracts'
+import { isTerminal } from '@porthole/shared/contracts'
+import type { Logger } from '@porthole/shared/logging'
+import { parseJobEvent, type JobStore, type Redis } from '@porthole/shared/store'
+
+type Listener = (e: JobEvent) => void
+
+export class JobWaiter {
+  private readonly byJob = new Map<string, Set<() => void>>()
+  private readonly feeds = new Set<Listener>()
+  private subscribed = false
+  private retry: NodeJS.Timeout | undefined
+  private closed = false
+
+  constructor (private readonly sub: Redis, private readonly jobs: JobStore, private readonly log: Logger) {
+    sub.on('message', (channel: string, message: string) => {
+      if (channel !== jobs.eventsChannel) return
+      const e = parseJobEvent(message)
+      if (e === undefined) return
+      for (const f of this.feeds) f(e)
+      if (isTerminal(e.state)) for (const wake of this.byJob.get(e.jobId) ?? []) wake()
+    })
+    // After a reconnect (ioredis re-subscribes by itself) events may have been missed: wake every waiter
+    // so that it re-reads its job.
+    sub.on('ready', () => { if (this.subscribed) this.wakeAll() })
+  }
+
+  /** Subscribes; while Redis is down it keeps trying in the background. */
+  async start (): Promise<void> {
+    try {
+      // Subscribing before the connection is ready races ioredis' CLIENT SETNAME and costs a reconnect.
+      if (this.sub.status !== 'ready') await new Promise<void>((resolve, reject) => { this.sub.once('ready', resolve); this.sub.once('end', reject) })
+      await this.sub.subscribe(this.jobs.eventsChannel)
+      this.subscribed = true
+    } catch (err) {
+      this.log.warn({ err: { message: (err as Error).message } }, 'job events subscription failed; retrying')
+      if (!this.closed) this.retry = setTimeout(() => { this.retry = undefined; void this.start() }, 1000)
+    }
+  }
+
+  get ready (): boolean { return this.subscribed }
+
+  /**
+   * The job once it is terminal, or as it is when `timeoutMs` runs out (or `signal` aborts); undefined
+   * when the job does not exist.
+   */
+  async wait (jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobRecord | undefined> {
+    let wake: () => void = () => {}
+    let woken = new Promise<void>(resolve => { wake = resolve })
+    const onWake = (): void => wake()
+    let set = this.byJob.get(jobId)
+    if (set === undefined) { set = new Set(); this.byJob.set(jobId, set) }
+    set.add(onWake)
+    let timer: NodeJS.Timeout | undefined
+    let timedOut = false
+    const timeout = new Promise<void>(resolve => { timer = setTimeout(() => { timedOut = true; resolve() }, timeoutMs) })
+    const onAbort = (): void => { timedOut = true; wake() }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      for (;;) {
+        const rec = await this.jobs.get(jobId)
+        if (rec === undefined || isTerminal(rec.state) || timedOut || this.closed) return rec
+        await Promise.race([woken, timeout])
+        woken = new Promise<void>(resolve => { wake = resolve })
+      }
+    } finally {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+      set.delete(onWake)
+      if (set.size === 0) this.byJob.delete(jobId)
+    }
+  }
+
+  /** Every job event, until the returned function is called. */
+  feed (fn: Listener): () => void {
+    this.feeds.add(fn)
+    return () => { this.feeds.delete(fn) }
+  }
+
+  private wakeAll (): void {
+    for (const set of this.byJob.values()) for (const w of set) w()
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    if (this.retry !== undefined) clearTimeout(this.retry)
+    this.wakeAll()
+    this.feeds.clear()
+  }
+}

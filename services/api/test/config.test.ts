@@ -1,0 +1,34 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { ConfigError, describeSettings } from '@porthole/shared/config'
+import { apiSettings, loadApiConfig } from '../src/config.js'
+
+const key = Buffer.alloc(32, 7).toString('base64')
+
+test('defaults match the design', () => {
+  const c = loadApiConfig({ PORTHOLE_SECRET_KEY: key })
+  assert.equal(c.API_HOST, '0.0.0.0')
+  assert.equal(c.API_PORT, 8080)
+  assert.equal(c.PORTHOLE_ADMIN_TOKEN, undefined)
+  assert.equal(c.JOB_DEADLINE_POWER_SECONDS, 120)
+  assert.equal(c.JOB_DEADLINE_STATUS_SECONDS, 30)
+  assert.equal(c.JOB_DEADLINE_CONSOLE_SECONDS, 30)
+  assert.equal(c.MAX_WAIT_SECONDS, 60)
+  assert.equal(c.BODY_LIMIT_BYTES, 65536)
+  assert.equal(c.TRUST_PROXY, false)
+  assert.ok(Object.isFrozen(c))
+})
+
+test('a bad value names its variable', () => {
+  assert.throws(() => loadApiConfig({ PORTHOLE_SECRET_KEY: key, API_PORT: 'eighty' }), (e: unknown) => e instanceof ConfigError && e.variable === 'API_PORT')
+  assert.throws(() => loadApiConfig({ PORTHOLE_SECRET_KEY: key, TRUST_PROXY: 'maybe' }), (e: unknown) => e instanceof ConfigError && e.variable === 'TRUST_PROXY')
+  assert.throws(() => loadApiConfig({ PORTHOLE_SECRET_KEY: key, PORTHOLE_ADMIN_TOKEN: 'short' }), (e: unknown) => e instanceof ConfigError && e.variable === 'PORTHOLE_ADMIN_TOKEN')
+  assert.throws(() => loadApiConfig({}), (e: unknown) => e instanceof ConfigError && e.variable === 'PORTHOLE_SECRET_KEY')
+})
+
+test('the settings table lists every variable and never a secret value', () => {
+  const table = describeSettings(apiSettings)
+  for (const name of ['API_HOST', 'API_PORT', 'PORTHOLE_ADMIN_TOKEN', 'JOB_DEADLINE_POWER_SECONDS', 'JOB_DEADLINE_STATUS_SECONDS', 'JOB_DEADLINE_CONSOLE_SECONDS', 'MAX_WAIT_SECONDS', 'BODY_LIMIT_BYTES', 'TRUST_PROXY', 'RABBITMQ_URL', 'REDIS_URL', 'PORTHOLE_NAMESPACE', 'LOG_LEVEL', 'PORTHOLE_SECRET_KEY']) {
+    assert.match(table, new RegExp(`\\| \`${name}\` \\|`), name)
+  }
+})

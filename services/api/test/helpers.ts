@@ -1,0 +1,128 @@
+/** Test support: the API app on real RabbitMQ and Redis under a unique namespace, removed after the test. */
+import { randomBytes } from 'node:crypto'
+import { AmqpClient, names } from '@porthole/shared/amqp'
+import { createLogger } from '@porthole/shared/logging'
+import { createRedis, JobStore, type Redis } from '@porthole/shared/store'
+import { dropNamespace, services, testSecretKey, uniqueNamespace, waitFor, type Services } from '@porthole/shared/testing'
+import type { Delivery } from '@porthole/shared/amqp'
+import { buildApp, type ApiApp, type AppDeps } from '../src/app.js'
+import { loadApiConfig, type ApiConfig } from '../src/config.js'
+import { connect } from '../src/service.js'
+
+export interface Reply<T = any> { status: number, headers: Record<string, unknown>, body: T, raw: string } // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export interface TestApi {
+  app: ApiApp
+  ns: string
+  svc: Services
+  config: ApiConfig
+  deps: AppDeps
+  /** A Redis connection of the test's own, for assertions. */
+  redis: Redis
+  jobs: JobStore
+  adminToken: string
+  secretKey: string
+  logLines: string[]
+  /** Runs `fn` at teardown before the app closes and the namespace is dropped (t.after runs in order). */
+  defer: (fn: () => Promise<void>) => void
+  /** Calls the API with the bootstrap admin token unless `key` is given (`null` for none). */
+  call: <T = any>(method: string, url: string, body?: unknown, o?: { key?: string | null, headers?: Record<string, string>, payload?: string }) => Promise<Reply<T>> // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+interface T { after: (fn: () => Promise<void>) => void }
+
+export async function startTestApi (t: T, o: { env?: Record<string, string>, waitForBroker?: boolean } = {}): Promise<TestApi> {
+  const svc = await services()
+  const ns = uniqueNamespace('api')
+  const adminToken = `adm_${randomBytes(24).toString('base64url')}`
+  const secretKey = testSecretKey()
+  const config = loadApiConfig({
+    RABBITMQ_URL: svc.rabbitmqUrl,
+    REDIS_URL: svc.redisUrl,
+    PORTHOLE_NAMESPACE: ns,
+    PORTHOLE_SECRET_KEY: secretKey,
+    PORTHOLE_ADMIN_TOKEN: adminToken,
+    LOG_LEVEL: 'info',
+    ...o.env
+  })
+  const logLines: string[] = []
+  const log = createLogger({ name: 'api', level: 'info', destination: { write: (s: string) => { logLines.push(s) } } })
+  const deps = connect(config, log, { backoff: { initialMs: 50, maxMs: 250 } })
+  const redis = createRedis(svc.redisUrl, log, 'api-test')
+  const holder: { app?: ApiApp } = {}
+  const deferred: Array<() => Promise<void>> = []
+  t.after(async () => {
+    for (const fn of deferred.reverse()) await fn()
+    await holder.app?.close()
+    await deps.close()
+    redis.disconnect()
+    await dropNamespace(ns, svc).catch(() => {})
+  })
+  const app = await buildApp(deps)
+  holder.app = app
+  await app.ready()
+  if (o.waitForBroker !== false) await waitFor(() => deps.amqp.connected, 10_000, 'broker connection')
+  const a = app
+  const call = async (method: string, url: string, body?: unknown, c: { key?: string | null, headers?: Record<string, string>, payload?: string } = {}): Promise<Reply> => {
+    const headers: Record<string, string> = { ...c.headers }
+    const key = c.key === undefined ? adminToken : c.key
+    if (key !== null) headers.authorization = `Bearer ${key}`
+    let payload = c.payload
+    if (body !== undefined) { payload = JSON.stringify(body); headers['content-type'] ??= 'application/json' }
+    const res = await a.inject({ method: method as 'GET', url, headers, ...(payload === undefined ? {} : { payload }) })
+    let parsed: unknown = res.body
+    try { parsed = res.body === '' ? undefined : JSON.parse(res.body) } catch { /* not JSON */ }
+    return { status: res.statusCode, headers: res.headers, body: parsed, raw: res.body }
+  }
+  return { app, ns, svc, config, deps, redis, jobs: new JobStore(redis, ns), adminToken, secretKey, logLines, call, defer: fn => { deferred.push(fn) } }
+}
+
+/** A tenant, a customer key for it, and (optionally) a KVM server of it. */
+export async function tenantWithKey (api: TestApi, name = 'acme'): Promise<{ tenantId: string, key: string, keyId: string }> {
+  const t = await api.call('POST', '/v1/tenants', { name })
+  if (t.status !== 201) throw new Error(`tenant: ${t.status} ${t.raw}`)
+  const k = await api.call('POST', '/v1/api-keys', { name: `${name}-key`, role: 'customer', tenantId: t.body.id })
+  if (k.status !== 201) throw new Error(`key: ${k.status} ${k.raw}`)
+  return { tenantId: t.body.id, key: k.body.key, keyId: k.body.id }
+}
+
+export async function kvmServer (api: TestApi, tenantId: string, name = 'vm1'): Promise<string> {
+  const r = await api.call('POST', '/v1/servers', { name, tenantId, agent: 'kvm', connection: { uri: 'qemu:///system', domain: name } })
+  if (r.status !== 201) throw new Error(`server: ${r.status} ${r.raw}`)
+  return r.body.id as string
+}
+
+/**
+ * Consumes `<ns>.jobs.receiver` as the receiver would, handing each message to `onJob`. Returns the
+ * messages seen; the consumer closes in t.after.
+ */
+export async function consumeJobs (api: TestApi, onJob: (body: unknown, d: Delivery) => Promise<void> | void = () => {}): Promise<unknown[]> {
+  const seen: unknown[] = []
+  const log = createLogger({ name: 'test-receiver', level: 'warn' })
+  const client = new AmqpClient({ url: api.svc.rabbitmqUrl, namespace: api.ns, log, name: 'test-receiver' })
+  api.defer(async () => { await client.close(1000) })
+  await client.start(10_000)
+  await client.consume(names(api.ns).receiverQueue, async (d) => { seen.push(d.body); await onJob(d.body, d); return 'ack' }, { prefetch: 10 })
+  return seen
+}
+
+/** Every Redis key and value (strings, hashes, streams, zsets) under the namespace, as one string. */
+export async function dumpNamespace (redis: Redis, ns: string): Promise<string> {
+  const out: string[] = []
+  let cursor = '0'
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', `${ns}:*`, 'COUNT', 1000)
+    cursor = next
+    for (const k of batch) {
+      out.push(k)
+      const type = await redis.type(k)
+      if (type === 'string') out.push(await redis.get(k) ?? '')
+      else if (type === 'hash') out.push(JSON.stringify(await redis.hgetall(k)))
+      else if (type === 'zset') out.push((await redis.zrange(k, 0, -1)).join(','))
+      else if (type === 'stream') out.push(JSON.stringify(await redis.xrange(k, '-', '+')))
+      else if (type === 'set') out.push((await redis.smembers(k)).join(','))
+      else if (type === 'list') out.push((await redis.lrange(k, 0, -1)).join(','))
+    }
+  } while (cursor !== '0')
+  return out.join('\n')
+}

@@ -1,0 +1,30 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { REPO_ROOT, startStack, testSecretKey } from '@porthole/shared/testing'
+
+const MAIN = join(REPO_ROOT, 'services', 'api', 'dist', 'src', 'main.js')
+
+test('main: serves, logs "ready", exits 0 on SIGTERM, never logs the admin token', async (t) => {
+  const stack = await startStack(t, { services: ['api'] })
+  const r = await stack.api('POST', '/v1/tenants', { name: 'acme' })
+  assert.equal(r.status, 201)
+  const p = stack.procs.get('api')
+  assert.ok(p !== undefined)
+  const exit = new Promise<number | null>(resolve => p.once('exit', code => resolve(code)))
+  p.kill('SIGTERM')
+  assert.equal(await exit, 0)
+  assert.ok(!stack.logs().includes(stack.adminToken))
+  assert.ok(!stack.logs().includes(stack.secretKey))
+  assert.match(stack.logs(), /"msg":"stopped"/)
+})
+
+test('main: a bad setting exits non-zero naming the variable', async () => {
+  const p = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', PORTHOLE_SECRET_KEY: testSecretKey(), API_PORT: 'http' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let err = ''
+  p.stderr.setEncoding('utf8').on('data', (c: string) => { err += c })
+  const code = await new Promise<number | null>(resolve => p.once('exit', c => resolve(c)))
+  assert.notEqual(code, 0)
+  assert.match(err, /API_PORT/)
+})
