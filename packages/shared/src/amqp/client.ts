@@ -253,7 +253,7 @@ export class AmqpClient extends EventEmitter {
     this.closing = true
     if (this.timer !== undefined) clearTimeout(this.timer)
     for (const s of this.subs) {
-      if (s.channel !== undefined && s.tag !== undefined) await s.channel.cancel(s.tag).catch(() => {})
+      if (s.channel !== undefined && s.tag !== undefined) await within(s.channel.cancel(s.tag), 1000)
     }
     if (this.inFlight > 0) {
       await new Promise<void>(resolve => {
@@ -264,8 +264,27 @@ export class AmqpClient extends EventEmitter {
     const conn = this.conn
     this.conn = undefined
     this.pub = undefined
-    if (conn !== undefined) await conn.close().catch(() => {})
+    if (conn !== undefined) await closeWithin(conn, 2000)
   }
+}
+
+/**
+ * Closes a connection, but never waits longer than `ms`: when the socket died a moment before, amqplib
+ * waits for a close-ok that never comes. Past the limit the socket is destroyed.
+ */
+async function closeWithin (conn: ChannelModel, ms: number): Promise<void> {
+  if (!await within(conn.close(), ms)) (conn as unknown as { connection?: { stream?: { destroy: () => void } } }).connection?.stream?.destroy()
+}
+
+/** Waits for `p` at most `ms`; true when it settled in time (either way). */
+async function within (p: Promise<unknown>, ms: number): Promise<boolean> {
+  let t: NodeJS.Timeout | undefined
+  const settled = await Promise.race([
+    p.then(() => true, () => true),
+    new Promise<boolean>(resolve => { t = setTimeout(() => resolve(false), ms) })
+  ])
+  clearTimeout(t)
+  return settled
 }
 
 function withHeartbeat (url: string): string {

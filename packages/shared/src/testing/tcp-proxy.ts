@@ -10,6 +10,8 @@ export interface TcpProxy {
   /** The target URL with host and port replaced by the proxy's. */
   url: (target: string) => string
   cut: () => void
+  /** Stops forwarding in both directions while keeping the connections open (a broker that hangs). */
+  freeze: () => void
   refuse: () => void
   accept: () => void
   connections: () => number
@@ -19,6 +21,7 @@ export interface TcpProxy {
 export async function tcpProxy (targetHost: string, targetPort: number): Promise<TcpProxy> {
   const open = new Set<Socket>()
   let refusing = false
+  let frozen = false
   const server: Server = createServer((client) => {
     if (refusing) { client.destroy(); return }
     const upstream = connect({ host: targetHost, port: targetPort })
@@ -27,7 +30,8 @@ export async function tcpProxy (targetHost: string, targetPort: number): Promise
     const drop = (): void => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream) }
     client.on('error', drop); upstream.on('error', drop)
     client.on('close', drop); upstream.on('close', drop)
-    client.pipe(upstream); upstream.pipe(client)
+    client.on('data', (b: Buffer) => { if (!frozen) upstream.write(b) })
+    upstream.on('data', (b: Buffer) => { if (!frozen) client.write(b) })
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const addr = server.address()
@@ -36,6 +40,7 @@ export async function tcpProxy (targetHost: string, targetPort: number): Promise
     port,
     url: (target) => { const u = new URL(target); u.hostname = '127.0.0.1'; u.port = String(port); return u.toString() },
     cut: () => { for (const s of open) s.destroy(); open.clear() },
+    freeze: () => { frozen = true },
     refuse: () => { refusing = true },
     accept: () => { refusing = false },
     connections: () => open.size / 2,

@@ -91,3 +91,17 @@ test('after the connection drops, publish fails at once, then the client reconne
   await waitFor(() => seen.length === 1, 5000, 'delivery after reconnect')
   assert.deepEqual(seen[0]?.body, { after: 'outage' })
 })
+
+test('close returns promptly even when the broker stopped answering', async (t) => {
+  const svc = await services()
+  const target = new URL(svc.rabbitmqUrl)
+  const proxy = await tcpProxy(target.hostname, Number(target.port))
+  t.after(async () => await proxy.close())
+  const { c, ns } = await client(t, proxy.url(svc.rabbitmqUrl))
+  await c.start()
+  await c.consume(names(ns).receiverQueue, async () => 'ack', { prefetch: 1 })
+  proxy.freeze()
+  const t0 = Date.now()
+  await c.close()
+  assert.ok(Date.now() - t0 < 4000, `close took ${Date.now() - t0} ms`)
+})
