@@ -20,7 +20,7 @@ function problem (r: ApiResponse, status: number): void {
 }
 
 async function jobCount (): Promise<number> {
-  const r = await stack.api('GET', '/v1/jobs?limit=1000')
+  const r = await stack.api('GET', '/v1/jobs?limit=500')
   assert.equal(r.status, 200)
   return (r.body.items ?? r.body).length
 }
