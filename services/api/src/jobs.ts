@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify'
 import { names } from '@porthole/shared/amqp'
 import type { ConsoleParams, Job, JobKind, JobRecord, PowerAction, StoredServer } from '@porthole/shared/contracts'
 import { PortholeError, UnavailableError, toFailure } from '@porthole/shared/errors'
-import { JobStore, keys } from '@porthole/shared/store'
+import { grantAad, JobStore, keys } from '@porthole/shared/store'
 import type { Principal } from './auth.js'
 import { audit, type Ctx } from './context.js'
 
@@ -84,3 +84,14 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
   return { job: rec ?? JobStore.initialRecord(job), replayed: false }
 }
 
+
+/**
+ * The URL of a finished console job, delivered once and only to the key that asked for it: the gateway left
+ * it sealed in Redis (it carries the session's token), and taking it removes it. Undefined when it was
+ * delivered already, or the caller is not the requester.
+ */
+export async function takeConsoleUrl (ctx: Ctx, rec: JobRecord, p: Principal): Promise<string | undefined> {
+  if (rec.kind !== 'console' || rec.state !== 'succeeded' || rec.requestedBy !== p.id) return undefined
+  const sealed = await ctx.sessions.takeGrant(rec.id)
+  return sealed === undefined ? undefined : ctx.box.open<string>(sealed, grantAad(rec.id))
+}

@@ -1,8 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Job, compile, type ConsoleGrant } from '@porthole/shared/contracts'
+import { Job, compile, type ConsoleResult } from '@porthole/shared/contracts'
+import { SecretBox } from '@porthole/shared/crypto'
+import { ConsoleSessionStore, grantAad } from '@porthole/shared/store'
 import { waitFor } from '@porthole/shared/testing'
-import { consumeJobs, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
+import { consumeJobs, dumpNamespace, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
 
 const checkJob = compile(Job, 'job')
 const PASSWORD = 'ipmi-Pw-77!'
@@ -133,19 +135,27 @@ test('console: 201 with the grant and the session Location; ?wait=0 gives the jo
   const { tenantId, key } = await tenantWithKey(api)
   const serverId = await ipmiServer(api, tenantId)
   const messages: Array<{ id: string, console?: unknown }> = []
+  const sessions = new ConsoleSessionStore(api.redis, api.ns)
+  const box = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: api.secretKey, PORTHOLE_SECRET_KEY_ID: api.config.PORTHOLE_SECRET_KEY_ID, PORTHOLE_OLD_SECRET_KEYS: '' })
   let fail = false
   await consumeJobs(api, async (body) => {
     const job = body as { id: string, console?: unknown }
     messages.push(job)
     if (fail) { await api.jobs.transition(job.id, 'failed', { error: { code: 'conflict', message: 'the server is off', retryable: false } }); return }
-    const grant: ConsoleGrant = { sessionId: crypto.randomUUID(), url: 'http://gw.example/c/#tok', protocol: 'vnc', expiresAt: new Date(Date.now() + 3600_000).toISOString() }
-    await api.jobs.transition(job.id, 'succeeded', { result: grant })
+    // As the gateway does: the URL goes into a sealed one-time grant, the job result has no URL.
+    await sessions.putGrant(job.id, box.seal('http://gw.example/s/x#tok', grantAad(job.id)), 60)
+    const result: ConsoleResult = { sessionId: crypto.randomUUID(), protocol: 'vnc', expiresAt: new Date(Date.now() + 3600_000).toISOString() }
+    await api.jobs.transition(job.id, 'succeeded', { result })
   })
   const r = await api.call('POST', `/v1/servers/${serverId}/console`, undefined, { key })
   assert.equal(r.status, 201)
   assert.equal(r.headers.location, `/v1/console-sessions/${r.body.sessionId as string}`)
-  assert.equal(r.body.url, 'http://gw.example/c/#tok')
+  assert.equal(r.body.url, 'http://gw.example/s/x#tok')
   assert.deepEqual(Object.keys(r.body).sort(), ['expiresAt', 'protocol', 'sessionId', 'url'])
+  // The URL is shown once: the job record never holds it, and Redis keeps no copy once delivered.
+  const jobs = await api.call('GET', '/v1/jobs?kind=console', undefined, { key })
+  assert.ok(!JSON.stringify(jobs.body).includes('#tok'))
+  assert.ok(!(await dumpNamespace(api.redis, api.ns)).includes('#tok'))
   assert.deepEqual(messages[0]?.console, { protocol: 'vnc', ttlSeconds: 7200, singleUse: false })
 
   await api.call('POST', `/v1/servers/${serverId}/console`, { protocol: 'guacamole', ttlSeconds: 60, singleUse: true }, { key })
@@ -159,10 +169,19 @@ test('console: 201 with the grant and the session Location; ?wait=0 gives the jo
   assert.equal(conflict.body.detail, 'the server is off')
   assert.ok(conflict.body.jobId)
 
+  fail = false
   const noWait = await api.call('POST', `/v1/servers/${serverId}/console?wait=0`, {}, { key })
   assert.equal(noWait.status, 202)
   assert.equal(noWait.body.kind, 'console')
   assert.equal(noWait.body.protocol, 'vnc')
+  // Polling: the requester gets the URL once from the job, another key of the same tenant never does.
+  const other = await api.call('POST', '/v1/api-keys', { tenantId, role: 'customer', name: 'other' })
+  const done = await waitFor(async () => { const j = await api.call('GET', `/v1/jobs/${noWait.body.id as string}`, undefined, { key: other.body.key }); return j.body.state === 'succeeded' ? j : undefined }, 5000, 'console job')
+  assert.equal(done.body.result.url, undefined)
+  const first = await api.call('GET', `/v1/jobs/${noWait.body.id as string}`, undefined, { key })
+  assert.equal(first.body.result.url, 'http://gw.example/s/x#tok')
+  const again = await api.call('GET', `/v1/jobs/${noWait.body.id as string}`, undefined, { key })
+  assert.equal(again.body.result.url, undefined)
 })
 
 test('Idempotency-Key: a repeat with the same API key returns the first job and publishes nothing', async (t) => {

@@ -1,9 +1,10 @@
 /**
  * Consumes `<ns>.console.mint`: an agent has found a console target and sealed it for us (shared key, aad =
  * job id). We mint the session: a random URL token (256 bits) of which Redis keeps only the SHA-256, the
- * target re-sealed with the gateway's own CONSOLE_KEY (aad = session id), and we publish the job's final
- * JobUpdate with the ConsoleGrant. The token appears only in the grant's URL, in its fragment:
- * `${PUBLIC_GATEWAY_URL}/s/${sessionId}#${token}`. Browsers never send a fragment to a server, so the token
+ * target re-sealed with the gateway's own CONSOLE_KEY (aad = session id). The URL,
+ * `${PUBLIC_GATEWAY_URL}/s/${sessionId}#${token}`, is handed to the API sealed and once (a grant in Redis the
+ * API takes when it answers the requester); the job's final JobUpdate carries only the session's id, protocol
+ * and expiry. The token sits in the URL's fragment: Browsers never send a fragment to a server, so the token
  * never reaches a server log, a proxy log or a Referer header.
  */
 import { randomUUID } from 'node:crypto'
@@ -11,15 +12,18 @@ import type { AmqpClient, Delivery, Disposition } from '@porthole/shared/amqp'
 import { names } from '@porthole/shared/amqp'
 import {
   compile, ConsoleMintRequest, ConsoleTarget, MAX_CONSOLE_TTL_SECONDS,
-  type ConsoleGrant, type ConsoleSession, type JobUpdate
+  type ConsoleResult, type ConsoleSession, type JobUpdate
 } from '@porthole/shared/contracts'
 import { randomToken, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
 import { PortholeError, toFailure, UnsupportedError, type JobFailureLike } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
-import type { ConsoleSessionStore } from '@porthole/shared/store'
+import { grantAad, type ConsoleSessionStore } from '@porthole/shared/store'
 
 const mintCheck = compile(ConsoleMintRequest, 'ConsoleMintRequest')
 const targetCheck = compile(ConsoleTarget, 'ConsoleTarget')
+
+/** How long a minted URL waits for the API to deliver it (a client polling with ?wait=0 has this long). */
+const GRANT_TTL_SECONDS = 600
 
 export interface MinterDeps {
   amqp: AmqpClient
@@ -68,7 +72,7 @@ export class Minter {
       log.warn('console mint request past its deadline; dropped')
       return 'ack'
     }
-    let grant: ConsoleGrant
+    let grant: ConsoleResult
     try {
       grant = await this.mint(req)
     } catch (err) {
@@ -87,7 +91,7 @@ export class Minter {
     return 'ack'
   }
 
-  private async mint (req: ConsoleMintRequest): Promise<ConsoleGrant> {
+  private async mint (req: ConsoleMintRequest): Promise<ConsoleResult> {
     const job = req.job
     const params = job.console
     if (job.kind !== 'console' || params === undefined) throw new PortholeError('invalid', 'not a console job', { retryable: false })
@@ -118,10 +122,13 @@ export class Minter {
     }
     try {
       await this.d.sessions.create(session)
+      // The URL carries the token: it goes to the API sealed and once, never into the job record or a message.
+      const url = consoleUrl(this.d.publicUrl, id, token)
+      await this.d.sessions.putGrant(job.id, this.d.sharedBox.seal(url, grantAad(job.id)), GRANT_TTL_SECONDS)
     } catch (err) {
       throw new PortholeError('unavailable', 'session store unavailable', { cause: err })
     }
-    return { sessionId: id, url: consoleUrl(this.d.publicUrl, id, token), protocol: session.protocol, expiresAt: session.expiresAt }
+    return { sessionId: id, protocol: session.protocol, expiresAt: session.expiresAt }
   }
 
   private async fail (jobId: string, error: JobFailureLike): Promise<Disposition> {

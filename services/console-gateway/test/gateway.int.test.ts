@@ -48,12 +48,18 @@ test('a minted session opens the VM\'s VNC console; the gateway answers the VNC 
   await v.closed
 })
 
-test('the job record shows the grant and the job\'s success', async () => {
+test('the job succeeds with the session, and the token-bearing URL is handed over sealed and once', async () => {
   const m = await h.mint({ target })
   const rec = await h.jobs.get(m.jobId)
   assert.equal(rec?.state, 'succeeded')
-  assert.deepEqual(rec?.result, m.grant)
+  assert.deepEqual(rec?.result, { sessionId: m.grant.sessionId, protocol: m.grant.protocol, expiresAt: m.grant.expiresAt })
   assert.ok(Date.parse(m.grant.expiresAt) - Date.now() > 590_000)
+  // Neither the job update on the wire nor anything left in Redis holds the token.
+  assert.ok(!JSON.stringify(m.update).includes(m.token))
+  assert.equal(await h.sessions.takeGrant(m.jobId), undefined, 'the grant was taken once already')
+  const keys = await h.redis.keys(`${h.stack.ns}:*`)
+  const values = await Promise.all(keys.map(async k => (await h.redis.type(k)) === 'string' ? await h.redis.get(k) : ''))
+  assert.ok(!values.join('\n').includes(m.token))
 })
 
 test('a target sealed for another job does not open: the job fails with a classed error', async () => {

@@ -4,13 +4,14 @@
  * job id, after creating the job record) and the receiver (consumes `<ns>.results` and records the
  * JobUpdate on the job as the receiver does).
  */
+import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { WebSocket } from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
-import type { ConsoleGrant, ConsoleTarget, Job, JobUpdate } from '@porthole/shared/contracts'
+import type { ConsoleGrant, ConsoleResult, ConsoleTarget, Job, JobUpdate } from '@porthole/shared/contracts'
 import { SecretBox } from '@porthole/shared/crypto'
 import { createLogger } from '@porthole/shared/logging'
-import { ConsoleSessionStore, createRedis, JobStore, type Redis } from '@porthole/shared/store'
+import { ConsoleSessionStore, createRedis, grantAad, JobStore, type Redis } from '@porthole/shared/store'
 import { startStack, waitFor, type Stack, type StackOptions } from '@porthole/shared/testing'
 
 type After = { after: (fn: () => Promise<void>) => void }
@@ -101,7 +102,12 @@ export async function harness (t: After, o: StackOptions = {}): Promise<Harness>
     const { jobId, update } = await publishMint(m)
     if (update.state !== 'succeeded') throw new Error(`mint failed: ${JSON.stringify(update.error)}`)
     const rec = await waitFor(async () => { const r = await jobs.get(jobId); return r?.state === 'succeeded' ? r : undefined }, 5000, 'the job record')
-    const grant = rec.result as ConsoleGrant
+    const result = rec.result as ConsoleResult
+    // As the API does: take the sealed URL once; the record itself never holds it.
+    assert.equal(result.url, undefined, 'the job record must not hold the console URL')
+    const sealed = await sessions.takeGrant(jobId)
+    if (sealed === undefined) throw new Error('the gateway left no grant for the job')
+    const grant: ConsoleGrant = { ...result, url: shared.open<string>(sealed, grantAad(jobId)) }
     const hash = new URL(grant.url).hash
     const token = hash.slice(1)
     tokens.push(token)

@@ -63,7 +63,20 @@ export const ConsoleSessionView = Type.Object({
 }, { additionalProperties: false })
 export type ConsoleSessionView = Static<typeof ConsoleSessionView>
 
-/** The result of a console job: everything a portal needs to open the console. */
+/**
+ * The result of a console job as recorded on the job. The URL is not kept here: it carries the session's
+ * token, so the gateway hands it over sealed, once (see `ConsoleSessionStore.putGrant`), and the API adds it
+ * only to the one answer that delivers it to the requester.
+ */
+export const ConsoleResult = Type.Object({
+  sessionId: Id,
+  protocol: ConsoleProtocol,
+  expiresAt: Timestamp,
+  url: Type.Optional(Type.String({ description: 'present only in the one answer that delivers it' }))
+}, { additionalProperties: false })
+export type ConsoleResult = Static<typeof ConsoleResult>
+
+/** What `POST /v1/servers/{id}/console` answers: everything a portal needs to open the console. */
 export const ConsoleGrant = Type.Object({
   sessionId: Id,
   url: Type.String({ description: 'open this in a browser; it carries the only copy of the token' }),

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { ERROR_CODES } from '../errors/index.js'
 import { Id, JobId, Sealed, ServerId, TenantId, Timestamp } from './common.js'
-import { ConsoleGrant, ConsoleParams, ConsoleProtocol } from './console.js'
+import { ConsoleParams, ConsoleProtocol, ConsoleResult } from './console.js'
 import { PowerAction, PowerStatus } from './power.js'
 import { StoredServer } from './server.js'
 
@@ -46,8 +46,8 @@ export const JobFailure = Type.Object({
 }, { additionalProperties: false })
 export type JobFailure = Static<typeof JobFailure>
 
-/** What a finished job returns: a power state (power, status) or a console grant (console). */
-export const JobResult = Type.Union([PowerStatus, ConsoleGrant])
+/** What a finished job returns: a power state (power, status) or a console session (console). */
+export const JobResult = Type.Union([PowerStatus, ConsoleResult])
 export type JobResult = Static<typeof JobResult>
 
 /** A job with its state and history, as stored in Redis and shown by `GET /v1/jobs/{id}`. */

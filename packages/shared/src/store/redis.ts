@@ -48,6 +48,7 @@ export function keys (ns: string) {
     sessions: `${p}console:sessions`,
     sessionViewer: (id: string) => `${p}console:viewer:${id}`,
     sessionEvents: `${p}events:console`,
+    grant: (jobId: string) => `${p}console:grant:${jobId}`,
     audit: `${p}audit`
   }
 }

@@ -5,6 +5,7 @@
  */
 import type { Redis } from 'ioredis'
 import type { ConsoleSession } from '../contracts/console.js'
+import type { Sealed } from '../contracts/common.js'
 import { keys as keysOf, type Keys } from './redis.js'
 
 /** Sessions stay readable this long after expiry, so the page can say "expired" rather than "unknown". */
@@ -107,8 +108,25 @@ export class ConsoleSessionStore {
     return v.map(x => x !== null)
   }
 
+  /**
+   * Keeps a console job's URL, sealed, until the API delivers it (at most `ttlSeconds`). Written by the gateway
+   * before it reports the job succeeded, so the API finds it when it wakes.
+   */
+  async putGrant (jobId: string, sealedUrl: Sealed, ttlSeconds: number): Promise<void> {
+    await this.redis.set(this.k.grant(jobId), JSON.stringify(sealedUrl), 'EX', Math.max(1, Math.ceil(ttlSeconds)))
+  }
+
+  /** Takes a console job's sealed URL: the first caller gets it, every later one gets undefined. */
+  async takeGrant (jobId: string): Promise<Sealed | undefined> {
+    const raw = await this.redis.getdel(this.k.grant(jobId))
+    return raw === null ? undefined : JSON.parse(raw) as Sealed
+  }
+
   get eventsChannel (): string { return this.k.sessionEvents }
 }
+
+/** The additional authenticated data a console URL is sealed with: bound to its job. */
+export function grantAad (jobId: string): string { return `console-grant:${jobId}` }
 
 export function parseSessionEvent (s: string): SessionEvent | undefined {
   try {

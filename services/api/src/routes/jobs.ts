@@ -5,6 +5,7 @@ import { Type } from '@fastify/type-provider-typebox'
 import { JobKind, JobRecord, JobState, type JobEvent } from '@porthole/shared/contracts'
 import { assertVisible, principal, tenantScope } from '../auth.js'
 import type { Ctx } from '../context.js'
+import { takeConsoleUrl } from '../jobs.js'
 import { IdParams, errors } from '../schemas.js'
 
 export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
@@ -13,7 +14,12 @@ export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     app.get('/jobs/:id', {
       schema: { tags: ['jobs'], summary: 'one job with its state history', params: IdParams, response: { 200: JobRecord, ...errors(404) } }
     }, async (req) => {
-      return assertVisible(principal(req), 'job', await ctx.jobs.get(req.params.id))
+      const p = principal(req)
+      const rec = assertVisible(p, 'job', await ctx.jobs.get(req.params.id))
+      // A console job polled with ?wait=0: its requester gets the URL here, once.
+      const url = await takeConsoleUrl(ctx, rec, p)
+      if (url !== undefined && rec.result !== undefined && 'sessionId' in rec.result) rec.result = { ...rec.result, url }
+      return rec
     })
 
     app.get('/jobs', {

@@ -6,7 +6,8 @@ import {
 } from '@porthole/shared/contracts'
 import { assertVisible, principal } from '../auth.js'
 import type { Ctx } from '../context.js'
-import { startJob } from '../jobs.js'
+import { startJob, takeConsoleUrl } from '../jobs.js'
+import { ConflictError } from '@porthole/shared/errors'
 import { jobFailureError } from '../problem.js'
 import { IdParams, errors } from '../schemas.js'
 
@@ -101,7 +102,10 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
       const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
       if (rec.state === 'succeeded' && rec.result !== undefined && 'sessionId' in rec.result) {
-        return reply.code(201).header('location', `/v1/console-sessions/${rec.result.sessionId}`).send(rec.result)
+        const url = await takeConsoleUrl(ctx, rec, p)
+        if (url === undefined) throw new ConflictError('the URL of this console was delivered already (it is shown once); ask for a new console')
+        const grant: ConsoleGrant = { sessionId: rec.result.sessionId, url, protocol: rec.result.protocol, expiresAt: rec.result.expiresAt }
+        return reply.code(201).header('location', `/v1/console-sessions/${rec.result.sessionId}`).send(grant)
       }
       if (rec.state === 'failed' || rec.state === 'timed_out' || rec.state === 'succeeded') throw jobFailureError(rec.id, rec.state, rec.error)
       return reply.code(202).header('location', `/v1/jobs/${rec.id}`).send(rec)

@@ -1,0 +1,73 @@
+// A console URL in one call, through the whole system, for a real VM; the token it carries appears
+// nowhere else: not in the job, not in Redis, not in a log line.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Redis } from 'ioredis'
+import { WebSocket } from 'ws'
+import { tinyDomain, virsh } from '@porthole/shared/testing'
+import { fileStack, kvmServer, tenant } from './fixtures.js'
+
+const stack = await fileStack()
+const acme = await tenant(stack)
+
+/** Opens the console's WebSocket as the page does and returns the first bytes the VM's VNC server sends. */
+async function firstBytes (url: string): Promise<string> {
+  const u = new URL(url)
+  const token = u.hash.slice(1)
+  const ws = new WebSocket(`ws://${u.host}${u.pathname}/ws`, ['binary', `porthole.token.${token}`], { headers: { origin: u.origin } })
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      ws.once('message', (b: Buffer) => resolve(b.toString('latin1')))
+      ws.once('close', (code, reason) => reject(new Error(`closed ${code} ${reason.toString()}`)))
+      ws.once('error', reject)
+    })
+  } finally { ws.close() }
+}
+
+test('one call gives a URL that reaches the VM; the token is in no job, no Redis key and no log line', async (t) => {
+  const dom = await tinyDomain(t, { vncPassword: 'vncPw123' })
+  const id = await kvmServer(stack, acme.tenantId, dom)
+  const r = await stack.api('POST', `/v1/servers/${id}/console`, { ttlSeconds: 600 }, { key: acme.customerKey })
+  assert.equal(r.status, 201, JSON.stringify(r.body))
+  const url = new URL(r.body.url)
+  const token = url.hash.slice(1)
+  assert.ok(token.length >= 22, 'at least 128 bits')
+  assert.equal(url.search, '')
+  assert.ok(Date.parse(r.body.expiresAt) - Date.now() <= 600_000)
+  // The gateway answered the VNC password challenge itself: the browser is offered RFB with no password.
+  assert.match(await firstBytes(r.body.url), /^RFB 003\.00[378]\n/)
+
+  const jobs = await stack.api('GET', `/v1/jobs?serverId=${id}`, undefined, { key: acme.customerKey })
+  assert.equal(jobs.body[0].kind, 'console')
+  assert.equal(jobs.body[0].state, 'succeeded')
+  const redis = new Redis(stack.svc.redisUrl)
+  t.after(() => { redis.disconnect() })
+  const dump: string[] = []
+  for (const k of await redis.keys(`${stack.ns}:*`)) {
+    const type = await redis.type(k)
+    if (type === 'string') dump.push(await redis.get(k) ?? '')
+    else if (type === 'stream') dump.push(JSON.stringify(await redis.xrange(k, '-', '+')))
+    else if (type === 'zset') dump.push((await redis.zrange(k, 0, -1)).join(' '))
+  }
+  for (const place of [JSON.stringify(jobs.body), dump.join('\n'), stack.logs()]) {
+    assert.ok(!place.includes(token), 'the token leaked')
+    assert.ok(!place.includes('vncPw123'), 'the VNC password leaked')
+  }
+
+  const sessions = await stack.api('GET', `/v1/console-sessions?serverId=${id}`, undefined, { key: acme.customerKey })
+  assert.equal(sessions.body.length, 1)
+  assert.equal(sessions.body[0].id, r.body.sessionId)
+  const del = await stack.api('DELETE', `/v1/console-sessions/${r.body.sessionId}`, undefined, { key: acme.customerKey })
+  assert.equal(del.status, 204)
+  await assert.rejects(firstBytes(r.body.url), /closed 40/)
+})
+
+test('a console for a VM that is off is a 409 problem, not a dead URL', async (t) => {
+  const dom = await tinyDomain(t, { start: false })
+  const id = await kvmServer(stack, acme.tenantId, dom)
+  assert.equal(await virsh('domstate', dom.name), 'shut off')
+  const r = await stack.api('POST', `/v1/servers/${id}/console`, {}, { key: acme.customerKey })
+  assert.equal(r.status, 409, JSON.stringify(r.body))
+  assert.match(r.headers.get('content-type') ?? '', /problem\+json/)
+  assert.equal(r.body.url, undefined)
+})
