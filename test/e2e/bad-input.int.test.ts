@@ -60,6 +60,17 @@ test('a dead libvirt URI ends the job as a classed connection failure within its
   assert.ok(Date.now() - t0 < 20_000)
 })
 
+test('a libvirt URI that would run a command is refused naming the field', async () => {
+  for (const uri of ['qemu+ext:///system?command=/bin/sh', 'qemu+ssh://h/system?netcat=/tmp/x']) {
+    const r = await stack.api('POST', '/v1/servers', { name: 'evil', tenantId: acme.tenantId, agent: 'kvm', connection: { uri, domain: 'x' } })
+    problem(r, 400)
+    assert.equal(r.body.field, 'connection.uri', JSON.stringify(r.body))
+  }
+  const https = await stack.api('POST', '/v1/servers', { name: 'engine', tenantId: acme.tenantId, agent: 'ovirt', connection: { url: 'http://engine.example/ovirt-engine', username: 'admin@internal', password: 'pw', vmId: 'v1' } })
+  problem(https, 400)
+  assert.equal(https.body.field, 'connection.url')
+})
+
 test('a bad server record is refused naming the field', async () => {
   const r = await stack.api('POST', '/v1/servers', { name: 'x', tenantId: acme.tenantId, agent: 'ipmi', connection: { username: 'root', password: 'pw' } })
   problem(r, 400)

@@ -71,3 +71,18 @@ test('a console for a VM that is off is a 409 problem, not a dead URL', async (t
   assert.match(r.headers.get('content-type') ?? '', /problem\+json/)
   assert.equal(r.body.url, undefined)
 })
+
+test('deleting a server, or changing where it is reached, ends its live consoles', async (t) => {
+  const dom = await tinyDomain(t)
+  const id = await kvmServer(stack, acme.tenantId, dom)
+  const a = await stack.api('POST', `/v1/servers/${id}/console`, {})
+  assert.match(await firstBytes(a.body.url), /^RFB/)
+  const patch = await stack.api('PATCH', `/v1/servers/${id}`, { connection: { domain: dom.name } })
+  assert.equal(patch.status, 200, JSON.stringify(patch.body))
+  await assert.rejects(firstBytes(a.body.url), /closed 40/)
+
+  const b = await stack.api('POST', `/v1/servers/${id}/console`, {})
+  assert.match(await firstBytes(b.body.url), /^RFB/)
+  assert.equal((await stack.api('DELETE', `/v1/servers/${id}`)).status, 204)
+  await assert.rejects(firstBytes(b.body.url), /closed 40/)
+})

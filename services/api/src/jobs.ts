@@ -52,6 +52,10 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
   if (!created.created) {
     const first = await ctx.jobs.get(created.id)
     if (first !== undefined) {
+      // The same key for a different request is a client bug: answering with the first job would mislead it.
+      if (first.kind !== r.kind || first.serverId !== r.server.id || first.action !== r.action || first.protocol !== r.console?.protocol) {
+        throw new PortholeError('invalid', 'this Idempotency-Key was used for a different request', { status: 422, details: { jobId: first.id } })
+      }
       await audit(ctx, req, p, { ...base, jobId: first.id, result: 'replayed' })
       return { job: first, replayed: true }
     }
@@ -79,7 +83,8 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
   }
   ctx.metrics.jobsCreated.inc({ kind: r.kind })
   log.info({ kind: job.kind, action: job.action }, 'job published')
-  await audit(ctx, req, p, { ...base, jobId: job.id, result: 'accepted' })
+  // Status reads change nothing and portals poll them: auditing each would push real actions out of the log.
+  if (r.kind !== 'status') await audit(ctx, req, p, { ...base, jobId: job.id, result: 'accepted' })
   const rec = await ctx.jobs.get(job.id)
   return { job: rec ?? JobStore.initialRecord(job), replayed: false }
 }

@@ -203,4 +203,11 @@ test('Idempotency-Key: a repeat with the same API key returns the first job and 
   await new Promise(resolve => setTimeout(resolve, 200))
   assert.equal(seen.length, 2)
   assert.equal((await api.call('GET', `/v1/jobs?serverId=${serverId}`)).body.length, 2)
+  // the same key for a different request is refused, not answered with the first job
+  const reused = await api.call('POST', `/v1/servers/${serverId}/power`, { action: 'off' }, { key: a.key, headers })
+  assert.equal(reused.status, 422)
+  assert.equal(reused.body.jobId, first.body.id)
+  const onConsole = await api.call('POST', `/v1/servers/${serverId}/console`, {}, { key: a.key, headers })
+  assert.equal(onConsole.status, 422)
+  assert.equal(seen.length, 2)
 })

@@ -27,9 +27,30 @@ export const IpmiConnection = Type.Object({
 }, { additionalProperties: false })
 export type IpmiConnection = Static<typeof IpmiConnection>
 
+/** libvirt transports a server record may use. `ext` (runs a command) and the like are refused. */
+export const LIBVIRT_SCHEMES = ['qemu', 'qemu+ssh', 'qemu+libssh', 'qemu+libssh2', 'qemu+tls', 'qemu+tcp', 'qemu+unix', 'test'] as const
+/** URI parameters a server record may set; `command`, `netcat`, `socket` and `proxy` would run or reach anything. */
+export const LIBVIRT_PARAMS = ['keyfile', 'known_hosts', 'known_hosts_verify', 'no_verify', 'no_tty', 'sshauth', 'pkipath'] as const
+
+/**
+ * Why a libvirt URI is refused, or undefined when it is fine. The agents run as a trusted process holding
+ * every server's credentials, so a URI must not make libvirt run a command (`qemu+ext://…?command=`) or
+ * reach an arbitrary socket.
+ */
+export function libvirtUriProblem (uri: string): string | undefined {
+  const m = /^([a-z0-9+]+):\/\/([^/?#]*)(\/[^?#]*)?(\?[^#]*)?$/.exec(uri)
+  if (m === null) return 'expected a libvirt URI such as qemu:///system or qemu+ssh://host/system'
+  const scheme = m[1] as string
+  if (!(LIBVIRT_SCHEMES as readonly string[]).includes(scheme)) return `transport ${scheme} is not allowed (allowed: ${LIBVIRT_SCHEMES.join(', ')})`
+  for (const name of new URLSearchParams((m[4] ?? '').slice(1)).keys()) {
+    if (!(LIBVIRT_PARAMS as readonly string[]).includes(name)) return `parameter ${name} is not allowed (allowed: ${LIBVIRT_PARAMS.join(', ')})`
+  }
+  return undefined
+}
+
 /** `agent: 'ovirt'`: the engine's base URL (`https://engine.example/ovirt-engine`), an account and the VM's id. */
 export const OvirtConnection = Type.Object({
-  url: Type.String({ minLength: 1, maxLength: 512, pattern: '^https?://' }),
+  url: Type.String({ minLength: 1, maxLength: 512, pattern: '^https://', description: 'HTTPS only: the password goes to the engine' }),
   username: Type.String({ minLength: 1, maxLength: 128 }),
   password: Secret,
   vmId: Type.String({ minLength: 1, maxLength: 64 }),

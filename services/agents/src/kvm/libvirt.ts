@@ -4,7 +4,8 @@
  * the remote end stays silent); errors classed by their message, since the binding reports code -1.
  */
 import { Hypervisor } from '@unraid/libvirt'
-import { AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError } from '@porthole/shared/errors'
+import { libvirtUriProblem } from '@porthole/shared/contracts'
+import { AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError, ValidationError } from '@porthole/shared/errors'
 
 export type LibvirtDomain = Awaited<ReturnType<Hypervisor['domainLookupByName']>>
 
@@ -70,6 +71,9 @@ export class Connections {
 
   /** The connection to `uri`, opened on first use; a failed open is forgotten so the next job tries again. */
   async get (uri: string, signal: AbortSignal): Promise<Hypervisor> {
+    // The API refuses such URIs already; a record written some other way must not run a command here either.
+    const problem = libvirtUriProblem(uri)
+    if (problem !== undefined) throw new ValidationError(`connection.uri: ${problem}`, 'connection.uri')
     let p = this.open.get(uri)
     if (p === undefined) {
       const h = new Hypervisor({ uri })

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
-  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, MASK, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
+  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, MASK, libvirtUriProblem, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
   type AgentType, type SecretPath, type ServerSecrets, type StoredServer
 } from '@porthole/shared/contracts'
 import { ValidationError } from '@porthole/shared/errors'
@@ -24,6 +24,22 @@ function checkPart (checker: ReturnType<typeof compile>, prefix: string, value: 
     const field = typeof inner === 'string' && inner !== '' ? `${prefix}.${inner}` : prefix
     const why = err.message.replace(/^invalid [^:]*:\s*/, '').replace(/^[^:]*:\s*/, '')
     throw new ValidationError(`${field}: ${why}`, field)
+  }
+}
+
+/** Revokes every live console session of a server (the gateway closes their sockets within a second). */
+async function revokeSessions (ctx: Ctx, serverId: string): Promise<void> {
+  for (const session of await ctx.sessions.listLive({ serverId })) {
+    if (session.revokedAt === undefined) await ctx.sessions.revoke(session)
+  }
+}
+
+/** Checks a connection against its agent's schema, then the rules a schema cannot say. */
+function checkConnection (agent: AgentType, connection: unknown): void {
+  checkPart(connectionCheckers[agent], 'connection', connection)
+  if (agent === 'kvm') {
+    const problem = libvirtUriProblem(String((connection as { uri: unknown }).uri))
+    if (problem !== undefined) throw new ValidationError(`connection.uri: ${problem}`, 'connection.uri')
   }
 }
 
@@ -54,7 +70,7 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     }, async (req, reply) => {
       const p = requireRole(req, 'admin', 'operator')
       const b = req.body
-      checkPart(connectionCheckers[b.agent], 'connection', b.connection)
+      checkConnection(b.agent, b.connection)
       if (await ctx.tenants.get(b.tenantId) === undefined) throw new ValidationError(`tenantId: no tenant ${b.tenantId}`, 'tenantId')
       const id = randomUUID()
       const now = new Date().toISOString()
@@ -113,10 +129,12 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
           else console.password = secrets.console.password
         }
       }
-      checkPart(connectionCheckers[old.agent], 'connection', connection)
+      checkConnection(old.agent, connection)
       if (console !== undefined) checkPart(consoleChecker, 'console', console)
       const s: StoredServer = { id: old.id, tenantId: old.tenantId, name: b.name ?? old.name, agent: old.agent, ...seal(ctx, old.id, connection, console), createdAt: old.createdAt, updatedAt: new Date().toISOString() }
       await ctx.servers.put(s)
+      // Live consoles were opened to the old target: they end with it.
+      if (b.connection !== undefined || b.console !== undefined) await revokeSessions(ctx, s.id)
       await audit(ctx, req, p, { action: 'server.update', result: 'ok', serverId: s.id, tenantId: s.tenantId })
       return toServerView(s)
     })
@@ -128,6 +146,7 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const s = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
       requireRole(req, 'admin', 'operator')
       await ctx.servers.delete(s)
+      await revokeSessions(ctx, s.id)
       await audit(ctx, req, p, { action: 'server.delete', result: 'ok', serverId: s.id, tenantId: s.tenantId })
       return reply.code(204).send(null)
     })
