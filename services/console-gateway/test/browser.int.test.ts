@@ -81,8 +81,13 @@ test('the console page shows the VM\'s screen, and Ctrl-Alt-Del reaches the VM',
     return still
   }, 20_000, 'a still screen')
   const shotBefore = await screenshotSum(vm)
-  await page.click('#cad')
-  const changed = await waitFor(async () => { const s = await canvasStats(page); return s.sum !== before.sum ? s : undefined }, 10_000, 'the screen to change after Ctrl-Alt-Del')
+  // Up to three presses: on a loaded machine a press can land while the firmware is not yet listening.
+  let changed: Awaited<ReturnType<typeof canvasStats>> | undefined
+  for (let press = 0; press < 3 && changed === undefined; press++) {
+    await page.click('#cad')
+    changed = await waitFor(async () => { const s = await canvasStats(page); return s.sum !== before.sum ? s : undefined }, 6000, 'the screen to change after Ctrl-Alt-Del').catch(() => undefined)
+  }
+  assert.ok(changed !== undefined, 'three Ctrl-Alt-Del presses left the screen unchanged')
   assert.notEqual(changed.sum, before.sum)
   // Asked of libvirt itself: the VM's own screen changed too.
   await waitFor(async () => (await screenshotSum(vm)) !== shotBefore, 10_000, 'libvirt\'s screenshot to change')
