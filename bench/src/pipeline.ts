@@ -39,7 +39,7 @@ async function floor (stack: Stack, concurrency: number, total: number): Promise
 }
 
 async function main (): Promise<void> {
-  const stack = await startStack(t, { env: { LOG_LEVEL: 'warn' } })
+  const stack = await startStack(t) // services log at info, as in production
   const tenant = (await stack.api('POST', '/v1/tenants', { name: 'bench' })).body.id as string
   const servers: string[] = []
   for (let i = 0; i < 10; i++) {
