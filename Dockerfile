@@ -37,7 +37,9 @@ FROM node:20-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libvirt0 ipmitool openssh-client ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-ENV NODE_ENV=production
+# UV_THREADPOOL_SIZE: the agents run libvirt calls on libuv's thread pool (4 threads by default), where a dead
+# host holds a thread until TCP gives up. Node reads it at process start only, so it is set here, not in code.
+ENV NODE_ENV=production UV_THREADPOOL_SIZE=64
 WORKDIR /app
 COPY --from=build /app /app
 COPY deploy/entrypoint.sh /usr/local/bin/porthole

@@ -66,6 +66,28 @@ env.GATEWAY_PORT ||= '8081'
 env.PUBLIC_GATEWAY_URL ||= `http://${hostForUrl(env.GATEWAY_HOST === '0.0.0.0' || env.GATEWAY_HOST === '::' ? '127.0.0.1' : env.GATEWAY_HOST)}:${env.GATEWAY_PORT}`
 const apiUrl = `http://${hostForUrl(env.API_HOST === '0.0.0.0' || env.API_HOST === '::' ? '127.0.0.1' : env.API_HOST)}:${env.API_PORT}`
 
+// Each service gets only its own secrets: a receiver that leaks its environment leaks nothing, and only the
+// gateway can open what CONSOLE_KEY sealed.
+const SECRET_KEY_VARS = ['PORTHOLE_SECRET_KEY', 'PORTHOLE_SECRET_KEY_ID', 'PORTHOLE_OLD_SECRET_KEYS']
+const CONSOLE_KEY_VARS = ['CONSOLE_KEY', 'CONSOLE_KEY_ID', 'CONSOLE_OLD_KEYS']
+const SECRETS_OF = {
+  api: [...SECRET_KEY_VARS, 'PORTHOLE_ADMIN_TOKEN'],
+  receiver: [],
+  agents: [...SECRET_KEY_VARS],
+  'console-gateway': [...SECRET_KEY_VARS, ...CONSOLE_KEY_VARS]
+}
+const ALL_SECRET_VARS = [...SECRET_KEY_VARS, ...CONSOLE_KEY_VARS, 'PORTHOLE_ADMIN_TOKEN']
+
+/** The environment of one service: the shared settings, its own secrets only. */
+function envFor (name) {
+  const e = { ...env }
+  for (const v of ALL_SECRET_VARS) if (!SECRETS_OF[name].includes(v)) delete e[v]
+  // libvirt calls run on libuv's thread pool (4 threads by default), and a dead host holds a thread until TCP
+  // gives up. The size must be in the environment at process start: setting it from inside Node 20 is too late.
+  if (name === 'agents') e.UV_THREADPOOL_SIZE ||= '64'
+  return e
+}
+
 function hostForUrl (h) { return h.includes(':') ? `[${h}]` : h }
 function redact (u) { return u.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@') }
 
@@ -141,7 +163,7 @@ function run (name) {
   st.timer = undefined
   st.startedAt = Date.now()
   st.ready = false
-  const child = spawn(process.execPath, ['--enable-source-maps', mainOf(name)], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--enable-source-maps', mainOf(name)], { cwd: ROOT, env: envFor(name), stdio: ['ignore', 'pipe', 'pipe'] })
   st.child = child
   const onLine = (line) => {
     if (raw) process.stdout.write(line + '\n')

@@ -1,8 +1,20 @@
 /**
- * Imported first by main.ts, before anything can use libuv's thread pool. @unraid/libvirt runs each call as
- * an AsyncWorker on that pool (4 threads by default); a call to a libvirt host that went silent holds its
- * thread until TCP gives up, long after the job's deadline has ended the job. A larger pool keeps a few
- * dead hosts from stalling every other job (and the process's file and DNS work). An explicit
- * UV_THREADPOOL_SIZE in the environment wins.
+ * Only checks, never sets, the size of libuv's thread pool. @unraid/libvirt runs each call as an AsyncWorker
+ * on that pool (4 threads by default); a call to a libvirt host that went silent holds its thread until TCP
+ * gives up, long after the job's deadline has ended the job. A larger pool keeps a few dead hosts from
+ * stalling every other job (and the process's file and DNS work).
+ *
+ * The size must come from the process's environment (UV_THREADPOOL_SIZE=64: scripts/start.mjs, the
+ * Dockerfile and the test stack set it): setting process.env.UV_THREADPOOL_SIZE from a module has no effect
+ * on Node 20, whose pool has already started while the ES modules were being loaded.
  */
-process.env.UV_THREADPOOL_SIZE ??= '64'
+export const MIN_THREADPOOL_SIZE = 16
+
+/** A warning to log when the environment leaves the pool too small; undefined when it is fine. */
+export function threadPoolWarning (env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const raw = env.UV_THREADPOOL_SIZE
+  const size = raw === undefined || raw === '' ? undefined : Number(raw)
+  if (size !== undefined && Number.isFinite(size) && size >= MIN_THREADPOOL_SIZE) return undefined
+  return `UV_THREADPOOL_SIZE is ${raw === undefined || raw === '' ? 'unset (libuv uses 4 threads)' : raw}: set it to 64 in the agents' environment, ` +
+    'or a few unresponsive libvirt hosts can stall every other job'
+}

@@ -7,7 +7,7 @@
  */
 import { AmqpClient, names, type Delivery, type Disposition } from '@porthole/shared/amqp'
 import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/shared/contracts'
-import type { Logger } from '@porthole/shared/logging'
+import { brief, type Logger } from '@porthole/shared/logging'
 import { JobStore, Locks, ServerStore, createRedis, keys, type Redis } from '@porthole/shared/store'
 import type { ReceiverConfig } from './config.js'
 
@@ -21,6 +21,8 @@ export const DEADLINE_FAILURE: JobFailure = { code: 'timeout', message: 'no answ
 export interface ReceiverDeps {
   config: ReceiverConfig
   log: Logger
+  /** Aborting it during the start (e.g. SIGTERM while the broker is still unreachable) ends the start: it closes what it opened and rejects. */
+  signal?: AbortSignal
 }
 
 export interface Receiver {
@@ -28,7 +30,7 @@ export interface Receiver {
   close: () => Promise<void>
 }
 
-export async function startReceiver ({ config, log }: ReceiverDeps): Promise<Receiver> {
+export async function startReceiver ({ config, log, signal }: ReceiverDeps): Promise<Receiver> {
   const ns = config.PORTHOLE_NAMESPACE
   const n = names(ns)
   const redis = createRedis(config.REDIS_URL, log, 'porthole-receiver')
@@ -166,9 +168,23 @@ export async function startReceiver ({ config, log }: ReceiverDeps): Promise<Rec
     }
   }
 
-  await amqp.start()
-  await amqp.consume(n.receiverQueue, onJob, { prefetch: config.RECEIVER_PREFETCH })
-  await amqp.consume(n.resultsQueue, onResult, { prefetch: config.RECEIVER_PREFETCH })
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(new Error('start aborted'))
+    if (signal?.aborted === true) onAbort(); else signal?.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    await Promise.race([amqp.start(), aborted])
+    await Promise.race([amqp.consume(n.receiverQueue, onJob, { prefetch: config.RECEIVER_PREFETCH }), aborted])
+    await Promise.race([amqp.consume(n.resultsQueue, onResult, { prefetch: config.RECEIVER_PREFETCH }), aborted])
+  } catch (err) {
+    await amqp.close(0)
+    await closeRedis(redis)
+    throw err
+  } finally {
+    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+    aborted.catch(() => {})
+  }
   const timer = setInterval(() => { void sweep() }, config.DEADLINE_SWEEP_MS)
 
   return {
@@ -182,10 +198,4 @@ export async function startReceiver ({ config, log }: ReceiverDeps): Promise<Rec
 
 async function closeRedis (r: Redis): Promise<void> {
   try { await r.quit() } catch { r.disconnect() }
-}
-
-/** An error as a log field: its class, code and message, no stack or cause (which may carry URLs). */
-function brief (err: unknown): { name?: string, code?: unknown, message: string } {
-  const e = err as { name?: string, code?: unknown, message?: string }
-  return { name: e?.name, code: e?.code, message: String(e?.message ?? err) }
 }

@@ -1,8 +1,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { TEST_LIBVIRT_URI, tinyDomain, virsh, waitFor } from '@porthole/shared/testing'
-import { at, pipeline, states, type Pipeline } from './pipeline.js'
+import { TEST_LIBVIRT_URI, at, pipeline, states, tinyDomain, virsh, waitFor, type Pipeline } from '@porthole/shared/testing'
 
 // One stack for the file; its clean-ups run (last first) when every test is done.
 const cleanups: Array<() => Promise<void>> = []

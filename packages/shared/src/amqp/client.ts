@@ -5,12 +5,14 @@
  * - reconnection with capped exponential backoff after a broker restart or a channel error (amqplib has
  *   none): the topology is declared again and every consumer re-subscribed;
  * - Nagle's algorithm off (`noDelay`): with it on, each confirm waits ~40 ms on loopback.
- * While disconnected, `publish` rejects at once with UnavailableError, so the API can answer 503 at once.
+ * While disconnected, or while the broker blocks publishers (a memory or disk alarm), `publish` rejects at once
+ * with UnavailableError, so the API can answer 503 at once; a confirm that does not come within
+ * `confirmTimeoutMs` rejects it too, so no caller hangs on a broker that stopped answering.
  */
 import { EventEmitter } from 'node:events'
 import amqp from 'amqplib'
 import type { ChannelModel, Channel, ConfirmChannel, ConsumeMessage } from 'amqplib'
-import type { Logger } from '../logging/index.js'
+import { brief, type Logger } from '../logging/index.js'
 import { UnavailableError, PortholeError } from '../errors/index.js'
 import { declareTopology } from './topology.js'
 
@@ -47,6 +49,10 @@ export interface AmqpOptions {
   /** Declare the topology at each connect (default true). */
   declare?: boolean
   backoff?: { initialMs: number, maxMs: number }
+  /** How long `publish` waits for the broker's confirm before it fails with UnavailableError (default 5000). */
+  confirmTimeoutMs?: number
+  /** How long `queueStats` waits for each queue's answer (default 2000). */
+  statsTimeoutMs?: number
 }
 
 interface Sub { queue: string, handler: Handler, opts: ConsumeOptions, channel?: Channel, tag?: string }
@@ -54,6 +60,10 @@ interface Sub { queue: string, handler: Handler, opts: ConsumeOptions, channel?:
 export class AmqpClient extends EventEmitter {
   private conn: ChannelModel | undefined
   private pub: ConfirmChannel | undefined
+  /** The rejecters of the publishes on `pub` still waiting for their confirm; one 'close' listener fails them all. */
+  private pending = new Set<(err: Error) => void>()
+  /** The broker's reason while it blocks this connection's publishers (resource alarm). */
+  private blocked: string | undefined
   private readonly subs = new Set<Sub>()
   private closing = false
   private attempt = 0
@@ -100,9 +110,24 @@ export class AmqpClient extends EventEmitter {
       conn = await amqp.connect(withHeartbeat(this.opts.url), { noDelay: true, clientProperties: { connection_name: this.opts.name } })
       conn.on('error', (err: Error) => this.log.warn({ err: brief(err) }, 'broker connection error'))
       conn.on('close', () => this.onLost(conn))
+      conn.on('blocked', (reason: unknown) => {
+        if (conn !== this.conn) return
+        this.blocked = String(reason)
+        this.log.warn({ reason: this.blocked }, 'broker blocks publishing (resource alarm)')
+      })
+      conn.on('unblocked', () => {
+        if (conn !== this.conn) return
+        this.blocked = undefined
+        this.log.info('broker unblocked publishing')
+      })
       const pub = await conn.createConfirmChannel()
+      const pending = new Set<(err: Error) => void>()
       pub.on('error', (err: Error) => this.log.warn({ err: brief(err) }, 'publish channel error'))
-      pub.on('close', () => this.onLost(conn))
+      pub.on('close', () => {
+        for (const reject of [...pending]) reject(new UnavailableError('message broker connection lost before confirm'))
+        pending.clear()
+        this.onLost(conn)
+      })
       pub.on('return', (msg: ConsumeMessage) => {
         const id = msg.properties.messageId as string | undefined
         if (id !== undefined) this.returned.add(id)
@@ -110,6 +135,8 @@ export class AmqpClient extends EventEmitter {
       if (this.opts.declare !== false) await declareTopology(pub, this.opts.namespace)
       this.conn = conn
       this.pub = pub
+      this.pending = pending
+      this.blocked = undefined
       for (const s of this.subs) await this.subscribe(conn, s)
       if (this.attempt > 0) this.log.info({ attempts: this.attempt }, 'broker reconnected')
       this.attempt = 0
@@ -127,6 +154,7 @@ export class AmqpClient extends EventEmitter {
     if (conn === undefined || conn !== this.conn) return
     this.conn = undefined
     this.pub = undefined
+    this.blocked = undefined
     for (const s of this.subs) { s.channel = undefined; s.tag = undefined }
     conn.close().catch(() => {})
     if (this.closing) return
@@ -144,18 +172,28 @@ export class AmqpClient extends EventEmitter {
   }
 
   /**
-   * Publishes and resolves when the broker has confirmed the message; rejects with UnavailableError when
-   * not connected or when the connection drops before the confirm, and with PortholeError('internal') when
-   * the message was unroutable (returned).
+   * Publishes and resolves when the broker has confirmed the message. Rejects with UnavailableError when not
+   * connected, while the broker blocks publishers, when the connection drops before the confirm or when the
+   * confirm does not come within `confirmTimeoutMs`; with PortholeError('internal') when the message was
+   * unroutable (returned).
    */
   async publish (exchange: string, routingKey: string, body: unknown, o: PublishOptions = {}): Promise<void> {
     const ch = this.pub
+    const pending = this.pending
     if (ch === undefined) throw new UnavailableError('message broker unavailable')
+    if (this.blocked !== undefined) throw new UnavailableError('message broker is blocked (resource alarm)')
     const messageId = o.messageId ?? crypto.randomUUID()
     const content = Buffer.from(JSON.stringify(body))
+    const timeoutMs = this.opts.confirmTimeoutMs ?? 5000
     await new Promise<void>((resolve, reject) => {
-      const onClose = (): void => reject(new UnavailableError('message broker connection lost before confirm'))
-      ch.once('close', onClose)
+      const settle = (err?: Error): void => {
+        if (!pending.delete(fail)) return // settled already (timed out, or the channel closed)
+        clearTimeout(timer)
+        if (err === undefined) resolve(); else reject(err)
+      }
+      const fail = (err: Error): void => settle(err)
+      pending.add(fail)
+      const timer = setTimeout(() => settle(new UnavailableError(`message broker did not confirm within ${timeoutMs} ms`)), timeoutMs)
       try {
         ch.publish(exchange, routingKey, content, {
           mandatory: true,
@@ -165,14 +203,13 @@ export class AmqpClient extends EventEmitter {
           headers: o.headers,
           expiration: o.expiration === undefined ? undefined : String(o.expiration)
         }, (err) => {
-          ch.removeListener('close', onClose)
-          if (err !== null && err !== undefined) { reject(new UnavailableError('message broker refused the message', err)); return }
-          if (this.returned.delete(messageId)) { reject(new PortholeError('internal', `unroutable message to ${exchange}/${routingKey}`)); return }
-          resolve()
+          const returned = this.returned.delete(messageId)
+          if (err !== null && err !== undefined) { settle(new UnavailableError('message broker refused the message', err)); return }
+          if (returned) { settle(new PortholeError('internal', `unroutable message to ${exchange}/${routingKey}`)); return }
+          settle()
         })
       } catch (err) {
-        ch.removeListener('close', onClose)
-        reject(new UnavailableError('message broker unavailable', err))
+        settle(new UnavailableError('message broker unavailable', err))
       }
     })
   }
@@ -228,14 +265,26 @@ export class AmqpClient extends EventEmitter {
     const conn = this.conn
     if (conn === undefined) throw new UnavailableError('message broker unavailable')
     const out: Array<{ queue: string, messages: number, consumers: number }> = []
+    const ms = this.opts.statsTimeoutMs ?? 2000
     for (const q of queues) {
-      const ch = await conn.createChannel() // checkQueue on a missing queue closes its channel
-      ch.on('error', () => {})
-      try {
-        const r = await ch.checkQueue(q)
-        out.push({ queue: q, messages: r.messageCount, consumers: r.consumerCount })
+      let abandoned = false
+      const ask = async (): Promise<void> => {
+        const ch = await conn.createChannel() // checkQueue on a missing queue closes its channel
+        ch.on('error', () => {})
+        try {
+          const r = await ch.checkQueue(q)
+          if (!abandoned) out.push({ queue: q, messages: r.messageCount, consumers: r.consumerCount })
+        } catch { return /* missing queue */ }
         await ch.close()
-      } catch { /* missing queue */ }
+      }
+      // Bounded: a broker that stopped answering must not hang a /metrics scrape.
+      const asked = ask()
+      if (!await within(asked, ms)) {
+        abandoned = true
+        asked.catch(() => {})
+        throw new UnavailableError(`message broker did not answer queue statistics within ${ms} ms`)
+      }
+      await asked // settled: rethrows when no channel could be opened
     }
     return out
   }
@@ -291,10 +340,4 @@ function withHeartbeat (url: string): string {
   const u = new URL(url)
   if (!u.searchParams.has('heartbeat')) u.searchParams.set('heartbeat', '10')
   return u.toString()
-}
-
-/** An error without the connection URL's password, which amqplib sometimes puts in messages. */
-function brief (err: unknown): { message: string, code?: unknown } {
-  const e = err as { message?: string, code?: unknown }
-  return { message: String(e?.message ?? err).replace(/\/\/[^@/]*@/g, '//***@'), code: e?.code }
 }

@@ -43,3 +43,15 @@ export function createLogger (s: LoggerSettings): Logger {
   }
   return s.destination === undefined ? pino(opts) : pino(opts, s.destination)
 }
+
+/**
+ * An error as a log field: its class, code and message, without stack or cause (which may carry URLs), and
+ * without the password of any URL in the message (amqplib sometimes puts the connection URL there).
+ */
+export function brief (err: unknown): { name?: string, code?: unknown, message: string } {
+  const e = err as { name?: unknown, code?: unknown, message?: unknown } | null | undefined
+  const out: { name?: string, code?: unknown, message: string } = { message: String(e?.message ?? err).replace(/\/\/[^@/\s]*@/g, '//***@') }
+  if (typeof e?.name === 'string') out.name = e.name
+  if (e?.code !== undefined) out.code = e.code
+  return out
+}

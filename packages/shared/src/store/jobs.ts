@@ -12,6 +12,8 @@ export const JOB_RETENTION_SECONDS = 7 * 24 * 3600
 
 // KEYS: job, deadlines, byServer, byTenant, all, idempotency ('' for none)
 // ARGV: record json, createdAt ms, deadline ms, retention s, idempotency ttl s, events channel
+// Each create also drops the index entries older than the retention (their records have expired), so the
+// indexes stay bounded without a separate clean-up job.
 const CREATE = `
 if KEYS[6] ~= '' then
   local existing = redis.call('GET', KEYS[6])
@@ -23,6 +25,10 @@ redis.call('ZADD', KEYS[2], ARGV[3], rec.id)
 redis.call('ZADD', KEYS[3], ARGV[2], rec.id)
 redis.call('ZADD', KEYS[4], ARGV[2], rec.id)
 redis.call('ZADD', KEYS[5], ARGV[2], rec.id)
+local oldest = '(' .. tostring(tonumber(ARGV[2]) - tonumber(ARGV[4]) * 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', oldest)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', oldest)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', oldest)
 if KEYS[6] ~= '' then redis.call('SET', KEYS[6], rec.id, 'EX', ARGV[5]) end
 redis.call('PUBLISH', ARGV[6], cjson.encode({jobId = rec.id, tenantId = rec.tenantId, serverId = rec.serverId, kind = rec.kind, state = rec.state, at = rec.createdAt}))
 return {1, rec.id}
@@ -145,11 +151,6 @@ export class JobStore {
   /** Ids of unfinished jobs whose deadline has passed. */
   async overdue (now: number, limit = 100): Promise<string[]> {
     return await this.redis.zrangebyscore(this.k.jobDeadlines, 0, now, 'LIMIT', 0, limit)
-  }
-
-  /** Drops index entries older than the retention (the records themselves expire). */
-  async trimIndexes (now = Date.now()): Promise<void> {
-    await this.redis.zremrangebyscore(this.k.jobsAll, 0, now - JOB_RETENTION_SECONDS * 1000)
   }
 
   get eventsChannel (): string { return this.k.jobEvents }

@@ -3,13 +3,25 @@ import type { Logger } from '../logging/index.js'
 
 export type { Redis } from 'ioredis'
 
+export interface RedisOptions {
+  /**
+   * A command without an answer after this many milliseconds fails with "Command timed out" (default 5000);
+   * 0 turns the limit off (only for connections that run blocking commands).
+   */
+  commandTimeoutMs?: number
+}
+
 /**
  * A Redis connection that fails commands quickly while Redis is down (the API answers 503, consumers
- * requeue) instead of queueing them without bound, and reconnects by itself.
+ * requeue) instead of queueing them without bound, fails a command Redis does not answer within
+ * `commandTimeoutMs` (a Redis that hangs) instead of waiting forever, and reconnects by itself. Subscriber
+ * connections are fine with the limit: it bounds only the SUBSCRIBE itself, never the wait for messages.
  */
-export function createRedis (url: string, log: Logger, name: string): Redis {
+export function createRedis (url: string, log: Logger, name: string, o: RedisOptions = {}): Redis {
+  const commandTimeout = o.commandTimeoutMs ?? 5000
   const r = new Redis(url, {
     connectionName: name,
+    ...(commandTimeout > 0 ? { commandTimeout } : {}),
     maxRetriesPerRequest: 2,
     connectTimeout: 3000,
     enableAutoPipelining: true,

@@ -121,3 +121,4 @@ export function testSecretKey (): string {
 export * from './stack.js'
 export * from './tcp-proxy.js'
 export * from './libvirt.js'
+export * from './pipeline.js'

@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
+import { createServer, connect, type Socket } from 'node:net'
 import { AmqpClient, names, type Delivery, type Disposition } from '../../src/amqp/index.js'
 import { UnavailableError, PortholeError } from '../../src/errors/index.js'
 import { createLogger } from '../../src/logging/index.js'
@@ -105,3 +106,123 @@ test('close returns promptly even when the broker stopped answering', async (t) 
   await c.close()
   assert.ok(Date.now() - t0 < 4000, `close took ${Date.now() - t0} ms`)
 })
+
+test('a publish the broker never confirms fails with UnavailableError after the confirm timeout instead of hanging', async (t) => {
+  const svc = await services()
+  const target = new URL(svc.rabbitmqUrl)
+  const proxy = await tcpProxy(target.hostname, Number(target.port))
+  t.after(async () => await proxy.close())
+  const ns = uniqueNamespace()
+  const c = new AmqpClient({ url: proxy.url(svc.rabbitmqUrl), namespace: ns, log, name: 'test', confirmTimeoutMs: 500 })
+  t.after(async () => { await c.close(); await dropNamespace(ns, svc) })
+  await c.start()
+  const n = names(ns)
+  await c.publish(n.jobsExchange, n.receiverKey, { before: 'freeze' })
+  proxy.freeze()
+  const t0 = Date.now()
+  await assert.rejects(c.publish(n.jobsExchange, n.receiverKey, { during: 'freeze' }), (e: unknown) => e instanceof UnavailableError && /confirm within 500 ms/.test(e.message))
+  const took = Date.now() - t0
+  assert.ok(took >= 450 && took < 2000, `rejected after ${took} ms`)
+})
+
+test('queueStats fails within its bound when the broker stopped answering (a /metrics scrape never hangs)', async (t) => {
+  const svc = await services()
+  const target = new URL(svc.rabbitmqUrl)
+  const proxy = await tcpProxy(target.hostname, Number(target.port))
+  t.after(async () => await proxy.close())
+  const ns = uniqueNamespace()
+  const c = new AmqpClient({ url: proxy.url(svc.rabbitmqUrl), namespace: ns, log, name: 'test', statsTimeoutMs: 300 })
+  t.after(async () => { await c.close(); await dropNamespace(ns, svc) })
+  await c.start()
+  const n = names(ns)
+  assert.equal((await c.queueStats([n.receiverQueue])).length, 1)
+  proxy.freeze()
+  const t0 = Date.now()
+  await assert.rejects(c.queueStats([n.receiverQueue, n.resultsQueue]), UnavailableError)
+  assert.ok(Date.now() - t0 < 1500, `queueStats took ${Date.now() - t0} ms`)
+})
+
+test('50 concurrent publishes are all confirmed without a MaxListenersExceededWarning', async (t) => {
+  const { c, ns } = await client(t)
+  await c.start()
+  const n = names(ns)
+  const warnings: Error[] = []
+  const onWarning = (w: Error): void => { warnings.push(w) }
+  process.on('warning', onWarning)
+  t.after(() => { process.off('warning', onWarning) })
+  const { seen, handler } = collector()
+  await c.consume(n.receiverQueue, handler, { prefetch: 100 })
+  await Promise.all(Array.from({ length: 50 }, async (_, i) => await c.publish(n.jobsExchange, n.receiverKey, { i })))
+  await waitFor(() => seen.length === 50, 5000, '50 deliveries')
+  await new Promise(resolve => setImmediate(resolve)) // warnings are emitted on the next tick
+  assert.deepEqual(warnings.map(w => `${w.name}: ${w.message}`), [])
+})
+
+test('while the broker blocks publishers (resource alarm), publish fails at once; after it unblocks, publishing works', async (t) => {
+  const svc = await services()
+  const target = new URL(svc.rabbitmqUrl)
+  const proxy = await alarmProxy(target.hostname, Number(target.port))
+  t.after(async () => await proxy.close())
+  const { c, ns } = await client(t, `amqp://${target.username}:${target.password}@127.0.0.1:${proxy.port}`)
+  await c.start()
+  const n = names(ns)
+  await c.publish(n.jobsExchange, n.receiverKey, { before: 'alarm' })
+
+  proxy.send(connectionBlocked('low on memory'))
+  await waitFor(async () => await c.publish(n.jobsExchange, n.receiverKey, { probe: true }).then(() => false, (e: unknown) => e instanceof UnavailableError), 5000, 'blocked noticed')
+  const t0 = Date.now()
+  await assert.rejects(c.publish(n.jobsExchange, n.receiverKey, { during: 'alarm' }), (e: unknown) => e instanceof UnavailableError && e.message === 'message broker is blocked (resource alarm)')
+  assert.ok(Date.now() - t0 < 100, 'publish while blocked must fail at once')
+
+  proxy.send(connectionUnblocked())
+  await waitFor(async () => await c.publish(n.jobsExchange, n.receiverKey, { after: 'alarm' }).then(() => true, () => false), 5000, 'publish after unblock')
+})
+
+/**
+ * A loopback proxy to the real broker that forwards whole AMQP frames only, so that a test can slip a frame
+ * of its own between two of the broker's: here the Connection.Blocked / Unblocked notifications RabbitMQ
+ * sends on a memory or disk alarm (raising a real alarm would block every other test using the broker).
+ */
+async function alarmProxy (host: string, port: number): Promise<{ port: number, send: (frame: Buffer) => void, close: () => Promise<void> }> {
+  const clients = new Set<Socket>()
+  const server = createServer((client) => {
+    const upstream = connect({ host, port })
+    clients.add(client)
+    const drop = (): void => { client.destroy(); upstream.destroy(); clients.delete(client) }
+    client.on('error', drop); upstream.on('error', drop); client.on('close', drop); upstream.on('close', drop)
+    client.on('data', (b: Buffer) => upstream.write(b))
+    let buf = Buffer.alloc(0)
+    upstream.on('data', (b: Buffer) => {
+      buf = Buffer.concat([buf, b])
+      // A frame: type (1), channel (2), size (4), payload (size), 0xCE.
+      let end = 0
+      while (buf.length - end >= 7 && buf.length - end >= 8 + buf.readUInt32BE(end + 3)) end += 8 + buf.readUInt32BE(end + 3)
+      if (end > 0) { client.write(buf.subarray(0, end)); buf = buf.subarray(end) }
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const addr = server.address()
+  return {
+    port: typeof addr === 'object' && addr !== null ? addr.port : 0,
+    send: (frame) => { for (const c of clients) c.write(frame) },
+    close: async () => {
+      for (const c of clients) c.destroy()
+      await new Promise<void>(resolve => server.close(() => resolve()))
+    }
+  }
+}
+
+/** A method frame on channel 0 of class Connection (10). */
+function connectionFrame (method: number, args: Buffer): Buffer {
+  const payload = Buffer.concat([Buffer.from([0, 10, 0, method]), args])
+  const head = Buffer.alloc(7)
+  head.writeUInt8(1, 0)
+  head.writeUInt16BE(0, 1)
+  head.writeUInt32BE(payload.length, 3)
+  return Buffer.concat([head, payload, Buffer.from([0xce])])
+}
+function connectionBlocked (reason: string): Buffer {
+  const r = Buffer.from(reason, 'utf8')
+  return connectionFrame(60, Buffer.concat([Buffer.from([r.length]), r]))
+}
+function connectionUnblocked (): Buffer { return connectionFrame(61, Buffer.alloc(0)) }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { Job } from '../../src/contracts/index.js'
-import { JobStore, parseJobEvent } from '../../src/store/index.js'
+import { JOB_RETENTION_SECONDS, JobStore, keys, parseJobEvent } from '../../src/store/index.js'
 import { dropNamespace, services, uniqueNamespace } from '../../src/testing/index.js'
 
 async function setup (t: { after: (fn: () => Promise<void>) => void }): Promise<{ store: JobStore, redis: Redis, ns: string }> {
@@ -91,4 +91,26 @@ test('every change is published on the events channel', async (t) => {
   const end = Date.now() + 2000
   while (seen.length < 3 && Date.now() < end) await new Promise(resolve => setTimeout(resolve, 10))
   assert.deepEqual(seen, ['queued', 'dispatched', 'failed'])
+})
+
+test('creating a job drops index entries older than the retention from all three indexes', async (t) => {
+  const { store, redis, ns } = await setup(t)
+  const k = keys(ns)
+  const serverId = randomUUID()
+  const tenantId = randomUUID()
+  const longAgo = Date.now() - (JOB_RETENTION_SECONDS + 3600) * 1000
+  const old = newJob({ serverId, tenantId, createdAt: new Date(longAgo).toISOString(), deadline: new Date(longAgo + 60_000).toISOString() })
+  await store.create(old)
+  const recent = newJob({ serverId, tenantId, createdAt: new Date(Date.now() - 2 * 3600_000).toISOString() })
+  await store.create(recent)
+  const indexes = [k.jobsAll, k.jobsByServer(serverId), k.jobsByTenant(tenantId)]
+  // The older job was the newest when it was created, so it is still there; a new job trims it.
+  for (const ix of indexes) assert.notEqual(await redis.zscore(ix, old.id), null, `${ix} before`)
+  const j = newJob({ serverId, tenantId })
+  await store.create(j)
+  for (const ix of indexes) {
+    assert.equal(await redis.zscore(ix, old.id), null, `${ix} still holds the expired job`)
+    assert.notEqual(await redis.zscore(ix, recent.id), null, `${ix} lost a job within the retention`)
+    assert.notEqual(await redis.zscore(ix, j.id), null, `${ix} lacks the new job`)
+  }
 })

@@ -1,15 +1,17 @@
 /**
- * Test support for pipeline tests: the real receiver and agents processes (startStack), and jobs created
- * exactly as the API creates them (a record in the JobStore, then the Job published to `<ns>.jobs`).
+ * Test support for pipeline tests (the receiver's and the agents'): the real receiver and agents processes
+ * (startStack), and jobs created exactly as the API creates them (a record in the JobStore, then the Job
+ * published to `<ns>.jobs`).
  */
 import { randomUUID } from 'node:crypto'
-import { AmqpClient, names, type Names } from '@porthole/shared/amqp'
-import type { AgentType, Job, JobKind, JobRecord, PowerAction, ServerSecrets, StoredServer } from '@porthole/shared/contracts'
-import { isTerminal } from '@porthole/shared/contracts'
-import { SecretBox } from '@porthole/shared/crypto'
-import { createLogger } from '@porthole/shared/logging'
-import { JobStore, ServerStore, TenantStore, createRedis, type Redis } from '@porthole/shared/store'
-import { startStack, waitFor, type Stack, type StackOptions } from '@porthole/shared/testing'
+import { AmqpClient, names, type Names } from '../amqp/index.js'
+import type { AgentType, Job, JobKind, JobRecord, PowerAction, ServerSecrets, StoredServer } from '../contracts/index.js'
+import { isTerminal } from '../contracts/index.js'
+import { SecretBox } from '../crypto/index.js'
+import { createLogger } from '../logging/index.js'
+import { JobStore, ServerStore, TenantStore, createRedis, type Redis } from '../store/index.js'
+import { waitFor } from './index.js'
+import { startStack, type Stack, type StackOptions } from './stack.js'
 
 type After = { after: (fn: () => Promise<void>) => void }
 

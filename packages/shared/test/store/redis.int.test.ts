@@ -1,0 +1,43 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createLogger } from '../../src/logging/index.js'
+import { createRedis } from '../../src/store/index.js'
+import { services, tcpProxy, uniqueNamespace, waitFor } from '../../src/testing/index.js'
+
+const log = createLogger({ name: 'test', level: 'silent' })
+
+test('a command Redis does not answer fails after the command timeout instead of hanging', async (t) => {
+  const svc = await services()
+  const target = new URL(svc.redisUrl)
+  const proxy = await tcpProxy(target.hostname, Number(target.port))
+  t.after(async () => await proxy.close())
+  const r = createRedis(proxy.url(svc.redisUrl), log, 'test', { commandTimeoutMs: 300 })
+  t.after(() => { r.disconnect() })
+  assert.equal(await r.ping(), 'PONG')
+  proxy.freeze()
+  const t0 = Date.now()
+  await assert.rejects(r.get(`${uniqueNamespace()}:x`), /timed out/i)
+  const took = Date.now() - t0
+  assert.ok(took >= 250 && took < 2000, `failed after ${took} ms`)
+})
+
+test('a subscriber made with createRedis keeps receiving messages long after the command timeout', async (t) => {
+  const svc = await services()
+  const sub = createRedis(svc.redisUrl, log, 'test-sub', { commandTimeoutMs: 100 })
+  const pub = createRedis(svc.redisUrl, log, 'test-pub')
+  t.after(() => { sub.disconnect(); pub.disconnect() })
+  const channel = `${uniqueNamespace()}:events`
+  const got: string[] = []
+  const errors: Error[] = []
+  sub.on('message', (_c: string, m: string) => got.push(m))
+  sub.on('error', (e: Error) => errors.push(e))
+  await sub.subscribe(channel)
+  await new Promise(resolve => setTimeout(resolve, 500)) // five times the command timeout, with no traffic
+  await pub.publish(channel, 'one')
+  await waitFor(() => got.length === 1, 2000, 'first message')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  await pub.publish(channel, 'two')
+  await waitFor(() => got.length === 2, 2000, 'second message')
+  assert.deepEqual(got, ['one', 'two'])
+  assert.deepEqual(errors, [])
+})
