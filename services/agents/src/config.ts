@@ -53,6 +53,9 @@ export const agentSettings = {
   IPMI_MIN_INTERVAL_MS: int('minimum interval between two commands to one BMC (milliseconds; commands to one BMC also run one at a time per process)', 200, 0, 60_000),
   IPMI_POLL_MS: int('how often the ipmi agent reads the power state while confirming an action (milliseconds)', 1000, 50, 60_000),
   IPMI_SHUTDOWN_WAIT_MS: int('how long "shutdown" waits for a host to power off after the ACPI request (milliseconds, bounded by the job deadline)', 60_000, 0, 3_600_000),
+  SOL_BRIDGE_HOST: str('address the ipmi agent\'s serial-over-LAN bridge listens on (the console gateway connects to it; served when AGENT_TYPES has ipmi)', '0.0.0.0'),
+  SOL_BRIDGE_PORT: int('port of the serial-over-LAN bridge (0: any free port, announced to the gateway as bound)', 8082, 0, 65535),
+  SOL_BRIDGE_PUBLIC_HOST: str('the address the console gateway reaches this agent\'s serial-over-LAN bridge at', '127.0.0.1'),
   OVIRT_POLL_MS: int('how often the ovirt agent reads the VM state while confirming an action (milliseconds)', 1000, 50, 60_000),
   OVIRT_SHUTDOWN_WAIT_MS: int('how long "shutdown" waits for a VM to power off (milliseconds, bounded by the job deadline)', 60_000, 0, 3_600_000),
   OVIRT_TICKET_SECONDS: int('lifetime asked for oVirt console tickets (one-time VNC passwords); the gateway reconnects with it for the whole console session, so keep it at least the longest session', 7200, 30, 7200)

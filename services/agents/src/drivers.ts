@@ -9,6 +9,7 @@ import type { AgentsConfig } from './config.js'
 import type { AgentDriver } from './driver.js'
 import { KvmDriver } from './kvm/driver.js'
 import { createIpmiDriver } from './ipmi/index.js'
+import type { SolTickets } from './ipmi/sol.js'
 import { createOvirtDriver } from './ovirt/index.js'
 
 export interface DriverDeps {
@@ -16,6 +17,8 @@ export interface DriverDeps {
   log: Logger
   /** Redis-backed locks and rate gates shared by every agent replica (e.g. a per-BMC command interval). */
   locks: Locks
+  /** The serial-over-LAN bridge of this process, when it serves ipmi. */
+  sol?: { tickets: SolTickets, port: () => number } | undefined
 }
 
 export type DriverFactory = (deps: DriverDeps) => AgentDriver
@@ -27,7 +30,8 @@ export const DRIVERS: Partial<Record<AgentType, DriverFactory>> = {
     pollMs: config.KVM_POLL_MS,
     log
   }),
-  ipmi: ({ config, locks }) => createIpmiDriver({
+  ipmi: ({ config, locks, sol }) => createIpmiDriver({
+    sol: sol === undefined ? undefined : { tickets: sol.tickets, host: config.SOL_BRIDGE_PUBLIC_HOST, port: sol.port },
     locks, // the minimum interval per BMC holds across every agent replica
     ipmitool: config.IPMITOOL_PATH,
     cipherSuite: config.IPMI_CIPHER_SUITE,

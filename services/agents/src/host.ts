@@ -16,9 +16,14 @@ import { Locks, createRedis } from '@porthole/shared/store'
 import type { AgentsConfig } from './config.js'
 import type { AgentContext, AgentDriver } from './driver.js'
 import { DRIVERS, type DriverFactory } from './drivers.js'
+import { SolTickets, startSolBridge, type SolBridge } from './ipmi/sol.js'
 
 const checkRequest = compile(AgentRequest, 'agent request')
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+
+/** What running a job produced: a power state, a console target for the gateway, or a failure. */
+type Outcome = { jobId: string, result: PowerStatus } | { mint: ConsoleMintRequest } | { jobId: string, error: JobFailure }
 
 export interface AgentsDeps {
   config: AgentsConfig
@@ -40,7 +45,11 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   }
   const redis = createRedis(config.REDIS_URL, log, 'porthole-agents')
   const locks = new Locks(redis, ns)
-  const active: AgentDriver[] = config.AGENT_TYPES.map(type => (drivers[type] as DriverFactory)({ config, log: log.child({ component: type }), locks }))
+  // The serial-over-LAN bridge runs where the ipmi type is served; its port is known once it listens.
+  const tickets = config.AGENT_TYPES.includes('ipmi') ? new SolTickets(redis, box, ns) : undefined
+  let bridge: SolBridge | undefined
+  const sol = tickets === undefined ? undefined : { tickets, port: () => bridge?.port ?? config.SOL_BRIDGE_PORT }
+  const active: AgentDriver[] = config.AGENT_TYPES.map(type => (drivers[type] as DriverFactory)({ config, log: log.child({ component: type }), locks, sol }))
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: `porthole-agents(${config.AGENT_TYPES.join(',')})` })
 
   async function update (u: JobUpdate): Promise<void> {
@@ -58,10 +67,26 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         l.info('job arrived after its deadline; skipping (the receiver times it out)')
         return 'ack'
       }
+      // At most once: a redelivered request (the broker lost our ack, or we requeued after failing to report)
+      // must not reset or reboot a server a second time. The first delivery claims the job; a later one only
+      // re-sends the outcome the first recorded, or leaves the job to its deadline if there is none yet.
+      const claimKey = `${ns}:agent:claim:${job.id}`
+      const outcomeKey = `${ns}:agent:outcome:${job.id}`
+      const keepMs = Math.max(1000, deadline.getTime() - Date.now()) + 600_000
       try {
+        if (await redis.set(claimKey, String(process.pid), 'PX', keepMs, 'NX') !== 'OK') {
+          const stored = await redis.get(outcomeKey)
+          if (stored === null) {
+            l.warn('job redelivered while claimed (running elsewhere, or an agent died mid-action); not repeating it')
+            return 'ack'
+          }
+          l.info('job redelivered after it ran; sending its recorded outcome again')
+          return await report(JSON.parse(stored) as Outcome, l, 0)
+        }
         await update({ jobId: job.id, state: 'running', at: new Date().toISOString() })
       } catch (err) {
-        l.warn({ err: brief(err) }, 'could not report running; requeueing')
+        l.warn({ err: brief(err) }, 'could not claim the job or report running; requeueing')
+        await redis.del(claimKey).catch(() => {})
         return 'requeue'
       }
 
@@ -69,47 +94,53 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       const ac = new AbortController()
       const timer = setTimeout(() => ac.abort(new TimeoutError('no answer by the deadline')), Math.max(0, deadline.getTime() - Date.now()))
       const started = Date.now()
-      let outcome: { result: PowerStatus } | { mint: ConsoleMintRequest } | { error: JobFailure }
+      let outcome: Outcome
       try {
         const secrets: ServerSecrets = server.secrets === undefined ? {} : box.open<ServerSecrets>(server.secrets, server.id)
         const ctx: AgentContext = { job, server, secrets, signal: ac.signal, deadline, log: l }
         if (server.agent !== driver.type) throw new ValidationError(`server ${server.id} is a ${server.agent} server, not ${driver.type}`)
         if (job.kind === 'power') {
           if (job.action === undefined) throw new ValidationError('a power job needs an action', 'action')
-          outcome = { result: await driver.power(ctx, job.action) }
+          outcome = { jobId: job.id, result: await driver.power(ctx, job.action) }
         } else if (job.kind === 'status') {
-          outcome = { result: await driver.status(ctx) }
+          outcome = { jobId: job.id, result: await driver.status(ctx) }
         } else {
           if (job.console === undefined) throw new ValidationError('a console job needs console parameters', 'console')
           const target = await driver.consoleTarget(ctx, job.console.protocol)
           outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: box.seal(target, job.id) } }
         }
       } catch (err) {
-        outcome = { error: toFailure(err) }
+        outcome = { jobId: job.id, error: toFailure(err) }
         if (!(err instanceof PortholeError)) l.error({ err: brief(err) }, 'unexpected driver error')
       } finally {
         clearTimeout(timer)
       }
 
-      const ms = Date.now() - started
-      try {
-        if ('mint' in outcome) {
-          await amqp.publish(n.consoleExchange, n.mintKey, outcome.mint)
-          l.info({ ms }, 'console target sent to the gateway')
-        } else if ('result' in outcome) {
-          await update({ jobId: job.id, state: 'succeeded', at: new Date().toISOString(), result: outcome.result })
-          l.info({ ms, power: outcome.result.power, changed: outcome.result.changed }, 'job succeeded')
-        } else {
-          await update({ jobId: job.id, state: 'failed', at: new Date().toISOString(), error: outcome.error })
-          l.info({ ms, code: outcome.error.code, reason: outcome.error.message }, 'job failed')
-        }
-      } catch (err) {
-        // The broker went away: the delivery returns to the queue with the connection, or is requeued here.
-        l.warn({ err: brief(err) }, 'could not report the outcome; requeueing')
-        return 'requeue'
-      }
-      return 'ack'
+      await redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome'))
+      return await report(outcome, l, Date.now() - started)
     }
+  }
+
+  /** Sends a job's outcome: the console target to the gateway, or the result to the receiver. */
+  async function report (outcome: Outcome, l: Logger, ms: number): Promise<Disposition> {
+    const jobId = 'mint' in outcome ? outcome.mint.job.id : outcome.jobId
+    try {
+      if ('mint' in outcome) {
+        await amqp.publish(n.consoleExchange, n.mintKey, outcome.mint)
+        l.info({ ms }, 'console target sent to the gateway')
+      } else if ('result' in outcome) {
+        await update({ jobId, state: 'succeeded', at: new Date().toISOString(), result: outcome.result })
+        l.info({ ms, power: outcome.result.power, changed: outcome.result.changed }, 'job succeeded')
+      } else {
+        await update({ jobId, state: 'failed', at: new Date().toISOString(), error: outcome.error })
+        l.info({ ms, code: outcome.error.code, reason: outcome.error.message }, 'job failed')
+      }
+    } catch (err) {
+      // The broker went away: the delivery returns to the queue with the connection, or is requeued here.
+      l.warn({ err: brief(err) }, 'could not report the outcome; requeueing')
+      return 'requeue'
+    }
+    return 'ack'
   }
 
   /** A request that can never be processed: fail its job when one is named, then dead-letter it. */
@@ -133,12 +164,16 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   }
 
   try {
+    if (tickets !== undefined) {
+      bridge = await startSolBridge({ host: config.SOL_BRIDGE_HOST, port: config.SOL_BRIDGE_PORT, tickets, ipmitool: config.IPMITOOL_PATH, log })
+    }
     await amqp.start()
     for (const driver of active) {
       await amqp.consume(n.agentQueue(driver.type), handler(driver), { prefetch: config.AGENT_PREFETCH })
     }
   } catch (err) {
     await amqp.close().catch(() => {})
+    await bridge?.close().catch(() => {})
     await Promise.allSettled(active.map(async d => await d.close()))
     redis.disconnect()
     throw err
@@ -147,6 +182,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   return {
     async close () {
       await amqp.close()
+      await bridge?.close().catch(() => {})
       await Promise.allSettled(active.map(async d => await d.close()))
       await redis.quit().catch(() => redis.disconnect())
     }

@@ -3,8 +3,7 @@ import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { ConsoleMintRequest, compile, type ConsoleTarget } from '@porthole/shared/contracts'
 import { SecretBox } from '@porthole/shared/crypto'
-import { tinyDomain, waitFor } from '@porthole/shared/testing'
-import { pipeline, states, type Pipeline } from './pipeline.js'
+import { pipeline, states, tinyDomain, waitFor, type Pipeline } from '@porthole/shared/testing'
 
 const checkMint = compile(ConsoleMintRequest, 'console mint request')
 
@@ -102,5 +101,29 @@ test('server secrets sealed with another key fail the job without running it', a
   const r = await p.finished((await p.submit(server, 'power', { action: 'off' })).id)
   assert.equal(r.state, 'failed')
   assert.equal(r.error?.code, 'internal')
+  assert.equal(await vm.state(), 'running')
+})
+
+test('a redelivered request does not run its action twice: one reset, and the recorded outcome sent again', async (t) => {
+  const vm = await tinyDomain(t)
+  const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name })
+  const { virsh } = await import('@porthole/shared/testing')
+  const before = Number(await virsh('domid', vm.name))
+  const now = Date.now()
+  const job = {
+    id: randomUUID(), kind: 'power' as const, action: 'reset' as const, serverId: server.id, tenantId: server.tenantId, requestedBy: 'test',
+    createdAt: new Date(now).toISOString(), deadline: new Date(now + 30_000).toISOString(), attempt: 1, traceId: 'twice'
+  }
+  await p.jobs.create(job)
+  await p.jobs.transition(job.id, 'dispatched')
+  // As RabbitMQ would after a lost ack: the same request twice.
+  await p.amqp.publish(p.n.agentsExchange, 'kvm', { job, server })
+  const r = await p.finished(job.id, 20_000)
+  assert.equal(r.state, 'succeeded')
+  const once = Number(await virsh('domid', vm.name))
+  assert.notEqual(once, before)
+  await p.amqp.publish(p.n.agentsExchange, 'kvm', { job, server })
+  await waitFor(() => p.stack.logLines.some(l => l.includes(`"jobId":"${job.id}"`) && l.includes('recorded outcome again')), 10_000, 'the agent to see the redelivery')
+  assert.equal(Number(await virsh('domid', vm.name)), once, 'libvirt shows a second reset')
   assert.equal(await vm.state(), 'running')
 })

@@ -102,7 +102,8 @@ export class Minter {
       // Never echo the sealed content: the message says what, not which.
       throw new PortholeError('internal', 'the console target did not open (wrong key, tampered, or not a console target)', { retryable: false, cause: err })
     }
-    if (target.kind !== 'vnc') throw new UnsupportedError(`console protocol ${params.protocol} cannot reach a ${target.kind} target`)
+    // vnc and guacamole reach VNC targets; serial reaches an agent's serial-over-LAN bridge.
+    if ((params.protocol === 'serial') !== (target.kind === 'sol')) throw new UnsupportedError(`console protocol ${params.protocol} cannot reach a ${target.kind} target`)
     const id = randomUUID()
     const token = randomToken(32)
     const now = Date.now()

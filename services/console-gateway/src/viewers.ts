@@ -1,7 +1,8 @@
 /**
  * Live console viewers. A viewer is a WebSocket the gateway has accepted on `/s/<sessionId>/ws`; it is
  * authenticated by the token it presents in `Sec-WebSocket-Protocol` (`porthole.token.<token>`), never by
- * anything in the URL. Then it is relayed to the target (VNC, directly) or handed to guacamole-lite.
+ * anything in the URL. Then it is relayed to the target (VNC, directly; a serial console, through an
+ * agent's serial-over-LAN bridge, see sol.ts) or handed to guacamole-lite.
  *
  * Every way a viewer ends has its own close code, which the console page turns into a sentence:
  * 4000 invalid, 4001 expired, 4002 revoked, 4003 replaced (another viewer took the session), 4004 used (a
@@ -22,6 +23,7 @@ import type { Logger } from '@porthole/shared/logging'
 import { parseSessionEvent, type ConsoleSessionStore, type Redis } from '@porthole/shared/store'
 import { isGuacInput, type GuacBridge } from './guac.js'
 import { acceptViewer, ByteQueue, connectVnc, onlyUpdateRequests } from './rfb.js'
+import { connectSol } from './sol.js'
 
 export const CLOSE = {
   invalid: { code: 4000, reason: 'invalid' },
@@ -231,6 +233,7 @@ export class ViewerHub {
 
     ws.off('message', onEarly)
     if (session.protocol === 'vnc') await this.relayVnc(v, target, early)
+    else if (session.protocol === 'serial') await this.relaySerial(v, target, early)
     else this.handToGuacamole(v, target, early)
   }
 
@@ -287,6 +290,42 @@ export class ViewerHub {
       })
       if (!paused && ws.bufferedAmount > 4 * 1024 * 1024) { paused = true; tcp.pause() }
     })
+  }
+
+  /** A serial console: the viewer's bytes (binary or text frames) to the bridge, the bridge's bytes as binary frames. */
+  private async relaySerial (v: Viewer, target: ConsoleTarget, early: Array<[RawData, boolean]>): Promise<void> {
+    const ws = v.ws
+    const pending: Buffer[] = early.map(([d]) => toBuffer(d))
+    ws.on('message', (d: RawData) => {
+      const b = toBuffer(d)
+      v.lastInput = Date.now()
+      if (v.tcp === undefined) pending.push(b)
+      else v.tcp.write(b)
+    })
+    let conn
+    try {
+      conn = await connectSol(target)
+    } catch (err) {
+      const code = err instanceof PortholeError ? err.code : 'internal'
+      v.log.warn({ code, reason: (err as Error).message }, 'serial console bridge failed')
+      v.close(code === 'auth' ? 'targetAuth' : 'unreachable')
+      return
+    }
+    if (v.closed) { conn.socket.destroy(); return }
+    const tcp = conn.socket
+    v.tcp = tcp
+    tcp.on('error', (err) => v.log.debug({ err: { message: err.message } }, 'serial console bridge socket error'))
+    tcp.on('close', () => v.close('targetClosed'))
+    for (const b of pending.splice(0)) tcp.write(b)
+    if (conn.leftover.length > 0) ws.send(conn.leftover)
+    let paused = false
+    tcp.on('data', (b: Buffer) => {
+      ws.send(b, () => {
+        if (paused && ws.bufferedAmount < 256 * 1024) { paused = false; tcp.resume() }
+      })
+      if (!paused && ws.bufferedAmount > 4 * 1024 * 1024) { paused = true; tcp.pause() }
+    })
+    tcp.resume()
   }
 
   private handToGuacamole (v: Viewer, target: ConsoleTarget, early: Array<[RawData, boolean]>): void {

@@ -254,6 +254,10 @@ test('a console target the protocol cannot reach fails the job as unsupported', 
   const { update } = await h.publishMint({ target: { kind: 'sol', host: '127.0.0.1', port: 623 } })
   assert.equal(update.state, 'failed')
   assert.equal(update.error?.code, 'unsupported')
+  // and a serial console needs an agent's serial-over-LAN bridge, not a VNC server
+  const serial = await h.publishMint({ protocol: 'serial', target: { kind: 'vnc', host: '127.0.0.1', port: 5900 } })
+  assert.equal(serial.update.state, 'failed')
+  assert.equal(serial.update.error?.code, 'unsupported')
 })
 
 test('a malformed mint request is dead-lettered and its job failed as poison', async () => {

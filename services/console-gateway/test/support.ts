@@ -30,7 +30,7 @@ export interface Minted { grant: ConsoleGrant, jobId: string, sessionId: string,
 
 export interface MintOptions {
   target: ConsoleTarget
-  protocol?: 'vnc' | 'guacamole'
+  protocol?: 'vnc' | 'guacamole' | 'serial'
   ttlSeconds?: number
   singleUse?: boolean
   serverName?: string

@@ -1,7 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Id, JobId, Sealed, ServerId, TenantId, Timestamp } from './common.js'
 
-export const CONSOLE_PROTOCOLS = ['vnc', 'guacamole'] as const
+/** `serial`: the server's serial console over IPMI Serial-over-LAN, as a text terminal (ipmi servers only). */
+export const CONSOLE_PROTOCOLS = ['vnc', 'guacamole', 'serial'] as const
 export const ConsoleProtocol = Type.Union(CONSOLE_PROTOCOLS.map(p => Type.Literal(p)))
 export type ConsoleProtocol = typeof CONSOLE_PROTOCOLS[number]
 
@@ -18,7 +19,9 @@ export type ConsoleParams = Static<typeof ConsoleParams>
 
 /**
  * Where the gateway connects for a console. Only ever travels sealed (see `Sealed`) and is never shown to
- * a browser or written to a log. `password` is the VNC password (at most 8 characters are used by VNC).
+ * a browser or written to a log. `password` is the VNC password (at most 8 characters are used by VNC);
+ * for `sol`, host and port are an agent's SOL bridge and `password` the one-time bridge token (the BMC's own
+ * credentials never leave the agents).
  */
 export const ConsoleTarget = Type.Object({
   kind: Type.Union([Type.Literal('vnc'), Type.Literal('sol')]),

@@ -79,15 +79,20 @@ export class Stack {
       RABBITMQ_URL: this.svc.rabbitmqUrl,
       REDIS_URL: this.svc.redisUrl,
       PORTHOLE_NAMESPACE: this.ns,
-      PORTHOLE_SECRET_KEY: this.secretKey,
-      CONSOLE_KEY: this.consoleKey,
-      PORTHOLE_ADMIN_TOKEN: this.adminToken,
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info',
       API_HOST: '127.0.0.1',
       API_PORT: new URL(this.apiUrl).port,
       GATEWAY_HOST: '127.0.0.1',
       GATEWAY_PORT: new URL(this.gatewayUrl).port,
       PUBLIC_GATEWAY_URL: this.gatewayUrl,
+      // Each service gets only its own secrets, as in production (scripts/start.mjs, docker-compose.yml).
+      ...(name === 'receiver' ? {} : { PORTHOLE_SECRET_KEY: this.secretKey }),
+      ...(name === 'api' ? { PORTHOLE_ADMIN_TOKEN: this.adminToken } : {}),
+      ...(name === 'console-gateway' ? { CONSOLE_KEY: this.consoleKey } : {}),
+      // libuv's thread pool is sized from the environment at process start only (see agents' threadpool.ts).
+      ...(name === 'agents' ? { UV_THREADPOOL_SIZE: '64' } : {}),
+      // The agents' serial-over-LAN bridge: loopback, on a port of its own choosing (stacks run side by side).
+      ...(name === 'agents' ? { SOL_BRIDGE_HOST: '127.0.0.1', SOL_BRIDGE_PORT: '0' } : {}),
       ...this.opts.env,
       ...this.opts.envFor?.[name],
       ...extraEnv

@@ -20,6 +20,7 @@ import type { Locks } from '@porthole/shared/store'
 import type { AgentContext, AgentDriver } from '../driver.js'
 import { BmcGate, sleep } from './bmc-gate.js'
 import { NO_SESSION, runIpmitool, type Bmc } from './ipmitool.js'
+import type { SolTickets } from './sol.js'
 
 export interface IpmiDriverOptions {
   /** Minimum interval between two commands to one BMC (IPMI_MIN_INTERVAL_MS). */
@@ -34,6 +35,13 @@ export interface IpmiDriverOptions {
   ipmitool?: string
   /** Redis-backed rate gate shared by agent replicas; optional. */
   locks?: Locks | undefined
+  /** The serial-over-LAN bridge (`serial` consoles); without it `serial` is unsupported. */
+  sol?: {
+    tickets: SolTickets
+    /** Where the console gateway reaches the bridge (SOL_BRIDGE_PUBLIC_HOST and the bridge's port). */
+    host: string
+    port: () => number
+  } | undefined
 }
 
 /** A single ipmitool attempt: -N 1 -R 1 gives up on a silent BMC after about 2 s. */
@@ -151,7 +159,21 @@ export function createIpmiDriver (o: IpmiDriverOptions): AgentDriver {
       return result(await readPower(ctx, bmcOf(ctx)), false)
     },
 
-    async consoleTarget (ctx, _protocol: ConsoleProtocol): Promise<ConsoleTarget> {
+    async consoleTarget (ctx, protocol: ConsoleProtocol): Promise<ConsoleTarget> {
+      if (protocol === 'serial') {
+        // Serial-over-LAN through this process's bridge: the gateway gets a one-time token for it, never the
+        // BMC's credentials. It works whatever the host's power state (a customer can watch it boot).
+        if (o.sol === undefined) throw new UnsupportedError('serial consoles are not served by this agent')
+        const bmc = bmcOf(ctx)
+        const ttl = ctx.job.console?.ttlSeconds ?? 7200
+        let token: string
+        try {
+          token = await o.sol.tickets.register(bmc, ttl)
+        } catch (err) {
+          throw new ConnectionError('the serial console ticket could not be stored', err)
+        }
+        return { kind: 'sol', host: o.sol.host, port: o.sol.port(), password: token }
+      }
       // The BMC's own VNC server (iDRAC, iLO, Supermicro): it works whatever the host's power state, so that
       // a customer can watch the host boot.
       const c = ctx.server.console

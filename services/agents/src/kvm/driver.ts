@@ -13,7 +13,7 @@
  */
 import { DomainGetXMLDescFlags, DomainState, type Hypervisor } from '@unraid/libvirt'
 import { KvmConnection, compile, type ConsoleProtocol, type ConsoleTarget, type PowerAction, type PowerState, type PowerStatus } from '@porthole/shared/contracts'
-import { ConflictError, ConnectionError, PortholeError, TimeoutError, ValidationError } from '@porthole/shared/errors'
+import { ConflictError, ConnectionError, PortholeError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
 import type { AgentContext, AgentDriver } from '../driver.js'
 import { consoleHost, parseVncDisplay } from './graphics.js'
@@ -223,7 +223,8 @@ export class KvmDriver implements AgentDriver {
     }
   }
 
-  async consoleTarget (ctx: AgentContext, _protocol: ConsoleProtocol): Promise<ConsoleTarget> {
+  async consoleTarget (ctx: AgentContext, protocol: ConsoleProtocol): Promise<ConsoleTarget> {
+    if (protocol === 'serial') throw new UnsupportedError('serial consoles are offered for ipmi servers only')
     // VNC either way: the gateway proxies it directly (vnc) or through guacd (guacamole).
     const s = await this.open(ctx)
     const power = await s.power()

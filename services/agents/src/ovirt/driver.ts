@@ -14,7 +14,7 @@
  */
 import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus } from '@porthole/shared/contracts'
 import { MAX_CONSOLE_TTL_SECONDS } from '@porthole/shared/contracts'
-import { ConflictError, TimeoutError, ActionError, ValidationError } from '@porthole/shared/errors'
+import { ConflictError, TimeoutError, ActionError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
 import type { AgentContext, AgentDriver } from '../driver.js'
 import { OvirtClient, type Engine } from './client.js'
 
@@ -141,7 +141,8 @@ export function createOvirtDriver (o: OvirtDriverOptions = {}): AgentDriver {
       return result(await vmStatus(ctx, engine, vmId), false)
     },
 
-    async consoleTarget (ctx, _protocol: ConsoleProtocol): Promise<ConsoleTarget> {
+    async consoleTarget (ctx, protocol: ConsoleProtocol): Promise<ConsoleTarget> {
+      if (protocol === 'serial') throw new UnsupportedError('serial consoles are offered for ipmi servers only')
       const { engine: e, vmId } = target(ctx)
       const now = await vmStatus(ctx, e, vmId)
       if (ovirtPowerState(now) !== 'on') throw new ConflictError(`VM ${vmId} is ${now}: a console needs a running VM`)

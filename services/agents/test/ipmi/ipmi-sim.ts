@@ -7,6 +7,7 @@
  */
 import { spawn, execFile } from 'node:child_process'
 import { createSocket } from 'node:dgram'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -41,7 +42,7 @@ mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr
 mc_enable 0x20
 `
 
-function lanConf (port: number, dir: string, user: string, password: string): string {
+function lanConf (port: number, dir: string, user: string, password: string, sol?: string): string {
   return `name "porthole-test"
 set_working_mc 0x20
   startlan 1
@@ -54,7 +55,7 @@ set_working_mc 0x20
     guid a123456789abcdefa123456789abcdef
   endlan
   chassis_control "${dir}/chassis.sh"
-  user 2 true "${user}" "${password}" admin 10 none md2 md5 straight
+${sol === undefined ? '' : `  sol "${sol}" 115200\n`}  user 2 true "${user}" "${password}" admin 10 none md2 md5 straight
 `
 }
 
@@ -77,13 +78,17 @@ esac
 `
 }
 
-export async function startIpmiSim (t: TestContext, o: { softDelayMs?: number, ignoreSoft?: boolean, power?: 'on' | 'off' } = {}): Promise<IpmiSim> {
+/**
+ * `sol`: a Serial-over-LAN device for the simulated host's serial port, e.g. `tcp:127.0.0.1:<port>` (see
+ * `startSerialDevice`); ipmi_sim connects to it when a SOL session is first activated.
+ */
+export async function startIpmiSim (t: Pick<TestContext, 'after'>, o: { softDelayMs?: number, ignoreSoft?: boolean, power?: 'on' | 'off', sol?: string } = {}): Promise<IpmiSim> {
   const dir = await mkdtemp(join(tmpdir(), 'porthole-ipmi-'))
   const port = await freeUdpPort()
   const username = 'porthole'
   const password = `pw-${randomBytes(6).toString('hex')}`
   await mkdir(join(dir, 'state'))
-  await writeFile(join(dir, 'lan.conf'), lanConf(port, dir, username, password))
+  await writeFile(join(dir, 'lan.conf'), lanConf(port, dir, username, password, o.sol))
   await writeFile(join(dir, 'cmd.conf'), CMD_CONF)
   await writeFile(join(dir, 'chassis.sh'), chassisScript((o.softDelayMs ?? 500) / 1000, o.ignoreSoft === true))
   await chmod(join(dir, 'chassis.sh'), 0o755)
@@ -123,4 +128,39 @@ export async function startIpmiSim (t: TestContext, o: { softDelayMs?: number, i
       return { at: Number(l.slice(0, i)), call: l.slice(i + 1) }
     })
   }
+}
+
+export interface SerialDevice {
+  /** The device for ipmi_sim's `sol` option. */
+  device: string
+  banner: string
+  /** Every byte the device received, in order. */
+  received: () => string
+}
+
+/**
+ * The simulated host's serial port: a TCP server that plays a getty. ipmi_sim connects to it at start-up,
+ * when no SOL session listens (what the host says then is lost, as on a real serial port), so, like a
+ * getty, it shows `banner` on Enter (a lone carriage return); everything else it echoes in upper case, so a
+ * test can tell a round trip through the device from a local echo.
+ */
+export async function startSerialDevice (t: Pick<TestContext, 'after'>, banner = 'porthole-test login: '): Promise<SerialDevice> {
+  const sockets = new Set<Socket>()
+  let received = ''
+  const server = createServer((s) => {
+    sockets.add(s)
+    s.on('error', () => {})
+    s.once('close', () => sockets.delete(s))
+    s.on('data', (d: Buffer) => {
+      const text = d.toString('latin1')
+      received += text
+      s.write(text === '\r' ? `\r\n${banner}` : text.toUpperCase())
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', () => resolve()))
+  t.after(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>(resolve => server.close(() => resolve()))
+  })
+  return { device: `tcp:127.0.0.1:${(server.address() as AddressInfo).port}`, banner, received: () => received }
 }

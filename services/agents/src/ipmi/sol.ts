@@ -1,0 +1,260 @@
+/**
+ * Serial-over-LAN for the `serial` console protocol. Only the agents run ipmitool and only they hold BMC
+ * passwords, so the console gateway does not talk to the BMC: it connects to this bridge, a small TCP server
+ * in the agents process, which runs `ipmitool … sol activate` and pipes its bytes both ways.
+ *
+ * - A console job for `serial` registers a ticket: a one-time random token (256 bits) under which Redis
+ *   keeps, for the session's lifetime, the BMC connection sealed with PORTHOLE_SECRET_KEY (aad bound to the
+ *   token's hash; Redis holds only that hash as the key). Any agent replica can serve it. The token travels
+ *   to the gateway sealed inside the console target (`{kind:'sol', host, port, password: token}`).
+ * - The gateway opens a TCP connection and sends one line, `PORTHOLE-SOL <token>\n`. The bridge answers one
+ *   line: `OK\n` once the SOL session is operational, then raw bytes both ways; or `ERR <reason>\n` and
+ *   closes (`invalid`: unknown or expired ticket; `auth`: the BMC refused the credentials; `unreachable`:
+ *   no SOL session could be set up).
+ * - Before `sol activate` it runs `sol deactivate` to clear a session a crashed client left behind (a BMC
+ *   allows one SOL session per payload instance).
+ * - ipmitool runs under `stdbuf -o0` (its SOL output is stdio-buffered on a pipe otherwise).
+ * - The password reaches ipmitool only through `IPMI_PASSWORD` (with `-E`), never argv or a log line.
+ * - When the gateway's side closes, ipmitool's stdin is closed (it ends the SOL session with the BMC
+ *   cleanly), then it is terminated and killed if it lingers. When ipmitool ends, the TCP side is closed.
+ * - At the ticket's expiry a live bridge connection is closed too (the gateway closes it first, normally).
+ */
+import { spawn } from 'node:child_process'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { randomToken, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
+import { AuthError, type PortholeError } from '@porthole/shared/errors'
+import type { Logger } from '@porthole/shared/logging'
+import type { Redis } from '@porthole/shared/store'
+import { classifyFailure, runIpmitool, type Bmc } from './ipmitool.js'
+
+/** The first line the gateway sends. */
+export const SOL_HELLO = 'PORTHOLE-SOL '
+const TOKEN_SHAPE = /^[A-Za-z0-9_-]{22,128}$/
+const MAX_HELLO = 256
+const HELLO_TIMEOUT_MS = 5000
+/** How long `sol activate` may take to say the session is operational. */
+const ACTIVATE_TIMEOUT_MS = 15_000
+const OPERATIONAL = /\[SOL Session operational[^\n]*\n/
+
+interface Ticket { bmc: Bmc, expiresAt: number }
+
+/** One-time bridge tokens, kept in Redis so any agent replica can serve them. */
+export class SolTickets {
+  constructor (private readonly redis: Redis, private readonly box: SecretBox, private readonly namespace: string) {}
+
+  private key (hash: string): string { return `${this.namespace}:sol:ticket:${hash}` }
+
+  /** Registers a BMC for `ttlSeconds`; returns the token (the only copy). */
+  async register (bmc: Bmc, ttlSeconds: number): Promise<string> {
+    const token = randomToken(32)
+    const hash = sha256Hex(token)
+    const ticket: Ticket = { bmc, expiresAt: Date.now() + ttlSeconds * 1000 }
+    await this.redis.set(this.key(hash), JSON.stringify(this.box.seal(ticket, `sol-ticket:${hash}`)), 'EX', ttlSeconds)
+    return token
+  }
+
+  /** The ticket of `token`, or undefined when it is unknown or expired. */
+  async find (token: string): Promise<Ticket | undefined> {
+    if (!TOKEN_SHAPE.test(token)) return undefined
+    const hash = sha256Hex(token)
+    const raw = await this.redis.get(this.key(hash))
+    if (raw === null) return undefined
+    try {
+      const t = this.box.open<Ticket>(JSON.parse(raw), `sol-ticket:${hash}`)
+      return t.expiresAt > Date.now() ? t : undefined
+    } catch {
+      return undefined
+    }
+  }
+}
+
+export interface SolBridgeOptions {
+  host: string
+  port: number
+  tickets: SolTickets
+  ipmitool: string
+  log: Logger
+}
+
+export interface SolBridge {
+  /** The port it listens on (the configured one, or the one bound for port 0). */
+  port: number
+  /** Live bridge connections. */
+  readonly count: number
+  close: () => Promise<void>
+}
+
+/** The argv of `sol activate` / `sol deactivate` (exported so a test can check it never holds the password). */
+export function solArgs (bmc: Bmc, command: 'activate' | 'deactivate'): string[] {
+  return ['-I', 'lanplus', '-C', String(bmc.cipherSuite), '-H', bmc.host, '-p', String(bmc.port), '-U', bmc.username, '-E', 'sol', command]
+}
+
+export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
+  const log = o.log.child({ component: 'sol-bridge' })
+  const live = new Set<() => void>()
+
+  const server: Server = createServer({ noDelay: true }, (socket) => {
+    socket.on('error', (err) => log.debug({ err: { message: err.message } }, 'bridge socket error'))
+    serve(socket).catch((err: unknown) => {
+      log.warn({ err: { message: (err as Error).message } }, 'sol bridge connection failed')
+      socket.destroy()
+    })
+  })
+
+  async function serve (socket: Socket): Promise<void> {
+    const peer = socket.remoteAddress
+    const hello = await readHello(socket)
+    if (hello === undefined) { refuse(socket, 'invalid'); log.info({ peer }, 'sol bridge connection refused: no hello'); return }
+    const ticket = await o.tickets.find(hello.token)
+    if (ticket === undefined) { refuse(socket, 'invalid'); log.info({ peer }, 'sol bridge connection refused: unknown or expired ticket'); return }
+    const bmc = ticket.bmc
+    const l = log.child({ bmc: `${bmc.host}:${bmc.port}`, peer })
+
+    // A session left by a client that died would make `activate` fail with "SOL payload already active".
+    const ac = new AbortController()
+    const onGone = (): void => ac.abort()
+    socket.once('close', onGone)
+    try {
+      await runIpmitool(bmc, ['sol', 'deactivate'], { ipmitool: o.ipmitool, signal: ac.signal, timeoutMs: 10_000, packetTimeoutS: 1, retransmits: 2 })
+    } catch (err) {
+      if (err instanceof AuthError) { refuse(socket, 'auth'); l.info('sol bridge: the BMC refused the credentials'); return }
+      // "SOL payload already de-activated" (exit 1) is the usual answer; anything serious shows at activate.
+    } finally {
+      socket.off('close', onGone)
+    }
+    if (socket.destroyed) return
+    socket.pause()
+    activate(socket, bmc, hello.rest, ticket.expiresAt, l)
+  }
+
+  function activate (socket: Socket, bmc: Bmc, early: Buffer, expiresAt: number, l: Logger): void {
+    // ipmitool writes SOL data with stdio: on a pipe it would sit in a 4 KiB buffer; stdbuf (coreutils)
+    // makes its stdout unbuffered, so each character the host sends reaches the browser at once.
+    const child = spawn('stdbuf', ['-o0', o.ipmitool, ...solArgs(bmc, 'activate')], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', IPMI_PASSWORD: bmc.password },
+      stdio: ['pipe', 'pipe', 'pipe']
+    })
+    let operational = false
+    let head = Buffer.alloc(0)
+    let stderr = ''
+    let ended = false
+    const started = Date.now()
+    const timers: NodeJS.Timeout[] = []
+
+    const stop = (): void => {
+      if (ended) return
+      ended = true
+      for (const t of timers) clearTimeout(t)
+      live.delete(stop)
+      // Closing stdin lets ipmitool deactivate the payload itself; then it is asked, then made, to go.
+      child.stdin.end()
+      const term = setTimeout(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM') }, 1500)
+      const kill = setTimeout(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') }, 4000)
+      term.unref(); kill.unref()
+      child.once('close', () => { clearTimeout(term); clearTimeout(kill) })
+      if (!socket.destroyed) socket.end()
+    }
+    live.add(stop)
+
+    child.stdin.on('error', () => {})
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < 16384) stderr += d })
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      l.warn({ code: err.code }, 'ipmitool could not be started')
+      if (!operational && !socket.destroyed) refuse(socket, 'unreachable')
+      stop()
+    })
+    child.stdout.on('data', (d: Buffer) => {
+      if (operational) {
+        if (!socket.write(d)) { child.stdout.pause(); socket.once('drain', () => child.stdout.resume()) }
+        return
+      }
+      head = Buffer.concat([head, d])
+      const m = OPERATIONAL.exec(head.toString('latin1'))
+      if (m === null) {
+        if (head.length > 4096) head = head.subarray(head.length - 1024)
+        return
+      }
+      operational = true
+      clearTimeout(activateTimer)
+      const rest = head.subarray(m.index + m[0].length)
+      head = Buffer.alloc(0)
+      socket.write('OK\n')
+      if (rest.length > 0) socket.write(rest)
+      if (early.length > 0) child.stdin.write(early)
+      socket.on('data', (b: Buffer) => {
+        if (!child.stdin.write(b)) { socket.pause(); child.stdin.once('drain', () => socket.resume()) }
+      })
+      socket.resume()
+      l.info({ ms: Date.now() - started }, 'sol session started')
+    })
+    child.once('close', (code) => {
+      if (!operational) {
+        const why = classifyFailure(bmc, stderr, ['sol', 'activate'])
+        refuse(socket, why.code === 'auth' ? 'auth' : 'unreachable')
+        l.warn({ code, reason: firstLine(why, stderr) }, 'sol session could not be activated')
+      } else {
+        l.info({ code, ms: Date.now() - started }, 'sol session ended')
+      }
+      stop()
+    })
+    socket.once('close', () => stop())
+    socket.once('end', () => stop())
+    const activateTimer = setTimeout(() => { if (!operational) { refuse(socket, 'unreachable'); stop() } }, ACTIVATE_TIMEOUT_MS)
+    timers.push(activateTimer)
+    timers.push(setTimeout(() => { l.info('sol ticket expired; closing'); stop() }, Math.max(0, Math.min(expiresAt - Date.now(), 2_147_483_647))))
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(o.port, o.host, () => { server.off('error', reject); resolve() })
+  })
+  const port = (server.address() as AddressInfo).port
+  log.info({ host: o.host, port }, 'sol bridge listening')
+
+  return {
+    port,
+    get count () { return live.size },
+    async close () {
+      const closed = new Promise<void>(resolve => server.close(() => resolve()))
+      for (const stop of [...live]) stop()
+      await closed
+    }
+  }
+}
+
+/** Reads `PORTHOLE-SOL <token>\n` and whatever followed it; undefined when the peer sent something else. */
+async function readHello (socket: Socket): Promise<{ token: string, rest: Buffer } | undefined> {
+  return await new Promise(resolve => {
+    let buf = Buffer.alloc(0)
+    const done = (v: { token: string, rest: Buffer } | undefined): void => {
+      clearTimeout(timer)
+      socket.off('data', onData)
+      socket.off('close', onClose)
+      resolve(v)
+    }
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d])
+      const i = buf.indexOf(0x0a)
+      if (i === -1) { if (buf.length > MAX_HELLO) done(undefined); return }
+      const line = buf.subarray(0, i).toString('latin1').replace(/\r$/, '')
+      if (!line.startsWith(SOL_HELLO)) { done(undefined); return }
+      socket.pause()
+      done({ token: line.slice(SOL_HELLO.length).trim(), rest: buf.subarray(i + 1) })
+    }
+    const onClose = (): void => done(undefined)
+    const timer = setTimeout(() => done(undefined), HELLO_TIMEOUT_MS)
+    socket.on('data', onData)
+    socket.once('close', onClose)
+  })
+}
+
+function refuse (socket: Socket, reason: 'invalid' | 'auth' | 'unreachable'): void {
+  if (socket.destroyed) return
+  socket.end(`ERR ${reason}\n`)
+  setTimeout(() => socket.destroy(), 2000).unref()
+}
+
+function firstLine (err: PortholeError, stderr: string): string {
+  const line = stderr.split('\n').map(s => s.trim()).find(s => s !== '' && !s.startsWith('Info:'))
+  return (line ?? err.message).slice(0, 160)
+}

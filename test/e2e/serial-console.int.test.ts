@@ -1,0 +1,111 @@
+// A serial console (IPMI Serial-over-LAN) through the whole system: API → receiver → ipmi agent (bridge
+// ticket) → gateway → the agent's SOL bridge → ipmitool sol activate → ipmi_sim → the host's serial port (a
+// test-owned TCP server playing a getty). Neither the BMC password nor a token reaches a log line.
+import { after, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { WebSocket } from 'ws'
+import { REPO_ROOT, tinyDomain, waitFor } from '@porthole/shared/testing'
+import { fileStack, kvmServer, tenant } from './fixtures.js'
+
+/** The agents' own ipmi_sim helper (services/agents/test/ipmi/ipmi-sim.ts), compiled. */
+interface SimHelpers {
+  startIpmiSim: (t: { after: (fn: () => Promise<void>) => void }, o: { sol?: string, power?: 'on' | 'off' }) => Promise<{ host: string, port: number, username: string, password: string }>
+  startSerialDevice: (t: { after: (fn: () => Promise<void>) => void }) => Promise<{ device: string, banner: string, received: () => string }>
+}
+const sims = await import(pathToFileURL(join(REPO_ROOT, 'services', 'agents', 'dist', 'test', 'ipmi', 'ipmi-sim.js')).href) as SimHelpers
+
+const stack = await fileStack()
+const acme = await tenant(stack)
+const scope = { after: (fn: () => Promise<void>) => { after(fn) } }
+const device = await sims.startSerialDevice(scope)
+const bmc = await sims.startIpmiSim(scope, { power: 'on', sol: device.device })
+const secrets: string[] = [bmc.password]
+
+const created = await stack.api('POST', '/v1/servers', {
+  name: 'metal-1', tenantId: acme.tenantId, agent: 'ipmi',
+  connection: { host: bmc.host, port: bmc.port, username: bmc.username, password: bmc.password, cipherSuite: 3 }
+})
+assert.equal(created.status, 201, JSON.stringify(created.body))
+const serverId = created.body.id as string
+
+async function serialConsole (): Promise<{ url: string, token: string }> {
+  const r = await stack.api('POST', `/v1/servers/${serverId}/console`, { protocol: 'serial', ttlSeconds: 300 }, { key: acme.customerKey })
+  assert.equal(r.status, 201, JSON.stringify(r.body))
+  assert.equal(r.body.protocol, 'serial')
+  const token = new URL(r.body.url).hash.slice(1)
+  secrets.push(token)
+  return { url: r.body.url, token }
+}
+
+test('a serial console URL relays the host\'s serial port over the WebSocket', async () => {
+  const { url, token } = await serialConsole()
+  const u = new URL(url)
+  const ws = new WebSocket(`ws://${u.host}${u.pathname}/ws`, ['binary', `porthole.token.${token}`], { headers: { origin: u.origin } })
+  let text = ''
+  ws.on('message', (d: Buffer) => { text += d.toString('latin1') })
+  const closed = new Promise<number>(resolve => ws.once('close', (code) => resolve(code)))
+  await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject) })
+  // Enter until the getty's prompt comes back (the line is silent until something is typed, as on real hardware).
+  await waitFor(async () => {
+    if (text.includes(device.banner)) return true
+    ws.send(Buffer.from('\r'))
+    await new Promise(resolve => setTimeout(resolve, 500))
+    return false
+  }, 20_000, 'the banner through the gateway', 0)
+  ws.send(Buffer.from('abc'))
+  await waitFor(() => text.includes('ABC'), 10_000, 'the echo from the serial device')
+  ws.close()
+  assert.equal(await closed, 1005)
+})
+
+// TODO(page): runs, but is not counted as a failure until the console page has its xterm.js terminal (the
+// page was being reworked by another change when this was written); remove `todo` with that change.
+test('the console page shows the serial console in a terminal, and typing reaches the host', { todo: 'the console page has no xterm.js terminal yet' }, async (t) => {
+  const { chromium } = await import('playwright-core')
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
+  const browser = await chromium.launchPersistentContext(dir, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run']
+  })
+  t.after(async () => { await browser.close(); await rm(dir, { recursive: true, force: true }) })
+  const { url } = await serialConsole()
+  const page = await browser.newPage()
+  const errors: string[] = []
+  page.on('pageerror', e => errors.push(e.message))
+  page.on('console', msg => { if (msg.type() === 'error') errors.push(msg.text()) })
+  page.on('response', r => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`) })
+  await page.goto(url)
+  await page.waitForSelector('body[data-connected="true"]', { timeout: 20_000 })
+  // xterm.js renders its rows as DOM text; the terminal has the keyboard focus.
+  const screen = async (): Promise<string> => await page.evaluate('document.querySelector(".xterm-rows")?.textContent ?? ""')
+  await waitFor(async () => {
+    if ((await screen()).includes(device.banner.trim())) return true
+    await page.keyboard.press('Enter')
+    await new Promise(resolve => setTimeout(resolve, 500))
+    return false
+  }, 20_000, 'the banner in the terminal', 0)
+  await page.keyboard.type('abc')
+  await waitFor(async () => (await screen()).includes('ABC'), 10_000, 'ABC from the serial device in the terminal')
+  assert.ok(device.received().includes('abc'))
+  assert.deepEqual(errors, [], 'no failed requests, script or CSP errors on the page')
+  await page.close()
+})
+
+test('a kvm server has no serial console: 422', async (t) => {
+  const dom = await tinyDomain(t)
+  const id = await kvmServer(stack, acme.tenantId, dom)
+  const r = await stack.api('POST', `/v1/servers/${id}/console`, { protocol: 'serial' }, { key: acme.customerKey })
+  assert.equal(r.status, 422, JSON.stringify(r.body))
+  assert.equal(r.headers.get('content-type')?.startsWith('application/problem+json'), true)
+})
+
+test('no log line holds the BMC password or a token', () => {
+  const logs = stack.logs()
+  assert.ok(logs.includes('sol session started'))
+  for (const s of secrets) assert.ok(!logs.includes(s), 'a secret reached a log line')
+})
