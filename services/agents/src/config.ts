@@ -47,6 +47,7 @@ export const agentSettings = {
   AGENT_PREFETCH: int('jobs each agent type handles at once in this process (AMQP prefetch)', 16, 1, 1000),
   KVM_CONSOLE_HOSTS: uriHostMap('`uri=host,…`: where the console gateway reaches VNC displays of a libvirt URI that listen on 127.0.0.1, 0.0.0.0 or `::` (default: the URI\'s host, or 127.0.0.1 for local URIs)'),
   KVM_SHUTDOWN_WAIT_MS: int('how long "shutdown" and "reboot" wait for a guest to power off after the ACPI request (milliseconds, bounded by the job deadline)', 60_000, 0, 3_600_000),
+  KVM_CONNECTIONS_PER_URI: int('libvirt connections the kvm agent keeps open to each URI and uses in turn (libvirtd serves at most 5 calls of one connection at a time)', 4, 1, 32),
   KVM_POLL_MS: int('how often the kvm agent reads the domain state while waiting for it to change (milliseconds)', 250, 10, 10_000),
   IPMITOOL_PATH: str('the ipmitool binary the ipmi agent runs', 'ipmitool'),
   IPMI_CIPHER_SUITE: int('IPMI v2 cipher suite used when a server record names none (`-C`)', 3, 0, 17),

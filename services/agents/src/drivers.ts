@@ -28,6 +28,7 @@ export const DRIVERS: Partial<Record<AgentType, DriverFactory>> = {
     consoleHosts: config.KVM_CONSOLE_HOSTS,
     shutdownWaitMs: config.KVM_SHUTDOWN_WAIT_MS,
     pollMs: config.KVM_POLL_MS,
+    connectionsPerUri: config.KVM_CONNECTIONS_PER_URI,
     log
   }),
   ipmi: ({ config, locks, sol }) => createIpmiDriver({

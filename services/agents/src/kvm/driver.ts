@@ -28,6 +28,8 @@ export interface KvmDriverOptions {
   shutdownWaitMs: number
   /** How often to read the state while waiting for it to change. */
   pollMs?: number
+  /** Connections kept open to each libvirt URI (libvirtd serves 5 calls of one connection at a time). */
+  connectionsPerUri?: number
   log?: Logger
 }
 
@@ -103,11 +105,12 @@ class Session {
 
 export class KvmDriver implements AgentDriver {
   readonly type = 'kvm' as const
-  private readonly conns = new Connections()
+  private readonly conns: Connections
   private readonly pollMs: number
 
   constructor (private readonly opts: KvmDriverOptions) {
     this.pollMs = opts.pollMs ?? 250
+    this.conns = new Connections(opts.connectionsPerUri ?? 4)
   }
 
   private async open (ctx: AgentContext): Promise<Session> {

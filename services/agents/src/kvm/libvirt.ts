@@ -65,36 +65,47 @@ export async function sleep (ms: number, signal: AbortSignal): Promise<void> {
   await bounded(new Promise<void>(resolve => setTimeout(resolve, ms)), signal, 'answer')
 }
 
-/** One open connection per URI, shared by every job on that URI. */
+/**
+ * A few open connections per URI, shared by every job on that URI, used in turn. libvirtd serves at most
+ * `max_client_requests` (5 by default) calls of one connection at a time, so with one connection the sixth
+ * concurrent job waits for the first five (a destroy takes ~1.5 s here). Each slot opens on first use; a
+ * slot whose open failed, or whose connection broke, is forgotten so the next job reopens it.
+ */
 export class Connections {
   private readonly open = new Map<string, Promise<Hypervisor>>()
+  private readonly turn = new Map<string, number>()
 
-  /** The connection to `uri`, opened on first use; a failed open is forgotten so the next job tries again. */
+  constructor (private readonly perUri = 4) {}
+
   async get (uri: string, signal: AbortSignal): Promise<Hypervisor> {
     // The API refuses such URIs already; a record written some other way must not run a command here either.
     const problem = libvirtUriProblem(uri)
     if (problem !== undefined) throw new ValidationError(`connection.uri: ${problem}`, 'connection.uri')
-    let p = this.open.get(uri)
+    const n = this.turn.get(uri) ?? 0
+    this.turn.set(uri, (n + 1) % this.perUri)
+    const key = `${n}|${uri}`
+    let p = this.open.get(key)
     if (p === undefined) {
       const h = new Hypervisor({ uri })
       p = h.connectOpen().then(() => h, (err: unknown) => {
-        if (this.open.get(uri) === p) this.open.delete(uri)
+        if (this.open.get(key) === p) this.open.delete(key)
         throw new ConnectionError(`libvirt at ${safeUri(uri)} is not reachable: ${messageOf(err)}`, err)
       })
-      this.open.set(uri, p)
+      this.open.set(key, p)
     }
     return await bounded(p, signal, `connect to ${safeUri(uri)}`)
   }
 
-  /** Forgets (and closes) the connection to `uri` after it failed, so the next call reopens it. */
+  /** Forgets (and closes) a connection to `uri` after it failed (`h`, or every one), so the next call reopens it. */
   drop (uri: string, h?: Hypervisor): void {
-    const p = this.open.get(uri)
-    if (p === undefined) return
-    void p.then(cur => {
-      if (h !== undefined && cur !== h) return
-      if (this.open.get(uri) === p) this.open.delete(uri)
-      cur.connectClose().catch(() => {})
-    }, () => {})
+    for (const [key, p] of this.open) {
+      if (!key.endsWith(`|${uri}`)) continue
+      void p.then(cur => {
+        if (h !== undefined && cur !== h) return
+        if (this.open.get(key) === p) this.open.delete(key)
+        cur.connectClose().catch(() => {})
+      }, () => {})
+    }
   }
 
   async closeAll (): Promise<void> {

@@ -5,7 +5,7 @@ import { createServer, type Socket } from 'node:net'
 import type { StoredServer } from '@porthole/shared/contracts'
 import { PortholeError } from '@porthole/shared/errors'
 import { createLogger } from '@porthole/shared/logging'
-import { TEST_LIBVIRT_URI, tinyDomain, virsh } from '@porthole/shared/testing'
+import { TEST_LIBVIRT_URI, tinyDomain, virsh, waitFor } from '@porthole/shared/testing'
 import type { AgentContext } from '../../src/driver.js'
 import { KvmDriver } from '../../src/kvm/driver.js'
 import { testJob } from '../ipmi/context.js'
@@ -174,3 +174,32 @@ test('a libvirt endpoint that accepts and never answers fails with timeout at th
   const took = Date.now() - started
   assert.ok(took >= 1400 && took < 2500, `took ${took} ms`)
 })
+
+test('concurrent jobs on one URI share a few libvirt connections, as libvirtd itself counts them', async (t) => {
+  const vm = await tinyDomain(t)
+  // libvirtd's own count of this process's connections (other processes may be its clients too).
+  const clients = async (): Promise<number> => {
+    const ids = (await virtAdmin('srv-clients-list', 'libvirtd')).split('\n').filter(l => /^\s*\d+\s/.test(l)).map(l => l.trim().split(/\s+/)[0] as string)
+    let mine = 0
+    for (const id of ids) {
+      const info = await virtAdmin('client-info', 'libvirtd', id).catch(() => '')
+      if (new RegExp(`unix_process_id\\s*:\\s*${process.pid}\\b`).test(info)) mine++
+    }
+    return mine
+  }
+  const pooled = new KvmDriver({ consoleHosts: {}, shutdownWaitMs: 1000, pollMs: 100, connectionsPerUri: 3 })
+  t.after(async () => await pooled.close())
+  const before = await clients()
+  await Promise.all(Array.from({ length: 9 }, async () => await pooled.status(ctx(vm.name))))
+  assert.equal(await clients() - before, 3, 'nine concurrent jobs, three connections')
+  await Promise.all(Array.from({ length: 9 }, async () => await pooled.status(ctx(vm.name))))
+  assert.equal(await clients() - before, 3, 'connections are reused, not reopened')
+  await pooled.close()
+  await waitFor(async () => await clients() === before, 5000, 'the connections to close')
+})
+
+async function virtAdmin (...args: string[]): Promise<string> {
+  const { execFile } = await import('node:child_process')
+  const { promisify } = await import('node:util')
+  return (await promisify(execFile)('virt-admin', args)).stdout
+}
