@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for all four services; the command picks one: `api`, `receiver`, `agents` or `console-gateway`
-# (see deploy/entrypoint.sh), e.g. `docker run --env-file .porthole/local.env porthole api`.
+# (see deploy/entrypoint.sh), e.g. `docker run -e PORTHOLE_SECRET_KEY=… -e PORTHOLE_ADMIN_TOKEN=… porthole api`: pass each service only its own secrets.
 # docker-compose.yml at the repository's root runs the whole system with it; deploy/README.md explains it.
 
 # --- manifests: every workspace's package.json, and nothing else --------------------------------------

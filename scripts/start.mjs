@@ -58,7 +58,6 @@ if (keepPrivate(LOCAL_ENV)) say(`${rel(LOCAL_ENV)} was readable by others; it is
 const env = { ...process.env, ...secrets }
 env.RABBITMQ_URL ||= 'amqp://guest:guest@127.0.0.1:5672'
 env.REDIS_URL ||= 'redis://127.0.0.1:6379'
-env.LIBVIRT_DEFAULT_URI ||= 'qemu:///system'
 env.API_HOST ||= '127.0.0.1'
 env.API_PORT ||= '8080'
 env.GATEWAY_HOST ||= '127.0.0.1'
@@ -251,5 +250,5 @@ if (created.includes('PORTHOLE_ADMIN_TOKEN')) {
 } else if (created.length > 0) {
   say(`generated ${created.join(', ')} into ${rel(LOCAL_ENV)} (mode 0600)`)
 }
-say(`starting ${selected.join(', ')}: RabbitMQ ${redact(env.RABBITMQ_URL)}, Redis ${redact(env.REDIS_URL)}, libvirt ${env.LIBVIRT_DEFAULT_URI}`)
+say(`starting ${selected.join(', ')}: RabbitMQ ${redact(env.RABBITMQ_URL)}, Redis ${redact(env.REDIS_URL)}`)
 for (const n of selected) run(n)
