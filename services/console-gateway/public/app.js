@@ -1,22 +1,12 @@
-// Porthole console page. The link is `<gateway>/s/<sessionId>#<token>`: the token lives in the fragment,
-// which browsers never send to a server. This script takes it from there, removes it from the address bar
-// (and so from history), and presents it only in headers: `Authorization` for the info look-up and
-// `Sec-WebSocket-Protocol` (`porthole.token.<token>`) for the console socket. Every URL is derived from
-// `location`, so the page works unchanged behind a TLS-terminating proxy with a path prefix.
+// Porthole console page: the viewer side. boot.js (imported first) has taken the token from the URL
+// fragment and started the `/info` look-up and the console WebSocket; this module attaches a viewer to that
+// socket — noVNC for `vnc`, guacamole-common-js (loaded on demand) for `guacamole` — and shows the session.
+// At build time (scripts/bundle.mjs) this file, boot.js and noVNC become one minified module, and
+// guacamole-common-js a second one; unbundled, the relative imports below are served as they are.
+import { base, firstMessage, hasToken, info as infoAnswer, socket, storageKey } from './boot.js'
+import RFB from './novnc/core/rfb.js'
 
-const TOKEN_PROTOCOL = 'porthole.token.'
 const $ = (id) => document.getElementById(id)
-const base = location.pathname.replace(/\/+$/, '')
-const storageKey = 'porthole-console:' + base
-
-// The token: from the fragment on first load; from this tab's session storage after a reload.
-let token = location.hash.length > 1 ? decodeURIComponent(location.hash.slice(1)) : ''
-if (token !== '') {
-  window.history.replaceState(null, '', location.pathname + location.search)
-  try { window.sessionStorage.setItem(storageKey, token) } catch { /* storage disabled: reloads will not reconnect */ }
-} else {
-  try { token = window.sessionStorage.getItem(storageKey) ?? '' } catch { token = '' }
-}
 
 const REASONS = {
   invalid: 'This console link is not valid. Open the console again from your control panel.',
@@ -75,14 +65,7 @@ function startCountdown (expiresAt, serverNow) {
   countdown = window.setInterval(tick, 1000)
 }
 
-function wsUrl () {
-  return (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + base + '/ws'
-}
-
-async function startVnc (screen) {
-  const { default: RFB } = await import('./novnc/core/rfb.js')
-  const ws = new WebSocket(wsUrl(), ['binary', TOKEN_PROTOCOL + token])
-  ws.addEventListener('close', onSocketClose)
+function startVnc (screen, ws) {
   const rfb = new RFB(screen, ws, {})
   rfb.scaleViewport = true
   rfb.background = '#000'
@@ -98,22 +81,18 @@ async function startVnc (screen) {
   $('disconnect').addEventListener('click', () => { userDisconnected = true; rfb.disconnect() })
 }
 
-async function startGuacamole (screen) {
+async function startGuacamole (screen, ws) {
   const { default: Guacamole } = await import('./guacamole/guacamole-common.js')
-  // guacamole-common-js opens its socket as `new WebSocket(url + '?' + data, 'guacamole')`. For the
-  // duration of that one call, a WebSocket that drops the query and adds the token protocol stands in.
+  // guacamole-common-js opens its own socket as `new WebSocket(url + '?' + data, 'guacamole')`. For the
+  // duration of that one call, a constructor that returns the socket boot.js opened stands in.
   const Native = window.WebSocket
-  const sockets = []
-  window.WebSocket = class extends Native {
-    constructor (url) { super(String(url).split('?')[0], ['guacamole', TOKEN_PROTOCOL + token]); sockets.push(this) }
-  }
-  const tunnel = new Guacamole.WebSocketTunnel(wsUrl())
+  window.WebSocket = function PortholeSocket () { return ws }
+  const tunnel = new Guacamole.WebSocketTunnel(base + '/ws')
   const client = new Guacamole.Client(tunnel)
   const display = client.getDisplay()
   const el = display.getElement()
   screen.appendChild(el)
   try { client.connect('') } finally { window.WebSocket = Native }
-  sockets[0]?.addEventListener('close', onSocketClose)
   client.onerror = (status) => end('unreachable', status?.message)
   client.onstatechange = (state) => {
     if (state === 3) {
@@ -150,23 +129,31 @@ async function main () {
     if (document.fullscreenElement) document.exitFullscreen()
     else document.documentElement.requestFullscreen().catch(() => {})
   })
-  if (token === '') { end('invalid'); return }
-  let info
-  try {
-    const res = await fetch(base + '/info', { headers: { authorization: 'Bearer ' + token }, cache: 'no-store', referrerPolicy: 'no-referrer' })
-    const body = await res.json()
-    if (!res.ok) { end(body.reason ?? 'invalid'); return }
-    info = body
-  } catch {
-    end('unavailable')
+  if (!hasToken || socket === undefined) { end('invalid'); return }
+  socket.addEventListener('close', onSocketClose)
+  const answer = await infoAnswer
+  let protocol
+  if (answer.ok) {
+    const info = answer.info
+    document.title = info.serverName + ' — console'
+    $('name').textContent = info.serverName
+    startCountdown(info.expiresAt, info.now)
+    protocol = info.protocol
+  } else if (answer.reason === 'used') {
+    // A single-use link: the look-up and this page's own socket raced, and the socket may be the one that
+    // used the link. The socket decides: the gateway sends it nothing unless it is the session's viewer
+    // (else it closes it with 4004, which onSocketClose shows). Text frames are guacamole's, binary RFB.
+    const first = await firstMessage
+    if (first === undefined) return
+    protocol = typeof first === 'string' ? 'guacamole' : 'vnc'
+  } else {
+    end(answer.reason)
+    socket.close()
     return
   }
-  document.title = info.serverName + ' — console'
-  $('name').textContent = info.serverName
-  startCountdown(info.expiresAt, info.now)
   const screen = $('screen')
-  if (info.protocol === 'guacamole') await startGuacamole(screen)
-  else await startVnc(screen)
+  if (protocol === 'guacamole') await startGuacamole(screen, socket)
+  else startVnc(screen, socket)
 }
 
 main().catch(() => end(undefined, 'The console could not start in this browser.'))

@@ -5,11 +5,15 @@
  *   token from the URL fragment, removes it from the address bar, and uses it only in headers.
  * - `GET /s/<sessionId>/info` with `Authorization: Bearer <token>`: what the page shows (server name,
  *   protocol, expiry), or why the link no longer works.
- * - `GET /s/assets/...`: the page's script and styles, noVNC and guacamole-common-js, served from the
- *   installed packages (no CDN).
+ * - `GET /s/assets/...`: the page's script and styles. Built (scripts/bundle.mjs, into dist/public): one
+ *   minified module with the page's script and noVNC, one with guacamole-common-js, the styles, each named by
+ *   a hash of its content and served `immutable` for a year (brotli or gzip, precompressed, when the browser
+ *   takes it). Unbuilt (a checkout compiled with tsc only), the page falls back to the sources in public/
+ *   and the modules of the installed packages (no CDN either way).
  * - WebSocket `/s/<sessionId>/ws`: the console itself (see viewers.ts), Origin checked before the upgrade.
  * All paths are relative to PUBLIC_GATEWAY_URL's path, which a proxy may or may not strip.
  */
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { dirname, extname, join, resolve, sep } from 'node:path'
@@ -29,6 +33,7 @@ const ASSET = /^\/s\/assets\/([A-Za-z0-9._/-]+)$/
 
 /** Where the page's files come from. */
 const PUBLIC_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'public')
+const BUILT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'public')
 const NOVNC_DIR = resolve(dirname(fileURLToPath(import.meta.resolve('@novnc/novnc'))), '..')
 const GUAC_FILE = resolve(dirname(fileURLToPath(import.meta.resolve('guacamole-common-js'))), 'guacamole-common.js')
 
@@ -47,6 +52,32 @@ const SECURITY_HEADERS: Record<string, string> = {
 }
 
 const TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.html': 'text/html; charset=utf-8' }
+
+const IMMUTABLE = 'public, max-age=31536000, immutable'
+
+/** The built page (scripts/bundle.mjs), or undefined when the workspace was compiled without it. */
+export interface BuiltPage { page: string, assets: Set<string> }
+export function builtPage (dir = BUILT_DIR): BuiltPage | undefined {
+  try {
+    const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { page?: unknown, assets?: unknown }
+    if (typeof m.page !== 'string' || !Array.isArray(m.assets)) return undefined
+    return { page: m.page, assets: new Set(m.assets.filter((a): a is string => typeof a === 'string' && /^[A-Za-z0-9._-]+$/.test(a))) }
+  } catch {
+    return undefined
+  }
+}
+
+/** The encoding to send among those precompressed, by the request's Accept-Encoding (q=0 refuses). */
+function pickEncoding (header: string | string[] | undefined): 'br' | 'gzip' | undefined {
+  const accepted = new Set<string>()
+  for (const part of (Array.isArray(header) ? header.join(',') : header ?? '').split(',')) {
+    const [name, ...params] = part.trim().toLowerCase().split(';')
+    if (name === undefined || name === '') continue
+    if (params.some(p => /^\s*q=0(\.0*)?\s*$/.test(p))) continue
+    accepted.add(name)
+  }
+  return accepted.has('br') ? 'br' : accepted.has('gzip') ? 'gzip' : undefined
+}
 
 export interface HttpDeps {
   hub: ViewerHub
@@ -73,10 +104,21 @@ export function createHttp (d: HttpDeps): Server {
     }
     return req.socket.remoteAddress
   }
-  const files = new Map<string, Buffer>()
+  const built = builtPage()
+  if (built === undefined) log.warn('the console page is not bundled (run `npm run build`): serving its unbundled sources, which load slower')
+  const files = new Map<string, Buffer | null>()
+  /** A file's content, read once; undefined when it does not exist. */
+  const cached = async (file: string): Promise<Buffer | undefined> => {
+    let body = files.get(file)
+    if (body === undefined) {
+      body = await readFile(file).catch(() => null)
+      files.set(file, body)
+    }
+    return body ?? undefined
+  }
   const readAsset = async (rel: string): Promise<{ body: Buffer, type: string } | undefined> => {
     let file: string | undefined
-    if (rel === 'app.js' || rel === 'app.css' || rel === 'console.html') file = join(PUBLIC_DIR, rel)
+    if (rel === 'app.js' || rel === 'boot.js' || rel === 'app.css' || rel === 'console.html') file = join(PUBLIC_DIR, rel)
     else if (rel === 'guacamole/guacamole-common.js') file = GUAC_FILE
     else if (rel.startsWith('novnc/core/') || rel.startsWith('novnc/vendor/')) {
       file = resolve(NOVNC_DIR, rel.slice('novnc/'.length))
@@ -85,12 +127,21 @@ export function createHttp (d: HttpDeps): Server {
     if (file === undefined) return undefined
     const type = TYPES[extname(file)]
     if (type === undefined) return undefined
-    let body = files.get(file)
-    if (body === undefined) {
-      try { body = await readFile(file) } catch { return undefined }
-      files.set(file, body)
+    const body = await cached(file)
+    return body === undefined ? undefined : { body, type }
+  }
+  /** A built, content-hashed asset, in the best encoding the request accepts. */
+  const readBuilt = async (rel: string, req: IncomingMessage): Promise<{ body: Buffer, type: string, encoding?: 'br' | 'gzip' } | undefined> => {
+    if (built === undefined || !built.assets.has(rel)) return undefined
+    const type = TYPES[extname(rel)]
+    if (type === undefined) return undefined
+    const encoding = pickEncoding(req.headers['accept-encoding'])
+    if (encoding !== undefined) {
+      const body = await cached(join(BUILT_DIR, `${rel}.${encoding === 'br' ? 'br' : 'gz'}`))
+      if (body !== undefined) return { body, type, encoding }
     }
-    return { body, type }
+    const body = await cached(join(BUILT_DIR, rel))
+    return body === undefined ? undefined : { body, type }
   }
 
   const send = (res: ServerResponse, status: number, type: string, body: string | Buffer, extra: Record<string, string> = {}): void => {
@@ -109,8 +160,10 @@ export function createHttp (d: HttpDeps): Server {
       return
     }
     if (PAGE.test(path)) {
-      const page = await readAsset('console.html')
-      if (page === undefined) { problem(res, 500, 'Internal Server Error'); return }
+      const page = built !== undefined
+        ? { body: await cached(join(BUILT_DIR, built.page)), type: TYPES['.html'] as string }
+        : await readAsset('console.html')
+      if (page?.body === undefined) { problem(res, 500, 'Internal Server Error'); return }
       send(res, 200, page.type, page.body, { 'cache-control': 'no-store' })
       return
     }
@@ -126,6 +179,11 @@ export function createHttp (d: HttpDeps): Server {
     }
     const asset = ASSET.exec(path)
     if (asset !== null) {
+      const b = await readBuilt(asset[1] as string, req)
+      if (b !== undefined) {
+        send(res, 200, b.type, b.body, { 'cache-control': IMMUTABLE, vary: 'accept-encoding', ...(b.encoding === undefined ? {} : { 'content-encoding': b.encoding }) })
+        return
+      }
       const a = await readAsset(asset[1] as string)
       if (a === undefined) { problem(res, 404, 'Not Found'); return }
       send(res, 200, a.type, a.body, { 'cache-control': 'public, max-age=3600' })

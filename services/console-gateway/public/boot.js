@@ -1,0 +1,73 @@
+// First thing the console page runs (it is the first import of app.js, so in the bundle its code runs
+// before noVNC's, whose module waits on a video-decoder probe): it takes the token and starts both network
+// requests at once — the `/info` look-up and the console WebSocket — so that the WebSocket handshake, the
+// gateway's connection to the target and the look-up overlap instead of following one another.
+//
+// The link is `<gateway>/s/<sessionId>#<token>`: the token lives in the fragment, which browsers never send
+// to a server. It is removed from the address bar (and so from history) here and presented only in headers:
+// `Authorization` for the look-up and `Sec-WebSocket-Protocol` (`porthole.token.<token>`) for the socket.
+// Every URL is derived from `location`, so the page works unchanged behind a proxy with a path prefix.
+
+export const TOKEN_PROTOCOL = 'porthole.token.'
+export const base = location.pathname.replace(/\/+$/, '')
+export const storageKey = 'porthole-console:' + base
+
+// The token: from the fragment on first load; from this tab's session storage after a reload.
+let token = location.hash.length > 1 ? decodeURIComponent(location.hash.slice(1)) : ''
+if (token !== '') {
+  window.history.replaceState(null, '', location.pathname + location.search)
+  try { window.sessionStorage.setItem(storageKey, token) } catch { /* storage disabled: reloads will not reconnect */ }
+} else {
+  try { token = window.sessionStorage.getItem(storageKey) ?? '' } catch { token = '' }
+}
+export const hasToken = token !== ''
+
+/** The `/info` answer: `{ ok: true, info }` or `{ ok: false, reason }`. */
+export const info = !hasToken
+  ? Promise.resolve({ ok: false, reason: 'invalid' })
+  : fetch(base + '/info', { headers: { authorization: 'Bearer ' + token }, cache: 'no-store', referrerPolicy: 'no-referrer' })
+    .then(async (res) => {
+      const body = await res.json()
+      return res.ok ? { ok: true, info: body } : { ok: false, reason: body.reason ?? 'invalid' }
+    }, () => ({ ok: false, reason: 'unavailable' }))
+
+/**
+ * The console socket, opened now. The viewer (noVNC or guacamole-common-js) is attached to it once it is
+ * loaded: until a viewer sets `onmessage`, messages are held and then handed over in order, so nothing the
+ * gateway sends early is lost. Both viewer subprotocols are offered; the gateway relays by the session's
+ * own protocol.
+ */
+export const socket = hasToken ? holdingSocket((location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + base + '/ws', ['binary', 'guacamole', TOKEN_PROTOCOL + token]) : undefined
+
+/** Resolves with the first message's data once one arrives, or undefined when the socket closes first. */
+export const firstMessage = socket === undefined
+  ? Promise.resolve(undefined)
+  : new Promise((resolve) => {
+    socket.addEventListener('message', (e) => resolve(e.data), { once: true })
+    socket.addEventListener('close', () => resolve(undefined), { once: true })
+  })
+
+function holdingSocket (url, protocols) {
+  const ws = new WebSocket(url, protocols)
+  ws.binaryType = 'arraybuffer'
+  const held = []
+  const hold = (e) => { held.push(e) }
+  ws.addEventListener('message', hold)
+  let handler = null
+  let attached = false
+  Object.defineProperty(ws, 'onmessage', {
+    configurable: true,
+    enumerable: true,
+    get: () => handler,
+    set: (fn) => {
+      handler = fn
+      if (attached) return
+      attached = true
+      ws.removeEventListener('message', hold)
+      ws.addEventListener('message', (e) => { if (typeof handler === 'function') handler.call(ws, e) })
+      // After the viewer's set-up has returned and before any later message (a task): replay, in order.
+      queueMicrotask(() => { for (const e of held.splice(0)) if (typeof handler === 'function') handler.call(ws, e) })
+    }
+  })
+  return ws
+}
