@@ -83,12 +83,14 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
           l.info('job redelivered after it ran; sending its recorded outcome again')
           return await report(JSON.parse(stored) as Outcome, l, 0)
         }
-        await update({ jobId: job.id, state: 'running', at: new Date().toISOString() })
       } catch (err) {
-        l.warn({ err: brief(err) }, 'could not claim the job or report running; requeueing')
-        await redis.del(claimKey).catch(() => {})
+        l.warn({ err: brief(err) }, 'could not claim the job; requeueing')
         return 'requeue'
       }
+      // "running" goes out now but is not waited for: its confirm would sit on every job's critical path.
+      // The result is published later on the same channel, so the receiver still sees them in order.
+      const running = update({ jobId: job.id, state: 'running', at: new Date().toISOString() })
+        .catch((err: unknown) => l.warn({ err: brief(err) }, 'could not report running'))
 
       // Fires at the deadline: drivers bound every call by it.
       const ac = new AbortController()
@@ -116,7 +118,10 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         clearTimeout(timer)
       }
 
-      await redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome'))
+      await Promise.all([
+        redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome')),
+        running
+      ])
       return await report(outcome, l, Date.now() - started)
     }
   }

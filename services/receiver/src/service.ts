@@ -47,7 +47,8 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     const job = body
     const l = jobLog.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })
     try {
-      const rec = await jobs.get(job.id)
+      // Both reads at once: one Redis round trip on every job's path instead of two.
+      const [rec, server] = await Promise.all([jobs.get(job.id), servers.get(job.serverId)])
       if (rec === undefined) {
         l.warn('job has no record; dead-lettering it')
         return 'dead'
@@ -64,7 +65,6 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
         l.info('job reached the receiver after its deadline')
         return 'ack'
       }
-      const server = await servers.get(job.serverId)
       if (server === undefined || server.tenantId !== job.tenantId) {
         await jobs.transition(job.id, 'failed', { error: { code: 'not_found', message: 'server not found', retryable: false } })
         l.info('server not found')
