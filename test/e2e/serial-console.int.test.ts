@@ -62,9 +62,7 @@ test('a serial console URL relays the host\'s serial port over the WebSocket', a
   assert.equal(await closed, 1005)
 })
 
-// TODO(page): runs, but is not counted as a failure until the console page has its xterm.js terminal (the
-// page was being reworked by another change when this was written); remove `todo` with that change.
-test('the console page shows the serial console in a terminal, and typing reaches the host', { todo: 'the console page has no xterm.js terminal yet' }, async (t) => {
+test('the console page shows the serial console in a terminal, and typing reaches the host', async (t) => {
   const { chromium } = await import('playwright-core')
   const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
   const browser = await chromium.launchPersistentContext(dir, {
@@ -79,8 +77,12 @@ test('the console page shows the serial console in a terminal, and typing reache
   page.on('pageerror', e => errors.push(e.message))
   page.on('console', msg => { if (msg.type() === 'error') errors.push(msg.text()) })
   page.on('response', r => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`) })
-  await page.goto(url)
+  // CSP violations as the page sees them (the page's policy stays strict with xterm.js's run-time styles).
+  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))`)
+  const response = await page.goto(url)
+  assert.match(response?.headers()['content-security-policy'] ?? '', /style-src 'self'(;|$)/, 'the serial page keeps the strict style policy')
   await page.waitForSelector('body[data-connected="true"]', { timeout: 20_000 })
+  assert.equal(await page.isVisible('#cad'), false, 'no Ctrl-Alt-Del on a serial line')
   // xterm.js renders its rows as DOM text; the terminal has the keyboard focus.
   const screen = async (): Promise<string> => await page.evaluate('document.querySelector(".xterm-rows")?.textContent ?? ""')
   await waitFor(async () => {
@@ -92,7 +94,14 @@ test('the console page shows the serial console in a terminal, and typing reache
   await page.keyboard.type('abc')
   await waitFor(async () => (await screen()).includes('ABC'), 10_000, 'ABC from the serial device in the terminal')
   assert.ok(device.received().includes('abc'))
+  // xterm.js's run-time rules are in effect (its cell size rule gives each character cell its height).
+  const rowHeight = await page.evaluate('document.querySelector(".xterm-rows > div")?.getBoundingClientRect().height ?? 0') as number
+  assert.ok(rowHeight > 5, `terminal rows are laid out (${rowHeight}px)`)
+  // …and its theme rule (the page's font, not xterm.css's plain `monospace`), though the CSP refuses inline styles.
+  assert.match(await page.evaluate('getComputedStyle(document.querySelector(".xterm-rows")).fontFamily') as string, /DejaVu Sans Mono/)
   assert.deepEqual(errors, [], 'no failed requests, script or CSP errors on the page')
+  await page.click('#disconnect')
+  await page.waitForSelector('body[data-close-reason="user"]')
   await page.close()
 })
 

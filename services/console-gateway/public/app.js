@@ -1,9 +1,11 @@
 // Porthole console page: the viewer side. boot.js (imported first) has taken the token from the URL
 // fragment and started the `/info` look-up and the console WebSocket; this module attaches a viewer to that
-// socket — noVNC for `vnc`, guacamole-common-js (loaded on demand) for `guacamole` — and shows the session.
-// At build time (scripts/bundle.mjs) this file, boot.js and noVNC become one minified module, and
-// guacamole-common-js a second one; unbundled, the relative imports below are served as they are.
-import { base, firstMessage, hasToken, info as infoAnswer, socket, storageKey } from './boot.js'
+// socket — noVNC for `vnc`, guacamole-common-js (loaded on demand) for `guacamole`, an xterm.js terminal
+// (serial.js, loaded on demand) for `serial` — and shows the session.
+// At build time (scripts/bundle.mjs) this file, boot.js and noVNC become one minified module,
+// guacamole-common-js a second one and serial.js with xterm.js a third; unbundled, the relative imports
+// below are served as they are.
+import { base, firstMessage, hasToken, info as infoAnswer, socket, socketClosed, storageKey } from './boot.js'
 import RFB from './novnc/core/rfb.js'
 
 const $ = (id) => document.getElementById(id)
@@ -124,13 +126,29 @@ async function startGuacamole (screen, ws) {
   $('disconnect').addEventListener('click', () => { userDisconnected = true; client.disconnect(); end(undefined) })
 }
 
+async function startSerialConsole (screen, ws) {
+  const { startSerial } = await import('./serial.js')
+  // Ctrl-Alt-Del means nothing to a serial line.
+  $('cad').hidden = true
+  startSerial(screen, ws, {
+    connected: () => {
+      setState('Connected')
+      document.body.dataset.connected = 'true'
+      $('disconnect').disabled = false
+    },
+    disconnect: (close) => {
+      $('disconnect').addEventListener('click', () => { userDisconnected = true; close(); end(undefined) })
+    }
+  })
+}
+
 async function main () {
   $('fullscreen').addEventListener('click', () => {
     if (document.fullscreenElement) document.exitFullscreen()
     else document.documentElement.requestFullscreen().catch(() => {})
   })
   if (!hasToken || socket === undefined) { end('invalid'); return }
-  socket.addEventListener('close', onSocketClose)
+  socketClosed.then(onSocketClose)
   const answer = await infoAnswer
   let protocol
   if (answer.ok) {
@@ -142,10 +160,15 @@ async function main () {
   } else if (answer.reason === 'used') {
     // A single-use link: the look-up and this page's own socket raced, and the socket may be the one that
     // used the link. The socket decides: the gateway sends it nothing unless it is the session's viewer
-    // (else it closes it with 4004, which onSocketClose shows). Text frames are guacamole's, binary RFB.
-    const first = await firstMessage
-    if (first === undefined) return
-    protocol = typeof first === 'string' ? 'guacamole' : 'vnc'
+    // (else it closes it with 4004, which onSocketClose shows). The look-up names the session's protocol
+    // to the token's holder; without it, text frames are guacamole's, binary RFB. A serial line may be
+    // silent, so a serial session starts at once (a 4004 close still shows why).
+    protocol = answer.protocol
+    if (protocol !== 'serial') {
+      const first = await firstMessage
+      if (first === undefined) return
+      protocol ??= typeof first === 'string' ? 'guacamole' : 'vnc'
+    }
   } else {
     end(answer.reason)
     socket.close()
@@ -153,6 +176,7 @@ async function main () {
   }
   const screen = $('screen')
   if (protocol === 'guacamole') await startGuacamole(screen, socket)
+  else if (protocol === 'serial') await startSerialConsole(screen, socket)
   else startVnc(screen, socket)
 }
 

@@ -22,22 +22,31 @@ if (token !== '') {
 }
 export const hasToken = token !== ''
 
-/** The `/info` answer: `{ ok: true, info }` or `{ ok: false, reason }`. */
+/** The `/info` answer: `{ ok: true, info }` or `{ ok: false, reason, protocol? }` (the protocol with `used`). */
 export const info = !hasToken
   ? Promise.resolve({ ok: false, reason: 'invalid' })
   : fetch(base + '/info', { headers: { authorization: 'Bearer ' + token }, cache: 'no-store', referrerPolicy: 'no-referrer' })
     .then(async (res) => {
       const body = await res.json()
-      return res.ok ? { ok: true, info: body } : { ok: false, reason: body.reason ?? 'invalid' }
+      return res.ok ? { ok: true, info: body } : { ok: false, reason: body.reason ?? 'invalid', protocol: body.protocol }
     }, () => ({ ok: false, reason: 'unavailable' }))
 
 /**
- * The console socket, opened now. The viewer (noVNC or guacamole-common-js) is attached to it once it is
+ * The console socket, opened now. The viewer (noVNC, guacamole-common-js or xterm.js) is attached to it once it is
  * loaded: until a viewer sets `onmessage`, messages are held and then handed over in order, so nothing the
- * gateway sends early is lost. Both viewer subprotocols are offered; the gateway relays by the session's
- * own protocol.
+ * gateway sends early is lost. Both viewer subprotocols are offered; the gateway echoes the first (`binary`,
+ * which a serial session uses too: raw bytes in binary frames) and relays by the session's own protocol.
  */
 export const socket = hasToken ? holdingSocket((location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + base + '/ws', ['binary', 'guacamole', TOKEN_PROTOCOL + token]) : undefined
+
+/**
+ * Resolves with the socket's close event. Listened for here, from the start: app.js runs only after noVNC's
+ * module has settled (it awaits a decoder probe), and a socket the gateway refuses at once (e.g. 4004 used)
+ * may close before that.
+ */
+export const socketClosed = socket === undefined
+  ? new Promise(() => {})
+  : new Promise((resolve) => { socket.addEventListener('close', resolve, { once: true }) })
 
 /** Resolves with the first message's data once one arrives, or undefined when the socket closes first. */
 export const firstMessage = socket === undefined

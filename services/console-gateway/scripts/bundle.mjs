@@ -4,13 +4,14 @@
  * `npm run build`). Into dist/public/:
  * - `app-<hash>.js`: the page's script (public/boot.js, public/app.js) and noVNC as one minified ES module;
  * - `guacamole-common-<hash>.js`: guacamole-common-js, one minified module loaded only by guacamole sessions;
- * - `app-<hash>.css`: the styles, minified;
+ * - `serial-<hash>.js`: public/serial.js with xterm.js and its fit add-on, loaded only by serial sessions;
+ * - `app-<hash>.css`: the styles (with xterm.js's), minified;
  * - `console.html`: public/console.html naming those files, with preload hints;
  * - a `.br` and a `.gz` beside each asset (the gateway serves them to browsers that accept them);
  * - `manifest.json`: the asset names, which the gateway serves as immutable.
  * Names carry a hash of their content, so a browser may keep them for a year; the page itself is no-store.
- * The relative imports of the page's script (`./novnc/...`, `./guacamole/...`) are resolved here to the
- * installed packages, the same files the gateway serves to the unbundled page.
+ * The relative imports of the page's script and styles (`./novnc/...`, `./guacamole/...`, `./xterm/...`) are
+ * resolved here to the installed packages, the same files the gateway serves to the unbundled page.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
@@ -24,13 +25,23 @@ const pub = join(root, 'public')
 const out = join(root, 'dist', 'public')
 const novncDir = resolve(dirname(fileURLToPath(import.meta.resolve('@novnc/novnc'))), '..') // …/core/rfb.js → the package
 const guacFile = fileURLToPath(import.meta.resolve('guacamole-common-js'))
+/** `./xterm/<file>` → the installed xterm.js (`xterm.mjs`, `xterm.css`) or its fit add-on (`addon-fit.mjs`). */
+const xtermFiles = {
+  'xterm.mjs': fileURLToPath(new URL('./lib/xterm.mjs', import.meta.resolve('@xterm/xterm/package.json'))),
+  'xterm.css': fileURLToPath(new URL('./css/xterm.css', import.meta.resolve('@xterm/xterm/package.json'))),
+  'addon-fit.mjs': fileURLToPath(new URL('./lib/addon-fit.mjs', import.meta.resolve('@xterm/addon-fit/package.json')))
+}
 
-/** `./novnc/<path>` → the installed noVNC; `./guacamole/guacamole-common.js` → guacamole-common-js. */
+/** `./novnc/<path>` → the installed noVNC; `./guacamole/guacamole-common.js` → guacamole-common-js; `./xterm/…`. */
 const packages = {
   name: 'porthole-packages',
   setup (build) {
     build.onResolve({ filter: /^\.\/novnc\// }, a => ({ path: join(novncDir, a.path.slice('./novnc/'.length)) }))
     build.onResolve({ filter: /^\.\/guacamole\/guacamole-common\.js$/ }, () => ({ path: guacFile }))
+    build.onResolve({ filter: /^\.\/xterm\// }, (a) => {
+      const file = xtermFiles[a.path.slice('./xterm/'.length)]
+      return file === undefined ? { errors: [{ text: `no such xterm.js file: ${a.path}` }] } : { path: file }
+    })
   }
 }
 

@@ -6,9 +6,9 @@
  * - `GET /s/<sessionId>/info` with `Authorization: Bearer <token>`: what the page shows (server name,
  *   protocol, expiry), or why the link no longer works.
  * - `GET /s/assets/...`: the page's script and styles. Built (scripts/bundle.mjs, into dist/public): one
- *   minified module with the page's script and noVNC, one with guacamole-common-js, the styles, each named by
- *   a hash of its content and served `immutable` for a year (brotli or gzip, precompressed, when the browser
- *   takes it). Unbuilt (a checkout compiled with tsc only), the page falls back to the sources in public/
+ *   minified module with the page's script and noVNC, one with guacamole-common-js, one with xterm.js (serial
+ *   consoles), the styles (xterm.js's included), each named by a hash of its content and served `immutable`
+ *   for a year (brotli or gzip, precompressed, when the browser takes it). Unbuilt (a checkout compiled with tsc only), the page falls back to the sources in public/
  *   and the modules of the installed packages (no CDN either way).
  * - WebSocket `/s/<sessionId>/ws`: the console itself (see viewers.ts), Origin checked before the upgrade.
  * All paths are relative to PUBLIC_GATEWAY_URL's path, which a proxy may or may not strip.
@@ -36,6 +36,12 @@ const PUBLIC_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 
 const BUILT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'public')
 const NOVNC_DIR = resolve(dirname(fileURLToPath(import.meta.resolve('@novnc/novnc'))), '..')
 const GUAC_FILE = resolve(dirname(fileURLToPath(import.meta.resolve('guacamole-common-js'))), 'guacamole-common.js')
+/** xterm.js (serial consoles): `assets/xterm/<name>` → the installed package's file. */
+const XTERM_FILES: Record<string, string> = {
+  'xterm.mjs': fileURLToPath(new URL('./lib/xterm.mjs', import.meta.resolve('@xterm/xterm/package.json'))),
+  'xterm.css': fileURLToPath(new URL('./css/xterm.css', import.meta.resolve('@xterm/xterm/package.json'))),
+  'addon-fit.mjs': fileURLToPath(new URL('./lib/addon-fit.mjs', import.meta.resolve('@xterm/addon-fit/package.json')))
+}
 
 /** Strict: our own scripts and styles only; WebSockets and fetches to our own origin only. */
 export const CSP = [
@@ -51,7 +57,7 @@ const SECURITY_HEADERS: Record<string, string> = {
   'cross-origin-opener-policy': 'same-origin'
 }
 
-const TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.html': 'text/html; charset=utf-8' }
+const TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.html': 'text/html; charset=utf-8' }
 
 const IMMUTABLE = 'public, max-age=31536000, immutable'
 
@@ -118,8 +124,9 @@ export function createHttp (d: HttpDeps): Server {
   }
   const readAsset = async (rel: string): Promise<{ body: Buffer, type: string } | undefined> => {
     let file: string | undefined
-    if (rel === 'app.js' || rel === 'boot.js' || rel === 'app.css' || rel === 'console.html') file = join(PUBLIC_DIR, rel)
+    if (rel === 'app.js' || rel === 'boot.js' || rel === 'serial.js' || rel === 'app.css' || rel === 'console.html') file = join(PUBLIC_DIR, rel)
     else if (rel === 'guacamole/guacamole-common.js') file = GUAC_FILE
+    else if (rel.startsWith('xterm/')) file = XTERM_FILES[rel.slice('xterm/'.length)]
     else if (rel.startsWith('novnc/core/') || rel.startsWith('novnc/vendor/')) {
       file = resolve(NOVNC_DIR, rel.slice('novnc/'.length))
       if (!file.startsWith(NOVNC_DIR + sep) || extname(file) !== '.js') return undefined
@@ -172,7 +179,13 @@ export function createHttp (d: HttpDeps): Server {
       const auth = req.headers.authorization
       const token = auth?.startsWith('Bearer ') === true ? auth.slice(7).trim() : undefined
       const c = await checkToken(d.sessions, info[1] as string, token)
-      if (!c.ok) { problem(res, c.reason === 'invalid' ? 401 : 410, 'Console link not usable', { detail: c.reason, reason: c.reason }); return }
+      if (!c.ok) {
+        // A used single-use link: its holder (the token matched) is told the protocol, so that the page whose
+        // own socket used the link can start the right viewer (a serial line may send nothing to tell by).
+        const used = c.reason === 'used' ? await d.sessions.get(info[1] as string) : undefined
+        problem(res, c.reason === 'invalid' ? 401 : 410, 'Console link not usable', { detail: c.reason, reason: c.reason, ...(used === undefined ? {} : { protocol: used.protocol }) })
+        return
+      }
       const s = c.session
       send(res, 200, 'application/json', JSON.stringify({ sessionId: s.id, serverName: s.serverName, protocol: s.protocol, expiresAt: s.expiresAt, singleUse: s.singleUse, now: new Date().toISOString() }), { 'cache-control': 'no-store' })
       return

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { tinyDomain, virsh, waitFor, type TinyDomain } from '@porthole/shared/testing'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
-import { fileScope, harness, vncTarget, type Harness } from './support.js'
+import { fileScope, harness, solBridge, vncTarget, type Harness } from './support.js'
 
 const PASSWORD = 's3cret'
 const suite = fileScope(after)
@@ -131,6 +131,74 @@ test('the page says why when another viewer takes over, and when a single-use li
   const b = await browser.newPage()
   await b.goto(once.grant.url)
   await b.waitForSelector('body[data-close-reason="used"]', { timeout: 5000 })
+  await Promise.all([a.close(), b.close()])
+})
+
+/** Collects a page's failed requests, script errors and CSP violations. */
+async function watch (page: Page): Promise<string[]> {
+  const errors: string[] = []
+  page.on('pageerror', e => errors.push(e.message))
+  page.on('console', msg => { if (msg.type() === 'error') errors.push(msg.text()) })
+  page.on('response', r => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`) })
+  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective))`)
+  return errors
+}
+
+/** The serial terminal's text, as xterm.js renders it into the DOM. */
+const terminalText = async (page: Page): Promise<string> => await page.evaluate('document.querySelector("#screen .xterm-rows")?.textContent ?? ""')
+
+test('a serial console shows in a terminal, colours and all, under the strict CSP; typing reaches the line', async (t) => {
+  // 24-bit colour is the one thing xterm.js styles with a style attribute; 256-colour uses its classes.
+  const bridge = await solBridge(t, 'Welcome to \x1b[38;2;255;0;0mred-host\x1b[0m\r\nlogin: ')
+  const m = await h.mint({ protocol: 'serial', target: bridge.target, serverName: 'metal-7.example' })
+  const page = await browser.newPage()
+  const errors = await watch(page)
+  await page.goto(m.grant.url)
+  await page.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
+  assert.equal(await page.textContent('#name'), 'metal-7.example')
+  assert.equal(await page.isVisible('#cad'), false, 'no Ctrl-Alt-Del on a serial line')
+  await waitFor(async () => (await terminalText(page)).includes('login:'), 10_000, 'the greeting in the terminal')
+  assert.match(await terminalText(page), /Welcome to red-host/)
+  const red = await page.evaluate(`(() => {
+    const span = [...document.querySelectorAll('#screen .xterm-rows span')].find(s => s.textContent.includes('red-host'))
+    return span === undefined ? '' : getComputedStyle(span).color
+  })()`)
+  assert.equal(red, 'rgb(255, 0, 0)')
+  await page.keyboard.type('root')
+  await page.keyboard.press('Enter')
+  await waitFor(async () => (await terminalText(page)).includes('ROOT'), 5000, 'the echo in the terminal')
+  assert.equal(bridge.received(), 'root\r')
+  // The terminal fills the screen area (fitted), in the page's font rather than xterm.css's default.
+  const size = await page.evaluate(`(() => { const r = document.querySelector('#screen .xterm-screen').getBoundingClientRect(); const s = document.querySelector('#screen').getBoundingClientRect(); return [r.width / s.width, r.height / s.height] })()`) as [number, number]
+  assert.ok(size[0] > 0.9 && size[1] > 0.9, `the terminal covers ${JSON.stringify(size)} of the screen`)
+  assert.deepEqual(errors, [], 'no failed requests, script or CSP errors on the page')
+
+  await page.click('#disconnect')
+  await page.waitForSelector('body[data-close-reason="user"]')
+  assert.match(await page.textContent('#message') ?? '', /You disconnected/)
+  await page.close()
+})
+
+test('a serial page says why it ended: revoked, and a single-use link opened again', async (t) => {
+  const bridge = await solBridge(t, 'login: ')
+  const m = await h.mint({ protocol: 'serial', target: bridge.target, singleUse: true })
+  const a = await browser.newPage()
+  const errors = await watch(a)
+  await a.goto(m.grant.url)
+  await a.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
+  await waitFor(async () => (await terminalText(a)).includes('login:'), 10_000, 'the greeting in the terminal')
+  const b = await browser.newPage()
+  await b.goto(m.grant.url)
+  await b.waitForSelector('body[data-close-reason="used"]', { timeout: 5000 })
+  assert.match(await b.textContent('#message') ?? '', /could be used once/)
+  const s = await h.sessions.get(m.sessionId)
+  assert.ok(s !== undefined)
+  await h.sessions.revoke(s)
+  await a.waitForSelector('body[data-close-reason="revoked"]', { timeout: 2000 })
+  assert.match(await a.textContent('#message') ?? '', /ended by an administrator/)
+  // The page's look-up and its socket start together: when the socket claims the single-use link first, the
+  // look-up is answered 410 used (naming the protocol, so the page still starts its terminal, as it did).
+  assert.deepEqual(errors.filter(e => !/^410 .*\/info$|status of 410/.test(e)), [])
   await Promise.all([a.close(), b.close()])
 })
 

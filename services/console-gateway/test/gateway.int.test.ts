@@ -1,13 +1,13 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { tinyDomain, type TinyDomain } from '@porthole/shared/testing'
+import { tinyDomain, waitFor, type TinyDomain } from '@porthole/shared/testing'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
 import { createLogger } from '@porthole/shared/logging'
 import { freePort } from '@porthole/shared/testing'
 import { readConfig } from '../src/config.js'
 import { startGateway } from '../src/service.js'
-import { fileScope, harness, openViewer, rfbHandshake, vncTarget, type Harness } from './support.js'
+import { fileScope, harness, openViewer, rfbHandshake, solBridge, vncTarget, type Harness } from './support.js'
 
 const PASSWORD = 's3cret'
 const suite = fileScope(after)
@@ -248,6 +248,47 @@ test('the console page is served with no-referrer, a strict CSP and no-store', a
   assert.equal(asset.status, 200)
   const escape = await fetch(`${h.stack.gatewayUrl}/s/assets/novnc/core/..%2F..%2F..%2Fpackage.json`)
   assert.equal(escape.status, 404)
+})
+
+test('a serial console page keeps the strict CSP (no inline styles), and its terminal is served', async (t) => {
+  const vnc = await h.mint({ target })
+  const bridge = await solBridge(t)
+  const serial = await h.mint({ protocol: 'serial', target: bridge.target })
+  const [vncPage, serialPage] = await Promise.all([vnc, serial].map(async m => await fetch(`${h.stack.gatewayUrl}/s/${m.sessionId}`)))
+  for (const res of [vncPage, serialPage]) {
+    assert.equal(res?.status, 200)
+    const csp = res?.headers.get('content-security-policy') ?? ''
+    assert.match(csp, /(^|; )style-src 'self'(;|$)/)
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/)
+  }
+  assert.equal(serialPage?.headers.get('content-security-policy'), vncPage?.headers.get('content-security-policy'))
+  // The unbundled page's modules: serial.js and xterm.js's files from the installed packages.
+  for (const [path, type] of [['serial.js', 'javascript'], ['xterm/xterm.mjs', 'javascript'], ['xterm/addon-fit.mjs', 'javascript'], ['xterm/xterm.css', 'css']] as const) {
+    const res = await fetch(`${h.stack.gatewayUrl}/s/assets/${path}`)
+    assert.equal(res.status, 200, path)
+    assert.match(res.headers.get('content-type') ?? '', new RegExp(`^text/${type}`), path)
+  }
+  for (const path of ['xterm/package.json', 'xterm/xterm.js', 'xterm/..%2Fxterm.mjs']) assert.equal((await fetch(`${h.stack.gatewayUrl}/s/assets/${path}`)).status, 404, path)
+})
+
+test('a used single-use link\'s look-up tells its holder the protocol, and nobody else', async (t) => {
+  const bridge = await solBridge(t)
+  const m = await h.mint({ protocol: 'serial', target: bridge.target, singleUse: true })
+  const v = openViewer(h, m.sessionId, m.token)
+  await v.opened
+  await waitFor(async () => (await h.sessions.get(m.sessionId))?.usedAt !== undefined, 5000, 'the link to be used')
+  const info = async (token: string): Promise<{ status: number, body: Record<string, unknown> }> => {
+    const res = await fetch(`${h.stack.gatewayUrl}/s/${m.sessionId}/info`, { headers: { authorization: `Bearer ${token}` } })
+    return { status: res.status, body: await res.json() as Record<string, unknown> }
+  }
+  const used = await info(m.token)
+  assert.equal(used.status, 410)
+  assert.deepEqual([used.body.reason, used.body.protocol], ['used', 'serial'])
+  const other = await info(m.token.slice(0, -2) + (m.token.endsWith('AA') ? 'BB' : 'AA'))
+  assert.equal(other.status, 401)
+  assert.equal(other.body.protocol, undefined)
+  v.ws.close()
+  await v.closed
 })
 
 test('a console target the protocol cannot reach fails the job as unsupported', async () => {

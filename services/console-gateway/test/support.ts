@@ -5,7 +5,8 @@
  * JobUpdate on the job as the receiver does).
  */
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { WebSocket } from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import type { ConsoleGrant, ConsoleResult, ConsoleTarget, Job, JobUpdate } from '@porthole/shared/contracts'
@@ -181,4 +182,55 @@ export async function rfbHandshake (v: Viewer): Promise<{ width: number, height:
 export async function vncTarget (port: number | undefined, password?: string): Promise<ConsoleTarget> {
   if (port === undefined) throw new Error('the domain has no VNC port')
   return { kind: 'vnc', host: '127.0.0.1', port, ...(password === undefined ? {} : { password }) }
+}
+
+export interface SolBridge {
+  /** The `sol` target naming this bridge, with the bridge token it accepts. */
+  target: ConsoleTarget
+  /** Everything viewers sent through the gateway, as latin1 text. */
+  received: () => string
+  /** Sends serial bytes to every connected gateway. */
+  send: (b: Buffer | string) => void
+}
+
+/**
+ * Plays an agent's SOL bridge for gateway tests: a TCP server that takes `PORTHOLE-SOL <token>\n`, answers
+ * `OK\n` for its own token (`ERR invalid\n` for any other) and then acts as a host's serial line: it greets
+ * with `greeting` and echoes what it receives in upper case (as the e2e test's serial device does).
+ */
+export async function solBridge (t: After, greeting = ''): Promise<SolBridge> {
+  const token = randomBytes(32).toString('base64url')
+  let received = ''
+  const sockets = new Set<Socket>()
+  const server = createServer((s) => {
+    sockets.add(s)
+    s.on('error', () => {})
+    s.on('close', () => sockets.delete(s))
+    let buf = Buffer.alloc(0)
+    let open = false
+    s.on('data', (d: Buffer) => {
+      if (open) {
+        received += d.toString('latin1')
+        s.write(d.toString('latin1').toUpperCase(), 'latin1')
+        return
+      }
+      buf = Buffer.concat([buf, d])
+      const i = buf.indexOf(0x0a)
+      if (i === -1) return
+      if (buf.subarray(0, i).toString('latin1') !== `PORTHOLE-SOL ${token}`) { s.end('ERR invalid\n'); return }
+      open = true
+      s.write('OK\n' + greeting)
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  t.after(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>(resolve => server.close(() => resolve()))
+  })
+  return {
+    target: { kind: 'sol', host: '127.0.0.1', port, password: token },
+    received: () => received,
+    send: (b) => { for (const s of sockets) s.write(b) }
+  }
 }
