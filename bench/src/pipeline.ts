@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import { createLogger } from '@porthole/shared/logging'
-import { startStack, tinyDomain, type Stack } from '@porthole/shared/testing'
+import { dropNamespace, startStack, tinyDomain, type Stack } from '@porthole/shared/testing'
 import { closedLoop, table, type Summary } from './stats.js'
 
 const quick = process.argv.includes('--quick')
@@ -18,13 +18,22 @@ const t = { after: (fn: () => Promise<void>) => { cleanups.push(fn) } }
 
 async function floor (stack: Stack, concurrency: number, total: number): Promise<Summary> {
   const log = createLogger({ name: 'bench', level: 'silent' })
-  const ns = `${stack.ns}-floor`
+  const ns = `${stack.ns}-floor${concurrency}`
   const c = new AmqpClient({ url: stack.svc.rabbitmqUrl, namespace: ns, log, name: 'bench-floor' })
   await c.start()
-  t.after(async () => {
-    const ch = await c.rawChannel(); const { deleteTopology } = await import('@porthole/shared/amqp')
-    await deleteTopology(ch, ns); await c.close()
-  })
+  // Each measurement gets its own queues and leaves none behind: a consumer of an earlier run still on the
+  // same queues would take this run's messages.
+  const drop = async (): Promise<void> => { await c.close(); await dropNamespace(ns, stack.svc) }
+  t.after(drop)
+  try {
+    return await measureFloor(c, ns, concurrency, total)
+  } finally {
+    cleanups.splice(cleanups.indexOf(drop), 1)
+    await drop()
+  }
+}
+
+async function measureFloor (c: AmqpClient, ns: string, concurrency: number, total: number): Promise<Summary> {
   const n = names(ns)
   const waiting = new Map<string, () => void>()
   // hop 1: jobs → a consumer that publishes onward (as the receiver does); hop 2: results → the caller.
