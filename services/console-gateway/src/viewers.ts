@@ -259,20 +259,9 @@ export class ViewerHub {
       v.tcp?.write(b)
     })
     ws.once('close', () => q.fail(new Error('viewer left')))
-    let conn
-    try {
-      conn = await connectVnc(target)
-    } catch (err) {
-      const code = err instanceof PortholeError ? err.code : 'internal'
-      v.log.warn({ code, reason: (err as Error).message }, 'console target handshake failed')
-      v.close(code === 'auth' ? 'targetAuth' : 'unreachable')
-      return
-    }
-    if (v.closed) { conn.socket.destroy(); return }
+    const conn = await attachTarget(v, async () => await connectVnc(target), 'console target handshake')
+    if (conn === undefined) return
     const tcp = conn.socket
-    v.tcp = tcp
-    tcp.on('error', (err) => v.log.debug({ err: { message: err.message } }, 'console target socket error'))
-    tcp.on('close', () => v.close('targetClosed'))
     try {
       const rest = await withTimeout(acceptViewer(q, b => ws.send(b)), 15_000)
       if (rest.length > 0) tcp.write(rest)
@@ -282,14 +271,7 @@ export class ViewerHub {
     }
     relaying = true
     if (conn.leftover.length > 0) ws.send(conn.leftover)
-    // Backpressure: a slow browser pauses the target rather than growing the gateway's memory.
-    let paused = false
-    tcp.on('data', (b: Buffer) => {
-      ws.send(b, () => {
-        if (paused && ws.bufferedAmount < 256 * 1024) { paused = false; tcp.resume() }
-      })
-      if (!paused && ws.bufferedAmount > 4 * 1024 * 1024) { paused = true; tcp.pause() }
-    })
+    pipeToViewer(tcp, ws)
   }
 
   /** A serial console: the viewer's bytes (binary or text frames) to the bridge, the bridge's bytes as binary frames. */
@@ -302,29 +284,12 @@ export class ViewerHub {
       if (v.tcp === undefined) pending.push(b)
       else v.tcp.write(b)
     })
-    let conn
-    try {
-      conn = await connectSol(target)
-    } catch (err) {
-      const code = err instanceof PortholeError ? err.code : 'internal'
-      v.log.warn({ code, reason: (err as Error).message }, 'serial console bridge failed')
-      v.close(code === 'auth' ? 'targetAuth' : 'unreachable')
-      return
-    }
-    if (v.closed) { conn.socket.destroy(); return }
+    const conn = await attachTarget(v, async () => await connectSol(target), 'serial console bridge')
+    if (conn === undefined) return
     const tcp = conn.socket
-    v.tcp = tcp
-    tcp.on('error', (err) => v.log.debug({ err: { message: err.message } }, 'serial console bridge socket error'))
-    tcp.on('close', () => v.close('targetClosed'))
     for (const b of pending.splice(0)) tcp.write(b)
     if (conn.leftover.length > 0) ws.send(conn.leftover)
-    let paused = false
-    tcp.on('data', (b: Buffer) => {
-      ws.send(b, () => {
-        if (paused && ws.bufferedAmount < 256 * 1024) { paused = false; tcp.resume() }
-      })
-      if (!paused && ws.bufferedAmount > 4 * 1024 * 1024) { paused = true; tcp.pause() }
-    })
+    pipeToViewer(tcp, ws)
     tcp.resume()
   }
 
@@ -349,4 +314,36 @@ async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
   try {
     return await Promise.race([p, new Promise<never>((_resolve, reject) => { t = setTimeout(() => reject(new Error('timeout')), ms) })])
   } finally { clearTimeout(t) }
+}
+
+/**
+ * Connects a viewer to its target: on failure the viewer is closed with the reason its page shows; a viewer
+ * that left meanwhile drops the new connection. Undefined when there is nothing to relay.
+ */
+async function attachTarget<C extends { socket: Socket }> (v: Viewer, connect: () => Promise<C>, what: string): Promise<C | undefined> {
+  let conn: C
+  try {
+    conn = await connect()
+  } catch (err) {
+    const code = err instanceof PortholeError ? err.code : 'internal'
+    v.log.warn({ code, reason: (err as Error).message }, `${what} failed`)
+    v.close(code === 'auth' ? 'targetAuth' : 'unreachable')
+    return undefined
+  }
+  if (v.closed) { conn.socket.destroy(); return undefined }
+  v.tcp = conn.socket
+  conn.socket.on('error', (err) => v.log.debug({ err: { message: err.message } }, `${what} socket error`))
+  conn.socket.on('close', () => v.close('targetClosed'))
+  return conn
+}
+
+/** Target → browser with backpressure: a slow browser pauses the target rather than growing our memory. */
+function pipeToViewer (tcp: Socket, ws: WebSocket): void {
+  let paused = false
+  tcp.on('data', (b: Buffer) => {
+    ws.send(b, () => {
+      if (paused && ws.bufferedAmount < 256 * 1024) { paused = false; tcp.resume() }
+    })
+    if (!paused && ws.bufferedAmount > 4 * 1024 * 1024) { paused = true; tcp.pause() }
+  })
 }
