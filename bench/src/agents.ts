@@ -131,8 +131,8 @@ async function kvmFleet (t: After, stack: Stack, tenant: string): Promise<Fleet>
     allOn: async () => (await Promise.all(doms.map(async d => await d.state()))).every(s => s === 'running'),
     notes: 'kvm: status and "on" of a running domain = one lookup + one state read over a kept libvirt connection; ' +
       '"off" = destroy + one read; "on" = create (qemu starts) + one read. KVM_POLL_MS is used only by shutdown and reboot. ' +
-      'The agent keeps one libvirt connection per URI, and libvirtd runs at most max_client_requests (default 5) calls of one ' +
-      'connection at a time: at 10 clients the slow destroy/create calls queue behind each other (virsh opens a connection per call).'
+      'libvirtd runs at most max_client_requests (default 5) calls of one connection at a time, so the agent keeps ' +
+      'KVM_CONNECTIONS_PER_URI (default 4) connections per URI and uses them in turn (virsh opens a connection per call).'
   }
 }
 
