@@ -62,7 +62,7 @@ export class Stack {
   /** Stops one service (SIGKILL when `hard`) and waits for it to exit. */
   async stop (name: ServiceName, hard = false): Promise<void> {
     const p = this.procs.get(name)
-    if (p === undefined || p.exitCode !== null) return
+    if (p === undefined || p.exitCode !== null || p.signalCode !== null) return // already gone: its 'exit' will not come again
     const exited = new Promise<void>(resolve => p.once('exit', () => resolve()))
     p.kill(hard ? 'SIGKILL' : 'SIGTERM')
     const t = setTimeout(() => p.kill('SIGKILL'), 10_000)
