@@ -25,6 +25,9 @@ import { stripQuery } from '@porthole/shared/logging'
 import type { ConsoleSessionStore } from '@porthole/shared/store'
 import { checkToken, TOKEN_PROTOCOL, tokenFromProtocols, type ViewerHub } from './viewers.js'
 
+/** The largest message a viewer may send (RFB client cut text, a pasted line on a serial console). */
+export const MAX_VIEWER_MESSAGE = 1024 * 1024
+
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
 const PAGE = new RegExp(`^/s/(${UUID})$`)
 const INFO = new RegExp(`^/s/(${UUID})/info$`)
@@ -218,7 +221,9 @@ export function createHttp (d: HttpDeps): Server {
   // The subprotocol echoed back: the viewer's own ('binary' for noVNC, 'guacamole'), never the token one.
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload: 16 * 1024 * 1024,
+    // A browser sends keys, pointer moves, update requests and clipboard text: 1 MiB is ample, and nobody
+    // gets to make us buffer more before their token has been checked.
+    maxPayload: MAX_VIEWER_MESSAGE,
     handleProtocols: (protocols) => {
       for (const p of protocols) if (!p.startsWith(TOKEN_PROTOCOL)) return p
       return false

@@ -87,6 +87,9 @@ export interface HubDeps {
   log: Logger
 }
 
+/** How much a viewer may send before its target is connected. */
+const MAX_EARLY_BYTES = 256 * 1024
+
 class Viewer {
   readonly id = randomUUID()
   closed = false
@@ -173,8 +176,14 @@ export class ViewerHub {
   /** Takes over an upgraded WebSocket: authenticates it, then connects it to its target. */
   async accept (ws: WebSocket, sessionId: string, token: string | undefined, ip: string | undefined): Promise<void> {
     const log = this.log.child({ sessionId, ip })
+    // What the page sends before its target is connected is kept for the target, within a bound.
     const early: Array<[RawData, boolean]> = []
-    const onEarly = (d: RawData, binary: boolean): void => { early.push([d, binary]) }
+    let earlyBytes = 0
+    const onEarly = (d: RawData, binary: boolean): void => {
+      earlyBytes += toBuffer(d).length
+      if (earlyBytes > MAX_EARLY_BYTES) { log.info({ bytes: earlyBytes }, 'viewer sent too much before its console was ready'); closeWs(ws, 'invalid'); return }
+      early.push([d, binary])
+    }
     ws.on('message', onEarly)
     ws.on('error', (err) => log.debug({ err: { message: err.message } }, 'viewer socket error'))
 

@@ -8,6 +8,9 @@ import type { Ctx } from '../context.js'
 import { takeConsoleUrl } from '../jobs.js'
 import { IdParams, errors } from '../schemas.js'
 
+/** Bytes an event stream may have waiting for a slow client before it is dropped. */
+const SSE_MAX_BUFFERED = 1024 * 1024
+
 export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
   const streams = new Set<ServerResponse>()
   return async (app) => {
@@ -79,6 +82,8 @@ export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         if (scope !== undefined && e.tenantId !== scope) return
         if (serverId !== undefined && e.serverId !== serverId) return
         if (jobId !== undefined && e.jobId !== jobId) return
+        // A client that stops reading is dropped rather than buffered without bound; it can reconnect.
+        if (res.writableLength > SSE_MAX_BUFFERED) { req.log.info({ buffered: res.writableLength }, 'event stream client too slow; closed'); res.destroy(); return }
         res.write(`event: job\ndata: ${JSON.stringify(e)}\n\n`)
       }
       const stop = ctx.waiter.feed(send)
