@@ -308,6 +308,19 @@ test('a malformed mint request is dead-lettered and its job failed as poison', a
   assert.equal(update.error?.code, 'poison')
 })
 
+test('a viewer message over 1 MiB closes that viewer (1009), and the gateway serves the next one', async () => {
+  const m = await h.mint({ target })
+  const v = openViewer(h, m.sessionId, m.token)
+  await v.opened
+  v.ws.send(Buffer.alloc(1024 * 1024 + 1))
+  const c = await v.closed
+  assert.equal(c.code, 1009)
+  const again = openViewer(h, m.sessionId, m.token)
+  await again.opened
+  await rfbHandshake(again)
+  again.ws.close()
+})
+
 test('the gateway\'s logs hold no token and no VNC password', async () => {
   assert.ok(h.tokens.length >= 10)
   const logs = h.stack.logs()
@@ -328,17 +341,4 @@ test('SIGTERM closes live viewers with 1001 shutdown and the gateway exits 0', a
   const c = await v.closed
   assert.deepEqual([c.code, c.reason], [1001, 'shutdown'])
   assert.equal(await exited, 0)
-})
-
-test('a viewer message over 1 MiB closes that viewer (1009), and the gateway serves the next one', async () => {
-  const m = await h.mint({ target })
-  const v = openViewer(h, m.sessionId, m.token)
-  await v.opened
-  v.ws.send(Buffer.alloc(1024 * 1024 + 1))
-  const c = await v.closed
-  assert.equal(c.code, 1009)
-  const again = openViewer(h, m.sessionId, m.token)
-  await again.opened
-  await rfbHandshake(again)
-  again.ws.close()
 })
