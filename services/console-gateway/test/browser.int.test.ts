@@ -1,12 +1,10 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
-import { tinyDomain, virsh, waitFor, type TinyDomain } from '@porthole/shared/testing'
+import { createHash } from 'node:crypto'
+import type { BrowserContext, Page } from 'playwright-core'
+import { tinyDomain, waitFor, type TinyDomain } from '@porthole/shared/testing'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
-import { fileScope, harness, solBridge, vncTarget, type Harness } from './support.js'
+import { fileScope, harness, launchChromium, vmScreenshot, solBridge, vncTarget, type Harness } from './support.js'
 
 const PASSWORD = 's3cret'
 const suite = fileScope(after)
@@ -16,19 +14,11 @@ let target: ConsoleTarget
 let browser: BrowserContext
 
 before(async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
-  suite.after(async () => { await rm(dir, { recursive: true, force: true }) })
   ;[h, vm, browser] = await Promise.all([
     harness(suite),
     tinyDomain(suite, { vncPassword: PASSWORD }),
-    chromium.launchPersistentContext(dir, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-      viewport: { width: 1024, height: 700 }
-    })
+    launchChromium(suite, { width: 1024, height: 700 })
   ])
-  suite.after(async () => { await browser.close() })
   target = await vncTarget(await vm.vncPort(), PASSWORD)
 })
 
@@ -210,13 +200,5 @@ test('the browser\'s traffic and the gateway\'s logs hold no token and no VNC pa
 })
 
 async function screenshotSum (d: TinyDomain): Promise<string> {
-  const { mkdtemp: mk, readFile } = await import('node:fs/promises')
-  const { createHash } = await import('node:crypto')
-  const dir = await mk(join(tmpdir(), 'porthole-shot-'))
-  try {
-    await virsh('screenshot', d.name, join(dir, 's.ppm'))
-    return createHash('sha256').update(await readFile(join(dir, 's.ppm'))).digest('hex')
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
+  return createHash('sha256').update(await vmScreenshot(d)).digest('hex')
 }

@@ -8,14 +8,11 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { inflateSync } from 'node:zlib'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
-import { tinyDomain, virsh, waitFor, type TinyDomain } from '@porthole/shared/testing'
+import type { BrowserContext, Page } from 'playwright-core'
+import { tinyDomain, waitFor, type TinyDomain } from '@porthole/shared/testing'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
-import { fileScope, harness, vncTarget, type Harness } from './support.js'
+import { fileScope, harness, launchChromium, vmScreenshot, vncTarget, type Harness } from './support.js'
 
 const GUACD_HOST = process.env.GUACD_HOST
 const GUACD_PORT = process.env.GUACD_PORT ?? '4822'
@@ -31,19 +28,11 @@ let browser: BrowserContext
 
 before(async () => {
   if (skip !== false) return
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
-  suite.after(async () => { await rm(dir, { recursive: true, force: true }) })
   ;[h, vm, browser] = await Promise.all([
     harness(suite, { envFor: { 'console-gateway': { GUACD_HOST: GUACD_HOST as string, GUACD_PORT } } }),
     tinyDomain(suite, { vncPassword: PASSWORD }),
-    chromium.launchPersistentContext(dir, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-      viewport: { width: 1024, height: 700 }
-    })
+    launchChromium(suite, { width: 1024, height: 700 })
   ])
-  suite.after(async () => { await browser.close() })
   target = await vncTarget(await vm.vncPort(), PASSWORD)
   // The VM's BIOS has drawn something before any test looks for it.
   await waitFor(async () => (await screenshot(vm)).lit > 200, 10_000, 'the VM\'s first screen')
@@ -83,16 +72,10 @@ interface Shot { width: number, height: number, rgb: Buffer, lit: number, sum: s
 
 /** The VM's screen as libvirt sees it (`virsh screenshot`; this libvirt writes a PNG). */
 async function screenshot (d: TinyDomain): Promise<Shot> {
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-shot-'))
-  try {
-    await virsh('screenshot', d.name, join(dir, 's.img'))
-    const { width, height, rgb } = decodePng(await readFile(join(dir, 's.img')))
-    let lit = 0
-    for (let p = 0; p + 2 < rgb.length; p += 3) if ((rgb[p] as number) + (rgb[p + 1] as number) + (rgb[p + 2] as number) > 60) lit++
-    return { width, height, rgb, lit, sum: createHash('sha256').update(rgb).digest('hex') }
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
+  const { width, height, rgb } = decodePng(await vmScreenshot(d))
+  let lit = 0
+  for (let p = 0; p + 2 < rgb.length; p += 3) if ((rgb[p] as number) + (rgb[p + 1] as number) + (rgb[p + 2] as number) > 60) lit++
+  return { width, height, rgb, lit, sum: createHash('sha256').update(rgb).digest('hex') }
 }
 
 /** Decodes the PNGs QEMU writes (8-bit RGB or RGBA, not interlaced) to RGB. */

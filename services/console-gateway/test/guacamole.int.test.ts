@@ -7,13 +7,9 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { chromium } from 'playwright-core'
 import { freePort, waitFor } from '@porthole/shared/testing'
-import { fileScope, harness, openViewer, type Harness } from './support.js'
+import { fileScope, harness, launchChromium, openViewer, type Harness } from './support.js'
 
 const suite = fileScope(after)
 const PASSWORD = 'gu4c-pw'
@@ -140,14 +136,9 @@ test('a guacamole token from the browser is never accepted: the guacd door sees 
   await v.closed
 })
 
-test('the console page drives guacamole-common-js through the gateway to guacd', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
-  const browser = await chromium.launchPersistentContext(dir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run']
-  })
-  try {
+test('the console page drives guacamole-common-js through the gateway to guacd', async (t) => {
+  const browser = await launchChromium(t)
+  {
     const m = await h.mint({ target: { kind: 'vnc', host: '192.0.2.12', port: 5903, password: PASSWORD }, protocol: 'guacamole', serverName: 'guac-1' })
     const from = guacd.received.length
     const page = await browser.newPage()
@@ -165,9 +156,6 @@ test('the console page drives guacamole-common-js through the gateway to guacd',
     assert.deepEqual(keys.slice(0, 3), ['65507:1', '65513:1', '65535:1'])
     assert.deepEqual(errors, [])
     await page.close()
-  } finally {
-    await browser.close()
-    await rm(dir, { recursive: true, force: true })
   }
 })
 

@@ -5,14 +5,10 @@
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, request, type Server } from 'node:http'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { chromium } from 'playwright-core'
 import { freePort, tinyDomain, type TinyDomain } from '@porthole/shared/testing'
-import { fileScope, harness, vncTarget, type Harness } from './support.js'
+import { fileScope, harness, launchChromium, vncTarget, type Harness } from './support.js'
 
 const PREFIX = '/console-gw'
 const suite = fileScope(after)
@@ -71,13 +67,8 @@ before(async () => {
 test('behind a prefix-stripping proxy the console works, and closes after the idle time without input', async (t) => {
   const m = await h.mint({ target: await vncTarget(await vm.vncPort(), 's3cret') })
   assert.ok(m.grant.url.startsWith(`http://127.0.0.1:${proxyPort}${PREFIX}/s/${m.sessionId}#`))
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
-  const browser = await chromium.launchPersistentContext(dir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run']
-  })
-  try {
+  const browser = await launchChromium(t)
+  {
     const page = await browser.newPage()
     const errors: string[] = []
     page.on('pageerror', e => errors.push(e.message))
@@ -96,8 +87,5 @@ test('behind a prefix-stripping proxy the console works, and closes after the id
     const logs = h.stack.logs()
     assert.ok(logs.includes('"ip":"203.0.113.9"'), 'TRUST_PROXY takes the client address from X-Forwarded-For')
     assert.ok(!logs.includes(m.token))
-  } finally {
-    await browser.close()
-    await rm(dir, { recursive: true, force: true })
   }
 })

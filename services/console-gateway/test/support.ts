@@ -7,13 +7,17 @@
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { chromium, type BrowserContext } from 'playwright-core'
 import { WebSocket } from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import type { ConsoleGrant, ConsoleResult, ConsoleTarget, Job, JobUpdate } from '@porthole/shared/contracts'
 import { SecretBox } from '@porthole/shared/crypto'
 import { createLogger } from '@porthole/shared/logging'
 import { ConsoleSessionStore, createRedis, grantAad, JobStore, type Redis } from '@porthole/shared/store'
-import { startStack, waitFor, type Stack, type StackOptions } from '@porthole/shared/testing'
+import { startStack, virsh, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/shared/testing'
 
 type After = { after: (fn: () => Promise<void>) => void }
 
@@ -232,5 +236,32 @@ export async function solBridge (t: After, greeting = ''): Promise<SolBridge> {
     target: { kind: 'sol', host: '127.0.0.1', port, password: token },
     received: () => received,
     send: (b) => { for (const s of sockets) s.write(b) }
+  }
+}
+
+/**
+ * Debian's Chromium, headless, with a fresh profile; closed (and its profile removed) in `scope.after`.
+ * --disable-background-networking: this machine has no network, and Chromium would keep trying.
+ */
+export async function launchChromium (scope: After, viewport?: { width: number, height: number }): Promise<BrowserContext> {
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
+  const browser = await chromium.launchPersistentContext(dir, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+    ...(viewport === undefined ? {} : { viewport })
+  })
+  scope.after(async () => { await browser.close(); await rm(dir, { recursive: true, force: true }) })
+  return browser
+}
+
+/** The VM's screen as libvirt itself captures it: the bytes `virsh screenshot` writes (PNG with libvirt 9). */
+export async function vmScreenshot (d: TinyDomain): Promise<Buffer> {
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-shot-'))
+  try {
+    await virsh('screenshot', d.name, join(dir, 'screen'))
+    return await readFile(join(dir, 'screen'))
+  } finally {
+    await rm(dir, { recursive: true, force: true })
   }
 }
