@@ -2,18 +2,30 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { createServer, connect, type Socket } from 'node:net'
-import { AmqpClient, names, type Delivery, type Disposition } from '../../src/amqp/index.js'
+import { AmqpClient, names, type AmqpOptions, type Delivery, type Disposition } from '../../src/amqp/index.js'
 import { UnavailableError, PortholeError } from '../../src/errors/index.js'
 import { createLogger } from '../../src/logging/index.js'
-import { dropNamespace, services, tcpProxy, uniqueNamespace, waitFor } from '../../src/testing/index.js'
+import { dropNamespace, services, tcpProxy, uniqueNamespace, waitFor, type TcpProxy } from '../../src/testing/index.js'
 
 const log = createLogger({ name: 'test', level: 'silent' })
 
-async function client (t: { after: (fn: () => Promise<void>) => void }, url?: string, ns = uniqueNamespace()): Promise<{ c: AmqpClient, ns: string }> {
+type Scope = { after: (fn: () => Promise<void>) => void }
+
+async function client (t: Scope, url?: string, opts: Partial<AmqpOptions> = {}): Promise<{ c: AmqpClient, ns: string }> {
   const svc = await services()
-  const c = new AmqpClient({ url: url ?? svc.rabbitmqUrl, namespace: ns, log, name: 'test', backoff: { initialMs: 20, maxMs: 200 } })
+  const ns = uniqueNamespace()
+  const c = new AmqpClient({ url: url ?? svc.rabbitmqUrl, namespace: ns, log, name: 'test', backoff: { initialMs: 20, maxMs: 200 }, ...opts })
   t.after(async () => { await c.close(); await dropNamespace(ns, svc) })
   return { c, ns }
+}
+
+/** A TCP proxy to the real broker that the test can cut, refuse or freeze; returns the URL through it. */
+async function throughProxy (t: Scope): Promise<{ proxy: TcpProxy, url: string }> {
+  const svc = await services()
+  const target = new URL(svc.rabbitmqUrl)
+  const proxy = await tcpProxy(target.hostname, Number(target.port))
+  t.after(async () => await proxy.close())
+  return { proxy, url: proxy.url(svc.rabbitmqUrl) }
 }
 
 function collector (): { seen: Delivery[], handler: (d: Delivery) => Promise<Disposition> } {
@@ -69,11 +81,8 @@ test('a handler that keeps throwing is dead-lettered after the delivery limit, n
 })
 
 test('after the connection drops, publish fails at once, then the client reconnects and consumes again by itself', async (t) => {
-  const svc = await services()
-  const target = new URL(svc.rabbitmqUrl)
-  const proxy = await tcpProxy(target.hostname, Number(target.port))
-  t.after(async () => await proxy.close())
-  const { c, ns } = await client(t, proxy.url(svc.rabbitmqUrl))
+  const { proxy, url } = await throughProxy(t)
+  const { c, ns } = await client(t, url)
   await c.start()
   const n = names(ns)
   const { seen, handler } = collector()
@@ -94,11 +103,8 @@ test('after the connection drops, publish fails at once, then the client reconne
 })
 
 test('close returns promptly even when the broker stopped answering', async (t) => {
-  const svc = await services()
-  const target = new URL(svc.rabbitmqUrl)
-  const proxy = await tcpProxy(target.hostname, Number(target.port))
-  t.after(async () => await proxy.close())
-  const { c, ns } = await client(t, proxy.url(svc.rabbitmqUrl))
+  const { proxy, url } = await throughProxy(t)
+  const { c, ns } = await client(t, url)
   await c.start()
   await c.consume(names(ns).receiverQueue, async () => 'ack', { prefetch: 1 })
   proxy.freeze()
@@ -108,13 +114,8 @@ test('close returns promptly even when the broker stopped answering', async (t) 
 })
 
 test('a publish the broker never confirms fails with UnavailableError after the confirm timeout instead of hanging', async (t) => {
-  const svc = await services()
-  const target = new URL(svc.rabbitmqUrl)
-  const proxy = await tcpProxy(target.hostname, Number(target.port))
-  t.after(async () => await proxy.close())
-  const ns = uniqueNamespace()
-  const c = new AmqpClient({ url: proxy.url(svc.rabbitmqUrl), namespace: ns, log, name: 'test', confirmTimeoutMs: 500 })
-  t.after(async () => { await c.close(); await dropNamespace(ns, svc) })
+  const { proxy, url } = await throughProxy(t)
+  const { c, ns } = await client(t, url, { confirmTimeoutMs: 500 })
   await c.start()
   const n = names(ns)
   await c.publish(n.jobsExchange, n.receiverKey, { before: 'freeze' })
@@ -126,13 +127,8 @@ test('a publish the broker never confirms fails with UnavailableError after the 
 })
 
 test('queueStats fails within its bound when the broker stopped answering (a /metrics scrape never hangs)', async (t) => {
-  const svc = await services()
-  const target = new URL(svc.rabbitmqUrl)
-  const proxy = await tcpProxy(target.hostname, Number(target.port))
-  t.after(async () => await proxy.close())
-  const ns = uniqueNamespace()
-  const c = new AmqpClient({ url: proxy.url(svc.rabbitmqUrl), namespace: ns, log, name: 'test', statsTimeoutMs: 300 })
-  t.after(async () => { await c.close(); await dropNamespace(ns, svc) })
+  const { proxy, url } = await throughProxy(t)
+  const { c, ns } = await client(t, url, { statsTimeoutMs: 300 })
   await c.start()
   const n = names(ns)
   assert.equal((await c.queueStats([n.receiverQueue])).length, 1)

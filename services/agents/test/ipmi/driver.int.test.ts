@@ -1,10 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readdir, readFile, stat } from 'node:fs/promises'
-import { PortholeError } from '@porthole/shared/errors'
 import { waitFor } from '@porthole/shared/testing'
 import { createIpmiDriver } from '../../src/ipmi/index.js'
-import { agentContext } from './context.js'
+import { agentContext, rejectsWith } from '../context.js'
 import { freeUdpPort, startIpmiSim, type IpmiSim } from './ipmi-sim.js'
 
 const driver = (minIntervalMs = 50) => createIpmiDriver({ minIntervalMs, pollIntervalMs: 200 })
@@ -17,17 +16,6 @@ function ctxFor (sim: Pick<IpmiSim, 'host' | 'port' | 'username' | 'password'>, 
     secrets: { connection: { password: o.password ?? sim.password }, console: o.consolePassword === undefined ? undefined : { password: o.consolePassword } },
     deadlineMs: o.deadlineMs
   })
-}
-
-async function rejectsWith (p: Promise<unknown>, code: string): Promise<PortholeError> {
-  try {
-    await p
-  } catch (err) {
-    assert.ok(err instanceof PortholeError, `expected a PortholeError, got ${String(err)}`)
-    assert.equal(err.code, code, err.message)
-    return err
-  }
-  assert.fail(`expected a ${code} error`)
 }
 
 test('status, on, off and reset change the simulated chassis as asked', async (t) => {

@@ -11,7 +11,7 @@ import { createRedis } from '@porthole/shared/store'
 import { dropNamespace, services, testSecretKey, uniqueNamespace, waitFor } from '@porthole/shared/testing'
 import { createIpmiDriver } from '../../src/ipmi/index.js'
 import { SolTickets, startSolBridge, type SolBridge } from '../../src/ipmi/sol.js'
-import { agentContext, type TestCtx } from './context.js'
+import { agentContext, type TestCtx } from '../context.js'
 import { startIpmiSim, startSerialDevice, type IpmiSim } from './ipmi-sim.js'
 
 interface Setup { sim: IpmiSim, bridge: SolBridge, tickets: SolTickets, lines: string[], ctx: (o?: { password?: string, ttlSeconds?: number }) => TestCtx }

@@ -8,7 +8,7 @@ import { createLogger } from '@porthole/shared/logging'
 import { TEST_LIBVIRT_URI, tinyDomain, virsh, waitFor } from '@porthole/shared/testing'
 import type { AgentContext } from '../../src/driver.js'
 import { KvmDriver } from '../../src/kvm/driver.js'
-import { testJob } from '../ipmi/context.js'
+import { testJob } from '../context.js'
 
 const SHUTDOWN_WAIT_MS = 1500
 const driver = new KvmDriver({ consoleHosts: {}, shutdownWaitMs: SHUTDOWN_WAIT_MS, pollMs: 100 })

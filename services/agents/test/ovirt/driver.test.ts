@@ -1,27 +1,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
-import { PortholeError } from '@porthole/shared/errors'
 import { waitFor } from '@porthole/shared/testing'
 import { createOvirtDriver } from '../../src/ovirt/index.js'
-import { agentContext } from '../ipmi/context.js'
+import { agentContext, rejectsWith } from '../context.js'
 import { makePki, startOvirtSimulator, type OvirtSimulator } from './simulator.js'
 
 function ctxFor (sim: Pick<OvirtSimulator, 'url' | 'username' | 'password'>, vmId: string, o: { caCert?: string | null, password?: string, deadlineMs?: number, lines?: string[], ttlSeconds?: number } = {}) {
   const connection: Record<string, unknown> = { url: sim.url, username: sim.username, vmId }
   if (o.caCert !== null && o.caCert !== undefined) connection.caCert = o.caCert
   return agentContext({ agent: 'ovirt', connection, secrets: { connection: { password: o.password ?? sim.password } }, deadlineMs: o.deadlineMs, lines: o.lines, ttlSeconds: o.ttlSeconds })
-}
-
-async function rejectsWith (p: Promise<unknown>, code: string): Promise<PortholeError> {
-  try {
-    await p
-  } catch (err) {
-    assert.ok(err instanceof PortholeError, `expected a PortholeError, got ${String(err)}`)
-    assert.equal(err.code, code, err.message)
-    return err
-  }
-  assert.fail(`expected a ${code} error`)
 }
 
 const statuses = (sim: OvirtSimulator, id: string): string[] => sim.vm(id)!.history.map(h => h.status)

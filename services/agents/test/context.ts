@@ -1,9 +1,11 @@
+import assert from 'node:assert/strict'
 /** An AgentContext for driver tests, with a deadline and a logger whose every line the test can read. */
 import { randomUUID } from 'node:crypto'
 import { Writable } from 'node:stream'
 import type { Job, ServerSecrets, StoredServer } from '@porthole/shared/contracts'
 import { createLogger } from '@porthole/shared/logging'
-import type { AgentContext } from '../../src/driver.js'
+import { PortholeError } from '@porthole/shared/errors'
+import type { AgentContext } from '../src/driver.js'
 
 export interface TestCtx extends AgentContext { lines: string[] }
 
@@ -34,4 +36,16 @@ export function testJob (server: StoredServer, deadlineMs: number, ttlSeconds = 
     console: { protocol: 'vnc', ttlSeconds, singleUse: false },
     createdAt: new Date().toISOString(), deadline: new Date(Date.now() + deadlineMs).toISOString(), attempt: 1, traceId: 'test'
   }
+}
+
+/** Awaits a failure and checks its class: the PortholeError, for more assertions. */
+export async function rejectsWith (p: Promise<unknown>, code: string): Promise<PortholeError> {
+  try {
+    await p
+  } catch (err) {
+    assert.ok(err instanceof PortholeError, `expected a PortholeError, got ${String(err)}`)
+    assert.equal(err.code, code, err.message)
+    return err
+  }
+  assert.fail(`expected a ${code} error`)
 }
