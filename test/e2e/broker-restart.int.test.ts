@@ -36,9 +36,13 @@ test('every accepted job ends while RabbitMQ restarts mid-run', { timeout: 180_0
     }
   })()
   await new Promise(resolve => setTimeout(resolve, 1500))
-  await run('rabbitmqctl', ['stop_app'], { timeout: 60_000 })
-  await new Promise(resolve => setTimeout(resolve, 1500))
-  await run('rabbitmqctl', ['start_app'], { timeout: 60_000 })
+  try {
+    await run('rabbitmqctl', ['stop_app'], { timeout: 60_000 })
+    await new Promise(resolve => setTimeout(resolve, 1500))
+  } finally {
+    // Whatever happened, the broker comes back for the tests after this one.
+    await run('rabbitmqctl', ['start_app'], { timeout: 60_000 })
+  }
   await run('rabbitmqctl', ['await_startup'], { timeout: 60_000 })
   // Load goes on until the API publishes again.
   await waitFor(async () => (await stack.api('GET', '/readyz')).status === 200, 60_000, 'API ready again')
@@ -52,7 +56,8 @@ test('every accepted job ends while RabbitMQ restarts mid-run', { timeout: 180_0
   const byState = new Map<string, number>()
   for (const j of ends) byState.set(j.state, (byState.get(j.state) ?? 0) + 1)
   t.diagnostic(`accepted ${accepted.length}, refused ${refused.length}, ended: ${JSON.stringify(Object.fromEntries(byState))}`)
-  assert.equal(ends.length, accepted.length)
+  // Nothing accepted was lost or left to time out: the outage is seconds, every deadline is longer.
+  assert.deepEqual(Object.fromEntries(byState), { succeeded: accepted.length })
   // After the outage the pipeline works again end to end.
   const r = await stack.api('GET', `/v1/servers/${ids[0]}/status`)
   assert.equal(r.status, 200, JSON.stringify(r.body))

@@ -80,6 +80,7 @@ test('status matches libvirt when running, paused and off', async (t) => {
 test('two power jobs for one server run one after the other', async (t) => {
   const dom = await tinyDomain(t)
   const id = await kvmServer(stack, acme.tenantId, dom)
+  const before = Number(await domId(dom))
   const [a, b] = await Promise.all(['reset', 'reset'].map(async (action) => await stack.api('POST', `/v1/servers/${id}/power`, { action })))
   assert.equal(a?.status, 202); assert.equal(b?.status, 202)
   const { finished } = await import('./fixtures.js')
@@ -88,4 +89,7 @@ test('two power jobs for one server run one after the other', async (t) => {
   const at = (j: { history: Array<{ state: string, at: string }> }, s: string): number => Date.parse(j.history.find(h => h.state === s)?.at ?? '')
   const [first, second] = at(ja, 'dispatched') < at(jb, 'dispatched') ? [ja, jb] : [jb, ja]
   assert.ok(at(second, 'dispatched') >= at(first, 'succeeded'), 'the second job was dispatched before the first ended')
+  // libvirt numbers each start of a domain: two resets are two restarts, neither lost in the other.
+  assert.ok(Number(await domId(dom)) >= before + 2, 'libvirt saw fewer than two restarts')
+  assert.equal(await dom.state(), 'running')
 })
