@@ -12,7 +12,7 @@ import {
 import { SecretBox } from '@porthole/shared/crypto'
 import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { Locks, createRedis } from '@porthole/shared/store'
+import { Locks, createRedis, keys } from '@porthole/shared/store'
 import type { AgentsConfig } from './config.js'
 import type { AgentContext, AgentDriver } from './driver.js'
 import { DRIVERS, type DriverFactory } from './drivers.js'
@@ -45,6 +45,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   }
   const redis = createRedis(config.REDIS_URL, log, 'porthole-agents')
   const locks = new Locks(redis, ns)
+  const k = keys(ns)
   // The serial-over-LAN bridge runs where the ipmi type is served; its port is known once it listens.
   const tickets = config.AGENT_TYPES.includes('ipmi') ? new SolTickets(redis, box, ns) : undefined
   let bridge: SolBridge | undefined
@@ -70,8 +71,8 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       // At most once: a redelivered request (the broker lost our ack, or we requeued after failing to report)
       // must not reset or reboot a server a second time. The first delivery claims the job; a later one only
       // re-sends the outcome the first recorded, or leaves the job to its deadline if there is none yet.
-      const claimKey = `${ns}:agent:claim:${job.id}`
-      const outcomeKey = `${ns}:agent:outcome:${job.id}`
+      const claimKey = k.agentClaim(job.id)
+      const outcomeKey = k.agentOutcome(job.id)
       const keepMs = Math.max(1000, deadline.getTime() - Date.now()) + 600_000
       try {
         if (await redis.set(claimKey, String(process.pid), 'PX', keepMs, 'NX') !== 'OK') {

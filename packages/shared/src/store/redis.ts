@@ -61,6 +61,9 @@ export function keys (ns: string) {
     sessionViewer: (id: string) => `${p}console:viewer:${id}`,
     sessionEvents: `${p}events:console`,
     grant: (jobId: string) => `${p}console:grant:${jobId}`,
+    agentClaim: (jobId: string) => `${p}agent:claim:${jobId}`,
+    agentOutcome: (jobId: string) => `${p}agent:outcome:${jobId}`,
+    solTicket: (tokenHash: string) => `${p}sol:ticket:${tokenHash}`,
     audit: `${p}audit`
   }
 }

@@ -24,7 +24,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { randomToken, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
 import { AuthError, type PortholeError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
-import type { Redis } from '@porthole/shared/store'
+import { keys, type Redis } from '@porthole/shared/store'
 import { classifyFailure, runIpmitool, type Bmc } from './ipmitool.js'
 
 /** The first line the gateway sends. */
@@ -42,7 +42,7 @@ interface Ticket { bmc: Bmc, expiresAt: number }
 export class SolTickets {
   constructor (private readonly redis: Redis, private readonly box: SecretBox, private readonly namespace: string) {}
 
-  private key (hash: string): string { return `${this.namespace}:sol:ticket:${hash}` }
+  private key (hash: string): string { return keys(this.namespace).solTicket(hash) }
 
   /** Registers a BMC for `ttlSeconds`; returns the token (the only copy). */
   async register (bmc: Bmc, ttlSeconds: number): Promise<string> {
