@@ -13,21 +13,26 @@ try {
 }
 
 const log = createLogger({ name: 'api', level: config.LOG_LEVEL })
+// Handlers first, and on rather than once: Ctrl-C signals the whole process group and the supervisor then
+// forwards SIGTERM too, so a second signal must be ignored, not left to its default (exit 143).
+let api: Awaited<ReturnType<typeof startApi>> | undefined
+let stopping = false
+const stop = (signal: string): void => {
+  if (stopping) return
+  stopping = true
+  log.info({ signal }, 'shutting down')
+  const force = setTimeout(() => { log.error('shutdown took too long'); process.exit(1) }, 10_000)
+  force.unref()
+  if (api === undefined) { log.info('stopped before ready'); process.exit(0) }
+  api.close().then(() => { log.info('stopped'); process.exit(0) }, (err: unknown) => { log.error({ err }, 'shutdown failed'); process.exit(1) })
+}
+process.on('SIGTERM', () => stop('SIGTERM'))
+process.on('SIGINT', () => stop('SIGINT'))
 try {
-  const api = await startApi(config, log)
+  api = await startApi(config, log)
   const addr = api.app.server.address()
   log.info({ port: typeof addr === 'object' && addr !== null ? addr.port : config.API_PORT, namespace: config.PORTHOLE_NAMESPACE }, 'ready')
-  let stopping = false
-  const stop = (signal: string): void => {
-    if (stopping) return
-    stopping = true
-    log.info({ signal }, 'shutting down')
-    const force = setTimeout(() => { log.error('shutdown took too long'); process.exit(1) }, 10_000)
-    force.unref()
-    api.close().then(() => { log.info('stopped'); process.exit(0) }, (err: unknown) => { log.error({ err }, 'shutdown failed'); process.exit(1) })
-  }
-  process.once('SIGTERM', () => stop('SIGTERM'))
-  process.once('SIGINT', () => stop('SIGINT'))
+  if (stopping) await api.close().then(() => process.exit(0))
 } catch (err) {
   log.fatal({ err }, 'start failed')
   process.exit(1)
