@@ -4,10 +4,10 @@
  * deadline, and reports progress and outcome as JobUpdates to `<ns>.results`. Console jobs end here with a
  * ConsoleMintRequest to the gateway, which publishes the final update once it has made the session.
  */
-import { AmqpClient, names, type Delivery, type Disposition } from '@porthole/shared/amqp'
+import { AmqpClient, names, ttlUntil, type Delivery, type Disposition } from '@porthole/shared/amqp'
 import { ConfigError } from '@porthole/shared/config'
 import {
-  AgentRequest, compile, type ConsoleMintRequest, type JobFailure, type JobUpdate, type PowerStatus, type ServerSecrets
+  AgentRequest, compile, type ConsoleMintRequest, type Job, type JobFailure, type JobKind, type JobUpdate, type PowerStatus, type ServerSecrets
 } from '@porthole/shared/contracts'
 import { SecretBox } from '@porthole/shared/crypto'
 import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/shared/errors'
@@ -53,8 +53,9 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   const active: AgentDriver[] = config.AGENT_TYPES.map(type => (drivers[type] as DriverFactory)({ config, log: log.child({ component: type }), locks, sol }))
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: `porthole-agents(${config.AGENT_TYPES.join(',')})` })
 
-  async function update (u: JobUpdate): Promise<void> {
-    await amqp.publish(n.resultsExchange, n.resultsKey, u)
+  /** Publishes a job's update in its job's lane (a poison request's, whose kind is unknown, in the durable one). */
+  async function update (u: JobUpdate, kind: JobKind = 'power'): Promise<void> {
+    await amqp.publish(n.resultsExchange, n.resultsKeyOf(kind), u)
   }
 
   function handler (driver: AgentDriver): (d: Delivery) => Promise<Disposition> {
@@ -82,7 +83,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
             return 'ack'
           }
           l.info('job redelivered after it ran; sending its recorded outcome again')
-          return await report(JSON.parse(stored) as Outcome, l, 0)
+          return await report(JSON.parse(stored) as Outcome, job, l, 0)
         }
       } catch (err) {
         l.warn({ err: brief(err) }, 'could not claim the job; requeueing')
@@ -90,7 +91,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       }
       // "running" goes out now but is not waited for: its confirm would sit on every job's critical path.
       // The result is published later on the same channel, so the receiver still sees them in order.
-      const running = update({ jobId: job.id, state: 'running', at: new Date().toISOString() })
+      const running = update({ jobId: job.id, state: 'running', at: new Date().toISOString() }, job.kind)
         .catch((err: unknown) => l.warn({ err: brief(err) }, 'could not report running'))
 
       // Fires at the deadline: drivers bound every call by it.
@@ -123,22 +124,22 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome')),
         running
       ])
-      return await report(outcome, l, Date.now() - started)
+      return await report(outcome, job, l, Date.now() - started)
     }
   }
 
   /** Sends a job's outcome: the console target to the gateway, or the result to the receiver. */
-  async function report (outcome: Outcome, l: Logger, ms: number): Promise<Disposition> {
+  async function report (outcome: Outcome, job: Job, l: Logger, ms: number): Promise<Disposition> {
     const jobId = 'mint' in outcome ? outcome.mint.job.id : outcome.jobId
     try {
       if ('mint' in outcome) {
-        await amqp.publish(n.consoleExchange, n.mintKey, outcome.mint)
+        await amqp.publish(n.consoleExchange, n.mintKey, outcome.mint, { expiration: ttlUntil(job.deadline) })
         l.info({ ms }, 'console target sent to the gateway')
       } else if ('result' in outcome) {
-        await update({ jobId, state: 'succeeded', at: new Date().toISOString(), result: outcome.result })
+        await update({ jobId, state: 'succeeded', at: new Date().toISOString(), result: outcome.result }, job.kind)
         l.info({ ms, power: outcome.result.power, changed: outcome.result.changed }, 'job succeeded')
       } else {
-        await update({ jobId, state: 'failed', at: new Date().toISOString(), error: outcome.error })
+        await update({ jobId, state: 'failed', at: new Date().toISOString(), error: outcome.error }, job.kind)
         l.info({ ms, code: outcome.error.code, reason: outcome.error.message }, 'job failed')
       }
     } catch (err) {
@@ -175,7 +176,9 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     }
     await amqp.start()
     for (const driver of active) {
+      // Both lanes: power jobs on the quorum queue, status and console jobs on the classic one (topology.ts).
       await amqp.consume(n.agentQueue(driver.type), handler(driver), { prefetch: config.AGENT_PREFETCH })
+      await amqp.consume(n.agentInteractiveQueue(driver.type), handler(driver), { prefetch: config.AGENT_PREFETCH })
     }
   } catch (err) {
     await amqp.close().catch(() => {})

@@ -1,7 +1,7 @@
 /** Creating jobs: record (queued), publish with a broker confirm, and undo cleanly when the broker is down. */
 import { randomUUID } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
-import { names } from '@porthole/shared/amqp'
+import { laneOf, names, ttlUntil } from '@porthole/shared/amqp'
 import type { ConsoleParams, Job, JobKind, JobRecord, PowerAction, StoredServer } from '@porthole/shared/contracts'
 import { PortholeError, UnavailableError, toFailure } from '@porthole/shared/errors'
 import { grantAad, JobStore, keys } from '@porthole/shared/store'
@@ -66,7 +66,8 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
   const log = req.log.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })
   const n = names(ctx.ns)
   try {
-    await ctx.amqp.publish(n.jobsExchange, n.receiverKey, job, { messageId: job.id })
+    // Interactive jobs (status, console) expire with their deadline; power jobs wait in the durable lane.
+    await ctx.amqp.publish(n.jobsExchange, n.receiverKeyOf(job.kind), job, laneOf(job.kind) === 'interactive' ? { messageId: job.id, expiration: ttlUntil(job.deadline) } : { messageId: job.id })
   } catch (err) {
     // Leave nothing half-done: the job is failed, and the idempotency key freed so that a retry can succeed.
     const failure = err instanceof UnavailableError ? err.toFailure() : toFailure(err)

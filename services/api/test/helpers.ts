@@ -102,7 +102,10 @@ export async function consumeJobs (api: TestApi, onJob: (body: unknown, d: Deliv
   const client = new AmqpClient({ url: api.svc.rabbitmqUrl, namespace: api.ns, log, name: 'test-receiver' })
   api.defer(async () => { await client.close(1000) })
   await client.start(10_000)
-  await client.consume(names(api.ns).receiverQueue, async (d) => { seen.push(d.body); await onJob(d.body, d); return 'ack' }, { prefetch: 10 })
+  // Both lanes: power jobs arrive on the quorum queue, status and console jobs on the classic one.
+  for (const q of [names(api.ns).receiverQueue, names(api.ns).receiverInteractiveQueue]) {
+    await client.consume(q, async (d) => { seen.push(d.body); await onJob(d.body, d); return 'ack' }, { prefetch: 10 })
+  }
   return seen
 }
 

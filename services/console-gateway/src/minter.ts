@@ -142,6 +142,6 @@ export class Minter {
   }
 
   private async publish (u: JobUpdate): Promise<void> {
-    await this.d.amqp.publish(this.n.resultsExchange, this.n.resultsKey, u)
+    await this.d.amqp.publish(this.n.resultsExchange, this.n.resultsKeyOf('console'), u)
   }
 }

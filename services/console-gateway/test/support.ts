@@ -69,7 +69,8 @@ export async function harness (t: After, o: StackOptions = {}): Promise<Harness>
   const sessions = new ConsoleSessionStore(redis, stack.ns)
   const n = names(stack.ns)
   const updates = new Map<string, JobUpdate>()
-  await amqp.consume(n.resultsQueue, async (d) => {
+  // The gateway reports console jobs in the interactive lane.
+  await amqp.consume(n.resultsInteractiveQueue, async (d) => {
     const u = d.body as JobUpdate
     updates.set(u.jobId, u)
     // Recorded as the receiver records it.

@@ -5,7 +5,7 @@
  * Every state change goes through `JobStore.transition` (one Lua script, forward-only), so several receiver
  * replicas, the deadline sweeper and late agent answers can race without moving a job backwards.
  */
-import { AmqpClient, names, type Delivery, type Disposition } from '@porthole/shared/amqp'
+import { AmqpClient, laneOf, names, ttlUntil, type Delivery, type Disposition, type Lane } from '@porthole/shared/amqp'
 import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/shared/contracts'
 import { brief, type Logger } from '@porthole/shared/logging'
 import { JobStore, Locks, ServerStore, createRedis, keys, type Redis } from '@porthole/shared/store'
@@ -85,7 +85,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
       // at once; a failed publish requeues the job and the transition is then 'same'.
       await jobs.transition(job.id, 'dispatched')
       const request: AgentRequest = { job, server }
-      await amqp.publish(n.agentsExchange, server.agent, request)
+      await amqp.publish(n.agentsExchange, n.agentKeyOf(server.agent, job.kind), request, laneOf(job.kind) === 'interactive' ? { expiration: ttlUntil(deadline) } : {})
       l.debug({ agent: server.agent }, 'job dispatched')
       return 'ack'
     } catch (err) {
@@ -115,7 +115,8 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     return 'dead'
   }
 
-  async function onResult (d: Delivery): Promise<Disposition> {
+  /** Records an agent's or the gateway's update; only the durable lane carries power jobs and their locks. */
+  async function onResult (d: Delivery, lane: Lane): Promise<Disposition> {
     if (!checkUpdate.check(d.body)) {
       let reason = 'not JSON'
       try { checkUpdate.parse(d.body) } catch (err) { reason = (err as Error).message.slice(0, 500) }
@@ -131,7 +132,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
       if (u.state === 'failed' && u.error === undefined) o.error = { code: 'internal', message: 'the agent reported a failure without a reason', retryable: false }
       const r = await jobs.transition(u.jobId, u.state, o)
       resultLog.debug({ jobId: u.jobId, state: u.state, status: r.status }, 'job update recorded')
-      if (u.state !== 'running') await releaseIfPower(u.jobId)
+      if (u.state !== 'running' && lane === 'durable') await releaseIfPower(u.jobId)
       return 'ack'
     } catch (err) {
       resultLog.warn({ jobId: u.jobId, err: brief(err) }, 'recording a job update failed; requeueing')
@@ -175,8 +176,14 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   })
   try {
     await Promise.race([amqp.start(), aborted])
-    await Promise.race([amqp.consume(n.receiverQueue, onJob, { prefetch: config.RECEIVER_PREFETCH }), aborted])
-    await Promise.race([amqp.consume(n.resultsQueue, onResult, { prefetch: config.RECEIVER_PREFETCH }), aborted])
+    // Both lanes: power jobs on quorum queues, status and console jobs on classic ones (see topology.ts).
+    const handlers: Array<[string, (d: Delivery) => Promise<Disposition>]> = [
+      [n.receiverQueue, onJob], [n.receiverInteractiveQueue, onJob],
+      [n.resultsQueue, async (d) => await onResult(d, 'durable')], [n.resultsInteractiveQueue, async (d) => await onResult(d, 'interactive')]
+    ]
+    for (const [queue, handler] of handlers) {
+      await Promise.race([amqp.consume(queue, handler, { prefetch: config.RECEIVER_PREFETCH }), aborted])
+    }
   } catch (err) {
     await amqp.close(0)
     await closeRedis(redis)

@@ -16,6 +16,9 @@ import { brief, type Logger } from '../logging/index.js'
 import { UnavailableError, PortholeError } from '../errors/index.js'
 import { declareTopology } from './topology.js'
 
+/** How long a classic-queue message requeued a second time waits before it goes back. */
+export const REQUEUE_PAUSE_MS = 200
+
 /** What a handler decides for a delivery. */
 export type Disposition = 'ack' | 'dead' | 'requeue'
 
@@ -246,6 +249,11 @@ export class AmqpClient extends EventEmitter {
       // A handler that throws did not decide: requeue, and the delivery limit bounds the loop.
       this.log.error({ err, queue: s.queue }, 'message handler threw; requeueing')
       d = 'requeue'
+    }
+    // Classic queues (the interactive lane) have no delivery limit: a message requeued a second time waits
+    // a moment first, so that a dependency outage does not become a hot loop until its TTL ends it.
+    if (d === 'requeue' && msg.fields.redelivered && msg.properties.headers?.['x-delivery-count'] === undefined) {
+      await new Promise(resolve => setTimeout(resolve, REQUEUE_PAUSE_MS))
     }
     try {
       if (s.channel === ch) { // a channel that died took its unacked messages back to the queue

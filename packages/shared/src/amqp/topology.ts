@@ -1,22 +1,51 @@
 /**
  * Porthole's RabbitMQ topology, declared in this one place by every service at every (re)connect.
- * All work queues are quorum queues with a delivery limit and a dead-letter exchange, so a message that
- * keeps crashing its consumer ends in `<ns>.dead` instead of looping.
+ *
+ * Two lanes. **Durable** (power jobs): quorum queues with a delivery limit and a dead-letter exchange, so
+ * a power action survives the loss of a broker node and a message that keeps crashing its consumer ends
+ * in `<ns>.dead` instead of looping. **Interactive** (status and console jobs, which somebody is waiting
+ * for): durable classic queues with persistent messages, which survive a broker restart but are not
+ * replicated; a quorum queue's Raft round costs each hop ~0.8 ms before delivery against ~0.3 ms here,
+ * and such a job is worth nothing after its deadline anyway. Interactive messages therefore carry a
+ * per-message TTL up to their job's deadline and are dead-lettered when it passes (the deadline sweeper
+ * then times the job out), which also bounds a requeue loop, as the delivery limit does on quorum queues.
  */
+import type { JobKind } from '../contracts/job.js'
 import type { AgentType } from '../contracts/server.js'
+
+export type Lane = 'durable' | 'interactive'
+
+/** The lane a job kind travels in: power actions must not be lost; reads and consoles must be quick. */
+export function laneOf (kind: JobKind): Lane {
+  return kind === 'power' ? 'durable' : 'interactive'
+}
 
 export interface Names {
   jobsExchange: string
+  /** The durable lane's queue and key (power jobs). */
   receiverQueue: string
   receiverKey: string
+  /** The interactive lane's queue and key (status and console jobs). */
+  receiverInteractiveQueue: string
+  receiverInteractiveKey: string
+  /** Where the API publishes a job of this kind. */
+  receiverKeyOf: (kind: JobKind) => string
   agentsExchange: string
   agentQueue: (t: AgentType) => string
+  agentInteractiveQueue: (t: AgentType) => string
+  /** Where the receiver publishes a job of this kind for this agent type. */
+  agentKeyOf: (t: AgentType, kind: JobKind) => string
   consoleExchange: string
+  /** Console mint requests (interactive only). */
   mintQueue: string
   mintKey: string
   resultsExchange: string
   resultsQueue: string
   resultsKey: string
+  resultsInteractiveQueue: string
+  resultsInteractiveKey: string
+  /** Where an agent or the gateway publishes an update of a job of this kind. */
+  resultsKeyOf: (kind: JobKind) => string
   delayQueue: string
   deadExchange: string
   deadQueue: string
@@ -31,18 +60,31 @@ export function names (ns: string): Names {
     jobsExchange: `${ns}.jobs`,
     receiverQueue: `${ns}.jobs.receiver`,
     receiverKey: 'receiver',
+    receiverInteractiveQueue: `${ns}.jobs.receiver.interactive`,
+    receiverInteractiveKey: 'receiver.interactive',
+    receiverKeyOf: kind => laneOf(kind) === 'durable' ? n.receiverKey : n.receiverInteractiveKey,
     agentsExchange: `${ns}.agents`,
     agentQueue: t => `${ns}.agent.${t}`,
+    agentInteractiveQueue: t => `${ns}.agent.${t}.interactive`,
+    agentKeyOf: (t, kind) => laneOf(kind) === 'durable' ? t : `${t}.interactive`,
     consoleExchange: `${ns}.console`,
-    mintQueue: `${ns}.console.mint`,
+    // Not `${ns}.console.mint`: that name was a quorum queue before the lanes, and a queue cannot change type.
+    mintQueue: `${ns}.console.mint.interactive`,
     mintKey: 'mint',
     resultsExchange: `${ns}.results`,
     resultsQueue: `${ns}.results`,
     resultsKey: 'update',
+    resultsInteractiveQueue: `${ns}.results.interactive`,
+    resultsInteractiveKey: 'update.interactive',
+    resultsKeyOf: kind => laneOf(kind) === 'durable' ? n.resultsKey : n.resultsInteractiveKey,
     delayQueue: `${ns}.jobs.delay`,
     deadExchange: `${ns}.dlx`,
     deadQueue: `${ns}.dead`,
-    allQueues: () => [n.receiverQueue, ...AGENT_QUEUE_TYPES.map(n.agentQueue), n.mintQueue, n.resultsQueue, n.delayQueue, n.deadQueue]
+    allQueues: () => [
+      n.receiverQueue, n.receiverInteractiveQueue,
+      ...AGENT_QUEUE_TYPES.flatMap(t => [n.agentQueue(t), n.agentInteractiveQueue(t)]),
+      n.mintQueue, n.resultsQueue, n.resultsInteractiveQueue, n.delayQueue, n.deadQueue
+    ]
   }
   return n
 }
@@ -62,6 +104,7 @@ export interface DeclaringChannel {
 export async function declareTopology (ch: DeclaringChannel, ns: string): Promise<void> {
   const n = names(ns)
   const work = { durable: true, arguments: { 'x-queue-type': 'quorum', 'x-dead-letter-exchange': n.deadExchange, 'x-delivery-limit': DELIVERY_LIMIT } }
+  const interactive = { durable: true, arguments: { 'x-queue-type': 'classic', 'x-dead-letter-exchange': n.deadExchange } }
   await ch.assertExchange(n.deadExchange, 'fanout', { durable: true })
   await ch.assertQueue(n.deadQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
   await ch.bindQueue(n.deadQueue, n.deadExchange, '')
@@ -69,6 +112,8 @@ export async function declareTopology (ch: DeclaringChannel, ns: string): Promis
   await ch.assertExchange(n.jobsExchange, 'direct', { durable: true })
   await ch.assertQueue(n.receiverQueue, work)
   await ch.bindQueue(n.receiverQueue, n.jobsExchange, n.receiverKey)
+  await ch.assertQueue(n.receiverInteractiveQueue, interactive)
+  await ch.bindQueue(n.receiverInteractiveQueue, n.jobsExchange, n.receiverInteractiveKey)
   await ch.assertQueue(n.delayQueue, {
     durable: true,
     arguments: { 'x-queue-type': 'quorum', 'x-message-ttl': DELAY_MS, 'x-dead-letter-exchange': n.jobsExchange, 'x-dead-letter-routing-key': n.receiverKey }
@@ -78,14 +123,27 @@ export async function declareTopology (ch: DeclaringChannel, ns: string): Promis
   for (const t of AGENT_QUEUE_TYPES) {
     await ch.assertQueue(n.agentQueue(t), work)
     await ch.bindQueue(n.agentQueue(t), n.agentsExchange, t)
+    await ch.assertQueue(n.agentInteractiveQueue(t), interactive)
+    await ch.bindQueue(n.agentInteractiveQueue(t), n.agentsExchange, n.agentKeyOf(t, 'status'))
   }
   await ch.assertExchange(n.consoleExchange, 'direct', { durable: true })
-  await ch.assertQueue(n.mintQueue, work)
+  await ch.assertQueue(n.mintQueue, interactive)
   await ch.bindQueue(n.mintQueue, n.consoleExchange, n.mintKey)
 
   await ch.assertExchange(n.resultsExchange, 'direct', { durable: true })
   await ch.assertQueue(n.resultsQueue, work)
   await ch.bindQueue(n.resultsQueue, n.resultsExchange, n.resultsKey)
+  await ch.assertQueue(n.resultsInteractiveQueue, interactive)
+  await ch.bindQueue(n.resultsInteractiveQueue, n.resultsExchange, n.resultsInteractiveKey)
+}
+
+/**
+ * The per-message TTL (ms) for an interactive message of a job due at `deadline`: what is left of the
+ * job's life, at least 1 ms (RabbitMQ drops a message whose TTL is 0 unless a consumer is waiting).
+ */
+export function ttlUntil (deadline: string | number, now = Date.now()): number {
+  const at = typeof deadline === 'number' ? deadline : Date.parse(deadline)
+  return Math.max(1, Math.ceil(at - now))
 }
 
 /** Removes everything `declareTopology` made (tests use their own namespace and clean it up). */

@@ -74,7 +74,7 @@ export async function pipeline (t: After, o: StackOptions = {}): Promise<Pipelin
       if (so.action !== undefined) job.action = so.action
       if (so.console !== undefined) job.console = so.console
       await jobs.create(job)
-      await amqp.publish(n.jobsExchange, n.receiverKey, job)
+      await amqp.publish(n.jobsExchange, n.receiverKeyOf(job.kind), job)
       return job
     },
     async finished (jobId, timeoutMs = 20_000) {
