@@ -89,8 +89,9 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         l.warn({ err: brief(err) }, 'could not claim the job; requeueing')
         return 'requeue'
       }
-      // "running" goes out now but is not waited for: its confirm would sit on every job's critical path.
-      // The result is published later on the same channel, so the receiver still sees them in order.
+      // "running" goes out now and is never waited for: its confirm (a disk sync) would sit on every job's
+      // critical path. The result or mint request is published later on the same channel, so the broker
+      // has routed "running" before it; a lost "running" only leaves a gap in the job's history.
       const running = update({ jobId: job.id, state: 'running', at: new Date().toISOString() }, job.kind)
         .catch((err: unknown) => l.warn({ err: brief(err) }, 'could not report running'))
 
@@ -120,10 +121,8 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         clearTimeout(timer)
       }
 
-      await Promise.all([
-        redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome')),
-        running
-      ])
+      await redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome'))
+      void running
       return await report(outcome, job, l, Date.now() - started)
     }
   }

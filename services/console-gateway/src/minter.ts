@@ -122,10 +122,9 @@ export class Minter {
       singleUse: params.singleUse
     }
     try {
-      await this.d.sessions.create(session)
       // The URL carries the token: it goes to the API sealed and once, never into the job record or a message.
       const url = consoleUrl(this.d.publicUrl, id, token)
-      await this.d.sessions.putGrant(job.id, this.d.sharedBox.seal(url, grantAad(job.id)), GRANT_TTL_SECONDS)
+      await this.d.sessions.create(session, { jobId: job.id, sealedUrl: this.d.sharedBox.seal(url, grantAad(job.id)), ttlSeconds: GRANT_TTL_SECONDS })
     } catch (err) {
       throw new PortholeError('unavailable', 'session store unavailable', { cause: err })
     }

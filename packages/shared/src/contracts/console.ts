@@ -68,7 +68,7 @@ export type ConsoleSessionView = Static<typeof ConsoleSessionView>
 
 /**
  * The result of a console job as recorded on the job. The URL is not kept here: it carries the session's
- * token, so the gateway hands it over sealed, once (see `ConsoleSessionStore.putGrant`), and the API adds it
+ * token, so the gateway hands it over sealed, once (see `ConsoleSessionStore.create`), and the API adds it
  * only to the one answer that delivers it to the requester.
  */
 export const ConsoleResult = Type.Object({

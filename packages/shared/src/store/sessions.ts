@@ -36,14 +36,21 @@ export class ConsoleSessionStore {
     if (!('portholeSessionMark' in redis)) redis.defineCommand('portholeSessionMark', { numberOfKeys: 2, lua: MARK })
   }
 
-  async create (s: ConsoleSession): Promise<void> {
+  /**
+   * Stores a new session; with `grant`, its sealed URL for the API too, in the same transaction (one round
+   * trip, and never a session whose URL is missing).
+   */
+  async create (s: ConsoleSession, grant?: { jobId: string, sealedUrl: Sealed, ttlSeconds: number }): Promise<void> {
     const exp = Date.parse(s.expiresAt)
     const ttl = Math.max(1, Math.ceil((exp - Date.now()) / 1000))
-    await this.redis.multi()
+    const m = this.redis.multi()
       .set(this.k.session(s.id), JSON.stringify(s), 'EX', ttl + GRACE_SECONDS)
       .set(this.k.sessionByToken(s.tokenHash), s.id, 'EX', ttl)
       .zadd(this.k.sessions, exp, s.id)
-      .exec()
+    if (grant !== undefined) m.set(this.k.grant(grant.jobId), JSON.stringify(grant.sealedUrl), 'EX', Math.max(1, Math.ceil(grant.ttlSeconds)))
+    const r = await m.exec()
+    const failed = r?.find(([err]) => err !== null)?.[0]
+    if (r === null || failed !== undefined) throw failed ?? new Error('console session transaction aborted')
   }
 
   async get (id: string): Promise<ConsoleSession | undefined> {
