@@ -25,6 +25,13 @@ export interface StackOptions {
   /** Extra environment per service. */
   envFor?: Partial<Record<ServiceName, Record<string, string>>>
   namespace?: string
+  /** Extra arguments for every service's node process (e.g. `--cpu-prof` to profile a benchmark). */
+  nodeArgs?: string[]
+  /**
+   * Keep every log line in memory (default). Benchmarks turn it off: holding and scanning a million lines in
+   * the measuring process would be measured too. Lines are still watched for "ready".
+   */
+  keepLogs?: boolean
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read bodies of every shape
@@ -98,15 +105,20 @@ export class Stack {
       ...extraEnv
     }
     const main = join(REPO_ROOT, 'services', name, 'dist', 'src', 'main.js')
-    const p = spawn(process.execPath, ['--enable-source-maps', main], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn(process.execPath, ['--enable-source-maps', ...this.opts.nodeArgs ?? [], main], { env, stdio: ['ignore', 'pipe', 'pipe'] })
     this.procs.set(name, p)
     const ready = new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`${name} did not report ready within 30 s:\n${this.tail(name)}`)), 30_000)
       const onLine = (line: string): void => {
         this.logLines.push(line)
-        if (line.includes('"msg":"ready"')) { clearTimeout(t); resolve() }
+        if (line.includes('"msg":"ready"')) {
+          clearTimeout(t)
+          resolve()
+          // From now on stdout is drained unread; stderr (crashes) is still kept.
+          if (this.opts.keepLogs === false) stopStdout()
+        }
       }
-      lines(p.stdout, onLine)
+      const stopStdout = lines(p.stdout, onLine)
       lines(p.stderr, onLine)
       p.once('exit', (code) => { clearTimeout(t); reject(new Error(`${name} exited with ${code} before ready:\n${this.tail(name)}`)) })
     })
@@ -123,15 +135,25 @@ export class Stack {
   }
 }
 
-function lines (stream: NodeJS.ReadableStream | null, onLine: (l: string) => void): void {
-  if (stream === null) return
+/** Calls `onLine` for each line of `stream`; the returned function stops that and drains the stream unread. */
+function lines (stream: NodeJS.ReadableStream | null, onLine: (l: string) => void): () => void {
+  if (stream === null) return () => {}
   let buf = ''
+  let reading = true
   stream.setEncoding('utf8')
-  stream.on('data', (chunk: string) => {
+  const onData = (chunk: string): void => {
+    if (!reading) return
     buf += chunk
     let i
-    while ((i = buf.indexOf('\n')) !== -1) { onLine(buf.slice(0, i)); buf = buf.slice(i + 1) }
-  })
+    while (reading && (i = buf.indexOf('\n')) !== -1) { onLine(buf.slice(0, i)); buf = buf.slice(i + 1) }
+  }
+  stream.on('data', onData)
+  return () => {
+    reading = false
+    buf = ''
+    stream.off('data', onData)
+    stream.resume()
+  }
 }
 
 /** A free TCP port on loopback. */
