@@ -1,7 +1,8 @@
 /** Connects the API's dependencies and starts serving; `close()` undoes it all in order. */
 import { AmqpClient } from '@porthole/shared/amqp'
-import type { Logger } from '@porthole/shared/logging'
-import { createRedis } from '@porthole/shared/store'
+import { SecretBox } from '@porthole/shared/crypto'
+import { brief, type Logger } from '@porthole/shared/logging'
+import { ServerStore, createRedis } from '@porthole/shared/store'
 import { buildApp, type ApiApp, type AppDeps } from './app.js'
 import type { ApiConfig } from './config.js'
 
@@ -32,6 +33,7 @@ export async function startApi (config: ApiConfig, log: Logger): Promise<Running
   const deps = connect(config, log)
   const app = await buildApp(deps)
   await app.listen({ host: config.API_HOST, port: config.API_PORT })
+  void resealStale(deps, log)
   return {
     app,
     deps,
@@ -39,6 +41,21 @@ export async function startApi (config: ApiConfig, log: Logger): Promise<Running
       await app.close()
       await deps.close()
     }
+  }
+}
+
+/**
+ * After a key rotation: server credentials sealed with an old key are re-sealed with the current one in the
+ * background, and the log says when none is left (then the old key can go). Every replica may run it.
+ */
+async function resealStale (deps: AppDeps, log: Logger): Promise<void> {
+  const l = log.child({ component: 'keys' })
+  try {
+    const box = SecretBox.fromSettings(deps.config)
+    const r = await new ServerStore(deps.redis, deps.config.PORTHOLE_NAMESPACE).resealStale(box)
+    if (r.resealed > 0 || r.left > 0) l.info({ ...r, keyId: deps.config.PORTHOLE_SECRET_KEY_ID }, r.left === 0 ? 'server credentials re-sealed with the current key; no record needs an old key now' : 'server credentials re-sealed; some are under a key that is not configured')
+  } catch (err) {
+    l.warn({ err: brief(err) }, 'could not re-seal server credentials (tried again at the next start)')
   }
 }
 

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis'
 import type { ApiKey, Tenant } from '../contracts/job.js'
 import type { Role } from '../contracts/common.js'
 import type { StoredServer } from '../contracts/server.js'
-import { randomToken, sha256Hex } from '../crypto/index.js'
+import { randomToken, sha256Hex, type SecretBox } from '../crypto/index.js'
 import { keys as keysOf, type Keys } from './redis.js'
 
 export class TenantStore {
@@ -101,4 +101,35 @@ export class ServerStore {
   async delete (s: StoredServer): Promise<void> {
     await this.redis.multi().del(this.k.server(s.id)).zrem(this.k.servers, s.id).zrem(this.k.serversByTenant(s.tenantId), s.id).exec()
   }
+
+  /**
+   * Re-seals, under the current key, every server record whose credentials were sealed with an older one,
+   * so that after a key rotation the old key can be dropped from `PORTHOLE_OLD_SECRET_KEYS`. Each record is
+   * replaced only if it did not change meanwhile (compare-and-set). `left` counts records still under a key
+   * this box cannot open (they fail their jobs until an admin sets their credentials again).
+   */
+  async resealStale (box: SecretBox): Promise<{ resealed: number, left: number }> {
+    let resealed = 0
+    let left = 0
+    for (const id of await this.redis.zrange(this.k.servers, 0, -1)) {
+      const raw = await this.redis.get(this.k.server(id))
+      if (raw === null) continue
+      const s = JSON.parse(raw) as StoredServer
+      if (s.secrets === undefined || !box.isStale(s.secrets)) continue
+      let next: string
+      try {
+        next = JSON.stringify({ ...s, secrets: box.seal(box.open(s.secrets, s.id), s.id) })
+      } catch {
+        left++
+        continue
+      }
+      if (await this.redis.eval(COMPARE_AND_SET, 1, this.k.server(id), raw, next) === 1) resealed++
+    }
+    return { resealed, left }
+  }
 }
+
+const COMPARE_AND_SET = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
+return 0
+`
