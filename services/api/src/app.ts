@@ -23,6 +23,7 @@ import { serverJobRoutes } from './routes/server-jobs.js'
 import { serverRoutes } from './routes/servers.js'
 import { tenantRoutes } from './routes/tenants.js'
 import { validatorCompiler } from './validation.js'
+import { responseView } from './views.js'
 import { JobWaiter } from './waiter.js'
 
 export interface AppDeps {
@@ -102,6 +103,8 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     v1.addHook('onRequest', async (req) => {
       req.principal = await ctx.auth.authenticate(req.headers.authorization)
     })
+    // Every JSON answer of /v1: customers get job records and audit entries as views.ts shows them to them.
+    v1.addHook('preSerialization', async (req, _reply, payload) => await responseView(ctx, req.principal, payload))
     await v1.register(tenantRoutes(ctx))
     await v1.register(apiKeyRoutes(ctx))
     await v1.register(serverRoutes(ctx))

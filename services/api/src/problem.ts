@@ -7,6 +7,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@fastify/type-provider-typebox'
 import { PortholeError, type ErrorCode } from '@porthole/shared/errors'
 import type { JobFailure } from '@porthole/shared/contracts'
+import { failureView } from './views.js'
 
 export const PROBLEM_TYPE_BASE = 'urn:porthole:problem:'
 
@@ -58,6 +59,16 @@ export function problem (status: number, code: string, detail: string, extra: Re
   return { type: PROBLEM_TYPE_BASE + code, title: TITLES[status] ?? 'Error', status, detail, code, ...extra }
 }
 
+/**
+ * A failed job as an error. It keeps the job's failure so that `toProblem` shows each caller only what it
+ * may see of it (`failureView`: customers get a fixed sentence per code, not the agent's message).
+ */
+export class JobFailedError extends PortholeError {
+  constructor (readonly jobId: string, readonly failure: JobFailure) {
+    super(failure.code, failure.message, { retryable: failure.retryable, details: { jobId, retryable: failure.retryable } })
+  }
+}
+
 /** The problem a failed or timed-out job maps to (for console and status requests, which wait for a result). */
 export function jobFailureError (jobId: string, state: string, error: JobFailure | undefined): PortholeError {
   if (error === undefined) {
@@ -65,7 +76,7 @@ export function jobFailureError (jobId: string, state: string, error: JobFailure
       ? new PortholeError('timeout', 'the job did not finish by its deadline', { details: { jobId } })
       : new PortholeError('internal', 'the job failed', { details: { jobId } })
   }
-  return new PortholeError(error.code, error.message, { retryable: error.retryable, details: { jobId, retryable: error.retryable } })
+  return new JobFailedError(jobId, error)
 }
 
 /** True for ioredis errors meaning "Redis is not reachable right now". */
@@ -79,7 +90,8 @@ export function toProblem (err: unknown, req: FastifyRequest): ProblemBody {
   const extra: Record<string, unknown> = { requestId: req.id }
   if (err instanceof PortholeError) {
     if (err.status >= 500) req.log.warn({ err: { message: err.message, code: err.code } }, 'request failed')
-    return problem(err.status, err.code, err.message, { ...extra, ...(err.details ?? {}) })
+    const detail = err instanceof JobFailedError ? failureView(req.principal, err.failure).message : err.message
+    return problem(err.status, err.code, detail, { ...extra, ...(err.details ?? {}) })
   }
   const fe = err as FastifyError & { validation?: Array<{ instancePath?: string, message?: string, params?: Record<string, unknown> }>, validationContext?: string }
   if (Array.isArray(fe.validation)) {

@@ -11,6 +11,7 @@ export function auditRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['audit'],
         summary: 'the audit log, newest first (customers: their own tenant)',
+        description: 'Customers see entries written by other keys (e.g. an operator acting on their server) with the role as `actor` and no `ip`; their own entries are whole.',
         querystring: Type.Object({
           serverId: Type.Optional(Type.String({ format: 'uuid' })),
           tenantId: Type.Optional(Type.String({ format: 'uuid' })),

@@ -7,15 +7,19 @@ import { assertVisible, principal, tenantScope } from '../auth.js'
 import type { Ctx } from '../context.js'
 import { takeConsoleUrl } from '../jobs.js'
 import { IdParams, errors } from '../schemas.js'
+import { eventView } from '../views.js'
 
 /** Bytes an event stream may have waiting for a slow client before it is dropped. */
 const SSE_MAX_BUFFERED = 1024 * 1024
+
+/** What views.ts changes for customers, for the OpenAPI document. */
+const CUSTOMER_VIEW = "Customers see `error.message` as a fixed sentence per `error.code` (agents' messages can name internal hosts), and a job another key asked for with that key's role as `requestedBy`."
 
 export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
   const streams = new Set<ServerResponse>()
   return async (app) => {
     app.get('/jobs/:id', {
-      schema: { tags: ['jobs'], summary: 'one job with its state history', params: IdParams, response: { 200: JobRecord, ...errors(404) } }
+      schema: { tags: ['jobs'], summary: 'one job with its state history', description: CUSTOMER_VIEW, params: IdParams, response: { 200: JobRecord, ...errors(404) } }
     }, async (req) => {
       const p = principal(req)
       const rec = assertVisible(p, 'job', await ctx.jobs.get(req.params.id))
@@ -29,6 +33,7 @@ export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['jobs'],
         summary: 'recent jobs, newest first (customers: their own)',
+        description: CUSTOMER_VIEW,
         querystring: Type.Object({
           serverId: Type.Optional(Type.String({ format: 'uuid' })),
           tenantId: Type.Optional(Type.String({ format: 'uuid' })),
@@ -84,7 +89,7 @@ export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         if (jobId !== undefined && e.jobId !== jobId) return
         // A client that stops reading is dropped rather than buffered without bound; it can reconnect.
         if (res.writableLength > SSE_MAX_BUFFERED) { req.log.info({ buffered: res.writableLength }, 'event stream client too slow; closed'); res.destroy(); return }
-        res.write(`event: job\ndata: ${JSON.stringify(e)}\n\n`)
+        res.write(`event: job\ndata: ${JSON.stringify(eventView(e))}\n\n`)
       }
       const stop = ctx.waiter.feed(send)
       const beat = setInterval(() => res.write(': heartbeat\n\n'), ctx.config.SSE_HEARTBEAT_SECONDS * 1000)
