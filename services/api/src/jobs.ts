@@ -86,8 +86,8 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
   log.info({ kind: job.kind, action: job.action }, 'job published')
   // Status reads change nothing and portals poll them: auditing each would push real actions out of the log.
   if (r.kind !== 'status') await audit(ctx, req, p, { ...base, jobId: job.id, result: 'accepted' })
-  const rec = await ctx.jobs.get(job.id)
-  return { job: rec ?? JobStore.initialRecord(job), replayed: false }
+  // The record as created: a caller that waits reads it again anyway, one that does not gets it as accepted.
+  return { job: JobStore.initialRecord(job), replayed: false }
 }
 
 

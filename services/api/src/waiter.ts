@@ -6,12 +6,14 @@
 import type { JobEvent, JobRecord } from '@porthole/shared/contracts'
 import { isTerminal } from '@porthole/shared/contracts'
 import type { Logger } from '@porthole/shared/logging'
-import { parseJobEvent, type JobStore, type Redis } from '@porthole/shared/store'
+import { parseJobEvent, type JobEventMessage, type JobStore, type Redis } from '@porthole/shared/store'
 
 type Listener = (e: JobEvent) => void
+/** Wakes a waiter: with the terminal event (which carries the final record), or with none after a reconnect. */
+type Wake = (e?: JobEventMessage) => void
 
 export class JobWaiter {
-  private readonly byJob = new Map<string, Set<() => void>>()
+  private readonly byJob = new Map<string, Set<Wake>>()
   private readonly feeds = new Set<Listener>()
   private subscribed = false
   private retry: NodeJS.Timeout | undefined
@@ -23,7 +25,7 @@ export class JobWaiter {
       const e = parseJobEvent(message)
       if (e === undefined) return
       for (const f of this.feeds) f(e)
-      if (isTerminal(e.state)) for (const wake of this.byJob.get(e.jobId) ?? []) wake()
+      if (isTerminal(e.state)) for (const wake of this.byJob.get(e.jobId) ?? []) wake(e)
     })
     // After a reconnect (ioredis re-subscribes by itself) events may have been missed: wake every waiter
     // so that it re-reads its job.
@@ -50,23 +52,25 @@ export class JobWaiter {
    * when the job does not exist.
    */
   async wait (jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobRecord | undefined> {
-    let wake: () => void = () => {}
-    let woken = new Promise<void>(resolve => { wake = resolve })
-    const onWake = (): void => wake()
+    let wake: Wake = () => {}
+    let woken = new Promise<JobEventMessage | undefined>(resolve => { wake = resolve })
+    const onWake: Wake = (e) => wake(e)
     let set = this.byJob.get(jobId)
     if (set === undefined) { set = new Set(); this.byJob.set(jobId, set) }
     set.add(onWake)
     let timer: NodeJS.Timeout | undefined
     let timedOut = false
-    const timeout = new Promise<void>(resolve => { timer = setTimeout(() => { timedOut = true; resolve() }, timeoutMs) })
+    const timeout = new Promise<undefined>(resolve => { timer = setTimeout(() => { timedOut = true; resolve(undefined) }, timeoutMs) })
     const onAbort = (): void => { timedOut = true; wake() }
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
       for (;;) {
         const rec = await this.jobs.get(jobId)
         if (rec === undefined || isTerminal(rec.state) || timedOut || this.closed) return rec
-        await Promise.race([woken, timeout])
-        woken = new Promise<void>(resolve => { wake = resolve })
+        // The terminal event carries the final record: no need to read the job again.
+        const e = await Promise.race([woken, timeout])
+        if (e?.record !== undefined) return e.record
+        woken = new Promise<JobEventMessage | undefined>(resolve => { wake = resolve })
       }
     } finally {
       clearTimeout(timer)

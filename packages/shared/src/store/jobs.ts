@@ -53,8 +53,12 @@ table.insert(job.history, {state = new, at = ARGV[2]})
 if ARGV[3] ~= '' then job.result = cjson.decode(ARGV[3]) end
 if ARGV[4] ~= '' then job.error = cjson.decode(ARGV[4]) end
 redis.call('SET', KEYS[1], cjson.encode(job), 'EX', ARGV[5])
-if rank[new] == 3 then redis.call('ZREM', KEYS[2], job.id) end
-redis.call('PUBLISH', ARGV[6], cjson.encode({jobId = job.id, tenantId = job.tenantId, serverId = job.serverId, kind = job.kind, state = new, at = ARGV[2]}))
+local ev = {jobId = job.id, tenantId = job.tenantId, serverId = job.serverId, kind = job.kind, state = new, at = ARGV[2]}
+if rank[new] == 3 then
+  redis.call('ZREM', KEYS[2], job.id)
+  ev.record = job
+end
+redis.call('PUBLISH', ARGV[6], cjson.encode(ev))
 return {'ok', new}
 `
 
@@ -167,10 +171,22 @@ function fromLua (r: JobRecord): JobRecord {
   return r
 }
 
+/**
+ * A message on the job-events channel: the JobEvent, and for a terminal state the job's final record too, so
+ * that a waiter has its answer without reading the job again. The record is for the services only (it holds
+ * the agents' failure messages); streams to clients send the JobEvent fields alone.
+ */
+export interface JobEventMessage extends JobEvent { record?: JobRecord }
+
 /** Parses a job event from the channel; undefined for anything else. */
-export function parseJobEvent (s: string): JobEvent | undefined {
+export function parseJobEvent (s: string): JobEventMessage | undefined {
   try {
-    const e = JSON.parse(s) as JobEvent
-    return typeof e.jobId === 'string' && typeof e.state === 'string' ? e : undefined
+    const e = JSON.parse(s) as JobEventMessage
+    if (typeof e.jobId !== 'string' || typeof e.state !== 'string') return undefined
+    if (e.record !== undefined) {
+      if (typeof e.record !== 'object' || e.record === null || e.record.id !== e.jobId || e.record.state !== e.state) delete e.record
+      else e.record = fromLua(e.record)
+    }
+    return e
   } catch { return undefined }
 }

@@ -83,7 +83,8 @@ test('every change is published on the events channel', async (t) => {
   t.after(() => { sub.disconnect() })
   const seen: string[] = []
   await sub.subscribe(store.eventsChannel)
-  sub.on('message', (_c: string, m: string) => { const e = parseJobEvent(m); if (e !== undefined) seen.push(e.state) })
+  const records: unknown[] = []
+  sub.on('message', (_c: string, m: string) => { const e = parseJobEvent(m); if (e !== undefined) { seen.push(e.state); records.push(e.record) } })
   const j = newJob()
   await store.create(j)
   await store.transition(j.id, 'dispatched')
@@ -91,6 +92,8 @@ test('every change is published on the events channel', async (t) => {
   const end = Date.now() + 2000
   while (seen.length < 3 && Date.now() < end) await new Promise(resolve => setTimeout(resolve, 10))
   assert.deepEqual(seen, ['queued', 'dispatched', 'failed'])
+  // Only the terminal event carries the record, and it is the stored one (a waiter need not read it again).
+  assert.deepEqual(records, [undefined, undefined, await store.get(j.id)])
 })
 
 test('creating a job drops index entries older than the retention from all three indexes', async (t) => {
