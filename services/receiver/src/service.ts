@@ -5,7 +5,7 @@
  * Every state change goes through `JobStore.transition` (one Lua script, forward-only), so several receiver
  * replicas, the deadline sweeper and late agent answers can race without moving a job backwards.
  */
-import { AmqpClient, laneOf, names, ttlUntil, type Delivery, type Disposition, type Lane } from '@porthole/shared/amqp'
+import { AmqpClient, DELIVERY_LIMIT, laneOf, names, ttlUntil, type Delivery, type Disposition, type Lane } from '@porthole/shared/amqp'
 import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/shared/contracts'
 import { brief, type Logger } from '@porthole/shared/logging'
 import { JobStore, Locks, ServerStore, createRedis, keys, type Redis } from '@porthole/shared/store'
@@ -140,6 +140,33 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     }
   }
 
+  /**
+   * Every dead letter also reaches the receiver (`ns.dead.watch`; the copy in `ns.dead` stays for operators).
+   * A job message RabbitMQ gave up on ends its job now instead of at its deadline: past the delivery limit
+   * (it crashed its consumer again and again) the job fails as `poison`; past its TTL (an interactive job
+   * nobody took in time) it times out. Messages our handlers dead-lettered were dealt with by them.
+   */
+  async function onDeadLetter (d: Delivery): Promise<Disposition> {
+    const headers = d.raw.properties.headers ?? {}
+    const reason = headers['x-first-death-reason']
+    const id = deadJobId(d.body)
+    if (id === undefined || (reason !== 'delivery_limit' && reason !== 'expired')) return 'ack'
+    const queue = String(headers['x-first-death-queue'] ?? 'a queue')
+    try {
+      const r = reason === 'expired'
+        ? await jobs.transition(id, 'timed_out', { error: DEADLINE_FAILURE })
+        : await jobs.transition(id, 'failed', { error: { code: 'poison', message: `the job's message was dead-lettered from ${queue} after ${DELIVERY_LIMIT} deliveries`, retryable: false } })
+      if (r.status === 'ok') {
+        jobLog.warn({ jobId: id, reason, queue }, reason === 'expired' ? 'job expired in its queue; timed out' : 'job dead-lettered after its delivery limit; failed')
+        await releaseIfPower(id)
+      }
+      return 'ack'
+    } catch (err) {
+      jobLog.warn({ jobId: id, err: brief(err) }, 'could not end a dead-lettered job; requeueing')
+      return 'requeue'
+    }
+  }
+
   async function releaseIfPower (jobId: string): Promise<void> {
     const rec = await jobs.get(jobId)
     if (rec?.kind === 'power') await locks.releasePower(rec.serverId, jobId)
@@ -179,7 +206,8 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     // Both lanes: power jobs on quorum queues, status and console jobs on classic ones (see topology.ts).
     const handlers: Array<[string, (d: Delivery) => Promise<Disposition>]> = [
       [n.receiverQueue, onJob], [n.receiverInteractiveQueue, onJob],
-      [n.resultsQueue, async (d) => await onResult(d, 'durable')], [n.resultsInteractiveQueue, async (d) => await onResult(d, 'interactive')]
+      [n.resultsQueue, async (d) => await onResult(d, 'durable')], [n.resultsInteractiveQueue, async (d) => await onResult(d, 'interactive')],
+      [n.deadWatchQueue, onDeadLetter]
     ]
     for (const [queue, handler] of handlers) {
       await Promise.race([amqp.consume(queue, handler, { prefetch: config.RECEIVER_PREFETCH }), aborted])
@@ -201,6 +229,14 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
       await closeRedis(redis)
     }
   }
+}
+
+/** The job a dead-lettered job message (a Job, or an AgentRequest / ConsoleMintRequest holding one) is about. */
+function deadJobId (body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined
+  const b = body as { id?: unknown, kind?: unknown, job?: { id?: unknown } }
+  const id = typeof b.job === 'object' && b.job !== null ? b.job.id : typeof b.kind === 'string' ? b.id : undefined
+  return typeof id === 'string' && UUID.test(id) ? id : undefined
 }
 
 async function closeRedis (r: Redis): Promise<void> {

@@ -49,6 +49,8 @@ export interface Names {
   delayQueue: string
   deadExchange: string
   deadQueue: string
+  /** A second copy of every dead letter, for the receiver: it ends the jobs of messages RabbitMQ gave up on. */
+  deadWatchQueue: string
   /** Every queue, for metrics and clean-up. */
   allQueues: () => string[]
 }
@@ -80,10 +82,11 @@ export function names (ns: string): Names {
     delayQueue: `${ns}.jobs.delay`,
     deadExchange: `${ns}.dlx`,
     deadQueue: `${ns}.dead`,
+    deadWatchQueue: `${ns}.dead.watch`,
     allQueues: () => [
       n.receiverQueue, n.receiverInteractiveQueue,
       ...AGENT_QUEUE_TYPES.flatMap(t => [n.agentQueue(t), n.agentInteractiveQueue(t)]),
-      n.mintQueue, n.resultsQueue, n.resultsInteractiveQueue, n.delayQueue, n.deadQueue
+      n.mintQueue, n.resultsQueue, n.resultsInteractiveQueue, n.delayQueue, n.deadQueue, n.deadWatchQueue
     ]
   }
   return n
@@ -108,6 +111,8 @@ export async function declareTopology (ch: DeclaringChannel, ns: string): Promis
   await ch.assertExchange(n.deadExchange, 'fanout', { durable: true })
   await ch.assertQueue(n.deadQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
   await ch.bindQueue(n.deadQueue, n.deadExchange, '')
+  await ch.assertQueue(n.deadWatchQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
+  await ch.bindQueue(n.deadWatchQueue, n.deadExchange, '')
 
   await ch.assertExchange(n.jobsExchange, 'direct', { durable: true })
   await ch.assertQueue(n.receiverQueue, work)

@@ -1,0 +1,41 @@
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { DELIVERY_LIMIT } from '@porthole/shared/amqp'
+import { pipeline, states, type Pipeline } from '@porthole/shared/testing'
+
+// The deadline sweeper is slowed to once a minute here, so a job that ends early was ended by the
+// receiver's dead-letter watch, not by the sweeper.
+const cleanups: Array<() => Promise<void>> = []
+let p: Pipeline
+before(async () => { p = await pipeline({ after: fn => cleanups.unshift(fn) }, { envFor: { receiver: { DEADLINE_SWEEP_MS: '60000' } } }) })
+after(async () => { for (const fn of cleanups) await fn() })
+
+test('a power job whose message crashes its consumer again and again fails as poison once RabbitMQ gives up', async () => {
+  // This stack serves only kvm: a stand-in for a broken ipmi agent that requeues every delivery.
+  const server = await p.addServer('ipmi', { host: '127.0.0.1', username: 'admin' })
+  let deliveries = 0
+  await p.amqp.consume(p.n.agentQueue('ipmi'), async () => { deliveries++; return 'requeue' }, { prefetch: 1 })
+  const job = await p.submit(server, 'power', { action: 'on', deadlineMs: 60_000 })
+  const r = await p.finished(job.id, 15_000)
+  assert.equal(r.state, 'failed')
+  assert.equal(r.error?.code, 'poison')
+  assert.match(r.error?.message ?? '', new RegExp(`dead-lettered from ${p.n.agentQueue('ipmi').replaceAll('.', '\\.')} after ${DELIVERY_LIMIT} deliveries`))
+  assert.deepEqual(states(r), ['queued', 'dispatched', 'failed'])
+  assert.ok(deliveries > DELIVERY_LIMIT - 1, `the stand-in saw ${deliveries} deliveries`)
+  assert.ok(Date.parse(r.updatedAt) < Date.parse(job.deadline) - 30_000, 'failed long before its deadline')
+  // The failed power job let go of the server's lock, and operators still find the message in the dead queue.
+  assert.equal(await p.redis.get(`${p.stack.ns}:lock:power:${server.id}`), null)
+  assert.ok((await p.dead()).some(b => b.includes(job.id)))
+})
+
+test('a status job nobody takes expires in its queue at its deadline and times out then, without the sweeper', async () => {
+  const server = await p.addServer('ipmi', { host: '127.0.0.1', username: 'admin' })
+  // Nothing consumes the ipmi interactive queue in this stack.
+  const job = await p.submit(server, 'status', { deadlineMs: 1000 })
+  const r = await p.finished(job.id, 10_000)
+  assert.equal(r.state, 'timed_out')
+  assert.deepEqual(states(r), ['queued', 'dispatched', 'timed_out'])
+  const late = Date.parse(r.updatedAt) - Date.parse(job.deadline)
+  assert.ok(late >= 0 && late < 5000, `timed out ${late} ms after the deadline (the sweeper would take up to a minute)`)
+  assert.ok((await p.dead()).some(b => b.includes(job.id)), 'the expired request is in the dead-letter queue')
+})
