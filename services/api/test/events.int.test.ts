@@ -31,9 +31,14 @@ test('GET /v1/events streams job events of the caller\'s tenant, with heartbeats
   const jb = await api.call('POST', `/v1/servers/${sb}/power`, { action: 'on' }, { key: b.key })
   await api.jobs.transition(ja.body.id, 'dispatched')
   await api.jobs.transition(jb.body.id, 'dispatched')
-  await waitFor(() => text.includes('"state":"dispatched"'), 3000, 'the dispatched event')
+  // A terminal event carries the job's final record inside the services (agent messages and all): the stream
+  // must send only the event's own fields.
+  await api.jobs.transition(ja.body.id, 'failed', { error: { code: 'connection', message: 'BMC 10.9.8.7 did not answer', retryable: true } })
+  await waitFor(() => text.includes('"state":"failed"'), 3000, 'the failed event')
   await waitFor(() => text.includes(': heartbeat'), 3000, 'a heartbeat')
   const events = text.split('\n\n').filter(b => b.startsWith('event: job')).map(b => JSON.parse(b.split('\ndata: ')[1] ?? '{}'))
-  assert.deepEqual(events.map(e => [e.jobId, e.state]), [[ja.body.id, 'queued'], [ja.body.id, 'dispatched']])
+  assert.deepEqual(events.map(e => [e.jobId, e.state]), [[ja.body.id, 'queued'], [ja.body.id, 'dispatched'], [ja.body.id, 'failed']])
+  for (const e of events) assert.deepEqual(Object.keys(e).sort(), ['at', 'jobId', 'kind', 'serverId', 'state', 'tenantId'])
+  assert.ok(!text.includes('10.9.8.7'))
   assert.ok(!text.includes(jb.body.id), "another tenant's job never appears")
 })
