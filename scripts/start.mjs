@@ -9,7 +9,7 @@
 //   once, on the terminal, when it is created: fine for a local quick start, not for a shared machine (set
 //   the three variables yourself there).
 // - A service that exits is started again after a back-off (0.5 s doubling to 30 s; reset once it has run
-//   for a minute). SIGINT or SIGTERM stops them all (SIGTERM, then SIGKILL after 10 s); a second Ctrl-C kills.
+//   for a minute). SIGINT or SIGTERM stops them all (SIGTERM, then SIGKILL after 10 s, 100 s for the agents, whose running actions finish first); a second Ctrl-C kills.
 // - Each log line is passed through with the service's name in front; `--raw` passes the JSON lines
 //   untouched (each names its service) and writes the supervisor's own lines as JSON too, for pino-pretty or
 //   a log shipper.
@@ -150,6 +150,8 @@ const BACKOFF_MIN = 500
 const BACKOFF_MAX = 30_000
 const STABLE_MS = 60_000
 const STOP_GRACE_MS = 10_000
+// The agents let running power actions finish and report first (AGENT_STOP_GRACE_SECONDS, default 90).
+const stopGraceMs = (name) => name === 'agents' ? (Number(process.env.AGENT_STOP_GRACE_SECONDS ?? 90) + 10) * 1000 : STOP_GRACE_MS
 
 let stopping = false
 let stoppingSince = 0
@@ -229,7 +231,7 @@ async function stopAll (signal) {
     const child = s.child
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) continue
     waits.push(new Promise(resolve => {
-      const kill = setTimeout(() => { say(`${name} still running after ${STOP_GRACE_MS / 1000} s: SIGKILL`, 'warn'); child.kill('SIGKILL') }, STOP_GRACE_MS)
+      const kill = setTimeout(() => { say(`${name} still running after ${stopGraceMs(name) / 1000} s: SIGKILL`, 'warn'); child.kill('SIGKILL') }, stopGraceMs(name))
       child.once('close', (code, sig) => { clearTimeout(kill); resolve(code === 0 || (code === null && sig === 'SIGINT') ? 0 : 1) })
       child.kill('SIGTERM')
     }))

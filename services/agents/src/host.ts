@@ -189,7 +189,9 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
 
   return {
     async close () {
-      await amqp.close()
+      // Running actions finish and report first: an action cut off here is never repeated by a redelivery
+      // (the claim), so its job could only time out.
+      await amqp.close(config.AGENT_STOP_GRACE_SECONDS * 1000)
       await bridge?.close().catch(() => {})
       await Promise.allSettled(active.map(async d => await d.close()))
       await redis.quit().catch(() => redis.disconnect())

@@ -37,7 +37,7 @@ export async function pipeline (t: After, o: StackOptions = {}): Promise<Pipelin
   const stack = await startStack(t, {
     services: ['receiver', 'agents'],
     ...o,
-    envFor: { agents: { AGENT_TYPES: 'kvm', KVM_SHUTDOWN_WAIT_MS: '1000', ...o.envFor?.agents }, ...o.envFor }
+    envFor: { ...o.envFor, agents: { AGENT_TYPES: 'kvm', KVM_SHUTDOWN_WAIT_MS: '1000', ...o.envFor?.agents } }
   })
   const log = createLogger({ name: 'test', level: 'silent' })
   const n = names(stack.ns)
