@@ -18,6 +18,7 @@ export const configSpec = {
   GUACD_HOST: str('guacd host for guacamole sessions', '127.0.0.1'),
   GUACD_PORT: int('guacd port', 4822, 1, 65535),
   CONSOLE_IDLE_SECONDS: int('close a console after this many seconds without keyboard or mouse input (0 = never)', 0, 0, 7200),
+  CONSOLE_PING_SECONDS: int('seconds between WebSocket pings to each console viewer; a viewer that shows no sign of life (a pong, a message, bytes taken) through two pings is cut off and its session freed (0 = no pings)', 20, 0, 3600),
   TRUST_PROXY: bool('take the client address from X-Forwarded-For (only behind a proxy that sets it)', false)
 }
 

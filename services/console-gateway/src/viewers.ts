@@ -11,7 +11,9 @@
  *
  * One live viewer per session: a new viewer closes the older one here at once and, through
  * ConsoleSessionStore's events channel, on every other replica. Revocations arrive on the same channel
- * (and a sweep every two seconds catches any event Redis pub/sub dropped).
+ * (and a sweep every two seconds catches any event Redis pub/sub dropped). A viewer whose connection died
+ * without a close (a laptop lid shut, a network gone) gives no sign of life through two of the gateway's
+ * pings and is cut off, which frees its session.
  */
 import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
@@ -22,7 +24,7 @@ import { PortholeError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { parseSessionEvent, type ConsoleSessionStore, type Redis } from '@porthole/shared/store'
 import { isGuacInput, type GuacBridge } from './guac.js'
-import { acceptViewer, ByteQueue, connectVnc, onlyUpdateRequests } from './rfb.js'
+import { acceptViewer, ByteQueue, connectVnc, onlyUpdateRequests, type VncConnection } from './rfb.js'
 import { connectSol } from './sol.js'
 
 export const CLOSE = {
@@ -84,6 +86,8 @@ export interface HubDeps {
   /** A Redis connection of its own for the events subscription. */
   subscriber: Redis
   idleSeconds: number
+  /** Seconds between pings to each viewer; one with no sign of life through two pings is cut off (0 = no pings). */
+  pingSeconds: number
   log: Logger
 }
 
@@ -96,11 +100,16 @@ class Viewer {
   tcp: Socket | undefined
   guac: { close: () => void } | undefined
   lastInput = Date.now()
+  /** A sign of life since the last ping: a pong, a message, or bytes the browser's socket took (see armPing). */
+  alive = true
   private readonly timers: NodeJS.Timeout[] = []
 
   constructor (readonly ws: WebSocket, readonly session: ConsoleSession, readonly log: Logger) {}
 
-  timer (t: NodeJS.Timeout): void { this.timers.push(t) }
+  timer (t: NodeJS.Timeout): void {
+    if (this.closed) clearTimeout(t)
+    else this.timers.push(t)
+  }
 
   close (kind: CloseKind): void {
     if (this.closed) return
@@ -230,20 +239,28 @@ export class ViewerHub {
       void this.d.sessions.dropViewer(session.id, v.id).catch(() => {})
       v.log.info({ code }, 'console viewer disconnected')
     })
+    // The console starts now, while Redis records the viewer: the target's round trips overlap Redis's. If the
+    // record cannot be written the viewer is closed, which ends its relay too.
+    ws.off('message', onEarly)
+    const relay = (session.protocol === 'vnc'
+      ? this.relayVnc(v, target, early)
+      : session.protocol === 'serial' ? this.relaySerial(v, target, early) : this.handToGuacamole(v, target, early)
+    ).catch((err: unknown) => { // handled here: it may fail while Redis is still answering
+      v.log.error({ err: { message: (err as Error).message } }, 'console relay failed')
+      ws.terminate()
+    })
     try {
       await this.d.sessions.takeViewer(session, v.id)
     } catch {
       v.close('unavailable')
-      return
     }
-    v.timer(setTimeout(() => v.close('expired'), Math.max(0, Date.parse(session.expiresAt) - Date.now())))
-    if (this.d.idleSeconds > 0) this.armIdle(v)
-    v.log.info({ protocol: session.protocol, singleUse: session.singleUse }, 'console viewer connected')
-
-    ws.off('message', onEarly)
-    if (session.protocol === 'vnc') await this.relayVnc(v, target, early)
-    else if (session.protocol === 'serial') await this.relaySerial(v, target, early)
-    else this.handToGuacamole(v, target, early)
+    if (!v.closed) {
+      v.timer(setTimeout(() => v.close('expired'), Math.max(0, Date.parse(session.expiresAt) - Date.now())))
+      if (this.d.idleSeconds > 0) this.armIdle(v)
+      if (this.d.pingSeconds > 0) this.armPing(v)
+      v.log.info({ protocol: session.protocol, singleUse: session.singleUse }, 'console viewer connected')
+    }
+    await relay
   }
 
   private armIdle (v: Viewer): void {
@@ -256,6 +273,35 @@ export class ViewerHub {
     v.timer(setTimeout(check, ms))
   }
 
+  /**
+   * Pings the viewer every pingSeconds; one that gave no sign of life through two pings is cut off. A pong is
+   * one sign, and so is any message or any bytes its socket took: a browser on a slow link with screen updates
+   * queued in front of our ping is alive even if the pong comes late. Pongs are not input: the idle timeout
+   * counts messages only.
+   */
+  private armPing (v: Viewer): void {
+    let missed = 0
+    const sign = (): void => { v.alive = true }
+    v.ws.on('pong', sign)
+    v.ws.on('message', sign)
+    v.timer(setInterval(() => {
+      missed = v.alive ? 0 : missed + 1
+      v.alive = false
+      if (missed >= 2) {
+        v.log.info({ pingSeconds: this.d.pingSeconds }, 'console viewer gave no sign of life through two pings; cut off')
+        v.release()
+        v.ws.terminate() // no close handshake with a peer that is gone; the 'close' event frees the session
+        return
+      }
+      v.ws.ping()
+    }, this.d.pingSeconds * 1000))
+  }
+
+  /**
+   * The target's handshake (connect, authenticate) and the browser's (with the gateway, which plays the
+   * server) run at once: a remote browser's round trips overlap the target's. Nothing from the browser reaches
+   * the target before both are done; then the browser's ClientInit, and whatever followed it, goes first.
+   */
   private async relayVnc (v: Viewer, target: ConsoleTarget, early: Array<[RawData, boolean]>): Promise<void> {
     const ws = v.ws
     const q = new ByteQueue()
@@ -263,24 +309,33 @@ export class ViewerHub {
     let relaying = false
     ws.on('message', (d: RawData) => {
       const b = toBuffer(d)
-      if (!relaying) { q.push(b); return }
+      if (!relaying) {
+        q.push(b)
+        if (q.size > MAX_EARLY_BYTES) { v.log.info({ bytes: q.size }, 'viewer sent too much before its console was ready'); v.close('invalid') }
+        return
+      }
       if (!onlyUpdateRequests(b)) v.lastInput = Date.now()
       v.tcp?.write(b)
     })
     ws.once('close', () => q.fail(new Error('viewer left')))
+    const viewerReady = withTimeout(acceptViewer(q, b => ws.send(b)), 15_000)
+    // A viewer that fails its handshake is closed at once, whatever the target is doing (attachTarget then
+    // drops the target's connection when it comes).
+    viewerReady.catch(() => v.close('invalid'))
     const conn = await attachTarget(v, async () => await connectVnc(target), 'console target handshake')
     if (conn === undefined) return
-    const tcp = conn.socket
+    let rest: Buffer
     try {
-      const rest = await withTimeout(acceptViewer(q, b => ws.send(b)), 15_000)
-      if (rest.length > 0) tcp.write(rest)
+      rest = await viewerReady
     } catch {
-      v.close('invalid')
-      return
+      return // closed above
     }
+    if (v.closed) return
     relaying = true
+    const clientInit = Buffer.concat([rest, q.drain()])
+    if (clientInit.length > 0) conn.socket.write(clientInit)
     if (conn.leftover.length > 0) ws.send(conn.leftover)
-    pipeToViewer(tcp, ws)
+    pipeVncToViewer(conn, v)
   }
 
   /** A serial console: the viewer's bytes (binary or text frames) to the bridge, the bridge's bytes as binary frames. */
@@ -298,11 +353,11 @@ export class ViewerHub {
     const tcp = conn.socket
     for (const b of pending.splice(0)) tcp.write(b)
     if (conn.leftover.length > 0) ws.send(conn.leftover)
-    pipeToViewer(tcp, ws)
+    pipeToViewer(tcp, v)
     tcp.resume()
   }
 
-  private handToGuacamole (v: Viewer, target: ConsoleTarget, early: Array<[RawData, boolean]>): void {
+  private async handToGuacamole (v: Viewer, target: ConsoleTarget, early: Array<[RawData, boolean]>): Promise<void> {
     v.ws.on('message', (d: RawData) => { if (isGuacInput(toBuffer(d).toString('utf8'))) v.lastInput = Date.now() })
     v.guac = this.d.guac.attach(v.ws, target, (err) => {
       if (err !== undefined) v.log.warn({ reason: err.message }, 'guacd connection ended with an error')
@@ -346,13 +401,69 @@ async function attachTarget<C extends { socket: Socket }> (v: Viewer, connect: (
   return conn
 }
 
-/** Target → browser with backpressure: a slow browser pauses the target rather than growing our memory. */
-function pipeToViewer (tcp: Socket, ws: WebSocket): void {
+/** Backpressure: a slow browser pauses the target rather than growing our memory. */
+const PAUSE_ABOVE = 4 * 1024 * 1024
+const RESUME_BELOW = 256 * 1024
+
+/** Target → browser (a serial console's bridge: little traffic, Node's own read buffers). */
+function pipeToViewer (tcp: Socket, v: Viewer): void {
+  const ws = v.ws
   let paused = false
   tcp.on('data', (b: Buffer) => {
-    ws.send(b, () => {
-      if (paused && ws.bufferedAmount < 256 * 1024) { paused = false; tcp.resume() }
+    ws.send(b, (err) => {
+      if (err == null) v.alive = true
+      if (paused && ws.bufferedAmount < RESUME_BELOW) { paused = false; tcp.resume() }
     })
-    if (!paused && ws.bufferedAmount > 4 * 1024 * 1024) { paused = true; tcp.pause() }
+    if (!paused && ws.bufferedAmount > PAUSE_ABOVE) { paused = true; tcp.pause() }
   })
+}
+
+/**
+ * Memory for VNC bytes on their way to browsers, recycled. The target sockets read into one shared buffer
+ * (see connectVnc); each read is copied into the current slab, and a slab whose every chunk the browser's
+ * socket has taken (the send callback) is filled again, or kept for later. A full-screen stream thus runs on a
+ * few slabs instead of a fresh buffer per read, which the garbage collector freed only by full collections.
+ */
+const SLAB_BYTES = 1024 * 1024
+const SPARE_SLABS = 8
+interface Slab { buf: Buffer, used: number, live: number }
+const spareSlabs: Slab[] = []
+let slab: Slab | undefined
+
+/** A copy of `view` in the current slab (the slab is counted as in use until `releaseSlab`). */
+function copyToSlab (view: Buffer): [Buffer, Slab | undefined] {
+  if (view.length > SLAB_BYTES) return [Buffer.from(view), undefined]
+  let s = slab
+  if (s === undefined || s.buf.length - s.used < view.length) {
+    if (s !== undefined && s.live === 0) s.used = 0
+    else slab = s = spareSlabs.pop() ?? { buf: Buffer.allocUnsafe(SLAB_BYTES), used: 0, live: 0 }
+  }
+  view.copy(s.buf, s.used)
+  const chunk = s.buf.subarray(s.used, s.used + view.length)
+  s.used += view.length
+  s.live++
+  return [chunk, s]
+}
+
+function releaseSlab (s: Slab | undefined): void {
+  if (s === undefined || --s.live > 0) return
+  if (s === slab) s.used = 0 // nothing in it is still needed: fill it again from the start
+  else if (spareSlabs.length < SPARE_SLABS) { s.used = 0; spareSlabs.push(s) }
+}
+
+/** VNC target → browser, with the same backpressure, through recycled slabs; resumes the paused target socket. */
+function pipeVncToViewer (conn: VncConnection, v: Viewer): void {
+  const tcp = conn.socket
+  const ws = v.ws
+  let paused = false
+  conn.onBytes((view) => {
+    const [chunk, s] = copyToSlab(view)
+    ws.send(chunk, (err) => {
+      releaseSlab(s)
+      if (err == null) v.alive = true
+      if (paused && ws.bufferedAmount < RESUME_BELOW) { paused = false; tcp.resume() }
+    })
+    if (!paused && ws.bufferedAmount > PAUSE_ABOVE) { paused = true; tcp.pause() }
+  })
+  tcp.resume()
 }

@@ -1,0 +1,289 @@
+/**
+ * The VNC relay against targets the test controls (a minimal RFB 3.8 server in this process), through the
+ * real gateway process: the two handshakes run at once and in the right order, every failure on either side
+ * closes the viewer with its code, a slow browser holds the target back, the bytes arrive intact, and a
+ * viewer that stops answering pings is cut off (while pongs do not count as input for the idle timeout).
+ */
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, randomBytes, randomFillSync } from 'node:crypto'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { WebSocket } from 'ws'
+import type { ConsoleTarget } from '@porthole/shared/contracts'
+import { waitFor } from '@porthole/shared/testing'
+import { ByteQueue } from '../src/rfb.js'
+import { fileScope, harness, type Harness } from './support.js'
+
+const PING_SECONDS = 1
+const IDLE_SECONDS = 8
+const suite = fileScope(after)
+let h: Harness
+
+before(async () => {
+  h = await harness(suite, { envFor: { 'console-gateway': { CONSOLE_PING_SECONDS: String(PING_SECONDS), CONSOLE_IDLE_SECONDS: String(IDLE_SECONDS) } } })
+})
+
+const u32 = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b }
+const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
+
+/** One connection the gateway made to a fake target. */
+interface TargetConn {
+  /** Everything the gateway sent so far, in order. */
+  received: () => Buffer
+  /** How many bytes had arrived when the target sent its version line, and when it sent its SecurityResult. */
+  atVersion: number
+  atResult: number
+  /** Bytes the target has handed to its kernel of `payload` (the rest waits in its socket's queue). */
+  flushed: number
+  closed: Promise<void>
+}
+
+interface TargetOptions {
+  /** Wait this long after the TCP connection before the version line (a slow or distant target). */
+  delayMs?: number
+  /** Ask for VNC authentication and refuse whatever answer comes. */
+  refuse?: boolean
+  /** Bytes sent right after the SecurityResult, before ClientInit (what a target may send unasked). */
+  greet?: Buffer
+  /** Sent after ServerInit, in 1 MiB writes. */
+  payload?: Buffer
+  /** End the connection after ServerInit (and the payload). */
+  end?: boolean
+}
+
+/** A minimal RFB 3.8 target: security None (or VNC authentication, refused), a 64×48 ServerInit named "fake". */
+async function fakeTarget (o: TargetOptions = {}): Promise<{ target: ConsoleTarget, next: () => Promise<TargetConn> }> {
+  const conns: TargetConn[] = []
+  const waiting: Array<(c: TargetConn) => void> = []
+  const sockets = new Set<Socket>()
+  const server = createServer((s) => {
+    sockets.add(s)
+    s.on('error', () => {})
+    const chunks: Buffer[] = []
+    const q = new ByteQueue()
+    s.on('data', (b: Buffer) => { chunks.push(b); q.push(b) })
+    const received = (): Buffer => Buffer.concat(chunks)
+    const c: TargetConn = { received, atVersion: -1, atResult: -1, flushed: 0, closed: new Promise(resolve => s.once('close', () => { sockets.delete(s); q.fail(new Error('closed')); resolve() })) }
+    conns.push(c)
+    waiting.shift()?.(c)
+    void (async () => {
+      await sleep(o.delayMs ?? 0)
+      c.atVersion = received().length
+      s.write('RFB 003.008\n')
+      await q.read(12)
+      if (o.refuse === true) {
+        s.write(Buffer.from([1, 2]))
+        await q.read(1)
+        s.write(randomBytes(16))
+        await q.read(16)
+        c.atResult = received().length
+        const reason = Buffer.from('no')
+        s.end(Buffer.concat([u32(1), u32(reason.length), reason]))
+        return
+      }
+      s.write(Buffer.from([1, 1]))
+      await q.read(1)
+      c.atResult = received().length
+      s.write(Buffer.concat([u32(0), o.greet ?? Buffer.alloc(0)]))
+      await q.read(1) // ClientInit
+      const name = Buffer.from('fake')
+      s.write(Buffer.concat([Buffer.from([0, 64, 0, 48, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]), u32(name.length), name]))
+      const p = o.payload
+      if (p !== undefined) {
+        for (let i = 0; i < p.length; i += 1 << 20) {
+          const part = p.subarray(i, i + (1 << 20))
+          s.write(part, () => { c.flushed += part.length })
+        }
+      }
+      if (o.end === true) s.end()
+    })().catch(() => {})
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  suite.after(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>(resolve => server.close(() => resolve()))
+  })
+  return {
+    target: { kind: 'vnc', host: '127.0.0.1', port: (server.address() as AddressInfo).port, ...(o.refuse === true ? { password: 'pw' } : {}) },
+    next: async () => { const c = conns.shift(); return c ?? await new Promise(resolve => waiting.push(resolve)) }
+  }
+}
+
+interface TestViewer {
+  ws: WebSocket
+  q: ByteQueue
+  opened: Promise<number>
+  closed: Promise<{ code: number, at: number }>
+  /** From now on every message goes to `fn` instead of `q`. */
+  tap: (fn: (b: Buffer) => void) => void
+}
+
+function viewer (sessionId: string, token: string, o: { autoPong?: boolean } = {}): TestViewer {
+  const ws = new WebSocket(`${h.stack.gatewayUrl.replace(/^http/, 'ws')}/s/${sessionId}/ws`, ['binary', `porthole.token.${token}`], { origin: h.origin, autoPong: o.autoPong ?? true })
+  const q = new ByteQueue()
+  let sink = (b: Buffer): void => q.push(b)
+  ws.on('message', (d: Buffer) => sink(d))
+  ws.on('error', () => {})
+  const opened = new Promise<number>((resolve, reject) => { ws.once('open', () => resolve(Date.now())); ws.once('error', reject) })
+  const closed = new Promise<{ code: number, at: number }>(resolve => ws.once('close', (code) => { q.fail(new Error(`closed ${code}`)); resolve({ code, at: Date.now() }) }))
+  return { ws, q, opened, closed, tap: (fn) => { sink = fn } }
+}
+
+/** The browser's side of the handshake with the gateway, up to its SecurityResult; resolves when that arrived. */
+async function browserHandshake (v: TestViewer): Promise<number> {
+  await v.opened
+  assert.equal((await v.q.read(12)).toString('latin1'), 'RFB 003.008\n')
+  v.ws.send(Buffer.from('RFB 003.008\n'))
+  assert.deepEqual([...await v.q.read(2)], [1, 1], 'offered only None')
+  v.ws.send(Buffer.from([1]))
+  assert.equal((await v.q.read(4)).readUInt32BE(0), 0)
+  return Date.now()
+}
+
+async function readServerInit (v: TestViewer): Promise<string> {
+  const init = await v.q.read(24)
+  return (await v.q.read(init.readUInt32BE(20))).toString('utf8')
+}
+
+const SET_ENCODINGS = Buffer.from([2, 0, 0, 1, 0, 0, 0, 0])
+
+test('the browser\'s handshake overlaps the target\'s; nothing reaches the target before its own is done, then ClientInit first', async () => {
+  const greet = Buffer.from('unasked')
+  const t = await fakeTarget({ delayMs: 700, greet })
+  const m = await h.mint({ target: t.target })
+  const v = viewer(m.sessionId, m.token)
+  const openedAt = await v.opened
+  const securedAt = await browserHandshake(v)
+  // The target says nothing for 700 ms: a gateway that waited for it first could not be this quick.
+  assert.ok(securedAt - openedAt < 500, `the browser's handshake took ${securedAt - openedAt} ms`)
+  v.ws.send(Buffer.from([1])) // ClientInit (shared), then a message right behind it, both before the target is ready
+  v.ws.send(SET_ENCODINGS)
+  const c = await t.next()
+  // What the target sent after its SecurityResult, then its ServerInit, in that order, after ours.
+  assert.deepEqual(await v.q.read(greet.length), greet)
+  assert.equal(await readServerInit(v), 'fake')
+  await waitFor(() => c.received().length >= 12 + 1 + 1 + SET_ENCODINGS.length, 5000, 'the browser\'s messages at the target')
+  assert.equal(c.atVersion, 0, 'the target received bytes before it sent its version line')
+  assert.equal(c.atResult, 13, 'the target received more than its handshake before it sent its SecurityResult')
+  assert.deepEqual(c.received(), Buffer.concat([Buffer.from('RFB 003.008\n'), Buffer.from([1]), Buffer.from([1]), SET_ENCODINGS]))
+  v.ws.close()
+  await v.closed
+  await c.closed
+})
+
+test('a target that refuses the password after the browser\'s handshake is done closes the viewer with 4006', async () => {
+  const t = await fakeTarget({ delayMs: 300, refuse: true })
+  const m = await h.mint({ target: t.target })
+  const v = viewer(m.sessionId, m.token)
+  await browserHandshake(v)
+  v.ws.send(Buffer.from([1]))
+  const closed = await v.closed
+  assert.equal(closed.code, 4006)
+  const c = await t.next()
+  assert.equal(c.received().length, 12 + 1 + 16, 'the browser\'s ClientInit must not reach a target that refused us')
+})
+
+test('a viewer that fails its handshake is closed at once (4000) while the target is still connecting, and the target is let go', async () => {
+  const t = await fakeTarget({ delayMs: 1500 })
+  const m = await h.mint({ target: t.target })
+  const v = viewer(m.sessionId, m.token)
+  const openedAt = await v.opened
+  await v.q.read(12)
+  v.ws.send(Buffer.from('HTTP/1.1 200\n'))
+  const closed = await v.closed
+  assert.equal(closed.code, 4000)
+  assert.ok(closed.at - openedAt < 1000, `closed ${closed.at - openedAt} ms after opening`)
+  const c = await t.next()
+  await c.closed
+  assert.equal(c.received().length, 12 + 1, 'only the gateway\'s own handshake reached the target')
+})
+
+test('a viewer that leaves while the target is connecting: the target\'s connection is dropped and the session freed', async () => {
+  const t = await fakeTarget({ delayMs: 800 })
+  const m = await h.mint({ target: t.target })
+  const v = viewer(m.sessionId, m.token)
+  await browserHandshake(v)
+  v.ws.send(Buffer.from([1]))
+  v.ws.close()
+  await v.closed
+  const c = await t.next()
+  await c.closed
+  assert.equal(c.received().length, 12 + 1, 'the ClientInit of a viewer that left must not reach the target')
+  await waitFor(async () => (await h.sessions.connected([m.sessionId]))[0] === false, 5000, 'the session to be free')
+})
+
+test('a target that ends the connection: the browser gets its last bytes, then 4008 target-closed', async () => {
+  const payload = randomBytes(300_000)
+  const t = await fakeTarget({ payload, end: true })
+  const m = await h.mint({ target: t.target })
+  const v = viewer(m.sessionId, m.token)
+  await browserHandshake(v)
+  v.ws.send(Buffer.from([1]))
+  assert.equal(await readServerInit(v), 'fake')
+  assert.deepEqual(await v.q.read(payload.length), payload)
+  const closed = await v.closed
+  assert.equal(closed.code, 4008)
+})
+
+test('a slow browser holds the target back; what it reads after is the target\'s bytes, intact and in order', async (tt) => {
+  // Far more than the socket buffers on the way hold (about 4 MiB here).
+  const payload = randomFillSync(Buffer.allocUnsafe(48 * 1024 * 1024))
+  const t = await fakeTarget({ payload })
+  const m = await h.mint({ target: t.target })
+  const v = viewer(m.sessionId, m.token)
+  await browserHandshake(v)
+  v.ws.send(Buffer.from([1]))
+  assert.equal(await readServerInit(v), 'fake')
+  const c = await t.next()
+  // The browser stops reading: the gateway must stop reading the target too, not take it all in memory.
+  v.ws.pause()
+  const early = v.q.drain()
+  const hash = createHash('sha256').update(early)
+  let got = early.length
+  const done = new Promise<void>(resolve => v.tap((b) => { hash.update(b); got += b.length; if (got >= payload.length) resolve() }))
+  await sleep(1500)
+  const flushedWhilePaused = c.flushed
+  tt.diagnostic(`while the browser read nothing the target got ${(flushedWhilePaused / 2 ** 20).toFixed(1)} MiB of ${payload.length / 2 ** 20} MiB away`)
+  assert.ok(flushedWhilePaused < payload.length / 2, `the target got ${flushedWhilePaused} of ${payload.length} bytes away while the browser read nothing`)
+  v.ws.resume()
+  await done
+  assert.equal(got, payload.length)
+  assert.equal(hash.digest('hex'), createHash('sha256').update(payload).digest('hex'))
+  v.ws.close()
+  await v.closed
+})
+
+test('a viewer that gives no sign of life through two pings is cut off and its session freed; messages are signs of life; pongs are not input', async () => {
+  const t = await fakeTarget()
+  const [a, b, c] = [await h.mint({ target: t.target }), await h.mint({ target: t.target }), await h.mint({ target: t.target })]
+  const silent = viewer(a.sessionId, a.token, { autoPong: false }) // a browser whose network went away
+  const alive = viewer(b.sessionId, b.token) // answers pings, sends no input
+  const busy = viewer(c.sessionId, c.token, { autoPong: false }) // its pongs stuck behind a backlog, its messages not
+  for (const v of [silent, alive, busy]) {
+    await browserHandshake(v)
+    v.ws.send(Buffer.from([1]))
+    assert.equal(await readServerInit(v), 'fake')
+  }
+  const start = Date.now()
+  const requests = setInterval(() => busy.ws.send(Buffer.from([3, 1, 0, 0, 0, 0, 0, 64, 0, 48])), 300)
+  assert.deepEqual(await h.sessions.connected([a.sessionId, b.sessionId, c.sessionId]), [true, true, true])
+  const cut = await silent.closed
+  // Two pings unanswered: cut off after about three intervals, with no close handshake (1006), not as idle.
+  assert.equal(cut.code, 1006)
+  assert.ok(cut.at - start < (3 * PING_SECONDS + 1.5) * 1000, `cut off ${cut.at - start} ms after connecting`)
+  await waitFor(async () => (await h.sessions.connected([a.sessionId]))[0] === false, 2000, 'the silent viewer\'s session to be free')
+  assert.equal(alive.ws.readyState, WebSocket.OPEN, 'the viewer that answers pings stays')
+  await sleep(PING_SECONDS * 1000)
+  assert.equal(busy.ws.readyState, WebSocket.OPEN, 'a viewer that sends messages is alive without pongs')
+  const health = await (await fetch(`${h.stack.gatewayUrl}/healthz`)).json() as { viewers: number }
+  assert.equal(health.viewers, 2)
+  // It answered every ping and sent nothing else: idle after CONSOLE_IDLE_SECONDS all the same.
+  // Update requests are not input either.
+  const timeout = sleep((IDLE_SECONDS + 3) * 1000).then(() => ({ code: -1, at: Date.now() }))
+  const idle = await Promise.all([alive.closed, busy.closed].map(async p => await Promise.race([p, timeout])))
+  clearInterval(requests)
+  for (const i of idle) {
+    assert.equal(i.code, 4007)
+    assert.ok(i.at - start > (IDLE_SECONDS - 1) * 1000, `closed as idle ${i.at - start} ms after connecting`)
+  }
+})
