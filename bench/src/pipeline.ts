@@ -46,7 +46,8 @@ async function measureFloor (c: AmqpClient, ns: string, concurrency: number, tot
   return await closedLoop(concurrency, total, async () => {
     const id = randomUUID()
     const done = new Promise<void>(resolve => waiting.set(id, resolve))
-    await c.publish(n.jobsExchange, n.receiverKeyOf(kind), { id })
+    // As the API publishes: an interactive job's message carries a TTL up to its deadline.
+    await c.publish(n.jobsExchange, n.receiverKeyOf(kind), { id }, interactive ? { expiration: 10_000 } : {})
     await done
   })
 }

@@ -46,7 +46,7 @@ test('refused requests answer problem+json and create no job', async (t) => {
   assert.equal(await jobCount(), before)
   assert.equal(await dom.state(), 'running')
   const stats = await queueDepths()
-  assert.equal(stats.get(names(stack.ns).receiverQueue), 0)
+  for (const q of [names(stack.ns).receiverQueue, names(stack.ns).receiverInteractiveQueue]) assert.equal(stats.get(q), 0, q)
 })
 
 test('a dead libvirt URI ends the job as a classed connection failure within its deadline', async () => {

@@ -1,5 +1,5 @@
 /**
- * Consumes `<ns>.console.mint`: an agent has found a console target and sealed it for us (shared key, aad =
+ * Consumes `<ns>.console.mint.interactive`: an agent has found a console target and sealed it for us (shared key, aad =
  * job id). We mint the session: a random URL token (256 bits) of which Redis keeps only the SHA-256, the
  * target re-sealed with the gateway's own CONSOLE_KEY (aad = session id). The URL,
  * `${PUBLIC_GATEWAY_URL}/s/${sessionId}#${token}`, is handed to the API sealed and once (a grant in Redis the

@@ -3,7 +3,7 @@ import { commonSettings, int, loadConfig, type ConfigOf } from '@porthole/shared
 
 export const receiverSettings = {
   ...commonSettings,
-  RECEIVER_PREFETCH: int('jobs and results each receiver replica handles at once (AMQP prefetch)', 64, 1, 10_000),
+  RECEIVER_PREFETCH: int('messages each receiver replica handles at once from each queue it consumes (AMQP prefetch; jobs and results, each in two lanes, and dead letters)', 64, 1, 10_000),
   DEADLINE_SWEEP_MS: int('how often the receiver ends unfinished jobs whose deadline has passed (milliseconds)', 250, 10, 60_000)
 }
 

@@ -143,19 +143,23 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   /**
    * Every dead letter also reaches the receiver (`ns.dead.watch`; the copy in `ns.dead` stays for operators).
    * A job message RabbitMQ gave up on ends its job now instead of at its deadline: past the delivery limit
-   * (it crashed its consumer again and again) the job fails as `poison`; past its TTL (an interactive job
-   * nobody took in time) it times out. Messages our handlers dead-lettered were dealt with by them.
+   * (its handlers failed again and again) the job fails as `unavailable`, retryable; past its TTL (an
+   * interactive job nobody took in time) it times out. Messages our handlers dead-lettered were dealt with
+   * by them.
    */
   async function onDeadLetter (d: Delivery): Promise<Disposition> {
-    const headers = d.raw.properties.headers ?? {}
-    const reason = headers['x-first-death-reason']
+    // The newest death is the one that brought it here (a power job may have expired in the delay queue before).
+    const death = (d.raw.properties.headers?.['x-death'] as Array<{ reason?: unknown, queue?: unknown }> | undefined)?.[0]
+    const reason = death?.reason
     const id = deadJobId(d.body)
     if (id === undefined || (reason !== 'delivery_limit' && reason !== 'expired')) return 'ack'
-    const queue = String(headers['x-first-death-queue'] ?? 'a queue')
+    const queue = String(death?.queue ?? 'a queue')
     try {
+      // Past the delivery limit: most often a dependency (Redis) that stayed down through every retry, so the
+      // caller may try again; a poison message is dead-lettered by its handler instead, which fails it.
       const r = reason === 'expired'
         ? await jobs.transition(id, 'timed_out', { error: DEADLINE_FAILURE })
-        : await jobs.transition(id, 'failed', { error: { code: 'poison', message: `the job's message was dead-lettered from ${queue} after ${DELIVERY_LIMIT} deliveries`, retryable: false } })
+        : await jobs.transition(id, 'failed', { error: { code: 'unavailable', message: `the job's message was dead-lettered from ${queue} after ${DELIVERY_LIMIT} failed deliveries`, retryable: true } })
       if (r.status === 'ok') {
         jobLog.warn({ jobId: id, reason, queue }, reason === 'expired' ? 'job expired in its queue; timed out' : 'job dead-lettered after its delivery limit; failed')
         await releaseIfPower(id)

@@ -16,8 +16,13 @@ import { brief, type Logger } from '../logging/index.js'
 import { UnavailableError, PortholeError } from '../errors/index.js'
 import { declareTopology } from './topology.js'
 
-/** How long a classic-queue message requeued a second time waits before it goes back. */
+/** How long a message requeued a second time waits before it goes back (doubling per delivery on quorum queues). */
 export const REQUEUE_PAUSE_MS = 200
+
+/** The pause before requeueing a message delivered `deliveryCount` times before (0 when the queue does not count). */
+export function requeuePause (deliveryCount: number): number {
+  return deliveryCount > 0 ? Math.min(4000, REQUEUE_PAUSE_MS * 2 ** (deliveryCount - 1)) : REQUEUE_PAUSE_MS
+}
 
 /** What a handler decides for a delivery. */
 export type Disposition = 'ack' | 'dead' | 'requeue'
@@ -250,10 +255,11 @@ export class AmqpClient extends EventEmitter {
       this.log.error({ err, queue: s.queue }, 'message handler threw; requeueing')
       d = 'requeue'
     }
-    // Classic queues (the interactive lane) have no delivery limit: a message requeued a second time waits
-    // a moment first, so that a dependency outage does not become a hot loop until its TTL ends it.
-    if (d === 'requeue' && msg.fields.redelivered && msg.properties.headers?.['x-delivery-count'] === undefined) {
-      await new Promise(resolve => setTimeout(resolve, REQUEUE_PAUSE_MS))
+    // A message requeued a second time waits first, longer each time: a dependency outage (Redis restarting)
+    // is then ridden out over seconds rather than burning a quorum queue's delivery limit in milliseconds, or
+    // spinning a classic queue (no limit) until the message's TTL ends it.
+    if (d === 'requeue' && msg.fields.redelivered) {
+      await new Promise(resolve => setTimeout(resolve, requeuePause(Number.isFinite(count) ? count : 0)))
     }
     try {
       if (s.channel === ch) { // a channel that died took its unacked messages back to the queue

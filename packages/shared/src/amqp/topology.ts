@@ -49,6 +49,12 @@ export interface Names {
   delayQueue: string
   deadExchange: string
   deadQueue: string
+  /**
+   * The interactive lane's dead letters (mostly requests that expired while nobody consumed them): a bounded
+   * queue of their own, so that an agent type that is down while portals poll cannot fill `deadQueue`.
+   */
+  deadInteractiveExchange: string
+  deadInteractiveQueue: string
   /** A second copy of every dead letter, for the receiver: it ends the jobs of messages RabbitMQ gave up on. */
   deadWatchQueue: string
   /** Every queue, for metrics and clean-up. */
@@ -72,7 +78,8 @@ export function names (ns: string): Names {
     consoleExchange: `${ns}.console`,
     // Not `${ns}.console.mint`: that name was a quorum queue before the lanes, and a queue cannot change type.
     mintQueue: `${ns}.console.mint.interactive`,
-    mintKey: 'mint',
+    // Not `mint`: the quorum queue of earlier versions is bound with that key and would get a copy of each.
+    mintKey: 'mint.interactive',
     resultsExchange: `${ns}.results`,
     resultsQueue: `${ns}.results`,
     resultsKey: 'update',
@@ -82,11 +89,13 @@ export function names (ns: string): Names {
     delayQueue: `${ns}.jobs.delay`,
     deadExchange: `${ns}.dlx`,
     deadQueue: `${ns}.dead`,
+    deadInteractiveExchange: `${ns}.dlx.interactive`,
+    deadInteractiveQueue: `${ns}.dead.interactive`,
     deadWatchQueue: `${ns}.dead.watch`,
     allQueues: () => [
       n.receiverQueue, n.receiverInteractiveQueue,
       ...AGENT_QUEUE_TYPES.flatMap(t => [n.agentQueue(t), n.agentInteractiveQueue(t)]),
-      n.mintQueue, n.resultsQueue, n.resultsInteractiveQueue, n.delayQueue, n.deadQueue, n.deadWatchQueue
+      n.mintQueue, n.resultsQueue, n.resultsInteractiveQueue, n.delayQueue, n.deadQueue, n.deadInteractiveQueue, n.deadWatchQueue
     ]
   }
   return n
@@ -107,12 +116,17 @@ export interface DeclaringChannel {
 export async function declareTopology (ch: DeclaringChannel, ns: string): Promise<void> {
   const n = names(ns)
   const work = { durable: true, arguments: { 'x-queue-type': 'quorum', 'x-dead-letter-exchange': n.deadExchange, 'x-delivery-limit': DELIVERY_LIMIT } }
-  const interactive = { durable: true, arguments: { 'x-queue-type': 'classic', 'x-dead-letter-exchange': n.deadExchange } }
+  const interactive = { durable: true, arguments: { 'x-queue-type': 'classic', 'x-dead-letter-exchange': n.deadInteractiveExchange } }
   await ch.assertExchange(n.deadExchange, 'fanout', { durable: true })
   await ch.assertQueue(n.deadQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
   await ch.bindQueue(n.deadQueue, n.deadExchange, '')
+  await ch.assertExchange(n.deadInteractiveExchange, 'fanout', { durable: true })
+  // The newest 10,000 for a day: enough to see what went wrong, never a store that grows without end.
+  await ch.assertQueue(n.deadInteractiveQueue, { durable: true, arguments: { 'x-queue-type': 'classic', 'x-max-length': 10_000, 'x-overflow': 'drop-head', 'x-message-ttl': 86_400_000 } })
+  await ch.bindQueue(n.deadInteractiveQueue, n.deadInteractiveExchange, '')
   await ch.assertQueue(n.deadWatchQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
   await ch.bindQueue(n.deadWatchQueue, n.deadExchange, '')
+  await ch.bindQueue(n.deadWatchQueue, n.deadInteractiveExchange, '')
 
   await ch.assertExchange(n.jobsExchange, 'direct', { durable: true })
   await ch.assertQueue(n.receiverQueue, work)
@@ -155,5 +169,5 @@ export function ttlUntil (deadline: string | number, now = Date.now()): number {
 export async function deleteTopology (ch: { deleteQueue: (q: string) => Promise<unknown>, deleteExchange: (e: string) => Promise<unknown> }, ns: string): Promise<void> {
   const n = names(ns)
   for (const q of n.allQueues()) await ch.deleteQueue(q)
-  for (const e of [n.jobsExchange, n.agentsExchange, n.consoleExchange, n.resultsExchange, n.deadExchange]) await ch.deleteExchange(e)
+  for (const e of [n.jobsExchange, n.agentsExchange, n.consoleExchange, n.resultsExchange, n.deadExchange, n.deadInteractiveExchange]) await ch.deleteExchange(e)
 }

@@ -29,7 +29,7 @@ export interface Pipeline {
   submit: (server: StoredServer, kind: JobKind, o?: { action?: PowerAction, deadlineMs?: number, console?: Job['console'] }) => Promise<Job>
   /** Waits until the job is in a terminal state and returns its record. */
   finished: (jobId: string, timeoutMs?: number) => Promise<JobRecord>
-  /** Every message dead-lettered to `<ns>.dead` so far (raw bodies). */
+  /** Every message dead-lettered to `<ns>.dead` or `<ns>.dead.interactive` so far (raw bodies). */
   dead: () => Promise<string[]>
 }
 
@@ -86,10 +86,12 @@ export async function pipeline (t: After, o: StackOptions = {}): Promise<Pipelin
     async dead () {
       const ch = await amqp.rawChannel()
       try {
-        for (;;) {
-          const m = await ch.get(n.deadQueue, { noAck: true })
-          if (m === false) break
-          deadBodies.push(m.content.toString('utf8'))
+        for (const q of [n.deadQueue, n.deadInteractiveQueue]) {
+          for (;;) {
+            const m = await ch.get(q, { noAck: true })
+            if (m === false) break
+            deadBodies.push(m.content.toString('utf8'))
+          }
         }
       } finally {
         await ch.close().catch(() => {})

@@ -71,13 +71,17 @@ test('a handler that keeps throwing is dead-lettered after the delivery limit, n
   const { c, ns } = await client(t)
   await c.start()
   const n = names(ns)
-  let tries = 0
-  await c.consume(n.receiverQueue, async () => { tries++; throw new Error('boom') }, { prefetch: 1 })
+  const tries: number[] = []
+  await c.consume(n.receiverQueue, async () => { tries.push(Date.now()); throw new Error('boom') }, { prefetch: 1 })
   const dead = collector()
   await c.consume(n.deadQueue, dead.handler, { prefetch: 1 })
   await c.publish(n.jobsExchange, n.receiverKey, { crash: true })
-  await waitFor(() => dead.seen.length === 1, 10_000, 'dead letter after retries')
-  assert.ok(tries >= 2 && tries <= 7, `tried ${tries} times`)
+  await waitFor(() => dead.seen.length === 1, 15_000, 'dead letter after retries')
+  assert.ok(tries.length >= 2 && tries.length <= 7, `tried ${tries.length} times`)
+  // Each retry waits longer than the one before (an outage is ridden out over seconds, not milliseconds).
+  const gaps = tries.slice(1).map((at, i) => at - (tries[i] as number))
+  assert.ok(gaps.slice(2).every((g, i) => g > (gaps[i + 1] as number)), `gaps grow: ${gaps.join(', ')} ms`)
+  assert.ok((tries.at(-1) as number) - (tries[0] as number) >= 2000, `retried over ${(tries.at(-1) as number) - (tries[0] as number)} ms`)
 })
 
 test('after the connection drops, publish fails at once, then the client reconnects and consumes again by itself', async (t) => {

@@ -43,9 +43,9 @@ test('an interactive message nobody took by its deadline is dead-lettered, not d
   const deadline = new Date(Date.now() + 300).toISOString()
   await c.publish(n.jobsExchange, n.receiverInteractiveKey, { late: true }, { expiration: ttlUntil(deadline) })
   const dead: unknown[] = []
-  await c.consume(n.deadQueue, async (d) => { dead.push(d.body); return 'ack' }, { prefetch: 1 })
+  await c.consume(n.deadInteractiveQueue, async (d) => { dead.push(d.body); return 'ack' }, { prefetch: 1 })
   await new Promise(resolve => setTimeout(resolve, 600))
-  // A consumer that comes after the deadline gets nothing; the dead-letter queue has the message.
+  // A consumer that comes after the deadline gets nothing; the interactive lane's dead-letter queue has it.
   const got: unknown[] = []
   await c.consume(n.receiverInteractiveQueue, async (d) => { got.push(d.body); return 'ack' }, { prefetch: 1 })
   await waitFor(() => dead.length === 1, 5000, 'dead letter')
