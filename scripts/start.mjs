@@ -151,7 +151,8 @@ const BACKOFF_MAX = 30_000
 const STABLE_MS = 60_000
 const STOP_GRACE_MS = 10_000
 // The agents let running power actions finish and report first (AGENT_STOP_GRACE_SECONDS, default 90).
-const stopGraceMs = (name) => name === 'agents' ? (Number(process.env.AGENT_STOP_GRACE_SECONDS ?? 90) + 10) * 1000 : STOP_GRACE_MS
+const agentGrace = /^\d+$/.test(process.env.AGENT_STOP_GRACE_SECONDS ?? '') ? Number(process.env.AGENT_STOP_GRACE_SECONDS) : 90
+const stopGraceMs = (name) => name === 'agents' ? (agentGrace + 10) * 1000 : STOP_GRACE_MS
 
 let stopping = false
 let stoppingSince = 0
