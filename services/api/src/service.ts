@@ -33,16 +33,22 @@ export async function startApi (config: ApiConfig, log: Logger): Promise<Running
   const deps = connect(config, log)
   const app = await buildApp(deps)
   await app.listen({ host: config.API_HOST, port: config.API_PORT })
+  // At start and every ten minutes: records written meanwhile by a replica still on the old key are caught too.
   void resealStale(deps, log)
+  const reseal = setInterval(() => { void resealStale(deps, log) }, RESEAL_EVERY_MS)
+  reseal.unref()
   return {
     app,
     deps,
     async close () {
+      clearInterval(reseal)
       await app.close()
       await deps.close()
     }
   }
 }
+
+const RESEAL_EVERY_MS = 10 * 60_000
 
 /**
  * After a key rotation: server credentials sealed with an old key are re-sealed with the current one in the
@@ -53,7 +59,8 @@ async function resealStale (deps: AppDeps, log: Logger): Promise<void> {
   try {
     const box = SecretBox.fromSettings(deps.config)
     const r = await new ServerStore(deps.redis, deps.config.PORTHOLE_NAMESPACE).resealStale(box)
-    if (r.resealed > 0 || r.left > 0) l.info({ ...r, keyId: deps.config.PORTHOLE_SECRET_KEY_ID }, r.left === 0 ? 'server credentials re-sealed with the current key; no record needs an old key now' : 'server credentials re-sealed; some are under a key that is not configured')
+    // While old keys are configured (a rotation under way) every pass says where it stands.
+    if (r.resealed > 0 || r.left > 0 || deps.config.PORTHOLE_OLD_SECRET_KEYS.trim() !== '') l.info({ ...r, keyId: deps.config.PORTHOLE_SECRET_KEY_ID }, r.left === 0 ? 'server credentials re-sealed with the current key; no record needs an old key now' : 'server credentials re-sealed; some are under a key that is not configured')
   } catch (err) {
     l.warn({ err: brief(err) }, 'could not re-seal server credentials (tried again at the next start)')
   }
