@@ -69,7 +69,7 @@ export class JobWaiter {
         if (rec === undefined || isTerminal(rec.state) || timedOut || this.closed) return rec
         // The terminal event carries the final record: no need to read the job again.
         const e = await Promise.race([woken, timeout])
-        if (e?.record !== undefined) return e.record
+        if (e?.record !== undefined) return structuredClone(e.record) // each waiter its own: callers may change it
         woken = new Promise<JobEventMessage | undefined>(resolve => { wake = resolve })
       }
     } finally {
