@@ -19,23 +19,41 @@
  * Everything the bench starts (services, domains, websockify, the RFB server process, Chromium) is removed
  * on the way out: after success, after a failure, and on SIGINT/SIGTERM.
  *
- *   npm run bench -- console [--quick]
+ *   npm run bench -- console [--quick] [--only=relay,qemu,...] [--gateway-profile=DIR]
+ *
+ * `--only=` runs some sections only: `issue` (1), `relay` (2), `qemu` (2b), `memory` (3), `browser` (4); the tiny
+ * domains are created only for the sections that use them (`--only=relay` needs none). `--gateway-profile=DIR`:
+ * the gateway process records a CPU profile (open it in Chrome's DevTools) and its GC pauses, written to DIR when
+ * it exits (`--cpu-prof` itself is not allowed in NODE_OPTIONS, so a small module passed with `--import` does it).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { connect, createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join, resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { chromium, type BrowserContext } from 'playwright-core'
 import WebSocket from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import { createLogger } from '@porthole/shared/logging'
 import { dropNamespace, freePort, startStack, tinyDomain, waitFor, type Stack } from '@porthole/shared/testing'
-import { closedLoop, percentile, table, type Summary } from './stats.js'
+import { closedLoop, jsonClient, percentile, table, type Summary } from './stats.js'
 
 const quick = process.argv.includes('--quick')
+const SECTIONS = ['issue', 'relay', 'qemu', 'memory', 'browser'] as const
+type Section = (typeof SECTIONS)[number]
+/** The sections `--only=` names (all when absent); an unknown name stops the bench before anything starts. */
+const only = ((): Set<Section> => {
+  const arg = process.argv.find(a => a.startsWith('--only='))
+  if (arg === undefined) return new Set(SECTIONS)
+  const names = arg.slice('--only='.length).split(',').map(x => x.trim()).filter(x => x !== '')
+  const bad = names.filter(n => !(SECTIONS as readonly string[]).includes(n))
+  if (names.length === 0 || bad.length > 0) throw new Error(`--only= takes a comma-separated list of ${SECTIONS.join(', ')} (got ${arg})`)
+  return new Set(names as Section[])
+})()
+const runs = (s: Section): boolean => only.has(s)
+const profileDir = process.argv.find(a => a.startsWith('--gateway-profile='))?.slice('--gateway-profile='.length)
 const cleanups: Array<() => Promise<void>> = []
 const t = { after: (fn: () => Promise<void>) => { cleanups.push(fn) } }
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
@@ -79,7 +97,10 @@ async function stopChild (p: ChildProcess, group: boolean): Promise<void> {
 
 // ---- 1. console-URL issue ------------------------------------------------------------------------------
 
-/** Three confirmed hops with AmqpClient: jobs → (consumer) → agents → (consumer) → console → (caller). */
+/**
+ * Three confirmed hops with AmqpClient, in the lane console jobs travel (classic queues): jobs → (consumer) →
+ * agents → (consumer) → console mint → (caller).
+ */
 async function threeHops (stack: Stack): Promise<(concurrency: number, total: number) => Promise<Summary>> {
   const log = createLogger({ name: 'bench', level: 'silent' })
   const ns = `${stack.ns}-floor`
@@ -88,13 +109,13 @@ async function threeHops (stack: Stack): Promise<(concurrency: number, total: nu
   t.after(async () => { await c.close(); await dropNamespace(ns, stack.svc) })
   const n = names(ns)
   const waiting = new Map<string, () => void>()
-  await c.consume(n.receiverQueue, async (d) => { await c.publish(n.agentsExchange, 'kvm', d.body); return 'ack' }, { prefetch: 64 })
-  await c.consume(n.agentQueue('kvm'), async (d) => { await c.publish(n.consoleExchange, n.mintKey, d.body); return 'ack' }, { prefetch: 64 })
+  await c.consume(n.receiverInteractiveQueue, async (d) => { await c.publish(n.agentsExchange, n.agentKeyOf('kvm', 'console'), d.body, { expiration: 10_000 }); return 'ack' }, { prefetch: 64 })
+  await c.consume(n.agentInteractiveQueue('kvm'), async (d) => { await c.publish(n.consoleExchange, n.mintKey, d.body, { expiration: 10_000 }); return 'ack' }, { prefetch: 64 })
   await c.consume(n.mintQueue, async (d) => { const id = (d.body as { id: string }).id; waiting.get(id)?.(); waiting.delete(id); return 'ack' }, { prefetch: 64 })
   return async (concurrency, total) => await closedLoop(concurrency, total, async () => {
     const id = randomUUID()
     const done = new Promise<void>(resolve => waiting.set(id, resolve))
-    await c.publish(n.jobsExchange, n.receiverKey, { id })
+    await c.publish(n.jobsExchange, n.receiverKeyOf('console'), { id }, { expiration: 10_000 })
     await done
   })
 }
@@ -446,17 +467,52 @@ async function rssKb (pid: number): Promise<number> {
   return Number(m?.[1])
 }
 
+// ---- profiling the gateway ------------------------------------------------------------------------------
+
+/** Loaded into the gateway with --import: a CPU profile (inspector) and every GC pause, written at exit. */
+const PROFILER = `import { Session } from 'node:inspector'
+import { PerformanceObserver, performance } from 'node:perf_hooks'
+import { writeFileSync } from 'node:fs'
+const dir = process.env.BENCH_PROFILE_DIR
+const s = new Session()
+s.connect()
+s.post('Profiler.enable')
+s.post('Profiler.setSamplingInterval', { interval: 250 })
+s.post('Profiler.start')
+const gc = []
+new PerformanceObserver((l) => { for (const e of l.getEntries()) gc.push({ at: Math.round(performance.timeOrigin + e.startTime), kind: e.detail?.kind, ms: e.duration }) }).observe({ entryTypes: ['gc'] })
+process.on('exit', () => {
+  s.post('Profiler.stop', (err, r) => { if (!err) writeFileSync(dir + '/gateway-' + process.pid + '.cpuprofile', JSON.stringify(r.profile)) })
+  writeFileSync(dir + '/gateway-' + process.pid + '-gc.json', JSON.stringify(gc))
+})
+`
+
+/** The gateway's extra environment for `--gateway-profile=DIR`. */
+async function profilerEnv (dir: string): Promise<Record<string, string>> {
+  const abs = resolve(dir)
+  await mkdir(abs, { recursive: true })
+  const file = join(abs, 'gateway-profiler.mjs')
+  await writeFile(file, PROFILER)
+  progress(`profiling the gateway into ${abs} (written when it exits)`)
+  return { NODE_OPTIONS: `--import=${pathToFileURL(file).href}`, BENCH_PROFILE_DIR: abs }
+}
+
 // ---- main ---------------------------------------------------------------------------------------------
 
 interface Grant { sessionId: string, url: string }
 
 async function main (): Promise<void> {
   // LOG_LEVEL stays info: each service's "ready" line, which startStack waits for, is an info line.
-  const stack = await startStack(t)
+  // The bench process does not keep the services' log lines (holding and scanning them would be measured too).
+  const stack = await startStack(t, { keepLogs: false, ...(profileDir === undefined ? {} : { envFor: { 'console-gateway': await profilerEnv(profileDir) } }) })
+  const api = jsonClient(stack.apiUrl, stack.adminToken)
   const gw = new URL(stack.gatewayUrl)
   const tenant = (await stack.api('POST', '/v1/tenants', { name: 'bench' })).body.id as string
-  const nVms = quick ? 4 : 8
+  // Tiny domains: the console URLs of section 1, QEMU's VNC server (2b), the page's target (4).
+  const nVms = runs('issue') || runs('qemu') || runs('browser') ? quick ? 4 : 8 : 0
   const vms = await Promise.all(Array.from({ length: nVms }, async () => await tinyDomain(t)))
+  // A freshly started tiny VM keeps a CPU busy for seconds while its BIOS looks for something to boot.
+  await Promise.all(vms.map(async d => await d.settled()))
   const servers: string[] = []
   for (const d of vms) {
     const r = await stack.api('POST', '/v1/servers', { name: d.name, tenantId: tenant, agent: 'kvm', connection: { uri: d.uri, domain: d.name } })
@@ -464,38 +520,12 @@ async function main (): Promise<void> {
     servers.push(r.body.id as string)
   }
   const issue = async (server: string, protocol = 'vnc'): Promise<Grant> => {
-    const r = await stack.api('POST', `/v1/servers/${server}/console`, { protocol, ttlSeconds: 900 })
+    const r = await api('POST', `/v1/servers/${server}/console`, { protocol, ttlSeconds: 900 })
     if (r.status !== 201) throw new Error(`console ${r.status}: ${JSON.stringify(r.body)}`)
     return r.body as Grant
   }
   const tokenOf = (g: Grant): string => g.url.slice(g.url.indexOf('#') + 1)
   const gatewayDial = (g: Grant): Dial => async () => await wsWire(`ws://${gw.host}/s/${g.sessionId}/ws`, ['binary', `porthole.token.${tokenOf(g)}`], gw.origin)
-
-  progress('1. console-URL issue')
-  // 1. console-URL issue --------------------------------------------------------------------------------
-  const rows1: Array<Record<string, string | number>> = []
-  const add1 = (what: string, c: number, s: Summary, fl?: Summary): void => {
-    rows1.push({ what, clients: c, n: s.n, 'per s': s.perSecond, 'p50 ms': s.p50, 'p99 ms': s.p99, 'p50 / 3-hop floor': fl === undefined ? '' : s.p50 / fl.p50 })
-  }
-  const hops = await threeHops(stack)
-  await closedLoop(5, 40, async (i) => { await issue(servers[i % servers.length] as string) })
-  await closedLoop(5, 40, async (i) => { await stack.api('GET', `/v1/servers/${servers[i % servers.length] as string}/status`) })
-  await hops(5, 100)
-  const scale = quick ? 0.2 : 1
-  for (const c of [1, 10, 50]) {
-    const total = Math.max(c * 2, Math.round((c === 1 ? 200 : c === 10 ? 1000 : 2000) * scale))
-    const fl = await hops(c, total)
-    add1('floor: 3 confirmed RabbitMQ hops', c, fl)
-    add1('status job (hops + libvirt reference)', c, await closedLoop(c, total, async (i) => {
-      const r = await stack.api('GET', `/v1/servers/${servers[i % servers.length] as string}/status`)
-      if (r.status !== 200) throw new Error(`status ${r.status}: ${JSON.stringify(r.body)}`)
-    }), fl)
-    progress(`clients ${c}`)
-    add1('console URL (POST …/console)', c, await closedLoop(c, total, async (i) => { await issue(servers[i % servers.length] as string) }), fl)
-  }
-
-  progress('2. relay')
-  // 2. relay vs direct TCP vs websockify, on the bench's own RFB server ----------------------------------
   const ipmiConsoleServer = async (name: string, port: number): Promise<string> => {
     const r = await stack.api('POST', '/v1/servers', { name, tenantId: tenant, agent: 'ipmi', connection: { host: '127.0.0.1', username: 'bench', password: 'bench-pass' }, console: { host: '127.0.0.1', port } })
     if (r.status !== 201) throw new Error(`ipmi server ${r.status}: ${JSON.stringify(r.body)}`)
@@ -512,178 +542,229 @@ async function main (): Promise<void> {
       stop: wsify.stop
     }
   }
-  const FB = { w: 1280, h: 800 }
-  const relayRuns = quick ? 30 : 60
-  const relayFrames = quick ? 200 : 500
-  const inFlight = 4
-  const big = await spawnRfbServer(FB.w, FB.h)
-  const relayGrant = await issue(await ipmiConsoleServer('bench-rfb-relay', big.port))
-  const relay = await threePaths(big.port, relayGrant, 'the bench RFB server')
-  const want = sha256(testPattern(FB.w, FB.h))
-  for (const [name, dial] of relay.paths) {
-    progress(`warm-up and pixel check ${name}`)
-    await firstFrame(dial)
-    const got = await framePixels(dial)
-    if (sha256(got) !== want) throw new Error(`${name}: the first frame's ${got.length} bytes of pixels differ from the server's framebuffer`)
-  }
-  const first: Record<string, number[]> = {}
-  for (const [name] of relay.paths) first[name] = []
-  progress(`first frame ×${relayRuns} per path`)
-  for (let i = 0; i < relayRuns; i++) {
-    for (const [name, dial] of relay.paths) { (first[name] as number[]).push(await firstFrame(dial)); await sleep(10) }
-  }
-  const figures: Record<string, FrameFigures> = {}
-  for (const [name, dial] of relay.paths) {
-    progress(`${relayFrames} full frames ×2 ${name}`)
-    figures[name] = await frameRun(dial, relayFrames, inFlight)
-  }
-  await relay.stop()
-  await big.stop()
-  const [directName, gatewayName, wsifyName] = relay.paths.map(([name]) => name) as [string, string, string]
-  const ffOf = (name: string): number => median(first[name] as number[])
-  const figOf = (name: string): FrameFigures => figures[name] as FrameFigures
-  const rows2 = relay.paths.map(([name]) => {
-    const f = figOf(name)
-    const ff = ffOf(name)
-    return {
-      path: name,
-      'first frame p50 ms': ff,
-      'vs direct': ff / ffOf(directName),
-      'vs websockify': ff / ffOf(wsifyName),
-      'frame rtt p50 ms': f.rttP50,
-      'rtt p99 ms': f.rttP99,
-      'rtt vs websockify': f.rttP50 / figOf(wsifyName).rttP50,
-      'frames/s (1 in flight)': f.fps1,
-      [`frames/s (${inFlight} in flight)`]: f.fpsN,
-      'MB/s': f.mbpsN,
-      'fps vs websockify': f.fpsN / figOf(wsifyName).fpsN
+  /** The report, section by section, printed at the end. */
+  const out: string[] = []
+
+  if (runs('issue')) {
+    progress('1. console-URL issue')
+    // 1. console-URL issue ------------------------------------------------------------------------------
+    const rows1: Array<Record<string, string | number>> = []
+    const add1 = (what: string, c: number, s: Summary, fl?: Summary): void => {
+      rows1.push({ what, clients: c, n: s.n, 'per s': s.perSecond, 'p50 ms': s.p50, 'p99 ms': s.p99, 'p50 / 3-hop floor': fl === undefined ? '' : s.p50 / fl.p50 })
     }
-  })
-  const frameMB = figOf(directName).frameBytes / 1e6
-
-  progress('2b. relay on QEMU (paced by QEMU)')
-  // 2b. the same paths on QEMU's VNC server: QEMU's own refresh timer paces its updates -------------------
-  const vm = vms[0] as (typeof vms)[number]
-  const qemuPort = await waitFor(async () => await vm.vncPort(), 10_000, 'a VNC port')
-  const qemu = await threePaths(qemuPort, await issue(servers[0] as string), 'QEMU\'s VNC')
-  const qemuRuns = quick ? 5 : 11
-  const qemuFrames = 20
-  const rows2b: Array<Record<string, string | number>> = []
-  for (const [name, dial] of qemu.paths) {
-    progress(`QEMU ${name}`)
-    await firstFrame(dial)
-    const ff: number[] = []
-    for (let i = 0; i < qemuRuns; i++) { ff.push(await firstFrame(dial)); await sleep(10) }
-    // One request in flight: QEMU folds outstanding non-incremental requests into one update.
-    const f = await frameRun(dial, qemuFrames, 1)
-    rows2b.push({ path: `${name} (paced by QEMU)`, 'first frame p50 ms': median(ff), 'frame rtt p50 ms': f.rttP50, 'frames/s': f.fps1, 'frame KB': f.frameBytes / 1e3 })
+    const hops = await threeHops(stack)
+    await closedLoop(5, 40, async (i) => { await issue(servers[i % servers.length] as string) })
+    await closedLoop(5, 40, async (i) => { await api('GET', `/v1/servers/${servers[i % servers.length] as string}/status`) })
+    await hops(5, 100)
+    const scale = quick ? 0.2 : 1
+    for (const c of [1, 10, 50]) {
+      const total = Math.max(c * 2, Math.round((c === 1 ? 200 : c === 10 ? 1000 : 2000) * scale))
+      const fl = await hops(c, total)
+      add1('floor: 3 confirmed RabbitMQ hops (interactive lane)', c, fl)
+      add1('status job (hops + libvirt reference)', c, await closedLoop(c, total, async (i) => {
+        const r = await api('GET', `/v1/servers/${servers[i % servers.length] as string}/status`)
+        if (r.status !== 200) throw new Error(`status ${r.status}: ${JSON.stringify(r.body)}`)
+      }), fl)
+      progress(`clients ${c}`)
+      add1('console URL (POST …/console)', c, await closedLoop(c, total, async (i) => { await issue(servers[i % servers.length] as string) }), fl)
+    }
+    out.push('1. console-URL issue\n', table(rows1),
+      '\nLatency from the API call to its answer. The floor is three confirmed RabbitMQ hops (AmqpClient, same broker, same run);\nthe status job is the "hops + libvirt" reference (the bench cannot call libvirt\'s binding itself).\n')
   }
-  await qemu.stop()
 
-  progress('3. memory')
-  // 3. memory per idle viewer -----------------------------------------------------------------------------
-  const sessions = quick ? 1000 : 1000
-  const rfb = await rfbServer(64, 48)
-  t.after(rfb.close)
-  const ipmiServers: string[] = []
-  for (let i = 0; i < 10; i++) ipmiServers.push(await ipmiConsoleServer(`bench-rfb-${i}`, rfb.port))
-  const grants: Grant[] = []
-  const tMint = performance.now()
-  await closedLoop(20, sessions, async (i) => { grants.push(await issue(ipmiServers[i % ipmiServers.length] as string)) })
-  const mintSecs = (performance.now() - tMint) / 1000
-  const gwPid = stack.procs.get('console-gateway')?.pid
-  if (gwPid === undefined) throw new Error('no gateway process')
-  await sleep(3000)
-  const before = await rssKb(gwPid)
-  const viewers: Rfb[] = []
-  const tOpen = performance.now()
-  await closedLoop(50, grants.length, async (i) => {
-    const r = await rfbOpen(await gatewayDial(grants[i] as Grant)())
-    r.wire.write(updateRequest(false, 0, 0, r.w, r.h))
-    await readUpdate(r)
-    viewers.push(r)
-  })
-  const openSecs = (performance.now() - tOpen) / 1000
-  await sleep(3000)
-  const health = await (await fetch(`${stack.gatewayUrl}/healthz`)).json() as { viewers: number }
-  const after = await rssKb(gwPid)
-  const perSession = (after - before) / viewers.length
-  for (const v of viewers) v.wire.close()
-  const rows3 = [{ viewers: viewers.length, 'gateway viewers (healthz)': health.viewers, 'target TCP clients': rfb.clients(), 'RSS before MB': before / 1024, 'RSS after MB': after / 1024, 'KB per viewer': perSession, 'mint s': mintSecs, 'open s': openSecs }]
-
-  progress('4. click-to-pixels')
-  // 4. click-to-pixels in Chromium ------------------------------------------------------------------------
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-bench-chromium-'))
-  t.after(async () => { await rm(dir, { recursive: true, force: true }) })
-  const browser: BrowserContext = await chromium.launchPersistentContext(dir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-    viewport: { width: 1024, height: 700 }
-  })
-  t.after(async () => { await browser.close() })
-  const protocols = ['vnc', ...(process.env.GUACD_HOST !== undefined ? ['guacamole'] : [])]
-  const rows4: Array<Record<string, string | number>> = []
-  // Resolves in the page at the first animation frame whose screen canvas (the largest one) has lit pixels;
-  // returns that moment as epoch ms, and the navigation's start.
-  const LIT = `new Promise((resolve) => {
-    const check = () => {
-      const cs = [...document.querySelectorAll('#screen canvas')].filter(c => c.width > 0).sort((a, b) => b.width * b.height - a.width * a.height)
-      const c = cs[0]
-      if (c !== undefined) {
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
-        let lit = 0
-        for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60 && ++lit > 200) break
-        if (lit > 200) { resolve({ at: performance.timeOrigin + performance.now(), nav: performance.timeOrigin }); return }
+  if (runs('relay')) {
+    progress('2. relay')
+    // 2. relay vs direct TCP vs websockify, on the bench's own RFB server --------------------------------
+    const FB = { w: 1280, h: 800 }
+    const relayRuns = quick ? 30 : 60
+    const relayFrames = quick ? 200 : 500
+    // On two cores a single throughput run swings by ±30 % from one run to the next: several rounds, each path once per
+    // round, the order rotated from round to round (no path always runs first), and the medians reported.
+    const relayRounds = quick ? 3 : 5
+    const inFlight = 4
+    const big = await spawnRfbServer(FB.w, FB.h)
+    const relayGrant = await issue(await ipmiConsoleServer('bench-rfb-relay', big.port))
+    const relay = await threePaths(big.port, relayGrant, 'the bench RFB server')
+    const want = sha256(testPattern(FB.w, FB.h))
+    for (const [name, dial] of relay.paths) {
+      progress(`warm-up and pixel check ${name}`)
+      await firstFrame(dial)
+      const got = await framePixels(dial)
+      if (sha256(got) !== want) throw new Error(`${name}: the first frame's ${got.length} bytes of pixels differ from the server's framebuffer`)
+    }
+    const first: Record<string, number[]> = {}
+    for (const [name] of relay.paths) first[name] = []
+    progress(`first frame ×${relayRuns} per path`)
+    for (let i = 0; i < relayRuns; i++) {
+      for (const [name, dial] of relay.paths) { (first[name] as number[]).push(await firstFrame(dial)); await sleep(10) }
+    }
+    const rounds: Record<string, FrameFigures[]> = {}
+    for (const [name] of relay.paths) rounds[name] = []
+    for (let round = 0; round < relayRounds; round++) {
+      const order = relay.paths.map((_p, i) => relay.paths[(i + round) % relay.paths.length] as [string, Dial])
+      for (const [name, dial] of order) {
+        progress(`round ${round + 1}/${relayRounds}: ${relayFrames} full frames ×2 ${name}`)
+        ;(rounds[name] as FrameFigures[]).push(await frameRun(dial, relayFrames, inFlight))
       }
-      requestAnimationFrame(check)
     }
-    check()
-  })`
-  for (const protocol of protocols) {
-    const server = servers[1 % servers.length] as string
-    const total: number[] = []
-    const api: number[] = []
-    const nav: number[] = []
-    let cold: { total: number, nav: number } | undefined
-    for (let i = 0; i < 11; i++) {
-      const page = await browser.newPage()
-      const t0 = Date.now()
-      const g = await issue(server, protocol)
-      const tApi = Date.now()
-      await page.goto(g.url, { waitUntil: 'commit' })
-      const r = await page.evaluate(LIT) as { at: number, nav: number }
-      if (i === 0) cold = { total: r.at - t0, nav: r.at - r.nav }
-      else { total.push(r.at - t0); api.push(tApi - t0); nav.push(r.at - r.nav) }
-      await page.close()
+    const figures: Record<string, FrameFigures> = {}
+    for (const [name, rs] of Object.entries(rounds)) {
+      const med = (k: keyof FrameFigures): number => median(rs.map(r => r[k]))
+      figures[name] = { rttP50: med('rttP50'), rttP99: med('rttP99'), fps1: med('fps1'), fpsN: med('fpsN'), mbpsN: med('mbpsN'), frameBytes: med('frameBytes') }
     }
-    rows4.push({ protocol, runs: total.length, 'API p50 ms': median(api), 'navigation→lit p50 ms': median(nav), 'navigation→lit max': max(nav), 'API→lit p50 ms': median(total), 'API→lit max': max(total), 'first (cold cache) API→lit': cold?.total ?? NaN, 'first nav→lit': cold?.nav ?? NaN })
-  }
-
-  console.log(`\nPorthole console benchmark (${new Date().toISOString()}, ${quick ? 'quick' : 'full'} run, ${nVms} tiny KVM domains)\n`)
-  console.log('1. console-URL issue\n')
-  console.log(table(rows1))
-  console.log('\nLatency from the API call to its answer. The floor is three confirmed RabbitMQ hops (AmqpClient, same broker, same run);\nthe status job is the "hops + libvirt" reference (the bench cannot call libvirt\'s binding itself).\n')
-  console.log(`2. VNC relay on the bench's own RFB server (separate process, ${FB.w}×${FB.h}, 32 bpp, raw, fixed pattern, every update request answered at once)\n`)
-  console.log(table(rows2))
-  const gw2 = figOf(gatewayName)
-  const ws2 = figOf(wsifyName)
-  console.log(`\nFirst frame: dial → RFB handshake → first full raw frame (${frameMB.toFixed(2)} MB), p50 of ${relayRuns} connections per path, interleaved.
+    const spread = (name: string): string => (rounds[name] as FrameFigures[]).map(r => r.fpsN.toFixed(0)).join(' ')
+    await relay.stop()
+    await big.stop()
+    const [directName, gatewayName, wsifyName] = relay.paths.map(([name]) => name) as [string, string, string]
+    const ffOf = (name: string): number => median(first[name] as number[])
+    const figOf = (name: string): FrameFigures => figures[name] as FrameFigures
+    const rows2 = relay.paths.map(([name]) => {
+      const f = figOf(name)
+      const ff = ffOf(name)
+      return {
+        path: name,
+        'first frame p50 ms': ff,
+        'vs direct': ff / ffOf(directName),
+        'vs websockify': ff / ffOf(wsifyName),
+        'frame rtt p50 ms': f.rttP50,
+        'rtt p99 ms': f.rttP99,
+        'rtt vs websockify': f.rttP50 / figOf(wsifyName).rttP50,
+        'frames/s (1 in flight)': f.fps1,
+        [`frames/s (${inFlight} in flight)`]: f.fpsN,
+        'MB/s': f.mbpsN,
+        'fps vs websockify': f.fpsN / figOf(wsifyName).fpsN,
+        [`frames/s (${inFlight} in flight) per round`]: spread(name)
+      }
+    })
+    const frameMB = figOf(directName).frameBytes / 1e6
+    const gw2 = figOf(gatewayName)
+    const ws2 = figOf(wsifyName)
+    out.push(`2. VNC relay on the bench's own RFB server (separate process, ${FB.w}×${FB.h}, 32 bpp, raw, fixed pattern, every update request answered at once)\n`,
+      table(rows2),
+      `\nFirst frame: dial → RFB handshake → first full raw frame (${frameMB.toFixed(2)} MB), p50 of ${relayRuns} connections per path, interleaved.
 Frame rtt: full-frame request → last byte of the frame, ${relayFrames} frames with one request in flight; frames/s and MB/s: ${relayFrames} more
-frames with ${inFlight} requests in flight. The pixels of a first frame were checked byte for byte on each path. Gateway URL: minted through
+frames with ${inFlight} requests in flight; each a median of ${relayRounds} rounds (each path once per round, the order rotated; the last
+column shows every round). The pixels of a first frame were checked byte for byte on each path. Gateway URL: minted through
 POST /v1/servers/{id}/console for an ipmi server whose console endpoint is this RFB server.
 Gateway first frame vs direct: ${((ffOf(gatewayName) / ffOf(directName)) * 100 - 100).toFixed(1)} % (aim ≤ 5 %); vs websockify: ${(ffOf(gatewayName) / ffOf(wsifyName)).toFixed(2)}×.
 Gateway frames/s / websockify: ${(gw2.fpsN / ws2.fpsN).toFixed(2)} (aim ≥ 1); frame rtt / websockify: ${(gw2.rttP50 / ws2.rttP50).toFixed(2)}.\n`)
-  console.log(`2b. the same three paths on QEMU's VNC server (${vm.name}): PACED BY QEMU, not a relay measure\n`)
-  console.log(table(rows2b))
-  console.log(`\nQEMU answers a non-incremental update request on its own display refresh timer, so all three paths show QEMU's pace
+  }
+
+  if (runs('qemu')) {
+    progress('2b. relay on QEMU (paced by QEMU)')
+    // 2b. the same paths on QEMU's VNC server: QEMU's own refresh timer paces its updates -----------------
+    const vm = vms[0] as (typeof vms)[number]
+    const qemuPort = await waitFor(async () => await vm.vncPort(), 10_000, 'a VNC port')
+    const qemu = await threePaths(qemuPort, await issue(servers[0] as string), 'QEMU\'s VNC')
+    const qemuRuns = quick ? 5 : 11
+    const qemuFrames = 20
+    const rows2b: Array<Record<string, string | number>> = []
+    for (const [name, dial] of qemu.paths) {
+      progress(`QEMU ${name}`)
+      await firstFrame(dial)
+      const ff: number[] = []
+      for (let i = 0; i < qemuRuns; i++) { ff.push(await firstFrame(dial)); await sleep(10) }
+      // One request in flight: QEMU folds outstanding non-incremental requests into one update.
+      const f = await frameRun(dial, qemuFrames, 1)
+      rows2b.push({ path: `${name} (paced by QEMU)`, 'first frame p50 ms': median(ff), 'frame rtt p50 ms': f.rttP50, 'frames/s': f.fps1, 'frame KB': f.frameBytes / 1e3 })
+    }
+    await qemu.stop()
+    out.push(`2b. the same three paths on QEMU's VNC server (${vm.name}): PACED BY QEMU, not a relay measure\n`, table(rows2b),
+      `\nQEMU answers a non-incremental update request on its own display refresh timer, so all three paths show QEMU's pace
 (first frame p50 of ${qemuRuns}, frame rtt over ${qemuFrames} full frames, one in flight). Kept as a check that the relay works against a real VNC server.\n`)
-  console.log('3. gateway memory per idle viewer (target: the bench\'s own minimal RFB server, 64×48 static framebuffer: QEMU would hold a framebuffer per client)\n')
-  console.log(table(rows3))
-  console.log('\nRSS of the gateway process (/proc/<pid>/status) 3 s after minting vs 3 s after every viewer finished its handshake and first frame. Aim < 64 KB.\n')
-  console.log('4. click-to-pixels in headless Chromium (persistent profile: runs 2–11 have the page\'s assets cached)\n')
-  console.log(table(rows4))
-  console.log(`\nAPI→lit: from the POST …/console call to the first animation frame with lit pixels on the console canvas; navigation→lit: from the page's navigation start.${protocols.length === 1 ? ' guacamole: GUACD_HOST not set, skipped.' : ''}`)
+  }
+
+  if (runs('memory')) {
+    progress('3. memory')
+    // 3. memory per idle viewer ---------------------------------------------------------------------------
+    const sessions = 1000
+    const rfb = await rfbServer(64, 48)
+    t.after(rfb.close)
+    const ipmiServers: string[] = []
+    for (let i = 0; i < 10; i++) ipmiServers.push(await ipmiConsoleServer(`bench-rfb-${i}`, rfb.port))
+    const grants: Grant[] = []
+    const tMint = performance.now()
+    await closedLoop(20, sessions, async (i) => { grants.push(await issue(ipmiServers[i % ipmiServers.length] as string)) })
+    const mintSecs = (performance.now() - tMint) / 1000
+    const gwPid = stack.procs.get('console-gateway')?.pid
+    if (gwPid === undefined) throw new Error('no gateway process')
+    await sleep(3000)
+    const before = await rssKb(gwPid)
+    const viewers: Rfb[] = []
+    const tOpen = performance.now()
+    await closedLoop(50, grants.length, async (i) => {
+      const r = await rfbOpen(await gatewayDial(grants[i] as Grant)())
+      r.wire.write(updateRequest(false, 0, 0, r.w, r.h))
+      await readUpdate(r)
+      viewers.push(r)
+    })
+    const openSecs = (performance.now() - tOpen) / 1000
+    await sleep(3000)
+    const health = await (await fetch(`${stack.gatewayUrl}/healthz`)).json() as { viewers: number }
+    const after = await rssKb(gwPid)
+    const perSession = (after - before) / viewers.length
+    for (const v of viewers) v.wire.close()
+    const rows3 = [{ viewers: viewers.length, 'gateway viewers (healthz)': health.viewers, 'target TCP clients': rfb.clients(), 'RSS before MB': before / 1024, 'RSS after MB': after / 1024, 'KB per viewer': perSession, 'mint s': mintSecs, 'open s': openSecs }]
+    out.push('3. gateway memory per idle viewer (target: the bench\'s own minimal RFB server, 64×48 static framebuffer: QEMU would hold a framebuffer per client)\n',
+      table(rows3), '\nRSS of the gateway process (/proc/<pid>/status) 3 s after minting vs 3 s after every viewer finished its handshake and first frame. Aim < 64 KB.\n')
+  }
+
+  if (runs('browser')) {
+    progress('4. click-to-pixels')
+    // 4. click-to-pixels in Chromium ----------------------------------------------------------------------
+    const dir = await mkdtemp(join(tmpdir(), 'porthole-bench-chromium-'))
+    t.after(async () => { await rm(dir, { recursive: true, force: true }) })
+    const browser: BrowserContext = await chromium.launchPersistentContext(dir, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+      viewport: { width: 1024, height: 700 }
+    })
+    t.after(async () => { await browser.close() })
+    const protocols = ['vnc', ...(process.env.GUACD_HOST !== undefined ? ['guacamole'] : [])]
+    const rows4: Array<Record<string, string | number>> = []
+    // Resolves in the page at the first animation frame whose screen canvas (the largest one) has lit pixels;
+    // returns that moment as epoch ms, and the navigation's start.
+    const LIT = `new Promise((resolve) => {
+      const check = () => {
+        const cs = [...document.querySelectorAll('#screen canvas')].filter(c => c.width > 0).sort((a, b) => b.width * b.height - a.width * a.height)
+        const c = cs[0]
+        if (c !== undefined) {
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+          let lit = 0
+          for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60 && ++lit > 200) break
+          if (lit > 200) { resolve({ at: performance.timeOrigin + performance.now(), nav: performance.timeOrigin }); return }
+        }
+        requestAnimationFrame(check)
+      }
+      check()
+    })`
+    for (const protocol of protocols) {
+      const server = servers[1 % servers.length] as string
+      const total: number[] = []
+      const api: number[] = []
+      const nav: number[] = []
+      let cold: { total: number, nav: number } | undefined
+      for (let i = 0; i < 11; i++) {
+        const page = await browser.newPage()
+        const t0 = Date.now()
+        const g = await issue(server, protocol)
+        const tApi = Date.now()
+        await page.goto(g.url, { waitUntil: 'commit' })
+        const r = await page.evaluate(LIT) as { at: number, nav: number }
+        if (i === 0) cold = { total: r.at - t0, nav: r.at - r.nav }
+        else { total.push(r.at - t0); api.push(tApi - t0); nav.push(r.at - r.nav) }
+        await page.close()
+      }
+      rows4.push({ protocol, runs: total.length, 'API p50 ms': median(api), 'navigation→lit p50 ms': median(nav), 'navigation→lit max': max(nav), 'API→lit p50 ms': median(total), 'API→lit max': max(total), 'first (cold cache) API→lit': cold?.total ?? NaN, 'first nav→lit': cold?.nav ?? NaN })
+    }
+    out.push('4. click-to-pixels in headless Chromium (persistent profile: runs 2–11 have the page\'s assets cached)\n', table(rows4),
+      `\nAPI→lit: from the POST …/console call to the first animation frame with lit pixels on the console canvas; navigation→lit: from the page's navigation start.${protocols.length === 1 ? ' guacamole: GUACD_HOST not set, skipped.' : ''}`)
+  }
+
+  const sections = only.size === SECTIONS.length ? '' : `, sections: ${[...only].join(', ')}`
+  console.log(`\nPorthole console benchmark (${new Date().toISOString()}, ${quick ? 'quick' : 'full'} run, ${nVms} tiny KVM domains${sections})\n`)
+  console.log(out.join('\n'))
 }
 
 if (process.argv[2] === RFB_SERVER_FLAG) {
