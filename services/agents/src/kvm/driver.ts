@@ -16,7 +16,7 @@ import { KvmConnection, compile, type ConsoleProtocol, type ConsoleTarget, type 
 import { ConflictError, ConnectionError, PortholeError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
 import type { AgentContext, AgentDriver } from '../driver.js'
-import { consoleHost, parseVncDisplay } from './graphics.js'
+import { consoleHost, isActiveDomainXml, parseVncDisplay } from './graphics.js'
 import { Connections, bounded, classify, isNotValid, lookupDomain, sleep, type LibvirtDomain } from './libvirt.js'
 
 const checkConnection = compile(KvmConnection, 'kvm connection')
@@ -230,9 +230,9 @@ export class KvmDriver implements AgentDriver {
     if (protocol === 'serial') throw new UnsupportedError('serial consoles are offered for ipmi servers only')
     // VNC either way: the gateway proxies it directly (vnc) or through guacd (guacamole).
     const s = await this.open(ctx)
-    const power = await s.power()
-    if (power === 'off') throw new ConflictError('the VM is off: start it to open its console')
     const xml = await s.call('read the domain XML', async () => await s.h.domainGetXMLDesc(s.dom, DomainGetXMLDescFlags.SECURE))
+    // libvirt gives a domain an id while it runs (or is paused) and none while it is off: one call, not two.
+    if (!isActiveDomainXml(xml)) throw new ConflictError('the VM is off: start it to open its console')
     const vnc = parseVncDisplay(xml)
     const uri = (ctx.server.connection as KvmConnection).uri
     const target: ConsoleTarget = { kind: 'vnc', host: consoleHost(vnc.listen, uri, this.opts.consoleHosts), port: vnc.port }

@@ -52,6 +52,12 @@ export function parseVncDisplay (xml: string): VncDisplay {
   throw new ConflictError('the VM has no VNC display')
 }
 
+/** True when a domain's XML is that of a running (or paused) domain: libvirt writes its `id` then only. */
+export function isActiveDomainXml (xml: string): boolean {
+  const open = /<domain\b([^>]*)>/.exec(xml)
+  return open !== null && /^\d+$/.test(attrs(open[1] ?? '').get('id') ?? '')
+}
+
 /**
  * Where the gateway connects: the listen address itself when it is a specific one; for loopback or
  * wildcard listens (or none) the host configured for the URI, else the URI's own host, else 127.0.0.1.

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { PortholeError } from '@porthole/shared/errors'
-import { consoleHost, parseVncDisplay, uriHost } from '../../src/kvm/graphics.js'
+import { consoleHost, isActiveDomainXml, parseVncDisplay, uriHost } from '../../src/kvm/graphics.js'
 
 test('parseVncDisplay reads port, listen and password of the VNC display', () => {
   const xml = `<domain><devices><graphics type='spice' port='5901'/>
@@ -29,4 +29,13 @@ test('consoleHost maps loopback and wildcard listens through the URI', () => {
   assert.equal(consoleHost('0.0.0.0', 'qemu+tcp://[2001:db8::1]/system', {}), '2001:db8::1')
   assert.equal(consoleHost('::', 'qemu+ssh://kvm1/system', { 'qemu+ssh://kvm1/system': '10.9.9.9' }), '10.9.9.9')
   assert.equal(uriHost('qemu:///system'), undefined)
+})
+
+test('a domain XML is active when libvirt gave the domain an id (running or paused), not when it is off', () => {
+  assert.equal(isActiveDomainXml("<domain type='kvm' id='7'>\n  <name>vm</name></domain>"), true)
+  assert.equal(isActiveDomainXml('<domain type="kvm" id="12" xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0"><name>vm</name></domain>'), true)
+  assert.equal(isActiveDomainXml("<domain type='kvm'>\n  <name>vm</name><uuid>1</uuid></domain>"), false)
+  // An id elsewhere in the document (a disk's, a controller's) does not count.
+  assert.equal(isActiveDomainXml("<domain type='kvm'><devices><controller type='usb' index='0' id='3'/></devices></domain>"), false)
+  assert.equal(isActiveDomainXml('not xml'), false)
 })
