@@ -315,7 +315,7 @@ export class ViewerHub {
         return
       }
       if (!onlyUpdateRequests(b)) v.lastInput = Date.now()
-      v.tcp?.write(b)
+      toTarget(v, b)
     })
     ws.once('close', () => q.fail(new Error('viewer left')))
     const viewerReady = withTimeout(acceptViewer(q, b => ws.send(b)), 15_000)
@@ -342,16 +342,19 @@ export class ViewerHub {
   private async relaySerial (v: Viewer, target: ConsoleTarget, early: Array<[RawData, boolean]>): Promise<void> {
     const ws = v.ws
     const pending: Buffer[] = early.map(([d]) => toBuffer(d))
+    let pendingBytes = pending.reduce((n, b) => n + b.length, 0)
     ws.on('message', (d: RawData) => {
       const b = toBuffer(d)
       v.lastInput = Date.now()
-      if (v.tcp === undefined) pending.push(b)
-      else v.tcp.write(b)
+      if (v.tcp !== undefined) { toTarget(v, b); return }
+      pending.push(b)
+      pendingBytes += b.length
+      if (pendingBytes > MAX_EARLY_BYTES) { v.log.info({ bytes: pendingBytes }, 'viewer sent too much before its console was ready'); v.close('invalid') }
     })
     const conn = await attachTarget(v, async () => await connectSol(target), 'serial console bridge')
     if (conn === undefined) return
     const tcp = conn.socket
-    for (const b of pending.splice(0)) tcp.write(b)
+    for (const b of pending.splice(0)) toTarget(v, b)
     if (conn.leftover.length > 0) ws.send(conn.leftover)
     pipeToViewer(tcp, v)
     tcp.resume()
@@ -399,6 +402,21 @@ async function attachTarget<C extends { socket: Socket }> (v: Viewer, connect: (
   conn.socket.on('error', (err) => v.log.debug({ err: { message: err.message } }, `${what} socket error`))
   conn.socket.on('close', () => v.close('targetClosed'))
   return conn
+}
+
+/**
+ * Browser → target, with backpressure the other way round: while the target's socket holds more than
+ * PAUSE_ABOVE unsent, the gateway stops reading the browser's WebSocket, so a viewer that sends faster
+ * than its target takes cannot grow our memory.
+ */
+function toTarget (v: Viewer, b: Buffer): void {
+  const tcp = v.tcp
+  if (tcp === undefined) return
+  tcp.write(b)
+  if (tcp.writableLength > PAUSE_ABOVE && !v.ws.isPaused) {
+    v.ws.pause()
+    tcp.once('drain', () => v.ws.resume())
+  }
 }
 
 /** Backpressure: a slow browser pauses the target rather than growing our memory. */

@@ -36,6 +36,8 @@ interface TargetConn {
   /** Bytes the target has handed to its kernel of `payload` (the rest waits in its socket's queue). */
   flushed: number
   closed: Promise<void>
+  /** With `stall`: starts reading the gateway's bytes again. */
+  resume: () => void
 }
 
 interface TargetOptions {
@@ -49,6 +51,8 @@ interface TargetOptions {
   payload?: Buffer
   /** End the connection after ServerInit (and the payload). */
   end?: boolean
+  /** Stop reading after ClientInit (a target that takes nothing more until `resume`). */
+  stall?: boolean
 }
 
 /** A minimal RFB 3.8 target: security None (or VNC authentication, refused), a 64×48 ServerInit named "fake". */
@@ -63,7 +67,7 @@ async function fakeTarget (o: TargetOptions = {}): Promise<{ target: ConsoleTarg
     const q = new ByteQueue()
     s.on('data', (b: Buffer) => { chunks.push(b); q.push(b) })
     const received = (): Buffer => Buffer.concat(chunks)
-    const c: TargetConn = { received, atVersion: -1, atResult: -1, flushed: 0, closed: new Promise(resolve => s.once('close', () => { sockets.delete(s); q.fail(new Error('closed')); resolve() })) }
+    const c: TargetConn = { received, atVersion: -1, atResult: -1, flushed: 0, closed: new Promise(resolve => s.once('close', () => { sockets.delete(s); q.fail(new Error('closed')); resolve() })), resume: () => s.resume() }
     conns.push(c)
     waiting.shift()?.(c)
     void (async () => {
@@ -86,6 +90,7 @@ async function fakeTarget (o: TargetOptions = {}): Promise<{ target: ConsoleTarg
       c.atResult = received().length
       s.write(Buffer.concat([u32(0), o.greet ?? Buffer.alloc(0)]))
       await q.read(1) // ClientInit
+      if (o.stall === true) s.pause()
       const name = Buffer.from('fake')
       s.write(Buffer.concat([Buffer.from([0, 64, 0, 48, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]), u32(name.length), name]))
       const p = o.payload
@@ -249,6 +254,31 @@ test('a slow browser holds the target back; what it reads after is the target\'s
   await done
   assert.equal(got, payload.length)
   assert.equal(hash.digest('hex'), createHash('sha256').update(payload).digest('hex'))
+  v.ws.close()
+  await v.closed
+})
+
+test('a target that stops reading holds the browser back; what it reads after is the browser\'s bytes, intact and in order', async (tt) => {
+  const t = await fakeTarget({ stall: true })
+  const m = await h.mint({ target: t.target })
+  const v = viewer(m.sessionId, m.token)
+  await browserHandshake(v)
+  v.ws.send(Buffer.from([1]))
+  assert.equal(await readServerInit(v), 'fake')
+  const c = await t.next()
+  await waitFor(() => c.received().length > 0, 5000, 'ClientInit at the target')
+  const before = c.received().length
+  // 48 messages of just under 1 MiB (the gateway's message limit): far more than the sockets on the way hold.
+  const parts = Array.from({ length: 48 }, () => randomFillSync(Buffer.allocUnsafe((1 << 20) - 64)))
+  const total = parts.reduce((n, b) => n + b.length, 0)
+  for (const b of parts) v.ws.send(b)
+  await sleep(1500)
+  // The gateway stopped reading the browser instead of queueing it all for the target in its memory.
+  tt.diagnostic(`while the target read nothing the browser still held ${(v.ws.bufferedAmount / 2 ** 20).toFixed(1)} of ${(total / 2 ** 20).toFixed(1)} MiB`)
+  assert.ok(v.ws.bufferedAmount > total / 2, `the browser got ${total - v.ws.bufferedAmount} of ${total} bytes away while its target read nothing`)
+  c.resume()
+  await waitFor(() => c.received().length - before >= total, 20_000, 'every byte at the target')
+  assert.equal(createHash('sha256').update(c.received().subarray(before)).digest('hex'), createHash('sha256').update(Buffer.concat(parts)).digest('hex'))
   v.ws.close()
   await v.closed
 })
