@@ -152,6 +152,17 @@ async function readServerInit (v: TestViewer): Promise<string> {
 
 const SET_ENCODINGS = Buffer.from([2, 0, 0, 1, 0, 0, 0, 0])
 
+/** A viewer relaying to a fake target: both handshakes done, ClientInit sent, ServerInit read. */
+async function relaying (o: TargetOptions): Promise<{ v: TestViewer, c: TargetConn }> {
+  const t = await fakeTarget(o)
+  const m = await h.mint({ target: t.target })
+  const v = viewer(m.sessionId, m.token)
+  await browserHandshake(v)
+  v.ws.send(Buffer.from([1]))
+  assert.equal(await readServerInit(v), 'fake')
+  return { v, c: await t.next() }
+}
+
 test('the browser\'s handshake overlaps the target\'s; nothing reaches the target before its own is done, then ClientInit first', async () => {
   const greet = Buffer.from('unasked')
   const t = await fakeTarget({ delayMs: 700, greet })
@@ -233,13 +244,7 @@ test('a target that ends the connection: the browser gets its last bytes, then 4
 test('a slow browser holds the target back; what it reads after is the target\'s bytes, intact and in order', async (tt) => {
   // Far more than the socket buffers on the way hold (about 4 MiB here).
   const payload = randomFillSync(Buffer.allocUnsafe(48 * 1024 * 1024))
-  const t = await fakeTarget({ payload })
-  const m = await h.mint({ target: t.target })
-  const v = viewer(m.sessionId, m.token)
-  await browserHandshake(v)
-  v.ws.send(Buffer.from([1]))
-  assert.equal(await readServerInit(v), 'fake')
-  const c = await t.next()
+  const { v, c } = await relaying({ payload })
   // The browser stops reading: the gateway must stop reading the target too, not take it all in memory.
   v.ws.pause()
   const early = v.q.drain()
@@ -259,13 +264,7 @@ test('a slow browser holds the target back; what it reads after is the target\'s
 })
 
 test('a target that stops reading holds the browser back; what it reads after is the browser\'s bytes, intact and in order', async (tt) => {
-  const t = await fakeTarget({ stall: true })
-  const m = await h.mint({ target: t.target })
-  const v = viewer(m.sessionId, m.token)
-  await browserHandshake(v)
-  v.ws.send(Buffer.from([1]))
-  assert.equal(await readServerInit(v), 'fake')
-  const c = await t.next()
+  const { v, c } = await relaying({ stall: true })
   await waitFor(() => c.received().length > 0, 5000, 'ClientInit at the target')
   const before = c.received().length
   // 48 messages of just under 1 MiB (the gateway's message limit): far more than the sockets on the way hold.
