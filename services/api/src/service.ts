@@ -33,10 +33,11 @@ export async function startApi (config: ApiConfig, log: Logger): Promise<Running
   const deps = connect(config, log)
   const app = await buildApp(deps)
   await app.listen({ host: config.API_HOST, port: config.API_PORT })
-  // At start and every ten minutes: records written meanwhile by a replica still on the old key are caught too.
+  // At start; and while old keys are configured (a rotation under way) every ten minutes, so that records a
+  // replica still on the old key writes meanwhile are caught too.
   void resealStale(deps, log)
-  const reseal = setInterval(() => { void resealStale(deps, log) }, RESEAL_EVERY_MS)
-  reseal.unref()
+  const reseal = deps.config.PORTHOLE_OLD_SECRET_KEYS.trim() === '' ? undefined : setInterval(() => { void resealStale(deps, log) }, RESEAL_EVERY_MS)
+  reseal?.unref()
   return {
     app,
     deps,

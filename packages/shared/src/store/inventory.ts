@@ -111,19 +111,23 @@ export class ServerStore {
   async resealStale (box: SecretBox): Promise<{ resealed: number, left: number }> {
     let resealed = 0
     let left = 0
-    for (const id of await this.redis.zrange(this.k.servers, 0, -1)) {
-      const raw = await this.redis.get(this.k.server(id))
-      if (raw === null) continue
-      const s = JSON.parse(raw) as StoredServer
-      if (s.secrets === undefined || !box.isStale(s.secrets)) continue
-      let next: string
-      try {
-        next = JSON.stringify({ ...s, secrets: box.seal(box.open(s.secrets, s.id), s.id) })
-      } catch {
-        left++
-        continue
+    const ids = await this.redis.zrange(this.k.servers, 0, -1)
+    for (let i = 0; i < ids.length; i += 500) { // one round trip per 500 records read
+      const batch = ids.slice(i, i + 500)
+      const raws = await this.redis.mget(batch.map(id => this.k.server(id)))
+      for (const raw of raws) {
+        if (raw === null) continue
+        const s = JSON.parse(raw) as StoredServer
+        if (s.secrets === undefined || !box.isStale(s.secrets)) continue
+        let next: string
+        try {
+          next = JSON.stringify({ ...s, secrets: box.seal(box.open(s.secrets, s.id), s.id) })
+        } catch {
+          left++
+          continue
+        }
+        if (await this.redis.eval(COMPARE_AND_SET, 1, this.k.server(s.id), raw, next) === 1) resealed++
       }
-      if (await this.redis.eval(COMPARE_AND_SET, 1, this.k.server(id), raw, next) === 1) resealed++
     }
     return { resealed, left }
   }
