@@ -252,7 +252,7 @@ test('the console page is served with no-referrer, a strict CSP and no-store', a
 
 test('a serial console page keeps the strict CSP (no inline styles), and its terminal is served', async (t) => {
   const vnc = await h.mint({ target })
-  const bridge = await solBridge(t)
+  const bridge = await solBridge(t, h.stack.solBridgeSecret)
   const serial = await h.mint({ protocol: 'serial', target: bridge.target })
   const [vncPage, serialPage] = await Promise.all([vnc, serial].map(async m => await fetch(`${h.stack.gatewayUrl}/s/${m.sessionId}`)))
   for (const res of [vncPage, serialPage]) {
@@ -272,7 +272,7 @@ test('a serial console page keeps the strict CSP (no inline styles), and its ter
 })
 
 test('a used single-use link\'s look-up tells its holder the protocol, and nobody else', async (t) => {
-  const bridge = await solBridge(t)
+  const bridge = await solBridge(t, h.stack.solBridgeSecret)
   const m = await h.mint({ protocol: 'serial', target: bridge.target, singleUse: true })
   const v = openViewer(h, m.sessionId, m.token)
   await v.opened
