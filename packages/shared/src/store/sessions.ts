@@ -100,10 +100,15 @@ export class ConsoleSessionStore {
       .portholeSessionTarget(this.k.session(id), JSON.stringify(target)) === 1
   }
 
-  /** Whether a session can still be used: known, not revoked, not expired. */
-  async isLive (id: string, now = Date.now()): Promise<boolean> {
-    const s = await this.get(id)
-    return s !== undefined && s.revokedAt === undefined && Date.parse(s.expiresAt) > now
+  /** Whether each session can still be used: known, not revoked, not expired (one round trip). */
+  async areLive (ids: string[], now = Date.now()): Promise<boolean[]> {
+    if (ids.length === 0) return []
+    const raws = await this.redis.mget(ids.map(id => this.k.session(id)))
+    return raws.map(raw => {
+      if (raw === null) return false
+      const s = JSON.parse(raw) as ConsoleSession
+      return s.revokedAt === undefined && Date.parse(s.expiresAt) > now
+    })
   }
 
   /** Marks a single-use session used; true for the first caller only. */

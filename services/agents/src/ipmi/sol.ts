@@ -99,9 +99,9 @@ export class SolTickets {
     return { bmc: t.bmc, expiresAt, sessionId }
   }
 
-  /** Whether a console session is still live (not revoked, not expired). */
-  async sessionLive (sessionId: string): Promise<boolean> {
-    return await this.sessions.isLive(sessionId)
+  /** Whether each console session is still live (not revoked, not expired). */
+  async sessionsLive (sessionIds: string[]): Promise<boolean[]> {
+    return await this.sessions.areLive(sessionIds)
   }
 }
 
@@ -139,11 +139,14 @@ export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
     watching = true
     const bySession = new Map<string, Array<() => void>>()
     for (const [stop, id] of live) bySession.set(id, [...bySession.get(id) ?? [], stop])
-    void Promise.all([...bySession].map(async ([id, stops]) => {
-      if (await o.tickets.sessionLive(id).catch(() => true)) return // Redis down: the next round asks again
-      log.info({ sessionId: id }, 'console session revoked or expired; closing its sol connection')
-      for (const stop of stops) stop()
-    })).finally(() => { watching = false })
+    const ids = [...bySession.keys()]
+    o.tickets.sessionsLive(ids).then((alive) => {
+      ids.forEach((id, i) => {
+        if (alive[i] === true) return
+        log.info({ sessionId: id }, 'console session revoked or expired; closing its sol connection')
+        for (const stop of bySession.get(id) ?? []) stop()
+      })
+    }, () => { /* Redis down: the next round asks again */ }).finally(() => { watching = false })
   }, SESSION_WATCH_MS)
   watch.unref()
 

@@ -271,11 +271,23 @@ test('a peer without the secret is dropped without a byte, and spends no ticket;
   assert.ok(!logs.includes(ticket) && !logs.includes(s.secretB64), 'no ticket nor secret in the logs')
 })
 
+test('a live SOL connection ends when its console session expires', async (t) => {
+  const s = await setup(t)
+  const { target, session } = await s.console(s.ctx({ ttlSeconds: 60 }), { ttlSeconds: 4 })
+  const c = gateway(s, target.password ?? '', session.id)
+  await waitFor(() => c.text().startsWith('CLAIMED\nOK\n'), 10_000, 'the SOL session to start')
+  let closedAt: number | undefined
+  void c.closed.then(() => { closedAt = Date.now() })
+  await waitFor(() => closedAt, 15_000, 'the bridge to close the connection at the session\'s expiry')
+  assert.ok((closedAt ?? 0) >= Date.parse(session.expiresAt) - 50, 'not before the expiry (timers may round by a millisecond)')
+  await waitFor(async () => (await ipmitoolPids(s.sim.port, 'activate')).length === 0, 6000, 'ipmitool to exit', 50)
+})
+
 test('an expired ticket is refused without reaching the BMC; a wrong BMC password is an auth refusal', async (t) => {
   const s = await setup(t)
   // A ticket and its session past their lifetime.
   const short = await s.console(s.ctx({ ttlSeconds: 1 }), { ttlSeconds: 1 })
-  await waitFor(async () => (await s.tickets.sessionLive(short.session.id)) ? undefined : true, 5000, 'the session to expire', 100)
+  await waitFor(async () => (await s.tickets.sessionsLive([short.session.id]))[0] === false, 5000, 'the session to expire', 100)
   const late = gateway(s, short.target.password ?? '', short.session.id)
   await late.closed
   assert.equal(late.text(), 'ERR invalid\n')
