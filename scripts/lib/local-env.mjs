@@ -14,6 +14,8 @@ export const LOCAL_ENV = join(STATE_DIR, 'local.env')
 export const GENERATED = {
   PORTHOLE_SECRET_KEY: () => randomBytes(32).toString('base64'),
   CONSOLE_KEY: () => randomBytes(32).toString('base64'),
+  // Signs the gateway's connections to the agents' serial-over-LAN bridge; only those two get it.
+  SOL_BRIDGE_SECRET: () => randomBytes(32).toString('base64'),
   PORTHOLE_ADMIN_TOKEN: () => `adm_${randomBytes(24).toString('base64url')}`
 }
 
@@ -46,7 +48,7 @@ export function keepPrivate (file) {
 }
 
 /**
- * The three secrets: from the environment when set there, else from `.porthole/local.env`, else generated now
+ * The secrets: from the environment when set there, else from `.porthole/local.env`, else generated now
  * and added to that file. Returns the values and the names it generated in this call.
  */
 export function ensureSecrets (env = process.env) {

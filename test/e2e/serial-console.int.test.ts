@@ -62,6 +62,52 @@ test('a serial console URL relays the host\'s serial port over the WebSocket', a
   assert.equal(await closed, 1005)
 })
 
+/** A viewer of a serial console URL: what it received, and its close. */
+function serialViewer (url: string, token: string): { ws: WebSocket, text: () => string, opened: Promise<void>, closed: Promise<{ code: number, at: number }> } {
+  const u = new URL(url)
+  const ws = new WebSocket(`ws://${u.host}${u.pathname}/ws`, ['binary', `porthole.token.${token}`], { headers: { origin: u.origin } })
+  let text = ''
+  ws.on('message', (d: Buffer) => { text += d.toString('latin1') })
+  const closed = new Promise<{ code: number, at: number }>(resolve => ws.once('close', (code) => resolve({ code, at: Date.now() })))
+  const opened = new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject) })
+  return { ws, text: () => text, opened, closed }
+}
+
+async function echoes (v: ReturnType<typeof serialViewer>, word: string): Promise<void> {
+  await v.opened
+  await waitFor(async () => {
+    if (v.text().includes(word.toUpperCase())) return true
+    if (v.ws.readyState === v.ws.OPEN) v.ws.send(Buffer.from(word))
+    await new Promise(resolve => setTimeout(resolve, 500))
+    return false
+  }, 20_000, `${word} echoed through the serial console`, 0)
+}
+
+test('a serial console reconnects and is taken over with single-use bridge tickets, and revocation ends it', async () => {
+  const { url, token } = await serialConsole()
+  const first = serialViewer(url, token)
+  await echoes(first, 'one')
+  first.ws.close()
+  await first.closed
+  // The same URL again (a reload): the gateway's next connection to the bridge uses the ticket's successor.
+  const second = serialViewer(url, token)
+  await echoes(second, 'two')
+  // A take-over while the second is live: the second is replaced, the third gets the console.
+  const third = serialViewer(url, token)
+  assert.equal((await second.closed).code, 4003)
+  await echoes(third, 'three')
+  const sessionId = new URL(url).pathname.split('/').pop() ?? ''
+  const at = Date.now()
+  const r = await stack.api('DELETE', `/v1/console-sessions/${sessionId}`, undefined, { key: acme.customerKey })
+  assert.ok(r.status === 204 || r.status === 200, JSON.stringify(r.body))
+  const c = await third.closed
+  assert.equal(c.code, 4002)
+  assert.ok(c.at - at < 1000, `closed ${c.at - at} ms after the revocation`)
+  const again = serialViewer(url, token)
+  assert.equal((await again.closed).code, 4002)
+  assert.ok(!stack.logs().includes('console relay failed'))
+})
+
 test('the console page shows the serial console in a terminal, and typing reaches the host', async (t) => {
   const { chromium } = await import('playwright-core')
   const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))

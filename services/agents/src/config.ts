@@ -1,6 +1,6 @@
 /** The agents' settings: the only place this service reads the environment. */
 import { AGENT_TYPES as KNOWN_AGENT_TYPES, type AgentType } from '@porthole/shared/contracts'
-import { commonSettings, int, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { commonSettings, ConfigError, int, loadConfig, secretKeySettings, solBridgeSettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
 
 function agentTypes (doc: string, def: AgentType[]): Setting<AgentType[]> {
   return {
@@ -55,8 +55,9 @@ export const agentSettings = {
   IPMI_MIN_INTERVAL_MS: int('minimum interval between two commands to one BMC (milliseconds; commands to one BMC also run one at a time per process)', 200, 0, 60_000),
   IPMI_POLL_MS: int('how often the ipmi agent reads the power state while confirming an action (milliseconds)', 1000, 50, 60_000),
   IPMI_SHUTDOWN_WAIT_MS: int('how long "shutdown" waits for a host to power off after the ACPI request (milliseconds, bounded by the job deadline)', 60_000, 0, 3_600_000),
-  SOL_BRIDGE_HOST: str('address the ipmi agent\'s serial-over-LAN bridge listens on (the console gateway connects to it; served when AGENT_TYPES has ipmi)', '0.0.0.0'),
+  SOL_BRIDGE_HOST: str('address the ipmi agent\'s serial-over-LAN bridge listens on (the console gateway connects to it; served when AGENT_TYPES has ipmi); loopback by default: set `0.0.0.0` (behind a firewall) when the gateway runs on another host or container', '127.0.0.1'),
   SOL_BRIDGE_PORT: int('port of the serial-over-LAN bridge (0: any free port, announced to the gateway as bound)', 8082, 0, 65535),
+  ...solBridgeSettings,
   SOL_BRIDGE_PUBLIC_HOST: str('the address the console gateway reaches this agent\'s serial-over-LAN bridge at', '127.0.0.1'),
   OVIRT_POLL_MS: int('how often the ovirt agent reads the VM state while confirming an action (milliseconds)', 1000, 50, 60_000),
   OVIRT_SHUTDOWN_WAIT_MS: int('how long "shutdown" waits for a VM to power off (milliseconds, bounded by the job deadline)', 60_000, 0, 3_600_000),
@@ -67,5 +68,8 @@ export type AgentsConfig = ConfigOf<typeof agentSettings>
 
 /** Parses the environment; throws a ConfigError naming the first bad variable. */
 export function readConfig (env: NodeJS.ProcessEnv = process.env): AgentsConfig {
-  return loadConfig(agentSettings, env)
+  const c = loadConfig(agentSettings, env)
+  // The bridge accepts only connections signed with this secret: without it, it would accept none.
+  if (c.AGENT_TYPES.includes('ipmi') && c.SOL_BRIDGE_SECRET === undefined) throw new ConfigError('SOL_BRIDGE_SECRET', 'must be set when AGENT_TYPES has ipmi (`openssl rand -base64 32`, the same value for the console gateway)')
+  return c
 }

@@ -171,7 +171,8 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
 
   try {
     if (tickets !== undefined) {
-      bridge = await startSolBridge({ host: config.SOL_BRIDGE_HOST, port: config.SOL_BRIDGE_PORT, tickets, ipmitool: config.IPMITOOL_PATH, log })
+      // readConfig made sure the secret is set where ipmi is served.
+      bridge = await startSolBridge({ host: config.SOL_BRIDGE_HOST, port: config.SOL_BRIDGE_PORT, tickets, secret: Buffer.from(config.SOL_BRIDGE_SECRET ?? '', 'base64'), ipmitool: config.IPMITOOL_PATH, log })
     }
     await amqp.start()
     for (const driver of active) {

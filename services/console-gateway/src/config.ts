@@ -3,7 +3,7 @@
  * the variable). CONSOLE_KEY is the gateway's own key: it seals console targets at rest in Redis and keys
  * the guacamole-lite tokens; no other service has it.
  */
-import { bool, commonSettings, int, list, loadConfig, required, secret, secretKeySettings, str, url, type ConfigOf } from '@porthole/shared/config'
+import { bool, commonSettings, int, list, loadConfig, required, secret, secretKeySettings, solBridgeSettings, str, url, type ConfigOf } from '@porthole/shared/config'
 
 export const configSpec = {
   ...commonSettings,
@@ -17,6 +17,7 @@ export const configSpec = {
   ALLOWED_ORIGINS: list('origins allowed to open console WebSockets, comma-separated (default: the origin of PUBLIC_GATEWAY_URL)', []),
   GUACD_HOST: str('guacd host for guacamole sessions', '127.0.0.1'),
   GUACD_PORT: int('guacd port', 4822, 1, 65535),
+  ...solBridgeSettings,
   CONSOLE_IDLE_SECONDS: int('close a console after this many seconds without keyboard or mouse input (0 = never)', 0, 0, 7200),
   CONSOLE_PING_SECONDS: int('seconds between WebSocket pings to each console viewer; a viewer that shows no sign of life (a pong, a message, bytes taken) through two pings is cut off and its session freed (0 = no pings)', 20, 0, 3600),
   TRUST_PROXY: bool('take the client address from X-Forwarded-For (only behind a proxy that sets it)', false)

@@ -34,6 +34,8 @@ export interface MinterDeps {
   consoleBox: SecretBox
   namespace: string
   publicUrl: string
+  /** Whether serial consoles can be served (SOL_BRIDGE_SECRET is set): a session the bridge would refuse is not minted. */
+  serial: boolean
   log: Logger
 }
 
@@ -104,6 +106,7 @@ export class Minter {
     }
     // vnc and guacamole reach VNC targets; serial reaches an agent's serial-over-LAN bridge.
     if ((params.protocol === 'serial') !== (target.kind === 'sol')) throw new UnsupportedError(`console protocol ${params.protocol} cannot reach a ${target.kind} target`)
+    if (params.protocol === 'serial' && !this.d.serial) throw new UnsupportedError('serial consoles are not served by this console gateway (it has no SOL_BRIDGE_SECRET)')
     const id = randomUUID()
     const token = randomToken(32)
     const now = Date.now()

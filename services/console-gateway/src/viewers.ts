@@ -20,12 +20,12 @@ import type { Socket } from 'node:net'
 import type { RawData, WebSocket } from 'ws'
 import type { ConsoleSession, ConsoleTarget } from '@porthole/shared/contracts'
 import { safeEqual, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
-import { PortholeError } from '@porthole/shared/errors'
+import { ConnectionError, PortholeError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { parseSessionEvent, type ConsoleSessionStore, type Redis } from '@porthole/shared/store'
 import { isGuacInput, type GuacBridge } from './guac.js'
 import { acceptViewer, ByteQueue, connectVnc, onlyUpdateRequests, type VncConnection } from './rfb.js'
-import { connectSol } from './sol.js'
+import { connectSol, SolTicketRefused, type SolConnection } from './sol.js'
 
 export const CLOSE = {
   invalid: { code: 4000, reason: 'invalid' },
@@ -86,6 +86,8 @@ export interface HubDeps {
   /** A Redis connection of its own for the events subscription. */
   subscriber: Redis
   idleSeconds: number
+  /** SOL_BRIDGE_SECRET, decoded: signs connections to the agents' serial-over-LAN bridges (none: no serial consoles). */
+  solSecret?: Buffer | undefined
   /** Seconds between pings to each viewer; one with no sign of life through two pings is cut off (0 = no pings). */
   pingSeconds: number
   log: Logger
@@ -351,13 +353,45 @@ export class ViewerHub {
       pendingBytes += b.length
       if (pendingBytes > MAX_EARLY_BYTES) { v.log.info({ bytes: pendingBytes }, 'viewer sent too much before its console was ready'); v.close('invalid') }
     })
-    const conn = await attachTarget(v, async () => await connectSol(target), 'serial console bridge')
+    const conn = await attachTarget(v, async () => await this.connectSerial(v, target), 'serial console bridge')
     if (conn === undefined) return
     const tcp = conn.socket
     for (const b of pending.splice(0)) toTarget(v, b)
     if (conn.leftover.length > 0) ws.send(conn.leftover)
     pipeToViewer(tcp, v)
     tcp.resume()
+  }
+
+  /**
+   * A bridge ticket is good for one connection: the bridge takes it and both sides derive its successor,
+   * which the session keeps for its next viewer (a reload, a take-over, on any replica). A viewer that read
+   * the session just before another viewer's connection spent the ticket tries once more with the successor.
+   */
+  private async connectSerial (v: Viewer, first: ConsoleTarget): Promise<SolConnection> {
+    const secret = this.d.solSecret
+    if (secret === undefined) throw new ConnectionError('serial consoles need SOL_BRIDGE_SECRET on the gateway')
+    let target = first
+    for (let attempt = 0; ; attempt++) {
+      const used = target
+      try {
+        return await connectSol(used, { secret, sessionId: v.session.id, onClaimed: (next) => { void this.keepTicket(v, used, next) } })
+      } catch (err) {
+        if (!(err instanceof SolTicketRefused) || attempt > 0) throw err
+        const s = await this.d.sessions.get(v.session.id)
+        if (s === undefined || s.revokedAt !== undefined) throw err
+        const fresh = this.d.consoleBox.open<ConsoleTarget>(s.target, s.id)
+        if (fresh.password === used.password) throw err
+        target = fresh
+      }
+    }
+  }
+
+  private async keepTicket (v: Viewer, used: ConsoleTarget, next: string): Promise<void> {
+    try {
+      await this.d.sessions.replaceTarget(v.session.id, this.d.consoleBox.seal({ ...used, password: next }, v.session.id))
+    } catch (err) {
+      v.log.warn({ err: { message: (err as Error).message } }, 'could not keep the serial console\'s next bridge ticket: this session cannot reconnect')
+    }
   }
 
   private async handToGuacamole (v: Viewer, target: ConsoleTarget, early: Array<[RawData, boolean]>): Promise<void> {

@@ -139,7 +139,7 @@ const terminalText = async (page: Page): Promise<string> => await page.evaluate(
 
 test('a serial console shows in a terminal, colours and all, under the strict CSP; typing reaches the line', async (t) => {
   // 24-bit colour is the one thing xterm.js styles with a style attribute; 256-colour uses its classes.
-  const bridge = await solBridge(t, 'Welcome to \x1b[38;2;255;0;0mred-host\x1b[0m\r\nlogin: ')
+  const bridge = await solBridge(t, h.stack.solBridgeSecret, 'Welcome to \x1b[38;2;255;0;0mred-host\x1b[0m\r\nlogin: ')
   const m = await h.mint({ protocol: 'serial', target: bridge.target, serverName: 'metal-7.example' })
   const page = await browser.newPage()
   const errors = await watch(page)
@@ -170,7 +170,7 @@ test('a serial console shows in a terminal, colours and all, under the strict CS
 })
 
 test('a serial page says why it ended: revoked, and a single-use link opened again', async (t) => {
-  const bridge = await solBridge(t, 'login: ')
+  const bridge = await solBridge(t, h.stack.solBridgeSecret, 'login: ')
   const m = await h.mint({ protocol: 'serial', target: bridge.target, singleUse: true })
   const a = await browser.newPage()
   const errors = await watch(a)

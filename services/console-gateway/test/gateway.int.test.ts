@@ -252,7 +252,7 @@ test('the console page is served with no-referrer, a strict CSP and no-store', a
 
 test('a serial console page keeps the strict CSP (no inline styles), and its terminal is served', async (t) => {
   const vnc = await h.mint({ target })
-  const bridge = await solBridge(t)
+  const bridge = await solBridge(t, h.stack.solBridgeSecret)
   const serial = await h.mint({ protocol: 'serial', target: bridge.target })
   const [vncPage, serialPage] = await Promise.all([vnc, serial].map(async m => await fetch(`${h.stack.gatewayUrl}/s/${m.sessionId}`)))
   for (const res of [vncPage, serialPage]) {
@@ -272,7 +272,7 @@ test('a serial console page keeps the strict CSP (no inline styles), and its ter
 })
 
 test('a used single-use link\'s look-up tells its holder the protocol, and nobody else', async (t) => {
-  const bridge = await solBridge(t)
+  const bridge = await solBridge(t, h.stack.solBridgeSecret)
   const m = await h.mint({ protocol: 'serial', target: bridge.target, singleUse: true })
   const v = openViewer(h, m.sessionId, m.token)
   await v.opened
@@ -289,6 +289,37 @@ test('a used single-use link\'s look-up tells its holder the protocol, and nobod
   assert.equal(other.body.protocol, undefined)
   v.ws.close()
   await v.closed
+})
+
+test('a serial session reconnects with the successor of its spent bridge ticket, kept sealed in the session', async (t) => {
+  const bridge = await solBridge(t, h.stack.solBridgeSecret)
+  const m = await h.mint({ protocol: 'serial', target: bridge.target })
+  const before = await h.sessions.get(m.sessionId)
+  for (const word of ['one', 'two', 'three']) {
+    const v = openViewer(h, m.sessionId, m.token)
+    await v.opened
+    v.ws.send(Buffer.from(word))
+    const echo = await Promise.race([v.read(word.length), new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`${word} was not echoed`)), 10_000).unref())])
+    assert.equal(echo.toString('latin1'), word.toUpperCase())
+    v.ws.close()
+    await v.closed
+  }
+  // The fake bridge took each ticket once; the session's sealed target changed with each, and holds no ticket in clear.
+  assert.ok(bridge.received().includes('onetwothree'))
+  const after = await h.sessions.get(m.sessionId)
+  assert.notDeepEqual(after?.target, before?.target)
+  assert.ok(!JSON.stringify(after).includes(bridge.target.password ?? '-'))
+})
+
+test('a gateway without SOL_BRIDGE_SECRET mints no serial session', async (t) => {
+  await h.stack.stop('console-gateway')
+  t.after(async () => { await h.stack.stop('console-gateway'); await h.stack.start('console-gateway', { LOG_LEVEL: 'debug' }) })
+  await h.stack.start('console-gateway', { LOG_LEVEL: 'debug', SOL_BRIDGE_SECRET: '' })
+  const bridge = await solBridge(t, h.stack.solBridgeSecret)
+  const { update } = await h.publishMint({ protocol: 'serial', target: bridge.target })
+  assert.equal(update.state, 'failed')
+  assert.equal(update.error?.code, 'unsupported')
+  assert.match(h.stack.logs(), /SOL_BRIDGE_SECRET is not set/)
 })
 
 test('a console target the protocol cannot reach fails the job as unsupported', async () => {
@@ -327,7 +358,7 @@ test('the gateway\'s logs hold no token and no VNC password', async () => {
   assert.ok(logs.includes('console viewer connected'), 'the logs were captured')
   for (const t of h.tokens) assert.ok(!logs.includes(t), 'a token appears in the logs')
   assert.ok(!logs.includes(PASSWORD), 'the VNC password appears in the logs')
-  assert.ok(!logs.includes('"wrong"') && !logs.includes(h.stack.consoleKey) && !logs.includes(h.stack.secretKey))
+  assert.ok(!logs.includes('"wrong"') && !logs.includes(h.stack.consoleKey) && !logs.includes(h.stack.secretKey) && !logs.includes(h.stack.solBridgeSecret))
 })
 
 test('SIGTERM closes live viewers with 1001 shutdown and the gateway exits 0', async () => {

@@ -14,7 +14,7 @@ import { chromium, type BrowserContext } from 'playwright-core'
 import { WebSocket } from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import type { ConsoleGrant, ConsoleResult, ConsoleTarget, Job, JobUpdate } from '@porthole/shared/contracts'
-import { SecretBox } from '@porthole/shared/crypto'
+import { nextSolTicket, readSolHello, SecretBox } from '@porthole/shared/crypto'
 import { createLogger } from '@porthole/shared/logging'
 import { ConsoleSessionStore, createRedis, grantAad, JobStore, type Redis } from '@porthole/shared/store'
 import { startStack, virsh, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/shared/testing'
@@ -199,12 +199,16 @@ export interface SolBridge {
 }
 
 /**
- * Plays an agent's SOL bridge for gateway tests: a TCP server that takes `PORTHOLE-SOL <token>\n`, answers
- * `OK\n` for its own token (`ERR invalid\n` for any other) and then acts as a host's serial line: it greets
- * with `greeting` and echoes what it receives in upper case (as the e2e test's serial device does).
+ * Plays an agent's SOL bridge for gateway tests: a TCP server that takes a hello signed with `secret`
+ * (anything else: closed without a word), answers `CLAIMED\nOK\n` for its current ticket, which it then
+ * replaces with the successor both sides derive (`ERR invalid\n` for any other ticket), and then acts as a
+ * host's serial line: it greets with `greeting` and echoes what it receives in upper case (as the e2e
+ * test's serial device does).
  */
-export async function solBridge (t: After, greeting = ''): Promise<SolBridge> {
-  const token = randomBytes(32).toString('base64url')
+export async function solBridge (t: After, secret: string, greeting = ''): Promise<SolBridge> {
+  const key = Buffer.from(secret, 'base64')
+  let ticket = randomBytes(32).toString('base64url')
+  const first = ticket
   let received = ''
   const sockets = new Set<Socket>()
   const server = createServer((s) => {
@@ -222,9 +226,12 @@ export async function solBridge (t: After, greeting = ''): Promise<SolBridge> {
       buf = Buffer.concat([buf, d])
       const i = buf.indexOf(0x0a)
       if (i === -1) return
-      if (buf.subarray(0, i).toString('latin1') !== `PORTHOLE-SOL ${token}`) { s.end('ERR invalid\n'); return }
+      const hello = readSolHello(key, buf.subarray(0, i).toString('latin1'))
+      if (hello === undefined) { s.destroy(); return }
+      if (hello.token !== ticket) { s.end('ERR invalid\n'); return }
+      ticket = nextSolTicket(key, hello.token, hello.nonce)
       open = true
-      s.write('OK\n' + greeting)
+      s.write('CLAIMED\nOK\n' + greeting)
     })
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
@@ -234,7 +241,7 @@ export async function solBridge (t: After, greeting = ''): Promise<SolBridge> {
     await new Promise<void>(resolve => server.close(() => resolve()))
   })
   return {
-    target: { kind: 'sol', host: '127.0.0.1', port, password: token },
+    target: { kind: 'sol', host: '127.0.0.1', port, password: first },
     received: () => received,
     send: (b) => { for (const s of sockets) s.write(b) }
   }

@@ -121,6 +121,18 @@ export const secretKeySettings = {
   PORTHOLE_OLD_SECRET_KEYS: secret('earlier keys still accepted for opening, as `id:base64,id:base64`', '')
 }
 
+/** The key the console gateway proves itself with to the agents' serial-over-LAN bridge (HMAC-SHA256). */
+export const solBridgeSettings = {
+  SOL_BRIDGE_SECRET: {
+    ...secret('32 random bytes or more, base64, shared by the agents and the console gateway only: the gateway signs every connection to the agents\' serial-over-LAN bridge with it; required where AGENT_TYPES has ipmi, and by the gateway for serial consoles (`openssl rand -base64 32`)'),
+    parse: (v: string) => {
+      const n = Buffer.from(v, 'base64').length
+      if (n < 32) throw new Error(`expected at least 32 bytes in base64, got ${n} bytes`)
+      return v
+    }
+  } satisfies Setting<string>
+}
+
 /** Renders a spec as Markdown table rows for the README. */
 export function describeSettings (spec: Spec): string {
   return Object.entries(spec).map(([name, s]) =>

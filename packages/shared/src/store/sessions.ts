@@ -27,6 +27,18 @@ end
 return 1
 `
 
+// KEYS: session. ARGV: the new sealed target (JSON). Replaces the target of a session that is not revoked;
+// returns 1 when it did, 0 when the session is gone or revoked.
+const SET_TARGET = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local s = cjson.decode(raw)
+if s.revokedAt then return 0 end
+s.target = cjson.decode(ARGV[1])
+redis.call('SET', KEYS[1], cjson.encode(s), 'KEEPTTL')
+return 1
+`
+
 export type SessionEvent = { type: 'revoked', sessionId: string } | { type: 'viewer', sessionId: string, viewerId: string }
 
 export class ConsoleSessionStore {
@@ -34,6 +46,7 @@ export class ConsoleSessionStore {
   constructor (private readonly redis: Redis, ns: string) {
     this.k = keysOf(ns)
     if (!('portholeSessionMark' in redis)) redis.defineCommand('portholeSessionMark', { numberOfKeys: 2, lua: MARK })
+    if (!('portholeSessionTarget' in redis)) redis.defineCommand('portholeSessionTarget', { numberOfKeys: 1, lua: SET_TARGET })
   }
 
   /**
@@ -75,6 +88,27 @@ export class ConsoleSessionStore {
     const raws = await this.redis.mget(ids.map(id => this.k.session(id)))
     return raws.filter((r): r is string => r !== null).map(r => JSON.parse(r) as ConsoleSession)
       .filter(s => (f.tenantId === undefined || s.tenantId === f.tenantId) && (f.serverId === undefined || s.serverId === f.serverId))
+  }
+
+  /**
+   * Replaces a live session's sealed target, in one step with every other change to the record (a serial
+   * console's bridge ticket is good for one connection: the gateway keeps its successor here). False when
+   * the session is gone or revoked.
+   */
+  async replaceTarget (id: string, target: Sealed): Promise<boolean> {
+    return await (this.redis as unknown as { portholeSessionTarget: (...a: string[]) => Promise<number> })
+      .portholeSessionTarget(this.k.session(id), JSON.stringify(target)) === 1
+  }
+
+  /** Whether each session can still be used: known, not revoked, not expired (one round trip). */
+  async areLive (ids: string[], now = Date.now()): Promise<boolean[]> {
+    if (ids.length === 0) return []
+    const raws = await this.redis.mget(ids.map(id => this.k.session(id)))
+    return raws.map(raw => {
+      if (raw === null) return false
+      const s = JSON.parse(raw) as ConsoleSession
+      return s.revokedAt === undefined && Date.parse(s.expiresAt) > now
+    })
   }
 
   /** Marks a single-use session used; true for the first caller only. */

@@ -46,6 +46,8 @@ export class Stack {
   readonly secretKey = testSecretKey()
   /** The console gateway's own key (CONSOLE_KEY), distinct from the shared secret key. */
   readonly consoleKey = testSecretKey()
+  /** SOL_BRIDGE_SECRET, shared by the agents and the gateway. */
+  readonly solBridgeSecret = testSecretKey()
 
   constructor (readonly ns: string, readonly svc: Services, readonly opts: StackOptions) {}
 
@@ -96,6 +98,7 @@ export class Stack {
       ...(name === 'receiver' ? {} : { PORTHOLE_SECRET_KEY: this.secretKey }),
       ...(name === 'api' ? { PORTHOLE_ADMIN_TOKEN: this.adminToken } : {}),
       ...(name === 'console-gateway' ? { CONSOLE_KEY: this.consoleKey } : {}),
+      ...(name === 'agents' || name === 'console-gateway' ? { SOL_BRIDGE_SECRET: this.solBridgeSecret } : {}),
       // libuv's thread pool is sized from the environment at process start only (see agents' threadpool.ts).
       ...(name === 'agents' ? { UV_THREADPOOL_SIZE: '64' } : {}),
       // The agents' serial-over-LAN bridge: loopback, on a port of its own choosing (stacks run side by side).

@@ -161,14 +161,14 @@ export function createIpmiDriver (o: IpmiDriverOptions): AgentDriver {
 
     async consoleTarget (ctx, protocol: ConsoleProtocol): Promise<ConsoleTarget> {
       if (protocol === 'serial') {
-        // Serial-over-LAN through this process's bridge: the gateway gets a one-time token for it, never the
+        // Serial-over-LAN through this process's bridge: the gateway gets a single-use ticket for it, never the
         // BMC's credentials. It works whatever the host's power state (a customer can watch it boot).
         if (o.sol === undefined) throw new UnsupportedError('serial consoles are not served by this agent')
         const bmc = bmcOf(ctx)
         const ttl = ctx.job.console?.ttlSeconds ?? 7200
         let token: string
         try {
-          token = await o.sol.tickets.register(bmc, ttl)
+          token = await o.sol.tickets.register(bmc, ttl, ctx.job.id)
         } catch (err) {
           throw new ConnectionError('the serial console ticket could not be stored', err)
         }

@@ -3,68 +3,105 @@
  * passwords, so the console gateway does not talk to the BMC: it connects to this bridge, a small TCP server
  * in the agents process, which runs `ipmitool … sol activate` and pipes its bytes both ways.
  *
- * - A console job for `serial` registers a ticket: a one-time random token (256 bits) under which Redis
- *   keeps, for the session's lifetime, the BMC connection sealed with PORTHOLE_SECRET_KEY (aad bound to the
+ * - A console job for `serial` registers a ticket: a random token (256 bits) under which Redis keeps, for the
+ *   session's lifetime, the BMC connection and the job's id sealed with PORTHOLE_SECRET_KEY (aad bound to the
  *   token's hash; Redis holds only that hash as the key). Any agent replica can serve it. The token travels
  *   to the gateway sealed inside the console target (`{kind:'sol', host, port, password: token}`).
- * - The gateway opens a TCP connection and sends one line, `PORTHOLE-SOL <token>\n`. The bridge answers one
- *   line: `OK\n` once the SOL session is operational, then raw bytes both ways; or `ERR <reason>\n` and
- *   closes (`invalid`: unknown or expired ticket; `auth`: the BMC refused the credentials; `unreachable`:
- *   no SOL session could be set up).
+ * - The bridge listens on 127.0.0.1 unless SOL_BRIDGE_HOST says otherwise, and serves only the gateway: the
+ *   first line must be a hello signed with SOL_BRIDGE_SECRET (`PORTHOLE-SOL/2 <token> <sessionId> <ms>
+ *   <nonce> <mac>`, see readSolHello in @porthole/shared/crypto). A peer whose hello is not (a wrong or no
+ *   mac, a time off by more than 30 s, anything else) is dropped without a byte.
+ * - A ticket is good for one connection, and only for the console session minted from its job while that
+ *   session is neither revoked nor expired: the bridge takes it from Redis (GETDEL, so of two connections
+ *   with one ticket only one gets it), checks the session, and registers its successor, derived from the
+ *   secret, the ticket and the hello's nonce, which the gateway derives too and keeps for its next
+ *   connection. It answers `CLAIMED\n` at once, then `OK\n` once the SOL session is operational (then raw
+ *   bytes both ways) or `ERR <reason>\n` and closes (`auth`: the BMC refused the credentials;
+ *   `unreachable`: no SOL session could be set up). A ticket that is unknown, used, expired or whose session
+ *   ended gets `ERR invalid\n` instead of `CLAIMED`.
+ * - A live connection ends when its session is revoked or expires (checked every SESSION_WATCH_MS) and at
+ *   the ticket's expiry, whatever the gateway does.
  * - Before `sol activate` it runs `sol deactivate` to clear a session a crashed client left behind (a BMC
  *   allows one SOL session per payload instance).
  * - ipmitool runs under `stdbuf -o0` (its SOL output is stdio-buffered on a pipe otherwise).
- * - The password reaches ipmitool only through `IPMI_PASSWORD` (with `-E`), never argv or a log line.
+ * - The password reaches ipmitool only through `IPMI_PASSWORD` (with `-E`), never argv or a log line; no
+ *   ticket, hello or secret reaches a log line either.
  * - When the gateway's side closes, ipmitool's stdin is closed (it ends the SOL session with the BMC
  *   cleanly), then it is terminated and killed if it lingers. When ipmitool ends, the TCP side is closed.
- * - At the ticket's expiry a live bridge connection is closed too (the gateway closes it first, normally).
  */
 import { spawn } from 'node:child_process'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { randomToken, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
+import { nextSolTicket, randomToken, readSolHello, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
 import { AuthError, type PortholeError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { keys, type Redis } from '@porthole/shared/store'
+import { ConsoleSessionStore, keys, type Redis } from '@porthole/shared/store'
 import { classifyFailure, runIpmitool, type Bmc } from './ipmitool.js'
 
-/** The first line the gateway sends. */
-export const SOL_HELLO = 'PORTHOLE-SOL '
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]{22,128}$/
-const MAX_HELLO = 256
+const MAX_HELLO = 512
+/** How often live connections check that their console session is still live (revocation, expiry). */
+const SESSION_WATCH_MS = 250
 const HELLO_TIMEOUT_MS = 5000
 /** How long `sol activate` may take to say the session is operational. */
 const ACTIVATE_TIMEOUT_MS = 15_000
 const OPERATIONAL = /\[SOL Session operational[^\n]*\n/
 
-interface Ticket { bmc: Bmc, expiresAt: number }
+interface Ticket { bmc: Bmc, expiresAt: number, jobId: string }
 
-/** One-time bridge tokens, kept in Redis so any agent replica can serve them. */
+/** What a connection got for its ticket. */
+export interface ClaimedTicket { bmc: Bmc, expiresAt: number, sessionId: string }
+
+/** Single-use bridge tickets, kept in Redis so any agent replica can serve them. */
 export class SolTickets {
-  constructor (private readonly redis: Redis, private readonly box: SecretBox, private readonly namespace: string) {}
+  private readonly sessions: ConsoleSessionStore
+
+  constructor (private readonly redis: Redis, private readonly box: SecretBox, private readonly namespace: string) {
+    this.sessions = new ConsoleSessionStore(redis, namespace)
+  }
 
   private key (hash: string): string { return keys(this.namespace).solTicket(hash) }
 
-  /** Registers a BMC for `ttlSeconds`; returns the token (the only copy). */
-  async register (bmc: Bmc, ttlSeconds: number): Promise<string> {
+  /** Registers a BMC for console job `jobId`, for `ttlSeconds`; returns the token (the only copy). */
+  async register (bmc: Bmc, ttlSeconds: number, jobId: string): Promise<string> {
     const token = randomToken(32)
-    const hash = sha256Hex(token)
-    const ticket: Ticket = { bmc, expiresAt: Date.now() + ttlSeconds * 1000 }
-    await this.redis.set(this.key(hash), JSON.stringify(this.box.seal(ticket, `sol-ticket:${hash}`)), 'EX', ttlSeconds)
+    await this.put(token, { bmc, expiresAt: Date.now() + ttlSeconds * 1000, jobId })
     return token
   }
 
-  /** The ticket of `token`, or undefined when it is unknown or expired. */
-  async find (token: string): Promise<Ticket | undefined> {
+  private async put (token: string, t: Ticket): Promise<void> {
+    const hash = sha256Hex(token)
+    const ttl = Math.max(1, Math.ceil((t.expiresAt - Date.now()) / 1000))
+    await this.redis.set(this.key(hash), JSON.stringify(this.box.seal(t, `sol-ticket:${hash}`)), 'EX', ttl)
+  }
+
+  /**
+   * Takes `token` for one connection of console session `sessionId`, and registers `next` in its place;
+   * undefined (and the token gone) when it is unknown, used or expired, or the session is not the one minted
+   * from the ticket's job, or is revoked or expired.
+   */
+  async claim (token: string, sessionId: string, next: string): Promise<ClaimedTicket | undefined> {
     if (!TOKEN_SHAPE.test(token)) return undefined
     const hash = sha256Hex(token)
-    const raw = await this.redis.get(this.key(hash))
+    const raw = await this.redis.getdel(this.key(hash))
     if (raw === null) return undefined
+    let t: Ticket
     try {
-      const t = this.box.open<Ticket>(JSON.parse(raw), `sol-ticket:${hash}`)
-      return t.expiresAt > Date.now() ? t : undefined
+      t = this.box.open<Ticket>(JSON.parse(raw), `sol-ticket:${hash}`)
     } catch {
       return undefined
     }
+    const now = Date.now()
+    const session = await this.sessions.get(sessionId)
+    if (t.expiresAt <= now || session === undefined || session.jobId !== t.jobId || session.revokedAt !== undefined) return undefined
+    const expiresAt = Math.min(t.expiresAt, Date.parse(session.expiresAt))
+    if (expiresAt <= now) return undefined
+    await this.put(next, { bmc: t.bmc, expiresAt, jobId: t.jobId })
+    return { bmc: t.bmc, expiresAt, sessionId }
+  }
+
+  /** Whether each console session is still live (not revoked, not expired). */
+  async sessionsLive (sessionIds: string[]): Promise<boolean[]> {
+    return await this.sessions.areLive(sessionIds)
   }
 }
 
@@ -72,6 +109,8 @@ export interface SolBridgeOptions {
   host: string
   port: number
   tickets: SolTickets
+  /** SOL_BRIDGE_SECRET, decoded: the key of every hello's mac. */
+  secret: Buffer
   ipmitool: string
   log: Logger
 }
@@ -91,7 +130,25 @@ export function solArgs (bmc: Bmc, command: 'activate' | 'deactivate'): string[]
 
 export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
   const log = o.log.child({ component: 'sol-bridge' })
-  const live = new Set<() => void>()
+  /** Live connections: how each stops, and the console session it serves. */
+  const live = new Map<() => void, string>()
+  // Revocation and expiry end a live connection here too, not only through the gateway.
+  let watching = false
+  const watch = setInterval(() => {
+    if (watching || live.size === 0) return
+    watching = true
+    const bySession = new Map<string, Array<() => void>>()
+    for (const [stop, id] of live) bySession.set(id, [...bySession.get(id) ?? [], stop])
+    const ids = [...bySession.keys()]
+    o.tickets.sessionsLive(ids).then((alive) => {
+      ids.forEach((id, i) => {
+        if (alive[i] === true) return
+        log.info({ sessionId: id }, 'console session revoked or expired; closing its sol connection')
+        for (const stop of bySession.get(id) ?? []) stop()
+      })
+    }, () => { /* Redis down: the next round asks again */ }).finally(() => { watching = false })
+  }, SESSION_WATCH_MS)
+  watch.unref()
 
   const server: Server = createServer({ noDelay: true }, (socket) => {
     socket.on('error', (err) => log.debug({ err: { message: err.message } }, 'bridge socket error'))
@@ -103,12 +160,19 @@ export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
 
   async function serve (socket: Socket): Promise<void> {
     const peer = socket.remoteAddress
-    const hello = await readHello(socket)
-    if (hello === undefined) { refuse(socket, 'invalid'); log.info({ peer }, 'sol bridge connection refused: no hello'); return }
-    const ticket = await o.tickets.find(hello.token)
-    if (ticket === undefined) { refuse(socket, 'invalid'); log.info({ peer }, 'sol bridge connection refused: unknown or expired ticket'); return }
+    const first = await readLine(socket)
+    const hello = first === undefined ? undefined : readSolHello(o.secret, first.line)
+    if (first === undefined || hello === undefined) {
+      // Not the gateway (or a replay past the time window): it learns nothing, not even that this is a bridge.
+      socket.destroy()
+      log.info({ peer }, 'sol bridge peer dropped: no validly signed hello')
+      return
+    }
+    const ticket = await o.tickets.claim(hello.token, hello.sessionId, nextSolTicket(o.secret, hello.token, hello.nonce))
+    if (ticket === undefined) { refuse(socket, 'invalid'); log.info({ peer, sessionId: hello.sessionId }, 'sol bridge connection refused: unknown, used or expired ticket, or its session ended'); return }
+    socket.write('CLAIMED\n')
     const bmc = ticket.bmc
-    const l = log.child({ bmc: `${bmc.host}:${bmc.port}`, peer })
+    const l = log.child({ bmc: `${bmc.host}:${bmc.port}`, peer, sessionId: ticket.sessionId })
 
     // A session left by a client that died would make `activate` fail with "SOL payload already active".
     const ac = new AbortController()
@@ -124,10 +188,11 @@ export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
     }
     if (socket.destroyed) return
     socket.pause()
-    activate(socket, bmc, hello.rest, ticket.expiresAt, l)
+    activate(socket, ticket, first.rest, l)
   }
 
-  function activate (socket: Socket, bmc: Bmc, early: Buffer, expiresAt: number, l: Logger): void {
+  function activate (socket: Socket, ticket: ClaimedTicket, early: Buffer, l: Logger): void {
+    const { bmc, expiresAt } = ticket
     // ipmitool writes SOL data with stdio: on a pipe it would sit in a 4 KiB buffer; stdbuf (coreutils)
     // makes its stdout unbuffered, so each character the host sends reaches the browser at once.
     const child = spawn('stdbuf', ['-o0', o.ipmitool, ...solArgs(bmc, 'activate')], {
@@ -154,7 +219,7 @@ export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
       child.once('close', () => { clearTimeout(term); clearTimeout(kill) })
       if (!socket.destroyed) socket.end()
     }
-    live.add(stop)
+    live.set(stop, ticket.sessionId)
 
     child.stdin.on('error', () => {})
     child.stderr.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < 16384) stderr += d })
@@ -215,18 +280,19 @@ export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
     port,
     get count () { return live.size },
     async close () {
+      clearInterval(watch)
       const closed = new Promise<void>(resolve => server.close(() => resolve()))
-      for (const stop of [...live]) stop()
+      for (const stop of [...live.keys()]) stop()
       await closed
     }
   }
 }
 
-/** Reads `PORTHOLE-SOL <token>\n` and whatever followed it; undefined when the peer sent something else. */
-async function readHello (socket: Socket): Promise<{ token: string, rest: Buffer } | undefined> {
+/** Reads the first line (without its newline) and whatever followed it; undefined when none came in time. */
+async function readLine (socket: Socket): Promise<{ line: string, rest: Buffer } | undefined> {
   return await new Promise(resolve => {
     let buf = Buffer.alloc(0)
-    const done = (v: { token: string, rest: Buffer } | undefined): void => {
+    const done = (v: { line: string, rest: Buffer } | undefined): void => {
       clearTimeout(timer)
       socket.off('data', onData)
       socket.off('close', onClose)
@@ -236,10 +302,8 @@ async function readHello (socket: Socket): Promise<{ token: string, rest: Buffer
       buf = Buffer.concat([buf, d])
       const i = buf.indexOf(0x0a)
       if (i === -1) { if (buf.length > MAX_HELLO) done(undefined); return }
-      const line = buf.subarray(0, i).toString('latin1').replace(/\r$/, '')
-      if (!line.startsWith(SOL_HELLO)) { done(undefined); return }
       socket.pause()
-      done({ token: line.slice(SOL_HELLO.length).trim(), rest: buf.subarray(i + 1) })
+      done({ line: buf.subarray(0, i).toString('latin1').replace(/\r$/, ''), rest: buf.subarray(i + 1) })
     }
     const onClose = (): void => done(undefined)
     const timer = setTimeout(() => done(undefined), HELLO_TIMEOUT_MS)
