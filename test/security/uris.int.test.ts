@@ -186,6 +186,22 @@ test('the legitimate forms still work: a local domain, and a structured ssh conn
   nothingRan()
 })
 
+test('a server changes form by PATCH: the new members, and null for the old ones', async () => {
+  const s = await p.stack.api('POST', '/v1/servers', { name: 'switch', tenantId: p.tenantId, agent: 'kvm', connection: { uri: 'qemu:///system', domain: 'web-1' } })
+  assert.equal(s.status, 201, JSON.stringify(s.body))
+  // Both forms at once is neither.
+  refusedNaming(await p.stack.api('PATCH', `/v1/servers/${s.body.id}`, { connection: { transport: 'ssh', host: 'kvm1.example' } }), 'connection.uri', 'both forms')
+  const to = await p.stack.api('PATCH', `/v1/servers/${s.body.id}`, { connection: { transport: 'ssh', host: 'kvm1.example', keyFile: 'id_test', uri: null } })
+  assert.equal(to.status, 200, JSON.stringify(to.body))
+  assert.deepEqual(to.body.connection, { transport: 'ssh', host: 'kvm1.example', keyFile: 'id_test', domain: 'web-1' })
+  assert.deepEqual((await p.servers.get(s.body.id))?.connection, to.body.connection)
+  refusedNaming(await p.stack.api('PATCH', `/v1/servers/${s.body.id}`, { connection: { host: `-oProxyCommand=${evil}` } }), 'connection.host', 'a "-" host by PATCH')
+  const back = await p.stack.api('PATCH', `/v1/servers/${s.body.id}`, { connection: { uri: 'qemu:///system', transport: null, host: null, keyFile: null } })
+  assert.equal(back.status, 200, JSON.stringify(back.body))
+  assert.deepEqual(back.body.connection, { uri: 'qemu:///system', domain: 'web-1' })
+  nothingRan()
+})
+
 /** A loopback port nothing listens on (bound, then released). */
 async function closedPort (): Promise<number> {
   const s = createServer()
