@@ -132,7 +132,7 @@ export const kvmPolicySettings = {
     default: undefined,
     parse (v: string): string {
       const dir = v.trim().replace(/(.)\/+$/, '$1')
-      if (!/^\/[A-Za-z0-9._/-]*$/.test(dir) || dir.split('/').some(p => p === '..' || p === '.')) throw new Error('expected an absolute directory path of letters, digits, ".", "_", "-" and "/", without "." or ".." parts')
+      if (!/^\/[A-Za-z0-9._/-]+$/.test(dir) || dir.split('/').some(p => p === '..' || p === '.')) throw new Error('expected an absolute directory path (not /) of letters, digits, ".", "_", "-" and "/", without "." or ".." parts')
       return dir
     }
   } satisfies Setting<string | undefined>,

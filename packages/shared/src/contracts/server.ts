@@ -92,7 +92,8 @@ const AUTHORITY = new RegExp(`^(?:([^@]*)@)?(${KVM_HOST})?(?::([^:]*))?$`)
 /**
  * Why libvirt might read a URI otherwise than we do, or let it run or reach something it should not; undefined
  * when it is fine. An allow-list of one grammar, narrower than libvirt's own:
- * `qemu[+ssh|+libssh|+libssh2|+tls|+tcp|+unix]://[user@]host[:port]/(system|session)[?name=value&…]`. No
+ * `qemu[+ssh|+libssh|+libssh2|+tls|+tcp|+unix]://[user@]host[:port]/(system|session)[?name=value&…]` (a
+ * local URI: no authority and `/system` only). No
  * percent-encoding and no `;` anywhere (libvirt decodes parameter names and splits on `;` as well as `&`), no
  * password, no user or host beginning with `-`, only the parameters of `LIBVIRT_PARAMS`, each once.
  */
@@ -124,6 +125,8 @@ export function libvirtUriProblem (uri: string, policy: KvmPolicy = {}): string 
   if (transport === 'unix' && host !== undefined) return 'qemu+unix URIs name no host'
   if (transport !== undefined && transport !== 'unix' && host === undefined) return `qemu+${transport} needs a host`
   if (path !== '/system' && path !== '/session') return `path ${JSON.stringify(path)} is not allowed (allowed: /system, /session)`
+  // A local session URI makes libvirt start a daemon of its own as the agents' user.
+  if (path === '/session' && host === undefined) return 'a local /session URI is not allowed (it starts a libvirt daemon as the agents\' user): use /system, or /session on a remote host'
   if (query !== undefined) {
     const seen = new Set<string>()
     for (const part of query.split('&')) {

@@ -49,6 +49,7 @@ test('kvm policy settings: a key directory by absolute path, allowed URIs that c
     assert.throws(() => load(env), (e: unknown) => e instanceof ConfigError && e.variable === variable, JSON.stringify(env))
   }
   bad({ KVM_SSH_KEY_DIR: 'relative/dir' }, 'KVM_SSH_KEY_DIR')
+  bad({ KVM_SSH_KEY_DIR: '/' }, 'KVM_SSH_KEY_DIR')
   bad({ KVM_SSH_KEY_DIR: '/etc/porthole/../shadow' }, 'KVM_SSH_KEY_DIR')
   bad({ KVM_SSH_KEY_DIR: '/etc/port hole' }, 'KVM_SSH_KEY_DIR')
   bad({ KVM_ALLOWED_URIS: ' , ' }, 'KVM_ALLOWED_URIS')

@@ -20,7 +20,7 @@ function refusedField (connection: unknown, policy: KvmPolicy = KEYS): string | 
 
 test('the legitimate URI forms are accepted', () => {
   for (const uri of [
-    'qemu:///system', 'qemu:///session', 'qemu+unix:///system', 'qemu+unix:///session',
+    'qemu:///system', 'qemu+unix:///system', 'qemu+ssh://porthole@kvm1.example/session',
     'qemu+ssh://kvm1.example/system', 'qemu+ssh://root@kvm1.example/system', 'qemu+libssh2://ops_1@10.0.0.5/system',
     'qemu+ssh://user@host:2222/system?keyfile=/etc/porthole/ssh/id_ed25519', 'qemu+ssh://h/system?no_tty=1&keyfile=/etc/porthole/ssh/kvm.key',
     'qemu+tls://host/system', 'qemu+tls://kvm1:16514/system', 'qemu://kvm1.example/system', 'qemu+tcp://127.0.0.1:16509/system',
@@ -79,7 +79,7 @@ test('the test driver, other drivers and transports, and other paths are refused
     ['test:///etc/passwd', /test driver/], ['test:///default', /test driver/], ['test+ssh://h/default', /test driver/],
     ['qemu+ext:///system?command=/bin/sh', /transport qemu\+ext/], ['xen:///system', /transport xen/], ['lxc:///', /transport lxc/],
     ['QEMU:///system', /expected a libvirt URI/], ['not a uri', /not accepted/], ['qemu:/system', /expected a libvirt URI/],
-    ['qemu:///embed?root=/tmp/x', /path "\/embed"/], ['qemu:///', /path "\/"/], ['qemu://', /path ""/], ['qemu:////system', /path/]
+    ['qemu:///session', /local \/session/], ['qemu+unix:///session', /local \/session/], ['qemu:///embed?root=/tmp/x', /path "\/embed"/], ['qemu:///', /path "\/"/], ['qemu://', /path ""/], ['qemu:////system', /path/]
   ] as const) {
     assert.match(libvirtUriProblem(uri, KEYS) ?? 'accepted', why, uri)
   }
@@ -104,7 +104,7 @@ test('KVM_ALLOWED_URIS, when set, admits those URIs only', () => {
   const only: KvmPolicy = { ...KEYS, allowedUris: ['qemu:///system', 'qemu+ssh://kvm1/system?keyfile=/etc/porthole/ssh/id'] }
   assert.equal(libvirtUriProblem('qemu:///system', only), undefined)
   assert.equal(libvirtUriProblem('qemu+ssh://kvm1/system?keyfile=/etc/porthole/ssh/id', only), undefined)
-  assert.match(libvirtUriProblem('qemu:///session', only) ?? '', /KVM_ALLOWED_URIS/)
+  assert.match(libvirtUriProblem('qemu+unix:///system', only) ?? '', /KVM_ALLOWED_URIS/)
   assert.match(libvirtUriProblem('qemu+tls://kvm1/system', only) ?? '', /KVM_ALLOWED_URIS/)
   // The grammar still applies to a listed URI.
   assert.match(libvirtUriProblem('test:///default', { allowedUris: ['test:///default'] }) ?? '', /test driver/)
