@@ -95,6 +95,7 @@ function nothingRan (): void {
   assert.ok(!started.includes(tok) && !started.includes('kvm1.example'), `ssh was started for a refused record: ${started}`)
   assert.equal(dialled, 0, 'the smuggled socket was dialled')
   assert.ok(!p.stack.logs().includes(canary), 'the test driver read the file')
+  assert.ok(!p.stack.logs().includes(`pw-${tok}`), 'a password in a URI was logged')
 }
 
 test('the API refuses every smuggling URI naming connection.uri, on create and on change, and stores nothing', async () => {
