@@ -92,10 +92,10 @@ const AUTHORITY = new RegExp(`^(?:([^@]*)@)?(${KVM_HOST})?(?::([^:]*))?$`)
 /**
  * Why libvirt might read a URI otherwise than we do, or let it run or reach something it should not; undefined
  * when it is fine. An allow-list of one grammar, narrower than libvirt's own:
- * `qemu[+ssh|+libssh|+libssh2|+tls|+tcp|+unix]://[user@]host[:port]/(system|session)[?name=value&…]` (a
- * local URI: no authority and `/system` only). No
- * percent-encoding and no `;` anywhere (libvirt decodes parameter names and splits on `;` as well as `&`), no
- * password, no user or host beginning with `-`, only the parameters of `LIBVIRT_PARAMS`, each once.
+ * `qemu[+ssh|+libssh|+libssh2|+tls|+tcp|+unix]://[user@]host[:port]/(system|session)[?name=value&…]`, a
+ * local URI with no authority and `/system` only. No percent-encoding and no `;` anywhere (libvirt decodes
+ * parameter names and splits on `;` as well as `&`), no password, no user or host beginning with `-`, only
+ * the parameters of `LIBVIRT_PARAMS`, each once.
  */
 export function libvirtUriProblem (uri: string, policy: KvmPolicy = {}): string | undefined {
   if (uri.startsWith('test:') || uri.startsWith('test+')) return 'the test driver is not allowed'

@@ -13,7 +13,7 @@
  * Every action is confirmed by reading the domain's state afterwards.
  */
 import { DomainGetXMLDescFlags, DomainState, type Hypervisor } from '@unraid/libvirt'
-import { kvmTarget, type ConsoleProtocol, type KvmPolicy, type ConsoleTarget, type PowerAction, type PowerState, type PowerStatus } from '@porthole/shared/contracts'
+import { kvmTarget, type ConsoleProtocol, type ConsoleTarget, type KvmPolicy, type KvmTarget, type PowerAction, type PowerState, type PowerStatus } from '@porthole/shared/contracts'
 import { ConflictError, ConnectionError, PortholeError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
 import type { AgentContext, AgentDriver } from '../driver.js'
@@ -115,7 +115,7 @@ export class KvmDriver implements AgentDriver {
   }
 
   private async open (ctx: AgentContext): Promise<Session> {
-    let c: { uri: string, domain: string }
+    let c: KvmTarget
     try { c = kvmTarget(ctx.server.connection, this.opts.policy) } catch (err) {
       const field = (err as ValidationError).details?.field
       throw new ValidationError(`server ${ctx.server.id} has no valid kvm connection: ${(err as Error).message}`, typeof field === 'string' ? `connection.${field}` : undefined)
