@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
-# One image for all four services; the command picks one: `api`, `receiver`, `agents` or `console-gateway`
+# One build for all four services; the command picks one: `api`, `receiver`, `agents` or `console-gateway`
 # (see deploy/entrypoint.sh), e.g. `docker run -e PORTHOLE_SECRET_KEY=… -e PORTHOLE_ADMIN_TOKEN=… porthole api`: pass each service only its own secrets.
+# The default target (the last stage) runs as the unprivileged `node`; the agents have a target of their own,
+# `--target agents`, whose user is in no group but libvirt's (stage `agents` below).
 # docker-compose.yml at the repository's root runs the whole system with it; deploy/README.md explains it.
 
 # --- manifests: every workspace's package.json, and nothing else --------------------------------------
@@ -30,8 +32,8 @@ RUN npm run build \
  && npm prune --omit=dev --ignore-scripts \
  && rm -rf bench test packages/*/test services/*/test packages/*/dist/test services/*/dist/test
 
-# --- runtime ---------------------------------------------------------------------------------------------
-FROM node:20-bookworm-slim
+# --- runtime: what every service's image holds ---------------------------------------------------------
+FROM node:20-bookworm-slim AS runtime
 # libvirt0: the binding's shared library (same Debian release as libvirt-dev above); openssh-client for
 # qemu+ssh:// URIs; ipmitool for the ipmi agent.
 RUN apt-get update \
@@ -49,3 +51,25 @@ USER node
 EXPOSE 8080 8081
 ENTRYPOINT ["porthole"]
 CMD ["api"]
+
+# --- agents: not root, and in no group but libvirt's ------------------------------------------------------
+# The agents open every server's sealed credentials and start libvirt's transports (ssh for qemu+ssh://), so
+# they run as `porthole-agent` (uid AGENTS_UID) whose only group is `libvirt` with the host's gid
+# (LIBVIRT_GID: `getent group libvirt | cut -d: -f3` on the host), so that the host's libvirt socket, mounted
+# at /var/run/libvirt, admits them. deploy/README.md says what libvirtd must allow.
+# `docker build --target agents --build-arg LIBVIRT_GID=… -t porthole-agents .`
+FROM runtime AS agents
+ARG AGENTS_UID=10001
+ARG LIBVIRT_GID=990
+USER root
+RUN { if getent group libvirt >/dev/null; then groupmod --non-unique --gid "$LIBVIRT_GID" libvirt; \
+      else groupadd --non-unique --gid "$LIBVIRT_GID" libvirt; fi; } \
+ && useradd --uid "$AGENTS_UID" --gid libvirt --no-user-group --create-home --home-dir /home/porthole-agent \
+      --shell /usr/sbin/nologin porthole-agent \
+ && install -d -m 0700 -o porthole-agent -g libvirt /home/porthole-agent/.ssh \
+ && test "$(id -G porthole-agent)" = "$LIBVIRT_GID"
+USER porthole-agent
+CMD ["agents"]
+
+# --- default: api, receiver and console-gateway, as `node` (the runtime stage as it is) -----------------
+FROM runtime

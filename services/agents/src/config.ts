@@ -1,6 +1,6 @@
 /** The agents' settings: the only place this service reads the environment. */
 import { AGENT_TYPES as KNOWN_AGENT_TYPES, type AgentType } from '@porthole/shared/contracts'
-import { commonSettings, ConfigError, int, loadConfig, secretKeySettings, solBridgeSettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { commonSettings, ConfigError, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, solBridgeSettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
 
 function agentTypes (doc: string, def: AgentType[]): Setting<AgentType[]> {
   return {
@@ -47,6 +47,7 @@ export const agentSettings = {
   AGENT_PREFETCH: int('jobs each agent type handles at once in this process from each of its two queues (AMQP prefetch)', 16, 1, 1000),
   AGENT_STOP_GRACE_SECONDS: int('on SIGTERM, how long running actions may go on to finish and report before the process exits (seconds); one cut off leaves its job to end timed_out, as a redelivery never repeats it', 90, 0, 3600),
   KVM_CONSOLE_HOSTS: uriHostMap('`uri=host,…`: where the console gateway reaches VNC displays of a libvirt URI that listen on 127.0.0.1, 0.0.0.0 or `::` (default: the URI\'s host, or 127.0.0.1 for local URIs)'),
+  ...kvmPolicySettings,
   KVM_SHUTDOWN_WAIT_MS: int('how long "shutdown" and "reboot" wait for a guest to power off after the ACPI request (milliseconds, bounded by the job deadline)', 60_000, 0, 3_600_000),
   KVM_CONNECTIONS_PER_URI: int('libvirt connections the kvm agent keeps open to each URI and uses in turn (libvirtd serves at most 5 calls of one connection at a time)', 4, 1, 32),
   KVM_POLL_MS: int('how often the kvm agent reads the domain state while waiting for it to change (milliseconds)', 250, 10, 10_000),
@@ -71,5 +72,6 @@ export function readConfig (env: NodeJS.ProcessEnv = process.env): AgentsConfig 
   const c = loadConfig(agentSettings, env)
   // The bridge accepts only connections signed with this secret: without it, it would accept none.
   if (c.AGENT_TYPES.includes('ipmi') && c.SOL_BRIDGE_SECRET === undefined) throw new ConfigError('SOL_BRIDGE_SECRET', 'must be set when AGENT_TYPES has ipmi (`openssl rand -base64 32`, the same value for the console gateway)')
+  kvmPolicyOf(c) // an allowed URI that could never be used stops the process here
   return c
 }

@@ -3,6 +3,7 @@
  * (Redfish, Proxmox) is one module implementing `AgentDriver` and one line here.
  */
 import type { AgentType } from '@porthole/shared/contracts'
+import { kvmPolicyOf } from '@porthole/shared/config'
 import type { Logger } from '@porthole/shared/logging'
 import type { Locks } from '@porthole/shared/store'
 import type { AgentsConfig } from './config.js'
@@ -29,6 +30,7 @@ export const DRIVERS: Partial<Record<AgentType, DriverFactory>> = {
     shutdownWaitMs: config.KVM_SHUTDOWN_WAIT_MS,
     pollMs: config.KVM_POLL_MS,
     connectionsPerUri: config.KVM_CONNECTIONS_PER_URI,
+    policy: kvmPolicyOf(config),
     log
   }),
   ipmi: ({ config, locks, sol }) => createIpmiDriver({

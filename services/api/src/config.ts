@@ -1,5 +1,5 @@
 /** The API's settings, each an environment variable; the README's table is generated from `apiSettings`. */
-import { bool, commonSettings, int, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { bool, commonSettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
 
 const optionalSecret = (doc: string): Setting<string | undefined> => ({ parse: v => v, default: undefined, doc, secret: true })
 
@@ -18,6 +18,7 @@ export const apiSettings = {
   MAX_WAIT_SECONDS: int('the longest `?wait=` a request may ask for', 60, 0, 600),
   BODY_LIMIT_BYTES: int('largest request body accepted (413 beyond)', 65536, 1024, 16 * 1024 * 1024),
   TRUST_PROXY: bool('trust X-Forwarded-For from a reverse proxy in front of the API (client IPs in the audit log)', false),
+  ...kvmPolicySettings,
   SSE_HEARTBEAT_SECONDS: int('interval of heartbeat comments on `GET /v1/events`', 15, 1, 300)
 }
 
@@ -25,5 +26,7 @@ export type ApiConfig = ConfigOf<typeof apiSettings>
 
 /** Parses the environment; throws a ConfigError naming the first bad variable. */
 export function loadApiConfig (env: NodeJS.ProcessEnv = process.env): ApiConfig {
-  return loadConfig(apiSettings, env)
+  const config = loadConfig(apiSettings, env)
+  kvmPolicyOf(config) // an allowed URI that could never be used stops the process here
+  return config
 }

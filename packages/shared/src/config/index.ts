@@ -3,6 +3,7 @@
  * description), parses them at start-up and gets a frozen object. A bad value stops the process with a
  * message that names the variable. The same declarations feed the README's settings table.
  */
+import { libvirtUriProblem, type KvmPolicy } from '../contracts/server.js'
 
 export class ConfigError extends Error {
   constructor (readonly variable: string, message: string) {
@@ -131,6 +132,41 @@ export const solBridgeSettings = {
       return v
     }
   } satisfies Setting<string>
+}
+
+/**
+ * Deploy-time limits on the libvirt URIs of kvm servers (`KvmPolicy`). The API checks records against them and
+ * the agents check again before any libvirt call: give both the same values.
+ */
+export const kvmPolicySettings = {
+  KVM_SSH_KEY_DIR: {
+    doc: 'directory of the SSH private keys kvm connections may use: a connection names a file in it (`keyFile`, or `?keyfile=<dir>/<name>` in a URI), never a path of its own; unset, none may',
+    default: undefined,
+    parse (v: string): string {
+      const dir = v.trim().replace(/(.)\/+$/, '$1')
+      if (!/^\/[A-Za-z0-9._/-]+$/.test(dir) || dir.split('/').some(p => p === '..' || p === '.')) throw new Error('expected an absolute directory path (not /) of letters, digits, ".", "_", "-" and "/", without "." or ".." parts')
+      return dir
+    }
+  } satisfies Setting<string | undefined>,
+  KVM_ALLOWED_URIS: {
+    doc: 'when set, the only libvirt URIs kvm connections may use (comma separated, compared exactly; a structured connection is compared by the URI built from it)',
+    default: undefined,
+    parse (v: string): readonly string[] {
+      const uris = v.split(',').map(s => s.trim()).filter(s => s !== '')
+      if (uris.length === 0) throw new Error('expected at least one libvirt URI')
+      return Object.freeze(uris)
+    }
+  } satisfies Setting<readonly string[] | undefined>
+}
+
+/** The KvmPolicy of a configuration; throws a ConfigError when an allowed URI could never be used. */
+export function kvmPolicyOf (config: { readonly KVM_SSH_KEY_DIR: string | undefined, readonly KVM_ALLOWED_URIS: readonly string[] | undefined }): KvmPolicy {
+  const policy: KvmPolicy = { sshKeyDir: config.KVM_SSH_KEY_DIR, allowedUris: config.KVM_ALLOWED_URIS }
+  for (const uri of policy.allowedUris ?? []) {
+    const problem = libvirtUriProblem(uri, { sshKeyDir: policy.sshKeyDir })
+    if (problem !== undefined) throw new ConfigError('KVM_ALLOWED_URIS', `${uri}: ${problem}`)
+  }
+  return policy
 }
 
 /** Renders a spec as Markdown table rows for the README. */

@@ -38,3 +38,21 @@ test('the settings table never shows a secret default', () => {
   assert.ok(!table.includes('topsecret'))
   assert.match(table, /`B` \| `redis:\/\/x`/)
 })
+
+test('kvm policy settings: a key directory by absolute path, allowed URIs that could be used', async () => {
+  const { kvmPolicyOf, kvmPolicySettings } = await import('../../src/config/index.js')
+  const load = (env: Record<string, string>) => kvmPolicyOf(loadConfig(kvmPolicySettings, env))
+  assert.deepEqual(load({}), { sshKeyDir: undefined, allowedUris: undefined })
+  assert.deepEqual(load({ KVM_SSH_KEY_DIR: '/etc/porthole/ssh/', KVM_ALLOWED_URIS: 'qemu:///system, qemu+ssh://kvm1/system?keyfile=/etc/porthole/ssh/id' }),
+    { sshKeyDir: '/etc/porthole/ssh', allowedUris: ['qemu:///system', 'qemu+ssh://kvm1/system?keyfile=/etc/porthole/ssh/id'] })
+  const bad = (env: Record<string, string>, variable: string): void => {
+    assert.throws(() => load(env), (e: unknown) => e instanceof ConfigError && e.variable === variable, JSON.stringify(env))
+  }
+  bad({ KVM_SSH_KEY_DIR: 'relative/dir' }, 'KVM_SSH_KEY_DIR')
+  bad({ KVM_SSH_KEY_DIR: '/' }, 'KVM_SSH_KEY_DIR')
+  bad({ KVM_SSH_KEY_DIR: '/etc/porthole/../shadow' }, 'KVM_SSH_KEY_DIR')
+  bad({ KVM_SSH_KEY_DIR: '/etc/port hole' }, 'KVM_SSH_KEY_DIR')
+  bad({ KVM_ALLOWED_URIS: ' , ' }, 'KVM_ALLOWED_URIS')
+  bad({ KVM_ALLOWED_URIS: 'test:///default' }, 'KVM_ALLOWED_URIS')
+  bad({ KVM_ALLOWED_URIS: 'qemu+ssh://kvm1/system?keyfile=/etc/porthole/ssh/id' }, 'KVM_ALLOWED_URIS') // no key directory set
+})

@@ -1,6 +1,7 @@
 /**
- * The `kvm` agent: libvirt domains on any libvirt URI. Server records carry `connection: {uri, domain}`
- * (domain by name or UUID).
+ * The `kvm` agent: libvirt domains on libvirt URIs that cannot run or reach anything else (`kvmTarget`,
+ * checked again here before any libvirt call). Server records carry `connection: {uri, domain}` or
+ * `{transport, host, port?, user?, keyFile?, domain}` (domain by name or UUID).
  *
  * The binding (@unraid/libvirt) has create, destroy, shutdown (ACPI), suspend and resume, but neither
  * virDomainReboot nor virDomainReset, so:
@@ -12,14 +13,12 @@
  * Every action is confirmed by reading the domain's state afterwards.
  */
 import { DomainGetXMLDescFlags, DomainState, type Hypervisor } from '@unraid/libvirt'
-import { KvmConnection, compile, type ConsoleProtocol, type ConsoleTarget, type PowerAction, type PowerState, type PowerStatus } from '@porthole/shared/contracts'
+import { kvmTarget, type ConsoleProtocol, type ConsoleTarget, type KvmPolicy, type KvmTarget, type PowerAction, type PowerState, type PowerStatus } from '@porthole/shared/contracts'
 import { ConflictError, ConnectionError, PortholeError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
 import type { AgentContext, AgentDriver } from '../driver.js'
 import { consoleHost, isActiveDomainXml, parseVncDisplay } from './graphics.js'
 import { Connections, bounded, classify, isNotValid, lookupDomain, sleep, type LibvirtDomain } from './libvirt.js'
-
-const checkConnection = compile(KvmConnection, 'kvm connection')
 
 export interface KvmDriverOptions {
   /** libvirt URI → address the console gateway reaches that host's VNC displays at. */
@@ -30,6 +29,8 @@ export interface KvmDriverOptions {
   pollMs?: number
   /** Connections kept open to each libvirt URI (libvirtd serves 5 calls of one connection at a time). */
   connectionsPerUri?: number
+  /** KVM_SSH_KEY_DIR and KVM_ALLOWED_URIS. */
+  policy?: KvmPolicy
   log?: Logger
 }
 
@@ -57,7 +58,7 @@ class Session {
     readonly h: Hypervisor,
     readonly dom: LibvirtDomain,
     private readonly ctx: AgentContext,
-    private readonly uri: string,
+    readonly uri: string,
     private readonly domain: string,
     private readonly conns: Connections
   ) {}
@@ -110,13 +111,14 @@ export class KvmDriver implements AgentDriver {
 
   constructor (private readonly opts: KvmDriverOptions) {
     this.pollMs = opts.pollMs ?? 250
-    this.conns = new Connections(opts.connectionsPerUri ?? 4)
+    this.conns = new Connections(opts.connectionsPerUri ?? 4, opts.policy)
   }
 
   private async open (ctx: AgentContext): Promise<Session> {
-    let c: KvmConnection
-    try { c = checkConnection.parse(ctx.server.connection) } catch (err) {
-      throw new ValidationError(`server ${ctx.server.id} has no valid kvm connection: ${(err as Error).message}`)
+    let c: KvmTarget
+    try { c = kvmTarget(ctx.server.connection, this.opts.policy) } catch (err) {
+      const field = (err as ValidationError).details?.field
+      throw new ValidationError(`server ${ctx.server.id} has no valid kvm connection: ${(err as Error).message}`, typeof field === 'string' ? `connection.${field}` : undefined)
     }
     // A cached connection may have died (libvirtd restarted): reopen once and look the domain up again.
     for (let attempt = 0; ; attempt++) {
@@ -234,8 +236,7 @@ export class KvmDriver implements AgentDriver {
     // libvirt gives a domain an id while it runs (or is paused) and none while it is off: one call, not two.
     if (!isActiveDomainXml(xml)) throw new ConflictError('the VM is off: start it to open its console')
     const vnc = parseVncDisplay(xml)
-    const uri = (ctx.server.connection as KvmConnection).uri
-    const target: ConsoleTarget = { kind: 'vnc', host: consoleHost(vnc.listen, uri, this.opts.consoleHosts), port: vnc.port }
+    const target: ConsoleTarget = { kind: 'vnc', host: consoleHost(vnc.listen, s.uri, this.opts.consoleHosts), port: vnc.port }
     if (vnc.password !== undefined && vnc.password !== '') target.password = vnc.password
     return target
   }

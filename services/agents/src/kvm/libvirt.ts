@@ -4,7 +4,7 @@
  * the remote end stays silent); errors classed by their message, since the binding reports code -1.
  */
 import { Hypervisor } from '@unraid/libvirt'
-import { libvirtUriProblem } from '@porthole/shared/contracts'
+import { libvirtUriProblem, type KvmPolicy } from '@porthole/shared/contracts'
 import { AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError, ValidationError } from '@porthole/shared/errors'
 
 export type LibvirtDomain = Awaited<ReturnType<Hypervisor['domainLookupByName']>>
@@ -75,11 +75,11 @@ export class Connections {
   private readonly open = new Map<string, Promise<Hypervisor>>()
   private readonly turn = new Map<string, number>()
 
-  constructor (private readonly perUri = 4) {}
+  constructor (private readonly perUri = 4, private readonly policy: KvmPolicy = {}) {}
 
   async get (uri: string, signal: AbortSignal): Promise<Hypervisor> {
     // The API refuses such URIs already; a record written some other way must not run a command here either.
-    const problem = libvirtUriProblem(uri)
+    const problem = libvirtUriProblem(uri, this.policy)
     if (problem !== undefined) throw new ValidationError(`connection.uri: ${problem}`, 'connection.uri')
     const n = this.turn.get(uri) ?? 0
     this.turn.set(uri, (n + 1) % this.perUri)

@@ -3,9 +3,10 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
-  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, MASK, libvirtUriProblem, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
+  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, MASK, kvmTarget, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
   type AgentType, type SecretPath, type ServerSecrets, type StoredServer
 } from '@porthole/shared/contracts'
+import { kvmPolicyOf } from '@porthole/shared/config'
 import { ValidationError } from '@porthole/shared/errors'
 import { assertVisible, principal, requireRole, tenantScope } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
@@ -15,7 +16,7 @@ const connectionCheckers = Object.fromEntries(AGENT_TYPES.map(a => [a, compile(C
 const consoleChecker = compile(ConsoleEndpoint, 'console')
 
 /** Validates a part of a server record, naming the field as the client wrote it (`connection.host`). */
-function checkPart (checker: ReturnType<typeof compile>, prefix: string, value: unknown): void {
+function checkPart (checker: { parse: (value: unknown) => unknown }, prefix: string, value: unknown): void {
   try {
     checker.parse(value)
   } catch (err) {
@@ -34,13 +35,13 @@ async function revokeSessions (ctx: Ctx, serverId: string): Promise<void> {
   }
 }
 
-/** Checks a connection against its agent's schema, then the rules a schema cannot say. */
-function checkConnection (agent: AgentType, connection: unknown): void {
-  checkPart(connectionCheckers[agent], 'connection', connection)
-  if (agent === 'kvm') {
-    const problem = libvirtUriProblem(String((connection as { uri: unknown }).uri))
-    if (problem !== undefined) throw new ValidationError(`connection.uri: ${problem}`, 'connection.uri')
-  }
+/**
+ * Checks a connection against its agent's schema, then the rules a schema cannot say: a kvm connection must
+ * stand for a libvirt URI that cannot run or reach anything else (the agents check it again).
+ */
+function checkConnection (ctx: Ctx, agent: AgentType, connection: unknown): void {
+  if (agent === 'kvm') checkPart({ parse: v => kvmTarget(v, kvmPolicyOf(ctx.config)) }, 'connection', connection)
+  else checkPart(connectionCheckers[agent], 'connection', connection)
 }
 
 /** Seals the passwords of `connection` and `console` into one box bound to the server's id. */
@@ -63,14 +64,14 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['servers'],
         summary: 'add a server (admin, operator)',
-        description: "`connection` depends on `agent`: kvm `{uri, domain}`; ipmi `{host, port?, username, password, cipherSuite?}` (and `console: {host, port, password?}` for the BMC's VNC); ovirt `{url, username, password, vmId, caCert?}`. Passwords are write-only: responses show `\"******\"`.",
+        description: "`connection` depends on `agent`: kvm `{uri, domain}` or `{transport, host, port?, user?, keyFile?, domain}`; ipmi `{host, port?, username, password, cipherSuite?}` (and `console: {host, port, password?}` for the BMC's VNC); ovirt `{url, username, password, vmId, caCert?}`. Passwords are write-only: responses show `\"******\"`.",
         body: ServerCreate,
         response: { 201: ServerView, ...errors() }
       }
     }, async (req, reply) => {
       const p = requireRole(req, 'admin', 'operator')
       const b = req.body
-      checkConnection(b.agent, b.connection)
+      checkConnection(ctx, b.agent, b.connection)
       if (await ctx.tenants.get(b.tenantId) === undefined) throw new ValidationError(`tenantId: no tenant ${b.tenantId}`, 'tenantId')
       const id = randomUUID()
       const now = new Date().toISOString()
@@ -129,7 +130,7 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
           else console.password = secrets.console.password
         }
       }
-      checkConnection(old.agent, connection)
+      checkConnection(ctx, old.agent, connection)
       if (console !== undefined) checkPart(consoleChecker, 'console', console)
       const s: StoredServer = { id: old.id, tenantId: old.tenantId, name: b.name ?? old.name, agent: old.agent, ...seal(ctx, old.id, connection, console), createdAt: old.createdAt, updatedAt: new Date().toISOString() }
       await ctx.servers.put(s)
