@@ -102,9 +102,26 @@ export const SECRET_PATHS = ['connection.password', 'console.password'] as const
 export const SecretPath = Type.Union(SECRET_PATHS.map(p => Type.Literal(p)))
 export type SecretPath = typeof SECRET_PATHS[number]
 
+/** What a sealed secret is for: the connection's password (BMC, engine) or the console's (VNC). */
+export const SECRET_PURPOSES = ['connection', 'console'] as const
+export type SecretPurpose = typeof SECRET_PURPOSES[number]
+
+/**
+ * A server's secrets, one box per purpose, each bound (AES-GCM additional data) to the server's id, its
+ * purpose and its destination: the fields of the record the secret is sent to (see `secretDestination` in
+ * crypto). A box whose destination was changed outside the API does not open.
+ */
+export const SealedSecrets = Type.Object({
+  connection: Type.Optional(Sealed),
+  console: Type.Optional(Sealed)
+}, { additionalProperties: false })
+export type SealedSecrets = Static<typeof SealedSecrets>
+
 /**
  * A server as stored in Redis and as sent to agents: `connection` and `console` without their passwords,
- * which live sealed in `secrets` (AES-256-GCM, bound to the server's id).
+ * which live in `sealed` (AES-256-GCM, bound to the server's id, purpose and destination). `secrets` is the
+ * earlier form (both passwords in one box bound to the id only): the API's re-seal pass upgrades it, and
+ * agents refuse to use it.
  */
 export const StoredServer = Type.Object({
   id: ServerId,
@@ -113,8 +130,10 @@ export const StoredServer = Type.Object({
   agent: AgentType,
   connection: Type.Record(Type.String(), Type.Unknown()),
   console: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  /** Earlier form, bound to the id only: upgraded to `sealed` by the API's re-seal pass. */
   secrets: Type.Optional(Sealed),
-  /** Which secrets `secrets` holds, so that views can mask them without opening the box. */
+  sealed: Type.Optional(SealedSecrets),
+  /** Which secrets the record holds, so that views can mask them without opening a box. */
   secretPaths: Type.Array(SecretPath),
   createdAt: Timestamp,
   updatedAt: Timestamp
@@ -151,3 +170,4 @@ export function toServerView (s: StoredServer): ServerView {
   }
   return view
 }
+

@@ -2,7 +2,8 @@
  * AES-256-GCM sealing of secrets (server credentials at rest, console targets in transit and at rest).
  * Each box names its key (`kid`) so keys can be rotated: new boxes use the current key, old boxes open with
  * any key still configured. The additional authenticated data binds a box to its place (a server id, a job
- * id), so a box copied to another record does not open.
+ * id), so a box copied to another record does not open; server credentials are bound to their destination
+ * too (`server-secrets.ts`).
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Sealed } from '../contracts/common.js'
@@ -53,6 +54,9 @@ export class SecretBox {
     }
   }
 
+  /** True when a key of this id is configured (the current one or an old one). */
+  knows (kid: string): boolean { return this.keys.has(kid) }
+
   /** True when the box was sealed with an older key and should be sealed again. */
   isStale (box: Sealed): boolean { return box.kid !== this.currentKid }
 }
@@ -78,3 +82,5 @@ export function safeEqual (a: string, b: string): boolean {
   const x = Buffer.from(a); const y = Buffer.from(b)
   return x.length === y.length && timingSafeEqual(x, y)
 }
+
+export * from './server-secrets.js'

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { AmqpClient, names, type Names } from '../amqp/index.js'
 import type { AgentType, Job, JobKind, JobRecord, PowerAction, ServerSecrets, StoredServer } from '../contracts/index.js'
 import { isTerminal } from '../contracts/index.js'
-import { SecretBox } from '../crypto/index.js'
+import { SecretBox, sealServerSecrets } from '../crypto/index.js'
 import { createLogger } from '../logging/index.js'
 import { JobStore, ServerStore, TenantStore, createRedis, type Redis } from '../store/index.js'
 import { waitFor } from './index.js'
@@ -57,7 +57,8 @@ export async function pipeline (t: After, o: StackOptions = {}): Promise<Pipelin
       const now = new Date().toISOString()
       const s: StoredServer = { id: randomUUID(), tenantId: tenant.id, name: `test-${agent}`, agent, connection, secretPaths: [], createdAt: now, updatedAt: now }
       if (secrets !== undefined) {
-        s.secrets = box.seal(secrets, s.id)
+        const sealed = sealServerSecrets(box, s, secrets)
+        if (sealed !== undefined) s.sealed = sealed
         if (secrets.connection?.password !== undefined) s.secretPaths.push('connection.password')
         if (secrets.console?.password !== undefined) s.secretPaths.push('console.password')
       }
