@@ -1,5 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { MASK, Sealed, ServerId, TenantId, Timestamp } from './common.js'
+import { ConsoleProtocol } from './console.js'
+import { POWER_ACTIONS, PowerAction } from './power.js'
 
 export const AGENT_TYPES = ['kvm', 'ipmi', 'ovirt'] as const
 export const AgentType = Type.Union(AGENT_TYPES.map(a => Type.Literal(a)))
@@ -140,7 +142,7 @@ export const StoredServer = Type.Object({
 }, { additionalProperties: false })
 export type StoredServer = Static<typeof StoredServer>
 
-/** A server as the API shows it: secrets as `"******"`. */
+/** A server as the API shows it to admins and operators: secrets as `"******"`. */
 export const ServerView = Type.Object({
   id: ServerId,
   tenantId: TenantId,
@@ -171,3 +173,46 @@ export function toServerView (s: StoredServer): ServerView {
   return view
 }
 
+/** The power actions each agent type carries out (IPMI has no suspend or resume). */
+export const POWER_ACTIONS_OF: Readonly<Record<AgentType, readonly PowerAction[]>> = {
+  kvm: POWER_ACTIONS,
+  ipmi: ['on', 'off', 'shutdown', 'reboot', 'reset'],
+  ovirt: POWER_ACTIONS
+}
+
+/**
+ * A server as a customer sees it: what it is and what can be done with it, nothing of where it is hosted
+ * (no host, user, URI, URL, CA, port or domain).
+ */
+export const CustomerServerView = Type.Object({
+  id: ServerId,
+  tenantId: TenantId,
+  name: Type.String(),
+  agent: AgentType,
+  power: Type.Object({ actions: Type.Array(PowerAction) }, { additionalProperties: false }),
+  console: Type.Object({ protocols: Type.Array(ConsoleProtocol) }, { additionalProperties: false }),
+  createdAt: Timestamp,
+  updatedAt: Timestamp
+}, { additionalProperties: false, description: 'a server as its customer sees it' })
+export type CustomerServerView = Static<typeof CustomerServerView>
+
+/** The console protocols a server record offers: ipmi VNC only with a console endpoint, serial only for ipmi. */
+export function consoleProtocolsOf (s: Pick<StoredServer, 'agent' | 'console'>): ConsoleProtocol[] {
+  if (s.agent !== 'ipmi') return ['vnc', 'guacamole']
+  const host = s.console?.host
+  return typeof host === 'string' && host !== '' ? ['vnc', 'guacamole', 'serial'] : ['serial']
+}
+
+/** The customer's view of a stored server (or of its full view). */
+export function toCustomerServerView (s: Pick<StoredServer, 'id' | 'tenantId' | 'name' | 'agent' | 'console' | 'createdAt' | 'updatedAt'>): CustomerServerView {
+  return {
+    id: s.id,
+    tenantId: s.tenantId,
+    name: s.name,
+    agent: s.agent,
+    power: { actions: [...POWER_ACTIONS_OF[s.agent]] },
+    console: { protocols: consoleProtocolsOf(s) },
+    createdAt: s.createdAt,
+    updatedAt: s.updatedAt
+  }
+}

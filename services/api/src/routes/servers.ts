@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
-  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, MASK, libvirtUriProblem, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
+  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, CustomerServerView, MASK, libvirtUriProblem, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
   type AgentType, type SecretPath, type SecretPurpose, type ServerSecrets, type StoredServer
 } from '@porthole/shared/contracts'
 import { changedDestinationField, openLegacySecrets, openServerSecret, sealServerSecrets } from '@porthole/shared/crypto'
@@ -17,6 +17,10 @@ import { IdParams, errors } from '../schemas.js'
 
 const connectionCheckers = Object.fromEntries(AGENT_TYPES.map(a => [a, compile(CONNECTION_SCHEMAS[a], `${a} connection`)])) as Record<AgentType, ReturnType<typeof compile>>
 const consoleChecker = compile(ConsoleEndpoint, 'console')
+
+/** Admins and operators get the record (passwords masked), customers what the server is and can do. */
+const SERVER_VIEWS = Type.Union([ServerView, CustomerServerView])
+const SERVER_VIEWS_DOC = 'Admins and operators see the whole record, passwords as `"******"`. Customers see what the server is and what it can do (`power.actions`, `console.protocols`), nothing of where it is hosted: no host, user, URI, URL, CA, port or domain.'
 
 /** Validates a part of a server record, naming the field as the client wrote it (`connection.host`). */
 function checkPart (checker: ReturnType<typeof compile>, prefix: string, value: unknown): void {
@@ -119,8 +123,9 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['servers'],
         summary: 'list servers (customers: their own)',
+        description: SERVER_VIEWS_DOC,
         querystring: Type.Object({ tenantId: Type.Optional(Type.String({ format: 'uuid' })) }, { additionalProperties: false }),
-        response: { 200: Type.Array(ServerView), ...errors() }
+        response: { 200: Type.Array(SERVER_VIEWS), ...errors() }
       }
     }, async (req) => {
       const p = principal(req)
@@ -131,7 +136,7 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     })
 
     app.get('/servers/:id', {
-      schema: { tags: ['servers'], summary: 'one server', params: IdParams, response: { 200: ServerView, ...errors(404) } }
+      schema: { tags: ['servers'], summary: 'one server', description: SERVER_VIEWS_DOC, params: IdParams, response: { 200: SERVER_VIEWS, ...errors(404) } }
     }, async (req) => {
       const s = assertVisible(principal(req), 'server', await ctx.servers.get(req.params.id))
       return toServerView(s)
