@@ -13,6 +13,7 @@ export const LOCAL_ENV = join(STATE_DIR, 'local.env')
 /** The secrets the services need, and how a fresh one is made. */
 export const GENERATED = {
   PORTHOLE_SECRET_KEY: () => randomBytes(32).toString('base64'),
+  CONSOLE_TRANSIT_KEY: () => randomBytes(32).toString('base64'),
   CONSOLE_KEY: () => randomBytes(32).toString('base64'),
   PORTHOLE_ADMIN_TOKEN: () => `adm_${randomBytes(24).toString('base64url')}`
 }
@@ -46,7 +47,7 @@ export function keepPrivate (file) {
 }
 
 /**
- * The three secrets: from the environment when set there, else from `.porthole/local.env`, else generated now
+ * The secrets the services need: from the environment when set there, else from `.porthole/local.env`, else generated now
  * and added to that file. Returns the values and the names it generated in this call.
  */
 export function ensureSecrets (env = process.env) {

@@ -40,6 +40,8 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   const ns = config.PORTHOLE_NAMESPACE
   const n = names(ns)
   const box = SecretBox.fromSettings(config)
+  // Console targets go to the gateway under the transit key: the gateway never holds PORTHOLE_SECRET_KEY.
+  const transit = SecretBox.forConsoleTransit(config)
   for (const type of config.AGENT_TYPES) {
     if (drivers[type] === undefined) throw new ConfigError('AGENT_TYPES', `no driver for agent type ${type} in this build`)
   }
@@ -114,7 +116,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         } else {
           if (job.console === undefined) throw new ValidationError('a console job needs console parameters', 'console')
           const target = await driver.consoleTarget(ctx, job.console.protocol)
-          outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: box.seal(target, job.id) } }
+          outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: transit.seal(target, job.id) } }
         }
       } catch (err) {
         outcome = { jobId: job.id, error: toFailure(err) }

@@ -34,9 +34,10 @@ test('a console job sends the gateway the VNC target, sealed to the job, and lea
   const mint = await nextMint(job.id)
   assert.deepEqual(mint.server, { id: server.id, tenantId: server.tenantId, name: server.name })
   assert.deepEqual(mint.job, job)
-  const target = p.box.open<ConsoleTarget>(mint.target, job.id)
+  assert.throws(() => p.box.open(mint.target, job.id), 'sealed with the transit key, not the server credentials key')
+  const target = p.transit.open<ConsoleTarget>(mint.target, job.id)
   assert.deepEqual(target, { kind: 'vnc', host: '127.0.0.1', port: await vm.vncPort(), password: 'vnc7pass' })
-  assert.throws(() => p.box.open(mint.target, randomUUID()), 'the target opens only with its job id')
+  assert.throws(() => p.transit.open(mint.target, randomUUID()), 'the target opens only with its job id')
   // The gateway publishes the final update; the agent does not.
   await new Promise(resolve => setTimeout(resolve, 300))
   const r = await p.jobs.get(job.id)
