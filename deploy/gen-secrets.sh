@@ -18,6 +18,7 @@ add () {
   if ! has "$1"; then printf '%s=%s\n' "$1" "$2" >> "$file"; added="$added $1"; fi
 }
 add PORTHOLE_SECRET_KEY "$(openssl rand -base64 32)"
+add CONSOLE_TRANSIT_KEY "$(openssl rand -base64 32)"
 add CONSOLE_KEY "$(openssl rand -base64 32)"
 add SOL_BRIDGE_SECRET "$(openssl rand -base64 32)"
 # Hex: safe as is inside the services' RABBITMQ_URL and REDIS_URL.

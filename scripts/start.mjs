@@ -4,7 +4,7 @@
 // - Settings come from the environment (see the README's table); unset ones default to this machine:
 //   RabbitMQ and Redis on 127.0.0.1, libvirt at qemu:///system, the API on 127.0.0.1:8080 and the console
 //   gateway on 127.0.0.1:8081.
-// - PORTHOLE_SECRET_KEY, CONSOLE_KEY, SOL_BRIDGE_SECRET and PORTHOLE_ADMIN_TOKEN, when not set, are generated once and kept in
+// - PORTHOLE_SECRET_KEY, CONSOLE_TRANSIT_KEY, CONSOLE_KEY, SOL_BRIDGE_SECRET and PORTHOLE_ADMIN_TOKEN, when not set, are generated once and kept in
 //   .porthole/local.env (mode 0600), so a restart opens what the last run sealed. The admin token is shown
 //   once, on the terminal, when it is created: fine for a local quick start, not for a shared machine (set
 //   the four variables yourself there).
@@ -65,17 +65,19 @@ env.GATEWAY_PORT ||= '8081'
 env.PUBLIC_GATEWAY_URL ||= `http://${hostForUrl(env.GATEWAY_HOST === '0.0.0.0' || env.GATEWAY_HOST === '::' ? '127.0.0.1' : env.GATEWAY_HOST)}:${env.GATEWAY_PORT}`
 const apiUrl = `http://${hostForUrl(env.API_HOST === '0.0.0.0' || env.API_HOST === '::' ? '127.0.0.1' : env.API_HOST)}:${env.API_PORT}`
 
-// Each service gets only its own secrets: a receiver that leaks its environment leaks nothing, and only the
-// gateway can open what CONSOLE_KEY sealed.
+// Each service gets only its own secrets: a receiver that leaks its environment leaks nothing, only the
+// gateway can open what CONSOLE_KEY sealed, and the gateway cannot open server credentials (no
+// PORTHOLE_SECRET_KEY: console targets reach it under CONSOLE_TRANSIT_KEY).
 const SECRET_KEY_VARS = ['PORTHOLE_SECRET_KEY', 'PORTHOLE_SECRET_KEY_ID', 'PORTHOLE_OLD_SECRET_KEYS']
+const TRANSIT_KEY_VARS = ['CONSOLE_TRANSIT_KEY', 'CONSOLE_TRANSIT_KEY_ID', 'CONSOLE_OLD_TRANSIT_KEYS']
 const CONSOLE_KEY_VARS = ['CONSOLE_KEY', 'CONSOLE_KEY_ID', 'CONSOLE_OLD_KEYS']
 const SECRETS_OF = {
-  api: [...SECRET_KEY_VARS, 'PORTHOLE_ADMIN_TOKEN'],
+  api: [...SECRET_KEY_VARS, ...TRANSIT_KEY_VARS, 'PORTHOLE_ADMIN_TOKEN'],
   receiver: [],
-  agents: [...SECRET_KEY_VARS, 'SOL_BRIDGE_SECRET'],
-  'console-gateway': [...SECRET_KEY_VARS, ...CONSOLE_KEY_VARS, 'SOL_BRIDGE_SECRET']
+  agents: [...SECRET_KEY_VARS, ...TRANSIT_KEY_VARS, 'SOL_BRIDGE_SECRET'],
+  'console-gateway': [...TRANSIT_KEY_VARS, ...CONSOLE_KEY_VARS, 'SOL_BRIDGE_SECRET']
 }
-const ALL_SECRET_VARS = [...SECRET_KEY_VARS, ...CONSOLE_KEY_VARS, 'SOL_BRIDGE_SECRET', 'PORTHOLE_ADMIN_TOKEN']
+const ALL_SECRET_VARS = [...SECRET_KEY_VARS, ...TRANSIT_KEY_VARS, ...CONSOLE_KEY_VARS, 'SOL_BRIDGE_SECRET', 'PORTHOLE_ADMIN_TOKEN']
 
 /** The environment of one service: the shared settings, its own secrets only. */
 function envFor (name) {

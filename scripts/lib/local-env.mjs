@@ -13,6 +13,7 @@ export const LOCAL_ENV = join(STATE_DIR, 'local.env')
 /** The secrets the services need, and how a fresh one is made. */
 export const GENERATED = {
   PORTHOLE_SECRET_KEY: () => randomBytes(32).toString('base64'),
+  CONSOLE_TRANSIT_KEY: () => randomBytes(32).toString('base64'),
   CONSOLE_KEY: () => randomBytes(32).toString('base64'),
   // Signs the gateway's connections to the agents' serial-over-LAN bridge; only those two get it.
   SOL_BRIDGE_SECRET: () => randomBytes(32).toString('base64'),

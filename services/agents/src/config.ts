@@ -1,6 +1,6 @@
 /** The agents' settings: the only place this service reads the environment. */
 import { AGENT_TYPES as KNOWN_AGENT_TYPES, type AgentType } from '@porthole/shared/contracts'
-import { commonSettings, ConfigError, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, solBridgeSettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { commonSettings, ConfigError, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, solBridgeSettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
 
 function agentTypes (doc: string, def: AgentType[]): Setting<AgentType[]> {
   return {
@@ -43,6 +43,7 @@ function uriHostMap (doc: string): Setting<Readonly<Record<string, string>>> {
 export const agentSettings = {
   ...commonSettings,
   ...secretKeySettings,
+  ...consoleTransitKeySettings,
   AGENT_TYPES: agentTypes('agent types this process serves, comma separated (each consumes `<ns>.agent.<type>` and `<ns>.agent.<type>.interactive`)', ['kvm', 'ipmi', 'ovirt']),
   AGENT_PREFETCH: int('jobs each agent type handles at once in this process from each of its two queues (AMQP prefetch)', 16, 1, 1000),
   AGENT_STOP_GRACE_SECONDS: int('on SIGTERM, how long running actions may go on to finish and report before the process exits (seconds); one cut off leaves its job to end timed_out, as a redelivery never repeats it', 90, 0, 3600),

@@ -17,7 +17,7 @@ export interface AgentContext {
   /** The job being run (for console jobs, `job.console.ttlSeconds` is how long the target must stay usable). */
   job: Job
   server: StoredServer
-  /** The server's secrets, opened from `server.secrets`. */
+  /** The server's secrets, opened from `server.sealed` against the record's destinations. */
   secrets: ServerSecrets
   /** Aborted when the job's deadline passes. */
   signal: AbortSignal

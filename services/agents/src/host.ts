@@ -9,7 +9,7 @@ import { ConfigError } from '@porthole/shared/config'
 import {
   AgentRequest, compile, type ConsoleMintRequest, type Job, type JobFailure, type JobKind, type JobUpdate, type PowerStatus, type ServerSecrets
 } from '@porthole/shared/contracts'
-import { SecretBox } from '@porthole/shared/crypto'
+import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
 import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { Locks, createRedis, keys } from '@porthole/shared/store'
@@ -40,6 +40,8 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   const ns = config.PORTHOLE_NAMESPACE
   const n = names(ns)
   const box = SecretBox.fromSettings(config)
+  // Console targets go to the gateway under the transit key: the gateway never holds PORTHOLE_SECRET_KEY.
+  const transit = SecretBox.forConsoleTransit(config)
   for (const type of config.AGENT_TYPES) {
     if (drivers[type] === undefined) throw new ConfigError('AGENT_TYPES', `no driver for agent type ${type} in this build`)
   }
@@ -101,7 +103,9 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       const started = Date.now()
       let outcome: Outcome
       try {
-        const secrets: ServerSecrets = server.secrets === undefined ? {} : box.open<ServerSecrets>(server.secrets, server.id)
+        // Each password opens only for the destination it was sealed for: a record or message edited on the
+        // way cannot send it elsewhere. Nothing has been sent to anyone when this throws.
+        const secrets: ServerSecrets = openServerSecrets(box, server)
         const ctx: AgentContext = { job, server, secrets, signal: ac.signal, deadline, log: l }
         if (server.agent !== driver.type) throw new ValidationError(`server ${server.id} is a ${server.agent} server, not ${driver.type}`)
         if (job.kind === 'power') {
@@ -112,7 +116,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         } else {
           if (job.console === undefined) throw new ValidationError('a console job needs console parameters', 'console')
           const target = await driver.consoleTarget(ctx, job.console.protocol)
-          outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: box.seal(target, job.id) } }
+          outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: transit.seal(target, job.id) } }
         }
       } catch (err) {
         outcome = { jobId: job.id, error: toFailure(err) }

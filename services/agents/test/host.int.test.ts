@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { ConsoleMintRequest, compile, type ConsoleTarget } from '@porthole/shared/contracts'
-import { SecretBox } from '@porthole/shared/crypto'
+import { SecretBox, sealServerSecrets } from '@porthole/shared/crypto'
 import { pipeline, states, tinyDomain, waitFor, type Pipeline } from '@porthole/shared/testing'
 
 const checkMint = compile(ConsoleMintRequest, 'console mint request')
@@ -34,9 +34,10 @@ test('a console job sends the gateway the VNC target, sealed to the job, and lea
   const mint = await nextMint(job.id)
   assert.deepEqual(mint.server, { id: server.id, tenantId: server.tenantId, name: server.name })
   assert.deepEqual(mint.job, job)
-  const target = p.box.open<ConsoleTarget>(mint.target, job.id)
+  assert.throws(() => p.box.open(mint.target, job.id), 'sealed with the transit key, not the server credentials key')
+  const target = p.transit.open<ConsoleTarget>(mint.target, job.id)
   assert.deepEqual(target, { kind: 'vnc', host: '127.0.0.1', port: await vm.vncPort(), password: 'vnc7pass' })
-  assert.throws(() => p.box.open(mint.target, randomUUID()), 'the target opens only with its job id')
+  assert.throws(() => p.transit.open(mint.target, randomUUID()), 'the target opens only with its job id')
   // The gateway publishes the final update; the agent does not.
   await new Promise(resolve => setTimeout(resolve, 300))
   const r = await p.jobs.get(job.id)
@@ -97,10 +98,10 @@ test('server secrets sealed with another key fail the job without running it', a
   const vm = await tinyDomain(t)
   const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name })
   const other = new SecretBox('k1', new Map([['k1', randomBytes(32)]]))
-  await p.servers.put({ ...server, secrets: other.seal({ connection: { password: 'x' } }, server.id), secretPaths: ['connection.password'] })
+  await p.servers.put({ ...server, sealed: sealServerSecrets(other, server, { connection: { password: 'x' } }), secretPaths: ['connection.password'] })
   const r = await p.finished((await p.submit(server, 'power', { action: 'off' })).id)
   assert.equal(r.state, 'failed')
-  assert.equal(r.error?.code, 'internal')
+  assert.equal(r.error?.code, 'auth')
   assert.equal(await vm.state(), 'running')
 })
 

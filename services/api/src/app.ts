@@ -54,6 +54,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     redis,
     amqp,
     box: SecretBox.fromSettings(config),
+    transit: SecretBox.forConsoleTransit(config),
     tenants: new TenantStore(redis, ns),
     apiKeys,
     servers: new ServerStore(redis, ns),

@@ -1,11 +1,12 @@
 /** The API's settings, each an environment variable; the README's table is generated from `apiSettings`. */
-import { bool, commonSettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { bool, commonSettings, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
 
 const optionalSecret = (doc: string): Setting<string | undefined> => ({ parse: v => v, default: undefined, doc, secret: true })
 
 export const apiSettings = {
   ...commonSettings,
   ...secretKeySettings,
+  ...consoleTransitKeySettings,
   API_HOST: str('address the API listens on', '0.0.0.0'),
   API_PORT: int('port the API listens on', 8080, 0, 65535),
   PORTHOLE_ADMIN_TOKEN: {

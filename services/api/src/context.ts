@@ -17,6 +17,8 @@ export interface Ctx {
   redis: Redis
   amqp: AmqpClient
   box: SecretBox
+  /** Opens the console URLs the gateway hands over (CONSOLE_TRANSIT_KEY). */
+  transit: SecretBox
   tenants: TenantStore
   apiKeys: ApiKeyStore
   servers: ServerStore

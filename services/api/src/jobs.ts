@@ -99,5 +99,5 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
 export async function takeConsoleUrl (ctx: Ctx, rec: JobRecord, p: Principal): Promise<string | undefined> {
   if (rec.kind !== 'console' || rec.state !== 'succeeded' || rec.requestedBy !== p.id) return undefined
   const sealed = await ctx.sessions.takeGrant(rec.id)
-  return sealed === undefined ? undefined : ctx.box.open<string>(sealed, grantAad(rec.id))
+  return sealed === undefined ? undefined : ctx.transit.open<string>(sealed, grantAad(rec.id))
 }

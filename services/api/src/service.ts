@@ -53,7 +53,8 @@ const RESEAL_EVERY_MS = 10 * 60_000
 
 /**
  * After a key rotation: server credentials sealed with an old key are re-sealed with the current one in the
- * background, and the log says when none is left (then the old key can go). Every replica may run it.
+ * background, and the log says when none is left (then the old key can go); records in the earlier form are
+ * upgraded to boxes bound to their destination. Every replica may run it.
  */
 async function resealStale (deps: AppDeps, log: Logger): Promise<void> {
   const l = log.child({ component: 'keys' })
@@ -61,7 +62,7 @@ async function resealStale (deps: AppDeps, log: Logger): Promise<void> {
     const box = SecretBox.fromSettings(deps.config)
     const r = await new ServerStore(deps.redis, deps.config.PORTHOLE_NAMESPACE).resealStale(box)
     // While old keys are configured (a rotation under way) every pass says where it stands.
-    if (r.resealed > 0 || r.left > 0 || deps.config.PORTHOLE_OLD_SECRET_KEYS.trim() !== '') l.info({ ...r, keyId: deps.config.PORTHOLE_SECRET_KEY_ID }, r.left === 0 ? 'server credentials re-sealed with the current key; no record needs an old key now' : 'server credentials re-sealed; some are under a key that is not configured')
+    if (r.resealed > 0 || r.upgraded > 0 || r.left > 0 || deps.config.PORTHOLE_OLD_SECRET_KEYS.trim() !== '') l.info({ ...r, keyId: deps.config.PORTHOLE_SECRET_KEY_ID }, r.left === 0 ? 'server credentials re-sealed with the current key; no record needs an old key now' : 'server credentials re-sealed; some do not open: under a key that is not configured, or changed outside the API (their jobs fail auth until their passwords are set again)')
   } catch (err) {
     l.warn({ err: brief(err) }, 'could not re-seal server credentials (tried again at the next start)')
   }

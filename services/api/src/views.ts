@@ -1,13 +1,14 @@
 /**
  * What a caller may see of what others wrote. Admins and operators see everything. Customers see neither the
  * agents' failure messages (they can name BMC addresses, libvirt URIs, engine URLs, ipmitool output) nor who
- * else acted on their servers beyond that principal's role: no key id, no address.
+ * else acted on their servers beyond that principal's role: no key id, no address; and of their servers only
+ * what they are and can do (`CustomerServerView`), nothing of where they are hosted.
  *
  * Every way out goes through here: JSON answers through `responseView` (the `/v1` preSerialization hook, so
  * that a route returning jobs or audit entries cannot forget it), problem details of failed jobs through
  * `failureView` (problem.ts), the event stream through `eventView`.
  */
-import type { AuditEntry, JobEvent, JobFailure, JobRecord } from '@porthole/shared/contracts'
+import { AGENT_TYPES, toCustomerServerView, type AuditEntry, type JobEvent, type JobFailure, type JobRecord, type ServerView } from '@porthole/shared/contracts'
 import type { ErrorCode } from '@porthole/shared/errors'
 import { keys } from '@porthole/shared/store'
 import type { Principal } from './auth.js'
@@ -76,6 +77,12 @@ function isJobRecord (x: unknown): x is JobRecord {
     typeof o.state === 'string' && Array.isArray(o.history)
 }
 
+function isServerView (x: unknown): x is ServerView {
+  const o = x as Partial<ServerView> | null
+  return typeof o === 'object' && o !== null && typeof o.id === 'string' && typeof o.tenantId === 'string' &&
+    (AGENT_TYPES as readonly unknown[]).includes(o.agent) && typeof o.connection === 'object' && o.connection !== null
+}
+
 function isAuditEntry (x: unknown): x is AuditEntry {
   const o = x as Partial<AuditEntry> | null
   return typeof o === 'object' && o !== null && typeof o.actor === 'string' && typeof o.role === 'string' &&
@@ -83,18 +90,19 @@ function isAuditEntry (x: unknown): x is AuditEntry {
 }
 
 /**
- * A JSON answer as `p` may see it: job records and audit entries (alone or in an array) go through their
- * views; anything else passes unchanged.
+ * A JSON answer as `p` may see it: job records, audit entries and servers (alone or in an array) go through
+ * their views; anything else passes unchanged.
  */
 export async function responseView (ctx: Ctx, p: Principal | undefined, payload: unknown): Promise<unknown> {
   if (seesAll(p)) return payload
   if (isJobRecord(payload)) return (await jobViews(ctx, p, [payload]))[0]
   if (isAuditEntry(payload)) return auditView(p, payload)
+  if (isServerView(payload)) return toCustomerServerView(payload)
   if (!Array.isArray(payload)) return payload
   const jobs = payload.filter(isJobRecord)
   const viewed = jobs.length === 0 ? [] : await jobViews(ctx, p, jobs)
   let i = 0
-  return payload.map(x => isJobRecord(x) ? viewed[i++] : isAuditEntry(x) ? auditView(p, x) : x)
+  return payload.map(x => isJobRecord(x) ? viewed[i++] : isAuditEntry(x) ? auditView(p, x) : isServerView(x) ? toCustomerServerView(x) : x)
 }
 
 /** The role of each API key id that still exists (`bootstrap` is the admin token); two Redis round trips. */

@@ -22,6 +22,8 @@ export interface TestApi {
   jobs: JobStore
   adminToken: string
   secretKey: string
+  /** CONSOLE_TRANSIT_KEY: what the gateway seals console URLs with for the API. */
+  transitKey: string
   logLines: string[]
   /** Runs `fn` at teardown before the app closes and the namespace is dropped (t.after runs in order). */
   defer: (fn: () => Promise<void>) => void
@@ -36,11 +38,13 @@ export async function startTestApi (t: T, o: { env?: Record<string, string>, wai
   const ns = uniqueNamespace('api')
   const adminToken = `adm_${randomBytes(24).toString('base64url')}`
   const secretKey = testSecretKey()
+  const transitKey = testSecretKey()
   const config = loadApiConfig({
     RABBITMQ_URL: svc.rabbitmqUrl,
     REDIS_URL: svc.redisUrl,
     PORTHOLE_NAMESPACE: ns,
     PORTHOLE_SECRET_KEY: secretKey,
+    CONSOLE_TRANSIT_KEY: transitKey,
     PORTHOLE_ADMIN_TOKEN: adminToken,
     LOG_LEVEL: 'info',
     ...o.env
@@ -74,7 +78,7 @@ export async function startTestApi (t: T, o: { env?: Record<string, string>, wai
     try { parsed = res.body === '' ? undefined : JSON.parse(res.body) } catch { /* not JSON */ }
     return { status: res.statusCode, headers: res.headers, body: parsed, raw: res.body }
   }
-  return { app, ns, svc, config, deps, redis, jobs: new JobStore(redis, ns), adminToken, secretKey, logLines, call, defer: fn => { deferred.push(fn) } }
+  return { app, ns, svc, config, deps, redis, jobs: new JobStore(redis, ns), adminToken, secretKey, transitKey, logLines, call, defer: fn => { deferred.push(fn) } }
 }
 
 /** A tenant, a customer key for it, and (optionally) a KVM server of it. */

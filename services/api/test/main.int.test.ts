@@ -21,7 +21,7 @@ test('main: serves, logs "ready", exits 0 on SIGTERM, never logs the admin token
 })
 
 test('main: a bad setting exits non-zero naming the variable', async () => {
-  const p = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', PORTHOLE_SECRET_KEY: testSecretKey(), API_PORT: 'http' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const p = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', PORTHOLE_SECRET_KEY: testSecretKey(), CONSOLE_TRANSIT_KEY: testSecretKey(), API_PORT: 'http' }, stdio: ['ignore', 'pipe', 'pipe'] })
   let err = ''
   p.stderr.setEncoding('utf8').on('data', (c: string) => { err += c })
   const code = await new Promise<number | null>(resolve => p.once('exit', c => resolve(c)))

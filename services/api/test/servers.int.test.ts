@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { SecretBox } from '@porthole/shared/crypto'
-import type { ServerSecrets, StoredServer } from '@porthole/shared/contracts'
+import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
+import type { StoredServer } from '@porthole/shared/contracts'
 import { ServerStore } from '@porthole/shared/store'
 import { dumpNamespace, startTestApi, type Reply } from './helpers.js'
 
@@ -30,25 +30,31 @@ test('servers CRUD: passwords are sealed at rest and masked in every response', 
   assert.equal((await call('GET', `/v1/servers?tenantId=${tenant.id as string}`)).body.length, 1)
   assert.equal((await call('GET', `/v1/servers?tenantId=${crypto.randomUUID()}`)).body.length, 0)
 
-  // PATCH: connection members merge; the mask keeps the stored password
-  const patched = await call('PATCH', `/v1/servers/${id}`, { name: 'bmc-1', connection: { host: '10.1.2.4', password: '******' } })
+  // PATCH: connection members merge; the mask keeps the stored password while it goes where it went
+  const renamed = await call('PATCH', `/v1/servers/${id}`, { name: 'bmc-1', connection: { cipherSuite: 17, password: '******' } })
+  assert.equal(renamed.status, 200)
+  assert.equal(renamed.body.name, 'bmc-1')
+  assert.deepEqual(renamed.body.connection, { host: '10.1.2.3', port: 623, username: 'admin', cipherSuite: 17, password: '******' })
+  const moved = await call('PATCH', `/v1/servers/${id}`, { connection: { host: '10.1.2.4', password: '******' } })
+  assert.equal(moved.status, 422, 'a new destination needs the password again')
+  assert.equal(moved.body.field, 'connection.host')
+  const patched = await call('PATCH', `/v1/servers/${id}`, { connection: { host: '10.1.2.4', password: BMC_PASSWORD } })
   assert.equal(patched.status, 200)
-  assert.equal(patched.body.name, 'bmc-1')
-  assert.deepEqual(patched.body.connection, { host: '10.1.2.4', port: 623, username: 'admin', password: '******' })
+  assert.deepEqual(patched.body.connection, { host: '10.1.2.4', port: 623, username: 'admin', cipherSuite: 17, password: '******' })
   assert.equal(patched.body.console.password, '******')
 
   const stored = await new ServerStore(api.redis, api.ns).get(id) as StoredServer
   assert.deepEqual(stored.secretPaths.sort(), ['connection.password', 'console.password'])
   assert.equal(stored.connection.password, undefined)
+  assert.equal(stored.secrets, undefined, 'no box in the earlier form')
   const box = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: api.secretKey, PORTHOLE_SECRET_KEY_ID: 'k1', PORTHOLE_OLD_SECRET_KEYS: '' })
-  const secrets = box.open<ServerSecrets>(stored.secrets as NonNullable<StoredServer['secrets']>, id)
-  assert.deepEqual(secrets, { connection: { password: BMC_PASSWORD }, console: { password: VNC_PASSWORD } })
-  assert.throws(() => box.open(stored.secrets as NonNullable<StoredServer['secrets']>, crypto.randomUUID()), 'the box is bound to the server id')
+  assert.deepEqual(openServerSecrets(box, stored), { connection: { password: BMC_PASSWORD }, console: { password: VNC_PASSWORD } })
+  assert.throws(() => openServerSecrets(box, { ...stored, id: crypto.randomUUID() }), 'the boxes are bound to the server id')
 
   // a new password replaces the old one
   await call('PATCH', `/v1/servers/${id}`, { connection: { password: 'n3w-pass' } })
   const again = await new ServerStore(api.redis, api.ns).get(id) as StoredServer
-  assert.equal(box.open<ServerSecrets>(again.secrets as NonNullable<StoredServer['secrets']>, id).connection?.password, 'n3w-pass')
+  assert.equal(openServerSecrets(box, again).connection?.password, 'n3w-pass')
 
   const dump = await dumpNamespace(api.redis, api.ns)
   for (const pw of [BMC_PASSWORD, VNC_PASSWORD, 'n3w-pass']) {

@@ -1,6 +1,6 @@
 /**
- * Consumes `<ns>.console.mint.interactive`: an agent has found a console target and sealed it for us (shared key, aad =
- * job id). We mint the session: a random URL token (256 bits) of which Redis keeps only the SHA-256, the
+ * Consumes `<ns>.console.mint.interactive`: an agent has found a console target and sealed it for us (transit key,
+ * aad = job id). We mint the session: a random URL token (256 bits) of which Redis keeps only the SHA-256, the
  * target re-sealed with the gateway's own CONSOLE_KEY (aad = session id). The URL,
  * `${PUBLIC_GATEWAY_URL}/s/${sessionId}#${token}`, is handed to the API sealed and once (a grant in Redis the
  * API takes when it answers the requester); the job's final JobUpdate carries only the session's id, protocol
@@ -28,8 +28,8 @@ const GRANT_TTL_SECONDS = 600
 export interface MinterDeps {
   amqp: AmqpClient
   sessions: ConsoleSessionStore
-  /** Opens targets sealed by agents (PORTHOLE_SECRET_KEY). */
-  sharedBox: SecretBox
+  /** Opens targets sealed by agents and seals URLs for the API (CONSOLE_TRANSIT_KEY). */
+  transitBox: SecretBox
   /** Seals targets at rest (CONSOLE_KEY). */
   consoleBox: SecretBox
   namespace: string
@@ -99,7 +99,7 @@ export class Minter {
     if (job.kind !== 'console' || params === undefined) throw new PortholeError('invalid', 'not a console job', { retryable: false })
     let target: ConsoleTarget
     try {
-      target = targetCheck.parse(this.d.sharedBox.open(req.target, job.id))
+      target = targetCheck.parse(this.d.transitBox.open(req.target, job.id))
     } catch (err) {
       // Never echo the sealed content: the message says what, not which.
       throw new PortholeError('internal', 'the console target did not open (wrong key, tampered, or not a console target)', { retryable: false, cause: err })
@@ -127,7 +127,7 @@ export class Minter {
     try {
       // The URL carries the token: it goes to the API sealed and once, never into the job record or a message.
       const url = consoleUrl(this.d.publicUrl, id, token)
-      await this.d.sessions.create(session, { jobId: job.id, sealedUrl: this.d.sharedBox.seal(url, grantAad(job.id)), ttlSeconds: GRANT_TTL_SECONDS })
+      await this.d.sessions.create(session, { jobId: job.id, sealedUrl: this.d.transitBox.seal(url, grantAad(job.id)), ttlSeconds: GRANT_TTL_SECONDS })
     } catch (err) {
       throw new PortholeError('unavailable', 'session store unavailable', { cause: err })
     }

@@ -21,13 +21,13 @@ export interface Gateway {
 }
 
 export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gateway> {
-  const sharedBox = SecretBox.fromSettings(c)
+  const transitBox = SecretBox.forConsoleTransit(c)
   const consoleBox = SecretBox.fromSettings(
     { PORTHOLE_SECRET_KEY: c.CONSOLE_KEY, PORTHOLE_SECRET_KEY_ID: c.CONSOLE_KEY_ID, PORTHOLE_OLD_SECRET_KEYS: c.CONSOLE_OLD_KEYS },
     { key: 'CONSOLE_KEY', old: 'CONSOLE_OLD_KEYS' }
   )
-  // The console key must be the gateway's alone: if it equalled the shared key, every agent could open it.
-  if (c.CONSOLE_KEY === c.PORTHOLE_SECRET_KEY) throw new ConfigError('CONSOLE_KEY', 'must differ from PORTHOLE_SECRET_KEY')
+  // The console key must be the gateway's alone: if it equalled the transit key, every agent could open it.
+  if (c.CONSOLE_KEY === c.CONSOLE_TRANSIT_KEY) throw new ConfigError('CONSOLE_KEY', 'must differ from CONSOLE_TRANSIT_KEY')
 
   const redis = createRedis(c.REDIS_URL, log, 'console-gateway')
   const subscriber = createRedis(c.REDIS_URL, log, 'console-gateway-events')
@@ -45,7 +45,7 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
     const hub = new ViewerHub({ sessions, consoleBox, guac, subscriber, idleSeconds: c.CONSOLE_IDLE_SECONDS, pingSeconds: c.CONSOLE_PING_SECONDS, solSecret, log })
     await hub.start()
     if (solSecret === undefined) log.warn('SOL_BRIDGE_SECRET is not set: serial consoles are not served')
-    const minter = new Minter({ amqp, sessions, sharedBox, consoleBox, namespace: c.PORTHOLE_NAMESPACE, publicUrl: c.PUBLIC_GATEWAY_URL, serial: solSecret !== undefined, log })
+    const minter = new Minter({ amqp, sessions, transitBox, consoleBox, namespace: c.PORTHOLE_NAMESPACE, publicUrl: c.PUBLIC_GATEWAY_URL, serial: solSecret !== undefined, log })
     await minter.start()
     const server = createHttp({
       hub,

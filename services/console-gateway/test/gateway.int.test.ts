@@ -178,7 +178,7 @@ test('a viewer on another replica replaces this one, and revocation reaches ever
     RABBITMQ_URL: h.stack.svc.rabbitmqUrl,
     REDIS_URL: h.stack.svc.redisUrl,
     PORTHOLE_NAMESPACE: h.stack.ns,
-    PORTHOLE_SECRET_KEY: h.stack.secretKey,
+    CONSOLE_TRANSIT_KEY: h.stack.transitKey,
     CONSOLE_KEY: h.stack.consoleKey,
     GATEWAY_HOST: '127.0.0.1',
     GATEWAY_PORT: String(port),

@@ -77,7 +77,7 @@ export async function harness (t: After, o: StackOptions = {}): Promise<Harness>
     await jobs.transition(u.jobId, u.state, { ...(u.result === undefined ? {} : { result: u.result }), ...(u.error === undefined ? {} : { error: u.error }) })
     return 'ack'
   }, { prefetch: 10 })
-  const shared = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: stack.secretKey, PORTHOLE_SECRET_KEY_ID: 'k1', PORTHOLE_OLD_SECRET_KEYS: '' })
+  const shared = SecretBox.forConsoleTransit({ CONSOLE_TRANSIT_KEY: stack.transitKey, CONSOLE_TRANSIT_KEY_ID: 't1', CONSOLE_OLD_TRANSIT_KEYS: '' })
   const tokens: string[] = []
 
   const publishMint = async (m: MintOptions): Promise<{ jobId: string, update: JobUpdate }> => {

@@ -115,9 +115,9 @@ export const commonSettings = {
   LOG_LEVEL: oneOf('pino log level', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const)
 }
 
-/** The key that seals server credentials and console targets in transit (AES-256-GCM). */
+/** The key that seals server credentials at rest (AES-256-GCM): the API and the agents only. */
 export const secretKeySettings = {
-  PORTHOLE_SECRET_KEY: required(secret('32 random bytes, base64: seals server credentials at rest and console targets in transit (`openssl rand -base64 32`)')),
+  PORTHOLE_SECRET_KEY: required(secret('32 random bytes, base64: seals server credentials at rest; the API and the agents only, never the console gateway (`openssl rand -base64 32`)')),
   PORTHOLE_SECRET_KEY_ID: str('id of PORTHOLE_SECRET_KEY, stored with every sealed secret so keys can be rotated', 'k1'),
   PORTHOLE_OLD_SECRET_KEYS: secret('earlier keys still accepted for opening, as `id:base64,id:base64`', '')
 }
@@ -167,6 +167,17 @@ export function kvmPolicyOf (config: { readonly KVM_SSH_KEY_DIR: string | undefi
     if (problem !== undefined) throw new ConfigError('KVM_ALLOWED_URIS', `${uri}: ${problem}`)
   }
   return policy
+}
+
+/**
+ * The key console targets travel under, from the agents to the gateway, and console URLs from the gateway
+ * to the API. The gateway holds this one and its own CONSOLE_KEY, never PORTHOLE_SECRET_KEY: whoever takes
+ * the gateway can open no server's credentials.
+ */
+export const consoleTransitKeySettings = {
+  CONSOLE_TRANSIT_KEY: required(secret('32 random bytes, base64, distinct from PORTHOLE_SECRET_KEY and CONSOLE_KEY: seals console targets from the agents to the console gateway, and console URLs from the gateway to the API (`openssl rand -base64 32`)')),
+  CONSOLE_TRANSIT_KEY_ID: str('id of CONSOLE_TRANSIT_KEY, stored with every box it seals so the key can be rotated', 't1'),
+  CONSOLE_OLD_TRANSIT_KEYS: secret('earlier transit keys still accepted for opening, as `id:base64,id:base64`', '')
 }
 
 /** Renders a spec as Markdown table rows for the README. */

@@ -90,7 +90,7 @@ export type JobUpdate = Static<typeof JobUpdate>
 export const ConsoleMintRequest = Type.Object({
   job: Job,
   server: Type.Object({ id: ServerId, tenantId: TenantId, name: Type.String() }, { additionalProperties: false }),
-  /** A `ConsoleTarget` sealed with the shared secret key, bound to the job id. */
+  /** A `ConsoleTarget` sealed with the console transit key (CONSOLE_TRANSIT_KEY), bound to the job id. */
   target: Sealed
 }, { additionalProperties: false })
 export type ConsoleMintRequest = Static<typeof ConsoleMintRequest>

@@ -2,6 +2,8 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { ValidationError } from '../errors/index.js'
 import { MASK, Sealed, ServerId, TenantId, Timestamp } from './common.js'
 import { compile } from './validate.js'
+import { ConsoleProtocol } from './console.js'
+import { POWER_ACTIONS, PowerAction } from './power.js'
 
 export const AGENT_TYPES = ['kvm', 'ipmi', 'ovirt'] as const
 export const AgentType = Type.Union(AGENT_TYPES.map(a => Type.Literal(a)))
@@ -249,9 +251,26 @@ export const SECRET_PATHS = ['connection.password', 'console.password'] as const
 export const SecretPath = Type.Union(SECRET_PATHS.map(p => Type.Literal(p)))
 export type SecretPath = typeof SECRET_PATHS[number]
 
+/** What a sealed secret is for: the connection's password (BMC, engine) or the console's (VNC). */
+export const SECRET_PURPOSES = ['connection', 'console'] as const
+export type SecretPurpose = typeof SECRET_PURPOSES[number]
+
+/**
+ * A server's secrets, one box per purpose, each bound (AES-GCM additional data) to the server's id, its
+ * purpose and its destination: the fields of the record the secret is sent to (see `secretDestination` in
+ * crypto). A box whose destination was changed outside the API does not open.
+ */
+export const SealedSecrets = Type.Object({
+  connection: Type.Optional(Sealed),
+  console: Type.Optional(Sealed)
+}, { additionalProperties: false })
+export type SealedSecrets = Static<typeof SealedSecrets>
+
 /**
  * A server as stored in Redis and as sent to agents: `connection` and `console` without their passwords,
- * which live sealed in `secrets` (AES-256-GCM, bound to the server's id).
+ * which live in `sealed` (AES-256-GCM, bound to the server's id, purpose and destination). `secrets` is the
+ * earlier form (both passwords in one box bound to the id only): the API's re-seal pass upgrades it, and
+ * agents refuse to use it.
  */
 export const StoredServer = Type.Object({
   id: ServerId,
@@ -260,15 +279,17 @@ export const StoredServer = Type.Object({
   agent: AgentType,
   connection: Type.Record(Type.String(), Type.Unknown()),
   console: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  /** Earlier form, bound to the id only: upgraded to `sealed` by the API's re-seal pass. */
   secrets: Type.Optional(Sealed),
-  /** Which secrets `secrets` holds, so that views can mask them without opening the box. */
+  sealed: Type.Optional(SealedSecrets),
+  /** Which secrets the record holds, so that views can mask them without opening a box. */
   secretPaths: Type.Array(SecretPath),
   createdAt: Timestamp,
   updatedAt: Timestamp
 }, { additionalProperties: false })
 export type StoredServer = Static<typeof StoredServer>
 
-/** A server as the API shows it: secrets as `"******"`. */
+/** A server as the API shows it to admins and operators: secrets as `"******"`. */
 export const ServerView = Type.Object({
   id: ServerId,
   tenantId: TenantId,
@@ -297,4 +318,48 @@ export function toServerView (s: StoredServer): ServerView {
     if (s.secretPaths.includes('console.password')) view.console.password = MASK
   }
   return view
+}
+
+/** The power actions each agent type carries out (IPMI has no suspend or resume). */
+export const POWER_ACTIONS_OF: Readonly<Record<AgentType, readonly PowerAction[]>> = {
+  kvm: POWER_ACTIONS,
+  ipmi: ['on', 'off', 'shutdown', 'reboot', 'reset'],
+  ovirt: POWER_ACTIONS
+}
+
+/**
+ * A server as a customer sees it: what it is and what can be done with it, nothing of where it is hosted
+ * (no host, user, URI, URL, CA, port or domain).
+ */
+export const CustomerServerView = Type.Object({
+  id: ServerId,
+  tenantId: TenantId,
+  name: Type.String(),
+  agent: AgentType,
+  power: Type.Object({ actions: Type.Array(PowerAction) }, { additionalProperties: false }),
+  console: Type.Object({ protocols: Type.Array(ConsoleProtocol) }, { additionalProperties: false }),
+  createdAt: Timestamp,
+  updatedAt: Timestamp
+}, { additionalProperties: false, description: 'a server as its customer sees it' })
+export type CustomerServerView = Static<typeof CustomerServerView>
+
+/** The console protocols a server record offers: ipmi VNC only with a console endpoint, serial only for ipmi. */
+export function consoleProtocolsOf (s: Pick<StoredServer, 'agent' | 'console'>): ConsoleProtocol[] {
+  if (s.agent !== 'ipmi') return ['vnc', 'guacamole']
+  const host = s.console?.host
+  return typeof host === 'string' && host !== '' ? ['vnc', 'guacamole', 'serial'] : ['serial']
+}
+
+/** The customer's view of a stored server (or of its full view). */
+export function toCustomerServerView (s: Pick<StoredServer, 'id' | 'tenantId' | 'name' | 'agent' | 'console' | 'createdAt' | 'updatedAt'>): CustomerServerView {
+  return {
+    id: s.id,
+    tenantId: s.tenantId,
+    name: s.name,
+    agent: s.agent,
+    power: { actions: [...POWER_ACTIONS_OF[s.agent]] },
+    console: { protocols: consoleProtocolsOf(s) },
+    createdAt: s.createdAt,
+    updatedAt: s.updatedAt
+  }
 }

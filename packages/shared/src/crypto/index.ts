@@ -1,8 +1,10 @@
 /**
- * AES-256-GCM sealing of secrets (server credentials at rest, console targets in transit and at rest).
+ * AES-256-GCM sealing of secrets: server credentials at rest (PORTHOLE_SECRET_KEY), console targets and URLs
+ * in transit (CONSOLE_TRANSIT_KEY) and console targets at rest (the gateway's CONSOLE_KEY).
  * Each box names its key (`kid`) so keys can be rotated: new boxes use the current key, old boxes open with
  * any key still configured. The additional authenticated data binds a box to its place (a server id, a job
- * id), so a box copied to another record does not open.
+ * id), so a box copied to another record does not open; server credentials are bound to their destination
+ * too (`server-secrets.ts`).
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Sealed } from '../contracts/common.js'
@@ -30,6 +32,20 @@ export class SecretBox {
     return new SecretBox(s.PORTHOLE_SECRET_KEY_ID, keys)
   }
 
+  /**
+   * Builds the box of the `CONSOLE_TRANSIT_KEY*` settings (agents → gateway → API). The transit key must not
+   * be the server credentials key: the gateway, which holds it, would then open every server's passwords.
+   */
+  static forConsoleTransit (s: { CONSOLE_TRANSIT_KEY: string, CONSOLE_TRANSIT_KEY_ID: string, CONSOLE_OLD_TRANSIT_KEYS: string, PORTHOLE_SECRET_KEY?: string }): SecretBox {
+    if (s.PORTHOLE_SECRET_KEY !== undefined && decodeKey(s.PORTHOLE_SECRET_KEY, 'PORTHOLE_SECRET_KEY').equals(decodeKey(s.CONSOLE_TRANSIT_KEY, 'CONSOLE_TRANSIT_KEY'))) {
+      throw new ConfigError('CONSOLE_TRANSIT_KEY', 'must differ from PORTHOLE_SECRET_KEY (the console gateway holds it)')
+    }
+    return SecretBox.fromSettings(
+      { PORTHOLE_SECRET_KEY: s.CONSOLE_TRANSIT_KEY, PORTHOLE_SECRET_KEY_ID: s.CONSOLE_TRANSIT_KEY_ID, PORTHOLE_OLD_SECRET_KEYS: s.CONSOLE_OLD_TRANSIT_KEYS },
+      { key: 'CONSOLE_TRANSIT_KEY', old: 'CONSOLE_OLD_TRANSIT_KEYS' }
+    )
+  }
+
   seal (value: unknown, aad: string): Sealed {
     const key = this.keys.get(this.currentKid) as Buffer
     const iv = randomBytes(12)
@@ -52,6 +68,9 @@ export class SecretBox {
       throw new PortholeError('internal', 'a sealed secret did not open (wrong key or tampered)', { retryable: false, cause: err })
     }
   }
+
+  /** True when a key of this id is configured (the current one or an old one). */
+  knows (kid: string): boolean { return this.keys.has(kid) }
 
   /** True when the box was sealed with an older key and should be sealed again. */
   isStale (box: Sealed): boolean { return box.kid !== this.currentKid }
@@ -78,6 +97,8 @@ export function safeEqual (a: string, b: string): boolean {
   const x = Buffer.from(a); const y = Buffer.from(b)
   return x.length === y.length && timingSafeEqual(x, y)
 }
+
+export * from './server-secrets.js'
 
 /**
  * The serial-over-LAN bridge's hello (docs/messages.md): the console gateway's first line to an agent's bridge,

@@ -16,7 +16,7 @@ export const REDACT_PATHS = [
   'target', '*.target',
   'authorization', '*.authorization', '*.*.authorization',
   'req.headers.authorization', 'req.headers.cookie', 'req.headers["sec-websocket-protocol"]',
-  'headers.authorization', 'PORTHOLE_SECRET_KEY', 'PORTHOLE_ADMIN_TOKEN', 'CONSOLE_KEY'
+  'headers.authorization', 'PORTHOLE_SECRET_KEY', 'PORTHOLE_ADMIN_TOKEN', 'CONSOLE_KEY', 'CONSOLE_TRANSIT_KEY'
 ]
 
 /** Drops the query string (and fragment) of a URL or path for logging. */

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis'
 import type { ApiKey, Tenant } from '../contracts/job.js'
 import type { Role } from '../contracts/common.js'
 import type { StoredServer } from '../contracts/server.js'
-import { randomToken, sha256Hex, type SecretBox } from '../crypto/index.js'
+import { openLegacySecrets, openServerSecrets, randomToken, sealServerSecrets, sha256Hex, type SecretBox } from '../crypto/index.js'
 import { keys as keysOf, type Keys } from './redis.js'
 
 export class TenantStore {
@@ -104,12 +104,16 @@ export class ServerStore {
 
   /**
    * Re-seals, under the current key, every server record whose credentials were sealed with an older one,
-   * so that after a key rotation the old key can be dropped from `PORTHOLE_OLD_SECRET_KEYS`. Each record is
-   * replaced only if it did not change meanwhile (compare-and-set). `left` counts records still under a key
-   * this box cannot open (they fail their jobs until an admin sets their credentials again).
+   * so that after a key rotation the old key can be dropped from `PORTHOLE_OLD_SECRET_KEYS`; and upgrades
+   * records in the earlier form (`secrets`, one box bound to the id only) to boxes bound to their destination
+   * (`sealed`), bound to the destination the record names at that moment. Each record is replaced only if
+   * it did not change meanwhile (compare-and-set). `left` counts records this box cannot open (a key that is
+   * not configured, or a destination changed outside the API): they fail their jobs until an admin sets their
+   * passwords again.
    */
-  async resealStale (box: SecretBox): Promise<{ resealed: number, left: number }> {
+  async resealStale (box: SecretBox): Promise<{ resealed: number, upgraded: number, left: number }> {
     let resealed = 0
+    let upgraded = 0
     let left = 0
     const ids = await this.redis.zrange(this.k.servers, 0, -1)
     for (let i = 0; i < ids.length; i += 500) { // one round trip per 500 records read
@@ -118,18 +122,26 @@ export class ServerStore {
       for (const raw of raws) {
         if (raw === null) continue
         const s = JSON.parse(raw) as StoredServer
-        if (s.secrets === undefined || !box.isStale(s.secrets)) continue
+        const legacy = s.secrets !== undefined
+        const stale = Object.values(s.sealed ?? {}).some(b => b !== undefined && box.isStale(b))
+        if (!legacy && !stale) continue
         let next: string
         try {
-          next = JSON.stringify({ ...s, secrets: box.seal(box.open(s.secrets, s.id), s.id) })
+          const secrets = legacy ? { ...openServerSecrets(box, { ...s, secrets: undefined }), ...openLegacySecrets(box, s) } : openServerSecrets(box, s)
+          const { secrets: _legacy, sealed: _sealed, ...rest } = s
+          const sealed = sealServerSecrets(box, s, secrets)
+          next = JSON.stringify(sealed === undefined ? rest : { ...rest, sealed })
         } catch {
           left++
           continue
         }
-        if (await this.redis.eval(COMPARE_AND_SET, 1, this.k.server(s.id), raw, next) === 1) resealed++
+        if (await this.redis.eval(COMPARE_AND_SET, 1, this.k.server(s.id), raw, next) === 1) {
+          if (legacy) upgraded++
+          else resealed++
+        }
       }
     }
-    return { resealed, left }
+    return { resealed, upgraded, left }
   }
 }
 

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { AmqpClient, names, type Names } from '../amqp/index.js'
 import type { AgentType, Job, JobKind, JobRecord, PowerAction, ServerSecrets, StoredServer } from '../contracts/index.js'
 import { isTerminal } from '../contracts/index.js'
-import { SecretBox } from '../crypto/index.js'
+import { SecretBox, sealServerSecrets } from '../crypto/index.js'
 import { createLogger } from '../logging/index.js'
 import { JobStore, ServerStore, TenantStore, createRedis, type Redis } from '../store/index.js'
 import { waitFor } from './index.js'
@@ -23,6 +23,8 @@ export interface Pipeline {
   servers: ServerStore
   amqp: AmqpClient
   box: SecretBox
+  /** The console transit key's box (what agents seal console targets with for the gateway). */
+  transit: SecretBox
   tenantId: string
   addServer: (agent: AgentType, connection: Record<string, unknown>, secrets?: ServerSecrets) => Promise<StoredServer>
   /** Creates the job record and publishes the job, as the API does; returns the job. */
@@ -49,15 +51,17 @@ export async function pipeline (t: After, o: StackOptions = {}): Promise<Pipelin
   const servers = new ServerStore(redis, stack.ns)
   const tenant = await new TenantStore(redis, stack.ns).create('pipeline test')
   const box = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: stack.secretKey, PORTHOLE_SECRET_KEY_ID: 'k1', PORTHOLE_OLD_SECRET_KEYS: '' })
+  const transit = SecretBox.forConsoleTransit({ CONSOLE_TRANSIT_KEY: stack.transitKey, CONSOLE_TRANSIT_KEY_ID: 't1', CONSOLE_OLD_TRANSIT_KEYS: '' })
   const deadBodies: string[] = []
 
   return {
-    stack, n, redis, jobs, servers, amqp, box, tenantId: tenant.id,
+    stack, n, redis, jobs, servers, amqp, box, transit, tenantId: tenant.id,
     async addServer (agent, connection, secrets) {
       const now = new Date().toISOString()
       const s: StoredServer = { id: randomUUID(), tenantId: tenant.id, name: `test-${agent}`, agent, connection, secretPaths: [], createdAt: now, updatedAt: now }
       if (secrets !== undefined) {
-        s.secrets = box.seal(secrets, s.id)
+        const sealed = sealServerSecrets(box, s, secrets)
+        if (sealed !== undefined) s.sealed = sealed
         if (secrets.connection?.password !== undefined) s.secretPaths.push('connection.password')
         if (secrets.console?.password !== undefined) s.secretPaths.push('console.password')
       }

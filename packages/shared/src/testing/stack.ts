@@ -48,6 +48,8 @@ export class Stack {
   readonly consoleKey = testSecretKey()
   /** SOL_BRIDGE_SECRET, shared by the agents and the gateway. */
   readonly solBridgeSecret = testSecretKey()
+  /** The key console targets and URLs travel under (CONSOLE_TRANSIT_KEY): agents, gateway and API. */
+  readonly transitKey = testSecretKey()
 
   constructor (readonly ns: string, readonly svc: Services, readonly opts: StackOptions) {}
 
@@ -95,7 +97,9 @@ export class Stack {
       GATEWAY_PORT: new URL(this.gatewayUrl).port,
       PUBLIC_GATEWAY_URL: this.gatewayUrl,
       // Each service gets only its own secrets, as in production (scripts/start.mjs, docker-compose.yml).
-      ...(name === 'receiver' ? {} : { PORTHOLE_SECRET_KEY: this.secretKey }),
+      // The gateway never gets PORTHOLE_SECRET_KEY: it cannot open server credentials.
+      ...(name === 'api' || name === 'agents' ? { PORTHOLE_SECRET_KEY: this.secretKey } : {}),
+      ...(name === 'receiver' ? {} : { CONSOLE_TRANSIT_KEY: this.transitKey }),
       ...(name === 'api' ? { PORTHOLE_ADMIN_TOKEN: this.adminToken } : {}),
       ...(name === 'console-gateway' ? { CONSOLE_KEY: this.consoleKey } : {}),
       ...(name === 'agents' || name === 'console-gateway' ? { SOL_BRIDGE_SECRET: this.solBridgeSecret } : {}),

@@ -47,3 +47,14 @@ test('tokens are long, random and URL-safe; hashes are hex SHA-256', () => {
   assert.match(a, /^[A-Za-z0-9_-]{43}$/)
   assert.equal(sha256Hex('abc'), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
 })
+
+test('the console transit key is a box of its own, and never the server credentials key', () => {
+  const k = key()
+  const transit = SecretBox.forConsoleTransit({ CONSOLE_TRANSIT_KEY: key(), CONSOLE_TRANSIT_KEY_ID: 't1', CONSOLE_OLD_TRANSIT_KEYS: '', PORTHOLE_SECRET_KEY: k })
+  const credentials = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: k, PORTHOLE_SECRET_KEY_ID: 't1', PORTHOLE_OLD_SECRET_KEYS: '' })
+  assert.throws(() => credentials.open(transit.seal('target', 'job-1'), 'job-1'), /did not open/, 'same key id, other key')
+  assert.throws(() => SecretBox.forConsoleTransit({ CONSOLE_TRANSIT_KEY: k, CONSOLE_TRANSIT_KEY_ID: 't1', CONSOLE_OLD_TRANSIT_KEYS: '', PORTHOLE_SECRET_KEY: k }),
+    (e: unknown) => e instanceof ConfigError && e.variable === 'CONSOLE_TRANSIT_KEY')
+  assert.throws(() => SecretBox.forConsoleTransit({ CONSOLE_TRANSIT_KEY: Buffer.alloc(8).toString('base64'), CONSOLE_TRANSIT_KEY_ID: 't1', CONSOLE_OLD_TRANSIT_KEYS: '' }),
+    (e: unknown) => e instanceof ConfigError && e.variable === 'CONSOLE_TRANSIT_KEY')
+})

@@ -1,19 +1,27 @@
-/** Server inventory. Passwords are sealed at rest (aad = server id) and shown as "******" in every response. */
+/**
+ * Server inventory. Passwords are sealed at rest, each bound to the server, its purpose and its destination
+ * (see `server-secrets.ts` in shared), and shown as "******" in every response.
+ */
 import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
-  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, MASK, kvmTarget, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
-  type AgentType, type SecretPath, type ServerSecrets, type StoredServer
+  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, CustomerServerView, MASK, kvmTarget, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
+  type AgentType, type SecretPath, type SecretPurpose, type ServerSecrets, type StoredServer
 } from '@porthole/shared/contracts'
 import { kvmPolicyOf } from '@porthole/shared/config'
-import { ValidationError } from '@porthole/shared/errors'
+import { changedDestinationField, openLegacySecrets, openServerSecret, sealServerSecrets } from '@porthole/shared/crypto'
+import { PortholeError, ValidationError } from '@porthole/shared/errors'
 import { assertVisible, principal, requireRole, tenantScope } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
 import { IdParams, errors } from '../schemas.js'
 
 const connectionCheckers = Object.fromEntries(AGENT_TYPES.map(a => [a, compile(CONNECTION_SCHEMAS[a], `${a} connection`)])) as Record<AgentType, ReturnType<typeof compile>>
 const consoleChecker = compile(ConsoleEndpoint, 'console')
+
+/** Admins and operators get the record (passwords masked), customers what the server is and can do. */
+const SERVER_VIEWS = Type.Union([ServerView, CustomerServerView])
+const SERVER_VIEWS_DOC = 'Admins and operators see the whole record, passwords as `"******"`. Customers see what the server is and what it can do (`power.actions`, `console.protocols`), nothing of where it is hosted: no host, user, URI, URL, CA, port or domain.'
 
 /** Validates a part of a server record, naming the field as the client wrote it (`connection.host`). */
 function checkPart (checker: { parse: (value: unknown) => unknown }, prefix: string, value: unknown): void {
@@ -44,18 +52,49 @@ function checkConnection (ctx: Ctx, agent: AgentType, connection: unknown): void
   else checkPart(connectionCheckers[agent], 'connection', connection)
 }
 
-/** Seals the passwords of `connection` and `console` into one box bound to the server's id. */
-function seal (ctx: Ctx, id: string, connection: Record<string, unknown>, console: Record<string, unknown> | undefined): Pick<StoredServer, 'connection' | 'console' | 'secrets' | 'secretPaths'> {
+/** Seals the passwords of `connection` and `console`, each bound to the server, its purpose and its destination. */
+function seal (ctx: Ctx, id: string, agent: AgentType, connection: Record<string, unknown>, console: Record<string, unknown> | undefined): Pick<StoredServer, 'connection' | 'console' | 'sealed' | 'secretPaths'> {
   const c = splitSecrets(connection)
   const k = splitSecrets(console)
   const secrets: ServerSecrets = {}
   const secretPaths: SecretPath[] = []
   if (c.password !== undefined) { secrets.connection = { password: c.password }; secretPaths.push('connection.password') }
   if (k.password !== undefined) { secrets.console = { password: k.password }; secretPaths.push('console.password') }
-  const out: Pick<StoredServer, 'connection' | 'console' | 'secrets' | 'secretPaths'> = { connection: c.pub ?? {}, secretPaths }
+  const out: Pick<StoredServer, 'connection' | 'console' | 'sealed' | 'secretPaths'> = { connection: c.pub ?? {}, secretPaths }
   if (k.pub !== undefined) out.console = k.pub
-  if (secretPaths.length > 0) out.secrets = ctx.box.seal(secrets, id)
+  const sealed = sealServerSecrets(ctx.box, { id, agent, connection: out.connection, console: out.console }, secrets)
+  if (sealed !== undefined) out.sealed = sealed
   return out
+}
+
+/**
+ * The stored password of one purpose, for a PATCH that keeps it: opened against the record's current
+ * destination (the earlier form against the id). One that does not open (the record was changed outside
+ * the API) must be sent again.
+ */
+function storedPassword (ctx: Ctx, old: StoredServer, purpose: SecretPurpose): string | undefined {
+  if (!old.secretPaths.includes(`${purpose}.password`)) return undefined
+  try {
+    const opened = old.sealed?.[purpose] === undefined ? openLegacySecrets(ctx.box, old)?.[purpose] : openServerSecret(ctx.box, old, purpose)
+    return opened?.password
+  } catch {
+    throw secretMustBeSent(`${purpose}.password: the stored password does not open for this record any more: send ${purpose}.password again`, `${purpose}.password`)
+  }
+}
+
+/**
+ * A PATCH that moves a secret's destination (host, port, username, url, CA, uri) must send that secret
+ * again: otherwise the stored password would be sent to wherever the record now points.
+ */
+function assertSecretsFollow (agent: AgentType, purpose: SecretPurpose, before: Record<string, unknown> | undefined, after: Record<string, unknown> | undefined, kept: boolean): void {
+  if (!kept) return
+  const field = changedDestinationField(agent, purpose, before, after)
+  if (field !== undefined) throw secretMustBeSent(`${purpose}.${field} changed: send ${purpose}.password again`, `${purpose}.${field}`)
+}
+
+/** 422: the request is well formed, but cannot be carried out without the password it leaves out. */
+function secretMustBeSent (message: string, field: string): PortholeError {
+  return new PortholeError('invalid', message, { status: 422, details: { field } })
 }
 
 export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
@@ -75,7 +114,7 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       if (await ctx.tenants.get(b.tenantId) === undefined) throw new ValidationError(`tenantId: no tenant ${b.tenantId}`, 'tenantId')
       const id = randomUUID()
       const now = new Date().toISOString()
-      const s: StoredServer = { id, tenantId: b.tenantId, name: b.name, agent: b.agent, ...seal(ctx, id, b.connection, b.console), createdAt: now, updatedAt: now }
+      const s: StoredServer = { id, tenantId: b.tenantId, name: b.name, agent: b.agent, ...seal(ctx, id, b.agent, b.connection, b.console), createdAt: now, updatedAt: now }
       await ctx.servers.put(s)
       await audit(ctx, req, p, { action: 'server.create', result: 'ok', serverId: id, tenantId: s.tenantId })
       return reply.code(201).header('location', `/v1/servers/${id}`).send(toServerView(s))
@@ -85,8 +124,9 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['servers'],
         summary: 'list servers (customers: their own)',
+        description: SERVER_VIEWS_DOC,
         querystring: Type.Object({ tenantId: Type.Optional(Type.String({ format: 'uuid' })) }, { additionalProperties: false }),
-        response: { 200: Type.Array(ServerView), ...errors() }
+        response: { 200: Type.Array(SERVER_VIEWS), ...errors() }
       }
     }, async (req) => {
       const p = principal(req)
@@ -97,7 +137,7 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     })
 
     app.get('/servers/:id', {
-      schema: { tags: ['servers'], summary: 'one server', params: IdParams, response: { 200: ServerView, ...errors(404) } }
+      schema: { tags: ['servers'], summary: 'one server', description: SERVER_VIEWS_DOC, params: IdParams, response: { 200: SERVER_VIEWS, ...errors(404) } }
     }, async (req) => {
       const s = assertVisible(principal(req), 'server', await ctx.servers.get(req.params.id))
       return toServerView(s)
@@ -107,32 +147,43 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['servers'],
         summary: 'change a server (admin, operator)',
-        description: 'Members replace the stored ones, except `connection`, whose members merge into the stored connection. A password of `"******"` keeps the stored one.',
+        description: 'Members replace the stored ones, except `connection`, whose members merge into the stored connection. A password left out of `connection`, or sent as `"******"`, keeps the stored one, but only while it goes where it went: a change of where a password is sent (ipmi `host`, `port`, `username`; ovirt `url`, `username`, `caCert`; kvm `uri`; `console.host`, `console.port`) without the password is a 422 naming the field.',
         params: IdParams,
         body: ServerPatch,
-        response: { 200: ServerView, ...errors(404) }
+        response: { 200: ServerView, ...errors(404, 422) }
       }
     }, async (req) => {
       const p = principal(req)
       const old = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
       requireRole(req, 'admin', 'operator')
       const b = req.body
-      const secrets: ServerSecrets = old.secrets === undefined ? {} : ctx.box.open<ServerSecrets>(old.secrets, old.id)
-      const connection: Record<string, unknown> = { ...old.connection, ...(secrets.connection?.password === undefined ? {} : { password: secrets.connection.password }), ...(b.connection ?? {}) }
-      if (connection.password === MASK) connection.password = secrets.connection?.password
-      if (connection.password === undefined || connection.password === null) delete connection.password
+      // A password left out (connection) or sent as the mask keeps the stored one, if it may follow.
+      const sentConnection = b.connection?.password
+      const keepConnection = sentConnection === undefined || sentConnection === MASK
+      const connection: Record<string, unknown> = { ...old.connection, ...(b.connection ?? {}) }
+      delete connection.password
+      if (keepConnection) {
+        const kept = storedPassword(ctx, old, 'connection')
+        if (kept !== undefined) connection.password = kept
+      } else if (sentConnection !== null) connection.password = sentConnection
       for (const [k, v] of Object.entries(connection)) if (v === null) delete connection[k] // null removes an optional member
-      let console: Record<string, unknown> | undefined = old.console === undefined && secrets.console === undefined ? undefined : { ...(old.console ?? {}), ...(secrets.console?.password === undefined ? {} : { password: secrets.console.password }) }
+      let console: Record<string, unknown> | undefined = old.console === undefined && !old.secretPaths.includes('console.password') ? undefined : { ...(old.console ?? {}) }
+      let keepConsole = b.console === undefined
       if (b.console !== undefined) {
         console = { ...b.console }
-        if (console.password === MASK) {
-          if (secrets.console?.password === undefined) delete console.password
-          else console.password = secrets.console.password
-        }
+        keepConsole = console.password === MASK
+        delete console.password
+        if (!keepConsole && b.console.password !== undefined) console.password = b.console.password
       }
+      if (keepConsole && console !== undefined) {
+        const kept = storedPassword(ctx, old, 'console')
+        if (kept !== undefined) console.password = kept
+      }
+      assertSecretsFollow(old.agent, 'connection', old.connection, connection, keepConnection && old.secretPaths.includes('connection.password'))
+      assertSecretsFollow(old.agent, 'console', old.console, console, keepConsole && old.secretPaths.includes('console.password'))
       checkConnection(ctx, old.agent, connection)
       if (console !== undefined) checkPart(consoleChecker, 'console', console)
-      const s: StoredServer = { id: old.id, tenantId: old.tenantId, name: b.name ?? old.name, agent: old.agent, ...seal(ctx, old.id, connection, console), createdAt: old.createdAt, updatedAt: new Date().toISOString() }
+      const s: StoredServer = { id: old.id, tenantId: old.tenantId, name: b.name ?? old.name, agent: old.agent, ...seal(ctx, old.id, old.agent, connection, console), createdAt: old.createdAt, updatedAt: new Date().toISOString() }
       await ctx.servers.put(s)
       // Live consoles were opened to the old target: they end with it.
       if (b.connection !== undefined || b.console !== undefined) await revokeSessions(ctx, s.id)
