@@ -254,7 +254,9 @@ async function stopAll (signal) {
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) continue
     waits.push(new Promise(resolve => {
       const kill = setTimeout(() => { say(`${name} still running after ${stopGraceMs(name) / 1000} s: SIGKILL`, 'warn'); child.kill('SIGKILL') }, stopGraceMs(name))
-      child.once('close', (code, sig) => { clearTimeout(kill); resolve(code === 0 || (code === null && sig === 'SIGINT') ? 0 : 1) })
+      // A bad setting found as it stops (e.g. LOG_LEVEL, which all four read) is said in the last line instead;
+      // a service still loading has no handler yet and ends by the SIGTERM itself.
+      child.once('close', (code, sig) => { clearTimeout(kill); resolve(code === 0 || code === EXIT_BAD_CONFIG || (code === null && (sig === 'SIGINT' || sig === 'SIGTERM')) ? 0 : 1) })
       child.kill('SIGTERM')
     }))
   }
