@@ -34,6 +34,9 @@ if (picked.length === 0) {
   console.error('no test files found: run `npm run build` first')
   process.exit(1)
 }
-const args = ['--enable-source-maps', '--test', '--test-concurrency=1', '--test-reporter=spec', ...picked]
+// The spec reporter as the run goes, then a line per reason that tests were skipped (scripts/lib/skip-summary.mjs).
+const skipSummary = new URL('./lib/skip-summary.mjs', import.meta.url).href
+const args = ['--enable-source-maps', '--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout',
+  `--test-reporter=${skipSummary}`, '--test-reporter-destination=stdout', ...picked]
 const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root, env: { ...process.env, PORTHOLE_TEST: '1' } })
 process.exit(r.status ?? 1)

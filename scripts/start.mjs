@@ -9,7 +9,9 @@
 //   once, on the terminal, when it is created: fine for a local quick start, not for a shared machine (set
 //   the four variables yourself there).
 // - A service that exits is started again after a back-off (0.5 s doubling to 30 s; reset once it has run
-//   for a minute). SIGINT or SIGTERM stops them all (SIGTERM, then SIGKILL after 10 s, 100 s for the agents, whose running actions finish first); a second Ctrl-C kills.
+//   for a minute) — except one that exits on a bad setting (exit code 2): the same environment would fail the
+//   same way, so the others are stopped and the last line names the service and the setting, with exit code 2.
+//   SIGINT or SIGTERM stops them all (SIGTERM, then SIGKILL after 10 s, 100 s for the agents, whose running actions finish first); a second Ctrl-C kills.
 // - Each log line is passed through with the service's name in front; `--raw` passes the JSON lines
 //   untouched (each names its service) and writes the supervisor's own lines as JSON too, for pino-pretty or
 //   a log shipper.
@@ -152,14 +154,20 @@ const BACKOFF_MIN = 500
 const BACKOFF_MAX = 30_000
 const STABLE_MS = 60_000
 const STOP_GRACE_MS = 10_000
+// A service's exit code after `<name>: bad configuration: <VARIABLE>: <why>` on stderr
+// (EXIT_BAD_CONFIG in packages/shared/src/service): not restarted.
+const EXIT_BAD_CONFIG = 2
+const BAD_CONFIG_LINE = /^(\S+): bad configuration: (.+)$/
 // The agents let running power actions finish and report first (AGENT_STOP_GRACE_SECONDS, default 90).
 const agentGrace = /^\d+$/.test(process.env.AGENT_STOP_GRACE_SECONDS ?? '') ? Number(process.env.AGENT_STOP_GRACE_SECONDS) : 90
 const stopGraceMs = (name) => name === 'agents' ? (agentGrace + 10) * 1000 : STOP_GRACE_MS
 
 let stopping = false
 let stoppingSince = 0
-/** @type {Map<string, {child?: import('node:child_process').ChildProcess, failures: number, timer?: NodeJS.Timeout, startedAt: number, ready: boolean}>} */
+/** @type {Map<string, {child?: import('node:child_process').ChildProcess, failures: number, timer?: NodeJS.Timeout, startedAt: number, ready: boolean, badSetting?: string}>} */
 const procs = new Map(selected.map(n => [n, { failures: 0, startedAt: 0, ready: false }]))
+/** Services that exited on a bad setting, with what they said about it. */
+const badConfig = []
 let announced = false
 
 function run (name) {
@@ -167,11 +175,14 @@ function run (name) {
   st.timer = undefined
   st.startedAt = Date.now()
   st.ready = false
+  st.badSetting = undefined
   const child = spawn(process.execPath, ['--enable-source-maps', mainOf(name)], { cwd: ROOT, env: envFor(name), stdio: ['ignore', 'pipe', 'pipe'] })
   st.child = child
   const onLine = (line) => {
     if (raw) process.stdout.write(line + '\n')
     else process.stdout.write(`${tag(name)} ${line}\n`)
+    const bad = BAD_CONFIG_LINE.exec(line)
+    if (bad !== null && bad[1] === name) st.badSetting = bad[2]
     if (!st.ready && line.includes('"msg":"ready"')) {
       st.ready = true
       if (announced) say(`${name} ready again`)
@@ -184,6 +195,15 @@ function run (name) {
   // 'close' rather than 'exit': it comes after the last output line, so nothing is cut off.
   child.once('close', (code, signal) => {
     st.child = undefined
+    if (code === EXIT_BAD_CONFIG) {
+      badConfig.push({ name, problem: st.badSetting ?? `exit code ${EXIT_BAD_CONFIG}, a bad setting (see its lines above)` })
+      if (!stopping) {
+        const others = [...procs.keys()].filter(n => n !== name)
+        say(`${name} exited on a bad setting; not restarting it${others.length > 0 ? `, stopping ${others.join(', ')}` : ''}`, 'error')
+        void stopAll('bad configuration')
+      }
+      return
+    }
     if (stopping) return
     const ranFor = Date.now() - st.startedAt
     if (ranFor >= STABLE_MS) st.failures = 0
@@ -218,6 +238,7 @@ function lines (stream, onLine) {
 
 async function stopAll (signal) {
   if (stopping) {
+    if (signal === 'bad configuration') return
     // The same signal often arrives twice at once (Ctrl-C reaches the whole process group, `timeout` and
     // npm forward it too); only a deliberate second one, a second later, kills.
     if (Date.now() - stoppingSince < 1000) return
@@ -227,7 +248,7 @@ async function stopAll (signal) {
   }
   stopping = true
   stoppingSince = Date.now()
-  say(`${signal}: stopping ${[...procs.keys()].join(', ')}`)
+  if (signal !== 'bad configuration') say(`${signal}: stopping ${[...procs.keys()].join(', ')}`)
   const waits = []
   for (const [name, s] of procs) {
     if (s.timer !== undefined) clearTimeout(s.timer)
@@ -235,13 +256,23 @@ async function stopAll (signal) {
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) continue
     waits.push(new Promise(resolve => {
       const kill = setTimeout(() => { say(`${name} still running after ${stopGraceMs(name) / 1000} s: SIGKILL`, 'warn'); child.kill('SIGKILL') }, stopGraceMs(name))
-      child.once('close', (code, sig) => { clearTimeout(kill); resolve(code === 0 || (code === null && sig === 'SIGINT') ? 0 : 1) })
+      // A bad setting found as it stops (e.g. LOG_LEVEL, which all four read) is said in the last line instead;
+      // a service still loading has no handler yet and ends by the SIGTERM itself.
+      child.once('close', (code, sig) => { clearTimeout(kill); resolve(code === 0 || code === EXIT_BAD_CONFIG || (code === null && (sig === 'SIGINT' || sig === 'SIGTERM')) ? 0 : 1) })
       child.kill('SIGTERM')
     }))
   }
   const codes = await Promise.all(waits)
   const bad = codes.filter(c => c !== 0).length
   say(bad === 0 ? 'stopped' : `stopped (${bad} service(s) did not exit cleanly)`, bad === 0 ? 'info' : 'warn')
+  if (badConfig.length > 0) {
+    // The last line says it all: which service, which setting, why (one line per distinct problem, so a
+    // setting all four share, e.g. LOG_LEVEL, is one line).
+    const byProblem = new Map()
+    for (const { name, problem } of badConfig) byProblem.set(problem, [...(byProblem.get(problem) ?? []), name])
+    for (const [problem, who] of byProblem) say(`${who.join(', ')}: bad configuration: ${problem} — fix the setting and start again`, 'error')
+    process.exit(EXIT_BAD_CONFIG)
+  }
   process.exit(bad === 0 ? 0 : 1)
 }
 

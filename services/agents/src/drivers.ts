@@ -8,7 +8,7 @@ import type { Logger } from '@porthole/shared/logging'
 import type { Locks } from '@porthole/shared/store'
 import type { AgentsConfig } from './config.js'
 import type { AgentDriver } from './driver.js'
-import { KvmDriver } from './kvm/driver.js'
+import { loadKvmDriver } from './kvm/load.js'
 import { createIpmiDriver } from './ipmi/index.js'
 import type { SolTickets } from './ipmi/sol.js'
 import { createOvirtDriver } from './ovirt/index.js'
@@ -22,10 +22,11 @@ export interface DriverDeps {
   sol?: { tickets: SolTickets, port: () => number } | undefined
 }
 
-export type DriverFactory = (deps: DriverDeps) => AgentDriver
+/** May load its code on demand (kvm: the libvirt binding), and throw a ConfigError when it cannot. */
+export type DriverFactory = (deps: DriverDeps) => AgentDriver | Promise<AgentDriver>
 
 export const DRIVERS: Partial<Record<AgentType, DriverFactory>> = {
-  kvm: ({ config, log }) => new KvmDriver({
+  kvm: async ({ config, log }) => new (await loadKvmDriver())({
     consoleHosts: config.KVM_CONSOLE_HOSTS,
     shutdownWaitMs: config.KVM_SHUTDOWN_WAIT_MS,
     pollMs: config.KVM_POLL_MS,

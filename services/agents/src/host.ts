@@ -52,7 +52,14 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   const tickets = config.AGENT_TYPES.includes('ipmi') ? new SolTickets(redis, box, ns) : undefined
   let bridge: SolBridge | undefined
   const sol = tickets === undefined ? undefined : { tickets, port: () => bridge?.port ?? config.SOL_BRIDGE_PORT }
-  const active: AgentDriver[] = config.AGENT_TYPES.map(type => (drivers[type] as DriverFactory)({ config, log: log.child({ component: type }), locks, sol }))
+  const active: AgentDriver[] = []
+  try {
+    for (const type of config.AGENT_TYPES) active.push(await (drivers[type] as DriverFactory)({ config, log: log.child({ component: type }), locks, sol }))
+  } catch (err) { // e.g. kvm without its libvirt binding: a ConfigError, exit code 2
+    await Promise.allSettled(active.map(async d => await d.close()))
+    redis.disconnect()
+    throw err
+  }
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: `porthole-agents(${config.AGENT_TYPES.join(',')})` })
 
   /** Publishes a job's update in its job's lane (a poison request's, whose kind is unknown, in the durable one). */

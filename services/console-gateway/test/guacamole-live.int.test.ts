@@ -2,7 +2,8 @@
  * The guacamole path end to end against a real guacd: Chromium opens the console page, guacamole-common-js
  * talks through the gateway and guacamole-lite to guacd, and guacd to a real libvirt VM's VNC display
  * (with a password). Debian packages no guacd, so these tests run only when GUACD_HOST (and optionally
- * GUACD_PORT, default 4822) names one; without it they report themselves skipped, with the reason.
+ * GUACD_PORT, default 4822) names one; without it they report themselves skipped, with the reason, and
+ * scripts/run-tests.mjs counts them in its skip summary at the end. The README says how to run them.
  * guacamole.int.test.ts covers the same path up to guacd's door with a listener of its own.
  */
 import { after, before, test } from 'node:test'
@@ -17,7 +18,7 @@ import { fileScope, harness, launchChromium, vmScreenshot, vncTarget, type Harne
 const GUACD_HOST = process.env.GUACD_HOST
 const GUACD_PORT = process.env.GUACD_PORT ?? '4822'
 const skip = GUACD_HOST === undefined || GUACD_HOST === ''
-  ? 'GUACD_HOST not set: the guacamole path is tested up to guacd’s door in guacamole.int.test.ts'
+  ? 'guacd: GUACD_HOST not set — this test of the Guacamole path beyond guacd’s door needs a real guacd (README: Tests that need a guacd); guacamole.int.test.ts tests the path up to its door'
   : false
 const PASSWORD = 'gd-Pw7x'
 const suite = fileScope(after)

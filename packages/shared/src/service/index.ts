@@ -6,6 +6,13 @@
 import { ConfigError } from '../config/index.js'
 import { brief, createLogger, type Logger } from '../logging/index.js'
 
+/**
+ * The exit code of a service that stopped on a bad setting (after a stderr line `<name>: bad configuration:
+ * <VARIABLE>: <why>`). A supervisor does not restart it: the same environment fails the same way
+ * (scripts/start.mjs stops everything and repeats the line).
+ */
+export const EXIT_BAD_CONFIG = 2
+
 export interface ServiceMain<C extends { LOG_LEVEL: string }, S extends { close: () => Promise<void> }> {
   name: string
   readConfig: () => C
@@ -25,7 +32,7 @@ export async function runService<C extends { LOG_LEVEL: string }, S extends { cl
     config = o.readConfig()
   } catch (err) {
     process.stderr.write(`${o.name}: bad configuration: ${(err as Error).message}\n`)
-    process.exit(2)
+    process.exit(EXIT_BAD_CONFIG)
   }
   const log = createLogger({ name: o.name, level: config.LOG_LEVEL })
   o.prepare?.(config, log)
@@ -57,7 +64,7 @@ export async function runService<C extends { LOG_LEVEL: string }, S extends { cl
     service = await o.start(config, log, starting.signal)
   } catch (err) {
     if (stopping) { log.info('stopped before ready'); process.exit(0) }
-    if (err instanceof ConfigError) { process.stderr.write(`${o.name}: bad configuration: ${err.message}\n`); process.exit(2) }
+    if (err instanceof ConfigError) { process.stderr.write(`${o.name}: bad configuration: ${err.message}\n`); process.exit(EXIT_BAD_CONFIG) }
     log.fatal({ err: brief(err) }, 'start failed')
     process.exit(1)
   }

@@ -2,7 +2,7 @@
  * Test support: real RabbitMQ and Redis, found or started, never faked. The order is: the services named by
  * `RABBITMQ_URL` / `REDIS_URL`; else the local defaults when they answer; else containers started with
  * testcontainers where Docker runs. When none works the test fails with a message saying what to set: a
- * missing service never skips a test.
+ * missing RabbitMQ or Redis fails a test, never skips it.
  */
 import { randomBytes } from 'node:crypto'
 import { connect as netConnect } from 'node:net'
