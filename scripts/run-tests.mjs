@@ -21,7 +21,7 @@ function walk (dir, out) {
 
 const files = []
 for (const r of roots) {
-  // Workspaces compile test/ to dist/test; the end-to-end project (test/) compiles e2e/ to test/dist/e2e.
+  // Workspaces compile test/ to dist/test; the end-to-end project (test/) compiles e2e/ and security/ to test/dist.
   const testDir = r === 'test' ? join(root, r, 'dist') : join(root, r, 'dist', 'test')
   try { statSync(testDir) } catch { continue }
   files.push(...walk(testDir, []))
