@@ -1,0 +1,211 @@
+// The console token matrix, against a live VM: a tiny libvirt domain, the real gateway, console URLs from
+// the API. Forged, bit-flipped, truncated, expired, revoked and foreign tokens, a wrong Origin, a used
+// single-use link, and two viewers racing for one single-use link: none gets past authorization but the
+// one that should. "Accepted" means a byte of the console came: the gateway sends nothing before the token
+// has been checked; the positive controls go on to the VM's own RFB ServerInit.
+import { after, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { tinyDomain } from '@porthole/shared/testing'
+import { fileStack, kvmServer, tenant } from '../e2e/fixtures.js'
+import { consoleAddress, secretsIn, tokensIn, tryViewer, vncViewer, type ConsoleAddress, type ViewerOptions, type ViewerOutcome } from './support.js'
+
+const stack = await fileStack()
+const scope = { after: (fn: () => Promise<void>) => { after(fn) } }
+const vncPassword = randomBytes(6).toString('base64url').slice(0, 8)
+const dom = await tinyDomain(scope, { vncPassword })
+const acme = await tenant(stack, 'tokens-acme')
+const globex = await tenant(stack, 'tokens-globex')
+const serverX = await kvmServer(stack, acme.tenantId, dom)
+const serverY = await kvmServer(stack, acme.tenantId, dom)
+const serverG = await kvmServer(stack, globex.tenantId, dom)
+
+/** Every token the API handed out here: no log line may hold one. */
+const issued: string[] = []
+/** Every forged token presented: no log line may hold one either. */
+const forged = new Set<string>()
+
+async function consoleFor (serverId: string, key: string, body: Record<string, unknown> = {}): Promise<ConsoleAddress> {
+  const r = await stack.api('POST', `/v1/servers/${serverId}/console`, { ttlSeconds: 600, ...body }, { key })
+  assert.equal(r.status, 201, JSON.stringify(r.body))
+  const a = consoleAddress(r.body.url)
+  issued.push(a.token)
+  return a
+}
+
+// Made first so that its ten seconds run out while the other cases run; its viewer sees the expiry.
+const shortLived = await consoleFor(serverX, acme.customerKey, { ttlSeconds: 10 })
+const shortViewer = await vncViewer(shortLived)
+const x = await consoleFor(serverX, acme.customerKey)
+
+/** Asserts the gateway said no: an HTTP 4xx to the upgrade or a close with one of its 4xxx codes. */
+function refused (o: ViewerOutcome, what: string, code?: number): void {
+  if (o.kind === 'accepted') assert.fail(`${what}: accepted`)
+  if (o.kind === 'refused') assert.ok(o.status >= 400 && o.status < 500, `${what}: upgrade answered ${o.status}`)
+  else if (o.kind === 'closed') assert.ok(code === undefined ? o.code >= 4000 && o.code < 5000 : o.code === code, `${what}: closed ${o.code} ${o.reason}`)
+  else assert.fail(`${what}: the gateway did not answer (${o.message})`)
+}
+
+/** Presents a forged token (kept for the log check) on the session's path. */
+async function present (a: ConsoleAddress, token: string): Promise<ViewerOutcome> {
+  forged.add(token)
+  return await tryViewer({ ...a, token })
+}
+
+test('the valid token reaches the VM: its own ServerInit through the gateway (positive control)', async () => {
+  const v = await vncViewer(x)
+  assert.ok(v.name.includes(dom.name), `desktop name ${v.name}`)
+  v.ws.close()
+  await v.closed
+})
+
+test('forged tokens are refused', async () => {
+  const token = x.token
+  const cases: Array<[string, ViewerOptions & { token?: string }]> = [
+    ['no token at all', { protocols: ['binary'] }],
+    ['an empty token', { protocols: ['binary', 'porthole.token.'] }],
+    ['the SHA-256 Redis keeps, hex', { token: createHash('sha256').update(token).digest('hex') }],
+    ['the SHA-256 Redis keeps, base64url', { token: createHash('sha256').update(token).digest('base64url') }],
+    ['the session id', { token: x.sessionId }],
+    ['the session id without dashes', { token: x.sessionId.replaceAll('-', '') }],
+    ['the token with its case swapped', { token: [...token].map(c => c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()).join('') }],
+    ['the token and one more character', { token: `${token}A` }],
+    ['the token twice', { token: token + token }],
+    ['the token and a dot', { token: `${token}.` }],
+    ['a 129-character token', { token: 'A'.repeat(129) }],
+    ['the token in a second, empty protocol', { protocols: ['binary', 'porthole.token.', `porthole.token.${randomBytes(32).toString('base64url')}`] }],
+    ...Array.from({ length: 50 }, (_v, i): [string, { token: string }] => [`random token ${i}`, { token: randomBytes(32).toString('base64url') }])
+  ]
+  for (const [what, o] of cases) {
+    // Ids are no secrets (they are in log lines by design): presented, but not searched for afterwards.
+    const outcome = o.token === undefined ? await tryViewer(x, o) : what.includes('session id') ? await tryViewer({ ...x, token: o.token }) : await present(x, o.token)
+    refused(outcome, what)
+  }
+  // The token where the gateway never reads it: in the query string or as the path's fragment.
+  for (const path of [`${x.sessionId}/ws?token=${token}`, `${x.sessionId}/ws?porthole.token.${token}`]) {
+    refused(await tryViewer({ ...x, sessionId: path }, { protocols: ['binary'] }), `token in ${path.replace(token, '<token>')}`)
+  }
+})
+
+/** `n` tokens that differ from `token` by a few flipped bits: of its bytes mostly, of its characters too. */
+function bitFlips (token: string, n: number): string[] {
+  const bytes = Buffer.from(token, 'base64url')
+  const out = new Set<string>()
+  // One bit of each byte first (every single-bit flip), then random flips of 1 to 4 bits.
+  for (let bit = 0; bit < bytes.length * 8; bit++) {
+    const b = Buffer.from(bytes)
+    b[bit >> 3] = (b[bit >> 3] as number) ^ (1 << (bit & 7))
+    out.add(b.toString('base64url'))
+  }
+  const tchar = /^[A-Za-z0-9!#$%&'*+.^_`|~-]$/ // what a subprotocol may hold
+  while (out.size < n) {
+    if (Math.random() < 0.75) {
+      const b = Buffer.from(bytes)
+      for (let k = 1 + Math.floor(Math.random() * 4); k > 0; k--) {
+        const bit = Math.floor(Math.random() * b.length * 8)
+        b[bit >> 3] = (b[bit >> 3] as number) ^ (1 << (bit & 7))
+      }
+      out.add(b.toString('base64url'))
+    } else {
+      const i = Math.floor(Math.random() * token.length)
+      const c = String.fromCharCode(token.charCodeAt(i) ^ (1 << Math.floor(Math.random() * 7)))
+      if (tchar.test(c)) out.add(token.slice(0, i) + c + token.slice(i + 1))
+    }
+  }
+  out.delete(token)
+  return [...out]
+}
+
+test('10,000 bit-flipped tokens: none accepted, each refused', async () => {
+  const variants = bitFlips(x.token, 10_000)
+  assert.ok(variants.length >= 9_999)
+  const outcomes = new Map<string, number>()
+  const wrong: string[] = []
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < variants.length) {
+      const o = await present(x, variants[next++] as string)
+      const label = o.kind === 'refused' ? `http ${o.status}` : o.kind === 'closed' ? `close ${o.code}` : o.kind
+      outcomes.set(label, (outcomes.get(label) ?? 0) + 1)
+      try { refused(o, 'a bit-flipped token') } catch (err) { wrong.push((err as Error).message) }
+    }
+  }
+  await Promise.all(Array.from({ length: 48 }, worker))
+  assert.equal(outcomes.get('accepted') ?? 0, 0, `accepted: ${JSON.stringify([...outcomes])}`)
+  // Every one was answered with a refusal: none timed out, none got a stranger answer.
+  assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} not refused: ${JSON.stringify([...outcomes])}`)
+})
+
+test('truncated tokens are refused', async () => {
+  const t = x.token
+  for (const cut of [t.slice(0, 1), t.slice(0, 8), t.slice(0, 21), t.slice(0, 22), t.slice(0, 32), t.slice(0, -1), t.slice(1), t.slice(0, t.length / 2)]) {
+    refused(await present(x, cut), `a token of ${cut.length} characters`, cut.length >= 22 ? 4000 : undefined)
+  }
+})
+
+test('another session\'s token on this session\'s path is refused: another server, another tenant, the same server', async () => {
+  const y = await consoleFor(serverY, acme.customerKey)
+  const g = await consoleFor(serverG, globex.customerKey)
+  const sibling = await consoleFor(serverX, acme.customerKey)
+  for (const [what, other] of [['server Y', y], ['another tenant\'s server', g], ['another session of server X', sibling]] as const) {
+    refused(await tryViewer({ ...x, token: other.token }), `${what}'s token on X's path`, 4000)
+    refused(await tryViewer({ ...other, token: x.token }), `X's token on ${what}'s path`, 4000)
+  }
+  // Each of them opens its own session.
+  for (const a of [y, g, sibling]) assert.equal((await tryViewer(a)).kind, 'accepted')
+})
+
+test('a wrong Origin is refused at the upgrade, whatever the token', async () => {
+  const gw = new URL(stack.gatewayUrl)
+  const origins = ['http://evil.example', 'null', `http://${gw.hostname}:${Number(gw.port) + 1}`, `https://${gw.host}`, `http://${gw.hostname}.evil.example:${gw.port}`, `${gw.origin}.evil.example`]
+  for (const origin of origins) {
+    const o = await tryViewer(x, { origin })
+    assert.deepEqual(o, { kind: 'refused', status: 403 }, `Origin ${origin}`)
+  }
+  assert.deepEqual(await tryViewer(x, { origin: null }), { kind: 'refused', status: 403 }, 'no Origin')
+})
+
+test('a single-use link opens once', async () => {
+  const once = await consoleFor(serverX, acme.customerKey, { singleUse: true })
+  const v = await vncViewer(once)
+  assert.ok(v.name.includes(dom.name))
+  refused(await tryViewer(once), 'the link again while its viewer is open', 4004)
+  v.ws.close()
+  await v.closed
+  refused(await tryViewer(once), 'the link again after its viewer left', 4004)
+})
+
+test('two viewers racing for one single-use link: exactly one wins', async () => {
+  for (let round = 0; round < 3; round++) {
+    const once = await consoleFor(serverX, acme.customerKey, { singleUse: true })
+    const outcomes = await Promise.all([tryViewer(once), tryViewer(once)])
+    assert.equal(outcomes.filter(o => o.kind === 'accepted').length, 1, JSON.stringify(outcomes))
+    for (const o of outcomes.filter(o => o.kind !== 'accepted')) refused(o, 'the loser', 4004)
+  }
+})
+
+test('a revoked session: its live viewer is closed and its token is refused', async () => {
+  const r = await consoleFor(serverX, acme.customerKey)
+  const v = await vncViewer(r)
+  const del = await stack.api('DELETE', `/v1/console-sessions/${r.sessionId}`, undefined, { key: acme.customerKey })
+  assert.equal(del.status, 204)
+  assert.equal((await v.closed).code, 4002)
+  refused(await tryViewer(r), 'the revoked token', 4002)
+})
+
+test('an expired session: its live viewer is closed at expiry and its token is refused', async () => {
+  // The gateway's own expiry event: the live viewer's close, bounded well past the ten-second ttl.
+  let timer: NodeJS.Timeout | undefined
+  const closed = await Promise.race([shortViewer.closed, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('the viewer was not closed at expiry')), 30_000) })])
+  clearTimeout(timer)
+  assert.equal(closed.code, 4001, closed.reason)
+  refused(await tryViewer(shortLived), 'the expired token', 4001)
+})
+
+test('no token, valid or forged, and not the VNC password, is in any log line', () => {
+  const logs = stack.logs()
+  assert.ok(forged.size >= 10_000)
+  assert.equal(tokensIn(logs, forged), 0, 'forged tokens in the logs')
+  assert.deepEqual(secretsIn(logs, { vncPassword, ...Object.fromEntries(issued.map((t, i) => [`issued token ${i}`, t])) }), [])
+  assert.ok(logs.includes('console viewer refused'), 'the gateway logged its refusals (the logs were read)')
+})
