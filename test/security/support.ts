@@ -233,7 +233,7 @@ export async function vncViewer (a: ConsoleAddress, timeoutMs = 20_000): Promise
  * Samples `ps -eo args` (every process's command line on this machine) about every `intervalMs` until
  * stopped, keeping each distinct line: a secret passed on a command line shows there to every local user.
  */
-export function psSampler (intervalMs = 100): { stop: () => Promise<string[]>, samples: () => number } {
+export function psSampler (intervalMs = 100): { stop: () => Promise<string[]>, peek: () => Promise<string[]>, samples: () => number } {
   const lines = new Set<string>()
   let n = 0
   let stopped = false
@@ -254,6 +254,7 @@ export function psSampler (intervalMs = 100): { stop: () => Promise<string[]>, s
   running = loop()
   return {
     samples: () => n,
+    peek: async () => [...lines],
     stop: async () => { stopped = true; await running; return [...lines] }
   }
 }
