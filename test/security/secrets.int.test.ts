@@ -3,7 +3,7 @@
 // against ipmi_sim, the BMC's VNC password, an oVirt engine's password and its console tickets against the
 // simulator, wrong passwords on the failure paths, the services' own keys), then a search for each of them
 // in every service's log output (at debug level), in `ps` output sampled every ~100 ms while the scenarios
-// ran, and in every API answer that is not the one meant to show it once.
+// ran, in every API answer that is not the one meant to show it once, and in Redis.
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { REPO_ROOT, tinyDomain, waitFor, type ApiResponse } from '@porthole/shared/testing'
 import { fileStack, finished, tenant } from '../e2e/fixtures.js'
-import { consoleAddress, psSampler, secretsIn, tryViewer, vncViewer } from './support.js'
+import { consoleAddress, psSampler, redisDump, secretsIn, tryViewer, vncViewer } from './support.js'
 
 /**
  * Finding being fixed elsewhere (issue #8, credential binding): a PATCH that changes where a server is reached
@@ -55,7 +55,7 @@ const answers: string[] = []
 
 async function call (method: string, path: string, body?: unknown, o: { key?: string, showsSecretOnce?: boolean } = {}): Promise<ApiResponse> {
   const r = await stack.api(method, path, body, { key: o.key })
-  if (o.showsSecretOnce !== true) answers.push(`${method} ${path} → ${r.status} ${JSON.stringify(r.headers)} ${JSON.stringify(r.body)}`)
+  if (o.showsSecretOnce !== true) answers.push(`${method} ${path} → ${r.status} ${JSON.stringify(Object.fromEntries(r.headers))} ${JSON.stringify(r.body)}`)
   return r
 }
 
@@ -201,7 +201,7 @@ test('refused requests that carry a password do not echo it', async () => {
   for (const path of ['/v1/servers', '/v1/jobs?limit=500', '/v1/audit?limit=1000', '/v1/console-sessions', '/v1/api-keys', '/v1/tenants']) await call('GET', path)
 })
 
-test('no secret in any log line, any ps output sampled during the run, or any API answer', async () => {
+test('no secret in any log line, any ps output sampled during the run, any API answer, or Redis', async () => {
   const lines = await ps.stop()
   assert.ok(ps.samples() >= 20, `${ps.samples()} ps samples`)
   const own = lines.filter(l => l.includes(join('services', 'api', 'dist', 'src', 'main.js')) || l.includes(join('console-gateway', 'dist', 'src', 'main.js')))
@@ -212,4 +212,8 @@ test('no secret in any log line, any ps output sampled during the run, or any AP
   assert.deepEqual(secretsIn(logs, secrets), [], 'secrets in log lines')
   assert.deepEqual(secretsIn(lines.join('\n'), secrets), [], 'secrets in ps output')
   assert.deepEqual(secretsIn(answers.join('\n'), secrets), [], 'secrets in API answers')
+  // At rest: Redis holds passwords sealed, keys and tokens as hashes only.
+  const stored = await redisDump(stack)
+  assert.ok(stored.includes(acme.tenantId) && stored.length > 10_000, 'the namespace was read')
+  assert.deepEqual(secretsIn(stored, secrets), [], 'secrets in Redis')
 })

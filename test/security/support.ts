@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import fc from 'fast-check'
 import { WebSocket } from 'ws'
+import { Redis } from 'ioredis'
 import type { ApiResponse, Stack } from '@porthole/shared/testing'
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON Schema as the OpenAPI document has it
@@ -274,4 +275,29 @@ export function tokensIn (text: string, tokens: Iterable<string>): number {
   let n = 0
   for (const t of tokens) if (runs.has(t)) n++
   return n
+}
+
+/** Every value stored under the stack's namespace in Redis, as text (strings, hashes, lists, sets, zsets, streams). */
+export async function redisDump (stack: Stack): Promise<string> {
+  const r = new Redis(stack.svc.redisUrl)
+  try {
+    const out: string[] = []
+    let cursor = '0'
+    do {
+      const [next, batch] = await r.scan(cursor, 'MATCH', `${stack.ns}:*`, 'COUNT', 1000)
+      cursor = next
+      for (const k of batch) {
+        const type = await r.type(k)
+        const v = type === 'string'
+          ? await r.get(k)
+          : type === 'hash' ? await r.hgetall(k)
+            : type === 'list' ? await r.lrange(k, 0, -1)
+              : type === 'set' ? await r.smembers(k)
+                : type === 'zset' ? await r.zrange(k, 0, -1)
+                  : type === 'stream' ? await r.xrange(k, '-', '+') : null
+        out.push(`${k} ${JSON.stringify(v)}`)
+      }
+    } while (cursor !== '0')
+    return out.join('\n')
+  } finally { r.disconnect() }
 }
