@@ -13,7 +13,7 @@ import { Authenticator } from './auth.js'
 import type { ApiConfig } from './config.js'
 import type { Ctx } from './context.js'
 import { createMetrics } from './metrics.js'
-import { problem, sendProblem, toProblem } from './problem.js'
+import { clientError, problem, sendProblem, toProblem } from './problem.js'
 import { apiKeyRoutes } from './routes/api-keys.js'
 import { auditRoutes } from './routes/audit.js'
 import { consoleSessionRoutes } from './routes/console-sessions.js'
@@ -74,7 +74,11 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     requestIdHeader: false,
     // One line per request (below) instead of fastify's two: logging is a good part of a request's CPU.
     disableRequestLogging: true,
-    return503OnClosing: true
+    return503OnClosing: true,
+    // The router's own refusals (a malformed %-escape, a path parameter past maxParamLength) and those of
+    // node's HTTP parser (headers too large, a malformed request) are problems too, not fastify's plain JSON.
+    frameworkErrors: (err, req, reply) => { void sendProblem(reply, toProblem(err, req)) },
+    clientErrorHandler: clientError
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(validatorCompiler)
   // JSON only: anything else is a 415 rather than a string that fails validation later.

@@ -3,6 +3,7 @@
  * `application/problem+json` with `type`, `title`, `status`, `detail` (and `code`, plus members such as
  * `field` or `jobId`). Never a stack trace, never a secret.
  */
+import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@fastify/type-provider-typebox'
 import { PortholeError, type ErrorCode } from '@porthole/shared/errors'
@@ -30,11 +31,14 @@ const TITLES: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',
+  408: 'Request Timeout',
   409: 'Conflict',
   413: 'Content Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
@@ -113,6 +117,22 @@ export function toProblem (err: unknown, req: FastifyRequest): ProblemBody {
   }
   req.log.error({ err }, 'unhandled error')
   return problem(500, 'internal', 'internal error', extra)
+}
+
+/**
+ * Answers what node's HTTP parser refused before fastify saw a request (headers past the size limit, a
+ * malformed request line, a request that took too long) with a problem, and closes the connection.
+ */
+export function clientError (err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, detail] = err.code === 'HPE_HEADER_OVERFLOW'
+    ? [431, 'the request headers are too large']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'the request was not received in time'] : [400, 'malformed HTTP request']
+  const body = JSON.stringify(problem(status, status === 408 ? 'timeout' : 'invalid', detail))
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${TITLES[status] ?? 'Error'}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
 }
 
 export function sendProblem (reply: FastifyReply, p: ProblemBody): FastifyReply {

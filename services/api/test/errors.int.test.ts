@@ -25,6 +25,9 @@ test("fastify's own errors are problem+json too", async (t) => {
   assert.equal(v.body.field, 'extra')
   assertProblem(await api.call('GET', '/v1/servers', undefined, { key: null }), 401)
   assertProblem(await api.call('GET', `/v1/servers/${crypto.randomUUID()}`), 404)
+  // The router's own refusals: a malformed %-escape, a path parameter longer than it takes.
+  assertProblem(await api.call('GET', '/v1/servers/%zz'), 400)
+  assertProblem(await api.call('GET', `/v1/servers/${'a'.repeat(500)}`), 414)
 })
 
 test('logs carry no query strings and no Authorization header', async (t) => {
