@@ -15,12 +15,6 @@ import { REPO_ROOT, tinyDomain, waitFor, type ApiResponse } from '@porthole/shar
 import { fileStack, finished, tenant } from '../e2e/fixtures.js'
 import { consoleAddress, psSampler, redisDump, secretsIn, tryViewer, vncViewer } from './support.js'
 
-/**
- * Finding being fixed elsewhere (issue #8, credential binding): a PATCH that changes where a server is reached
- * keeps its stored password, which then goes to the new endpoint. Remove once the fix is merged.
- */
-const CREDENTIAL_BINDING: string | undefined = 'finding: a changed endpoint keeps (and is sent) the stored password'
-
 type Scope = { after: (fn: () => Promise<void>) => void }
 /** The agents' own simulators (services/agents/test), compiled: a real ipmi_sim, and the oVirt engine's API. */
 interface Sims {
@@ -177,17 +171,15 @@ async function capturingEngine (): Promise<{ url: string, caCert: string, seen: 
   return { url: `https://127.0.0.1:${(srv.address() as AddressInfo).port}/ovirt-engine`, caCert: pki.caCert, seen: () => seen.join('\n') }
 }
 
-test('a stored password never goes to an endpoint it was not given for', { todo: CREDENTIAL_BINDING }, async () => {
+test('a stored password never goes to an endpoint it was not given for', async () => {
   assert.ok(ovirtServer !== undefined, 'the ovirt record')
   // An operator points the record at another engine and leaves the password as stored ("******" or absent).
   const other = await capturingEngine()
   const patch = await call('PATCH', `/v1/servers/${ovirtServer}`, { connection: { url: other.url, caCert: other.caCert } }, { key: operator.body.key })
-  if (patch.status === 200) {
-    await job(ovirtServer, 'status')
-    assert.ok(other.seen().includes('/sso/oauth/token'), 'the agent called the new endpoint')
-  } else {
-    assert.equal(patch.status, 400, JSON.stringify(patch.body))
-  }
+  // The password is bound to the engine it was given for: moving the record without it is refused.
+  assert.equal(patch.status, 422, JSON.stringify(patch.body))
+  assert.match(String(patch.body.detail), /connection\.(url|caCert)/)
+  await job(ovirtServer, 'status') // the record still points at its own engine, and works there
   assert.ok(!other.seen().includes(secrets['engine password'] as string), 'the engine password reached an endpoint it was not given for')
 })
 

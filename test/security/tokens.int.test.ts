@@ -11,7 +11,7 @@ import { connect as netConnect } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { Redis } from 'ioredis'
 import { WebSocket } from 'ws'
-import { SecretBox } from '@porthole/shared/crypto'
+import { SecretBox, writeSolHello } from '@porthole/shared/crypto'
 import { ConsoleSessionStore } from '@porthole/shared/store'
 import { REPO_ROOT, tinyDomain, waitFor } from '@porthole/shared/testing'
 import { fileStack, kvmServer, tenant } from '../e2e/fixtures.js'
@@ -212,13 +212,6 @@ test('an expired session: its live viewer is closed at expiry and its token is r
   refused(await tryViewer(shortLived), 'the expired token', 4001)
 })
 
-/**
- * Finding being fixed elsewhere (issue #8, SOL tickets): the agents' serial-over-LAN bridge takes a serial
- * console's ticket for the ticket's whole lifetime, also after its console session was revoked. Remove once
- * the fix is merged.
- */
-const SOL_TICKET: string | undefined = 'finding: the SOL bridge ticket outlives its revoked console session'
-
 /** The agents' own ipmi_sim helpers (services/agents/test/ipmi/ipmi-sim.ts), compiled. */
 interface SimHelpers {
   startIpmiSim: (t: typeof scope, o: { sol?: string, power?: 'on' | 'off' }) => Promise<{ host: string, port: number, username: string, password: string }>
@@ -242,10 +235,15 @@ async function serialViewer (a: ConsoleAddress, banner: string): Promise<{ ws: W
   return { ws, closed }
 }
 
-/** What the agents' serial-over-LAN bridge answers a ticket with: its first line (`OK`, `ERR …`). */
-async function bridgeAnswer (host: string, port: number, ticket: string): Promise<string> {
+/**
+ * What the agents' serial-over-LAN bridge answers a ticket with: its first line (`CLAIMED`, `ERR …`), or ''
+ * when it closes without a byte. The hello is signed with the stack's SOL_BRIDGE_SECRET, as the gateway signs
+ * it, unless `signed` is false.
+ */
+async function bridgeAnswer (host: string, port: number, ticket: string, sessionId: string, signed = true): Promise<string> {
+  const hello = signed ? writeSolHello(Buffer.from(stack.solBridgeSecret, 'base64'), ticket, sessionId).line : `PORTHOLE-SOL ${ticket}\n`
   return await new Promise<string>((resolve, reject) => {
-    const sock = netConnect({ host, port }, () => sock.write(`PORTHOLE-SOL ${ticket}\n`))
+    const sock = netConnect({ host, port }, () => sock.write(hello))
     let buf = ''
     const timer = setTimeout(() => { sock.destroy(); reject(new Error('the bridge did not answer')) }, 30_000)
     sock.setEncoding('latin1').on('data', (d: string) => {
@@ -256,6 +254,16 @@ async function bridgeAnswer (host: string, port: number, ticket: string): Promis
     sock.once('close', () => { clearTimeout(timer); resolve(buf) })
     sock.once('error', reject)
   })
+}
+
+/** The serial session's bridge ticket as the gateway holds it now (sealed in the session with the console key). */
+async function heldTicket (sessionId: string): Promise<{ kind: string, host: string, port: number, password: string }> {
+  const redis = new Redis(stack.svc.redisUrl)
+  const session = await new ConsoleSessionStore(redis, stack.ns).get(sessionId)
+  redis.disconnect()
+  assert.ok(session !== undefined)
+  const box = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: stack.consoleKey, PORTHOLE_SECRET_KEY_ID: 'c1', PORTHOLE_OLD_SECRET_KEYS: '' })
+  return box.open<{ kind: string, host: string, port: number, password: string }>(session.target, session.id)
 }
 
 /** The serial console of the test below, for the one after it. */
@@ -273,33 +281,33 @@ test('a serial console (IPMI SOL): forged and foreign tokens are refused, at the
   for (const token of bitFlips(serial.token, 300)) refused(await present(serial, token), 'a bit-flipped serial token', 4000)
   refused(await tryViewer({ ...serial, token: x.token }), "a VNC session's token on the serial session's path", 4000)
 
-  // The bridge ticket, as the gateway holds it (sealed in the session with the console key).
-  const redis = new Redis(stack.svc.redisUrl)
-  const session = await new ConsoleSessionStore(redis, stack.ns).get(serial.sessionId)
-  redis.disconnect()
-  assert.ok(session !== undefined)
-  const box = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: stack.consoleKey, PORTHOLE_SECRET_KEY_ID: 'c1', PORTHOLE_OLD_SECRET_KEYS: '' })
-  const target = box.open<{ kind: string, host: string, port: number, password: string }>(session.target, session.id)
+  // The bridge ticket, as the gateway holds it.
+  const target = await heldTicket(serial.sessionId)
   assert.equal(target.kind, 'sol')
   issued.push(target.password)
   for (const forgery of [randomBytes(32).toString('base64url'), target.password.slice(0, -1), `${target.password}A`, createHash('sha256').update(target.password).digest('hex')]) {
     forged.add(forgery)
-    assert.match(await bridgeAnswer(target.host, target.port, forgery), /^ERR /, 'a forged bridge ticket')
+    assert.match(await bridgeAnswer(target.host, target.port, forgery, serial.sessionId), /^ERR /, 'a forged bridge ticket')
   }
+  // Without the gateway's signature even the real ticket gets not a byte.
+  assert.equal(await bridgeAnswer(target.host, target.port, target.password, serial.sessionId, false), '', 'an unsigned hello')
   // The real one reaches the host: the banner through the gateway (positive control). It stays open for the next test.
   const viewer = await serialViewer(serial, device.banner)
   scope.after(async () => { viewer.ws.terminate() })
   serialCase = { serial, target, viewer }
 })
 
-test('a revoked serial console: its live viewer is closed, its token and its bridge ticket refused', { todo: SOL_TICKET }, async () => {
+test('a revoked serial console: its live viewer is closed, its token and its bridge ticket refused', async () => {
   assert.ok(serialCase !== undefined, 'the serial console of the test before')
   const { serial, target, viewer: v } = serialCase
   assert.equal((await stack.api('DELETE', `/v1/console-sessions/${serial.sessionId}`, undefined, { key: acme.customerKey })).status, 204)
   assert.equal(await v.closed, 4002)
   refused(await tryViewer(serial), 'the revoked serial token', 4002)
-  // The session is revoked: its ticket must not open the BMC's serial console either.
-  assert.match(await bridgeAnswer(target.host, target.port, target.password), /^ERR /, 'the ticket of a revoked session')
+  // The session is revoked: the ticket the gateway holds for it now, signed as the gateway signs, must not open
+  // the BMC's serial console either.
+  const held = await heldTicket(serial.sessionId)
+  issued.push(held.password)
+  assert.match(await bridgeAnswer(target.host, target.port, held.password, serial.sessionId), /^ERR /, 'the ticket of a revoked session')
 })
 
 test('no token, valid or forged, and not the VNC password, is in any log line', () => {
