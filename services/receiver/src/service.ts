@@ -4,11 +4,18 @@
  *
  * Every state change goes through `JobStore.transition` (one Lua script, forward-only), so several receiver
  * replicas, the deadline sweeper and late agent answers can race without moving a job backwards.
+ *
+ * Fair share: a job is dispatched only while its tenant has fewer than TENANT_MAX_IN_FLIGHT jobs dispatched
+ * and unfinished (TenantSlots, in Redis, shared by the replicas). Others are parked in Redis and acked, so
+ * they hold neither this receiver's prefetch nor the agents': other tenants' jobs pass them. The terminal
+ * transition that frees a slot names the tenant when it has parked jobs, and the receiver that recorded it
+ * hands the earliest on (republishes it to the receiver queue, where it is dispatched with its slot); the
+ * sweeper drains every tenant with parked jobs too, which covers slots freed by expiry and lost hand-offs.
  */
 import { AmqpClient, DELIVERY_LIMIT, laneOf, names, ttlUntil, type Delivery, type Disposition, type Lane } from '@porthole/shared/amqp'
 import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/shared/contracts'
 import { brief, type Logger } from '@porthole/shared/logging'
-import { JobStore, Locks, ServerStore, createRedis, keys, type Redis } from '@porthole/shared/store'
+import { JobStore, Locks, ServerStore, TenantSlots, createRedis, keys, type Redis } from '@porthole/shared/store'
 import type { ReceiverConfig } from './config.js'
 
 const checkJob = compile(Job, 'job')
@@ -37,9 +44,40 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   const jobs = new JobStore(redis, ns)
   const servers = new ServerStore(redis, ns)
   const locks = new Locks(redis, ns)
+  const slots = new TenantSlots(redis, ns)
+  const cap = config.TENANT_MAX_IN_FLIGHT
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: 'porthole-receiver' })
   const jobLog = log.child({ component: 'jobs' })
   const resultLog = log.child({ component: 'results' })
+  const slotLog = log.child({ component: 'slots' })
+
+  /** Records a job's state; an end that freed a slot of a tenant with parked jobs hands the slot on. */
+  async function record (jobId: string, state: Parameters<JobStore['transition']>[1], o: Parameters<JobStore['transition']>[2] = {}): ReturnType<JobStore['transition']> {
+    const r = await jobs.transition(jobId, state, o)
+    if (r.drain !== undefined) await drain(r.drain)
+    return r
+  }
+
+  /**
+   * Gives the tenant's free slots to its earliest parked jobs and puts them back in their receiver queue.
+   * Never throws: what is not handed on now stays parked (or leased, then parked again) for the next drain.
+   */
+  async function drain (tenantId: string): Promise<void> {
+    let ready: Job[]
+    try { ready = await slots.drain(tenantId, cap) } catch (err) {
+      slotLog.warn({ tenantId, err: brief(err) }, 'could not drain parked jobs; the sweeper tries again')
+      return
+    }
+    await Promise.all(ready.map(async (job) => {
+      try {
+        await amqp.publish(n.jobsExchange, n.receiverKeyOf(job.kind), job, laneOf(job.kind) === 'interactive' ? { messageId: job.id, expiration: ttlUntil(job.deadline) } : { messageId: job.id })
+        await slots.handedOff(tenantId, job.id)
+        slotLog.debug({ tenantId, jobId: job.id }, 'parked job given a slot')
+      } catch (err) {
+        slotLog.warn({ tenantId, jobId: job.id, err: brief(err) }, 'could not hand a parked job on; it stays parked with its slot')
+      }
+    }))
+  }
 
   async function onJob (d: Delivery): Promise<Disposition> {
     const body = d.body
@@ -61,12 +99,12 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
       const now = Date.now()
       const deadline = Date.parse(job.deadline)
       if (deadline <= now) {
-        await jobs.transition(job.id, 'timed_out', { error: DEADLINE_FAILURE })
+        await record(job.id, 'timed_out', { error: DEADLINE_FAILURE })
         l.info('job reached the receiver after its deadline')
         return 'ack'
       }
       if (server === undefined || server.tenantId !== job.tenantId) {
-        await jobs.transition(job.id, 'failed', { error: { code: 'not_found', message: 'server not found', retryable: false } })
+        await record(job.id, 'failed', { error: { code: 'not_found', message: 'server not found', retryable: false } })
         l.info('server not found')
         return 'ack'
       }
@@ -80,6 +118,15 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
           l.debug({ holder: lock.holder }, 'server busy with another power job; delayed')
           return 'ack'
         }
+      }
+      // After the power lock, so that a job waiting for its server holds no slot of its tenant.
+      const slot = await slots.admit(job, cap, now)
+      if (!slot.admitted) {
+        if (job.kind === 'power') await locks.releasePower(server.id, job.id)
+        l.debug({ tenantId: job.tenantId }, 'tenant at its in-flight cap; job parked')
+        // Parked behind earlier parked jobs while slots are free: a drain is due (another may be running).
+        if (slot.free > 0) await drain(job.tenantId)
+        return 'ack'
       }
       // Recorded before the publish so that the history reads in order even when the agent answers
       // at once; a failed publish requeues the job and the transition is then 'same'.
@@ -103,7 +150,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     const id = typeof body === 'object' && body !== null && 'id' in body ? (body as { id: unknown }).id : undefined
     if (typeof id === 'string' && UUID.test(id)) {
       try {
-        const r = await jobs.transition(id, 'failed', { error: { code: 'poison', message, retryable: false } })
+        const r = await record(id, 'failed', { error: { code: 'poison', message, retryable: false } })
         jobLog.warn({ jobId: id, status: r.status, reason: message }, 'poison job dead-lettered')
       } catch (err) {
         jobLog.warn({ jobId: id, err: brief(err) }, 'could not mark a poison job failed; requeueing')
@@ -130,7 +177,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
       if (u.result !== undefined) o.result = u.result
       if (u.error !== undefined) o.error = u.error
       if (u.state === 'failed' && u.error === undefined) o.error = { code: 'internal', message: 'the agent reported a failure without a reason', retryable: false }
-      const r = await jobs.transition(u.jobId, u.state, o)
+      const r = await record(u.jobId, u.state, o)
       resultLog.debug({ jobId: u.jobId, state: u.state, status: r.status }, 'job update recorded')
       if (u.state !== 'running' && lane === 'durable') await releaseIfPower(u.jobId)
       return 'ack'
@@ -158,8 +205,8 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
       // Past the delivery limit: most often a dependency (Redis) that stayed down through every retry, so the
       // caller may try again; a poison message is dead-lettered by its handler instead, which fails it.
       const r = reason === 'expired'
-        ? await jobs.transition(id, 'timed_out', { error: DEADLINE_FAILURE })
-        : await jobs.transition(id, 'failed', { error: { code: 'unavailable', message: `the job's message was dead-lettered from ${queue} after ${DELIVERY_LIMIT} failed deliveries`, retryable: true } })
+        ? await record(id, 'timed_out', { error: DEADLINE_FAILURE })
+        : await record(id, 'failed', { error: { code: 'unavailable', message: `the job's message was dead-lettered from ${queue} after ${DELIVERY_LIMIT} failed deliveries`, retryable: true } })
       if (r.status === 'ok') {
         jobLog.warn({ jobId: id, reason, queue }, reason === 'expired' ? 'job expired in its queue; timed out' : 'job dead-lettered after its delivery limit; failed')
         await releaseIfPower(id)
@@ -185,7 +232,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     sweeping = true
     try {
       for (const id of await jobs.overdue(Date.now())) {
-        const r = await jobs.transition(id, 'timed_out', { error: DEADLINE_FAILURE })
+        const r = await record(id, 'timed_out', { error: DEADLINE_FAILURE })
         if (r.status === 'missing') {
           await redis.zrem(deadlines, id) // the record expired or was deleted: forget its deadline
           continue
@@ -193,6 +240,8 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
         if (r.status === 'ok') log.info({ component: 'sweeper', jobId: id }, 'job timed out')
         await releaseIfPower(id)
       }
+      // Slots also free by expiry, and a hand-off can be lost with its receiver: drain every tenant that waits.
+      for (const tenantId of await slots.parkedTenants()) await drain(tenantId)
     } catch (err) {
       log.warn({ component: 'sweeper', err: brief(err) }, 'deadline sweep failed')
     } finally {
