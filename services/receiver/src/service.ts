@@ -44,14 +44,13 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   const jobs = new JobStore(redis, ns)
   const servers = new ServerStore(redis, ns)
   const locks = new Locks(redis, ns)
-  const slots = new TenantSlots(redis, ns)
-  const cap = config.TENANT_MAX_IN_FLIGHT
+  const slots = new TenantSlots(redis, ns, { interactive: config.TENANT_MAX_IN_FLIGHT, durable: config.TENANT_MAX_POWER_IN_FLIGHT })
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: 'porthole-receiver' })
   const jobLog = log.child({ component: 'jobs' })
   const resultLog = log.child({ component: 'results' })
   const slotLog = log.child({ component: 'slots' })
 
-  /** Records a job's state; an end that freed a slot of a tenant with parked jobs hands the slot on. */
+  /** Records a job's state; an end that freed a slot of a group with parked jobs hands the slot on. */
   async function record (jobId: string, state: Parameters<JobStore['transition']>[1], o: Parameters<JobStore['transition']>[2] = {}): ReturnType<JobStore['transition']> {
     const r = await jobs.transition(jobId, state, o)
     if (r.drain !== undefined) await drain(r.drain)
@@ -59,22 +58,24 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   }
 
   /**
-   * Gives the tenant's free slots to its earliest parked jobs and puts them back in their receiver queue.
-   * Never throws: what is not handed on now stays parked (or leased, then parked again) for the next drain.
+   * Gives the slot group's free slots (a tenant's, in one lane) to its earliest parked jobs and dispatches
+   * them from here, as if they had just arrived with their slot. Never throws: a job not handed on now stays
+   * parked with its slot under a lease, and the next drain after the lease takes it up again.
    */
-  async function drain (tenantId: string): Promise<void> {
+  async function drain (group: string): Promise<void> {
     let ready: Job[]
-    try { ready = await slots.drain(tenantId, cap) } catch (err) {
-      slotLog.warn({ tenantId, err: brief(err) }, 'could not drain parked jobs; the sweeper tries again')
+    try { ready = await slots.drain(group) } catch (err) {
+      slotLog.warn({ group, err: brief(err) }, 'could not drain parked jobs; the sweeper tries again')
       return
     }
     await Promise.all(ready.map(async (job) => {
+      const l = jobLog.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })
       try {
-        await amqp.publish(n.jobsExchange, n.receiverKeyOf(job.kind), job, laneOf(job.kind) === 'interactive' ? { messageId: job.id, expiration: ttlUntil(job.deadline) } : { messageId: job.id })
-        await slots.handedOff(tenantId, job.id)
-        slotLog.debug({ tenantId, jobId: job.id }, 'parked job given a slot')
+        await route(job, l, true)
+        await slots.handedOff(job)
+        l.debug('parked job given a slot')
       } catch (err) {
-        slotLog.warn({ tenantId, jobId: job.id, err: brief(err) }, 'could not hand a parked job on; it stays parked with its slot')
+        l.warn({ err: brief(err) }, 'could not hand a parked job on; it stays parked with its slot')
       }
     }))
   }
@@ -82,63 +83,70 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   async function onJob (d: Delivery): Promise<Disposition> {
     const body = d.body
     if (!checkJob.check(body)) return await poison(body)
-    const job = body
-    const l = jobLog.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })
+    const l = jobLog.child({ jobId: body.id, serverId: body.serverId, traceId: body.traceId })
     try {
-      // Both reads at once: one Redis round trip on every job's path instead of two.
-      const [rec, server] = await Promise.all([jobs.get(job.id), servers.get(job.serverId)])
-      if (rec === undefined) {
-        l.warn('job has no record; dead-lettering it')
-        return 'dead'
-      }
-      // The API may already have ended it (e.g. failed after a lost confirm), or the sweeper timed it out.
-      if (isTerminal(rec.state)) {
-        l.debug({ state: rec.state }, 'job already finished; skipping')
-        return 'ack'
-      }
-      const now = Date.now()
-      const deadline = Date.parse(job.deadline)
-      if (deadline <= now) {
-        await record(job.id, 'timed_out', { error: DEADLINE_FAILURE })
-        l.info('job reached the receiver after its deadline')
-        return 'ack'
-      }
-      if (server === undefined || server.tenantId !== job.tenantId) {
-        await record(job.id, 'failed', { error: { code: 'not_found', message: 'server not found', retryable: false } })
-        l.info('server not found')
-        return 'ack'
-      }
-      if (job.kind === 'power') {
-        // One power job at a time per server. The lock expires at the deadline at the latest, so a lost
-        // release never blocks a server for longer than one job's lifetime.
-        const lock = await locks.acquirePower(server.id, job.id, deadline - now)
-        if (!lock.acquired) {
-          // Back through the delay queue: it dead-letters the job to the receiver again after DELAY_MS.
-          await amqp.publish('', n.delayQueue, job)
-          l.debug({ holder: lock.holder }, 'server busy with another power job; delayed')
-          return 'ack'
-        }
-      }
-      // After the power lock, so that a job waiting for its server holds no slot of its tenant.
-      const slot = await slots.admit(job, cap, now)
-      if (!slot.admitted) {
-        if (job.kind === 'power') await locks.releasePower(server.id, job.id)
-        l.debug({ tenantId: job.tenantId }, 'tenant at its in-flight cap; job parked')
-        // Parked behind earlier parked jobs while slots are free: a drain is due (another may be running).
-        if (slot.free > 0) await drain(job.tenantId)
-        return 'ack'
-      }
-      // Recorded before the publish so that the history reads in order even when the agent answers
-      // at once; a failed publish requeues the job and the transition is then 'same'.
-      await jobs.transition(job.id, 'dispatched')
-      const request: AgentRequest = { job, server }
-      await amqp.publish(n.agentsExchange, n.agentKeyOf(server.agent, job.kind), request, laneOf(job.kind) === 'interactive' ? { expiration: ttlUntil(deadline) } : {})
-      l.debug({ agent: server.agent }, 'job dispatched')
-      return 'ack'
+      return await route(body, l, false)
     } catch (err) {
       l.warn({ err: brief(err), deliveryCount: d.deliveryCount }, 'job handling failed; requeueing')
       return 'requeue'
     }
+  }
+
+  /**
+   * Applies the per-server and per-tenant rules to a job and dispatches it to its agent, or delays or parks
+   * it. `withSlot`: the job comes from the tenant's parked jobs, its slot already taken (drain).
+   */
+  async function route (job: Job, l: Logger, withSlot: boolean): Promise<Disposition> {
+    // Both reads at once: one Redis round trip on every job's path instead of two.
+    const [rec, server] = await Promise.all([jobs.get(job.id), servers.get(job.serverId)])
+    if (rec === undefined) {
+      l.warn('job has no record; dead-lettering it')
+      return 'dead'
+    }
+    // The API may already have ended it (e.g. failed after a lost confirm), or the sweeper timed it out.
+    if (isTerminal(rec.state)) {
+      l.debug({ state: rec.state }, 'job already finished; skipping')
+      return 'ack'
+    }
+    const now = Date.now()
+    const deadline = Date.parse(job.deadline)
+    if (deadline <= now) {
+      await record(job.id, 'timed_out', { error: DEADLINE_FAILURE })
+      l.info('job reached the receiver after its deadline')
+      return 'ack'
+    }
+    if (server === undefined || server.tenantId !== job.tenantId) {
+      await record(job.id, 'failed', { error: { code: 'not_found', message: 'server not found', retryable: false } })
+      l.info('server not found')
+      return 'ack'
+    }
+    if (job.kind === 'power') {
+      // One power job at a time per server. The lock expires at the deadline at the latest, so a lost
+      // release never blocks a server for longer than one job's lifetime.
+      const lock = await locks.acquirePower(server.id, job.id, deadline - now)
+      if (!lock.acquired) {
+        // Back through the delay queue: it dead-letters the job to the receiver again after DELAY_MS.
+        await amqp.publish('', n.delayQueue, job)
+        l.debug({ holder: lock.holder }, 'server busy with another power job; delayed')
+        return 'ack'
+      }
+    }
+    // After the power lock, so that a job waiting for its server holds no slot of its tenant.
+    const slot = withSlot ? { admitted: true, free: 0 } : await slots.admit(job, now)
+    if (!slot.admitted) {
+      if (job.kind === 'power') await locks.releasePower(server.id, job.id)
+      l.debug({ tenantId: job.tenantId }, 'tenant at its in-flight cap; job parked')
+      // Parked behind earlier parked jobs while slots are free: a drain is due (another may be running).
+      if (slot.free > 0) await drain(TenantSlots.groupOf(job.tenantId, job.kind))
+      return 'ack'
+    }
+    // Recorded before the publish so that the history reads in order even when the agent answers
+    // at once; a failed publish requeues the job and the transition is then 'same'.
+    await jobs.transition(job.id, 'dispatched')
+    const request: AgentRequest = { job, server }
+    await amqp.publish(n.agentsExchange, n.agentKeyOf(server.agent, job.kind), request, laneOf(job.kind) === 'interactive' ? { expiration: ttlUntil(deadline) } : {})
+    l.debug({ agent: server.agent }, 'job dispatched')
+    return 'ack'
   }
 
   /** A message that can never be processed: mark its job failed when it names one, then dead-letter it. */
@@ -240,8 +248,8 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
         if (r.status === 'ok') log.info({ component: 'sweeper', jobId: id }, 'job timed out')
         await releaseIfPower(id)
       }
-      // Slots also free by expiry, and a hand-off can be lost with its receiver: drain every tenant that waits.
-      for (const tenantId of await slots.parkedTenants()) await drain(tenantId)
+      // Slots also free by expiry, and a hand-off can be lost with its receiver: drain every group that waits.
+      for (const group of await slots.parkedGroups()) await drain(group)
     } catch (err) {
       log.warn({ component: 'sweeper', err: brief(err) }, 'deadline sweep failed')
     } finally {

@@ -37,7 +37,7 @@ return {1, rec.id}
 // KEYS: job, deadlines. ARGV: state, at, result json|'', error json|'', retention s, events channel, and the key
 // prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease.
 // Returns {status, state, drain}: status 'ok' (changed), 'same' (already there), 'stale' (would go backwards or
-// leave a terminal state), 'missing'; drain is the tenant whose slot this end freed while it has parked jobs.
+// leave a terminal state), 'missing'; drain is the slot group whose slot this end freed while it has parked jobs.
 // A terminal state frees the job's slot in the same step, whoever records it, so no writer can forget to.
 // (The slot keys are named by the record's tenant, so they are built here rather than passed as KEYS: the
 // callers know only the job's id.)
@@ -62,11 +62,13 @@ local drain = ''
 if rank[new] == 3 then
   redis.call('ZREM', KEYS[2], job.id)
   ev.record = job
-  local released = redis.call('ZREM', ARGV[7] .. job.tenantId, job.id)
-  local parked = ARGV[8] .. job.tenantId
+  -- the job's slot group, as TenantSlots.groupOf names it: the tenant and the job's lane (laneOf)
+  local group = job.tenantId .. '.' .. (job.kind == 'power' and 'durable' or 'interactive')
+  local released = redis.call('ZREM', ARGV[7] .. group, job.id)
+  local parked = ARGV[8] .. group
   redis.call('ZREM', parked, job.id)
   redis.call('DEL', ARGV[9] .. job.id, ARGV[10] .. job.id)
-  if released == 1 and redis.call('ZCARD', parked) > 0 then drain = job.tenantId end
+  if released == 1 and redis.call('ZCARD', parked) > 0 then drain = group end
 end
 redis.call('PUBLISH', ARGV[6], cjson.encode(ev))
 return {'ok', new, drain}
@@ -122,7 +124,7 @@ export class JobStore {
 
   /**
    * Moves a job forward. A terminal state also frees the job's tenant slot (see TenantSlots); `drain` then
-   * names the tenant when it has jobs parked for a slot, for the receiver to hand the next one on.
+   * names the slot group when it has jobs parked for a slot, for the receiver to hand the next one on.
    */
   async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date } = {}): Promise<{ status: TransitionStatus, state: JobState | '', drain?: string }> {
     const r = await (this.redis as unknown as Scripts).portholeJobTransition(

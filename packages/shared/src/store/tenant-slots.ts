@@ -1,21 +1,24 @@
 /**
  * Per-tenant slots: how many of a tenant's jobs may be dispatched and unfinished at once, shared by every
- * receiver replica through Redis, so that one tenant's burst cannot fill the agents' prefetch for all.
+ * receiver replica through Redis, so that one tenant's burst cannot fill the agents' prefetch for all. Each
+ * lane counts apart (a slot group is `{tenantId}.{lane}`): a tenant's long power actions do not hold back its
+ * own status and console jobs, which travel in queues of their own, and the other way round.
  *
- * - `inflight:{tenant}`: a sorted set of the tenant's slot-holding job ids, scored by their deadlines. A slot
+ * - `inflight:{group}`: a sorted set of the group's slot-holding job ids, scored by their deadlines. A slot
  *   is freed in the same Lua step that records the job's terminal state (JobStore.transition), by whoever
  *   records it; one whose job never ends there (its record vanished, a process of an older version) is
  *   dropped once its deadline has passed. Nothing counts up without an id attached, so nothing leaks for longer
  *   than one job's life.
- * - `parked:{tenant}`: the tenant's jobs waiting for a slot, by deadline (earliest first); each job's message in
- *   `parked-job:{id}`. A freed slot goes to the earliest. The job is handed back to RabbitMQ (the receiver
- *   republishes it, and admits it as the slot's holder); while that runs, `parked-lease:{id}` marks it taken.
- *   A receiver that dies in between leaves the job parked with its slot and no lease: the next drain hands it
- *   on again. `parked-tenants` lists the tenants with parked jobs, for the periodic drain.
+ * - `parked:{group}`: the group's jobs waiting for a slot, by deadline (earliest first); each job's message in
+ *   `parked-job:{id}`. A freed slot goes to the earliest, which the receiver then dispatches; while it does,
+ *   `parked-lease:{id}` marks the job taken. A receiver that dies in between leaves the job parked with its
+ *   slot and, once the lease has run out, no lease: the next drain hands it on again. `parked-groups` lists
+ *   the groups with parked jobs, for the periodic drain.
  * A parked job is still `queued` and in `jobs:deadlines`: one that never gets a slot times out at its deadline.
  */
 import type { Redis } from 'ioredis'
-import type { Job } from '../contracts/job.js'
+import { laneOf, type Lane } from '../amqp/topology.js'
+import type { Job, JobKind } from '../contracts/job.js'
 import { keys as keysOf, type Keys } from './redis.js'
 
 /** How long a receiver may take to hand a job with a fresh slot back to RabbitMQ before another may do it. */
@@ -23,9 +26,9 @@ export const HANDOFF_LEASE_MS = 10_000
 /** Parked job messages outlive their deadline by this much (the sweeper times the job out first). */
 const PARKED_KEEP_MS = 60_000
 
-// KEYS: inflight, parked, parked job, parked tenants. ARGV: job id, deadline ms, cap, now ms, job json, tenant id
+// KEYS: inflight, parked, parked job, parked groups. ARGV: job id, deadline ms, cap, now ms, job json, group
 // Returns {admitted (1|0), free slots left}. A job already holding a slot (a redelivery, or one handed back
-// from parking) is admitted again. A new job takes a free slot only when none of its tenant's jobs is parked,
+// from parking) is admitted again. A new job takes a free slot only when none of its group's jobs is parked,
 // so that parked ones go first; otherwise it is parked.
 const ADMIT = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
@@ -43,7 +46,7 @@ redis.call('SADD', KEYS[4], ARGV[6])
 return {0, math.max(0, cap - used)}
 `
 
-// KEYS: inflight, parked, parked tenants. ARGV: cap, now ms, parked job prefix, lease prefix, lease ms, tenant id
+// KEYS: inflight, parked, parked groups. ARGV: cap, now ms, parked job prefix, lease prefix, lease ms, group
 // Gives free slots to the earliest parked jobs and returns their messages, each leased to the caller; also
 // returns parked jobs that hold a slot but no lease (their receiver died while handing them on). At most
 // 2 × cap entries are looked at: the slot holders among them are at most cap.
@@ -81,10 +84,13 @@ redis.call('DEL', KEYS[2], KEYS[3])
 return 1
 `
 
+/** The slots of each tenant in each lane. */
+export type SlotCaps = Readonly<Record<Lane, number>>
+
 export class TenantSlots {
   private readonly k: Keys
 
-  constructor (private readonly redis: Redis, ns: string) {
+  constructor (private readonly redis: Redis, ns: string, private readonly caps: SlotCaps) {
     this.k = keysOf(ns)
     if (!('portholeSlotAdmit' in redis)) {
       redis.defineCommand('portholeSlotAdmit', { numberOfKeys: 4, lua: ADMIT })
@@ -93,46 +99,48 @@ export class TenantSlots {
     }
   }
 
+  /** The slot group of a tenant's jobs of a kind (the job store's transition script names it the same way). */
+  static groupOf (tenantId: string, kind: JobKind): string {
+    return `${tenantId}.${laneOf(kind)}`
+  }
+
+  private capOf (group: string): number {
+    return group.endsWith('.durable') ? this.caps.durable : this.caps.interactive
+  }
+
   /**
-   * Takes one of the tenant's `cap` slots for the job, or parks the job (keeping its message) until one is
-   * free. `free` is the number of slots still free: when a job was parked with slots free, its tenant's
-   * parked jobs wait for a drain.
+   * Takes one of the slots of the job's group, or parks the job (keeping its message) until one is free.
+   * `free` is the number of slots still free: when a job was parked with slots free, a drain is due.
    */
-  async admit (job: Job, cap: number, now = Date.now()): Promise<{ admitted: boolean, free: number }> {
+  async admit (job: Job, now = Date.now()): Promise<{ admitted: boolean, free: number }> {
+    const group = TenantSlots.groupOf(job.tenantId, job.kind)
     const r = await (this.redis as unknown as Scripts).portholeSlotAdmit(
-      this.k.inFlight(job.tenantId), this.k.parked(job.tenantId), this.k.parkedJob(job.id), this.k.parkedTenants,
-      job.id, Date.parse(job.deadline), cap, now, JSON.stringify(job), job.tenantId
+      this.k.inFlight(group), this.k.parked(group), this.k.parkedJob(job.id), this.k.parkedGroups,
+      job.id, Date.parse(job.deadline), this.capOf(group), now, JSON.stringify(job), group
     )
     return { admitted: r[0] === 1, free: r[1] }
   }
 
   /**
-   * Gives the tenant's free slots to its earliest parked jobs; returns their messages, for the caller to
-   * publish to the receiver again and then confirm with `handedOff`. Jobs returned are leased to the caller
-   * for HANDOFF_LEASE_MS.
+   * Gives the group's free slots to its earliest parked jobs and returns them, each leased to the caller for
+   * HANDOFF_LEASE_MS, to dispatch and then confirm with `handedOff`.
    */
-  async drain (tenantId: string, cap: number, now = Date.now()): Promise<Job[]> {
+  async drain (group: string, now = Date.now()): Promise<Job[]> {
     const r = await (this.redis as unknown as Scripts).portholeSlotDrain(
-      this.k.inFlight(tenantId), this.k.parked(tenantId), this.k.parkedTenants,
-      cap, now, this.k.parkedJob(''), this.k.parkedLease(''), HANDOFF_LEASE_MS, tenantId
+      this.k.inFlight(group), this.k.parked(group), this.k.parkedGroups,
+      this.capOf(group), now, this.k.parkedJob(''), this.k.parkedLease(''), HANDOFF_LEASE_MS, group
     )
     return r.map(s => JSON.parse(s) as Job)
   }
 
-  /** The job's message is back in RabbitMQ: it is no longer parked. */
-  async handedOff (tenantId: string, jobId: string): Promise<void> {
-    await (this.redis as unknown as Scripts).portholeSlotHandedOff(this.k.parked(tenantId), this.k.parkedJob(jobId), this.k.parkedLease(jobId), jobId)
+  /** The job was dispatched (or otherwise dealt with): it is no longer parked. */
+  async handedOff (job: Job): Promise<void> {
+    await (this.redis as unknown as Scripts).portholeSlotHandedOff(this.k.parked(TenantSlots.groupOf(job.tenantId, job.kind)), this.k.parkedJob(job.id), this.k.parkedLease(job.id), job.id)
   }
 
-  /** Tenants with parked jobs. */
-  async parkedTenants (): Promise<string[]> {
-    return await this.redis.smembers(this.k.parkedTenants)
-  }
-
-  /** How many of the tenant's jobs hold a slot, and how many are parked (expired entries included until the next admit or drain). */
-  async count (tenantId: string): Promise<{ inFlight: number, parked: number }> {
-    const [inFlight, parked] = await Promise.all([this.redis.zcard(this.k.inFlight(tenantId)), this.redis.zcard(this.k.parked(tenantId))])
-    return { inFlight, parked }
+  /** Slot groups with parked jobs. */
+  async parkedGroups (): Promise<string[]> {
+    return await this.redis.smembers(this.k.parkedGroups)
   }
 }
 
