@@ -50,10 +50,16 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   const resultLog = log.child({ component: 'results' })
   const slotLog = log.child({ component: 'slots' })
 
-  /** Records a job's state; an end that freed a slot of a group with parked jobs hands the slot on. */
+  /**
+   * Records a job's state; an end that freed a slot of a group with parked jobs hands the slot on, after
+   * releasing the job's power lock (the next job may be for the same server).
+   */
   async function record (jobId: string, state: Parameters<JobStore['transition']>[1], o: Parameters<JobStore['transition']>[2] = {}): ReturnType<JobStore['transition']> {
     const r = await jobs.transition(jobId, state, o)
-    if (r.drain !== undefined) await drain(r.drain)
+    if (r.drain !== undefined) {
+      if (TenantSlots.laneOfGroup(r.drain) === 'durable') await releaseIfPower(jobId)
+      await drain(r.drain)
+    }
     return r
   }
 

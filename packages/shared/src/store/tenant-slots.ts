@@ -104,8 +104,13 @@ export class TenantSlots {
     return `${tenantId}.${laneOf(kind)}`
   }
 
+  /** The lane of a slot group's jobs. */
+  static laneOfGroup (group: string): Lane {
+    return group.endsWith('.durable') ? 'durable' : 'interactive'
+  }
+
   private capOf (group: string): number {
-    return group.endsWith('.durable') ? this.caps.durable : this.caps.interactive
+    return this.caps[TenantSlots.laneOfGroup(group)]
   }
 
   /**
