@@ -66,7 +66,8 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   /**
    * Gives the slot group's free slots (a tenant's, in one lane) to its earliest parked jobs and dispatches
    * them from here, as if they had just arrived with their slot. Never throws: a job not handed on now stays
-   * parked with its slot under a lease, and the next drain after the lease takes it up again.
+   * parked with its slot, for the next drain (the sweeper's, at the latest); one whose receiver died while
+   * handing it on waits for its lease to run out first.
    */
   async function drain (group: string): Promise<void> {
     let ready: Job[]
@@ -81,7 +82,8 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
         await slots.handedOff(job)
         l.debug('parked job given a slot')
       } catch (err) {
-        l.warn({ err: brief(err) }, 'could not hand a parked job on; it stays parked with its slot')
+        l.warn({ err: brief(err) }, 'could not hand a parked job on; it stays parked with its slot for the next drain')
+        await slots.unlease(job).catch(() => {}) // else the lease would hold it back for HANDOFF_LEASE_MS
       }
     }))
   }

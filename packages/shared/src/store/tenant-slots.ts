@@ -143,6 +143,11 @@ export class TenantSlots {
     await (this.redis as unknown as Scripts).portholeSlotHandedOff(this.k.parked(TenantSlots.groupOf(job.tenantId, job.kind)), this.k.parkedJob(job.id), this.k.parkedLease(job.id), job.id)
   }
 
+  /** The caller could not hand the job on (e.g. the broker is down): the next drain may take it up at once. */
+  async unlease (job: Job): Promise<void> {
+    await this.redis.del(this.k.parkedLease(job.id))
+  }
+
   /** How many of the tenant's jobs of the kind's lane wait for a slot (the API refuses more past a limit). */
   static async parked (redis: Redis, ns: string, tenantId: string, kind: JobKind): Promise<number> {
     return await redis.zcard(keysOf(ns).parked(TenantSlots.groupOf(tenantId, kind)))
