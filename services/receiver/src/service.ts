@@ -5,12 +5,12 @@
  * Every state change goes through `JobStore.transition` (one Lua script, forward-only), so several receiver
  * replicas, the deadline sweeper and late agent answers can race without moving a job backwards.
  *
- * Fair share: a job is dispatched only while its tenant has fewer than TENANT_MAX_IN_FLIGHT jobs dispatched
- * and unfinished (TenantSlots, in Redis, shared by the replicas). Others are parked in Redis and acked, so
- * they hold neither this receiver's prefetch nor the agents': other tenants' jobs pass them. The terminal
- * transition that frees a slot names the tenant when it has parked jobs, and the receiver that recorded it
- * hands the earliest on (republishes it to the receiver queue, where it is dispatched with its slot); the
- * sweeper drains every tenant with parked jobs too, which covers slots freed by expiry and lost hand-offs.
+ * Fair share: a job is dispatched only while its tenant has fewer than TENANT_MAX_IN_FLIGHT status and console
+ * jobs (TENANT_MAX_POWER_IN_FLIGHT power jobs) dispatched and unfinished (TenantSlots, in Redis, shared by the
+ * replicas). Others are parked in Redis and acked, so they hold neither this receiver's prefetch nor the
+ * agents': other tenants' jobs pass them. The terminal transition that frees a slot names the slot group when
+ * it has parked jobs, and the receiver that recorded it dispatches the earliest itself; the sweeper drains
+ * every group with parked jobs too, which covers slots freed by expiry and hand-offs lost with a receiver.
  */
 import { AmqpClient, DELIVERY_LIMIT, laneOf, names, ttlUntil, type Delivery, type Disposition, type Lane } from '@porthole/shared/amqp'
 import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/shared/contracts'
