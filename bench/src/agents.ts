@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { REPO_ROOT, TEST_LIBVIRT_URI, startStack, tinyDomain, waitFor, type Stack, type TinyDomain } from '@porthole/shared/testing'
-import { summarize, table, type Summary } from './stats.js'
+import { UNCAPPED, summarize, table, type Summary } from './stats.js'
 
 const run = promisify(execFile)
 const quick = process.argv.includes('--quick')
@@ -326,7 +326,7 @@ async function main (): Promise<void> {
   const started = new Date()
   // LOG_LEVEL=info, not warn: startStack waits for each service's "ready" line, which is logged at info (at
   // warn no service would ever be seen as ready). That costs four short JSON lines per job.
-  const stack = await startStack(t, { env: { LOG_LEVEL: 'info' } })
+  const stack = await startStack(t, { env: { LOG_LEVEL: 'info' }, envFor: { receiver: UNCAPPED } })
   const tenant = (await stack.api('POST', '/v1/tenants', { name: 'bench-agents' })).body.id as string
   const rows: Row[] = []
   const fast: Row[] = []

@@ -38,7 +38,7 @@ import WebSocket from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import { createLogger } from '@porthole/shared/logging'
 import { dropNamespace, freePort, startStack, tinyDomain, waitFor, type Stack } from '@porthole/shared/testing'
-import { closedLoop, jsonClient, percentile, table, type Summary } from './stats.js'
+import { UNCAPPED, closedLoop, jsonClient, percentile, table, type Summary } from './stats.js'
 
 const quick = process.argv.includes('--quick')
 const SECTIONS = ['issue', 'relay', 'qemu', 'memory', 'browser'] as const
@@ -504,7 +504,7 @@ interface Grant { sessionId: string, url: string }
 async function main (): Promise<void> {
   // LOG_LEVEL stays info: each service's "ready" line, which startStack waits for, is an info line.
   // The bench process does not keep the services' log lines (holding and scanning them would be measured too).
-  const stack = await startStack(t, { keepLogs: false, ...(profileDir === undefined ? {} : { envFor: { 'console-gateway': await profilerEnv(profileDir) } }) })
+  const stack = await startStack(t, { keepLogs: false, envFor: { receiver: UNCAPPED, ...(profileDir === undefined ? {} : { 'console-gateway': await profilerEnv(profileDir) }) } })
   const api = jsonClient(stack.apiUrl, stack.adminToken)
   const gw = new URL(stack.gatewayUrl)
   const tenant = (await stack.api('POST', '/v1/tenants', { name: 'bench' })).body.id as string

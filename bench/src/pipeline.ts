@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto'
 import { AmqpClient, names, type Lane } from '@porthole/shared/amqp'
 import { createLogger } from '@porthole/shared/logging'
 import { dropNamespace, startStack, tinyDomain, type Stack } from '@porthole/shared/testing'
-import { closedLoop, jsonClient, table, type Summary } from './stats.js'
+import { UNCAPPED, closedLoop, jsonClient, table, type Summary } from './stats.js'
 
 const quick = process.argv.includes('--quick')
 const cleanups: Array<() => Promise<void>> = []
@@ -54,7 +54,7 @@ async function measureFloor (c: AmqpClient, ns: string, concurrency: number, tot
 
 async function main (): Promise<void> {
   // Services log at info, as in production; the bench process does not keep their lines (it would be measured).
-  const stack = await startStack(t, { keepLogs: false })
+  const stack = await startStack(t, { keepLogs: false, envFor: { receiver: UNCAPPED } })
   const api = jsonClient(stack.apiUrl, stack.adminToken)
   const tenant = (await stack.api('POST', '/v1/tenants', { name: 'bench' })).body.id as string
   const servers: string[] = []

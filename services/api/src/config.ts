@@ -20,7 +20,8 @@ export const apiSettings = {
   BODY_LIMIT_BYTES: int('largest request body accepted (413 beyond)', 65536, 1024, 16 * 1024 * 1024),
   TRUST_PROXY: bool('trust X-Forwarded-For from a reverse proxy in front of the API (client IPs in the audit log)', false),
   ...kvmPolicySettings,
-  SSE_HEARTBEAT_SECONDS: int('interval of heartbeat comments on `GET /v1/events`', 15, 1, 300)
+  SSE_HEARTBEAT_SECONDS: int('interval of heartbeat comments on `GET /v1/events`', 15, 1, 300),
+  TENANT_MAX_QUEUED: int('jobs of one tenant (per lane: power, or status and console) waiting for a receiver\'s dispatch slot (see TENANT_MAX_IN_FLIGHT) past which the API refuses new ones with 429 and Retry-After', 200, 1, 1_000_000)
 }
 
 export type ApiConfig = ConfigOf<typeof apiSettings>

@@ -4,11 +4,18 @@
  *
  * Every state change goes through `JobStore.transition` (one Lua script, forward-only), so several receiver
  * replicas, the deadline sweeper and late agent answers can race without moving a job backwards.
+ *
+ * Fair share: a job is dispatched only while its tenant has fewer than TENANT_MAX_IN_FLIGHT status and console
+ * jobs (TENANT_MAX_POWER_IN_FLIGHT power jobs) dispatched and unfinished (TenantSlots, in Redis, shared by the
+ * replicas). Others are parked in Redis and acked, so they hold neither this receiver's prefetch nor the
+ * agents': other tenants' jobs pass them. The terminal transition that frees a slot names the slot group when
+ * it has parked jobs, and the receiver that recorded it dispatches the earliest itself; the sweeper drains
+ * every group with parked jobs too, which covers slots freed by expiry and hand-offs lost with a receiver.
  */
 import { AmqpClient, DELIVERY_LIMIT, laneOf, names, ttlUntil, type Delivery, type Disposition, type Lane } from '@porthole/shared/amqp'
 import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/shared/contracts'
 import { brief, type Logger } from '@porthole/shared/logging'
-import { JobStore, Locks, ServerStore, createRedis, keys, type Redis } from '@porthole/shared/store'
+import { JobStore, Locks, ServerStore, TenantSlots, createRedis, keys, type Redis } from '@porthole/shared/store'
 import type { ReceiverConfig } from './config.js'
 
 const checkJob = compile(Job, 'job')
@@ -37,61 +44,117 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   const jobs = new JobStore(redis, ns)
   const servers = new ServerStore(redis, ns)
   const locks = new Locks(redis, ns)
+  const slots = new TenantSlots(redis, ns, { interactive: config.TENANT_MAX_IN_FLIGHT, durable: config.TENANT_MAX_POWER_IN_FLIGHT })
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: 'porthole-receiver' })
   const jobLog = log.child({ component: 'jobs' })
   const resultLog = log.child({ component: 'results' })
+  const slotLog = log.child({ component: 'slots' })
+
+  /**
+   * Records a job's state; an end that freed a slot of a group with parked jobs hands the slot on, after
+   * releasing the job's power lock (the next job may be for the same server).
+   */
+  async function record (jobId: string, state: Parameters<JobStore['transition']>[1], o: Parameters<JobStore['transition']>[2] = {}): ReturnType<JobStore['transition']> {
+    const r = await jobs.transition(jobId, state, o)
+    if (r.drain !== undefined) {
+      if (TenantSlots.laneOfGroup(r.drain) === 'durable') await releaseIfPower(jobId)
+      await drain(r.drain)
+    }
+    return r
+  }
+
+  /**
+   * Gives the slot group's free slots (a tenant's, in one lane) to its earliest parked jobs and dispatches
+   * them from here, as if they had just arrived with their slot. Never throws: a job not handed on now stays
+   * parked with its slot, for the next drain (the sweeper's, at the latest); one whose receiver died while
+   * handing it on waits for its lease to run out first.
+   */
+  async function drain (group: string): Promise<void> {
+    let ready: Job[]
+    try { ready = await slots.drain(group) } catch (err) {
+      slotLog.warn({ group, err: brief(err) }, 'could not drain parked jobs; the sweeper tries again')
+      return
+    }
+    await Promise.all(ready.map(async (job) => {
+      const l = jobLog.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })
+      try {
+        await route(job, l, true)
+        await slots.handedOff(job)
+        l.debug('parked job given a slot')
+      } catch (err) {
+        l.warn({ err: brief(err) }, 'could not hand a parked job on; it stays parked with its slot for the next drain')
+        await slots.unlease(job).catch(() => {}) // else the lease would hold it back for HANDOFF_LEASE_MS
+      }
+    }))
+  }
 
   async function onJob (d: Delivery): Promise<Disposition> {
     const body = d.body
     if (!checkJob.check(body)) return await poison(body)
-    const job = body
-    const l = jobLog.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })
+    const l = jobLog.child({ jobId: body.id, serverId: body.serverId, traceId: body.traceId })
     try {
-      // Both reads at once: one Redis round trip on every job's path instead of two.
-      const [rec, server] = await Promise.all([jobs.get(job.id), servers.get(job.serverId)])
-      if (rec === undefined) {
-        l.warn('job has no record; dead-lettering it')
-        return 'dead'
-      }
-      // The API may already have ended it (e.g. failed after a lost confirm), or the sweeper timed it out.
-      if (isTerminal(rec.state)) {
-        l.debug({ state: rec.state }, 'job already finished; skipping')
-        return 'ack'
-      }
-      const now = Date.now()
-      const deadline = Date.parse(job.deadline)
-      if (deadline <= now) {
-        await jobs.transition(job.id, 'timed_out', { error: DEADLINE_FAILURE })
-        l.info('job reached the receiver after its deadline')
-        return 'ack'
-      }
-      if (server === undefined || server.tenantId !== job.tenantId) {
-        await jobs.transition(job.id, 'failed', { error: { code: 'not_found', message: 'server not found', retryable: false } })
-        l.info('server not found')
-        return 'ack'
-      }
-      if (job.kind === 'power') {
-        // One power job at a time per server. The lock expires at the deadline at the latest, so a lost
-        // release never blocks a server for longer than one job's lifetime.
-        const lock = await locks.acquirePower(server.id, job.id, deadline - now)
-        if (!lock.acquired) {
-          // Back through the delay queue: it dead-letters the job to the receiver again after DELAY_MS.
-          await amqp.publish('', n.delayQueue, job)
-          l.debug({ holder: lock.holder }, 'server busy with another power job; delayed')
-          return 'ack'
-        }
-      }
-      // Recorded before the publish so that the history reads in order even when the agent answers
-      // at once; a failed publish requeues the job and the transition is then 'same'.
-      await jobs.transition(job.id, 'dispatched')
-      const request: AgentRequest = { job, server }
-      await amqp.publish(n.agentsExchange, n.agentKeyOf(server.agent, job.kind), request, laneOf(job.kind) === 'interactive' ? { expiration: ttlUntil(deadline) } : {})
-      l.debug({ agent: server.agent }, 'job dispatched')
-      return 'ack'
+      return await route(body, l, false)
     } catch (err) {
       l.warn({ err: brief(err), deliveryCount: d.deliveryCount }, 'job handling failed; requeueing')
       return 'requeue'
     }
+  }
+
+  /**
+   * Applies the per-server and per-tenant rules to a job and dispatches it to its agent, or delays or parks
+   * it. `withSlot`: the job comes from the tenant's parked jobs, its slot already taken (drain).
+   */
+  async function route (job: Job, l: Logger, withSlot: boolean): Promise<Disposition> {
+    // Both reads at once: one Redis round trip on every job's path instead of two.
+    const [rec, server] = await Promise.all([jobs.get(job.id), servers.get(job.serverId)])
+    if (rec === undefined) {
+      l.warn('job has no record; dead-lettering it')
+      return 'dead'
+    }
+    // The API may already have ended it (e.g. failed after a lost confirm), or the sweeper timed it out.
+    if (isTerminal(rec.state)) {
+      l.debug({ state: rec.state }, 'job already finished; skipping')
+      return 'ack'
+    }
+    const now = Date.now()
+    const deadline = Date.parse(job.deadline)
+    if (deadline <= now) {
+      await record(job.id, 'timed_out', { error: DEADLINE_FAILURE })
+      l.info('job reached the receiver after its deadline')
+      return 'ack'
+    }
+    if (server === undefined || server.tenantId !== job.tenantId) {
+      await record(job.id, 'failed', { error: { code: 'not_found', message: 'server not found', retryable: false } })
+      l.info('server not found')
+      return 'ack'
+    }
+    if (job.kind === 'power') {
+      // One power job at a time per server. The lock expires at the deadline at the latest, so a lost
+      // release never blocks a server for longer than one job's lifetime.
+      const lock = await locks.acquirePower(server.id, job.id, deadline - now)
+      if (!lock.acquired) {
+        // Back through the delay queue: it dead-letters the job to the receiver again after DELAY_MS.
+        await amqp.publish('', n.delayQueue, job)
+        l.debug({ holder: lock.holder }, 'server busy with another power job; delayed')
+        return 'ack'
+      }
+    }
+    // After the power lock, so that a job waiting for its server holds no slot of its tenant.
+    const slot = withSlot ? { admitted: true, free: 0 } : await slots.admit(job, now)
+    if (!slot.admitted) {
+      if (job.kind === 'power') await locks.releasePower(server.id, job.id)
+      l.debug({ tenantId: job.tenantId }, 'tenant at its in-flight cap; job parked')
+      // Parked behind earlier parked jobs while slots are free: a drain is due (another may be running).
+      if (slot.free > 0) await drain(TenantSlots.groupOf(job.tenantId, job.kind))
+      return 'ack'
+    }
+    // Recorded before the publish so that the history reads in order even when the agent answers
+    // at once; a failed publish requeues the job and the transition is then 'same'.
+    await jobs.transition(job.id, 'dispatched')
+    const request: AgentRequest = { job, server }
+    await amqp.publish(n.agentsExchange, n.agentKeyOf(server.agent, job.kind), request, laneOf(job.kind) === 'interactive' ? { expiration: ttlUntil(deadline) } : {})
+    l.debug({ agent: server.agent }, 'job dispatched')
+    return 'ack'
   }
 
   /** A message that can never be processed: mark its job failed when it names one, then dead-letter it. */
@@ -103,7 +166,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     const id = typeof body === 'object' && body !== null && 'id' in body ? (body as { id: unknown }).id : undefined
     if (typeof id === 'string' && UUID.test(id)) {
       try {
-        const r = await jobs.transition(id, 'failed', { error: { code: 'poison', message, retryable: false } })
+        const r = await record(id, 'failed', { error: { code: 'poison', message, retryable: false } })
         jobLog.warn({ jobId: id, status: r.status, reason: message }, 'poison job dead-lettered')
       } catch (err) {
         jobLog.warn({ jobId: id, err: brief(err) }, 'could not mark a poison job failed; requeueing')
@@ -130,7 +193,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
       if (u.result !== undefined) o.result = u.result
       if (u.error !== undefined) o.error = u.error
       if (u.state === 'failed' && u.error === undefined) o.error = { code: 'internal', message: 'the agent reported a failure without a reason', retryable: false }
-      const r = await jobs.transition(u.jobId, u.state, o)
+      const r = await record(u.jobId, u.state, o)
       resultLog.debug({ jobId: u.jobId, state: u.state, status: r.status }, 'job update recorded')
       if (u.state !== 'running' && lane === 'durable') await releaseIfPower(u.jobId)
       return 'ack'
@@ -158,8 +221,8 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
       // Past the delivery limit: most often a dependency (Redis) that stayed down through every retry, so the
       // caller may try again; a poison message is dead-lettered by its handler instead, which fails it.
       const r = reason === 'expired'
-        ? await jobs.transition(id, 'timed_out', { error: DEADLINE_FAILURE })
-        : await jobs.transition(id, 'failed', { error: { code: 'unavailable', message: `the job's message was dead-lettered from ${queue} after ${DELIVERY_LIMIT} failed deliveries`, retryable: true } })
+        ? await record(id, 'timed_out', { error: DEADLINE_FAILURE })
+        : await record(id, 'failed', { error: { code: 'unavailable', message: `the job's message was dead-lettered from ${queue} after ${DELIVERY_LIMIT} failed deliveries`, retryable: true } })
       if (r.status === 'ok') {
         jobLog.warn({ jobId: id, reason, queue }, reason === 'expired' ? 'job expired in its queue; timed out' : 'job dead-lettered after its delivery limit; failed')
         await releaseIfPower(id)
@@ -185,7 +248,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     sweeping = true
     try {
       for (const id of await jobs.overdue(Date.now())) {
-        const r = await jobs.transition(id, 'timed_out', { error: DEADLINE_FAILURE })
+        const r = await record(id, 'timed_out', { error: DEADLINE_FAILURE })
         if (r.status === 'missing') {
           await redis.zrem(deadlines, id) // the record expired or was deleted: forget its deadline
           continue
@@ -193,6 +256,8 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
         if (r.status === 'ok') log.info({ component: 'sweeper', jobId: id }, 'job timed out')
         await releaseIfPower(id)
       }
+      // Slots also free by expiry, and a hand-off can be lost with its receiver: drain every group that waits.
+      for (const group of await slots.parkedGroups()) await drain(group)
     } catch (err) {
       log.warn({ component: 'sweeper', err: brief(err) }, 'deadline sweep failed')
     } finally {

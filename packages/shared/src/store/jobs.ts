@@ -34,9 +34,13 @@ redis.call('PUBLISH', ARGV[6], cjson.encode({jobId = rec.id, tenantId = rec.tena
 return {1, rec.id}
 `
 
-// KEYS: job, deadlines. ARGV: state, at, result json|'', error json|'', retention s, events channel
-// Returns {status, state}: status 'ok' (changed), 'same' (already there), 'stale' (would go backwards or leave a
-// terminal state), 'missing'.
+// KEYS: job, deadlines. ARGV: state, at, result json|'', error json|'', retention s, events channel, and the key
+// prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease.
+// Returns {status, state, drain}: status 'ok' (changed), 'same' (already there), 'stale' (would go backwards or
+// leave a terminal state), 'missing'; drain is the slot group whose slot this end freed while it has parked jobs.
+// A terminal state frees the job's slot in the same step, whoever records it, so no writer can forget to.
+// (The slot keys are named by the record's tenant, so they are built here rather than passed as KEYS: the
+// callers know only the job's id.)
 const TRANSITION = `
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing', ''} end
@@ -54,12 +58,20 @@ if ARGV[3] ~= '' then job.result = cjson.decode(ARGV[3]) end
 if ARGV[4] ~= '' then job.error = cjson.decode(ARGV[4]) end
 redis.call('SET', KEYS[1], cjson.encode(job), 'EX', ARGV[5])
 local ev = {jobId = job.id, tenantId = job.tenantId, serverId = job.serverId, kind = job.kind, state = new, at = ARGV[2]}
+local drain = ''
 if rank[new] == 3 then
   redis.call('ZREM', KEYS[2], job.id)
   ev.record = job
+  -- the job's slot group, as TenantSlots.groupOf names it: the tenant and the job's lane (laneOf)
+  local group = job.tenantId .. '.' .. (job.kind == 'power' and 'durable' or 'interactive')
+  local released = redis.call('ZREM', ARGV[7] .. group, job.id)
+  local parked = ARGV[8] .. group
+  redis.call('ZREM', parked, job.id)
+  redis.call('DEL', ARGV[9] .. job.id, ARGV[10] .. job.id)
+  if released == 1 and redis.call('ZCARD', parked) > 0 then drain = group end
 end
 redis.call('PUBLISH', ARGV[6], cjson.encode(ev))
-return {'ok', new}
+return {'ok', new, drain}
 `
 
 export type TransitionStatus = 'ok' | 'same' | 'stale' | 'missing'
@@ -110,15 +122,22 @@ export class JobStore {
     return { created: r[0] === 1, id: r[1] }
   }
 
-  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date } = {}): Promise<{ status: TransitionStatus, state: JobState | '' }> {
+  /**
+   * Moves a job forward. A terminal state also frees the job's tenant slot (see TenantSlots); `drain` then
+   * names the slot group when it has jobs parked for a slot, for the receiver to hand the next one on.
+   */
+  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date } = {}): Promise<{ status: TransitionStatus, state: JobState | '', drain?: string }> {
     const r = await (this.redis as unknown as Scripts).portholeJobTransition(
       this.k.job(jobId), this.k.jobDeadlines,
       state, (o.at ?? new Date()).toISOString(),
       o.result === undefined ? '' : JSON.stringify(o.result),
       o.error === undefined ? '' : JSON.stringify(o.error),
-      JOB_RETENTION_SECONDS, this.k.jobEvents
+      JOB_RETENTION_SECONDS, this.k.jobEvents,
+      this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease('')
     )
-    return { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
+    const out: { status: TransitionStatus, state: JobState | '', drain?: string } = { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
+    if (typeof r[2] === 'string' && r[2] !== '') out.drain = r[2]
+    return out
   }
 
   async get (id: string): Promise<JobRecord | undefined> {
@@ -162,7 +181,7 @@ export class JobStore {
 
 interface Scripts {
   portholeJobCreate: (...args: Array<string | number>) => Promise<[number, string]>
-  portholeJobTransition: (...args: Array<string | number>) => Promise<[string, string]>
+  portholeJobTransition: (...args: Array<string | number>) => Promise<[string, string, string?]>
 }
 
 /** Lua's cjson writes empty arrays as `{}`; the only arrays in a record are never empty, but be exact. */

@@ -43,6 +43,13 @@ export function keys (ns: string) {
     jobsByServer: (id: string) => `${p}jobs:server:${id}`,
     jobsByTenant: (id: string) => `${p}jobs:tenant:${id}`,
     jobDeadlines: `${p}jobs:deadlines`,
+    /** A tenant's dispatched, unfinished jobs of one lane (its slots), by deadline; `group` is `{tenantId}.{lane}`. */
+    inFlight: (group: string) => `${p}inflight:${group}`,
+    /** A tenant's jobs of one lane waiting for a slot, by deadline (earliest first). */
+    parked: (group: string) => `${p}parked:${group}`,
+    parkedJob: (jobId: string) => `${p}parked-job:${jobId}`,
+    parkedLease: (jobId: string) => `${p}parked-lease:${jobId}`,
+    parkedGroups: `${p}parked-groups`,
     idempotency: (scope: string, key: string) => `${p}idem:${scope}:${key}`,
     jobEvents: `${p}events:jobs`,
     server: (id: string) => `${p}server:${id}`,

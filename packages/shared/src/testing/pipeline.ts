@@ -26,7 +26,8 @@ export interface Pipeline {
   /** The console transit key's box (what agents seal console targets with for the gateway). */
   transit: SecretBox
   tenantId: string
-  addServer: (agent: AgentType, connection: Record<string, unknown>, secrets?: ServerSecrets) => Promise<StoredServer>
+  /** Registers a server of the pipeline's tenant, or of `tenantId` (any id: the receiver reads only the server's). */
+  addServer: (agent: AgentType, connection: Record<string, unknown>, secrets?: ServerSecrets, tenantId?: string) => Promise<StoredServer>
   /** Creates the job record and publishes the job, as the API does; returns the job. */
   submit: (server: StoredServer, kind: JobKind, o?: { action?: PowerAction, deadlineMs?: number, console?: Job['console'] }) => Promise<Job>
   /** Waits until the job is in a terminal state and returns its record. */
@@ -56,9 +57,9 @@ export async function pipeline (t: After, o: StackOptions = {}): Promise<Pipelin
 
   return {
     stack, n, redis, jobs, servers, amqp, box, transit, tenantId: tenant.id,
-    async addServer (agent, connection, secrets) {
+    async addServer (agent, connection, secrets, tenantId = tenant.id) {
       const now = new Date().toISOString()
-      const s: StoredServer = { id: randomUUID(), tenantId: tenant.id, name: `test-${agent}`, agent, connection, secretPaths: [], createdAt: now, updatedAt: now }
+      const s: StoredServer = { id: randomUUID(), tenantId, name: `test-${agent}`, agent, connection, secretPaths: [], createdAt: now, updatedAt: now }
       if (secrets !== undefined) {
         const sealed = sealServerSecrets(box, s, secrets)
         if (sealed !== undefined) s.sealed = sealed

@@ -2,12 +2,14 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
-  ConsoleGrant, ConsoleProtocol, JobRecord, MAX_CONSOLE_TTL_SECONDS, PowerAction, PowerStatus
+  ConsoleGrant, ConsoleProtocol, JobRecord, MAX_CONSOLE_TTL_SECONDS, PowerAction, PowerStatus, type JobKind
 } from '@porthole/shared/contracts'
 import { assertVisible, principal } from '../auth.js'
 import type { Ctx } from '../context.js'
 import { startJob, takeConsoleUrl } from '../jobs.js'
-import { ConflictError } from '@porthole/shared/errors'
+import { ConflictError, PortholeError } from '@porthole/shared/errors'
+import { TenantSlots } from '@porthole/shared/store'
+import type { FastifyReply } from 'fastify'
 import { jobFailureError } from '../problem.js'
 import { IdParams, errors } from '../schemas.js'
 
@@ -16,6 +18,18 @@ const IdempotencyHeaders = Type.Object({
 })
 
 const DEFAULT_WAIT = { power: 0, status: 10, console: 10 } as const
+
+/**
+ * Refuses a job while its tenant already has TENANT_MAX_QUEUED jobs of its lane parked by the receivers
+ * (waiting for a dispatch slot): they would only wait longer, and hold Redis and the API's waiters meanwhile.
+ */
+async function assertRoom (ctx: Ctx, reply: FastifyReply, tenantId: string, kind: JobKind): Promise<void> {
+  const limit = ctx.config.TENANT_MAX_QUEUED
+  const parked = await TenantSlots.parked(ctx.redis, ctx.ns, tenantId, kind)
+  if (parked < limit) return
+  reply.header('retry-after', '1')
+  throw new PortholeError('busy', `this tenant already has ${parked} ${kind === 'power' ? 'power' : 'status and console'} jobs waiting for dispatch (TENANT_MAX_QUEUED is ${limit}); try again shortly`, { status: 429, details: { limit: 'TENANT_MAX_QUEUED', limitValue: limit } })
+}
 
 export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
   const max = ctx.config.MAX_WAIT_SECONDS
@@ -34,11 +48,12 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         querystring: waitQuery(DEFAULT_WAIT.power),
         headers: IdempotencyHeaders,
         body: Type.Object({ action: PowerAction }, { additionalProperties: false }),
-        response: { 200: JobRecord, 202: JobRecord, ...errors(404) }
+        response: { 200: JobRecord, 202: JobRecord, ...errors(404, 429) }
       }
     }, async (req, reply) => {
       const p = principal(req)
       const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
+      await assertRoom(ctx, reply, server.tenantId, 'power')
       const { job, replayed } = await startJob(ctx, req, p, { kind: 'power', server, action: req.body.action, idempotencyKey: req.headers['idempotency-key'] })
       if (replayed) reply.header('idempotent-replayed', 'true')
       const ms = waitMs(req.query, DEFAULT_WAIT.power)
@@ -60,6 +75,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     }, async (req, reply) => {
       const p = principal(req)
       const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
+      await assertRoom(ctx, reply, server.tenantId, 'status')
       const { job } = await startJob(ctx, req, p, { kind: 'status', server })
       const ms = waitMs(req.query, DEFAULT_WAIT.status)
       // ?wait=0 asks for the job to poll, whatever state it has reached already
@@ -90,6 +106,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const p = principal(req)
       const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
       const b = req.body
+      await assertRoom(ctx, reply, server.tenantId, 'console')
       const { job, replayed } = await startJob(ctx, req, p, {
         kind: 'console',
         server,
