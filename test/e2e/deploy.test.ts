@@ -19,7 +19,7 @@ import { REPO_ROOT } from '@porthole/shared/testing'
 const run = promisify(execFile)
 const COMPOSE_FILE = join(REPO_ROOT, 'docker-compose.yml')
 /** What gen-secrets.sh must write, and what compose must refuse to start without. */
-const KEYS = ['PORTHOLE_SECRET_KEY', 'CONSOLE_KEY', 'SOL_BRIDGE_SECRET'] as const
+const KEYS = ['PORTHOLE_SECRET_KEY', 'CONSOLE_TRANSIT_KEY', 'CONSOLE_KEY', 'SOL_BRIDGE_SECRET'] as const
 const PASSWORDS = ['RABBITMQ_PASSWORD', 'REDIS_PASSWORD'] as const
 const REQUIRED = [...KEYS, ...PASSWORDS]
 const SECRETS = [...REQUIRED, 'PORTHOLE_ADMIN_TOKEN']
@@ -149,16 +149,17 @@ test('with the generated env file docker-compose.yml is a valid Compose file who
   assert.equal(redis.environment?.REDISCLI_AUTH, env.REDIS_PASSWORD, 'the healthcheck\'s redis-cli authenticates')
 
   const own: Record<string, string[]> = {
-    api: ['PORTHOLE_SECRET_KEY', 'PORTHOLE_ADMIN_TOKEN'],
+    api: ['PORTHOLE_SECRET_KEY', 'CONSOLE_TRANSIT_KEY', 'PORTHOLE_ADMIN_TOKEN'],
     receiver: [],
-    agents: ['PORTHOLE_SECRET_KEY', 'SOL_BRIDGE_SECRET'],
-    'console-gateway': ['PORTHOLE_SECRET_KEY', 'CONSOLE_KEY', 'SOL_BRIDGE_SECRET']
+    agents: ['PORTHOLE_SECRET_KEY', 'CONSOLE_TRANSIT_KEY', 'SOL_BRIDGE_SECRET'],
+    // Never PORTHOLE_SECRET_KEY: the gateway cannot open server credentials.
+    'console-gateway': ['CONSOLE_TRANSIT_KEY', 'CONSOLE_KEY', 'SOL_BRIDGE_SECRET']
   }
   for (const [name, secrets] of Object.entries(own)) {
     const e = s[name]?.environment ?? {}
     assert.equal(e.RABBITMQ_URL, `amqp://porthole:${env.RABBITMQ_PASSWORD ?? ''}@rabbitmq:5672`, name)
     assert.equal(e.REDIS_URL, `redis://:${env.REDIS_PASSWORD ?? ''}@redis:6379`, name)
-    for (const k of ['PORTHOLE_SECRET_KEY', 'CONSOLE_KEY', 'SOL_BRIDGE_SECRET', 'PORTHOLE_ADMIN_TOKEN']) {
+    for (const k of ['PORTHOLE_SECRET_KEY', 'CONSOLE_TRANSIT_KEY', 'CONSOLE_KEY', 'SOL_BRIDGE_SECRET', 'PORTHOLE_ADMIN_TOKEN']) {
       if (secrets.includes(k)) assert.equal(e[k], env[k], `${name} gets ${k}`)
       else assert.ok(e[k] === undefined || e[k] === '', `${name} does not get ${k}`)
     }

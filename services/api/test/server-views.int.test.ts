@@ -15,7 +15,7 @@ function keysOf (v: unknown, out: string[] = []): string[] {
 }
 
 const CA = '-----BEGIN CERTIFICATE-----\nMIIBfake-engine-ca\n-----END CERTIFICATE-----'
-const INFRA_VALUES = ['10.20.30.40', 'bmc-admin', 'kvm-host-9.internal', '/root/.ssh/id_kvm', 'engine.example', 'admin@internal', 'fake-engine-ca', 'vm-web-7', '5907']
+const INFRA_VALUES = ['10.20.30.40', 'bmc-admin', 'kvm-host-9.internal', 'engine.example', 'admin@internal', 'fake-engine-ca', 'vm-web-7', '5907']
 
 async function servers (api: TestApi, tenantId: string): Promise<Record<string, string>> {
   const make = async (body: Record<string, unknown>): Promise<string> => {
@@ -24,7 +24,7 @@ async function servers (api: TestApi, tenantId: string): Promise<Record<string, 
     return r.body.id
   }
   return {
-    kvm: await make({ name: 'web-7', agent: 'kvm', connection: { uri: 'qemu+ssh://ops@kvm-host-9.internal/system?keyfile=/root/.ssh/id_kvm', domain: 'vm-web-7' } }),
+    kvm: await make({ name: 'web-7', agent: 'kvm', connection: { uri: 'qemu+ssh://ops@kvm-host-9.internal/system', domain: 'vm-web-7' } }),
     ipmi: await make({ name: 'db-1', agent: 'ipmi', connection: { host: '10.20.30.40', port: 623, username: 'bmc-admin', password: 'bmc-pw-1' }, console: { host: '10.20.30.40', port: 5907, password: 'vncpw' } }),
     ipmiNoVnc: await make({ name: 'db-2', agent: 'ipmi', connection: { host: '10.20.30.40', username: 'bmc-admin', password: 'bmc-pw-1' } }),
     ovirt: await make({ name: 'app-1', agent: 'ovirt', connection: { url: 'https://engine.example/ovirt-engine', username: 'admin@internal', password: 'engine-pw', vmId: 'vm-web-7', caCert: CA } })

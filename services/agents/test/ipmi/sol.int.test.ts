@@ -302,10 +302,11 @@ test('an expired ticket is refused without reaching the BMC; a wrong BMC passwor
 
 test('the bridge listens on 127.0.0.1 unless told otherwise, and needs the secret where ipmi is served', async (t) => {
   const key = testSecretKey()
-  assert.throws(() => readConfig({ PORTHOLE_SECRET_KEY: key }), (e: unknown) => (e as { variable?: string }).variable === 'SOL_BRIDGE_SECRET')
-  assert.throws(() => readConfig({ PORTHOLE_SECRET_KEY: key, SOL_BRIDGE_SECRET: randomBytes(16).toString('base64') }), (e: unknown) => (e as { variable?: string }).variable === 'SOL_BRIDGE_SECRET')
-  assert.equal(readConfig({ PORTHOLE_SECRET_KEY: key, AGENT_TYPES: 'kvm' }).SOL_BRIDGE_SECRET, undefined)
-  const c = readConfig({ PORTHOLE_SECRET_KEY: key, SOL_BRIDGE_SECRET: randomBytes(32).toString('base64'), SOL_BRIDGE_PORT: '0' })
+  const transit = testSecretKey()
+  assert.throws(() => readConfig({ PORTHOLE_SECRET_KEY: key, CONSOLE_TRANSIT_KEY: transit }), (e: unknown) => (e as { variable?: string }).variable === 'SOL_BRIDGE_SECRET')
+  assert.throws(() => readConfig({ PORTHOLE_SECRET_KEY: key, CONSOLE_TRANSIT_KEY: transit, SOL_BRIDGE_SECRET: randomBytes(16).toString('base64') }), (e: unknown) => (e as { variable?: string }).variable === 'SOL_BRIDGE_SECRET')
+  assert.equal(readConfig({ PORTHOLE_SECRET_KEY: key, CONSOLE_TRANSIT_KEY: transit, AGENT_TYPES: 'kvm' }).SOL_BRIDGE_SECRET, undefined)
+  const c = readConfig({ PORTHOLE_SECRET_KEY: key, CONSOLE_TRANSIT_KEY: transit, SOL_BRIDGE_SECRET: randomBytes(32).toString('base64'), SOL_BRIDGE_PORT: '0' })
   const svc = await services()
   const log = createLogger({ name: 'agents-test', level: 'silent' })
   const redis = createRedis(svc.redisUrl, log, 'sol-bind-test')
