@@ -18,6 +18,7 @@ export const apiSettings = {
   JOB_DEADLINE_CONSOLE_SECONDS: int('deadline of a console job', 30, 1, 3600),
   MAX_WAIT_SECONDS: int('the longest `?wait=` a request may ask for', 60, 0, 600),
   BODY_LIMIT_BYTES: int('largest request body accepted (413 beyond)', 65536, 1024, 16 * 1024 * 1024),
+  UPGRADE_LEGACY_SECRETS: bool('upgrade server records sealed before destination binding (one box bound to the server id only) to boxes bound to the destination they name now: set it for one start of one API replica after the upgrade, then unset it (while set, a record edited in Redis with an old box would be bound to its new destination; docs/runbook.md)', false),
   TRUST_PROXY: bool('trust X-Forwarded-For from a reverse proxy in front of the API (client IPs in the audit log)', false),
   ...kvmPolicySettings,
   SSE_HEARTBEAT_SECONDS: int('interval of heartbeat comments on `GET /v1/events`', 15, 1, 300),

@@ -8,6 +8,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@fastify/type-provider-typebox'
 import { PortholeError, type ErrorCode } from '@porthole/shared/errors'
 import type { JobFailure } from '@porthole/shared/contracts'
+import { brief } from '@porthole/shared/logging'
 import { failureView } from './views.js'
 
 export const PROBLEM_TYPE_BASE = 'urn:porthole:problem:'
@@ -115,7 +116,8 @@ export function toProblem (err: unknown, req: FastifyRequest): ProblemBody {
     const code = CODE_FOR_STATUS[status] ?? 'invalid'
     return problem(status, code, fe.message, { ...extra, ...(fe.code === undefined ? {} : { fastifyCode: fe.code }) })
   }
-  req.log.error({ err }, 'unhandled error')
+  // Its stack helps; a URL with a password in a message or stack (a driver's connection string) must not reach the log.
+  req.log.error({ err: { ...brief(err), stack: String((err as Error | undefined)?.stack ?? '').replace(/\/\/[^@/\s]*@/g, '//***@') } }, 'unhandled error')
   return problem(500, 'internal', 'internal error', extra)
 }
 

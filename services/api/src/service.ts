@@ -60,7 +60,8 @@ async function resealStale (deps: AppDeps, log: Logger): Promise<void> {
   const l = log.child({ component: 'keys' })
   try {
     const box = SecretBox.fromSettings(deps.config)
-    const r = await new ServerStore(deps.redis, deps.config.PORTHOLE_NAMESPACE).resealStale(box)
+    const r = await new ServerStore(deps.redis, deps.config.PORTHOLE_NAMESPACE).resealStale(box, { upgradeLegacy: deps.config.UPGRADE_LEGACY_SECRETS })
+    if (r.legacy > 0) l.warn({ records: r.legacy }, 'server records sealed in the earlier form (not bound to their destination) are not used: start one API replica once with UPGRADE_LEGACY_SECRETS=true to upgrade them, or set their passwords again')
     // While old keys are configured (a rotation under way) every pass says where it stands.
     if (r.resealed > 0 || r.upgraded > 0 || r.left > 0 || deps.config.PORTHOLE_OLD_SECRET_KEYS.trim() !== '') l.info({ ...r, keyId: deps.config.PORTHOLE_SECRET_KEY_ID }, r.left === 0 ? 'server credentials re-sealed with the current key; no record needs an old key now' : 'server credentials re-sealed; some do not open: under a key that is not configured, or changed outside the API (their jobs fail auth until their passwords are set again)')
   } catch (err) {

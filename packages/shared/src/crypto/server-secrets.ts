@@ -1,8 +1,9 @@
 /**
  * Server credentials bound to where they are sent. Each password is sealed in a box of its own whose
  * additional authenticated data names the server, the password's purpose (`connection` or `console`) and
- * its destination: a canonical form of the record's fields the password is sent to (ipmi host, port and
- * username; ovirt url, username and CA; kvm uri; console host and port). A record, or the copy of it in a
+ * its destination: a canonical form of the record's fields the password is sent to (ipmi host, port,
+ * username and cipher suite; ovirt url, username and CA; kvm uri or transport, host, port, user and key file;
+ * console host and port). A record, or the copy of it in a
  * job message, whose destination was changed anywhere but through the API no longer opens, so a secret
  * cannot be redirected to another host by editing Redis or a message on the broker.
  */
@@ -15,8 +16,10 @@ import type { SecretBox } from './index.js'
 export type ServerDestination = Pick<StoredServer, 'id' | 'agent' | 'connection' | 'console'>
 
 const CONNECTION_FIELDS: Readonly<Record<AgentType, readonly string[]>> = {
-  kvm: ['uri'],
-  ipmi: ['host', 'port', 'username'],
+  // kvm records carry no password today; both forms of their connection are bound all the same.
+  kvm: ['uri', 'transport', 'host', 'port', 'user', 'keyFile'],
+  // The cipher suite too: an edit down to suite 0-2 would send the session unencrypted or unauthenticated.
+  ipmi: ['host', 'port', 'username', 'cipherSuite'],
   ovirt: ['url', 'username', 'caCert']
 }
 const CONSOLE_FIELDS: readonly string[] = ['host', 'port']

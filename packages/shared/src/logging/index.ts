@@ -16,7 +16,10 @@ export const REDACT_PATHS = [
   'target', '*.target',
   'authorization', '*.authorization', '*.*.authorization',
   'req.headers.authorization', 'req.headers.cookie', 'req.headers["sec-websocket-protocol"]',
-  'headers.authorization', 'PORTHOLE_SECRET_KEY', 'PORTHOLE_ADMIN_TOKEN', 'CONSOLE_KEY', 'CONSOLE_TRANSIT_KEY'
+  'headers.authorization',
+  // Settings that are secrets, at the top level and one level down (a logged `config` or `env` object).
+  ...['PORTHOLE_SECRET_KEY', 'PORTHOLE_OLD_SECRET_KEYS', 'PORTHOLE_ADMIN_TOKEN', 'CONSOLE_KEY', 'CONSOLE_OLD_KEYS',
+    'CONSOLE_TRANSIT_KEY', 'CONSOLE_OLD_TRANSIT_KEYS', 'SOL_BRIDGE_SECRET', 'RABBITMQ_URL', 'REDIS_URL'].flatMap(k => [k, `*.${k}`])
 ]
 
 /** Drops the query string (and fragment) of a URL or path for logging. */

@@ -106,15 +106,18 @@ export class ServerStore {
    * Re-seals, under the current key, every server record whose credentials were sealed with an older one,
    * so that after a key rotation the old key can be dropped from `PORTHOLE_OLD_SECRET_KEYS`; and upgrades
    * records in the earlier form (`secrets`, one box bound to the id only) to boxes bound to their destination
-   * (`sealed`), bound to the destination the record names at that moment. Each record is replaced only if
+   * (`sealed`), bound to the destination the record names at that moment — only when `upgradeLegacy` says so
+   * (the upgrade is a deliberate, one-off step: an old box written into Redis later, from a backup, must not be
+   * bound to whatever destination it is written with), and never over a bound box. Each record is replaced only if
    * it did not change meanwhile (compare-and-set). `left` counts records this box cannot open (a key that is
    * not configured, or a destination changed outside the API): they fail their jobs until an admin sets their
    * passwords again.
    */
-  async resealStale (box: SecretBox): Promise<{ resealed: number, upgraded: number, left: number }> {
+  async resealStale (box: SecretBox, o: { upgradeLegacy?: boolean } = {}): Promise<{ resealed: number, upgraded: number, left: number, legacy: number }> {
     let resealed = 0
     let upgraded = 0
     let left = 0
+    let legacyLeft = 0
     const ids = await this.redis.zrange(this.k.servers, 0, -1)
     for (let i = 0; i < ids.length; i += 500) { // one round trip per 500 records read
       const batch = ids.slice(i, i + 500)
@@ -122,15 +125,18 @@ export class ServerStore {
       for (const raw of raws) {
         if (raw === null) continue
         const s = JSON.parse(raw) as StoredServer
-        const legacy = s.secrets !== undefined
+        const legacy = s.secrets !== undefined && o.upgradeLegacy === true
+        if (s.secrets !== undefined && !legacy) legacyLeft++
         const stale = Object.values(s.sealed ?? {}).some(b => b !== undefined && box.isStale(b))
         if (!legacy && !stale) continue
         let next: string
         try {
-          const secrets = legacy ? { ...openServerSecrets(box, { ...s, secrets: undefined }), ...openLegacySecrets(box, s) } : openServerSecrets(box, s)
-          const { secrets: _legacy, sealed: _sealed, ...rest } = s
+          const secrets = legacy ? { ...openLegacySecrets(box, s), ...openServerSecrets(box, { ...s, secrets: undefined }) } : openServerSecrets(box, { ...s, secrets: undefined })
+          const { secrets: legacyBox, sealed: _sealed, ...rest } = s
+          // Not upgrading: an earlier-form box stays as it is (ignored by the agents and by PATCH).
+          const kept = legacy || legacyBox === undefined ? rest : { ...rest, secrets: legacyBox }
           const sealed = sealServerSecrets(box, s, secrets)
-          next = JSON.stringify(sealed === undefined ? rest : { ...rest, sealed })
+          next = JSON.stringify(sealed === undefined ? kept : { ...kept, sealed })
         } catch {
           left++
           continue
@@ -141,7 +147,7 @@ export class ServerStore {
         }
       }
     }
-    return { resealed, upgraded, left }
+    return { resealed, upgraded, left, legacy: legacyLeft }
   }
 }
 

@@ -16,9 +16,10 @@ function record (agent: StoredServer['agent'], connection: Record<string, unknow
 
 test('each destination field of each agent type binds the password; other fields do not', () => {
   const cases: Array<[StoredServer, Array<[string, unknown]>, Array<[string, unknown]>]> = [
-    [record('ipmi', { host: '10.0.0.1', port: 623, username: 'admin', cipherSuite: 3 }), [['host', '10.0.0.2'], ['port', 624], ['port', undefined], ['username', 'root']], [['cipherSuite', 17]]],
+    [record('ipmi', { host: '10.0.0.1', port: 623, username: 'admin', cipherSuite: 3 }), [['host', '10.0.0.2'], ['port', 624], ['port', undefined], ['username', 'root'], ['cipherSuite', 0]], []],
     [record('ovirt', { url: 'https://e.example/ovirt-engine', username: 'admin@internal', vmId: 'v1', caCert: 'PEM' }), [['url', 'https://f.example/ovirt-engine'], ['username', 'u'], ['caCert', 'PEM2'], ['caCert', undefined]], [['vmId', 'v2']]],
-    [record('kvm', { uri: 'qemu+ssh://a/system', domain: 'd' }), [['uri', 'qemu+ssh://b/system']], [['domain', 'e']]]
+    [record('kvm', { uri: 'qemu+ssh://a/system', domain: 'd' }), [['uri', 'qemu+ssh://b/system']], [['domain', 'e']]],
+    [record('kvm', { transport: 'ssh', host: 'a', user: 'ops', domain: 'd' }), [['host', 'b'], ['transport', 'tcp'], ['port', 2222], ['user', 'root'], ['keyFile', 'id_other']], [['domain', 'e']]]
   ]
   for (const [s, moves, harmless] of cases) {
     assert.deepEqual(openServerSecrets(box, s), { connection: { password: 'conn-pw' } })

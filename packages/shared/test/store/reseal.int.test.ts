@@ -41,7 +41,7 @@ test('after a key rotation, server credentials under the old key are re-sealed w
   for (const s of [old, current, orphan]) await store.put(s)
 
   const after = boxOf(k2, 'k2', `k1:${k1}`)
-  assert.deepEqual(await store.resealStale(after), { resealed: 1, upgraded: 0, left: 1 })
+  assert.deepEqual(await store.resealStale(after), { resealed: 1, upgraded: 0, left: 1, legacy: 0 })
   const got = await store.get(old.id) as StoredServer
   assert.equal(got.sealed?.connection?.kid, 'k2')
   assert.equal(got.sealed?.console?.kid, 'k2')
@@ -50,10 +50,10 @@ test('after a key rotation, server credentials under the old key are re-sealed w
   assert.deepEqual({ ...got, sealed: undefined }, { ...old, sealed: undefined })
   assert.deepEqual(await store.get(current.id), current, 'a record under the current key is left alone')
   assert.deepEqual(await store.get(orphan.id), orphan, 'a record under an unknown key is left as it is')
-  assert.deepEqual(await store.resealStale(after), { resealed: 0, upgraded: 0, left: 1 }, 'a second pass finds nothing more to do')
+  assert.deepEqual(await store.resealStale(after), { resealed: 0, upgraded: 0, left: 1, legacy: 0 }, 'a second pass finds nothing more to do')
 })
 
-test('the re-seal pass upgrades records of the earlier form to boxes bound to their destination', async (t) => {
+test('the re-seal pass upgrades records of the earlier form to boxes bound to their destination, only when told to', async (t) => {
   const svc = await services()
   const ns = uniqueNamespace()
   const redis = new Redis(svc.redisUrl)
@@ -65,7 +65,11 @@ test('the re-seal pass upgrades records of the earlier form to boxes bound to th
   await store.put(legacy)
   assert.throws(() => openServerSecrets(box, legacy), /earlier form/, 'agents refuse the earlier form')
 
-  assert.deepEqual(await store.resealStale(box), { resealed: 0, upgraded: 1, left: 0 })
+  // Not told to: the record is left as it is, counted, and still unusable (an old box written into Redis
+  // later, from a backup, is never bound to the destination it comes with).
+  assert.deepEqual(await store.resealStale(box), { resealed: 0, upgraded: 0, left: 0, legacy: 1 })
+  assert.deepEqual(await store.get(legacy.id), legacy)
+  assert.deepEqual(await store.resealStale(box, { upgradeLegacy: true }), { resealed: 0, upgraded: 1, left: 0, legacy: 0 })
   const got = await store.get(legacy.id) as StoredServer
   assert.equal(got.secrets, undefined)
   assert.equal(got.sealed?.connection?.kid, 'k2')
@@ -78,5 +82,5 @@ test('the re-seal pass upgrades records of the earlier form to boxes bound to th
     const moved = { ...got, [part]: { ...got[part], [field]: value } }
     assert.throws(() => openServerSecrets(box, moved), (err: Error & { code?: string }) => err.code === 'auth' && err.message.includes(`${part} password`) && !err.message.includes('bmc-pass-3'), `${part}.${field}`)
   }
-  assert.deepEqual(await store.resealStale(box), { resealed: 0, upgraded: 0, left: 0 })
+  assert.deepEqual(await store.resealStale(box, { upgradeLegacy: true }), { resealed: 0, upgraded: 0, left: 0, legacy: 0 })
 })

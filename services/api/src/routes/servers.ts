@@ -75,7 +75,11 @@ function seal (ctx: Ctx, id: string, agent: AgentType, connection: Record<string
 function storedPassword (ctx: Ctx, old: StoredServer, purpose: SecretPurpose): string | undefined {
   if (!old.secretPaths.includes(`${purpose}.password`)) return undefined
   try {
-    const opened = old.sealed?.[purpose] === undefined ? openLegacySecrets(ctx.box, old)?.[purpose] : openServerSecret(ctx.box, old, purpose)
+    // The earlier form (bound to the id only) is kept only during a deliberate upgrade (UPGRADE_LEGACY_SECRETS).
+    const opened = old.sealed?.[purpose] !== undefined
+      ? openServerSecret(ctx.box, old, purpose)
+      : ctx.config.UPGRADE_LEGACY_SECRETS ? openLegacySecrets(ctx.box, old)?.[purpose] : undefined
+    if (opened === undefined) throw new Error('not sealed in the current form')
     return opened?.password
   } catch {
     throw secretMustBeSent(`${purpose}.password: the stored password does not open for this record any more: send ${purpose}.password again`, `${purpose}.password`)
@@ -147,7 +151,7 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['servers'],
         summary: 'change a server (admin, operator)',
-        description: 'Members replace the stored ones, except `connection`, whose members merge into the stored connection. A password left out of `connection`, or sent as `"******"`, keeps the stored one, but only while it goes where it went: a change of where a password is sent (ipmi `host`, `port`, `username`; ovirt `url`, `username`, `caCert`; kvm `uri`; `console.host`, `console.port`) without the password is a 422 naming the field.',
+        description: 'Members replace the stored ones, except `connection`, whose members merge into the stored connection. A password left out of `connection`, or sent as `"******"`, keeps the stored one, but only while it goes where it went: a change of where a password is sent (ipmi `host`, `port`, `username`; ovirt `url`, `username`, `caCert`; kvm `uri`; `console.host`, `console.port`) without the password is a 422 naming the field. `console` is replaced whole: a `console` without `password` removes the stored VNC password, `"password": "******"` keeps it (for the same host and port only).',
         params: IdParams,
         body: ServerPatch,
         response: { 200: ServerView, ...errors(404, 422) }
