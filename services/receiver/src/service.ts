@@ -136,6 +136,12 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
         // Back through the delay queue: it dead-letters the job to the receiver again after DELAY_MS.
         await amqp.publish('', n.delayQueue, job)
         l.debug({ holder: lock.holder }, 'server busy with another power job; delayed')
+        // A job waiting for its server holds no slot of its tenant: one handed a slot from parking gives it
+        // back (and the tenant's next parked job may take it), and asks for one again when it comes back.
+        if (withSlot) {
+          await slots.release(job)
+          await drain(TenantSlots.groupOf(job.tenantId, job.kind))
+        }
         return 'ack'
       }
     }

@@ -28,7 +28,10 @@ interface FakeAgent {
   release: (group: string) => void
 }
 
-/** A stand-in ipmi agent (both lanes) that answers every request at once, except those of `holding` slot groups. */
+/**
+ * A stand-in ipmi agent (both lanes) that answers every request at once, except those of `holding` slot
+ * groups or server ids (held and released by that key).
+ */
 async function fakeAgent (t: { after: (fn: () => Promise<void>) => void }, holding: string[]): Promise<FakeAgent> {
   const amqp = new AmqpClient({ url: p.stack.svc.rabbitmqUrl, namespace: p.stack.ns, log: createLogger({ name: 'fake-agent', level: 'silent' }), name: 'fake-agent' })
   await amqp.start()
@@ -45,7 +48,7 @@ async function fakeAgent (t: { after: (fn: () => Promise<void>) => void }, holdi
   const handler = async (d: Delivery): Promise<Disposition> => {
     const { job } = d.body as AgentRequest
     received.push({ jobId: job.id, tenantId: job.tenantId, at: Date.now() })
-    const group = TenantSlots.groupOf(job.tenantId, job.kind)
+    const group = hold.has(job.serverId) ? job.serverId : TenantSlots.groupOf(job.tenantId, job.kind)
     if (hold.has(group)) {
       const list = waiting.get(group) ?? []
       waiting.set(group, list)
@@ -135,6 +138,28 @@ test('power jobs count apart: a tenant at its power cap still gets its status jo
   agent.release(power)
   for (const j of jobs) assert.equal((await p.finished(j.id, 10_000)).state, 'succeeded')
   assert.equal(agent.maxHeld(power), CAP)
+})
+
+test('a parked power job handed a slot while its server is busy gives the slot back to the tenant\'s next job', async (t) => {
+  const tenant = randomUUID()
+  const fillers = await Promise.all(Array.from({ length: CAP }, async () => await p.addServer('ipmi', { host: '127.0.0.1', username: 'admin' }, undefined, tenant)))
+  const [busy, other] = [await p.addServer('ipmi', { host: '127.0.0.1', username: 'admin' }, undefined, tenant), await p.addServer('ipmi', { host: '127.0.0.1', username: 'admin' }, undefined, tenant)]
+  const power = TenantSlots.groupOf(tenant, 'power')
+  const agent = await fakeAgent(t, [power, busy.id])
+  // The tenant's power slots are all taken; then CAP jobs for one server and one for another are parked.
+  for (const s of fillers) await p.submit(s, 'power', { action: 'on', deadlineMs: 30_000 })
+  await waitFor(() => agent.held(power) === CAP, 10_000, `${CAP} power jobs at the agent`)
+  const onBusy = []
+  for (let i = 0; i < CAP; i++) onBusy.push(await p.submit(busy, 'power', { action: 'on', deadlineMs: 30_000 }))
+  const onOther = await p.submit(other, 'power', { action: 'on', deadlineMs: 30_000 })
+  await waitFor(async () => (await p.redis.zcard(keys(p.stack.ns).parked(power))) === CAP + 1, 10_000, 'the jobs to be parked')
+  // The slots free up: the first job for the busy server runs (and is held there); the others for it must
+  // wait for the server without holding a slot, so the job for the other server gets one and finishes.
+  agent.release(power)
+  assert.equal((await p.finished(onOther.id, 20_000)).state, 'succeeded')
+  assert.ok(agent.held(busy.id) >= 1, 'a job for the busy server is running')
+  agent.release(busy.id)
+  for (const j of onBusy) assert.equal((await p.finished(j.id, 20_000)).state, 'succeeded')
 })
 
 test('a job that never gets a slot ends timed_out at its deadline, never dispatched', async (t) => {

@@ -143,6 +143,11 @@ export class TenantSlots {
     await (this.redis as unknown as Scripts).portholeSlotHandedOff(this.k.parked(TenantSlots.groupOf(job.tenantId, job.kind)), this.k.parkedJob(job.id), this.k.parkedLease(job.id), job.id)
   }
 
+  /** Gives the job's slot back without ending the job (a power job that must wait for its server first). */
+  async release (job: Job): Promise<void> {
+    await this.redis.zrem(this.k.inFlight(TenantSlots.groupOf(job.tenantId, job.kind)), job.id)
+  }
+
   /** The caller could not hand the job on (e.g. the broker is down): the next drain may take it up at once. */
   async unlease (job: Job): Promise<void> {
     await this.redis.del(this.k.parkedLease(job.id))
