@@ -629,9 +629,9 @@ async function profileReport (stack: Stack, dir: string, window: { fromUs: numbe
   for (const name of [...stack.procs.keys()]) await stack.stop(name)
   const parts: string[] = [`CPU profiles (${dir}): self time by function and by file, ${window === undefined ? 'whole run' : 'section 1\'s measured loops only'}\n`]
   for (const name of ALL_SERVICES) {
-    const files = await readdir(join(dir, name)).catch(() => [] as string[])
-    const file = profileFiles(join(dir, name)).at(-1)
-    if (files.length === 0 || file === undefined) { parts.push(`${name}: no profile written`); continue }
+    const written = (await readdir(join(dir, name)).catch(() => [] as string[])).length > 0
+    const file = written ? profileFiles(join(dir, name)).at(-1) : undefined
+    if (file === undefined) { parts.push(`${name}: no profile written`); continue }
     const s = summarizeFile(file, 12, window)
     parts.push(formatSummary(`${name} (${file})${s.windowed ? '' : ', whole profile (no samples in the window)'}`, s))
   }
