@@ -19,26 +19,33 @@
  * Everything the bench starts (services, domains, websockify, the RFB server process, Chromium) is removed
  * on the way out: after success, after a failure, and on SIGINT/SIGTERM.
  *
- *   npm run bench -- console [--quick] [--only=relay,qemu,...] [--gateway-profile=DIR]
+ *   npm run bench -- console [--quick] [--only=relay,qemu,...] [--gateway-profile=DIR] [--cpu-profile=DIR] [--json]
  *
  * `--only=` runs some sections only: `issue` (1), `relay` (2), `qemu` (2b), `memory` (3), `browser` (4); the tiny
  * domains are created only for the sections that use them (`--only=relay` needs none). `--gateway-profile=DIR`:
  * the gateway process records a CPU profile (open it in Chrome's DevTools) and its GC pauses, written to DIR when
  * it exits (`--cpu-prof` itself is not allowed in NODE_OPTIONS, so a small module passed with `--import` does it).
+ * `--cpu-profile=DIR`: every service runs with `--cpu-prof` into DIR/<service>; at the end the bench stops them
+ * and prints each one's top self-time functions and files (bench/src/cpuprofile-summary.ts) during section 1.
+ * Section 1 also reads each process's CPU time (/proc/<pid>/stat) around every loop: the services, RabbitMQ,
+ * Redis and libvirtd (bench/src/cpu.ts). `--json`: one JSON object on stdout (section 1 per client count:
+ * p50Ms, p99Ms, perSecond, floorP50Ms, floorPerSecond, cpuMsPerUrl, …), the human report on stderr.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { connect, createServer, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { chromium, type BrowserContext } from 'playwright-core'
 import WebSocket from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import { createLogger } from '@porthole/shared/logging'
-import { dropNamespace, freePort, startStack, tinyDomain, waitFor, type Stack } from '@porthole/shared/testing'
+import { ALL_SERVICES, dropNamespace, freePort, startStack, tinyDomain, waitFor, type ServiceName, type Stack } from '@porthole/shared/testing'
 import { UNCAPPED, closedLoop, jsonClient, percentile, table, type Summary } from './stats.js'
+import { measureCpu, perCall, stackProcesses, type CpuProcesses } from './cpu.js'
+import { formatSummary, profileFiles, summarizeFile } from './cpuprofile-summary.js'
 
 const quick = process.argv.includes('--quick')
 const SECTIONS = ['issue', 'relay', 'qemu', 'memory', 'browser'] as const
@@ -54,6 +61,11 @@ const only = ((): Set<Section> => {
 })()
 const runs = (s: Section): boolean => only.has(s)
 const profileDir = process.argv.find(a => a.startsWith('--gateway-profile='))?.slice('--gateway-profile='.length)
+const cpuProfileArg = process.argv.find(a => a.startsWith('--cpu-profile='))?.slice('--cpu-profile='.length)
+const cpuProfileDir = cpuProfileArg === undefined ? undefined : resolve(cpuProfileArg)
+/** `--json`: stdout carries one JSON object and nothing else; the human report goes to stderr. */
+const json = process.argv.includes('--json')
+const report = (text: string): void => { (json ? process.stderr : process.stdout).write(text + '\n') }
 const cleanups: Array<() => Promise<void>> = []
 const t = { after: (fn: () => Promise<void>) => { cleanups.push(fn) } }
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
@@ -497,6 +509,137 @@ async function profilerEnv (dir: string): Promise<Record<string, string>> {
   return { NODE_OPTIONS: `--import=${pathToFileURL(file).href}`, BENCH_PROFILE_DIR: abs }
 }
 
+// ---- 1. console-URL issue, with CPU per call -------------------------------------------------------------
+
+/** One measured loop: its latency figures, and the CPU each process spent on it per call. */
+interface Measured { s: Summary, cpu: Record<string, number> }
+
+async function measured (procs: CpuProcesses, run: () => Promise<Summary>): Promise<Measured> {
+  const { result, cpu } = await measureCpu(procs, run)
+  return { s: result, cpu: perCall(cpu, result.n) }
+}
+
+/** Section 1's figures at one client count, as `--json` prints them (ms; CPU summed over the system's processes). */
+interface IssueFigures {
+  clients: number
+  n: number
+  p50Ms: number
+  p99Ms: number
+  perSecond: number
+  floorP50Ms: number
+  floorP99Ms: number
+  floorPerSecond: number
+  cpuMsPerUrl: number
+  /** cpuMsPerUrl less what the processes use when idle (the idle row's rate over the loop's duration). */
+  cpuMsPerUrlAboveIdle: number
+  cpuMsPerUrlByProcess: Record<string, number>
+  floorCpuMsPerRoundTrip: number
+  status: { p50Ms: number, p99Ms: number, perSecond: number, cpuMsPerJob: number, cpuMsPerJobByProcess: Record<string, number> }
+}
+
+interface IssueResult { text: string[], figures: IssueFigures[], idleCpuMsPerSecond: Record<string, number>, window: { fromUs: number, toUs: number } }
+
+const nowUs = (): number => Number(process.hrtime.bigint() / 1000n)
+const round3 = (x: number): number => Math.round(x * 1000) / 1000
+const rounded = (r: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, round3(v)]))
+
+/** The per-process CPU table: one row per measured loop, a column per process (ms per call), `all` their sum without the bench. */
+function cpuTable (rows: Array<{ what: string, clients: number | string, cpu: Record<string, number> }>, procs: CpuProcesses): string {
+  const cols = [...procs.map(p => p.name), 'all', 'bench']
+  return table(rows.map(r => ({ what: r.what, clients: r.clients, ...Object.fromEntries(cols.map(c => [c, r.cpu[c] ?? NaN])) })))
+}
+
+/**
+ * Console URLs (and the status job, and the three-hop floor) at 1, 10 and 50 clients, each loop's CPU read from
+ * /proc per process around it; the shared daemons' CPU while nothing of ours runs, read first.
+ */
+async function issueSection (stack: Stack, servers: string[], issue: (server: string) => Promise<unknown>, api: ReturnType<typeof jsonClient>): Promise<IssueResult> {
+  const procs = stackProcesses(stack)
+  const hops = await threeHops(stack)
+  const status = async (i: number): Promise<void> => {
+    const r = await api('GET', `/v1/servers/${servers[i % servers.length] as string}/status`)
+    if (r.status !== 200) throw new Error(`status ${r.status}: ${JSON.stringify(r.body)}`)
+  }
+  const console1 = async (i: number): Promise<void> => { await issue(servers[i % servers.length] as string) }
+  await closedLoop(5, 40, console1)
+  await closedLoop(5, 40, status)
+  await hops(5, 100)
+  const idleMs = 2000
+  const idle = await measureCpu(procs, async () => { await sleep(idleMs) })
+  const idleCpuMsPerSecond = perCall(idle.cpu, idleMs / 1000)
+  const fromUs = nowUs()
+  const rows: Array<Record<string, string | number>> = []
+  const cpuRows: Parameters<typeof cpuTable>[0] = [{ what: 'idle (ms per second)', clients: '', cpu: idleCpuMsPerSecond }]
+  const figures: IssueFigures[] = []
+  const aboveIdle = (m: Measured): number => (m.cpu.all as number) - (idleCpuMsPerSecond.all as number) * m.s.seconds / m.s.n
+  const scale = quick ? 0.2 : 1
+  for (const c of [1, 10, 50]) {
+    const total = Math.max(c * 2, Math.round((c === 1 ? 200 : c === 10 ? 1000 : 2000) * scale))
+    const fl = await measured(procs, async () => await hops(c, total))
+    const st = await measured(procs, async () => await closedLoop(c, total, status))
+    progress(`clients ${c}`)
+    const co = await measured(procs, async () => await closedLoop(c, total, console1))
+    for (const [what, m] of [['floor: 3 confirmed RabbitMQ hops (interactive lane)', fl], ['status job (hops + libvirt reference)', st], ['console URL (POST …/console)', co]] as const) {
+      rows.push({ what, clients: c, n: m.s.n, 'per s': m.s.perSecond, 'p50 ms': m.s.p50, 'p99 ms': m.s.p99, 'p50 / 3-hop floor': m === fl ? '' : m.s.p50 / fl.s.p50, 'CPU ms per call': m.cpu.all as number, 'above idle': aboveIdle(m) })
+      cpuRows.push({ what, clients: c, cpu: m.cpu })
+    }
+    figures.push({
+      clients: c,
+      n: co.s.n,
+      p50Ms: round3(co.s.p50),
+      p99Ms: round3(co.s.p99),
+      perSecond: round3(co.s.perSecond),
+      floorP50Ms: round3(fl.s.p50),
+      floorP99Ms: round3(fl.s.p99),
+      floorPerSecond: round3(fl.s.perSecond),
+      cpuMsPerUrl: round3(co.cpu.all as number),
+      cpuMsPerUrlAboveIdle: round3(aboveIdle(co)),
+      cpuMsPerUrlByProcess: rounded(co.cpu),
+      floorCpuMsPerRoundTrip: round3(fl.cpu.all as number),
+      status: { p50Ms: round3(st.s.p50), p99Ms: round3(st.s.p99), perSecond: round3(st.s.perSecond), cpuMsPerJob: round3(st.cpu.all as number), cpuMsPerJobByProcess: rounded(st.cpu) }
+    })
+  }
+  const text = ['1. console-URL issue\n', table(rows),
+    '\nLatency from the API call to its answer. The floor is three confirmed RabbitMQ hops (AmqpClient, same broker, same run);\nthe status job is the "hops + libvirt" reference (the bench cannot call libvirt\'s binding itself).\n',
+    '1a. CPU ms per call, by process (/proc/<pid>/stat utime+stime around each loop; `all`: every process but the bench\'s own client)\n',
+    cpuTable(cpuRows, procs),
+    `\n${procs.filter(p => p.shared).map(p => p.name).join(', ')} are shared with whatever else runs on this machine: the idle row is their CPU per second while\nnothing of this bench ran (${idleMs / 1000} s, just before). On a shared machine trust CPU per call over latency.\n`]
+  return { text, figures, idleCpuMsPerSecond: rounded(idleCpuMsPerSecond), window: { fromUs, toUs: nowUs() } }
+}
+
+// ---- CPU profiles of every service (--cpu-profile=DIR) ------------------------------------------------
+
+/** `--cpu-prof` for each service, each into a directory of its own under `dir` (a profile file is named by pid only). */
+async function cpuProfileArgs (dir: string): Promise<Partial<Record<ServiceName, string[]>>> {
+  const out: Partial<Record<ServiceName, string[]>> = {}
+  for (const name of ALL_SERVICES) {
+    await mkdir(join(dir, name), { recursive: true })
+    out[name] = ['--cpu-prof', `--cpu-prof-dir=${join(dir, name)}`]
+  }
+  progress(`CPU profiles of the services into ${dir}/<service> (written when each exits)`)
+  return out
+}
+
+/**
+ * Stops the services (node writes a --cpu-prof profile at exit), then summarises each one's newest profile:
+ * the samples within section 1's measured loops when there are some (V8's profile clock is the monotonic
+ * clock process.hrtime reads), else the whole profile, start-up included. Also written to DIR/summary.txt.
+ */
+async function profileReport (stack: Stack, dir: string, window: { fromUs: number, toUs: number } | undefined): Promise<string> {
+  for (const name of [...stack.procs.keys()]) await stack.stop(name)
+  const parts: string[] = [`CPU profiles (${dir}): self time by function and by file, ${window === undefined ? 'whole run' : 'section 1\'s measured loops only'}\n`]
+  for (const name of ALL_SERVICES) {
+    const written = (await readdir(join(dir, name)).catch(() => [] as string[])).length > 0
+    const file = written ? profileFiles(join(dir, name)).at(-1) : undefined
+    if (file === undefined) { parts.push(`${name}: no profile written`); continue }
+    const s = summarizeFile(file, 12, window)
+    parts.push(formatSummary(`${name} (${file})${s.windowed ? '' : ', whole profile (no samples in the window)'}`, s))
+  }
+  const text = parts.join('\n')
+  await writeFile(join(dir, 'summary.txt'), text + '\n')
+  return text
+}
+
 // ---- main ---------------------------------------------------------------------------------------------
 
 interface Grant { sessionId: string, url: string }
@@ -504,7 +647,11 @@ interface Grant { sessionId: string, url: string }
 async function main (): Promise<void> {
   // LOG_LEVEL stays info: each service's "ready" line, which startStack waits for, is an info line.
   // The bench process does not keep the services' log lines (holding and scanning them would be measured too).
-  const stack = await startStack(t, { keepLogs: false, envFor: { receiver: UNCAPPED, ...(profileDir === undefined ? {} : { 'console-gateway': await profilerEnv(profileDir) }) } })
+  const stack = await startStack(t, {
+    keepLogs: false,
+    envFor: { receiver: UNCAPPED, ...(profileDir === undefined ? {} : { 'console-gateway': await profilerEnv(profileDir) }) },
+    ...(cpuProfileDir === undefined ? {} : { nodeArgsFor: await cpuProfileArgs(cpuProfileDir) })
+  })
   const api = jsonClient(stack.apiUrl, stack.adminToken)
   const gw = new URL(stack.gatewayUrl)
   const tenant = (await stack.api('POST', '/v1/tenants', { name: 'bench' })).body.id as string
@@ -545,31 +692,11 @@ async function main (): Promise<void> {
   /** The report, section by section, printed at the end. */
   const out: string[] = []
 
+  let issued: IssueResult | undefined
   if (runs('issue')) {
     progress('1. console-URL issue')
-    // 1. console-URL issue ------------------------------------------------------------------------------
-    const rows1: Array<Record<string, string | number>> = []
-    const add1 = (what: string, c: number, s: Summary, fl?: Summary): void => {
-      rows1.push({ what, clients: c, n: s.n, 'per s': s.perSecond, 'p50 ms': s.p50, 'p99 ms': s.p99, 'p50 / 3-hop floor': fl === undefined ? '' : s.p50 / fl.p50 })
-    }
-    const hops = await threeHops(stack)
-    await closedLoop(5, 40, async (i) => { await issue(servers[i % servers.length] as string) })
-    await closedLoop(5, 40, async (i) => { await api('GET', `/v1/servers/${servers[i % servers.length] as string}/status`) })
-    await hops(5, 100)
-    const scale = quick ? 0.2 : 1
-    for (const c of [1, 10, 50]) {
-      const total = Math.max(c * 2, Math.round((c === 1 ? 200 : c === 10 ? 1000 : 2000) * scale))
-      const fl = await hops(c, total)
-      add1('floor: 3 confirmed RabbitMQ hops (interactive lane)', c, fl)
-      add1('status job (hops + libvirt reference)', c, await closedLoop(c, total, async (i) => {
-        const r = await api('GET', `/v1/servers/${servers[i % servers.length] as string}/status`)
-        if (r.status !== 200) throw new Error(`status ${r.status}: ${JSON.stringify(r.body)}`)
-      }), fl)
-      progress(`clients ${c}`)
-      add1('console URL (POST …/console)', c, await closedLoop(c, total, async (i) => { await issue(servers[i % servers.length] as string) }), fl)
-    }
-    out.push('1. console-URL issue\n', table(rows1),
-      '\nLatency from the API call to its answer. The floor is three confirmed RabbitMQ hops (AmqpClient, same broker, same run);\nthe status job is the "hops + libvirt" reference (the bench cannot call libvirt\'s binding itself).\n')
+    issued = await issueSection(stack, servers, issue, api)
+    out.push(...issued.text)
   }
 
   if (runs('relay')) {
@@ -763,8 +890,21 @@ Gateway frames/s / websockify: ${(gw2.fpsN / ws2.fpsN).toFixed(2)} (aim ≥ 1); 
   }
 
   const sections = only.size === SECTIONS.length ? '' : `, sections: ${[...only].join(', ')}`
-  console.log(`\nPorthole console benchmark (${new Date().toISOString()}, ${quick ? 'quick' : 'full'} run, ${nVms} tiny KVM domains${sections})\n`)
-  console.log(out.join('\n'))
+  const at = new Date().toISOString()
+  report(`\nPorthole console benchmark (${at}, ${quick ? 'quick' : 'full'} run, ${nVms} tiny KVM domains${sections})\n`)
+  report(out.join('\n'))
+  const profiles = cpuProfileDir === undefined ? undefined : await profileReport(stack, cpuProfileDir, issued?.window)
+  if (profiles !== undefined) report(profiles)
+  if (json) {
+    process.stdout.write(JSON.stringify({
+      bench: 'console',
+      at,
+      quick,
+      sections: [...only],
+      loadAverage: loadavg(),
+      ...(issued === undefined ? {} : { idleCpuMsPerSecond: issued.idleCpuMsPerSecond, clients: Object.fromEntries(issued.figures.map(f => [String(f.clients), f])) })
+    }) + '\n')
+  }
 }
 
 if (process.argv[2] === RFB_SERVER_FLAG) {

@@ -7,9 +7,9 @@
  *
  *   npm run bench -- fair-share [--quick] [--flood=50] [--caps=4,8,32,100000] [--rounds=3]
  */
-import { readFileSync } from 'node:fs'
 import { startStack, tinyDomain, type Stack } from '@porthole/shared/testing'
 import { UNCAPPED, closedLoop, jsonClient, percentile, table, type Summary } from './stats.js'
+import { processCpuMs } from './cpu.js'
 
 const quick = process.argv.includes('--quick')
 const arg = (name: string): string | undefined => process.argv.find(a => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -63,16 +63,10 @@ async function underFlood (a: Client, aServers: string[], b: Client, bServer: st
 
 /** CPU seconds the stack's service processes and this process have used so far (from /proc). */
 function cpuSeconds (stack: Stack): number {
-  let ticks = 0
-  for (const proc of stack.procs.values()) {
-    try {
-      // Fields after the command name, which is in parentheses: utime and stime are the 12th and 13th.
-      const f = readFileSync(`/proc/${proc.pid ?? 0}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-      ticks += Number(f[11]) + Number(f[12])
-    } catch { /* the process has gone */ }
-  }
+  let ms = 0
+  for (const proc of stack.procs.values()) ms += processCpuMs(proc.pid ?? 0) ?? 0 // a process gone counts nothing
   const own = process.cpuUsage()
-  return ticks / 100 + (own.user + own.system) / 1e6
+  return ms / 1000 + (own.user + own.system) / 1e6
 }
 
 async function main (): Promise<void> {

@@ -27,6 +27,8 @@ export interface StackOptions {
   namespace?: string
   /** Extra arguments for every service's node process (e.g. `--cpu-prof` to profile a benchmark). */
   nodeArgs?: string[]
+  /** Extra arguments per service's node process, after `nodeArgs` (e.g. a `--cpu-prof-dir` of its own). */
+  nodeArgsFor?: Partial<Record<ServiceName, string[]>>
   /**
    * Keep every log line in memory (default). Benchmarks turn it off: holding and scanning a million lines in
    * the measuring process would be measured too. Lines are still watched for "ready".
@@ -112,7 +114,7 @@ export class Stack {
       ...extraEnv
     }
     const main = join(REPO_ROOT, 'services', name, 'dist', 'src', 'main.js')
-    const p = spawn(process.execPath, ['--enable-source-maps', ...this.opts.nodeArgs ?? [], main], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn(process.execPath, ['--enable-source-maps', ...this.opts.nodeArgs ?? [], ...this.opts.nodeArgsFor?.[name] ?? [], main], { env, stdio: ['ignore', 'pipe', 'pipe'] })
     this.procs.set(name, p)
     const ready = new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`${name} did not report ready within 30 s:\n${this.tail(name)}`)), 30_000)
