@@ -127,7 +127,7 @@ test('a wrong or expired token is refused without reaching the BMC; a wrong BMC 
 
   // A ticket past its lifetime is gone from Redis.
   const short = await d.consoleTarget(s.ctx({ ttlSeconds: 1 }), 'serial')
-  await new Promise(resolve => setTimeout(resolve, 1200))
+  await waitFor(async () => await s.tickets.find(short.password ?? '') === undefined, 10_000, 'the one-second ticket to expire')
   const late = client(s.bridge.port)
   late.socket.write(`PORTHOLE-SOL ${short.password ?? ''}\n`)
   await late.closed
