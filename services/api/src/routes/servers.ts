@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
-  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, MASK, libvirtUriProblem, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
+  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, MASK, libvirtUriProblem, ovirtEngineUrl, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
   type AgentType, type SecretPath, type ServerSecrets, type StoredServer
 } from '@porthole/shared/contracts'
 import { ValidationError } from '@porthole/shared/errors'
@@ -34,13 +34,20 @@ async function revokeSessions (ctx: Ctx, serverId: string): Promise<void> {
   }
 }
 
-/** Checks a connection against its agent's schema, then the rules a schema cannot say. */
-function checkConnection (agent: AgentType, connection: unknown): void {
+/** Checks a connection against its agent's schema, then the rules a schema cannot say; returns it as stored. */
+function checkConnection (agent: AgentType, connection: Record<string, unknown>): Record<string, unknown> {
   checkPart(connectionCheckers[agent], 'connection', connection)
   if (agent === 'kvm') {
     const problem = libvirtUriProblem(String((connection as { uri: unknown }).uri))
     if (problem !== undefined) throw new ValidationError(`connection.uri: ${problem}`, 'connection.uri')
   }
+  if (agent === 'ovirt') {
+    // Written as the SDKs write it (…/ovirt-engine/api) or as the engine's base: stored in one form.
+    const engine = ovirtEngineUrl(String(connection.url))
+    if ('problem' in engine) throw new ValidationError(`connection.url: ${engine.problem}`, 'connection.url')
+    return { ...connection, url: engine.url }
+  }
+  return connection
 }
 
 /** Seals the passwords of `connection` and `console` into one box bound to the server's id. */
@@ -70,11 +77,11 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     }, async (req, reply) => {
       const p = requireRole(req, 'admin', 'operator')
       const b = req.body
-      checkConnection(b.agent, b.connection)
+      const connection = checkConnection(b.agent, b.connection)
       if (await ctx.tenants.get(b.tenantId) === undefined) throw new ValidationError(`tenantId: no tenant ${b.tenantId}`, 'tenantId')
       const id = randomUUID()
       const now = new Date().toISOString()
-      const s: StoredServer = { id, tenantId: b.tenantId, name: b.name, agent: b.agent, ...seal(ctx, id, b.connection, b.console), createdAt: now, updatedAt: now }
+      const s: StoredServer = { id, tenantId: b.tenantId, name: b.name, agent: b.agent, ...seal(ctx, id, connection, b.console), createdAt: now, updatedAt: now }
       await ctx.servers.put(s)
       await audit(ctx, req, p, { action: 'server.create', result: 'ok', serverId: id, tenantId: s.tenantId })
       return reply.code(201).header('location', `/v1/servers/${id}`).send(toServerView(s))
@@ -129,9 +136,9 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
           else console.password = secrets.console.password
         }
       }
-      checkConnection(old.agent, connection)
+      const stored = checkConnection(old.agent, connection)
       if (console !== undefined) checkPart(consoleChecker, 'console', console)
-      const s: StoredServer = { id: old.id, tenantId: old.tenantId, name: b.name ?? old.name, agent: old.agent, ...seal(ctx, old.id, connection, console), createdAt: old.createdAt, updatedAt: new Date().toISOString() }
+      const s: StoredServer = { id: old.id, tenantId: old.tenantId, name: b.name ?? old.name, agent: old.agent, ...seal(ctx, old.id, stored, console), createdAt: old.createdAt, updatedAt: new Date().toISOString() }
       await ctx.servers.put(s)
       // Live consoles were opened to the old target: they end with it.
       if (b.connection !== undefined || b.console !== undefined) await revokeSessions(ctx, s.id)
