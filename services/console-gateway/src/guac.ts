@@ -31,7 +31,10 @@ interface ClientConnection {
 }
 type ClientConnectionCtor = new (options: object, id: number, ws: WebSocket, query: Record<string, string>, callbacks: object) => ClientConnection
 
-const ClientConnectionClass = require('guacamole-lite/lib/ClientConnection.js') as ClientConnectionCtor
+// Loaded with the first guacamole session, not at start: most consoles are VNC, and the gateway's start is
+// on the path of a restart after a crash.
+let clientConnection: ClientConnectionCtor | undefined
+const loadClientConnection = (): ClientConnectionCtor => (clientConnection ??= require('guacamole-lite/lib/ClientConnection.js') as ClientConnectionCtor)
 const LOG_ERRORS = 10 // guacamole-lite's LOGLEVEL.ERRORS: its DEBUG level would log the connect instruction, password included
 
 /** The AES-256 key for guacamole-lite tokens, derived from CONSOLE_KEY. */
@@ -86,7 +89,8 @@ export class GuacBridge {
   /** Hands an authenticated WebSocket to guacamole-lite; `onClose` runs when guacamole-lite lets go. */
   attach (ws: WebSocket, target: ConsoleTarget, onClose: (err?: Error) => void): { close: () => void } {
     const token = encryptGuacToken(this.key, guacConnection(target))
-    const cc = new ClientConnectionClass(this.options, ++this.seq, ws, { token }, {
+    const ClientConnection = loadClientConnection()
+    const cc = new ClientConnection(this.options, ++this.seq, ws, { token }, {
       processConnectionSettings: (s: unknown, cb: (err: unknown, s: unknown) => void) => cb(undefined, s)
     })
     if (cc.state !== cc.STATE_OPEN) { onClose(new Error('guacamole-lite refused the token')); return { close: () => {} } }

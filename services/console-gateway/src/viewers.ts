@@ -278,8 +278,9 @@ export class ViewerHub {
   /**
    * Pings the viewer every pingSeconds; one that gave no sign of life through two pings is cut off. A pong is
    * one sign, and so is any message or any bytes its socket took: a browser on a slow link with screen updates
-   * queued in front of our ping is alive even if the pong comes late. Pongs are not input: the idle timeout
-   * counts messages only.
+   * queued in front of our ping is alive even if the pong comes late. While the gateway itself does not read
+   * the viewer (its target is not taking bytes: see toTarget) no pong can reach us, so no ping counts as
+   * missed. Pongs are not input: the idle timeout counts messages only.
    */
   private armPing (v: Viewer): void {
     let missed = 0
@@ -287,7 +288,7 @@ export class ViewerHub {
     v.ws.on('pong', sign)
     v.ws.on('message', sign)
     v.timer(setInterval(() => {
-      missed = v.alive ? 0 : missed + 1
+      missed = v.alive || v.ws.isPaused ? 0 : missed + 1
       v.alive = false
       if (missed >= 2) {
         v.log.info({ pingSeconds: this.d.pingSeconds }, 'console viewer gave no sign of life through two pings; cut off')

@@ -81,9 +81,8 @@ test('behind a prefix-stripping proxy the console works, and closes after the id
     assert.deepEqual(errors, [])
     // noVNC keeps asking for screen updates; that is not input, so the idle timeout runs.
     await page.waitForSelector('body[data-close-reason="idle"]', { timeout: 10_000 })
-    const idleAfter = Date.now() - connectedAt
-    t.diagnostic(`closed as idle ${idleAfter} ms after connecting (CONSOLE_IDLE_SECONDS=4)`)
-    assert.ok(idleAfter > 2500 && idleAfter < 6500)
+    // The reason the page shows is the gateway's (4007 idle); the timing itself is the relay tests' business.
+    t.diagnostic(`closed as idle ${Date.now() - connectedAt} ms after connecting (CONSOLE_IDLE_SECONDS=4)`)
     const logs = h.stack.logs()
     assert.ok(logs.includes('"ip":"203.0.113.9"'), 'TRUST_PROXY takes the client address from X-Forwarded-For')
     assert.ok(!logs.includes(m.token))

@@ -197,9 +197,34 @@ export function kvmTarget (connection: unknown, policy: KvmPolicy = {}): KvmTarg
   return { uri: c.uri, domain: c.domain }
 }
 
+/** The oVirt engine's web context: fixed by the engine (its SSO lives beside the API under it). */
+export const OVIRT_ENGINE_CONTEXT = '/ovirt-engine'
+
+/**
+ * An oVirt engine URL as users write it, in the one form a server record stores: `https://host[:port]/…/ovirt-engine`.
+ * Accepted: the engine's base (`https://engine.example/ovirt-engine`), its API (`…/ovirt-engine/api`, the form of
+ * the SDKs and the engine's documentation, or `…/api/v4`), each with or without a trailing slash; the context may
+ * sit under a reverse proxy's prefix (`https://gw.example/dc1/ovirt-engine`). Refused: anything but https, user
+ * info, a query or fragment, empty path segments, and a path that does not end in `/ovirt-engine` once the API
+ * part is taken off. Returns the normal form, or why `url` is not an engine URL.
+ */
+export function ovirtEngineUrl (url: string): { url: string } | { problem: string } {
+  if (/[?#]/.test(url)) return { problem: 'no query or fragment: expected the engine URL, such as https://engine.example/ovirt-engine' }
+  let u: URL
+  try { u = new URL(url) } catch { return { problem: 'not a URL: expected https://engine.example/ovirt-engine' } }
+  if (u.protocol !== 'https:') return { problem: 'https only: the password goes to the engine' }
+  if (u.username !== '' || u.password !== '') return { problem: 'no user name or password in the URL: use connection.username and connection.password' }
+  if (u.hostname === '') return { problem: 'no host: expected https://engine.example/ovirt-engine' }
+  const path = u.pathname.replace(/\/+$/, '').replace(/\/api(\/v4)?$/, '')
+  if (!path.endsWith(OVIRT_ENGINE_CONTEXT) || path.split('/').slice(1).some(s => s === '')) {
+    return { problem: `the path must end in ${OVIRT_ENGINE_CONTEXT} (or ${OVIRT_ENGINE_CONTEXT}/api), as in https://engine.example/ovirt-engine` }
+  }
+  return { url: u.origin + path }
+}
+
 /** `agent: 'ovirt'`: the engine's base URL (`https://engine.example/ovirt-engine`), an account and the VM's id. */
 export const OvirtConnection = Type.Object({
-  url: Type.String({ minLength: 1, maxLength: 512, pattern: '^https://', description: 'HTTPS only: the password goes to the engine' }),
+  url: Type.String({ minLength: 1, maxLength: 512, pattern: '^https://', description: 'HTTPS only: the password goes to the engine. With or without /api and a trailing slash; stored as https://engine.example/ovirt-engine (see ovirtEngineUrl)' }),
   username: Type.String({ minLength: 1, maxLength: 128 }),
   password: Secret,
   vmId: Type.String({ minLength: 1, maxLength: 64 }),

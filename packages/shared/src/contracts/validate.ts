@@ -14,11 +14,17 @@ export interface Checker<T extends TSchema> {
   parse (value: unknown): Static<T>
 }
 
+/**
+ * The checker compiles its schema on first use, not here: modules build their checkers at import, and a
+ * process that compiled every one of them before its first log line started that much later.
+ */
 export function compile<T extends TSchema> (schema: T, name: string): Checker<T> {
-  const c = TypeCompiler.Compile(schema)
+  let compiled: ReturnType<typeof TypeCompiler.Compile<T>> | undefined
+  const checker = (): ReturnType<typeof TypeCompiler.Compile<T>> => (compiled ??= TypeCompiler.Compile(schema))
   return {
-    check: (v: unknown): v is Static<T> => c.Check(v),
+    check: (v: unknown): v is Static<T> => checker().Check(v),
     parse (v: unknown): Static<T> {
+      const c = checker()
       if (c.Check(v)) return v
       const first = c.Errors(v).First()
       const field = first?.path.replace(/^\//, '').replaceAll('/', '.') ?? ''

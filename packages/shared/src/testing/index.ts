@@ -113,6 +113,41 @@ export async function waitFor<T> (fn: () => Promise<T | undefined | false> | T |
   }
 }
 
+/**
+ * Resolves as `p` does, or rejects naming `what` when `p` has not settled within `timeoutMs`. A bound on a wait
+ * (so that a hang fails with a clear message), never a latency assertion: make the bound generous.
+ */
+export async function within<T> (p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs)
+  })
+  try {
+    return await Promise.race([p, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * Waits until `read()` has stopped changing (within `tolerance` of where it stood, over `polls` reads
+ * `intervalMs` apart), or throws after `timeoutMs`; returns that value. For "the flow has stopped"
+ * (back-pressure): a flow that never stops reaches its end and stops there, so the caller's assertion on the
+ * value still tells the two apart. `tolerance` leaves out small traffic that goes on regardless (pongs).
+ */
+export async function settledValue (read: () => number, what: string, o: { polls?: number, intervalMs?: number, timeoutMs?: number, tolerance?: number } = {}): Promise<number> {
+  const polls = o.polls ?? 5
+  const tolerance = o.tolerance ?? 0
+  let anchor = read()
+  let same = 0
+  return await waitFor(() => {
+    const now = read()
+    if (Math.abs(now - anchor) <= tolerance) same++
+    else { anchor = now; same = 0 }
+    return same >= polls ? now : undefined
+  }, o.timeoutMs ?? 30_000, what, o.intervalMs ?? 100)
+}
+
 /** A 32-byte key in base64, for PORTHOLE_SECRET_KEY in tests. */
 export function testSecretKey (): string {
   return randomBytes(32).toString('base64')

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { Job } from '../../src/contracts/index.js'
 import { JOB_RETENTION_SECONDS, JobStore, keys, parseJobEvent } from '../../src/store/index.js'
-import { dropNamespace, services, uniqueNamespace } from '../../src/testing/index.js'
+import { dropNamespace, services, uniqueNamespace, waitFor } from '../../src/testing/index.js'
 
 async function setup (t: { after: (fn: () => Promise<void>) => void }): Promise<{ store: JobStore, redis: Redis, ns: string }> {
   const svc = await services()
@@ -89,8 +89,7 @@ test('every change is published on the events channel', async (t) => {
   await store.create(j)
   await store.transition(j.id, 'dispatched')
   await store.transition(j.id, 'failed', { error: { code: 'action', message: 'x', retryable: false } })
-  const end = Date.now() + 2000
-  while (seen.length < 3 && Date.now() < end) await new Promise(resolve => setTimeout(resolve, 10))
+  await waitFor(() => seen.length >= 3, 10_000, 'three job events')
   assert.deepEqual(seen, ['queued', 'dispatched', 'failed'])
   // Only the terminal event carries the record, and it is the stored one (a waiter need not read it again).
   assert.deepEqual(records, [undefined, undefined, await store.get(j.id)])

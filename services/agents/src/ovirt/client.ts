@@ -1,6 +1,8 @@
 /**
  * A small client for the oVirt Engine REST API v4 (`<engine>/ovirt-engine/api`), JSON flavour.
  *
+ * - The engine URL: `<url>` is the engine's base in its normal form (`engineUrl`), whatever form the record
+ *   holds (records stored before the API normalised them may end in `/api` or a slash).
  * - Authentication: an SSO token from `POST <url>/sso/oauth/token` (password grant, scope `ovirt-app-api`),
  *   cached per engine, user and password, renewed shortly before its `exp` and once more on a 401.
  * - TLS: the engine's CA from the server record (`connection.caCert`) is the only CA trusted for that engine;
@@ -11,10 +13,19 @@
 import { createHash } from 'node:crypto'
 import http from 'node:http'
 import https from 'node:https'
-import { ActionError, AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError } from '@porthole/shared/errors'
+import { ovirtEngineUrl } from '@porthole/shared/contracts'
+import { ActionError, AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError, ValidationError } from '@porthole/shared/errors'
+
+/** The engine's base URL in its normal form (`https://engine.example/ovirt-engine`), from a record's `connection.url`. */
+export function engineUrl (raw: unknown): string {
+  if (typeof raw !== 'string') throw new ValidationError('connection.url: the ovirt connection needs the engine URL', 'connection.url')
+  const engine = ovirtEngineUrl(raw)
+  if ('problem' in engine) throw new ValidationError(`connection.url: ${engine.problem}`, 'connection.url')
+  return engine.url
+}
 
 export interface Engine {
-  /** Base URL of the engine, e.g. `https://engine.example/ovirt-engine` (no trailing slash). */
+  /** Base URL of the engine in its normal form (`engineUrl`), e.g. `https://engine.example/ovirt-engine`. */
   url: string
   username: string
   password: string

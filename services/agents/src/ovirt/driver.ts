@@ -16,7 +16,7 @@ import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStat
 import { MAX_CONSOLE_TTL_SECONDS } from '@porthole/shared/contracts'
 import { ConflictError, TimeoutError, ActionError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
 import type { AgentContext, AgentDriver } from '../driver.js'
-import { OvirtClient, type Engine } from './client.js'
+import { OvirtClient, engineUrl, type Engine } from './client.js'
 
 export interface OvirtDriverOptions {
   /** How often the VM is polled while an action is confirmed (OVIRT_POLL_INTERVAL_MS). */
@@ -47,10 +47,10 @@ export function createOvirtDriver (o: OvirtDriverOptions = {}): AgentDriver {
 
   function target (ctx: AgentContext): { engine: Engine, vmId: string } {
     const c = ctx.server.connection
-    if (typeof c.url !== 'string' || !/^https?:\/\//.test(c.url)) throw new ValidationError('ovirt connection needs the engine url', 'connection.url')
+    const url = engineUrl(c.url)
     if (typeof c.username !== 'string' || c.username === '') throw new ValidationError('ovirt connection needs a username', 'connection.username')
     if (typeof c.vmId !== 'string' || c.vmId === '') throw new ValidationError('ovirt connection needs a vmId', 'connection.vmId')
-    const engine: Engine = { url: c.url.replace(/\/+$/, ''), username: c.username, password: ctx.secrets.connection?.password ?? '' }
+    const engine: Engine = { url, username: c.username, password: ctx.secrets.connection?.password ?? '' }
     if (typeof c.caCert === 'string' && c.caCert.trim() !== '') engine.caCert = c.caCert
     return { engine, vmId: c.vmId }
   }

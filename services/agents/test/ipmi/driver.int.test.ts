@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readdir, readFile, stat } from 'node:fs/promises'
-import { waitFor } from '@porthole/shared/testing'
+import { waitFor, within } from '@porthole/shared/testing'
 import { createIpmiDriver } from '../../src/ipmi/index.js'
 import { agentContext, rejectsWith } from '../context.js'
 import { freeUdpPort, startIpmiSim, type IpmiSim } from './ipmi-sim.js'
@@ -79,10 +79,8 @@ test('shutdown presses the ACPI button and waits until the host is off', async (
 test('shutdown of a host that ignores the ACPI request is a timeout after the wait, and the host stays on', async (t) => {
   const sim = await startIpmiSim(t, { power: 'on', ignoreSoft: true })
   const d = createIpmiDriver({ minIntervalMs: 50, pollIntervalMs: 200, shutdownWaitMs: 1000 })
-  const started = Date.now()
-  const err = await rejectsWith(d.power(ctxFor(sim), 'shutdown'), 'timeout')
-  assert.match(err.message, /not off after 1000 ms/)
-  assert.ok(Date.now() - started < 3000)
+  const err = await within(rejectsWith(d.power(ctxFor(sim), 'shutdown'), 'timeout'), 20_000, 'the shutdown to give up after its 1 s wait')
+  assert.match(err.message, /not off after 1000 ms/, 'the wait ended it, not the deadline')
   assert.equal(await sim.power(), 'on')
   assert.ok((await sim.calls()).some(c => c.call === 'set shutdown 1'))
 })
@@ -108,10 +106,9 @@ test('a wrong password is an auth error at once, not retried', async (t) => {
   const sim = await startIpmiSim(t, { power: 'on' })
   const d = driver()
   const ctx = ctxFor(sim, { password: 'not-the-password' })
-  const started = Date.now()
   const err = await rejectsWith(d.power(ctx, 'off'), 'auth')
   assert.equal(err.retryable, false)
-  assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`)
+  assert.ok(!ctx.lines.some(l => l.includes('ipmi command failed, retrying')), 'an auth refusal is not retried')
   assert.equal(await sim.power(), 'on')
   assert.ok(!err.message.includes('not-the-password'))
   assert.ok(!ctx.lines.join('').includes('not-the-password'))
@@ -123,11 +120,9 @@ test('an unreachable BMC is a connection error before the deadline', async () =>
   const port = await freeUdpPort()
   const d = driver()
   const ctx = ctxFor({ host: '127.0.0.1', port, username: 'u', password: 'p' }, { deadlineMs: 7000 })
-  const started = Date.now()
+  // "connection", not "timeout": the driver gave up before the deadline did.
   const err = await rejectsWith(d.status(ctx), 'connection')
   assert.equal(err.retryable, true)
-  assert.ok(Date.now() < ctx.deadline.getTime(), 'failed before the deadline')
-  assert.ok(Date.now() - started > 2000, 'it was retried')
   assert.ok(ctx.lines.some(l => l.includes('ipmi command failed, retrying')))
 })
 
@@ -135,9 +130,7 @@ test('at the deadline the ipmitool process is killed and the job times out', asy
   const port = await freeUdpPort()
   const d = driver()
   const ctx = ctxFor({ host: '127.0.0.1', port, username: 'u', password: 'p' }, { deadlineMs: 700 })
-  const started = Date.now()
-  await rejectsWith(d.status(ctx), 'timeout')
-  assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms`)
+  await within(rejectsWith(d.status(ctx), 'timeout'), 20_000, 'the status to end at its 0.7 s deadline')
   const left = await waitFor(async () => {
     for (const p of await readdir('/proc')) {
       if (!/^\d+$/.test(p)) continue

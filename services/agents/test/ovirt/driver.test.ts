@@ -84,7 +84,7 @@ test('a token is renewed when it expires and after a 401', async (t) => {
   assert.equal((await d.status(ctx)).power, 'on')
   assert.equal((await d.status(ctx)).power, 'on')
   assert.equal(sim.tokensIssued(), 1)
-  await new Promise(resolve => setTimeout(resolve, 1600))
+  await waitFor(() => sim.liveTokens() === 0, 10_000, 'the first token to expire at the engine')
   assert.equal((await d.status(ctx)).power, 'on')
   assert.equal(sim.tokensIssued(), 2, 'renewed at expiry')
   assert.equal(sim.requests.filter(r => r.status === 401).length, 0, 'before the engine had to refuse it')

@@ -6,7 +6,8 @@
  * - SSO: `POST /ovirt-engine/sso/oauth/token` (form: grant_type=password, scope=ovirt-app-api, username,
  *   password) → `{access_token, scope, exp, token_type}` with `exp` as a string of epoch milliseconds; bad
  *   credentials → 400 `{error_code: 'access_denied', error}`. Tokens live `tokenLifetimeMs`; an expired or
- *   unknown token gets 401 on every API call.
+ *   unknown token gets 401 on every API call. Any other path (e.g. `/ovirt-engine/api/api/vms/…` or a token
+ *   request under `/ovirt-engine/api/`) is 404, before authentication.
  * - `GET /ovirt-engine/api/vms/{id}` with the engine's JSON quirks: numbers and booleans as strings, an empty
  *   list as `{}`; unknown VM → 404 fault `{reason, detail}`.
  * - Actions `POST .../vms/{id}/start|stop|shutdown|reboot|suspend` → `{"status": "complete"}`, with state
@@ -51,6 +52,8 @@ export interface OvirtSimulator {
   /** How many tokens SSO issued, and every API request seen (method and path), for assertions. */
   tokensIssued: () => number
   requests: Array<{ method: string, path: string, status: number }>
+  /** How many issued tokens have not expired yet. */
+  liveTokens: () => number
   /** Forgets every token it issued (as an engine restart does): the next API call with one gets 401. */
   revokeTokens: () => void
   /** The tickets issued, newest last. */
@@ -149,15 +152,16 @@ export async function startOvirtSimulator (t: TestContext, o: { pki?: Pki, token
       send(res, 200, { access_token: token, scope: 'ovirt-app-api', exp: String(exp), token_type: 'bearer' })
       return
     }
-    if (!path.startsWith('/ovirt-engine/api/')) { send(res, 404); return }
+    // Anything but SSO and the API's own resources is not found, as on the engine: a client that built its URLs
+    // from a base with /api twice, or posted for a token under /api, learns it here, not as a refused login.
+    const m = /^\/ovirt-engine\/api\/vms\/([^/]+)(?:\/(.+))?$/.exec(path)
+    if (m === null) { send(res, 404); return }
     const auth = req.headers.authorization ?? ''
     const exp = auth.startsWith('Bearer ') ? tokens.get(auth.slice(7)) : undefined
     if (exp === undefined || exp <= Date.now()) {
       res.writeHead(401, { 'www-authenticate': 'Bearer realm="RESTAPI"' }); res.end(); return
     }
     if (req.headers.accept !== 'application/json') { send(res, 406); return }
-    const m = /^\/ovirt-engine\/api\/vms\/([^/]+)(?:\/(.+))?$/.exec(path)
-    if (m === null) { send(res, 404); return }
     const vm = vms.get(decodeURIComponent(m[1]!))
     if (vm === undefined) { fault(res, 404, `Entity not found: id=${m[1]!}`); return }
     const rest = m[2]
@@ -256,6 +260,7 @@ export async function startOvirtSimulator (t: TestContext, o: { pki?: Pki, token
     },
     vm: id => vms.get(id),
     tokensIssued: () => issued,
+    liveTokens: () => [...tokens.values()].filter(exp => exp > Date.now()).length,
     revokeTokens: () => tokens.clear(),
     requests,
     tickets

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
-  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, CustomerServerView, MASK, kvmTarget, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
+  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, CustomerServerView, MASK, kvmTarget, ovirtEngineUrl, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
   type AgentType, type SecretPath, type SecretPurpose, type ServerSecrets, type StoredServer
 } from '@porthole/shared/contracts'
 import { kvmPolicyOf } from '@porthole/shared/config'
@@ -45,11 +45,22 @@ async function revokeSessions (ctx: Ctx, serverId: string): Promise<void> {
 
 /**
  * Checks a connection against its agent's schema, then the rules a schema cannot say: a kvm connection must
- * stand for a libvirt URI that cannot run or reach anything else (the agents check it again).
+ * stand for a libvirt URI that cannot run or reach anything else (the agents check it again); an oVirt engine
+ * URL is stored in one form. Returns the connection as it is to be stored.
  */
-function checkConnection (ctx: Ctx, agent: AgentType, connection: unknown): void {
-  if (agent === 'kvm') checkPart({ parse: v => kvmTarget(v, kvmPolicyOf(ctx.config)) }, 'connection', connection)
-  else checkPart(connectionCheckers[agent], 'connection', connection)
+function checkConnection (ctx: Ctx, agent: AgentType, connection: Record<string, unknown>): Record<string, unknown> {
+  if (agent === 'kvm') {
+    checkPart({ parse: v => kvmTarget(v, kvmPolicyOf(ctx.config)) }, 'connection', connection)
+    return connection
+  }
+  checkPart(connectionCheckers[agent], 'connection', connection)
+  if (agent === 'ovirt') {
+    // Written as the SDKs write it (…/ovirt-engine/api) or as the engine's base: stored in one form.
+    const engine = ovirtEngineUrl(String(connection.url))
+    if ('problem' in engine) throw new ValidationError(`connection.url: ${engine.problem}`, 'connection.url')
+    return { ...connection, url: engine.url }
+  }
+  return connection
 }
 
 /** Seals the passwords of `connection` and `console`, each bound to the server, its purpose and its destination. */
@@ -114,11 +125,11 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     }, async (req, reply) => {
       const p = requireRole(req, 'admin', 'operator')
       const b = req.body
-      checkConnection(ctx, b.agent, b.connection)
+      const connection = checkConnection(ctx, b.agent, b.connection)
       if (await ctx.tenants.get(b.tenantId) === undefined) throw new ValidationError(`tenantId: no tenant ${b.tenantId}`, 'tenantId')
       const id = randomUUID()
       const now = new Date().toISOString()
-      const s: StoredServer = { id, tenantId: b.tenantId, name: b.name, agent: b.agent, ...seal(ctx, id, b.agent, b.connection, b.console), createdAt: now, updatedAt: now }
+      const s: StoredServer = { id, tenantId: b.tenantId, name: b.name, agent: b.agent, ...seal(ctx, id, b.agent, connection, b.console), createdAt: now, updatedAt: now }
       await ctx.servers.put(s)
       await audit(ctx, req, p, { action: 'server.create', result: 'ok', serverId: id, tenantId: s.tenantId })
       return reply.code(201).header('location', `/v1/servers/${id}`).send(toServerView(s))
@@ -183,11 +194,12 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         const kept = storedPassword(ctx, old, 'console')
         if (kept !== undefined) console.password = kept
       }
-      assertSecretsFollow(old.agent, 'connection', old.connection, connection, keepConnection && old.secretPaths.includes('connection.password'))
+      // The connection as it is to be stored (an engine URL in its one form) is what the password must follow.
+      const stored = checkConnection(ctx, old.agent, connection)
+      assertSecretsFollow(old.agent, 'connection', old.connection, stored, keepConnection && old.secretPaths.includes('connection.password'))
       assertSecretsFollow(old.agent, 'console', old.console, console, keepConsole && old.secretPaths.includes('console.password'))
-      checkConnection(ctx, old.agent, connection)
       if (console !== undefined) checkPart(consoleChecker, 'console', console)
-      const s: StoredServer = { id: old.id, tenantId: old.tenantId, name: b.name ?? old.name, agent: old.agent, ...seal(ctx, old.id, old.agent, connection, console), createdAt: old.createdAt, updatedAt: new Date().toISOString() }
+      const s: StoredServer = { id: old.id, tenantId: old.tenantId, name: b.name ?? old.name, agent: old.agent, ...seal(ctx, old.id, old.agent, stored, console), createdAt: old.createdAt, updatedAt: new Date().toISOString() }
       await ctx.servers.put(s)
       // Live consoles were opened to the old target: they end with it.
       if (b.connection !== undefined || b.console !== undefined) await revokeSessions(ctx, s.id)

@@ -1,0 +1,117 @@
+/**
+ * Start-up time of each service: from spawning `node --enable-source-maps services/<name>/dist/src/main.js`
+ * (as production runs it) to its "ready" log line, against the real RabbitMQ and Redis, N times each; and, in
+ * the same run, two floors: a node process that prints a line at once (node's own start), and a bare fastify
+ * hello-world that listens on a port and then prints a line (what any fastify service pays).
+ *
+ * Beside the wall-clock time, the CPU time (user + system, from /proc, in 10 ms ticks) the process had used by
+ * then: on a machine shared with other work the wall clock waits for the CPU, the CPU time does not.
+ *
+ *   npm run bench -- startup [--quick] [--runs=N]
+ *
+ * Each service has a namespace of its own for the run (removed at the end) and is started once before the
+ * measured starts, so that its queues exist as they do when a service restarts after a crash; it is stopped
+ * with SIGTERM before the next start. The runs are interleaved, so that a noisy neighbour weighs on every row
+ * alike.
+ */
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ALL_SERVICES, REPO_ROOT, startStack, type Stack } from '@porthole/shared/testing'
+import { percentile, table } from './stats.js'
+
+const quick = process.argv.includes('--quick')
+const runsArg = process.argv.find(a => a.startsWith('--runs='))
+const RUNS = runsArg !== undefined ? Number(runsArg.slice('--runs='.length)) : quick ? 5 : 15
+
+interface Sample { ms: number, cpu: number }
+
+/** CPU time (user + system) a running process has used so far, in ms (Linux /proc, 10 ms ticks). */
+function cpuMs (pid: number | undefined): number {
+  if (pid === undefined) return NaN
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(f[11]) + Number(f[12])) * 10
+  } catch { return NaN }
+}
+
+/** Spawns `node args` and times it to its first stdout line "ready"; then ends it. */
+async function floor (args: string[], cwd = REPO_ROOT): Promise<Sample> {
+  const t0 = performance.now()
+  const p = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'] })
+  return await new Promise((resolve, reject) => {
+    let buf = ''
+    let settled = false
+    p.stdout.setEncoding('utf8').on('data', (s: string) => {
+      buf += s
+      if (settled || !buf.split('\n').includes('ready')) return
+      settled = true
+      const sample = { ms: performance.now() - t0, cpu: cpuMs(p.pid) }
+      p.once('exit', () => resolve(sample))
+      p.kill('SIGTERM')
+    })
+    p.once('error', reject)
+    p.once('exit', (code) => { if (!settled) reject(new Error(`node ${args.join(' ')} exited with ${code ?? 'a signal'} before it was ready`)) })
+  })
+}
+
+const NODE_ONLY = "console.log('ready'); setInterval(() => {}, 60_000)"
+const HELLO = `import Fastify from 'fastify'
+const app = Fastify()
+app.get('/', async () => 'hello')
+await app.listen({ host: '127.0.0.1', port: 0 })
+console.log('ready')
+process.on('SIGTERM', () => { void app.close() })`
+
+type Name = typeof ALL_SERVICES[number]
+
+/** Starts one service of its stack and times it to "ready"; then stops it. */
+async function service (stack: Stack, name: Name): Promise<Sample> {
+  const t0 = performance.now()
+  await stack.start(name)
+  const sample = { ms: performance.now() - t0, cpu: cpuMs(stack.procs.get(name)?.pid) }
+  await stack.stop(name)
+  return sample
+}
+
+function row (what: string, samples: Sample[], base?: number): Record<string, string | number> {
+  const ms = samples.map(s => s.ms).sort((a, b) => a - b)
+  const cpu = samples.map(s => s.cpu).sort((a, b) => a - b)
+  const p50 = percentile(ms, 50)
+  return {
+    what,
+    runs: ms.length,
+    'p50 ms': p50,
+    'max ms': ms[ms.length - 1] ?? NaN,
+    'p50 CPU ms': percentile(cpu, 50),
+    'max CPU ms': cpu[cpu.length - 1] ?? NaN,
+    'p50 / fastify': base === undefined ? '' : (p50 / base).toFixed(2)
+  }
+}
+
+const cleanups: Array<() => Promise<void>> = []
+const stacks = new Map<Name, Stack>()
+for (const name of ALL_SERVICES) {
+  const stack = await startStack({ after: fn => { cleanups.push(fn) } }, { services: [], keepLogs: false })
+  await service(stack, name) // declares its queues: the measured starts are restarts
+  stacks.set(name, stack)
+}
+const nodeOnly: Sample[] = []
+const hello: Sample[] = []
+const byService = new Map<string, Sample[]>(ALL_SERVICES.map(n => [n, []]))
+try {
+  for (let i = 0; i < RUNS; i++) {
+    nodeOnly.push(await floor(['-e', NODE_ONLY]))
+    hello.push(await floor(['--input-type=module', '-e', HELLO], join(REPO_ROOT, 'services', 'api')))
+    for (const [name, stack] of stacks) byService.get(name)?.push(await service(stack, name))
+  }
+} finally {
+  for (const fn of cleanups) await fn()
+}
+const base = percentile(hello.map(s => s.ms).sort((a, b) => a - b), 50)
+console.log(`spawn → "ready" line, ${RUNS} runs each, interleaved; real RabbitMQ and Redis on this machine`)
+console.log(table([
+  row('floor: node, printing a line', nodeOnly),
+  row('floor: bare fastify hello-world, listening', hello, base),
+  ...ALL_SERVICES.map(n => row(n, byService.get(n) ?? [], base))
+]))
