@@ -58,7 +58,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     apiKeys,
     servers: new ServerStore(redis, ns),
     jobs,
-    audit: new AuditLog(redis, ns),
+    audit: new AuditLog(redis, ns, config.AUDIT_RETENTION_DAYS),
     sessions,
     waiter: new JobWaiter(deps.subscriber, jobs, log.child({ component: 'waiter' })),
     metrics: createMetrics({ amqp, ns, sessions }),

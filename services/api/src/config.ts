@@ -18,7 +18,8 @@ export const apiSettings = {
   MAX_WAIT_SECONDS: int('the longest `?wait=` a request may ask for', 60, 0, 600),
   BODY_LIMIT_BYTES: int('largest request body accepted (413 beyond)', 65536, 1024, 16 * 1024 * 1024),
   TRUST_PROXY: bool('trust X-Forwarded-For from a reverse proxy in front of the API (client IPs in the audit log)', false),
-  SSE_HEARTBEAT_SECONDS: int('interval of heartbeat comments on `GET /v1/events`', 15, 1, 300)
+  SSE_HEARTBEAT_SECONDS: int('interval of heartbeat comments on `GET /v1/events`', 15, 1, 300),
+  AUDIT_RETENTION_DAYS: int('days audit entries are kept (each tenant has its own stream, trimmed by age)', 90, 1, 3650)
 }
 
 export type ApiConfig = ConfigOf<typeof apiSettings>

@@ -56,7 +56,7 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
       if (first.kind !== r.kind || first.serverId !== r.server.id || first.action !== r.action || first.protocol !== r.console?.protocol) {
         throw new PortholeError('invalid', 'this Idempotency-Key was used for a different request', { status: 422, details: { jobId: first.id } })
       }
-      await audit(ctx, req, p, { ...base, jobId: first.id, result: 'replayed' })
+      // A replay creates nothing: no audit entry either (it would let a client fill the log for free).
       return { job: first, replayed: true }
     }
     // The first job expired while its key lived on: start afresh.

@@ -64,7 +64,10 @@ export function keys (ns: string) {
     agentClaim: (jobId: string) => `${p}agent:claim:${jobId}`,
     agentOutcome: (jobId: string) => `${p}agent:outcome:${jobId}`,
     solTicket: (tokenHash: string) => `${p}sol:ticket:${tokenHash}`,
-    audit: `${p}audit`
+    /** One audit stream per tenant, one for actions without a tenant, and the index of streams by last write. */
+    auditTenant: (tenantId: string) => `${p}audit:tenant:${tenantId}`,
+    auditSystem: `${p}audit:system`,
+    auditStreams: `${p}audit:streams`
   }
 }
 export type Keys = ReturnType<typeof keys>
