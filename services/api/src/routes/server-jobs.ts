@@ -8,6 +8,8 @@ import { assertVisible, principal } from '../auth.js'
 import type { Ctx } from '../context.js'
 import { startJob, takeConsoleUrl } from '../jobs.js'
 import { ConflictError } from '@porthole/shared/errors'
+import { keys } from '@porthole/shared/store'
+import { admitConsole, refuseIfSuspended } from '../limits.js'
 import { jobFailureError } from '../problem.js'
 import { IdParams, errors } from '../schemas.js'
 
@@ -75,7 +77,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['console'],
         summary: 'a console URL in one call',
-        description: 'Waits (default 10 s) for the console job and answers 201 with the URL (`Location` names the session). `?wait=0` answers 202 with the job to poll instead. The URL carries the only copy of the token.',
+        description: 'Waits (default 10 s) for the console job and answers 201 with the URL (`Location` names the session). `?wait=0` answers 202 with the job to poll instead. The URL carries the only copy of the token. 429 (`limit`: console_sessions_per_server or console_sessions_per_tenant) when the server or its tenant has as many live consoles as allowed; 409 while the tenant is suspended.',
         params: IdParams,
         querystring: waitQuery(DEFAULT_WAIT.console),
         headers: IdempotencyHeaders,
@@ -90,6 +92,9 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const p = principal(req)
       const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
       const b = req.body
+      // Quotas before any job exists; a repeat of an Idempotency-Key gets its first job, not a refusal.
+      const idem = req.headers['idempotency-key']
+      if (idem === undefined || await ctx.redis.exists(keys(ctx.ns).idempotency(p.id, idem)) === 0) await admitConsole(ctx, server)
       const { job, replayed } = await startJob(ctx, req, p, {
         kind: 'console',
         server,
@@ -102,6 +107,8 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
       const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
       if (rec.state === 'succeeded' && rec.result !== undefined && 'sessionId' in rec.result) {
+        // The tenant may have been suspended while this job ran, after the suspension's sweep of sessions.
+        await refuseIfSuspended(ctx, server.tenantId, rec.result.sessionId)
         const url = await takeConsoleUrl(ctx, rec, p)
         if (url === undefined) throw new ConflictError('the URL of this console was delivered already (it is shown once); ask for a new console')
         const grant: ConsoleGrant = { sessionId: rec.result.sessionId, url, protocol: rec.result.protocol, expiresAt: rec.result.expiresAt }
