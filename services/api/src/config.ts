@@ -17,7 +17,7 @@ export const apiSettings = {
   JOB_DEADLINE_CONSOLE_SECONDS: int('deadline of a console job', 30, 1, 3600),
   MAX_WAIT_SECONDS: int('the longest `?wait=` a request may ask for', 60, 0, 600),
   BODY_LIMIT_BYTES: int('largest request body accepted (413 beyond)', 65536, 1024, 16 * 1024 * 1024),
-  TRUST_PROXY: bool('trust X-Forwarded-For from a reverse proxy in front of the API (client IPs in the audit log)', false),
+  TRUST_PROXY: bool('trust X-Forwarded-For from a reverse proxy in front of the API (client IPs in the audit log and for AUTH_FAILURE_LIMIT: without it, behind a proxy every client shares its address)', false),
   SSE_HEARTBEAT_SECONDS: int('interval of heartbeat comments on `GET /v1/events`', 15, 1, 300),
   REQUEST_TIMEOUT_SECONDS: int('how long a client may take to send a whole request, headers and body (408 beyond); `?wait=` long-polls and event streams are not bounded by it', 30, 1, 600),
   RATE_LIMIT_WINDOW_SECONDS: int('window of the per-key request limits below (seconds)', 60, 1, 3600),

@@ -151,7 +151,10 @@ export class EventStreams {
   /** Renews the lease of a stream (at each heartbeat). */
   renew (res: ServerResponse): void {
     const s = this.open.get(res)
-    if (s !== undefined) this.redis.zadd(this.k.eventStreams(s.keyId), 'XX', Date.now() + this.leaseMs, s.id).catch(() => {})
+    if (s === undefined) return
+    // The set lives as long as its newest lease: a count that expired early would let a key open more.
+    const key = this.k.eventStreams(s.keyId)
+    this.redis.multi().zadd(key, 'XX', Date.now() + this.leaseMs, s.id).pexpire(key, this.leaseMs).exec().catch(() => {})
   }
 
   /** Tells every replica (this one included) to end the matching streams. */

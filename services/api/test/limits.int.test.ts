@@ -153,8 +153,14 @@ test('event streams per key: the next stream past EVENT_STREAMS_PER_KEY is a 429
   assert.equal(s1.res.statusCode, 200)
   assert.equal(s2.res.statusCode, 200)
   const third = await openStream(p1, a.key)
-  await third.ended
+  t.after(() => { third.res.destroy() })
+  await bounded(third.ended, 5000, 'the refusal to end')
   assertLimited({ status: third.res.statusCode ?? 0, headers: third.res.headers, body: JSON.parse(third.text()), raw: third.text() }, 'event_streams_per_key', 60)
+  // Past the lease of the first admission (three heartbeats), the heartbeats have kept both slots held.
+  await waitFor(() => s1.text().split(': heartbeat').length > 5 && s2.text().split(': heartbeat').length > 5, 15_000, 'four heartbeats on each stream')
+  const fourth = await openStream(p2, a.key)
+  t.after(() => { fourth.res.destroy() })
+  assert.equal(fourth.res.statusCode, 429)
   s2.res.destroy()
   const again = await waitFor(async () => {
     const s = await openStream(p1, a.key)
