@@ -7,6 +7,7 @@ import { PortholeError, UnavailableError, toFailure } from '@porthole/shared/err
 import { grantAad, JobStore, keys } from '@porthole/shared/store'
 import type { Principal } from './auth.js'
 import { audit, type Ctx } from './context.js'
+import { suspendedRevoking } from './revocation.js'
 
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
@@ -98,6 +99,8 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
  */
 export async function takeConsoleUrl (ctx: Ctx, rec: JobRecord, p: Principal): Promise<string | undefined> {
   if (rec.kind !== 'console' || rec.state !== 'succeeded' || rec.requestedBy !== p.id) return undefined
+  // A console whose tenant was suspended while its job ran is revoked, never handed out.
+  if (await suspendedRevoking(ctx, rec.tenantId, rec.result !== undefined && 'sessionId' in rec.result ? rec.result.sessionId : undefined)) return undefined
   const sealed = await ctx.sessions.takeGrant(rec.id)
   return sealed === undefined ? undefined : ctx.box.open<string>(sealed, grantAad(rec.id))
 }

@@ -5,12 +5,13 @@
 import type { ServerResponse } from 'node:http'
 import { randomUUID } from 'node:crypto'
 import { isTerminal, type StoredServer } from '@porthole/shared/contracts'
-import { ConflictError, PortholeError } from '@porthole/shared/errors'
+import { PortholeError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { keys as keysOf, type Keys, type Redis } from '@porthole/shared/store'
 import type { Principal } from './auth.js'
 import type { ApiConfig } from './config.js'
 import type { Ctx } from './context.js'
+import { refuseIfSuspended } from './revocation.js'
 
 /** The limits a 429 can name (`limit` in the problem body). */
 export type LimitName = 'requests_per_key' | 'auth_failures_per_address' | 'console_sessions_per_server' | 'console_sessions_per_tenant' | 'event_streams_per_key'
@@ -85,14 +86,6 @@ export async function admitConsole (ctx: Ctx, server: StoredServer, now = Date.n
   if (live.length + pending.length >= tmax) {
     throw limitError('console_sessions_per_tenant', "this tenant's servers have as many live console sessions as allowed", { max: tmax, setting: 'CONSOLE_SESSIONS_PER_TENANT', retryAfter: retryAfter(live) })
   }
-}
-
-/** 409 while the tenant is suspended; a session opened for it meanwhile (`sessionId`) is revoked first. */
-export async function refuseIfSuspended (ctx: Ctx, tenantId: string, sessionId?: string): Promise<void> {
-  if ((await ctx.tenants.get(tenantId))?.suspended !== true) return
-  const s = sessionId === undefined ? undefined : await ctx.sessions.get(sessionId)
-  if (s !== undefined) await ctx.sessions.revoke(s)
-  throw new ConflictError(`tenant ${tenantId} is suspended: no new consoles`)
 }
 
 // KEYS: the key's stream set. ARGV: now ms, lease expiry ms, limit, stream id, lease ms.

@@ -3,6 +3,7 @@
  * their live consoles within a second, on whichever API replica and gateway holds them.
  */
 import type { ConsoleSession } from '@porthole/shared/contracts'
+import { ConflictError } from '@porthole/shared/errors'
 import type { Ctx } from './context.js'
 
 /** Revokes live sessions that `pick` chooses (the gateway closes their sockets); the number revoked. */
@@ -26,4 +27,20 @@ export async function revokeApiKey (ctx: Ctx, apiKeyId: string): Promise<{ sessi
 export async function revokeTenant (ctx: Ctx, tenantId: string): Promise<{ sessions: number }> {
   await ctx.streams.publish({ type: 'tenant.suspended', tenantId })
   return { sessions: await revokeWhere(ctx, await ctx.sessions.listLive({ tenantId }), () => true) }
+}
+
+/**
+ * True when the tenant is suspended, after revoking `sessionId` (a console its job opened while the
+ * suspension swept the tenant's sessions): such a console is never handed out.
+ */
+export async function suspendedRevoking (ctx: Ctx, tenantId: string, sessionId?: string): Promise<boolean> {
+  if ((await ctx.tenants.get(tenantId))?.suspended !== true) return false
+  const s = sessionId === undefined ? undefined : await ctx.sessions.get(sessionId)
+  if (s !== undefined) await ctx.sessions.revoke(s)
+  return true
+}
+
+/** 409 while the tenant is suspended (revoking `sessionId` first, as above). */
+export async function refuseIfSuspended (ctx: Ctx, tenantId: string, sessionId?: string): Promise<void> {
+  if (await suspendedRevoking(ctx, tenantId, sessionId)) throw new ConflictError(`tenant ${tenantId} is suspended: no new consoles`)
 }

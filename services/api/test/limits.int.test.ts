@@ -26,9 +26,12 @@ function assertLimited (r: Reply, limit: string, maxRetryAfter: number): void {
 async function secondReplica (api: TestApi): Promise<ApiApp> {
   const log = createLogger({ name: 'api-2', level: 'warn' })
   const deps = connect(api.config, log, { backoff: { initialMs: 50, maxMs: 250 } })
-  const app = await buildApp(deps)
+  const holder: { app?: ApiApp } = {}
+  api.defer(async () => { await holder.app?.close(); await deps.close() })
+  const app = holder.app = await buildApp(deps)
   await app.ready()
-  api.defer(async () => { await app.close(); await deps.close() })
+  // As startTestApi does: an AmqpClient closed while it is still connecting can leave its socket open.
+  await waitFor(() => deps.amqp.connected, 10_000, 'broker connection')
   return app
 }
 
@@ -227,18 +230,20 @@ test('suspending a tenant refuses its keys, ends its streams, refuses new consol
   assert.ok(actions.includes('tenant.suspend') && actions.includes('tenant.resume'), actions.join(','))
 })
 
-test('a console job that ends after its tenant was suspended delivers no URL, and the session it opened is revoked', async (t) => {
+test('a console job that ends after its tenant was suspended delivers no URL, waited for or polled, and the session it opened is revoked', async (t) => {
   const api = await startTestApi(t)
   const a = await tenantWithKey(api, 'late')
   const server = await kvmServer(api, a.tenantId, 'late1')
   const store = new ConsoleSessionStore(api.redis, api.ns)
   const box = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: api.secretKey, PORTHOLE_SECRET_KEY_ID: api.config.PORTHOLE_SECRET_KEY_ID, PORTHOLE_OLD_SECRET_KEYS: '' })
-  const sessionId = randomUUID()
+  const sessionOf = new Map<string, string>()
   await consumeJobs(api, async (body) => {
     const job = body as { id: string }
     // The suspension's sweep happens while the job runs; then the gateway stores the session, as it would.
     assert.equal((await api.call('POST', `/v1/tenants/${a.tenantId}/suspend`)).status, 200)
     const now = Date.now()
+    const sessionId = randomUUID()
+    sessionOf.set(job.id, sessionId)
     await store.create({
       id: sessionId, serverId: server, tenantId: a.tenantId, serverName: 'late1', jobId: job.id, protocol: 'vnc',
       target: { v: 1, kid: 'k1', iv: 'aaaa', tag: 'aaaa', ct: 'aaaa' },
@@ -250,7 +255,20 @@ test('a console job that ends after its tenant was suspended delivers no URL, an
   assert.equal(r.status, 409, r.raw)
   assert.ok(!r.raw.includes('#tok'))
   assert.match(r.body.detail, /suspended/)
-  assert.ok((await store.get(sessionId))?.revokedAt !== undefined, 'the session was revoked')
+  const first = [...sessionOf.values()][0] as string
+  assert.ok((await store.get(first))?.revokedAt !== undefined, 'the session was revoked')
+
+  // Polled instead (?wait=0, by an admin, whose key suspension does not refuse): the job shows no URL.
+  assert.equal((await api.call('POST', `/v1/tenants/${a.tenantId}/resume`)).status, 200)
+  const queued = await api.call('POST', `/v1/servers/${server}/console?wait=0`, {})
+  assert.equal(queued.status, 202, queued.raw)
+  const done = await waitFor(async () => {
+    const j = await api.call('GET', `/v1/jobs/${queued.body.id as string}`)
+    return j.body.state === 'succeeded' ? j : undefined
+  }, 10_000, 'the polled console job to succeed')
+  assert.ok(!done.raw.includes('#tok'))
+  assert.equal(done.body.result.url, undefined)
+  assert.ok((await store.get(sessionOf.get(queued.body.id) as string))?.revokedAt !== undefined, 'the polled session was revoked')
 })
 
 test('REQUEST_TIMEOUT_SECONDS ends a request that is never finished; a ?wait= long-poll past it still answers', async (t) => {

@@ -9,8 +9,9 @@ import type { Ctx } from '../context.js'
 import { startJob, takeConsoleUrl } from '../jobs.js'
 import { ConflictError } from '@porthole/shared/errors'
 import { keys } from '@porthole/shared/store'
-import { admitConsole, refuseIfSuspended } from '../limits.js'
+import { admitConsole } from '../limits.js'
 import { jobFailureError } from '../problem.js'
+import { refuseIfSuspended } from '../revocation.js'
 import { IdParams, errors } from '../schemas.js'
 
 const IdempotencyHeaders = Type.Object({
