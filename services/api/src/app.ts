@@ -3,15 +3,18 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import swagger from '@fastify/swagger'
+import rateLimit from '@fastify/rate-limit'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { AmqpClient } from '@porthole/shared/amqp'
 import { SecretBox } from '@porthole/shared/crypto'
+import { PortholeError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { ApiKeyStore, AuditLog, ConsoleSessionStore, JobStore, ServerStore, TenantStore, type Redis } from '@porthole/shared/store'
+import { ApiKeyStore, AuditLog, ConsoleSessionStore, JobStore, ServerStore, TenantStore, keys, type Redis } from '@porthole/shared/store'
 import { Authenticator } from './auth.js'
 import type { ApiConfig } from './config.js'
 import type { Ctx } from './context.js'
+import { AuthFailures, EventStreams, limitError, requestLimit } from './limits.js'
 import { createMetrics } from './metrics.js'
 import { clientError, problem, sendProblem, toProblem } from './problem.js'
 import { apiKeyRoutes } from './routes/api-keys.js'
@@ -48,6 +51,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
   const jobs = new JobStore(redis, ns)
   const sessions = new ConsoleSessionStore(redis, ns)
   const apiKeys = new ApiKeyStore(redis, ns)
+  const tenants = new TenantStore(redis, ns)
   const ctx: Ctx = {
     config,
     ns,
@@ -56,22 +60,29 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     amqp,
     box: SecretBox.fromSettings(config),
     transit: SecretBox.forConsoleTransit(config),
-    tenants: new TenantStore(redis, ns),
+    tenants,
     apiKeys,
     servers: new ServerStore(redis, ns),
     jobs,
-    audit: new AuditLog(redis, ns),
+    audit: new AuditLog(redis, ns, config.AUDIT_RETENTION_DAYS),
     sessions,
     waiter: new JobWaiter(deps.subscriber, jobs, log.child({ component: 'waiter' })),
     metrics: createMetrics({ amqp, ns, sessions }),
-    auth: new Authenticator(apiKeys, config.PORTHOLE_ADMIN_TOKEN)
+    auth: new Authenticator(apiKeys, tenants, config.PORTHOLE_ADMIN_TOKEN),
+    authFailures: new AuthFailures(redis, ns, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW_SECONDS * 1000),
+    streams: new EventStreams(redis, ns, config, log.child({ component: 'events' }))
   }
+  ctx.waiter.also(ctx.streams.channel, m => ctx.streams.onMessage(m))
 
   const serializers = lazySerializers()
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.BODY_LIMIT_BYTES,
     trustProxy: config.TRUST_PROXY,
+    // A client gets this long to send its whole request (slow senders hold sockets); the time a handler takes
+    // (a ?wait= long-poll, an event stream) is not bounded by it. Node checks it every connectionsCheckingInterval.
+    requestTimeout: config.REQUEST_TIMEOUT_SECONDS * 1000,
+    http: { requestTimeout: config.REQUEST_TIMEOUT_SECONDS * 1000, headersTimeout: config.REQUEST_TIMEOUT_SECONDS * 1000, connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_SECONDS * 500) },
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     // One line per request (below) instead of fastify's two: logging is a good part of a request's CPU.
@@ -87,13 +98,18 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
   // JSON only: anything else is a 415 rather than a string that fails validation later.
   app.removeContentTypeParser('text/plain')
 
-  app.setErrorHandler((err, req, reply) => sendProblem(reply, toProblem(err, req)))
+  app.setErrorHandler((err, req, reply) => {
+    const p = toProblem(err, req)
+    if (p.status === 429) ctx.metrics.limitRefusals.inc({ limit: String(p.limit ?? 'unknown') })
+    return sendProblem(reply, p)
+  })
   app.setNotFoundHandler((req, reply) => sendProblem(reply, problem(404, 'not_found', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`, { requestId: req.id })))
 
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched'
     ctx.metrics.httpDuration.observe({ method: req.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000)
-    req.log.info({ req, res: reply, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request')
+    // The key's id (never the key) so that an operator can tell whose requests a 429 storm is.
+    req.log.info({ req, res: reply, ms: Math.round(reply.elapsedTime * 10) / 10, ...(req.principal === undefined ? {} : { apiKeyId: req.principal.id }) }, 'request')
   })
 
   await app.register(swagger, {
@@ -112,7 +128,23 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
   await app.register(operationRoutes(ctx))
   await app.register(async (v1) => {
     v1.addHook('onRequest', async (req) => {
-      req.principal = await ctx.auth.authenticate(req.headers.authorization)
+      // An address that keeps failing is refused before any key is looked at (guessing keys costs it).
+      await ctx.authFailures.check(req.ip)
+      try {
+        req.principal = await ctx.auth.authenticate(req.headers.authorization)
+      } catch (err) {
+        if (err instanceof PortholeError && err.code === 'unauthorized') await ctx.authFailures.record(req.ip)
+        throw err
+      }
+    })
+    // Requests per API key, counted in Redis for every replica; its hook runs per route, after the one above.
+    await v1.register(rateLimit, {
+      redis,
+      nameSpace: keys(ns).requestRate,
+      timeWindow: config.RATE_LIMIT_WINDOW_SECONDS * 1000,
+      max: async (req) => requestLimit(config, req.principal).max,
+      keyGenerator: (req) => req.principal?.id ?? req.ip,
+      errorResponseBuilder: (req, c) => limitError('requests_per_key', `this API key made more than ${c.max} requests in ${config.RATE_LIMIT_WINDOW_SECONDS} s`, { ...requestLimit(config, req.principal), retryAfter: c.ttl / 1000 })
     })
     // Every JSON answer of /v1: customers get job records and audit entries as views.ts shows them to them.
     v1.addHook('preSerialization', async (req, _reply, payload) => await responseView(ctx, req.principal, payload))

@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import type { Role } from '@porthole/shared/contracts'
 import { safeEqual, sha256Hex } from '@porthole/shared/crypto'
 import { NotFoundError, PortholeError } from '@porthole/shared/errors'
-import type { ApiKeyStore } from '@porthole/shared/store'
+import type { ApiKeyStore, TenantStore } from '@porthole/shared/store'
 
 export interface Principal {
   /** The API key's id, or `bootstrap` for PORTHOLE_ADMIN_TOKEN. */
@@ -19,7 +19,7 @@ declare module 'fastify' {
 export class Authenticator {
   private readonly adminHash: string | undefined
 
-  constructor (private readonly keys: ApiKeyStore, adminToken: string | undefined) {
+  constructor (private readonly keys: ApiKeyStore, private readonly tenants: TenantStore, adminToken: string | undefined) {
     // Compare hashes so that the comparison is constant-time whatever the presented key's length.
     this.adminHash = adminToken === undefined ? undefined : sha256Hex(adminToken)
   }
@@ -34,6 +34,9 @@ export class Authenticator {
     const p: Principal = { id: rec.id, role: rec.role }
     if (rec.tenantId !== undefined) p.tenantId = rec.tenantId
     if (p.role === 'customer' && p.tenantId === undefined) throw new PortholeError('unauthorized', 'customer key without a tenant')
+    if (p.tenantId !== undefined && (await this.tenants.get(p.tenantId))?.suspended === true) {
+      throw new PortholeError('forbidden', `tenant ${p.tenantId} is suspended: its keys are refused until it is resumed`, { details: { tenantSuspended: true } })
+    }
     return p
   }
 }

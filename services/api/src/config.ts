@@ -19,9 +19,20 @@ export const apiSettings = {
   MAX_WAIT_SECONDS: int('the longest `?wait=` a request may ask for', 60, 0, 600),
   BODY_LIMIT_BYTES: int('largest request body accepted (413 beyond)', 65536, 1024, 16 * 1024 * 1024),
   UPGRADE_LEGACY_SECRETS: bool('upgrade server records sealed before destination binding (one box bound to the server id only) to boxes bound to the destination they name now: set it for one start of one API replica after the upgrade, then unset it (while set, a record edited in Redis with an old box would be bound to its new destination; docs/runbook.md)', false),
-  TRUST_PROXY: bool('trust X-Forwarded-For from a reverse proxy in front of the API (client IPs in the audit log)', false),
+  TRUST_PROXY: bool('trust X-Forwarded-For from a reverse proxy in front of the API (client IPs in the audit log and for AUTH_FAILURE_LIMIT: without it, behind a proxy every client shares its address)', false),
   ...kvmPolicySettings,
   SSE_HEARTBEAT_SECONDS: int('interval of heartbeat comments on `GET /v1/events`', 15, 1, 300),
+  REQUEST_TIMEOUT_SECONDS: int('how long a client may take to send a whole request, headers and body (408 beyond); `?wait=` long-polls and event streams are not bounded by it', 30, 1, 600),
+  RATE_LIMIT_WINDOW_SECONDS: int('window of the per-key request limits below (seconds)', 60, 1, 3600),
+  RATE_LIMIT_CUSTOMER: int('requests a customer key may make per window (429 beyond; counted in Redis across every API replica)', 300, 1, 1_000_000),
+  RATE_LIMIT_OPERATOR: int('requests an operator key may make per window (dashboards and scripts poll more)', 1200, 1, 1_000_000),
+  RATE_LIMIT_ADMIN: int('requests an admin key (and PORTHOLE_ADMIN_TOKEN) may make per window', 1200, 1, 1_000_000),
+  AUTH_FAILURE_LIMIT: int('failed authentications one client address may make per AUTH_FAILURE_WINDOW_SECONDS; beyond, its requests get 429 before any key is looked at', 20, 1, 1_000_000),
+  AUTH_FAILURE_WINDOW_SECONDS: int('window of AUTH_FAILURE_LIMIT (seconds)', 60, 1, 3600),
+  CONSOLE_SESSIONS_PER_SERVER: int('live console sessions one server may have (unexpired, unrevoked, plus console jobs under way); the next request gets 429', 5, 1, 1000),
+  CONSOLE_SESSIONS_PER_TENANT: int("live console sessions one tenant's servers may have together", 50, 1, 100_000),
+  EVENT_STREAMS_PER_KEY: int('open `GET /v1/events` streams one API key may hold across every API replica', 5, 1, 1000),
+  AUDIT_RETENTION_DAYS: int('days audit entries are kept (each tenant has its own stream, trimmed by age)', 90, 1, 3650),
   TENANT_MAX_QUEUED: int('jobs of one tenant (per lane: power, or status and console) waiting for a receiver\'s dispatch slot (see TENANT_MAX_IN_FLIGHT) past which the API refuses new ones with 429 and Retry-After', 200, 1, 1_000_000)
 }
 

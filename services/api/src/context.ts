@@ -7,6 +7,7 @@ import type { ApiKeyStore, AuditLog, ConsoleSessionStore, JobStore, Redis, Serve
 import type { AuditEntry } from '@porthole/shared/contracts'
 import type { ApiConfig } from './config.js'
 import type { Authenticator, Principal } from './auth.js'
+import type { AuthFailures, EventStreams } from './limits.js'
 import type { Metrics } from './metrics.js'
 import type { JobWaiter } from './waiter.js'
 
@@ -28,6 +29,8 @@ export interface Ctx {
   waiter: JobWaiter
   metrics: Metrics
   auth: Authenticator
+  authFailures: AuthFailures
+  streams: EventStreams
 }
 
 /** Appends an audit entry; an audit failure is logged, never turned into a failed request after the fact. */

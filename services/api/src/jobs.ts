@@ -7,6 +7,7 @@ import { PortholeError, UnavailableError, toFailure } from '@porthole/shared/err
 import { grantAad, JobStore, keys } from '@porthole/shared/store'
 import type { Principal } from './auth.js'
 import { audit, type Ctx } from './context.js'
+import { suspendedRevoking } from './revocation.js'
 
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
@@ -56,7 +57,7 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
       if (first.kind !== r.kind || first.serverId !== r.server.id || first.action !== r.action || first.protocol !== r.console?.protocol) {
         throw new PortholeError('invalid', 'this Idempotency-Key was used for a different request', { status: 422, details: { jobId: first.id } })
       }
-      await audit(ctx, req, p, { ...base, jobId: first.id, result: 'replayed' })
+      // A replay creates nothing: no audit entry either (it would let a client fill the log for free).
       return { job: first, replayed: true }
     }
     // The first job expired while its key lived on: start afresh.
@@ -98,6 +99,8 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
  */
 export async function takeConsoleUrl (ctx: Ctx, rec: JobRecord, p: Principal): Promise<string | undefined> {
   if (rec.kind !== 'console' || rec.state !== 'succeeded' || rec.requestedBy !== p.id) return undefined
+  // A console whose tenant was suspended while its job ran is revoked, never handed out.
+  if (await suspendedRevoking(ctx, rec.tenantId, rec.result !== undefined && 'sessionId' in rec.result ? rec.result.sessionId : undefined)) return undefined
   const sealed = await ctx.sessions.takeGrant(rec.id)
   return sealed === undefined ? undefined : ctx.transit.open<string>(sealed, grantAad(rec.id))
 }

@@ -8,6 +8,7 @@ export interface Metrics {
   registry: Registry
   httpDuration: Histogram<'method' | 'route' | 'status_code'>
   jobsCreated: Counter<'kind'>
+  limitRefusals: Counter<'limit'>
   jobsRejected: Counter<'kind' | 'reason'>
 }
 
@@ -22,6 +23,7 @@ export function createMetrics (o: { amqp: AmqpClient, ns: string, sessions: Cons
     registers: [registry]
   })
   const jobsCreated = new Counter({ name: 'porthole_jobs_created_total', help: 'jobs created and published, by kind', labelNames: ['kind'] as const, registers: [registry] })
+  const limitRefusals = new Counter({ name: 'porthole_limit_refusals_total', help: 'requests refused with 429 by a limit or quota, by limit', labelNames: ['limit'] as const, registers: [registry] })
   const jobsRejected = new Counter({ name: 'porthole_jobs_rejected_total', help: 'jobs that could not be published, by kind and reason', labelNames: ['kind', 'reason'] as const, registers: [registry] })
   const queues = names(o.ns)
   let stats: Promise<Array<{ queue: string, messages: number, consumers: number }>> | undefined
@@ -58,5 +60,5 @@ export function createMetrics (o: { amqp: AmqpClient, ns: string, sessions: Cons
       try { this.set((await o.sessions.listLive()).filter(s => s.revokedAt === undefined).length) } catch { /* Redis down: keep the last value */ }
     }
   })
-  return { registry, httpDuration, jobsCreated, jobsRejected }
+  return { registry, httpDuration, jobsCreated, jobsRejected, limitRefusals }
 }

@@ -140,5 +140,7 @@ export function clientError (err: NodeJS.ErrnoException, socket: Duplex): void {
 export function sendProblem (reply: FastifyReply, p: ProblemBody): FastifyReply {
   if (p.status === 401) reply.header('www-authenticate', 'Bearer')
   if (p.status === 503) reply.header('retry-after', '5')
+  // Limits and quotas say when to come back (limits.ts); @fastify/rate-limit has set it already for its own.
+  if (p.status === 429 && typeof p.retryAfter === 'number') reply.header('retry-after', String(p.retryAfter))
   return reply.code(p.status).type('application/problem+json').send(JSON.stringify(p))
 }

@@ -15,13 +15,14 @@ type Wake = (e?: JobEventMessage) => void
 export class JobWaiter {
   private readonly byJob = new Map<string, Set<Wake>>()
   private readonly feeds = new Set<Listener>()
+  private readonly others = new Map<string, (message: string) => void>()
   private subscribed = false
   private retry: NodeJS.Timeout | undefined
   private closed = false
 
   constructor (private readonly sub: Redis, private readonly jobs: JobStore, private readonly log: Logger) {
     sub.on('message', (channel: string, message: string) => {
-      if (channel !== jobs.eventsChannel) return
+      if (channel !== jobs.eventsChannel) { this.others.get(channel)?.(message); return }
       const e = parseJobEvent(message)
       if (e === undefined) return
       for (const f of this.feeds) f(e)
@@ -37,7 +38,7 @@ export class JobWaiter {
     try {
       // Subscribing before the connection is ready races ioredis' CLIENT SETNAME and costs a reconnect.
       if (this.sub.status !== 'ready') await new Promise<void>((resolve, reject) => { this.sub.once('ready', resolve); this.sub.once('end', reject) })
-      await this.sub.subscribe(this.jobs.eventsChannel)
+      await this.sub.subscribe(this.jobs.eventsChannel, ...this.others.keys())
       this.subscribed = true
     } catch (err) {
       this.log.warn({ err: { message: (err as Error).message } }, 'job events subscription failed; retrying')
@@ -46,6 +47,9 @@ export class JobWaiter {
   }
 
   get ready (): boolean { return this.subscribed }
+
+  /** Another channel on the same subscription (call before `start`): its messages go to `fn`. */
+  also (channel: string, fn: (message: string) => void): void { this.others.set(channel, fn) }
 
   /**
    * The job once it is terminal, or as it is when `timeoutMs` runs out (or `signal` aborts); undefined

@@ -25,8 +25,10 @@ test('past TENANT_MAX_QUEUED jobs waiting for a dispatch slot, the API refuses t
   assert.match(refused.headers.get('content-type') ?? '', /^application\/problem\+json/)
   assert.equal(refused.headers.get('retry-after'), '1')
   assert.equal(refused.body.code, 'busy')
-  assert.equal(refused.body.limit, 'TENANT_MAX_QUEUED')
-  assert.match(refused.body.detail, /TENANT_MAX_QUEUED is 2/)
+  assert.equal(refused.body.limit, 'jobs_queued_per_tenant')
+  assert.equal(refused.body.setting, 'TENANT_MAX_QUEUED')
+  assert.equal(refused.body.max, 2)
+  assert.match(refused.body.detail, /limit 2, TENANT_MAX_QUEUED/)
   // Nothing was created for the refused request; the power lane counts apart; another tenant is served.
   assert.equal((await stack.api('GET', `/v1/jobs?serverId=${a}`)).body.length, 3)
   assert.equal((await stack.api('POST', `/v1/servers/${a}/power`, { action: 'on' })).status, 202)

@@ -106,7 +106,14 @@ export const JobEvent = Type.Object({
 }, { additionalProperties: false })
 export type JobEvent = Static<typeof JobEvent>
 
-export const Tenant = Type.Object({ id: TenantId, name: Type.String({ minLength: 1, maxLength: 200 }), createdAt: Timestamp }, { additionalProperties: false })
+/** A tenant; a suspended one's keys are refused and its consoles closed until it is resumed. */
+export const Tenant = Type.Object({
+  id: TenantId,
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  createdAt: Timestamp,
+  suspended: Type.Optional(Type.Boolean({ description: 'true while suspended (records written before suspension existed have none)' })),
+  suspendedAt: Type.Optional(Timestamp)
+}, { additionalProperties: false })
 export type Tenant = Static<typeof Tenant>
 
 /** An API key as stored (by the SHA-256 of the key) and shown; the key itself is shown once at creation. */

@@ -12,7 +12,7 @@ export class TenantStore {
   constructor (private readonly redis: Redis, ns: string) { this.k = keysOf(ns) }
 
   async create (name: string): Promise<Tenant> {
-    const t: Tenant = { id: randomUUID(), name, createdAt: new Date().toISOString() }
+    const t: Tenant = { id: randomUUID(), name, createdAt: new Date().toISOString(), suspended: false }
     await this.redis.multi().set(this.k.tenant(t.id), JSON.stringify(t)).zadd(this.k.tenants, Date.now(), t.id).exec()
     return t
   }
@@ -20,6 +20,16 @@ export class TenantStore {
   async get (id: string): Promise<Tenant | undefined> {
     const raw = await this.redis.get(this.k.tenant(id))
     return raw === null ? undefined : JSON.parse(raw) as Tenant
+  }
+
+  /** Suspends or resumes a tenant; the updated record, or undefined when there is none. */
+  async setSuspended (id: string, suspended: boolean, now = new Date()): Promise<Tenant | undefined> {
+    const t = await this.get(id)
+    if (t === undefined) return undefined
+    const next: Tenant = { id: t.id, name: t.name, createdAt: t.createdAt, suspended }
+    if (suspended) next.suspendedAt = t.suspended === true && t.suspendedAt !== undefined ? t.suspendedAt : now.toISOString()
+    await this.redis.set(this.k.tenant(id), JSON.stringify(next))
+    return next
   }
 
   async list (): Promise<Tenant[]> {

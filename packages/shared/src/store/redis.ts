@@ -71,7 +71,18 @@ export function keys (ns: string) {
     agentClaim: (jobId: string) => `${p}agent:claim:${jobId}`,
     agentOutcome: (jobId: string) => `${p}agent:outcome:${jobId}`,
     solTicket: (tokenHash: string) => `${p}sol:ticket:${tokenHash}`,
-    audit: `${p}audit`
+    /** One audit stream per tenant, one for actions without a tenant, and the index of streams by last write. */
+    auditTenant: (tenantId: string) => `${p}audit:tenant:${tenantId}`,
+    auditSystem: `${p}audit:system`,
+    auditStreams: `${p}audit:streams`,
+    /** Failed authentications from one client address, per window. */
+    authFailures: (ip: string) => `${p}authfail:${ip}`,
+    /** Open event streams of an API key (a sorted set of stream ids by lease expiry). */
+    eventStreams: (apiKeyId: string) => `${p}sse:key:${apiKeyId}`,
+    /** Suspended tenants, API keys revoked: for every API replica's open event streams. */
+    accessEvents: `${p}events:access`,
+    /** Prefix of @fastify/rate-limit's counters (one per API key). */
+    requestRate: `${p}ratelimit:`
   }
 }
 export type Keys = ReturnType<typeof keys>

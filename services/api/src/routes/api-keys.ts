@@ -4,6 +4,7 @@ import { ApiKey, Role, TenantId } from '@porthole/shared/contracts'
 import { NotFoundError, ValidationError } from '@porthole/shared/errors'
 import { requireRole } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
+import { revokeApiKey } from '../revocation.js'
 import { IdParams, errors } from '../schemas.js'
 
 const ApiKeyCreate = Type.Object({
@@ -43,11 +44,13 @@ export function apiKeyRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     })
 
     app.delete('/api-keys/:id', {
-      schema: { tags: ['api-keys'], summary: 'revoke an API key (admin)', params: IdParams, response: { 204: Type.Null(), ...errors(404) } }
+      schema: { tags: ['api-keys'], summary: 'revoke an API key (admin): its event streams end and the consoles it opened close', params: IdParams, response: { 204: Type.Null(), ...errors(404) } }
     }, async (req, reply) => {
       const p = requireRole(req, 'admin')
       if (!await ctx.apiKeys.delete(req.params.id)) throw new NotFoundError('API key')
-      await audit(ctx, req, p, { action: 'api-key.delete', result: 'ok' })
+      // The key's open event streams end at once and the consoles it opened close, not just its next request.
+      const { sessions } = await revokeApiKey(ctx, req.params.id)
+      await audit(ctx, req, p, { action: 'api-key.delete', result: sessions === 0 ? 'ok' : `ok; ${sessions} console session(s) revoked` })
       return reply.code(204).send(null)
     })
   }

@@ -1,5 +1,4 @@
 /** Jobs and the job-event stream (SSE). */
-import type { ServerResponse } from 'node:http'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import { JobKind, JobRecord, JobState, type JobEvent } from '@porthole/shared/contracts'
@@ -16,7 +15,6 @@ const SSE_MAX_BUFFERED = 1024 * 1024
 const CUSTOMER_VIEW = "Customers see `error.message` as a fixed sentence per `error.code` (agents' messages can name internal hosts), and a job another key asked for with that key's role as `requestedBy`."
 
 export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
-  const streams = new Set<ServerResponse>()
   return async (app) => {
     app.get('/jobs/:id', {
       schema: { tags: ['jobs'], summary: 'one job with its state history', description: CUSTOMER_VIEW, params: IdParams, response: { 200: JobRecord, ...errors(404) } }
@@ -68,12 +66,13 @@ export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
           serverId: Type.Optional(Type.String({ format: 'uuid' })),
           jobId: Type.Optional(Type.String({ format: 'uuid' }))
         }, { additionalProperties: false }),
-        response: { 200: Type.String({ description: 'text/event-stream of JobEvent' }), ...errors() }
+        response: { 200: Type.String({ description: 'text/event-stream of JobEvent; `event: end` before the stream ends because its key was deleted or its tenant suspended' }), ...errors(429) }
       }
     }, async (req, reply) => {
       const p = principal(req)
       const scope = tenantScope(p)
       const { serverId, jobId } = req.query
+      const slot = await ctx.streams.admit(p)
       reply.hijack()
       const res = reply.raw
       res.writeHead(200, {
@@ -92,12 +91,13 @@ export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         res.write(`event: job\ndata: ${JSON.stringify(eventView(e))}\n\n`)
       }
       const stop = ctx.waiter.feed(send)
-      const beat = setInterval(() => res.write(': heartbeat\n\n'), ctx.config.SSE_HEARTBEAT_SECONDS * 1000)
-      streams.add(res)
-      res.once('close', () => { stop(); clearInterval(beat); streams.delete(res) })
+      const beat = setInterval(() => { res.write(': heartbeat\n\n'); ctx.streams.renew(res) }, ctx.config.SSE_HEARTBEAT_SECONDS * 1000)
+      // Counted per key across replicas, and ended when the key is deleted or its tenant suspended.
+      ctx.streams.track(slot, p, res)
+      res.once('close', () => { stop(); clearInterval(beat) })
     })
 
     // Open streams would keep the server from closing.
-    app.addHook('preClose', async () => { for (const s of streams) s.end() })
+    app.addHook('preClose', async () => { ctx.streams.endAll() })
   }
 }

@@ -7,10 +7,11 @@ import {
 import { assertVisible, principal } from '../auth.js'
 import type { Ctx } from '../context.js'
 import { startJob, takeConsoleUrl } from '../jobs.js'
-import { ConflictError, PortholeError } from '@porthole/shared/errors'
-import { TenantSlots } from '@porthole/shared/store'
-import type { FastifyReply } from 'fastify'
+import { ConflictError } from '@porthole/shared/errors'
+import { TenantSlots, keys } from '@porthole/shared/store'
+import { admitConsole, limitError } from '../limits.js'
 import { jobFailureError } from '../problem.js'
+import { refuseIfSuspended } from '../revocation.js'
 import { IdParams, errors } from '../schemas.js'
 
 const IdempotencyHeaders = Type.Object({
@@ -23,12 +24,16 @@ const DEFAULT_WAIT = { power: 0, status: 10, console: 10 } as const
  * Refuses a job while its tenant already has TENANT_MAX_QUEUED jobs of its lane parked by the receivers
  * (waiting for a dispatch slot): they would only wait longer, and hold Redis and the API's waiters meanwhile.
  */
-async function assertRoom (ctx: Ctx, reply: FastifyReply, tenantId: string, kind: JobKind): Promise<void> {
-  const limit = ctx.config.TENANT_MAX_QUEUED
+async function assertRoom (ctx: Ctx, tenantId: string, kind: JobKind): Promise<void> {
+  const max = ctx.config.TENANT_MAX_QUEUED
   const parked = await TenantSlots.parked(ctx.redis, ctx.ns, tenantId, kind)
-  if (parked < limit) return
-  reply.header('retry-after', '1')
-  throw new PortholeError('busy', `this tenant already has ${parked} ${kind === 'power' ? 'power' : 'status and console'} jobs waiting for dispatch (TENANT_MAX_QUEUED is ${limit}); try again shortly`, { status: 429, details: { limit: 'TENANT_MAX_QUEUED', limitValue: limit } })
+  if (parked < max) return
+  throw limitError('jobs_queued_per_tenant', `this tenant already has ${parked} ${kind === 'power' ? 'power' : 'status and console'} jobs waiting for dispatch`, { max, setting: 'TENANT_MAX_QUEUED', retryAfter: 1 })
+}
+
+/** A repeat of an Idempotency-Key gets its first job, never a refusal for a quota: quotas count new jobs only. */
+async function isReplay (ctx: Ctx, principalId: string, key: string | undefined): Promise<boolean> {
+  return key !== undefined && await ctx.redis.exists(keys(ctx.ns).idempotency(principalId, key)) === 1
 }
 
 export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
@@ -53,7 +58,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     }, async (req, reply) => {
       const p = principal(req)
       const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
-      await assertRoom(ctx, reply, server.tenantId, 'power')
+      if (!await isReplay(ctx, p.id, req.headers['idempotency-key'])) await assertRoom(ctx, server.tenantId, 'power')
       const { job, replayed } = await startJob(ctx, req, p, { kind: 'power', server, action: req.body.action, idempotencyKey: req.headers['idempotency-key'] })
       if (replayed) reply.header('idempotent-replayed', 'true')
       const ms = waitMs(req.query, DEFAULT_WAIT.power)
@@ -75,7 +80,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     }, async (req, reply) => {
       const p = principal(req)
       const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
-      await assertRoom(ctx, reply, server.tenantId, 'status')
+      await assertRoom(ctx, server.tenantId, 'status')
       const { job } = await startJob(ctx, req, p, { kind: 'status', server })
       const ms = waitMs(req.query, DEFAULT_WAIT.status)
       // ?wait=0 asks for the job to poll, whatever state it has reached already
@@ -91,7 +96,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['console'],
         summary: 'a console URL in one call',
-        description: 'Waits (default 10 s) for the console job and answers 201 with the URL (`Location` names the session). `?wait=0` answers 202 with the job to poll instead. The URL carries the only copy of the token.',
+        description: 'Waits (default 10 s) for the console job and answers 201 with the URL (`Location` names the session). `?wait=0` answers 202 with the job to poll instead. The URL carries the only copy of the token. 429 (`limit`: console_sessions_per_server or console_sessions_per_tenant) when the server or its tenant has as many live consoles as allowed; 409 while the tenant is suspended.',
         params: IdParams,
         querystring: waitQuery(DEFAULT_WAIT.console),
         headers: IdempotencyHeaders,
@@ -106,7 +111,11 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const p = principal(req)
       const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
       const b = req.body
-      await assertRoom(ctx, reply, server.tenantId, 'console')
+      // Quotas before any job exists.
+      if (!await isReplay(ctx, p.id, req.headers['idempotency-key'])) {
+        await assertRoom(ctx, server.tenantId, 'console')
+        await admitConsole(ctx, server)
+      }
       const { job, replayed } = await startJob(ctx, req, p, {
         kind: 'console',
         server,
@@ -119,6 +128,8 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
       const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
       if (rec.state === 'succeeded' && rec.result !== undefined && 'sessionId' in rec.result) {
+        // The tenant may have been suspended while this job ran, after the suspension's sweep of sessions.
+        await refuseIfSuspended(ctx, server.tenantId, rec.result.sessionId)
         const url = await takeConsoleUrl(ctx, rec, p)
         if (url === undefined) throw new ConflictError('the URL of this console was delivered already (it is shown once); ask for a new console')
         const grant: ConsoleGrant = { sessionId: rec.result.sessionId, url, protocol: rec.result.protocol, expiresAt: rec.result.expiresAt }

@@ -4,7 +4,11 @@ import { Tenant } from '@porthole/shared/contracts'
 import { NotFoundError } from '@porthole/shared/errors'
 import { requireRole } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
+import { revokeTenant } from '../revocation.js'
 import { IdParams, errors } from '../schemas.js'
+
+/** A tenant as shown: `suspended` always present (records from before suspension existed have none). */
+function view (t: Tenant): Tenant { return { ...t, suspended: t.suspended === true } }
 
 export function tenantRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -19,14 +23,14 @@ export function tenantRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const p = requireRole(req, 'admin')
       const t = await ctx.tenants.create(req.body.name)
       await audit(ctx, req, p, { action: 'tenant.create', result: 'ok', tenantId: t.id })
-      return reply.code(201).header('location', `/v1/tenants/${t.id}`).send(t)
+      return reply.code(201).header('location', `/v1/tenants/${t.id}`).send(view(t))
     })
 
     app.get('/tenants', {
       schema: { tags: ['tenants'], summary: 'list tenants (admin)', response: { 200: Type.Array(Tenant), ...errors() } }
     }, async (req) => {
       requireRole(req, 'admin')
-      return await ctx.tenants.list()
+      return (await ctx.tenants.list()).map(view)
     })
 
     app.get('/tenants/:id', {
@@ -35,7 +39,34 @@ export function tenantRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       requireRole(req, 'admin')
       const t = await ctx.tenants.get(req.params.id)
       if (t === undefined) throw new NotFoundError('tenant')
-      return t
+      return view(t)
+    })
+
+    app.post('/tenants/:id/suspend', {
+      schema: {
+        tags: ['tenants'],
+        summary: "suspend a tenant (admin): its keys are refused, its event streams end, its live consoles close within a second, and no new console opens on its servers",
+        params: IdParams,
+        response: { 200: Tenant, ...errors(404) }
+      }
+    }, async (req) => {
+      const p = requireRole(req, 'admin')
+      const t = await ctx.tenants.setSuspended(req.params.id, true)
+      if (t === undefined) throw new NotFoundError('tenant')
+      // After the flag is set, so that no console of the tenant can open once this sweep has passed.
+      const { sessions } = await revokeTenant(ctx, t.id)
+      await audit(ctx, req, p, { action: 'tenant.suspend', result: sessions === 0 ? 'ok' : `ok; ${sessions} console session(s) revoked`, tenantId: t.id })
+      return view(t)
+    })
+
+    app.post('/tenants/:id/resume', {
+      schema: { tags: ['tenants'], summary: "resume a suspended tenant (admin): its keys work again", params: IdParams, response: { 200: Tenant, ...errors(404) } }
+    }, async (req) => {
+      const p = requireRole(req, 'admin')
+      const t = await ctx.tenants.setSuspended(req.params.id, false)
+      if (t === undefined) throw new NotFoundError('tenant')
+      await audit(ctx, req, p, { action: 'tenant.resume', result: 'ok', tenantId: t.id })
+      return view(t)
     })
   }
 }

@@ -1,0 +1,177 @@
+/**
+ * Limits and quotas: each refusal is a 429 problem+json whose `limit` names the limit (and the setting that
+ * sets it) with `Retry-After`. Every count lives in Redis, so that all API replicas share it.
+ */
+import type { ServerResponse } from 'node:http'
+import { randomUUID } from 'node:crypto'
+import { isTerminal, type StoredServer } from '@porthole/shared/contracts'
+import { PortholeError } from '@porthole/shared/errors'
+import type { Logger } from '@porthole/shared/logging'
+import { keys as keysOf, type Keys, type Redis } from '@porthole/shared/store'
+import type { Principal } from './auth.js'
+import type { ApiConfig } from './config.js'
+import type { Ctx } from './context.js'
+import { refuseIfSuspended } from './revocation.js'
+
+/** The limits a 429 can name (`limit` in the problem body). */
+export type LimitName = 'requests_per_key' | 'auth_failures_per_address' | 'console_sessions_per_server' | 'console_sessions_per_tenant' | 'event_streams_per_key' | 'jobs_queued_per_tenant'
+
+/** A refusal for a limit: 429 with `limit`, `max`, the setting and `retryAfter` (seconds) in the problem body. */
+export function limitError (limit: LimitName, detail: string, o: { max: number, setting: string, retryAfter: number }): PortholeError {
+  const retryAfter = Math.max(1, Math.ceil(o.retryAfter))
+  return new PortholeError('busy', `${detail} (limit ${o.max}, ${o.setting}); retry after ${retryAfter} s`, { status: 429, details: { limit, max: o.max, setting: o.setting, retryAfter } })
+}
+
+/** The per-window request limit of a principal's role, and the setting that sets it. */
+export function requestLimit (config: ApiConfig, p: Principal | undefined): { max: number, setting: string } {
+  switch (p?.role) {
+    case 'admin': return { max: config.RATE_LIMIT_ADMIN, setting: 'RATE_LIMIT_ADMIN' }
+    case 'operator': return { max: config.RATE_LIMIT_OPERATOR, setting: 'RATE_LIMIT_OPERATOR' }
+    default: return { max: config.RATE_LIMIT_CUSTOMER, setting: 'RATE_LIMIT_CUSTOMER' }
+  }
+}
+
+// KEYS: counter. ARGV: window ms. Counts one failure; the window starts with the first.
+const COUNT_FAILURE = `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+`
+
+/** Failed authentications per client address (req.ip, so X-Forwarded-For only with TRUST_PROXY). */
+export class AuthFailures {
+  private readonly k: Keys
+  constructor (private readonly redis: Redis, ns: string, private readonly max: number, private readonly windowMs: number) {
+    this.k = keysOf(ns)
+    if (!('portholeCountFailure' in redis)) redis.defineCommand('portholeCountFailure', { numberOfKeys: 1, lua: COUNT_FAILURE })
+  }
+
+  /** Throws the 429 when the address has used up its failures in this window. */
+  async check (ip: string): Promise<void> {
+    const key = this.k.authFailures(ip)
+    const n = await this.redis.get(key)
+    if (n !== null && Number(n) >= this.max) {
+      const ttl = await this.redis.pttl(key)
+      throw limitError('auth_failures_per_address', 'too many failed authentications from this address', { max: this.max, setting: 'AUTH_FAILURE_LIMIT', retryAfter: ttl > 0 ? ttl / 1000 : this.windowMs / 1000 })
+    }
+  }
+
+  async record (ip: string): Promise<void> {
+    await (this.redis as unknown as { portholeCountFailure: (k: string, w: number) => Promise<number> }).portholeCountFailure(this.k.authFailures(ip), this.windowMs)
+  }
+}
+
+/**
+ * Admits a console request: 409 when the server's tenant is suspended, 429 when the server or its tenant
+ * has as many live consoles as allowed. Live means unexpired and unrevoked sessions plus console jobs
+ * still under way (each becomes a session). Two requests racing each other can both pass the last slot;
+ * the limit is a bound against floods, not an exact count.
+ */
+export async function admitConsole (ctx: Ctx, server: StoredServer, now = Date.now()): Promise<void> {
+  await refuseIfSuspended(ctx, server.tenantId)
+  const [sessions, recent] = await Promise.all([
+    ctx.sessions.listLive({ tenantId: server.tenantId }, now),
+    ctx.jobs.createdSince(server.tenantId, now - ctx.config.JOB_DEADLINE_CONSOLE_SECONDS * 1000)
+  ])
+  const live = sessions.filter(s => s.revokedAt === undefined)
+  const pending = recent.filter(j => j.kind === 'console' && !isTerminal(j.state))
+  // A console's slot frees at its expiry at the latest (or at once, revoked with DELETE /v1/console-sessions/{id}).
+  const retryAfter = (list: typeof live): number => list.length === 0 ? ctx.config.JOB_DEADLINE_CONSOLE_SECONDS : (Math.min(...list.map(s => Date.parse(s.expiresAt))) - now) / 1000
+  const onServer = live.filter(s => s.serverId === server.id)
+  const max = ctx.config.CONSOLE_SESSIONS_PER_SERVER
+  if (onServer.length + pending.filter(j => j.serverId === server.id).length >= max) {
+    throw limitError('console_sessions_per_server', 'this server has as many live console sessions as allowed', { max, setting: 'CONSOLE_SESSIONS_PER_SERVER', retryAfter: retryAfter(onServer) })
+  }
+  const tmax = ctx.config.CONSOLE_SESSIONS_PER_TENANT
+  if (live.length + pending.length >= tmax) {
+    throw limitError('console_sessions_per_tenant', "this tenant's servers have as many live console sessions as allowed", { max: tmax, setting: 'CONSOLE_SESSIONS_PER_TENANT', retryAfter: retryAfter(live) })
+  }
+}
+
+// KEYS: the key's stream set. ARGV: now ms, lease expiry ms, limit, stream id, lease ms.
+// Drops lapsed leases (a replica that died), then takes a slot if one is free.
+const OPEN_STREAM = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+`
+
+/** What ends open event streams on every API replica (published on `events:access`). */
+export type AccessEvent = { type: 'api-key.revoked', apiKeyId: string } | { type: 'tenant.suspended', tenantId: string }
+
+interface OpenStream { id: string, keyId: string, tenantId: string | undefined, res: ServerResponse }
+
+/**
+ * The event streams (`GET /v1/events`) of this replica, and their count per API key across replicas: each
+ * open stream holds a lease in Redis that its heartbeat renews, so a replica that dies frees its slots when
+ * the leases lapse. Ends streams when their key is revoked or their tenant suspended, on whichever replica.
+ */
+export class EventStreams {
+  private readonly k: Keys
+  private readonly open = new Map<ServerResponse, OpenStream>()
+  private readonly leaseMs: number
+
+  constructor (private readonly redis: Redis, ns: string, private readonly config: ApiConfig, private readonly log: Logger) {
+    this.k = keysOf(ns)
+    this.leaseMs = config.SSE_HEARTBEAT_SECONDS * 3000
+    if (!('portholeOpenStream' in redis)) redis.defineCommand('portholeOpenStream', { numberOfKeys: 1, lua: OPEN_STREAM })
+  }
+
+  get channel (): string { return this.k.accessEvents }
+
+  /** Takes a slot for a new stream of `p`; throws the 429 when the key holds as many as allowed. */
+  async admit (p: Principal): Promise<string> {
+    const id = randomUUID()
+    const now = Date.now()
+    const max = this.config.EVENT_STREAMS_PER_KEY
+    const ok = await (this.redis as unknown as { portholeOpenStream: (...a: Array<string | number>) => Promise<number> })
+      .portholeOpenStream(this.k.eventStreams(p.id), now, now + this.leaseMs, max, id, this.leaseMs)
+    if (ok !== 1) throw limitError('event_streams_per_key', 'this API key has as many open event streams as allowed', { max, setting: 'EVENT_STREAMS_PER_KEY', retryAfter: this.config.SSE_HEARTBEAT_SECONDS })
+    return id
+  }
+
+  /** Registers an admitted stream; its slot is given back when it closes. */
+  track (id: string, p: Principal, res: ServerResponse): void {
+    this.open.set(res, { id, keyId: p.id, tenantId: p.tenantId, res })
+    res.once('close', () => {
+      this.open.delete(res)
+      this.redis.zrem(this.k.eventStreams(p.id), id).catch(() => {})
+    })
+  }
+
+  /** Renews the lease of a stream (at each heartbeat). */
+  renew (res: ServerResponse): void {
+    const s = this.open.get(res)
+    if (s === undefined) return
+    // The set lives as long as its newest lease: a count that expired early would let a key open more.
+    const key = this.k.eventStreams(s.keyId)
+    this.redis.multi().zadd(key, 'XX', Date.now() + this.leaseMs, s.id).pexpire(key, this.leaseMs).exec().catch(() => {})
+  }
+
+  /** Tells every replica (this one included) to end the matching streams. */
+  async publish (e: AccessEvent): Promise<void> {
+    this.end(e)
+    await this.redis.publish(this.k.accessEvents, JSON.stringify(e))
+  }
+
+  /** A message from the access channel. */
+  onMessage (message: string): void {
+    try {
+      const e = JSON.parse(message) as AccessEvent
+      if (e.type === 'api-key.revoked' || e.type === 'tenant.suspended') this.end(e)
+    } catch { /* not ours */ }
+  }
+
+  private end (e: AccessEvent): void {
+    for (const s of [...this.open.values()]) {
+      if (e.type === 'api-key.revoked' ? s.keyId !== e.apiKeyId : s.tenantId !== e.tenantId) continue
+      this.log.info({ streamId: s.id, reason: e.type }, 'event stream ended')
+      s.res.end(`event: end\ndata: ${JSON.stringify({ reason: e.type })}\n\n`)
+    }
+  }
+
+  /** At shutdown: open streams would keep the server from closing. */
+  endAll (): void { for (const s of this.open.values()) s.res.end() }
+}
