@@ -57,7 +57,8 @@ test('summarizeProfile charges a real V8 profile\'s busy time to the function th
   const { profile } = await s.post('Profiler.stop')
   s.disconnect()
   const whole = summarizeProfile(profile as never, 5)
-  assert.match(whole.byFunction[0]?.what ?? '', /^burn bench\/(dist\/)?test\/cpu\.test\.js:\d+$/)
+  // V8 may inline burn() into this test's function once it is hot: its samples then belong to the caller.
+  assert.match(whole.byFunction[0]?.what ?? '', /^(burn|\(anonymous\)) bench\/(dist\/)?test\/cpu\.test\.js:\d+$/)
   assert.ok((whole.byFunction[0]?.share ?? 0) > 0.5, JSON.stringify(whole.byFunction))
   // The window is on the clock process.hrtime reads: the burn lies inside it, an empty window counts everything.
   const inside = summarizeProfile(profile as never, 5, { fromUs, toUs })
