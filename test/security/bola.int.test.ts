@@ -11,7 +11,7 @@ import { tinyDomain, waitFor, type Stack } from '@porthole/shared/testing'
 import { fileStack, finished, kvmServer } from '../e2e/fixtures.js'
 import { assertProblem, minimalRequest, operations, type Operation } from './support.js'
 
-type Resource = 'tenant' | 'apiKey' | 'server' | 'job' | 'session'
+type Resource = 'tenant' | 'spareTenant' | 'apiKey' | 'server' | 'job' | 'session'
 type Rule =
   | { access: 'public' } // no key needed
   | { access: 'admin' | 'staff', resource?: Resource } // customers 403 (admin: operators too)
@@ -29,6 +29,9 @@ const ROUTES: Record<string, Rule> = {
   'POST /v1/tenants': { access: 'admin' },
   'GET /v1/tenants': { access: 'admin' },
   'GET /v1/tenants/{id}': { access: 'admin', resource: 'tenant' },
+  // A tenant of its own (no keys, no servers): suspending the one the other cases use would refuse its keys.
+  'POST /v1/tenants/{id}/suspend': { access: 'admin', resource: 'spareTenant' },
+  'POST /v1/tenants/{id}/resume': { access: 'admin', resource: 'spareTenant' },
   'POST /v1/api-keys': { access: 'admin' },
   'GET /v1/api-keys': { access: 'admin' },
   'DELETE /v1/api-keys/{id}': { access: 'admin', resource: 'apiKey' },
@@ -61,6 +64,8 @@ interface Tenant {
   keyId: string
   /** A second key of the tenant, for the routes that delete one. */
   spareKeyId: string
+  /** A tenant created beside it, for the routes that suspend and resume one. */
+  spareTenantId: string
   serverId: string
   jobIds: string[]
   sessionIds: string[]
@@ -85,6 +90,8 @@ async function populated (name: string): Promise<Tenant> {
   const tenantId = t.body.id as string
   const key = await newKey(stack, { tenantId, role: 'customer', name: `${name}-portal` })
   const spare = await newKey(stack, { tenantId, role: 'customer', name: `${name}-spare` })
+  const spareTenant = await stack.api('POST', '/v1/tenants', { name: `${name}-spare-${randomUUID().slice(0, 8)}` })
+  assert.equal(spareTenant.status, 201, JSON.stringify(spareTenant.body))
   const serverId = await kvmServer(stack, tenantId, dom)
   const as = { key: key.key }
   const power = await stack.api('POST', `/v1/servers/${serverId}/power?wait=30`, { action: 'on' }, as)
@@ -102,7 +109,7 @@ async function populated (name: string): Promise<Tenant> {
   const jobs = await stack.api('GET', `/v1/jobs?serverId=${serverId}`, undefined, as)
   const jobIds = (jobs.body as Array<{ id: string }>).map(j => j.id)
   assert.ok(jobIds.length >= 5, `${name}: jobs ${JSON.stringify(jobs.body)}`)
-  return { tenantId, key: key.key, keyId: key.id, spareKeyId: spare.id, serverId, jobIds, sessionIds }
+  return { tenantId, key: key.key, keyId: key.id, spareKeyId: spare.id, spareTenantId: spareTenant.body.id as string, serverId, jobIds, sessionIds }
 }
 
 const a = await populated('bola-a')
@@ -110,13 +117,14 @@ const b = await populated('bola-b')
 
 /** Every id of tenant `t` that another tenant's customer must never see. */
 function idsOf (t: Tenant): string[] {
-  return [t.tenantId, t.keyId, t.spareKeyId, t.serverId, ...t.jobIds, ...t.sessionIds]
+  return [t.tenantId, t.spareTenantId, t.keyId, t.spareKeyId, t.serverId, ...t.jobIds, ...t.sessionIds]
 }
 
 /** The id a route's `{id}` names, of tenant `t`. Sessions: the first is read, the last is the one deleted. */
 function idFor (t: Tenant, r: Resource, op: Operation): string {
   switch (r) {
     case 'tenant': return t.tenantId
+    case 'spareTenant': return t.spareTenantId
     case 'apiKey': return t.spareKeyId
     case 'server': return t.serverId
     case 'job': return t.jobIds[0] as string

@@ -105,7 +105,7 @@ export class Stack {
       ...(name === 'api' ? { PORTHOLE_ADMIN_TOKEN: this.adminToken } : {}),
       // Whole-system tests and benchmarks poll and open consoles far faster than a customer should: the
       // limits themselves are tested in services/api/test/limits.int.test.ts (a stack may set them back).
-      ...(name === 'api' ? { RATE_LIMIT_CUSTOMER: '1000000', RATE_LIMIT_OPERATOR: '1000000', RATE_LIMIT_ADMIN: '1000000', CONSOLE_SESSIONS_PER_SERVER: '1000', CONSOLE_SESSIONS_PER_TENANT: '100000', EVENT_STREAMS_PER_KEY: '1000' } : {}),
+      ...(name === 'api' ? { RATE_LIMIT_CUSTOMER: '1000000', RATE_LIMIT_OPERATOR: '1000000', RATE_LIMIT_ADMIN: '1000000', AUTH_FAILURE_LIMIT: '1000000', CONSOLE_SESSIONS_PER_SERVER: '1000', CONSOLE_SESSIONS_PER_TENANT: '100000', EVENT_STREAMS_PER_KEY: '1000' } : {}),
       ...(name === 'console-gateway' ? { CONSOLE_KEY: this.consoleKey } : {}),
       ...(name === 'agents' || name === 'console-gateway' ? { SOL_BRIDGE_SECRET: this.solBridgeSecret } : {}),
       // libuv's thread pool is sized from the environment at process start only (see agents' threadpool.ts).
