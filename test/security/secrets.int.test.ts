@@ -42,7 +42,9 @@ const stack = await fileStack({ env: { LOG_LEVEL: 'debug' } })
 const secrets: Record<string, string> = {
   PORTHOLE_ADMIN_TOKEN: stack.adminToken,
   PORTHOLE_SECRET_KEY: stack.secretKey,
-  CONSOLE_KEY: stack.consoleKey
+  CONSOLE_KEY: stack.consoleKey,
+  CONSOLE_TRANSIT_KEY: stack.transitKey,
+  SOL_BRIDGE_SECRET: stack.solBridgeSecret
 }
 /** Every API answer not meant to hold a secret. */
 const answers: string[] = []
