@@ -161,7 +161,7 @@ function attachControls (v) {
     $('paste-go').disabled = ended
     $('paste-cancel').disabled = true
     document.body.dataset.paste = r.cancelled ? 'cancelled' : 'done'
-    status(r.cancelled ? `Stopped after ${r.sent} of ${r.total} keys.` : `Typed ${r.total} keys.`)
+    status(r.cancelled ? `Stopped after ${r.sent} of ${r.total} keys.` : `Typed ${r.total} ${r.total === 1 ? 'key' : 'keys'}.`)
   })
 
   // The view: fit to the window, actual size, or ask the server to take the window's size.
