@@ -173,11 +173,6 @@ function attachControls (v) {
     scale.addEventListener('change', () => { prefs.set('scale', scale.value); v.scale(scale.value) })
   }
 
-  // Keys typed into the page's own controls are not the server's (guacamole-common-js listens on the document).
-  for (const id of ['bar', 'paste', 'keybar']) {
-    for (const type of ['keydown', 'keypress', 'keyup']) $(id).addEventListener(type, (e) => e.stopPropagation())
-  }
-
   return {
     enable: () => {
       if (ended) return
@@ -236,6 +231,7 @@ async function startGuacamole (screen, ws) {
       $('cad').disabled = false
       $('disconnect').disabled = false
       controls.enable()
+      el.focus()
     }
   }
   let mode = 'fit'
@@ -254,13 +250,19 @@ async function startGuacamole (screen, ws) {
     // guacd's VNC client sends keysyms only.
     strokes: (text, layout) => strokesFor(text, layout, { scancodes: false }),
     scale: (m) => { mode = m; screen.dataset.scale = m; askSize(); fit() },
-    focus: () => {}
+    focus: () => el.focus()
   })
   const mouse = new Guacamole.Mouse(el)
   const sendMouse = (e) => client.sendMouseState(e.state, true)
   if (typeof mouse.onEach === 'function') mouse.onEach(['mousedown', 'mouseup', 'mousemove'], sendMouse)
   else { mouse.onmousedown = mouse.onmouseup = mouse.onmousemove = (state) => client.sendMouseState(state, true) }
-  const keyboard = new Guacamole.Keyboard(document)
+  // The keyboard listens on the display (focusable, focused once connected and on each click), not on the
+  // document: guacamole-common-js listens in the capture phase and would take the keys typed into the page's
+  // own controls, such as the paste box.
+  el.tabIndex = 0
+  el.setAttribute('aria-label', 'Server screen')
+  el.addEventListener('mousedown', () => el.focus())
+  const keyboard = new Guacamole.Keyboard(el)
   keyboard.onkeydown = (k) => { client.sendKeyEvent(1, k) }
   keyboard.onkeyup = (k) => { client.sendKeyEvent(0, k) }
   $('cad').addEventListener('click', () => controls.combo(COMBOS['ctrl-alt-del'].keys))
