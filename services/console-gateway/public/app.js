@@ -40,6 +40,7 @@ function end (reasonKey, fallback) {
   $('cad').disabled = true
   $('disconnect').disabled = true
   $('paste-open').disabled = true
+  $('paste-go').disabled = true
   for (const b of document.querySelectorAll('#keymenu button, #keybar button')) b.disabled = true
   pasting?.abort()
   const text = userDisconnected ? 'You disconnected from the console.' : (REASONS[reasonKey] ?? fallback ?? 'The console connection was closed.')

@@ -275,6 +275,38 @@ test('the view: fit to window, 1:1 and remote resize, remembered by the browser'
   await again.page.close()
 })
 
+test('full screen asks for the Keyboard Lock API, and lets go of it on leaving; Esc typed then reaches the server', async () => {
+  const r = await recorder({ qemuKeys: false })
+  const m = await h.mint({ target: r.target })
+  const page = await browser.newPage()
+  const errors = await watch(page)
+  // Records the page's calls; the browser's own lock still runs.
+  await page.addInitScript(`(() => {
+    const kb = navigator.keyboard
+    if (kb === undefined) return
+    window.portholeLocks = []
+    const lock = kb.lock.bind(kb), unlock = kb.unlock.bind(kb)
+    kb.lock = (...a) => { window.portholeLocks.push('lock'); return lock(...a).then(() => window.portholeLocks.push('locked'), (e) => window.portholeLocks.push('refused ' + e.name)) }
+    kb.unlock = () => { window.portholeLocks.push('unlock'); unlock() }
+  })()`)
+  await page.goto(m.grant.url)
+  await page.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
+  await page.click('#fullscreen')
+  await waitFor(async () => await page.evaluate('document.fullscreenElement !== null'), 5000, 'full screen')
+  assert.equal(await page.textContent('#fullscreen'), 'Leave full screen')
+  await waitFor(async () => ((await page.evaluate('window.portholeLocks')) as string[]).includes('locked'), 5000, 'the keyboard locked')
+  await page.click('#screen')
+  await page.keyboard.press('Escape')
+  await waitFor(() => r.keys.length >= 2, 5000, 'Esc at the server')
+  assert.deepEqual(show(r.keys), tap([0xff1b]))
+  await page.click('#fullscreen')
+  await waitFor(async () => await page.evaluate('document.fullscreenElement === null'), 5000, 'full screen left')
+  assert.deepEqual(await page.evaluate('window.portholeLocks'), ['lock', 'locked', 'unlock'])
+  assert.equal(await page.textContent('#fullscreen'), 'Full screen')
+  assert.deepEqual(errors, [])
+  await page.close()
+})
+
 test('on a phone-sized screen an on-screen key bar sends Esc, Tab, arrows, and holds Ctrl and Alt down until pressed again', async (t) => {
   const r = await recorder({ qemuKeys: false })
   const m = await h.mint({ target: r.target })
