@@ -78,9 +78,23 @@ const DE = [
     'ü+#öä<,.-', 'Ü*\'ÖÄ>;:_', ['', '~', '', '', '', '|', '', '', ''])
 ]
 
+// French (AZERTY, as Linux `fr` has it): A/Q and Z/W swapped, M right of L, digits with Shift. `^` is typed
+// with AltGr-9 and `~` `` ` `` with AltGr, all plain characters there (Windows makes `~` and `` ` `` dead keys,
+// so on a Windows guest they come out with a space after them); only `¨` is a dead key.
+const FR = [
+  ...row(['Backquote', 'Digit1', 'Digit2', 'Digit3', 'Digit4', 'Digit5', 'Digit6', 'Digit7', 'Digit8', 'Digit9', 'Digit0', 'Minus', 'Equal'],
+    '²&é"\'(-è_çà)=', ['', '1', '2', '3', '4', '5', '6', '7', '8', '9', '0', '°', '+'], ['', '', '~', '#', '{', '[', '|', '`', '\\', '^', '@', ']', '}']),
+  ['KeyQ', ['a', 'A', undefined]], ['KeyW', ['z', 'Z', undefined]], ['KeyA', ['q', 'Q', undefined]], ['KeyZ', ['w', 'W', undefined]],
+  ['Semicolon', ['m', 'M', undefined]], ['KeyE', ['e', 'E', '€']],
+  ...letters('RTYUIOPSDFGHJKLXCVBN'.split('')),
+  ...row(['BracketLeft', 'BracketRight', 'Backslash', 'Quote', 'IntlBackslash', 'KeyM', 'Comma', 'Period', 'Slash'],
+    '^$*ù<,;:!', '¨£µ%>?./§', ['', '¤', '', '', '', '', '', '', ''])
+]
+
 export const LAYOUTS = {
   us: { label: 'English (US)', keys: US, deadKeys: '' },
-  de: { label: 'German', keys: DE, deadKeys: '^´`' }
+  de: { label: 'German', keys: DE, deadKeys: '^´`' },
+  fr: { label: 'French (AZERTY)', keys: FR, deadKeys: '¨' }
 }
 
 const tables = new Map()

@@ -47,6 +47,17 @@ test('German: the guest\'s own keys (Y and Z swapped, AltGr for @, umlauts); dea
   assert.deepEqual(flat(km.strokesFor('z@', 'us')), ['KeyZ:7a', 'ShiftLeft:ffe1+Digit2:40'])
 })
 
+test('French: AZERTY positions, digits with Shift, AltGr for @ and the accented letters on the digit row', () => {
+  assert.deepEqual(flat(km.strokesFor('azqwm1@é,.', 'fr')), [
+    'KeyQ:61', 'KeyW:7a', 'KeyA:71', 'KeyZ:77', 'Semicolon:6d', 'ShiftLeft:ffe1+Digit1:31', 'AltRight:fe03+Digit0:40',
+    'Digit2:e9', 'KeyM:2c', 'ShiftLeft:ffe1+Comma:2e'
+  ])
+  assert.deepEqual(flat(km.strokesFor('\\~^¨', 'fr')), ['AltRight:fe03+Digit8:5c', 'AltRight:fe03+Digit2:7e', 'AltRight:fe03+Digit9:5e', 'ShiftLeft:ffe1+BracketLeft:a8', 'Space:20'])
+  // Every printable ASCII character can be typed on each layout.
+  const ascii = Array.from({ length: 95 }, (_, i) => String.fromCharCode(0x20 + i)).join('')
+  for (const l of ['us', 'de', 'fr']) assert.ok(km.strokesFor(ascii, l, { scancodes: false }).length === 95, l)
+})
+
 test('characters a layout cannot type are refused, all named, before anything is sent', () => {
   assert.throws(() => km.strokesFor('café 中', 'us'), (e: Error) => e instanceof TypeError && /English \(US\).*"é" "中"/.test(e.message))
   assert.throws(() => km.strokesFor('a', 'xx'), /unknown keyboard layout/)
