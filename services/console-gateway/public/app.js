@@ -7,6 +7,7 @@
 // below are served as they are.
 import { base, firstMessage, hasToken, info as infoAnswer, socket, socketClosed, storageKey } from './boot.js'
 import RFB from './novnc/core/rfb.js'
+import { COMBOS, KEY, LAYOUTS, serialBytesFor, strokesFor, typeAtPace } from './keymap.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -28,6 +29,7 @@ const CODES = { 4000: 'invalid', 4001: 'expired', 4002: 'revoked', 4003: 'replac
 let ended = false
 let userDisconnected = false
 let countdown
+let pasting
 
 function setState (text) { $('state').textContent = text }
 
@@ -37,6 +39,10 @@ function end (reasonKey, fallback) {
   if (countdown !== undefined) window.clearInterval(countdown)
   $('cad').disabled = true
   $('disconnect').disabled = true
+  $('paste-open').disabled = true
+  $('paste-go').disabled = true
+  for (const b of document.querySelectorAll('#keymenu button, #keybar button')) b.disabled = true
+  pasting?.abort()
   const text = userDisconnected ? 'You disconnected from the console.' : (REASONS[reasonKey] ?? fallback ?? 'The console connection was closed.')
   setState('Disconnected')
   document.body.dataset.closeReason = userDisconnected ? 'user' : (reasonKey ?? 'closed')
@@ -67,19 +73,142 @@ function startCountdown (expiresAt, serverNow) {
   countdown = window.setInterval(tick, 1000)
 }
 
+/** Choices the page remembers in this browser (scaling, paste layout and pace). */
+const prefs = {
+  get: (k, d) => { try { return window.localStorage.getItem('porthole-console.' + k) ?? d } catch { return d } },
+  set: (k, v) => { try { window.localStorage.setItem('porthole-console.' + k, v) } catch { /* storage disabled */ } }
+}
+
+/**
+ * Wires the key menu, the on-screen key bar, "Paste as keys" and the view choice to a viewer. `v.key(key,
+ * down)` presses or releases one key (keymap.js's `{keysym, code}`); `v.strokes(text, layout)` or, for a
+ * serial line, `v.items(text)` with `v.send(item)` say what pasting types; `v.latch(name, on)` (serial)
+ * takes the place of holding Ctrl or Alt down; `v.scale(mode)` applies fit / actual / remote.
+ */
+function attachControls (v) {
+  const press = (keys) => {
+    for (const k of keys) v.key(k, true)
+    for (const k of [...keys].reverse()) v.key(k, false)
+  }
+  const combo = (keys) => { press(keys); v.focus() }
+  const menu = $('keymenu')
+  for (const [id, c] of Object.entries(COMBOS)) {
+    const b = document.createElement('button')
+    b.type = 'button'
+    b.textContent = c.label
+    b.dataset.combo = id
+    b.disabled = true
+    b.addEventListener('click', () => { combo(c.keys); $('keys').open = false })
+    menu.appendChild(b)
+  }
+
+  // The key bar. Ctrl and Alt stay down (aria-pressed) until pressed again, so that a phone's keyboard or
+  // another bar key combines with them.
+  const setMod = (b, on) => {
+    b.setAttribute('aria-pressed', String(on))
+    if (v.latch !== undefined) v.latch(b.dataset.mod, on)
+    else v.key(KEY[b.dataset.mod], on)
+  }
+  const mods = [...document.querySelectorAll('#keybar button[data-mod]')]
+  for (const b of document.querySelectorAll('#keybar button')) {
+    b.disabled = true
+    if (b.dataset.key !== undefined) b.addEventListener('click', () => { press([KEY[b.dataset.key]]); v.focus() })
+    else b.addEventListener('click', () => { setMod(b, b.getAttribute('aria-pressed') !== 'true'); v.focus() })
+  }
+  const unlatch = () => { for (const b of mods) if (b.getAttribute('aria-pressed') === 'true') setMod(b, false) }
+
+  // Paste as keys.
+  const panel = $('paste')
+  const layout = $('paste-layout')
+  for (const [id, l] of Object.entries(LAYOUTS)) layout.add(new window.Option(l.label, id))
+  layout.value = LAYOUTS[prefs.get('layout', 'us')] === undefined ? 'us' : prefs.get('layout', 'us')
+  layout.addEventListener('change', () => prefs.set('layout', layout.value))
+  const pace = $('paste-pace')
+  pace.value = prefs.get('pace', '50')
+  if (pace.value === '') pace.value = '50'
+  pace.addEventListener('change', () => prefs.set('pace', pace.value))
+  if (v.items !== undefined) layout.parentElement.hidden = true // a serial line takes characters, not keys
+  const status = (text) => { $('paste-status').textContent = text }
+  const show = (open) => {
+    panel.hidden = !open
+    $('paste-open').setAttribute('aria-expanded', String(open))
+    if (open) $('paste-text').focus()
+    else v.focus()
+  }
+  $('paste-open').addEventListener('click', () => show(panel.hidden))
+  $('paste-close').addEventListener('click', () => show(false))
+  $('paste-cancel').addEventListener('click', () => pasting?.abort())
+  $('paste-go').addEventListener('click', async () => {
+    if (pasting !== undefined) return
+    const text = $('paste-text').value
+    if (text === '') { status('There is nothing to type.'); return }
+    let items
+    try { items = v.items !== undefined ? v.items(text) : v.strokes(text, layout.value) } catch (e) { status(e.message); return }
+    const send = v.send ?? ((s) => press(s.keys))
+    const progress = $('paste-progress')
+    progress.max = items.length
+    progress.value = 0
+    pasting = new AbortController()
+    $('paste-go').disabled = true
+    $('paste-cancel').disabled = false
+    document.body.dataset.paste = 'typing'
+    status(`Typing… 0 of ${items.length}`)
+    const r = await typeAtPace(items, send, {
+      intervalMs: Number(pace.value),
+      signal: pasting.signal,
+      onProgress: (n, total) => { progress.value = n; status(`Typing… ${n} of ${total}`) }
+    })
+    pasting = undefined
+    $('paste-go').disabled = ended
+    $('paste-cancel').disabled = true
+    document.body.dataset.paste = r.cancelled ? 'cancelled' : 'done'
+    status(r.cancelled ? `Stopped after ${r.sent} of ${r.total} keys.` : `Typed ${r.total} ${r.total === 1 ? 'key' : 'keys'}.`)
+  })
+
+  // The view: fit to the window, actual size, or ask the server to take the window's size.
+  const scale = $('scale')
+  if (v.scale !== undefined) {
+    scale.value = prefs.get('scale', 'fit')
+    if (scale.value === '') scale.value = 'fit'
+    v.scale(scale.value)
+    scale.addEventListener('change', () => { prefs.set('scale', scale.value); v.scale(scale.value) })
+  }
+
+  return {
+    enable: () => {
+      if (ended) return
+      $('paste-open').disabled = false
+      for (const b of document.querySelectorAll('#keymenu button, #keybar button')) b.disabled = false
+    },
+    combo,
+    unlatch
+  }
+}
+
 function startVnc (screen, ws) {
   const rfb = new RFB(screen, ws, {})
-  rfb.scaleViewport = true
   rfb.background = '#000'
+  const controls = attachControls({
+    key: (k, down) => rfb.sendKey(k.keysym, k.code, down),
+    // noVNC sends a key's position too when the server takes QEMU's extended key event (keymap.js).
+    strokes: (text, layout) => strokesFor(text, layout, { scancodes: rfb._qemuExtKeyEventSupported === true }),
+    scale: (mode) => {
+      rfb.scaleViewport = mode !== 'actual'
+      rfb.resizeSession = mode === 'remote'
+      screen.dataset.scale = mode
+    },
+    focus: () => rfb.focus()
+  })
   rfb.addEventListener('connect', () => {
     setState('Connected')
     document.body.dataset.connected = 'true'
     $('cad').disabled = false
     $('disconnect').disabled = false
+    controls.enable()
     rfb.focus()
   })
   rfb.addEventListener('disconnect', () => window.setTimeout(() => end(undefined), 200))
-  $('cad').addEventListener('click', () => { rfb.sendCtrlAltDel(); rfb.focus() })
+  $('cad').addEventListener('click', () => controls.combo(COMBOS['ctrl-alt-del'].keys))
   $('disconnect').addEventListener('click', () => { userDisconnected = true; rfb.disconnect() })
 }
 
@@ -102,39 +231,83 @@ async function startGuacamole (screen, ws) {
       document.body.dataset.connected = 'true'
       $('cad').disabled = false
       $('disconnect').disabled = false
+      controls.enable()
+      el.focus()
     }
   }
+  let mode = 'fit'
   const fit = () => {
     const w = display.getWidth()
     const h = display.getHeight()
-    if (w > 0 && h > 0) display.scale(Math.min(screen.clientWidth / w, screen.clientHeight / h))
+    if (mode === 'actual') display.scale(1)
+    else if (w > 0 && h > 0) display.scale(Math.min(screen.clientWidth / w, screen.clientHeight / h))
   }
+  // Asks the server for the window's size (RDP and some VNC servers follow it; others keep theirs, which is then fitted).
+  const askSize = () => { if (mode === 'remote') client.sendSize(screen.clientWidth, screen.clientHeight) }
   display.onresize = fit
-  window.addEventListener('resize', fit)
+  window.addEventListener('resize', () => { askSize(); fit() })
+  const controls = attachControls({
+    key: (k, down) => client.sendKeyEvent(down ? 1 : 0, k.keysym),
+    // guacd's VNC client sends keysyms only.
+    strokes: (text, layout) => strokesFor(text, layout, { scancodes: false }),
+    scale: (m) => { mode = m; screen.dataset.scale = m; askSize(); fit() },
+    focus: () => el.focus()
+  })
   const mouse = new Guacamole.Mouse(el)
   const sendMouse = (e) => client.sendMouseState(e.state, true)
   if (typeof mouse.onEach === 'function') mouse.onEach(['mousedown', 'mouseup', 'mousemove'], sendMouse)
   else { mouse.onmousedown = mouse.onmouseup = mouse.onmousemove = (state) => client.sendMouseState(state, true) }
-  const keyboard = new Guacamole.Keyboard(document)
+  // The keyboard listens on the display (focusable, focused once connected and on each click), not on the
+  // document: guacamole-common-js listens in the capture phase and would take the keys typed into the page's
+  // own controls, such as the paste box.
+  el.tabIndex = 0
+  el.setAttribute('aria-label', 'Server screen')
+  el.addEventListener('mousedown', () => el.focus())
+  const keyboard = new Guacamole.Keyboard(el)
   keyboard.onkeydown = (k) => { client.sendKeyEvent(1, k) }
   keyboard.onkeyup = (k) => { client.sendKeyEvent(0, k) }
-  $('cad').addEventListener('click', () => {
-    const keys = [0xffe3, 0xffe9, 0xffff] // Control_L, Alt_L, Delete
-    for (const k of keys) client.sendKeyEvent(1, k)
-    for (const k of keys.reverse()) client.sendKeyEvent(0, k)
-  })
+  $('cad').addEventListener('click', () => controls.combo(COMBOS['ctrl-alt-del'].keys))
   $('disconnect').addEventListener('click', () => { userDisconnected = true; client.disconnect(); end(undefined) })
 }
 
 async function startSerialConsole (screen, ws) {
   const { startSerial } = await import('./serial.js')
-  // Ctrl-Alt-Del means nothing to a serial line.
+  // Ctrl-Alt-Del and the key menu mean nothing to a serial line, nor does scaling a terminal fitted to the window.
   $('cad').hidden = true
-  startSerial(screen, ws, {
+  $('keys').hidden = true
+  $('scale-box').hidden = true
+  const send = (bytes) => { if (ws.readyState === WebSocket.OPEN) ws.send(bytes) }
+  const enc = new TextEncoder()
+  const SEQ = { Escape: '\x1b', Tab: '\t', Up: '\x1b[A', Down: '\x1b[B', Right: '\x1b[C', Left: '\x1b[D' }
+  const latched = new Set()
+  const controls = attachControls({
+    // The key bar's keys as a terminal sends them; Ctrl and Alt (latched) apply to what is typed next.
+    key: (k, down) => {
+      if (!down) return
+      const name = Object.keys(KEY).find((n) => KEY[n] === k)
+      if (name === 'Control' || name === 'Alt') return
+      if (SEQ[name] !== undefined) send(enc.encode(SEQ[name]))
+    },
+    latch: (name, on) => { if (on) latched.add(name); else latched.delete(name) },
+    items: (text) => serialBytesFor(text),
+    send: (bytes) => send(bytes),
+    focus: () => term?.focus()
+  })
+  const term = startSerial(screen, ws, {
+    // Ctrl latched: a letter becomes its control character; Alt latched: ESC before it (as xterm sends Alt).
+    filter: (d) => {
+      if (latched.size === 0) return d
+      let out = d
+      if (latched.has('Control') && d.length === 1 && /[@-_a-z?]/i.test(d)) out = d === '?' ? '\x7f' : String.fromCharCode(d.toUpperCase().charCodeAt(0) & 0x1f)
+      if (latched.has('Alt')) out = '\x1b' + out
+      controls.unlatch()
+      return out
+    },
     connected: () => {
       setState('Connected')
       document.body.dataset.connected = 'true'
       $('disconnect').disabled = false
+      controls.enable()
     },
     disconnect: (close) => {
       $('disconnect').addEventListener('click', () => { userDisconnected = true; close(); end(undefined) })
@@ -146,6 +319,14 @@ async function main () {
   $('fullscreen').addEventListener('click', () => {
     if (document.fullscreenElement) document.exitFullscreen()
     else document.documentElement.requestFullscreen().catch(() => {})
+  })
+  // In full screen, the Keyboard Lock API (Chromium-based browsers) hands Esc, Alt-Tab, the Windows key and
+  // the like to the page, so they reach the server; holding Esc still leaves full screen.
+  document.addEventListener('fullscreenchange', () => {
+    const kb = window.navigator.keyboard
+    if (document.fullscreenElement) kb?.lock?.().catch(() => {})
+    else kb?.unlock?.()
+    $('fullscreen').textContent = document.fullscreenElement ? 'Leave full screen' : 'Full screen'
   })
   if (!hasToken || socket === undefined) { end('invalid'); return }
   socketClosed.then(onSocketClose)

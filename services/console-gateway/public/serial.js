@@ -48,7 +48,8 @@ export function keepStylesStrict (doc = document) {
 
 /**
  * Shows the serial console of `ws` (an open or opening WebSocket) in `screen`. `ui` is the page's:
- * `connected()` once the line is up, `disconnect(fn)` to wire the Disconnect button.
+ * `connected()` once the line is up, `disconnect(fn)` to wire the Disconnect button, and optionally
+ * `filter(data)`, which may change what a keystroke sends (the key bar's latched Ctrl and Alt).
  */
 export function startSerial (screen, ws, ui) {
   keepStylesStrict()
@@ -77,7 +78,8 @@ export function startSerial (screen, ws, ui) {
   }
   const encoder = new TextEncoder()
   const send = (bytes) => { if (ws.readyState === WebSocket.OPEN) ws.send(bytes) }
-  term.onData((d) => send(encoder.encode(d)))
+  const filter = ui.filter ?? ((d) => d)
+  term.onData((d) => send(encoder.encode(filter(d))))
   // Some terminal reports (e.g. mouse) are raw bytes held in a string, one byte per character.
   term.onBinary((d) => send(Uint8Array.from(d, (c) => c.charCodeAt(0) & 0xff)))
 

@@ -127,7 +127,7 @@ export function createHttp (d: HttpDeps): Server {
   }
   const readAsset = async (rel: string): Promise<{ body: Buffer, type: string } | undefined> => {
     let file: string | undefined
-    if (rel === 'app.js' || rel === 'boot.js' || rel === 'serial.js' || rel === 'app.css' || rel === 'console.html') file = join(PUBLIC_DIR, rel)
+    if (rel === 'app.js' || rel === 'boot.js' || rel === 'serial.js' || rel === 'keymap.js' || rel === 'app.css' || rel === 'console.html') file = join(PUBLIC_DIR, rel)
     else if (rel === 'guacamole/guacamole-common.js') file = GUAC_FILE
     else if (rel.startsWith('xterm/')) file = XTERM_FILES[rel.slice('xterm/'.length)]
     else if (rel.startsWith('novnc/core/') || rel.startsWith('novnc/vendor/')) {

@@ -9,11 +9,10 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { inflateSync } from 'node:zlib'
 import type { BrowserContext, Page } from 'playwright-core'
 import { tinyDomain, waitFor, type TinyDomain } from '@porthole/shared/testing'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
-import { fileScope, harness, launchChromium, vmScreenshot, vncTarget, type Harness } from './support.js'
+import { decodePng, fileScope, harness, launchChromium, vmScreenshot, vncTarget, type Harness } from './support.js'
 
 const GUACD_HOST = process.env.GUACD_HOST
 const GUACD_PORT = process.env.GUACD_PORT ?? '4822'
@@ -79,46 +78,6 @@ async function screenshot (d: TinyDomain): Promise<Shot> {
   return { width, height, rgb, lit, sum: createHash('sha256').update(rgb).digest('hex') }
 }
 
-/** Decodes the PNGs QEMU writes (8-bit RGB or RGBA, not interlaced) to RGB. */
-function decodePng (png: Buffer): { width: number, height: number, rgb: Buffer } {
-  if (!png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) throw new Error('the screenshot is not a PNG')
-  let width = 0; let height = 0; let channels = 0
-  const idat: Buffer[] = []
-  for (let i = 8; i < png.length;) {
-    const len = png.readUInt32BE(i)
-    const type = png.toString('latin1', i + 4, i + 8)
-    const data = png.subarray(i + 8, i + 8 + len)
-    if (type === 'IHDR') {
-      width = data.readUInt32BE(0); height = data.readUInt32BE(4)
-      const [depth, color, , , interlace] = [data[8], data[9], data[10], data[11], data[12]]
-      channels = color === 2 ? 3 : color === 6 ? 4 : 0
-      if (depth !== 8 || channels === 0 || interlace !== 0) throw new Error(`unsupported PNG (depth ${String(depth)}, colour ${String(color)}, interlace ${String(interlace)})`)
-    } else if (type === 'IDAT') idat.push(data)
-    i += 12 + len
-  }
-  const raw = inflateSync(Buffer.concat(idat))
-  const stride = width * channels
-  const out = Buffer.alloc(width * height * 3)
-  let prev = Buffer.alloc(stride)
-  for (let y = 0; y < height; y++) {
-    const filter = raw[y * (stride + 1)]
-    const line = Buffer.from(raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1)))
-    for (let x = 0; x < stride; x++) {
-      const a = x >= channels ? line[x - channels] as number : 0
-      const b = prev[x] as number
-      const c = x >= channels ? prev[x - channels] as number : 0
-      let pred = 0
-      if (filter === 1) pred = a
-      else if (filter === 2) pred = b
-      else if (filter === 3) pred = (a + b) >> 1
-      else if (filter === 4) { const p = a + b - c; const pa = Math.abs(p - a); const pb = Math.abs(p - b); const pc = Math.abs(p - c); pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c }
-      line[x] = ((line[x] as number) + pred) & 0xff
-    }
-    for (let x = 0; x < width; x++) line.copy(out, (y * width + x) * 3, x * channels, x * channels + 3)
-    prev = line
-  }
-  return { width, height, rgb: out }
-}
 
 /**
  * Of the pixels lit in either picture (the BIOS screen is a few lines of text on black, so counting the

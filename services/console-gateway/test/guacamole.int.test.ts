@@ -159,6 +159,42 @@ test('the console page drives guacamole-common-js through the gateway to guacd',
   }
 })
 
+test('on a guacamole console, paste as keys and the key menu send guacd keysyms with the layout\'s modifiers; typing into the paste box sends nothing', async (t) => {
+  const browser = await launchChromium(t)
+  const m = await h.mint({ target: { kind: 'vnc', host: '192.0.2.13', port: 5904 }, protocol: 'guacamole' })
+  const from = guacd.received.length
+  const page = await browser.newPage()
+  const errors: string[] = []
+  page.on('pageerror', e => errors.push(e.message))
+  await page.goto(m.grant.url)
+  await page.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
+  const keys = (): string[] => guacd.received.slice(from).filter(i => i.op === 'key').map(i => i.args.join(':'))
+  await page.click('#paste-open')
+  // Typed into the page's own box: for the page, not the server.
+  await page.keyboard.type('Az@')
+  assert.equal(await page.inputValue('#paste-text'), 'Az@')
+  await page.selectOption('#paste-layout', 'de')
+  await page.selectOption('#paste-pace', '20')
+  await page.click('#paste-go')
+  await page.waitForSelector('body[data-paste="done"]', { timeout: 10_000 })
+  // German guest, keysyms only: Shift for A, nothing for z, AltGr (ISO_Level3_Shift) for @.
+  const paste = ['65505:1', '65:1', '65:0', '65505:0', '122:1', '122:0', '65027:1', '64:1', '64:0', '65027:0']
+  await waitFor(() => keys().length >= paste.length, 5000, 'the pasted keys at guacd')
+  assert.deepEqual(keys(), paste)
+  await page.click('#keys summary')
+  await page.click('#keymenu [data-combo="ctrl-alt-f1"]')
+  const f1 = ['65507:1', '65513:1', '65470:1', '65470:0', '65513:0', '65507:0']
+  await waitFor(() => keys().length >= paste.length + f1.length, 5000, 'Ctrl-Alt-F1 at guacd')
+  assert.deepEqual(keys().slice(paste.length), f1)
+  // Closing the box gives the keyboard back to the server's screen.
+  await page.click('#paste-close')
+  await page.keyboard.press('x')
+  await waitFor(() => keys().length >= paste.length + f1.length + 2, 5000, 'a typed key at guacd')
+  assert.deepEqual(keys().slice(paste.length + f1.length), ['120:1', '120:0'])
+  assert.deepEqual(errors, [])
+  await page.close()
+})
+
 test('the gateway\'s logs hold no token and no password on the guacamole path', async () => {
   const logs = h.stack.logs()
   assert.ok(logs.includes('console viewer connected'))

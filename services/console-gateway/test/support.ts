@@ -10,6 +10,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { inflateSync } from 'node:zlib'
 import { chromium, type BrowserContext } from 'playwright-core'
 import { WebSocket } from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
@@ -272,4 +273,60 @@ export async function vmScreenshot (d: TinyDomain): Promise<Buffer> {
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
+}
+
+/** Decodes the PNGs QEMU writes (8-bit RGB or RGBA, not interlaced) to RGB. */
+export function decodePng (png: Buffer): { width: number, height: number, rgb: Buffer } {
+  if (!png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) throw new Error('the screenshot is not a PNG')
+  let width = 0; let height = 0; let channels = 0
+  const idat: Buffer[] = []
+  for (let i = 8; i < png.length;) {
+    const len = png.readUInt32BE(i)
+    const type = png.toString('latin1', i + 4, i + 8)
+    const data = png.subarray(i + 8, i + 8 + len)
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0); height = data.readUInt32BE(4)
+      const [depth, color, , , interlace] = [data[8], data[9], data[10], data[11], data[12]]
+      channels = color === 2 ? 3 : color === 6 ? 4 : 0
+      if (depth !== 8 || channels === 0 || interlace !== 0) throw new Error(`unsupported PNG (depth ${String(depth)}, colour ${String(color)}, interlace ${String(interlace)})`)
+    } else if (type === 'IDAT') idat.push(data)
+    i += 12 + len
+  }
+  const raw = inflateSync(Buffer.concat(idat))
+  const stride = width * channels
+  const out = Buffer.alloc(width * height * 3)
+  let prev = Buffer.alloc(stride)
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)]
+    const line = Buffer.from(raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1)))
+    for (let x = 0; x < stride; x++) {
+      const a = x >= channels ? line[x - channels] as number : 0
+      const b = prev[x] as number
+      const c = x >= channels ? prev[x - channels] as number : 0
+      let pred = 0
+      if (filter === 1) pred = a
+      else if (filter === 2) pred = b
+      else if (filter === 3) pred = (a + b) >> 1
+      else if (filter === 4) { const p = a + b - c; const pa = Math.abs(p - a); const pb = Math.abs(p - b); const pc = Math.abs(p - c); pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c }
+      line[x] = ((line[x] as number) + pred) & 0xff
+    }
+    for (let x = 0; x < width; x++) line.copy(out, (y * width + x) * 3, x * channels, x * channels + 3)
+    prev = line
+  }
+  return { width, height, rgb: out }
+}
+
+/**
+ * Lit pixels (r + g + b > 60) in text row `row` of a VGA text screen (16 pixel rows each, as SeaBIOS
+ * draws them), from libvirt's screenshot: a blinking cursor lights under 20, a line of text hundreds.
+ */
+export function litInTextRow (shot: { width: number, height: number, rgb: Buffer }, row: number): number {
+  let lit = 0
+  for (let y = row * 16; y < Math.min(shot.height, (row + 1) * 16); y++) {
+    for (let x = 0; x < shot.width; x++) {
+      const p = (y * shot.width + x) * 3
+      if ((shot.rgb[p] as number) + (shot.rgb[p + 1] as number) + (shot.rgb[p + 2] as number) > 60) lit++
+    }
+  }
+  return lit
 }
