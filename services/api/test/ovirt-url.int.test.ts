@@ -14,7 +14,12 @@ test('an oVirt URL with /api or a trailing slash is stored as the engine\'s base
   assert.equal(created.body.connection.url, 'https://engine.example/ovirt-engine')
   const id = created.body.id as string
   assert.equal((await store.get(id))?.connection.url, 'https://engine.example/ovirt-engine')
-  const patched = await api.call('PATCH', `/v1/servers/${id}`, { connection: { url: 'https://engine2.example/ovirt-engine/api' } })
+  // The same engine written the other way is no new destination: the stored password stays without a 422.
+  const respelled = await api.call('PATCH', `/v1/servers/${id}`, { connection: { url: 'https://engine.example/ovirt-engine/api' } })
+  assert.equal(respelled.status, 200, respelled.raw)
+  assert.equal(respelled.body.connection.url, 'https://engine.example/ovirt-engine')
+  // Another engine is: the password must come along.
+  const patched = await api.call('PATCH', `/v1/servers/${id}`, { connection: { url: 'https://engine2.example/ovirt-engine/api', password: 'engine-pw-2' } })
   assert.equal(patched.status, 200, patched.raw)
   assert.equal(patched.body.connection.url, 'https://engine2.example/ovirt-engine')
   assert.equal((await store.get(id))?.connection.url, 'https://engine2.example/ovirt-engine')

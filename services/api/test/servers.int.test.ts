@@ -31,10 +31,15 @@ test('servers CRUD: passwords are sealed at rest and masked in every response', 
   assert.equal((await call('GET', `/v1/servers?tenantId=${crypto.randomUUID()}`)).body.length, 0)
 
   // PATCH: connection members merge; the mask keeps the stored password while it goes where it went
-  const renamed = await call('PATCH', `/v1/servers/${id}`, { name: 'bmc-1', connection: { cipherSuite: 17, password: '******' } })
+  const renamed = await call('PATCH', `/v1/servers/${id}`, { name: 'bmc-1', connection: { password: '******' } })
   assert.equal(renamed.status, 200)
   assert.equal(renamed.body.name, 'bmc-1')
-  assert.deepEqual(renamed.body.connection, { host: '10.1.2.3', port: 623, username: 'admin', cipherSuite: 17, password: '******' })
+  assert.deepEqual(renamed.body.connection, { host: '10.1.2.3', port: 623, username: 'admin', password: '******' })
+  // The cipher suite is part of where the password goes (suite 0 would send the session in clear).
+  const weaker = await call('PATCH', `/v1/servers/${id}`, { connection: { cipherSuite: 17, password: '******' } })
+  assert.equal(weaker.status, 422)
+  assert.equal(weaker.body.field, 'connection.cipherSuite')
+  assert.equal((await call('PATCH', `/v1/servers/${id}`, { connection: { cipherSuite: 17, password: BMC_PASSWORD } })).status, 200)
   const moved = await call('PATCH', `/v1/servers/${id}`, { connection: { host: '10.1.2.4', password: '******' } })
   assert.equal(moved.status, 422, 'a new destination needs the password again')
   assert.equal(moved.body.field, 'connection.host')
