@@ -3,9 +3,12 @@
  * from many concurrent clients, against B alone in the same run, through the real API, RabbitMQ, receiver,
  * kvm agent, libvirt and Redis. The same flood once more with the receiver's per-tenant cap lifted
  * (TENANT_MAX_IN_FLIGHT=100000, as before the cap) is the peer: what the cap changes. The flood runs once
- * per cap in `--caps` (the receiver restarted with it).
+ * per cap in `--caps` (the receiver restarted with it), and once as deployed by default (`limits`: the default
+ * cap and the API's default per-key request limit for customer keys, RATE_LIMIT_CUSTOMER=300 a minute; A and B
+ * each get fresh keys for it, so B's own earlier rounds do not count against it, and A's flood, which ignores
+ * its 429s and Retry-After, goes on at full speed).
  *
- *   npm run bench -- fair-share [--quick] [--flood=50] [--caps=4,8,32,100000] [--rounds=3]
+ *   npm run bench -- fair-share [--quick] [--flood=50] [--caps=4,8,32,100000] [--rounds=3] [--no-limits]
  */
 import { startStack, tinyDomain, type Stack } from '@porthole/shared/testing'
 import { UNCAPPED, closedLoop, jsonClient, percentile, table, type Summary } from './stats.js'
@@ -17,6 +20,9 @@ const floodClients = Number(arg('flood') ?? 50)
 // The receiver's cap for each flood; 100000 is no cap at all (as before the cap).
 const caps = (arg('caps') ?? `4,8,32,${UNCAPPED.TENANT_MAX_IN_FLIGHT}`).split(',').map(Number)
 const DEFAULT_CAP = 4
+const withLimits = !process.argv.includes('--no-limits')
+/** The API's default request limit of a customer key (RATE_LIMIT_CUSTOMER; test stacks lift it). */
+const DEFAULT_CUSTOMER_RATE_LIMIT = '300'
 const cleanups: Array<() => Promise<void>> = []
 const t = { after: (fn: () => Promise<void>) => { cleanups.push(fn) } }
 
@@ -24,7 +30,8 @@ type Client = ReturnType<typeof jsonClient>
 
 async function status (api: Client, server: string): Promise<number> {
   const r = await api('GET', `/v1/servers/${server}/status`)
-  if (r.status !== 200 && r.status !== 202) throw new Error(`status ${r.status}: ${JSON.stringify(r.body)}`)
+  // 429: refused by a limit (the `limits` configuration), which a flooding client meets and ignores.
+  if (r.status !== 200 && r.status !== 202 && r.status !== 429) throw new Error(`status ${r.status}: ${JSON.stringify(r.body)}`)
   return r.status
 }
 
@@ -40,13 +47,16 @@ async function phases (b: Client, server: string, n: number): Promise<Record<str
 }
 
 /** B's jobs while A floods: A's clients start first and run until B's jobs are done. */
-async function underFlood (a: Client, aServers: string[], b: Client, bServer: string, total: number): Promise<{ b: Summary, aPerSecond: number, aUnanswered: number }> {
+async function underFlood (a: Client, aServers: string[], b: Client, bServer: string, total: number): Promise<{ b: Summary, aPerSecond: number, aUnanswered: number, aRefused: number }> {
   let stop = false
   let aDone = 0
   let aUnanswered = 0
+  let aRefused = 0
   const flood = Promise.all(Array.from({ length: floodClients }, async (_, c) => {
     for (let i = c; !stop; i += floodClients) {
-      if (await status(a, aServers[i % aServers.length] as string) !== 200) aUnanswered++
+      const code = await status(a, aServers[i % aServers.length] as string)
+      if (code === 429) aRefused++
+      else if (code !== 200) aUnanswered++
       aDone++
     }
   }))
@@ -55,10 +65,10 @@ async function underFlood (a: Client, aServers: string[], b: Client, bServer: st
   const aStart = aDone
   const ta = performance.now()
   const bs = await closedLoop(1, total, async () => { await status(b, bServer) })
-  const aPerSecond = (aDone - aStart) / ((performance.now() - ta) / 1000)
+  const aPerSecond = (aDone - aStart - aRefused) / ((performance.now() - ta) / 1000)
   stop = true
   await flood
-  return { b: bs, aPerSecond, aUnanswered }
+  return { b: bs, aPerSecond, aUnanswered, aRefused }
 }
 
 /** CPU seconds the stack's service processes and this process have used so far (from /proc). */
@@ -95,23 +105,36 @@ async function main (): Promise<void> {
 
   // Rounds of [B alone, then the flood under each cap]: this machine's other load comes and goes, and each
   // configuration's figure is its median over the rounds, with B alone measured just as often beside it.
-  const configs = ['alone', ...caps.map(String)]
-  const seen = new Map<string, Array<{ b: Summary, aPerSecond: number, aUnanswered: number, cpu: number, steps: Record<string, number> }>>()
+  const configs = ['alone', ...caps.map(String), ...(withLimits ? ['limits'] : [])]
+  const seen = new Map<string, Array<{ b: Summary, aPerSecond: number, aUnanswered: number, aRefused: number, cpu: number, steps: Record<string, number> }>>()
   for (let r = 0; r < rounds; r++) {
     for (const c of configs) {
-      if (c !== 'alone') {
+      let [ca, cb] = [a, b]
+      if (c === 'limits') {
+        await stack.stop('receiver')
+        await stack.start('receiver', { TENANT_MAX_IN_FLIGHT: String(DEFAULT_CAP) })
+        await stack.stop('api')
+        await stack.start('api', { RATE_LIMIT_CUSTOMER: DEFAULT_CUSTOMER_RATE_LIMIT })
+        ca = jsonClient(stack.apiUrl, await keyOf(tenantA), floodClients)
+        cb = jsonClient(stack.apiUrl, await keyOf(tenantB), 4)
+      } else if (c !== 'alone') {
         await stack.stop('receiver')
         await stack.start('receiver', { TENANT_MAX_IN_FLIGHT: c })
       }
       const cpu0 = cpuSeconds(stack)
       const w0 = performance.now()
       const f = c === 'alone'
-        ? { b: await closedLoop(1, total, async () => { await status(b, bServer) }), aPerSecond: NaN, aUnanswered: 0 }
-        : await underFlood(a, aServers, b, bServer, total)
+        ? { b: await closedLoop(1, total, async () => { await status(b, bServer) }), aPerSecond: NaN, aUnanswered: 0, aRefused: 0 }
+        : await underFlood(ca, aServers, cb, bServer, total)
       const cpu = (cpuSeconds(stack) - cpu0) / ((performance.now() - w0) / 1000)
       const list = seen.get(c) ?? []
       list.push({ ...f, cpu, steps: await phases(b, bServer, total) })
       seen.set(c, list)
+      if (c === 'limits') {
+        // Back as the other configurations expect it.
+        await stack.stop('api')
+        await stack.start('api')
+      }
     }
   }
   const med = (xs: number[]): number => percentile([...xs].sort((x, y) => x - y), 50)
@@ -121,7 +144,11 @@ async function main (): Promise<void> {
   for (const c of configs) {
     const list = seen.get(c) ?? []
     const cap = Number(c)
-    const what = c === 'alone' ? 'B alone (1 client)' : `B while A floods (${floodClients} clients), TENANT_MAX_IN_FLIGHT=${c}${cap === DEFAULT_CAP ? ' (default)' : cap >= 100_000 ? ' (no cap)' : ''}`
+    const what = c === 'alone'
+      ? 'B alone (1 client)'
+      : c === 'limits'
+        ? `B while A floods (${floodClients} clients), as deployed: TENANT_MAX_IN_FLIGHT=${DEFAULT_CAP}, RATE_LIMIT_CUSTOMER=${DEFAULT_CUSTOMER_RATE_LIMIT}`
+        : `B while A floods (${floodClients} clients), TENANT_MAX_IN_FLIGHT=${c}${cap === DEFAULT_CAP ? ' (default)' : cap >= 100_000 ? ' (no cap)' : ''}, no request limit`
     const p50 = med(list.map(x => x.b.p50))
     rows.push({
       what,
@@ -130,6 +157,7 @@ async function main (): Promise<void> {
       'B p50 / alone': c === 'alone' ? '' : p50 / alone,
       'A jobs/s': c === 'alone' ? '' : med(list.map(x => x.aPerSecond)),
       'A 202s': c === 'alone' ? '' : list.reduce((n, x) => n + x.aUnanswered, 0),
+      'A 429s': c === 'alone' ? '' : list.reduce((n, x) => n + x.aRefused, 0),
       'stack CPU': `${Math.round(med(list.map(x => x.cpu)) * 100)} %`,
       'B p50 per round': list.map(x => x.b.p50.toFixed(1)).join(' / ')
     })

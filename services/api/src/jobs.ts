@@ -17,6 +17,8 @@ export interface JobRequest {
   action?: PowerAction
   console?: ConsoleParams
   idempotencyKey?: string | undefined
+  /** Checked with the job's id and deadline before anything is created: a quota may refuse it (throws). */
+  admit?: (job: Job) => Promise<void>
 }
 
 function deadlineSeconds (ctx: Ctx, kind: JobKind): number {
@@ -48,6 +50,7 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
   if (r.console !== undefined) job.console = r.console
   if (r.idempotencyKey !== undefined) job.idempotencyKey = r.idempotencyKey
   const idem = r.idempotencyKey === undefined ? undefined : { scope: p.id, key: r.idempotencyKey, ttlSeconds: IDEMPOTENCY_TTL_SECONDS }
+  if (r.admit !== undefined) await r.admit(job)
   const created = await ctx.jobs.create(job, idem)
   const base = { action: `job.${r.kind}${r.action === undefined ? '' : '.' + r.action}`, serverId: r.server.id, tenantId: r.server.tenantId }
   if (!created.created) {

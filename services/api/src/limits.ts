@@ -4,7 +4,7 @@
  */
 import type { ServerResponse } from 'node:http'
 import { randomUUID } from 'node:crypto'
-import { isTerminal, type StoredServer } from '@porthole/shared/contracts'
+import type { Job, StoredServer } from '@porthole/shared/contracts'
 import { PortholeError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { keys as keysOf, type Keys, type Redis } from '@porthole/shared/store'
@@ -62,30 +62,21 @@ export class AuthFailures {
 }
 
 /**
- * Admits a console request: 409 when the server's tenant is suspended, 429 when the server or its tenant
- * has as many live consoles as allowed. Live means unexpired and unrevoked sessions plus console jobs
- * still under way (each becomes a session). Two requests racing each other can both pass the last slot;
- * the limit is a bound against floods, not an exact count.
+ * Admits a console job: 409 when the server's tenant is suspended, 429 when the server or its tenant has as
+ * many live consoles as allowed. A slot is held by each console job under way (until its deadline at the
+ * latest) and then by the session it became, until that expires or is revoked; counted in one step in Redis
+ * per server and per tenant, so racing requests cannot both take the last slot and the cost does not grow
+ * with the number of consoles open elsewhere.
  */
-export async function admitConsole (ctx: Ctx, server: StoredServer, now = Date.now()): Promise<void> {
+export async function admitConsole (ctx: Ctx, server: StoredServer, job: Job, now = Date.now()): Promise<void> {
   await refuseIfSuspended(ctx, server.tenantId)
-  const [sessions, recent] = await Promise.all([
-    ctx.sessions.listLive({ tenantId: server.tenantId }, now),
-    ctx.jobs.createdSince(server.tenantId, now - ctx.config.JOB_DEADLINE_CONSOLE_SECONDS * 1000)
-  ])
-  const live = sessions.filter(s => s.revokedAt === undefined)
-  const pending = recent.filter(j => j.kind === 'console' && !isTerminal(j.state))
-  // A console's slot frees at its expiry at the latest (or at once, revoked with DELETE /v1/console-sessions/{id}).
-  const retryAfter = (list: typeof live): number => list.length === 0 ? ctx.config.JOB_DEADLINE_CONSOLE_SECONDS : (Math.min(...list.map(s => Date.parse(s.expiresAt))) - now) / 1000
-  const onServer = live.filter(s => s.serverId === server.id)
-  const max = ctx.config.CONSOLE_SESSIONS_PER_SERVER
-  if (onServer.length + pending.filter(j => j.serverId === server.id).length >= max) {
-    throw limitError('console_sessions_per_server', 'this server has as many live console sessions as allowed', { max, setting: 'CONSOLE_SESSIONS_PER_SERVER', retryAfter: retryAfter(onServer) })
-  }
-  const tmax = ctx.config.CONSOLE_SESSIONS_PER_TENANT
-  if (live.length + pending.length >= tmax) {
-    throw limitError('console_sessions_per_tenant', "this tenant's servers have as many live console sessions as allowed", { max: tmax, setting: 'CONSOLE_SESSIONS_PER_TENANT', retryAfter: retryAfter(live) })
-  }
+  const perServer = ctx.config.CONSOLE_SESSIONS_PER_SERVER
+  const perTenant = ctx.config.CONSOLE_SESSIONS_PER_TENANT
+  const r = await ctx.sessions.admit({ serverId: server.id, tenantId: server.tenantId, jobId: job.id, deadlineMs: Date.parse(job.deadline), perServer, perTenant }, now)
+  if (r.admitted) return
+  const retryAfter = r.retryAfterMs / 1000
+  if (r.full === 'server') throw limitError('console_sessions_per_server', 'this server has as many live console sessions as allowed', { max: perServer, setting: 'CONSOLE_SESSIONS_PER_SERVER', retryAfter })
+  throw limitError('console_sessions_per_tenant', "this tenant's servers have as many live console sessions as allowed", { max: perTenant, setting: 'CONSOLE_SESSIONS_PER_TENANT', retryAfter })
 }
 
 // KEYS: the key's stream set. ARGV: now ms, lease expiry ms, limit, stream id, lease ms.

@@ -151,11 +151,6 @@ export class JobStore {
     return raws.filter((r): r is string => r !== null).map(r => fromLua(JSON.parse(r) as JobRecord))
   }
 
-  /** A tenant's jobs created at or after `sinceMs` (epoch milliseconds), read through its index. */
-  async createdSince (tenantId: string, sinceMs: number): Promise<JobRecord[]> {
-    return await this.getMany(await this.redis.zrangebyscore(this.k.jobsByTenant(tenantId), sinceMs, '+inf'))
-  }
-
   /** Newest first; filters by server or tenant through their indexes, by state and kind after reading. */
   async list (f: JobFilter = {}): Promise<JobRecord[]> {
     const limit = f.limit ?? 100

@@ -66,6 +66,9 @@ export function keys (ns: string) {
     sessionByToken: (hash: string) => `${p}console:token:${hash}`,
     sessions: `${p}console:sessions`,
     sessionViewer: (id: string) => `${p}console:viewer:${id}`,
+    /** A server's (a tenant's) console slots: live sessions and console jobs under way, scored by when each frees. */
+    consoleSlotsOfServer: (id: string) => `${p}console:slots:server:${id}`,
+    consoleSlotsOfTenant: (id: string) => `${p}console:slots:tenant:${id}`,
     sessionEvents: `${p}events:console`,
     grant: (jobId: string) => `${p}console:grant:${jobId}`,
     agentClaim: (jobId: string) => `${p}agent:claim:${jobId}`,

@@ -39,6 +39,33 @@ redis.call('SET', KEYS[1], cjson.encode(s), 'KEEPTTL')
 return 1
 `
 
+// KEYS: the server's slots, the tenant's slots. ARGV: now ms, max per server, max per tenant, member (`job:<id>`),
+// its score (when it frees at the latest: the job's deadline), the sets' TTL in seconds.
+// Drops what has freed, then takes a slot on both when both have one; returns {0|1|2, ms until one frees}:
+// 0 admitted, 1 the server is full, 2 the tenant is. One step, so racing requests cannot both take the last.
+const ADMIT = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+local function soonest (k)
+  local r = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+  if r[2] then return tonumber(r[2]) - tonumber(ARGV[1]) end
+  return 0
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {1, soonest(KEYS[1])} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {2, soonest(KEYS[2])} end
+redis.call('ZADD', KEYS[1], ARGV[5], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return {0, 0}
+`
+
+/** Console slots outlive their longest member: a session lives at most two hours. */
+const SLOTS_TTL_SECONDS = 2 * 3600 + GRACE_SECONDS
+
+/** Why a console request was not admitted, and how long until a slot frees. */
+export type ConsoleAdmission = { admitted: true } | { admitted: false, full: 'server' | 'tenant', retryAfterMs: number }
+
 export type SessionEvent = { type: 'revoked', sessionId: string } | { type: 'viewer', sessionId: string, viewerId: string }
 
 export class ConsoleSessionStore {
@@ -47,6 +74,18 @@ export class ConsoleSessionStore {
     this.k = keysOf(ns)
     if (!('portholeSessionMark' in redis)) redis.defineCommand('portholeSessionMark', { numberOfKeys: 2, lua: MARK })
     if (!('portholeSessionTarget' in redis)) redis.defineCommand('portholeSessionTarget', { numberOfKeys: 1, lua: SET_TARGET })
+    if (!('portholeConsoleAdmit' in redis)) redis.defineCommand('portholeConsoleAdmit', { numberOfKeys: 2, lua: ADMIT })
+  }
+
+  /**
+   * Takes a console slot of the server and of its tenant for a console job, until its deadline at the latest:
+   * the session it becomes takes the slot over (`create`) until it expires or is revoked. A slot count is one
+   * sorted set per server and per tenant, so admission costs the same however many consoles are open elsewhere.
+   */
+  async admit (c: { serverId: string, tenantId: string, jobId: string, deadlineMs: number, perServer: number, perTenant: number }, now = Date.now()): Promise<ConsoleAdmission> {
+    const [code, ms] = await (this.redis as unknown as { portholeConsoleAdmit: (...a: Array<string | number>) => Promise<[number, number]> })
+      .portholeConsoleAdmit(this.k.consoleSlotsOfServer(c.serverId), this.k.consoleSlotsOfTenant(c.tenantId), now, c.perServer, c.perTenant, `job:${c.jobId}`, c.deadlineMs, SLOTS_TTL_SECONDS)
+    return code === 0 ? { admitted: true } : { admitted: false, full: code === 1 ? 'server' : 'tenant', retryAfterMs: Math.max(0, ms) }
   }
 
   /**
@@ -60,7 +99,16 @@ export class ConsoleSessionStore {
       .set(this.k.session(s.id), JSON.stringify(s), 'EX', ttl + GRACE_SECONDS)
       .set(this.k.sessionByToken(s.tokenHash), s.id, 'EX', ttl)
       .zadd(this.k.sessions, exp, s.id)
-    if (grant !== undefined) m.set(this.k.grant(grant.jobId), JSON.stringify(grant.sealedUrl), 'EX', Math.max(1, Math.ceil(grant.ttlSeconds)))
+      // The session holds its console slots until it expires (or is revoked), in place of its job's.
+      .zadd(this.k.consoleSlotsOfServer(s.serverId), exp, s.id)
+      .zadd(this.k.consoleSlotsOfTenant(s.tenantId), exp, s.id)
+      .expire(this.k.consoleSlotsOfServer(s.serverId), SLOTS_TTL_SECONDS)
+      .expire(this.k.consoleSlotsOfTenant(s.tenantId), SLOTS_TTL_SECONDS)
+    if (grant !== undefined) {
+      m.set(this.k.grant(grant.jobId), JSON.stringify(grant.sealedUrl), 'EX', Math.max(1, Math.ceil(grant.ttlSeconds)))
+        .zrem(this.k.consoleSlotsOfServer(s.serverId), `job:${grant.jobId}`)
+        .zrem(this.k.consoleSlotsOfTenant(s.tenantId), `job:${grant.jobId}`)
+    }
     const r = await m.exec()
     const failed = r?.find(([err]) => err !== null)?.[0]
     if (r === null || failed !== undefined) throw failed ?? new Error('console session transaction aborted')
@@ -118,7 +166,10 @@ export class ConsoleSessionStore {
 
   /** Revokes a session and tells every gateway; false when it was revoked already or is gone. */
   async revoke (s: ConsoleSession): Promise<boolean> {
-    return (await this.mark(s, 'revokedAt')) === 1
+    const first = (await this.mark(s, 'revokedAt')) === 1
+    // A revoked session frees its console slots at once.
+    await this.redis.multi().zrem(this.k.consoleSlotsOfServer(s.serverId), s.id).zrem(this.k.consoleSlotsOfTenant(s.tenantId), s.id).exec()
+    return first
   }
 
   private async mark (s: ConsoleSession, field: 'usedAt' | 'revokedAt'): Promise<number> {

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
-  ConsoleGrant, ConsoleProtocol, JobRecord, MAX_CONSOLE_TTL_SECONDS, PowerAction, PowerStatus, type JobKind
+  ConsoleGrant, ConsoleProtocol, JobRecord, MAX_CONSOLE_TTL_SECONDS, PowerAction, PowerStatus, type Job, type JobKind
 } from '@porthole/shared/contracts'
 import { assertVisible, principal } from '../auth.js'
 import type { Ctx } from '../context.js'
@@ -111,14 +111,13 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const p = principal(req)
       const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
       const b = req.body
-      // Quotas before any job exists.
-      if (!await isReplay(ctx, p.id, req.headers['idempotency-key'])) {
-        await assertRoom(ctx, server.tenantId, 'console')
-        await admitConsole(ctx, server)
-      }
+      // Quotas before any job exists (the console slots with the job's id and deadline, just before it is stored).
+      const replay = await isReplay(ctx, p.id, req.headers['idempotency-key'])
+      if (!replay) await assertRoom(ctx, server.tenantId, 'console')
       const { job, replayed } = await startJob(ctx, req, p, {
         kind: 'console',
         server,
+        ...(replay ? {} : { admit: async (j: Job) => { await admitConsole(ctx, server, j) } }),
         console: { protocol: b.protocol ?? 'vnc', ttlSeconds: b.ttlSeconds ?? MAX_CONSOLE_TTL_SECONDS, singleUse: b.singleUse ?? false },
         idempotencyKey: req.headers['idempotency-key']
       })
