@@ -9,12 +9,13 @@ import type { ApiConfig } from './config.js'
 export interface RunningApi { app: ApiApp, deps: AppDeps, close: () => Promise<void> }
 
 /** The connections the app needs. The broker connects in the background: the API starts while it is down. */
-export function connect (config: ApiConfig, log: Logger, o: { backoff?: { initialMs: number, maxMs: number } } = {}): AppDeps & { close: () => Promise<void> } {
+export function connect (config: ApiConfig, log: Logger, o: { backoff?: { initialMs: number, maxMs: number } } = {}): AppDeps & { close: () => Promise<void>, brokerUp: Promise<void> } {
   const redis = createRedis(config.REDIS_URL, log.child({ component: 'redis' }), 'porthole-api')
   const subscriber = createRedis(config.REDIS_URL, log.child({ component: 'redis-events' }), 'porthole-api-events')
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: config.PORTHOLE_NAMESPACE, log, name: 'porthole-api', ...(o.backoff === undefined ? {} : { backoff: o.backoff }) })
-  amqp.start(10_000).catch(() => log.warn('message broker not reachable yet; the API answers 503 for jobs until it is'))
+  const brokerUp = amqp.start(10_000).catch(() => log.warn('message broker not reachable yet; the API answers 503 for jobs until it is'))
   return {
+    brokerUp,
     config,
     log,
     redis,
@@ -32,6 +33,9 @@ export function connect (config: ApiConfig, log: Logger, o: { backoff?: { initia
 export async function startApi (config: ApiConfig, log: Logger): Promise<RunningApi> {
   const deps = connect(config, log)
   const app = await buildApp(deps)
+  // Serve once the broker is connected (a fast start would otherwise answer its first jobs 503), or after
+  // BROKER_WAIT_MS without it: then it serves anyway and answers 503 for jobs until the broker is back.
+  await bounded(deps.brokerUp, BROKER_WAIT_MS)
   await app.listen({ host: config.API_HOST, port: config.API_PORT })
   // At start; and while old keys are configured (a rotation under way) every ten minutes, so that records a
   // replica still on the old key writes meanwhile are caught too.
@@ -50,6 +54,8 @@ export async function startApi (config: ApiConfig, log: Logger): Promise<Running
 }
 
 const RESEAL_EVERY_MS = 10 * 60_000
+/** How long a start waits for the broker before it serves without it. */
+const BROKER_WAIT_MS = 5000
 
 /**
  * After a key rotation: server credentials sealed with an old key are re-sealed with the current one in the

@@ -28,3 +28,17 @@ test('main: a bad setting exits non-zero naming the variable', async () => {
   assert.notEqual(code, 0)
   assert.match(err, /API_PORT/)
 })
+
+test('main: once "ready" with the broker up, the first job is accepted, also on a restart', async (t) => {
+  const stack = await startStack(t, { services: ['api'] })
+  const tenantId = (await stack.api('POST', '/v1/tenants', { name: 'acme' })).body.id as string
+  const server = await stack.api('POST', '/v1/servers', { name: 'web-1', tenantId, agent: 'kvm', connection: { uri: 'qemu:///system', domain: 'web-1' } })
+  assert.equal(server.status, 201, JSON.stringify(server.body))
+  // A restart finds its queues declared already and starts fast: it must not serve before its broker connection.
+  for (let i = 0; i < 3; i++) {
+    await stack.stop('api')
+    await stack.start('api')
+    const job = await stack.api('GET', `/v1/servers/${server.body.id as string}/status?wait=0`)
+    assert.equal(job.status, 202, `restart ${i + 1}: ${JSON.stringify(job.body)}`)
+  }
+})
