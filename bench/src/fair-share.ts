@@ -54,6 +54,9 @@ async function underFlood (a: Client, aServers: string[], b: Client, bServer: st
   let aUnanswered = 0
   let aRefused = 0
   let aUnavailable = 0
+  // A failing flood client stops the flood and fails the run once B is done, through main's clean-up: an
+  // unhandled rejection here would end the process with its services and VMs left running.
+  let failure: unknown
   const flood = Promise.all(Array.from({ length: floodClients }, async (_, c) => {
     for (let i = c; !stop; i += floodClients) {
       const code = await status(a, aServers[i % aServers.length] as string, true)
@@ -62,15 +65,16 @@ async function underFlood (a: Client, aServers: string[], b: Client, bServer: st
       else if (code !== 200) aUnanswered++
       aDone++
     }
-  }))
+  })).catch((err: unknown) => { failure = err; stop = true })
   // Let the flood reach its steady state (every client waiting on a job) before B starts.
-  while (aDone < floodClients * 2) await new Promise(resolve => setTimeout(resolve, 20))
+  while (aDone < floodClients * 2 && !stop) await new Promise(resolve => setTimeout(resolve, 20))
   const aStart = aDone
   const ta = performance.now()
   const bs = await closedLoop(1, total, async () => { await status(b, bServer) })
   const aPerSecond = (aDone - aStart - aRefused) / ((performance.now() - ta) / 1000)
   stop = true
   await flood
+  if (failure !== undefined) throw failure
   if (aUnavailable > 0) console.error(`A got ${aUnavailable} 503s (broker unavailable) in this flood`)
   return { b: bs, aPerSecond, aUnanswered, aRefused }
 }
