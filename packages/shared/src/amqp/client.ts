@@ -141,6 +141,8 @@ export class AmqpClient extends EventEmitter {
         if (id !== undefined) this.returned.add(id)
       })
       if (this.opts.declare !== false) await declareTopology(pub, this.opts.namespace)
+      // close() was called while this connect was under way: what it opened must not outlive it.
+      if (this.closing) { await closeWithin(conn, 2000); return }
       this.conn = conn
       this.pub = pub
       this.pending = pending
@@ -315,6 +317,8 @@ export class AmqpClient extends EventEmitter {
   async close (graceMs = 5000): Promise<void> {
     this.closing = true
     if (this.timer !== undefined) clearTimeout(this.timer)
+    // A connect under way ends first (seeing `closing`, it closes what it opened), so none outlives close().
+    if (this.connecting !== undefined) await within(this.connecting, graceMs)
     for (const s of this.subs) {
       if (s.channel !== undefined && s.tag !== undefined) await within(s.channel.cancel(s.tag), 1000)
     }

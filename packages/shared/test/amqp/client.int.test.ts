@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { createServer, connect, type Socket } from 'node:net'
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net'
 import { AmqpClient, names, type AmqpOptions, type Delivery, type Disposition } from '../../src/amqp/index.js'
 import { UnavailableError, PortholeError } from '../../src/errors/index.js'
 import { createLogger } from '../../src/logging/index.js'
@@ -218,3 +218,30 @@ function connectionBlocked (reason: string): Buffer {
   return connectionFrame(60, Buffer.concat([Buffer.from([r.length]), r]))
 }
 function connectionUnblocked (): Buffer { return connectionFrame(61, Buffer.alloc(0)) }
+
+test('close while the first connect is still under way leaves no connection open', async (t) => {
+  const svc = await services()
+  const target = new URL(svc.rabbitmqUrl)
+  // A gate in front of the broker: it takes the connection at once but forwards nothing until opened.
+  const held: Array<() => void> = []
+  const upstreams = new Set<Socket>()
+  const gate = createServer((down) => {
+    const up = connect({ host: target.hostname, port: Number(target.port) })
+    upstreams.add(up)
+    const drop = (): void => { down.destroy(); up.destroy(); upstreams.delete(up) }
+    for (const s of [down, up]) { s.on('close', drop); s.on('error', drop) }
+    held.push(() => { down.pipe(up); up.pipe(down) })
+  })
+  await new Promise<void>(resolve => gate.listen(0, '127.0.0.1', resolve))
+  t.after(async () => { for (const s of upstreams) s.destroy(); await new Promise(resolve => gate.close(resolve)) })
+  const url = new URL(svc.rabbitmqUrl)
+  url.port = String((gate.address() as AddressInfo).port)
+  const { c } = await client(t, url.toString())
+  void c.start(30_000).catch(() => {})
+  await waitFor(() => held.length === 1, 5000, 'the client to reach the gate')
+  const closed = c.close()
+  for (const go of held.splice(0)) go()
+  await within(closed, 10_000, 'close() to return')
+  // The connection the connect opened meanwhile is closed too: the broker's side of it goes away.
+  await waitFor(() => upstreams.size === 0, 5000, 'the connection opened during close() to be closed')
+})
