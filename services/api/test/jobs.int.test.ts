@@ -69,7 +69,7 @@ test('?wait: power answers 200 with the finished job, or 202 when it is not fini
     if (outcome === 'hang') return
     await api.jobs.transition(id, 'dispatched')
     await api.jobs.transition(id, 'running')
-    await new Promise(resolve => setTimeout(resolve, 100))
+    // It ends at once: whether that comes before or after the API starts waiting, the answer must carry it.
     if (outcome === 'succeed') await api.jobs.transition(id, 'succeeded', { result: { power: 'on', checkedAt: new Date().toISOString() } })
     else await api.jobs.transition(id, 'failed', { error: { code: 'auth', message: 'BMC refused the credentials', retryable: false } })
   })

@@ -29,11 +29,17 @@ test('a subscriber made with createRedis keeps receiving messages long after the
   const errors: Error[] = []
   sub.on('message', (_c: string, m: string) => got.push(m))
   sub.on('error', (e: Error) => errors.push(e))
+  const id = String(await sub.client('ID'))
   await sub.subscribe(channel)
-  await new Promise(resolve => setTimeout(resolve, 500)) // five times the command timeout, with no traffic
+  // Redis itself says when the subscriber has sent nothing for a whole second (ten command timeouts): its
+  // `idle` in CLIENT LIST, rather than a sleep of ours.
+  const quiet = async (): Promise<void> => {
+    await waitFor(async () => /\bidle=([1-9]\d*)\b/.test(String(await pub.client('LIST', 'ID', id))), 10_000, 'Redis to report the subscriber idle for a second', 100)
+  }
+  await quiet()
   await pub.publish(channel, 'one')
   await waitFor(() => got.length === 1, 2000, 'first message')
-  await new Promise(resolve => setTimeout(resolve, 300))
+  await quiet()
   await pub.publish(channel, 'two')
   await waitFor(() => got.length === 2, 2000, 'second message')
   assert.deepEqual(got, ['one', 'two'])

@@ -96,9 +96,8 @@ async function banner (c: ReturnType<typeof client>, banner: string): Promise<vo
   await waitFor(async () => {
     if (c.text().includes(banner)) return true
     if (c.text().startsWith('CLAIMED\nOK\n')) c.socket.write('\r')
-    await new Promise(resolve => setTimeout(resolve, 400))
     return false
-  }, 15_000, 'the banner through SOL', 0).catch((err: unknown) => { throw new Error(`${(err as Error).message}: got ${JSON.stringify(c.text())}`) })
+  }, 15_000, 'the banner through SOL', 400).catch((err: unknown) => { throw new Error(`${(err as Error).message}: got ${JSON.stringify(c.text())}`) })
 }
 
 async function ipmitoolPids (port: number, word: string): Promise<string[]> {
