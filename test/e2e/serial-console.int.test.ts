@@ -53,9 +53,8 @@ test('a serial console URL relays the host\'s serial port over the WebSocket', a
   await waitFor(async () => {
     if (text.includes(device.banner)) return true
     ws.send(Buffer.from('\r'))
-    await new Promise(resolve => setTimeout(resolve, 500))
     return false
-  }, 20_000, 'the banner through the gateway', 0)
+  }, 20_000, 'the banner through the gateway', 500)
   ws.send(Buffer.from('abc'))
   await waitFor(() => text.includes('ABC'), 10_000, 'the echo from the serial device')
   ws.close()
@@ -78,9 +77,8 @@ async function echoes (v: ReturnType<typeof serialViewer>, word: string): Promis
   await waitFor(async () => {
     if (v.text().includes(word.toUpperCase())) return true
     if (v.ws.readyState === v.ws.OPEN) v.ws.send(Buffer.from(word))
-    await new Promise(resolve => setTimeout(resolve, 500))
     return false
-  }, 20_000, `${word} echoed through the serial console`, 0)
+  }, 20_000, `${word} echoed through the serial console`, 500)
 }
 
 test('a serial console reconnects and is taken over with single-use bridge tickets, and revocation ends it', async () => {
@@ -134,9 +132,8 @@ test('the console page shows the serial console in a terminal, and typing reache
   await waitFor(async () => {
     if ((await screen()).includes(device.banner.trim())) return true
     await page.keyboard.press('Enter')
-    await new Promise(resolve => setTimeout(resolve, 500))
     return false
-  }, 20_000, 'the banner in the terminal', 0)
+  }, 20_000, 'the banner in the terminal', 500)
   await page.keyboard.type('abc')
   await waitFor(async () => (await screen()).includes('ABC'), 10_000, 'ABC from the serial device in the terminal')
   assert.ok(device.received().includes('abc'))

@@ -229,9 +229,8 @@ async function serialViewer (a: ConsoleAddress, banner: string): Promise<{ ws: W
   await waitFor(async () => {
     if (text.includes(banner)) return true
     ws.send(Buffer.from('\r'))
-    await new Promise(resolve => setTimeout(resolve, 300))
     return false
-  }, 30_000, 'the serial banner through the gateway', 0)
+  }, 30_000, 'the serial banner through the gateway', 300)
   return { ws, closed }
 }
 

@@ -62,23 +62,23 @@ test('the console page shows the VM\'s screen, and Ctrl-Alt-Del reaches the VM',
   assert.ok(shown.width >= 640 && shown.height >= 400, `screen ${shown.width}x${shown.height}`)
 
   // Wait for a still screen (the BIOS has given up booting), then press Ctrl-Alt-Del: the BIOS restarts.
-  let before = await canvasStats(page)
-  await waitFor(async () => {
-    await new Promise(resolve => setTimeout(resolve, 700))
+  // Samples 700 ms apart (waitFor's interval); the first call only takes the first sample.
+  let sample: Awaited<ReturnType<typeof canvasStats>> | undefined
+  const still = await waitFor(async () => {
     const now = await canvasStats(page)
-    const still = now.sum === before.sum
-    before = now
-    return still
-  }, 20_000, 'a still screen')
+    const same = sample !== undefined && now.sum === sample.sum
+    sample = now
+    return same ? now : undefined
+  }, 20_000, 'a still screen', 700)
   const shotBefore = await screenshotSum(vm)
   // Up to three presses: on a loaded machine a press can land while the firmware is not yet listening.
   let changed: Awaited<ReturnType<typeof canvasStats>> | undefined
   for (let press = 0; press < 3 && changed === undefined; press++) {
     await page.click('#cad')
-    changed = await waitFor(async () => { const s = await canvasStats(page); return s.sum !== before.sum ? s : undefined }, 6000, 'the screen to change after Ctrl-Alt-Del').catch(() => undefined)
+    changed = await waitFor(async () => { const s = await canvasStats(page); return s.sum !== still.sum ? s : undefined }, 6000, 'the screen to change after Ctrl-Alt-Del').catch(() => undefined)
   }
   assert.ok(changed !== undefined, 'three Ctrl-Alt-Del presses left the screen unchanged')
-  assert.notEqual(changed.sum, before.sum)
+  assert.notEqual(changed.sum, still.sum)
   // Asked of libvirt itself: the VM's own screen changed too.
   await waitFor(async () => (await screenshotSum(vm)) !== shotBefore, 10_000, 'libvirt\'s screenshot to change')
   assert.deepEqual(errors, [], 'no failed requests, script or CSP errors on the page')

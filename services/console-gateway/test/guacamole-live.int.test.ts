@@ -109,14 +109,14 @@ function watchErrors (page: Page): string[] {
 async function stillCanvas (page: Page): Promise<void> {
   const full = await canvasStats(page)
   const size = { w: full.width, h: full.height }
-  let last = Buffer.from((await canvasStats(page, size)).rgb ?? '', 'base64')
+  // Samples 700 ms apart (waitFor's interval); the first call only takes the first sample.
+  let last: Buffer | undefined
   await waitFor(async () => {
-    await new Promise(resolve => setTimeout(resolve, 700))
     const now = Buffer.from((await canvasStats(page, size)).rgb ?? '', 'base64')
-    const still = litMatch(last, now, 0) > 0.99
+    const still = last !== undefined && litMatch(last, now, 0) > 0.99
     last = now
     return still
-  }, 20_000, 'a still screen')
+  }, 20_000, 'a still screen', 700)
 }
 
 test('click-to-pixels through a real guacd: navigation start to the first lit canvas frame, 5 runs', { skip }, async (t) => {
