@@ -30,7 +30,7 @@ RUN npm ci --ignore-scripts \
 COPY . .
 RUN npm run build \
  && npm prune --omit=dev --ignore-scripts \
- && rm -rf bench test packages/*/test services/*/test packages/*/dist/test services/*/dist/test
+ && rm -rf bench test packages/testkit node_modules/@porthole/testkit packages/*/test services/*/test packages/*/dist/test services/*/dist/test
 
 # --- runtime: what every service's image holds ---------------------------------------------------------
 FROM node:20-bookworm-slim AS runtime

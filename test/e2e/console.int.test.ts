@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Redis } from 'ioredis'
 import { WebSocket } from 'ws'
-import { tinyDomain, virsh } from '@porthole/shared/testing'
+import { tinyDomain, virsh } from '@porthole/testkit'
 import { fileStack, kvmServer, tenant } from './fixtures.js'
 
 const stack = await fileStack()

@@ -14,7 +14,7 @@ import type { TestContext } from 'node:test'
 import { promisify } from 'node:util'
 import { Ajv } from 'ajv'
 import { parse } from 'yaml'
-import { REPO_ROOT } from '@porthole/shared/testing'
+import { REPO_ROOT } from '@porthole/testkit'
 
 const run = promisify(execFile)
 const COMPOSE_FILE = join(REPO_ROOT, 'docker-compose.yml')

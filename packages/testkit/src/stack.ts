@@ -10,13 +10,13 @@ import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { dropNamespace, services, testSecretKey, uniqueNamespace, type Services } from './index.js'
+import { dropNamespace, services, testSecretKey, uniqueNamespace, type Scope, type Services } from './index.js'
 
 export type ServiceName = 'api' | 'receiver' | 'agents' | 'console-gateway'
 export const ALL_SERVICES: readonly ServiceName[] = ['api', 'receiver', 'agents', 'console-gateway']
 
-/** The repository's root, found from this compiled file (packages/shared/dist/src/testing). */
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', '..')
+/** The repository's root, found from this compiled file (packages/testkit/dist/src). */
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..')
 
 export interface StackOptions {
   services?: readonly ServiceName[]
@@ -184,7 +184,7 @@ export async function freePort (): Promise<number> {
  * Starts the named services (all four by default) and registers their clean-up with `t.after`.
  * Usage: `const stack = await startStack(t)`.
  */
-export async function startStack (t: { after: (fn: () => Promise<void>) => void }, o: StackOptions = {}): Promise<Stack> {
+export async function startStack (t: Scope, o: StackOptions = {}): Promise<Stack> {
   const svc = await services()
   const s = new Stack(o.namespace ?? uniqueNamespace(), svc, o)
   s.apiUrl = `http://127.0.0.1:${await freePort()}`

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { TEST_LIBVIRT_URI, at, pipeline, states, tinyDomain, virsh, waitFor, type Pipeline } from '@porthole/shared/testing'
+import { TEST_LIBVIRT_URI, at, pipeline, states, tinyDomain, virsh, waitFor, type Pipeline } from '@porthole/testkit'
 
 // One stack for the file; its clean-ups run (last first) when every test is done.
 const cleanups: Array<() => Promise<void>> = []

@@ -3,7 +3,7 @@
  * description), parses them at start-up and gets a frozen object. A bad value stops the process with a
  * message that names the variable. The same declarations feed the README's settings table.
  */
-import { libvirtUriProblem, type KvmPolicy } from '../contracts/server.js'
+import { libvirtUriProblem, type KvmPolicy } from '@porthole/contracts'
 
 export class ConfigError extends Error {
   constructor (readonly variable: string, message: string) {
