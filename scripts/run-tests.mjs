@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // Runs every compiled *.test.js with node's own test runner, one file at a time: the integration tests share
 // one libvirtd, one RabbitMQ and one Redis, and the machine has two cores. `--only-unit` skips *.int.test.js.
-import { readdirSync, statSync } from 'node:fs'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { spawnSync } from 'node:child_process'
 
 const root = new URL('..', import.meta.url).pathname
-const roots = ['packages/contracts', 'packages/shared', 'packages/testkit', 'services/api', 'services/receiver', 'services/agents', 'services/console-gateway', 'bench', 'test']
+const roots = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).workspaces // every workspace's tests
 const filters = process.argv.slice(2).filter(a => !a.startsWith('--'))
 const onlyUnit = process.argv.includes('--only-unit')
 

@@ -2,15 +2,17 @@
 // Prints the settings table of every service from the specs they declare (src/config.ts), so the README's
 // table is generated, not hand-kept. `--check` exits 1 when README.md misses a setting.
 import { readFileSync } from 'node:fs'
+import { pathToFileURL } from 'node:url'
+import { settingsOf, SERVICE_NAMES as services } from './lib/services.mjs'
 
 const root = new URL('..', import.meta.url).pathname
-const services = ['api', 'receiver', 'agents', 'console-gateway']
 
 async function specs () {
   const out = []
   for (const s of services) {
-    // The one tool that loads a service's module: the table is generated from each service's own declarations.
-    const mod = await import(`${root}services/${s}/dist/src/config.js`) // eslint-disable-line porthole/static-imports
+    // The one tool that loads a service's module (the one services/services.json names as its settings):
+    // the table is generated from each service's own declarations.
+    const mod = await import(pathToFileURL(settingsOf(s)).href) // eslint-disable-line porthole/static-imports
     for (const v of Object.values(mod)) {
       if (v !== null && typeof v === 'object' && Object.values(v).every(x => x !== null && typeof x === 'object' && typeof x.parse === 'function' && typeof x.doc === 'string')) {
         out.push([s, v])

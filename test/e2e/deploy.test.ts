@@ -14,7 +14,7 @@ import type { TestContext } from 'node:test'
 import { promisify } from 'node:util'
 import { Ajv } from 'ajv'
 import { parse } from 'yaml'
-import { REPO_ROOT } from '@porthole/testkit'
+import { REPO_ROOT, SERVICES } from '@porthole/testkit'
 
 const run = promisify(execFile)
 const COMPOSE_FILE = join(REPO_ROOT, 'docker-compose.yml')
@@ -149,24 +149,38 @@ test('with the generated env file docker-compose.yml is a valid Compose file who
   assert.equal(redis.environment?.REDIS_PASSWORD, env.REDIS_PASSWORD)
   assert.equal(redis.environment?.REDISCLI_AUTH, env.REDIS_PASSWORD, 'the healthcheck\'s redis-cli authenticates')
 
-  const own: Record<string, string[]> = {
-    api: ['PORTHOLE_SECRET_KEY', 'CONSOLE_TRANSIT_KEY', 'PORTHOLE_ADMIN_TOKEN'],
-    receiver: [],
-    agents: ['PORTHOLE_SECRET_KEY', 'CONSOLE_TRANSIT_KEY', 'SOL_BRIDGE_SECRET'],
-    // Never PORTHOLE_SECRET_KEY: the gateway cannot open server credentials.
-    'console-gateway': ['CONSOLE_TRANSIT_KEY', 'CONSOLE_KEY', 'SOL_BRIDGE_SECRET']
-  }
-  for (const [name, secrets] of Object.entries(own)) {
-    const e = s[name]?.environment ?? {}
+  // Each service gets the secrets the one service list (services/services.json) gives it, as under npm start
+  // and in the tests' stacks, and none of the others'. Never PORTHOLE_SECRET_KEY for the gateway: it cannot
+  // open server credentials.
+  assert.ok(!(SERVICES.find(x => x.name === 'console-gateway')?.secrets ?? ['PORTHOLE_SECRET_KEY']).includes('PORTHOLE_SECRET_KEY'))
+  const everySecret = [...new Set(SERVICES.flatMap(x => x.secrets))]
+  for (const { name, secrets } of SERVICES) {
+    const e = s[name]?.environment
+    assert.ok(e !== undefined, `docker-compose.yml runs ${name}`)
     assert.equal(e.RABBITMQ_URL, `amqp://porthole:${env.RABBITMQ_PASSWORD ?? ''}@rabbitmq:5672`, name)
     assert.equal(e.REDIS_URL, `redis://:${env.REDIS_PASSWORD ?? ''}@redis:6379`, name)
-    for (const k of ['PORTHOLE_SECRET_KEY', 'CONSOLE_TRANSIT_KEY', 'CONSOLE_KEY', 'SOL_BRIDGE_SECRET', 'PORTHOLE_ADMIN_TOKEN']) {
-      if (secrets.includes(k)) assert.equal(e[k], env[k], `${name} gets ${k}`)
-      else assert.ok(e[k] === undefined || e[k] === '', `${name} does not get ${k}`)
+    for (const k of everySecret) {
+      if (!secrets.includes(k)) assert.ok(e[k] === undefined || e[k] === '', `${name} does not get ${k}`)
+      else if (env[k] !== undefined) assert.equal(e[k], env[k], `${name} gets ${k}`)
+      else assert.ok(k in e, `${name} is passed ${k}`)
     }
   }
   // The agents' bridge listens on the compose network (the gateway reaches it as "agents"), unpublished.
   assert.equal(s.agents?.environment?.SOL_BRIDGE_HOST, '0.0.0.0')
   assert.equal(s.agents?.environment?.SOL_BRIDGE_PUBLIC_HOST, 'agents')
   assert.equal((s.agents as { ports?: unknown } | undefined)?.ports, undefined)
+})
+
+test('no runtime image ships the test kit: the build deletes it, and no runtime package depends on it', async () => {
+  const dockerfile = await readFile(join(REPO_ROOT, 'Dockerfile'), 'utf8')
+  // The build stage's clean-up after `npm prune --omit=dev`, which keeps every workspace's link.
+  const cleanUp = /npm prune --omit=dev[^\n]*\n\s*&& rm -rf ([^\n]+)/.exec(dockerfile)
+  assert.ok(cleanUp !== null, 'the build stage prunes and then removes what no image needs')
+  const removed = (cleanUp[1] as string).split(/\s+/)
+  for (const p of ['packages/testkit', 'node_modules/@porthole/testkit', 'bench', 'test']) assert.ok(removed.includes(p), `the image build removes ${p}`)
+  const runtime = ['packages/contracts', 'packages/shared', ...SERVICES.map(x => x.dir)]
+  for (const dir of runtime) {
+    const pkg = JSON.parse(await readFile(join(REPO_ROOT, dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>, optionalDependencies?: Record<string, string> }
+    assert.equal({ ...pkg.dependencies, ...pkg.optionalDependencies }['@porthole/testkit'], undefined, `${dir} depends on the test kit only as a devDependency`)
+  }
 })
