@@ -178,6 +178,19 @@ test('no runtime image ships the test kit: the build deletes it, and no runtime 
   assert.ok(cleanUp !== null, 'the build stage prunes and then removes what no image needs')
   const removed = (cleanUp[1] as string).split(/\s+/)
   for (const p of ['packages/testkit', 'node_modules/@porthole/testkit', 'bench', 'test']) assert.ok(removed.includes(p), `the image build removes ${p}`)
+  // The step before the prune drops the dev-only workspaces from the manifest (so that the prune removes the
+  // packages only they need): run it on a copy of the manifest.
+  const drop = /&& node -e "([^"]+)" \\\n\s*&& npm prune --omit=dev/.exec(dockerfile)
+  assert.ok(drop !== null, 'the build stage rewrites the workspaces before the prune')
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-prune-'))
+  try {
+    await writeFile(join(dir, 'package.json'), await readFile(join(REPO_ROOT, 'package.json')))
+    await run(process.execPath, ['-e', drop[1] as string], { cwd: dir })
+    const kept = (JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as { workspaces: string[] }).workspaces
+    assert.deepEqual([...kept].sort(), ['packages/contracts', 'packages/shared', ...SERVICES.map(x => x.dir)].sort())
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
   const runtime = ['packages/contracts', 'packages/shared', ...SERVICES.map(x => x.dir)]
   for (const dir of runtime) {
     const pkg = JSON.parse(await readFile(join(REPO_ROOT, dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>, optionalDependencies?: Record<string, string> }
