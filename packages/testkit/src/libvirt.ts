@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { statSync } from 'node:fs'
 import { promisify } from 'node:util'
+import type { Scope } from './index.js'
 
 const run = promisify(execFile)
 export const TEST_LIBVIRT_URI = process.env.TEST_LIBVIRT_URI ?? 'qemu:///system'
@@ -116,7 +117,7 @@ export function tinyDomainXml (name: string, type: 'kvm' | 'qemu', o: TinyDomain
 }
 
 /** Defines (and by default starts) a tiny domain; removed in `t.after`. */
-export async function tinyDomain (t: { after: (fn: () => Promise<void>) => void }, o: TinyDomainOptions = {}): Promise<TinyDomain> {
+export async function tinyDomain (t: Scope, o: TinyDomainOptions = {}): Promise<TinyDomain> {
   const name = testDomainName()
   const { writeFile, rm, mkdtemp } = await import('node:fs/promises')
   const { tmpdir } = await import('node:os')

@@ -10,10 +10,8 @@ import { isTerminal } from '@porthole/contracts'
 import { SecretBox, sealServerSecrets } from '@porthole/shared/crypto'
 import { createLogger } from '@porthole/shared/logging'
 import { JobStore, ServerStore, TenantStore, createRedis, type Redis } from '@porthole/shared/store'
-import { waitFor } from './index.js'
+import { waitFor, type Scope } from './index.js'
 import { startStack, type Stack, type StackOptions } from './stack.js'
-
-type After = { after: (fn: () => Promise<void>) => void }
 
 export interface Pipeline {
   stack: Stack
@@ -36,7 +34,7 @@ export interface Pipeline {
   dead: () => Promise<string[]>
 }
 
-export async function pipeline (t: After, o: StackOptions = {}): Promise<Pipeline> {
+export async function pipeline (t: Scope, o: StackOptions = {}): Promise<Pipeline> {
   const stack = await startStack(t, {
     services: ['receiver', 'agents'],
     ...o,
