@@ -125,6 +125,8 @@ export async function tinyDomain (t: Scope, o: TinyDomainOptions = {}): Promise<
   const file = `${dir}/${name}.xml`
   const xml = tinyDomainXml(name, pickDomainType(), o)
   await writeFile(file, o.editXml === undefined ? xml : o.editXml(xml))
+  // The clean-up is registered before the define: a define that times out on our side may still take.
+  t.after(async () => { await removeDomain(name) })
   try {
     await virsh('define', file)
   } finally {
@@ -143,7 +145,6 @@ export async function tinyDomain (t: Scope, o: TinyDomainOptions = {}): Promise<
     settled: async (timeoutMs = 20_000) => await settle(name, timeoutMs),
     remove: async () => { await removeDomain(name) }
   }
-  t.after(d.remove)
   if (o.start !== false) await virsh('start', name)
   return d
 }
