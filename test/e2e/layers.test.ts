@@ -63,3 +63,14 @@ test('lint lets through what the layers allow', async () => {
   // The one documented reach into guacamole-lite, from its one file.
   assert.deepEqual(await porthole('services/console-gateway/src/guac.ts', "import { createRequire } from 'node:module'\nconst require = createRequire(import.meta.url)\nexport const C = require('guacamole-lite/lib/ClientConnection.js') as unknown"), [])
 })
+
+test('the contract layer bundles for a browser page: no Node built-in anywhere in what it imports', async () => {
+  const { build } = await import('esbuild')
+  const r = await build({
+    entryPoints: [join(REPO_ROOT, 'packages', 'contracts', 'dist', 'src', 'index.js'), join(REPO_ROOT, 'packages', 'contracts', 'dist', 'src', 'errors.js')],
+    bundle: true, platform: 'browser', format: 'esm', write: false, outdir: 'out', logLevel: 'silent'
+  })
+  assert.deepEqual(r.errors, [])
+  assert.equal(r.outputFiles.length, 2)
+  for (const f of r.outputFiles) assert.doesNotMatch(f.text, /\bfrom ?["']node:|require\(["'](node:)?(fs|path|crypto|net|os)["']\)/)
+})
