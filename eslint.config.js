@@ -29,6 +29,16 @@ export default tseslint.config(
     }
   },
   { files: ['**/*.{js,mjs,ts}'], plugins: { porthole } },
+  // Who may import the broker, Redis and libvirt clients: the runtime layer's AMQP client and stores hold the
+  // first two (services use those), and only the agents talk to libvirt.
+  ...[
+    { files: ['services/agents/src/**/*.ts'], banned: ['amqplib', 'ioredis'] },
+    { files: ['services/api/src/**/*.ts', 'services/receiver/src/**/*.ts', 'services/console-gateway/src/**/*.ts', 'packages/contracts/src/**/*.ts'], banned: ['amqplib', 'ioredis', '@unraid/libvirt'] },
+    { files: ['packages/shared/src/**/*.ts'], banned: ['@unraid/libvirt'] }
+  ].map(({ files, banned }) => ({
+    files,
+    rules: { 'no-restricted-imports': ['error', { paths: banned.map(name => ({ name, message: { amqplib: 'use @porthole/shared/amqp', ioredis: 'use @porthole/shared/store', '@unraid/libvirt': 'only services/agents talks to libvirt' }[name] })) }] }
+  })),
   {
     // The contract layer runs in a browser page as well as in Node: no Node globals either.
     files: ['packages/contracts/src/**/*.ts'],

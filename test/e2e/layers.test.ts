@@ -33,6 +33,10 @@ const caught: Array<[string, string, string, string]> = [
   ['a package\'s compiled files', 'services/receiver/src/x.ts', "export * from '@porthole/shared/dist/src/amqp/index.js'", 'porthole/exports-only'],
   ['a third-party package\'s internals', 'services/console-gateway/src/x.ts', "import { createRequire } from 'node:module'\nexport const C = createRequire(import.meta.url)('guacamole-lite/lib/ClientConnection.js') as unknown\nexport const D = require('guacamole-lite/lib/Crypt.js') as unknown", 'porthole/exports-only'],
   ['an import through a variable', 'bench/src/x.ts', "const spec = '@unraid/libvirt'\nexport const lib = await import(spec) as unknown", 'porthole/static-imports'],
+  ['amqplib in a service', 'services/receiver/src/x.ts', "export { connect } from 'amqplib'", 'no-restricted-imports'],
+  ['ioredis in a service', 'services/agents/src/x.ts', "export { Redis } from 'ioredis'", 'no-restricted-imports'],
+  ['libvirt outside the agents', 'services/api/src/x.ts', "export { Hypervisor } from '@unraid/libvirt'", 'no-restricted-imports'],
+  ['libvirt in the runtime layer', 'packages/shared/src/x.ts', "export { Hypervisor } from '@unraid/libvirt'", 'no-restricted-imports'],
   ['a computed path', 'test/e2e/x.ts', "const root = '/repo'\nexport const m = await import(`${root}/services/agents/dist/src/config.js`) as unknown", 'porthole/static-imports']
 ]
 
@@ -54,8 +58,10 @@ test('lint lets through what the layers allow', async () => {
     "import { readFile } from 'node:fs/promises'",
     "import { x } from './y.js'",
     "export const all = [AmqpClient, compile, ValidationError, TypeCompiler, readFile, x] as unknown as Job[]",
-    "export const lazy = await import('@unraid/libvirt')"
+    "export const lazy = await import('@sinclair/typebox')"
   ].join('\n')), [])
+  const [agents] = await eslint.lintText("export { Hypervisor } from '@unraid/libvirt'\nexport { AmqpClient } from '@porthole/shared/amqp'", { filePath: join(REPO_ROOT, 'services/agents/src/x.ts') })
+  assert.deepEqual(agents?.messages.map(m => m.ruleId), [], 'the agents talk to libvirt')
   assert.deepEqual(await porthole('services/api/test/x.test.ts', "export { startStack } from '@porthole/testkit'\nexport { startIpmiSim } from '@porthole/testkit/ipmi'\nexport * from '../src/app.js'"), [])
   assert.deepEqual(await porthole('packages/testkit/src/x.ts', "export { names } from '@porthole/shared/amqp'\nexport type { Job } from '@porthole/contracts'"), [])
   assert.deepEqual(await porthole('packages/shared/src/x.ts', "export type { Job } from '@porthole/contracts'"), [])
