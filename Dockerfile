@@ -28,9 +28,12 @@ RUN npm ci --ignore-scripts \
  && npm rebuild @unraid/libvirt \
  && test -f node_modules/@unraid/libvirt/build/Release/libvirt.node
 COPY . .
+# Before the prune, the manifest forgets the dev-only workspaces (the test kit, bench, the e2e tests), so that
+# their links and the packages only they need (playwright-core, …) go too.
 RUN npm run build \
+ && node -e "const f='package.json', j=JSON.parse(require('fs').readFileSync(f)); j.workspaces=j.workspaces.filter(w => w.startsWith('services/') || w === 'packages/contracts' || w === 'packages/shared'); require('fs').writeFileSync(f, JSON.stringify(j))" \
  && npm prune --omit=dev --ignore-scripts \
- && rm -rf bench test packages/*/test services/*/test packages/*/dist/test services/*/dist/test
+ && rm -rf bench test packages/testkit node_modules/@porthole/testkit packages/*/test services/*/test packages/*/dist/test services/*/dist/test
 
 # --- runtime: what every service's image holds ---------------------------------------------------------
 FROM node:20-bookworm-slim AS runtime

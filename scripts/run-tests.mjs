@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 // Runs every compiled *.test.js with node's own test runner, one file at a time: the integration tests share
 // one libvirtd, one RabbitMQ and one Redis, and the machine has two cores. `--only-unit` skips *.int.test.js.
-import { readdirSync, statSync } from 'node:fs'
+// Then the run fails if any libvirt domain of its own is still defined: each run names its test domains
+// `porthole-test-<run>-…` (PORTHOLE_TEST_RUN, read by the test kit), so that other runs on the same machine
+// do not count; the leftovers are named, then removed.
+import { randomBytes } from 'node:crypto'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 
 const root = new URL('..', import.meta.url).pathname
-const roots = ['packages/shared', 'services/api', 'services/receiver', 'services/agents', 'services/console-gateway', 'bench', 'test']
+const roots = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).workspaces // every workspace's tests
 const filters = process.argv.slice(2).filter(a => !a.startsWith('--'))
 const onlyUnit = process.argv.includes('--only-unit')
 
@@ -38,5 +42,29 @@ if (picked.length === 0) {
 const skipSummary = new URL('./lib/skip-summary.mjs', import.meta.url).href
 const args = ['--enable-source-maps', '--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout',
   `--test-reporter=${skipSummary}`, '--test-reporter-destination=stdout', ...picked]
-const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root, env: { ...process.env, PORTHOLE_TEST: '1' } })
-process.exit(r.status ?? 1)
+const run = randomBytes(4).toString('hex')
+const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root, env: { ...process.env, PORTHOLE_TEST: '1', PORTHOLE_TEST_RUN: run } })
+process.exit(leftoverDomains(`porthole-test-${run}-`) ? 1 : r.status ?? 1)
+
+/** True when domains named `prefix…` are still defined (they are listed, then destroyed and undefined). */
+function leftoverDomains (prefix) {
+  const uri = process.env.TEST_LIBVIRT_URI ?? 'qemu:///system'
+  const virsh = (...a) => execFileSync('virsh', ['-c', uri, ...a], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] })
+  let names
+  try {
+    names = virsh('list', '--all', '--name').split('\n').map(l => l.trim()).filter(n => n.startsWith(prefix))
+  } catch (err) {
+    console.error(`domain check: could not list libvirt's domains at ${uri} (${err.message.split('\n')[0]}); tests that need libvirt fail on their own`)
+    return false
+  }
+  if (names.length === 0) {
+    console.log(`domain check: no test domain of this run (${prefix}*) is left defined`)
+    return false
+  }
+  console.error(`domain check FAILED: ${names.length} test domain(s) of this run left defined: ${names.join(', ')}`)
+  for (const n of names) {
+    try { virsh('destroy', n) } catch { /* not running */ }
+    try { virsh('undefine', n) } catch (err) { console.error(`  could not undefine ${n}: ${err.message.split('\n')[0]}`) }
+  }
+  return true
+}

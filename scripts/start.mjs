@@ -18,10 +18,10 @@
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { connect as netConnect, createServer } from 'node:net'
-import { join } from 'node:path'
 import { ensureSecrets, keepPrivate, LOCAL_ENV, rel, ROOT } from './lib/local-env.mjs'
+import { ALL_SECRET_VARS, mainOf, service, SERVICE_NAMES, SERVICES } from './lib/services.mjs'
 
-const ALL = ['api', 'receiver', 'agents', 'console-gateway']
+const ALL = SERVICE_NAMES
 const args = process.argv.slice(2)
 if (args.includes('--help') || args.includes('-h')) {
   console.log('usage: node scripts/start.mjs [' + ALL.join(' ') + '] [--raw]\n' +
@@ -67,27 +67,17 @@ env.GATEWAY_PORT ||= '8081'
 env.PUBLIC_GATEWAY_URL ||= `http://${hostForUrl(env.GATEWAY_HOST === '0.0.0.0' || env.GATEWAY_HOST === '::' ? '127.0.0.1' : env.GATEWAY_HOST)}:${env.GATEWAY_PORT}`
 const apiUrl = `http://${hostForUrl(env.API_HOST === '0.0.0.0' || env.API_HOST === '::' ? '127.0.0.1' : env.API_HOST)}:${env.API_PORT}`
 
-// Each service gets only its own secrets: a receiver that leaks its environment leaks nothing, only the
-// gateway can open what CONSOLE_KEY sealed, and the gateway cannot open server credentials (no
-// PORTHOLE_SECRET_KEY: console targets reach it under CONSOLE_TRANSIT_KEY).
-const SECRET_KEY_VARS = ['PORTHOLE_SECRET_KEY', 'PORTHOLE_SECRET_KEY_ID', 'PORTHOLE_OLD_SECRET_KEYS']
-const TRANSIT_KEY_VARS = ['CONSOLE_TRANSIT_KEY', 'CONSOLE_TRANSIT_KEY_ID', 'CONSOLE_OLD_TRANSIT_KEYS']
-const CONSOLE_KEY_VARS = ['CONSOLE_KEY', 'CONSOLE_KEY_ID', 'CONSOLE_OLD_KEYS']
-const SECRETS_OF = {
-  api: [...SECRET_KEY_VARS, ...TRANSIT_KEY_VARS, 'PORTHOLE_ADMIN_TOKEN'],
-  receiver: [],
-  agents: [...SECRET_KEY_VARS, ...TRANSIT_KEY_VARS, 'SOL_BRIDGE_SECRET'],
-  'console-gateway': [...TRANSIT_KEY_VARS, ...CONSOLE_KEY_VARS, 'SOL_BRIDGE_SECRET']
-}
-const ALL_SECRET_VARS = [...SECRET_KEY_VARS, ...TRANSIT_KEY_VARS, ...CONSOLE_KEY_VARS, 'SOL_BRIDGE_SECRET', 'PORTHOLE_ADMIN_TOKEN']
-
-/** The environment of one service: the shared settings, its own secrets only. */
+// Each service gets only its own secrets (services/services.json): a receiver that leaks its environment
+// leaks nothing, only the gateway can open what CONSOLE_KEY sealed, and the gateway cannot open server
+// credentials (no PORTHOLE_SECRET_KEY: console targets reach it under CONSOLE_TRANSIT_KEY).
+/** The environment of one service: the shared settings, its own secrets only, its start-up defaults. */
 function envFor (name) {
+  const s = service(name)
   const e = { ...env }
-  for (const v of ALL_SECRET_VARS) if (!SECRETS_OF[name].includes(v)) delete e[v]
-  // libvirt calls run on libuv's thread pool (4 threads by default), and a dead host holds a thread until TCP
-  // gives up. The size must be in the environment at process start: setting it from inside Node 20 is too late.
-  if (name === 'agents') e.UV_THREADPOOL_SIZE ||= '64'
+  for (const v of ALL_SECRET_VARS) if (!s.secrets.includes(v)) delete e[v]
+  // E.g. the agents' UV_THREADPOOL_SIZE: libvirt calls run on libuv's thread pool, sized from the
+  // environment at process start only (setting it from inside Node 20 is too late).
+  for (const [k, v] of Object.entries(s.env)) e[k] ||= v
   return e
 }
 
@@ -106,9 +96,9 @@ const rabbit = await probe(env.RABBITMQ_URL, 5672, 5671, Buffer.from('AMQP\x00\x
 if (rabbit !== true) problems.push(`RabbitMQ does not answer at ${redact(env.RABBITMQ_URL)} (${rabbit}). Start it (\`rabbitmq-server -detached\`, or \`docker compose up -d rabbitmq redis\`) or set RABBITMQ_URL.`)
 const redis = await probe(env.REDIS_URL, 6379, 6379, Buffer.from('PING\r\n'), b => /^[+-]/.test(b.toString('latin1')))
 if (redis !== true) problems.push(`Redis does not answer at ${redact(env.REDIS_URL)} (${redis}). Start it (\`redis-server --daemonize yes --bind 127.0.0.1\`, or \`docker compose up -d rabbitmq redis\`) or set REDIS_URL.`)
-const ports = [['api', 'API_HOST', 'API_PORT'], ['console-gateway', 'GATEWAY_HOST', 'GATEWAY_PORT']]
-for (const [svc, h, p] of ports) {
-  if (!selected.includes(svc)) continue
+for (const { name: svc, listen } of SERVICES) {
+  if (!selected.includes(svc) || listen === undefined) continue
+  const { host: h, port: p } = listen
   const err = await portFree(env[h], Number(env[p]))
   if (err !== undefined) problems.push(`${svc} cannot listen on ${env[h]}:${env[p]} (${err}): is another \`npm start\` running? Set ${p} to use another port.`)
 }
@@ -146,8 +136,6 @@ async function portFree (host, port) {
     s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(undefined)))
   })
 }
-
-function mainOf (name) { return join(ROOT, 'services', name, 'dist', 'src', 'main.js') }
 
 // --- supervision ----------------------------------------------------------------------------------------
 const BACKOFF_MIN = 500

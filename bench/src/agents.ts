@@ -11,15 +11,17 @@
  *
  *   npm run bench -- agents [--quick]
  *
- * Needs the compiled agents' test helpers (`services/agents/dist/test/...`): `npm run bench` builds them.
+ * The simulators come from the test kit (@porthole/testkit); the agents' settings are read from their own
+ * "ready" log line.
  */
 import { execFile } from 'node:child_process'
 import https from 'node:https'
 import { loadavg } from 'node:os'
-import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
-import { REPO_ROOT, TEST_LIBVIRT_URI, startStack, tinyDomain, waitFor, type Stack, type TinyDomain } from '@porthole/shared/testing'
+import { Hypervisor } from '@unraid/libvirt'
+import { TEST_LIBVIRT_URI, startStack, tinyDomain, waitFor, type Stack, type TinyDomain } from '@porthole/testkit'
+import { startIpmiSim, type IpmiSim } from '@porthole/testkit/ipmi'
+import { startOvirtSimulator } from '@porthole/testkit/ovirt'
 import { UNCAPPED, summarize, table, type Summary } from './stats.js'
 
 const run = promisify(execFile)
@@ -43,16 +45,6 @@ const FAST_POLL = { KVM_POLL_MS: '50', IPMI_POLL_MS: '100', OVIRT_POLL_MS: '100'
 /** The oVirt simulator's time per state step (its default): start is down → wait_for_launch → powering_up → up. */
 const OVIRT_TRANSITION_MS = 300
 
-// The agents' test helpers, compiled (bench is tooling, not a service). Only the parts used here are typed.
-interface IpmiSim { host: string, port: number, username: string, password: string, power: () => Promise<'on' | 'off'> }
-interface OvirtSim {
-  url: string, caCert: string, username: string, password: string
-  addVm: (o?: { status?: string }) => { id: string }
-  vm: (id: string) => { status: string } | undefined
-}
-async function agentsDist<T> (rel: string): Promise<T> {
-  return await import(pathToFileURL(join(REPO_ROOT, 'services', 'agents', 'dist', rel)).href) as T
-}
 
 /** Per-call latencies of one kind, and the wall time of the phases they ran in. */
 interface Timing { lat: number[], ms: number }
@@ -98,9 +90,6 @@ async function kvmFleet (t: After, stack: Stack, tenant: string): Promise<Fleet>
   const ids = await register(stack, tenant, 'kvm', doms.map(d => ({ name: d.name, connection: { uri: d.uri, domain: d.name } })))
   // What the agent itself does per job: a domain lookup and a state read over one kept connection, through
   // the libvirt binding the agents use (resolved from the workspace root).
-  interface Hv { connectOpen: () => Promise<void>, connectClose: () => Promise<void>, domainLookupByName: (n: string) => Promise<unknown>, domainGetInfo: (d: unknown) => Promise<{ state: number }> }
-  const spec = '@unraid/libvirt'
-  const { Hypervisor } = await import(spec) as { Hypervisor: new (o: { uri: string }) => Hv }
   const hv = new Hypervisor({ uri: TEST_LIBVIRT_URI })
   await hv.connectOpen()
   t.after(async () => { await hv.connectClose() })
@@ -144,7 +133,6 @@ async function ipmitool (s: IpmiSim, command: 'status' | 'on' | 'off'): Promise<
 }
 
 async function ipmiFleet (t: After, stack: Stack, tenant: string): Promise<Fleet> {
-  const { startIpmiSim } = await agentsDist<{ startIpmiSim: (t: unknown, o: { power: 'on' }) => Promise<IpmiSim> }>('test/ipmi/ipmi-sim.js')
   const sims: IpmiSim[] = []
   for (let i = 0; i < SERVERS; i++) sims.push(await startIpmiSim(t, { power: 'on' }))
   const ids = await register(stack, tenant, 'ipmi', sims.map((s, i) => ({
@@ -174,7 +162,6 @@ async function ipmiFleet (t: After, stack: Stack, tenant: string): Promise<Fleet
 }
 
 async function ovirtFleet (t: After, stack: Stack, tenant: string): Promise<Fleet> {
-  const { startOvirtSimulator } = await agentsDist<{ startOvirtSimulator: (t: unknown, o: { transitionMs: number, tokenLifetimeMs: number }) => Promise<OvirtSim> }>('test/ovirt/simulator.js')
   // SSO tokens live an hour, as engines' do by default, so that the bench's own token outlives the run.
   const sim = await startOvirtSimulator(t, { transitionMs: OVIRT_TRANSITION_MS, tokenLifetimeMs: 3_600_000 })
   const vms = Array.from({ length: SERVERS }, () => sim.addVm({ status: 'up' }))
@@ -319,14 +306,24 @@ function warnings (stack: Stack): string {
   return seen.size === 0 ? 'none' : [...seen].map(([k, n]) => `${n} × "${k}"`).join(', ')
 }
 
+/** The pacing settings the agents say they run with, from their (first) "ready" line. */
+function agentsPacing (stack: Stack): Record<string, unknown> {
+  for (const l of stack.logLines) {
+    if (!l.includes('"msg":"ready"')) continue
+    const j = JSON.parse(l) as { service?: string, pacing?: Record<string, unknown> }
+    if (j.service === 'agents' && j.pacing !== undefined) return j.pacing
+  }
+  throw new Error('the agents\' "ready" line carries no pacing settings')
+}
+
 async function main (): Promise<void> {
-  const { agentSettings } = await agentsDist<{ agentSettings: Record<string, { default?: unknown }> }>('src/config.js')
-  const setting = (k: string): string => String(agentSettings[k]?.default)
   const load0 = loadavg()
   const started = new Date()
   // LOG_LEVEL=info, not warn: startStack waits for each service's "ready" line, which is logged at info (at
   // warn no service would ever be seen as ready). That costs four short JSON lines per job.
   const stack = await startStack(t, { env: { LOG_LEVEL: 'info' }, envFor: { receiver: UNCAPPED } })
+  const pacing = agentsPacing(stack)
+  const setting = (k: string): string => String(pacing[k])
   const tenant = (await stack.api('POST', '/v1/tenants', { name: 'bench-agents' })).body.id as string
   const rows: Row[] = []
   const fast: Row[] = []

@@ -33,16 +33,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { connect, createServer, type Socket } from 'node:net'
-import { loadavg, tmpdir } from 'node:os'
+import { loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { chromium, type BrowserContext } from 'playwright-core'
 import WebSocket from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import { createLogger } from '@porthole/shared/logging'
-import { ALL_SERVICES, dropNamespace, freePort, startStack, tinyDomain, waitFor, type ServiceName, type Stack } from '@porthole/shared/testing'
+import { ALL_SERVICES, dropNamespace, freePort, startStack, tinyDomain, waitFor, type ServiceName, type Stack } from '@porthole/testkit'
+import { launchChromium } from '@porthole/testkit/chromium'
 import { UNCAPPED, closedLoop, jsonClient, percentile, table, type Summary } from './stats.js'
 import { measureCpu, perCall, stackProcesses, type CpuProcesses } from './cpu.js'
 import { formatSummary, profileFiles, summarizeFile } from './cpuprofile-summary.js'
@@ -839,15 +839,7 @@ Gateway frames/s / websockify: ${(gw2.fpsN / ws2.fpsN).toFixed(2)} (aim ≥ 1); 
   if (runs('browser')) {
     progress('4. click-to-pixels')
     // 4. click-to-pixels in Chromium ----------------------------------------------------------------------
-    const dir = await mkdtemp(join(tmpdir(), 'porthole-bench-chromium-'))
-    t.after(async () => { await rm(dir, { recursive: true, force: true }) })
-    const browser: BrowserContext = await chromium.launchPersistentContext(dir, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-      viewport: { width: 1024, height: 700 }
-    })
-    t.after(async () => { await browser.close() })
+    const browser = await launchChromium(t, { width: 1024, height: 700 })
     const protocols = ['vnc', ...(process.env.GUACD_HOST !== undefined ? ['guacamole'] : [])]
     const rows4: Array<Record<string, string | number>> = []
     // Resolves in the page at the first animation frame whose screen canvas (the largest one) has lit pixels;

@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
-import type { Stack } from '@porthole/shared/testing'
+import type { Stack } from '@porthole/testkit'
 
 const ticksPerSecond = ((): number => {
   try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100 } catch { return 100 }

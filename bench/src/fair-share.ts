@@ -10,7 +10,7 @@
  *
  *   npm run bench -- fair-share [--quick] [--flood=50] [--caps=4,8,32,100000] [--rounds=3] [--no-limits]
  */
-import { startStack, tinyDomain, type Stack } from '@porthole/shared/testing'
+import { startStack, tinyDomain, type Stack } from '@porthole/testkit'
 import { UNCAPPED, closedLoop, jsonClient, percentile, table, type Summary } from './stats.js'
 import { processCpuMs } from './cpu.js'
 

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto'
 import { AmqpClient, names, type Lane } from '@porthole/shared/amqp'
 import { createLogger } from '@porthole/shared/logging'
-import { dropNamespace, startStack, tinyDomain, type Stack } from '@porthole/shared/testing'
+import { dropNamespace, startStack, tinyDomain, type Stack } from '@porthole/testkit'
 import { UNCAPPED, closedLoop, jsonClient, table, type Summary } from './stats.js'
 
 const quick = process.argv.includes('--quick')

@@ -17,7 +17,7 @@
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ALL_SERVICES, REPO_ROOT, startStack, type Stack } from '@porthole/shared/testing'
+import { ALL_SERVICES, REPO_ROOT, startStack, type Stack } from '@porthole/testkit'
 import { percentile, table } from './stats.js'
 
 const quick = process.argv.includes('--quick')

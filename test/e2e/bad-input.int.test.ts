@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { names } from '@porthole/shared/amqp'
-import { tinyDomain, type ApiResponse } from '@porthole/shared/testing'
+import { tinyDomain, type ApiResponse } from '@porthole/testkit'
 import { fileStack, finished, kvmServer, tenant } from './fixtures.js'
 
 const stack = await fileStack()

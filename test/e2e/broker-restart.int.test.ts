@@ -6,7 +6,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { tinyDomain, waitFor } from '@porthole/shared/testing'
+import { tinyDomain, waitFor } from '@porthole/testkit'
 import { fileStack, finished, kvmServer, tenant } from './fixtures.js'
 
 const run = promisify(execFile)

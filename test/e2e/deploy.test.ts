@@ -14,7 +14,7 @@ import type { TestContext } from 'node:test'
 import { promisify } from 'node:util'
 import { Ajv } from 'ajv'
 import { parse } from 'yaml'
-import { REPO_ROOT } from '@porthole/shared/testing'
+import { REPO_ROOT, SERVICES } from '@porthole/testkit'
 
 const run = promisify(execFile)
 const COMPOSE_FILE = join(REPO_ROOT, 'docker-compose.yml')
@@ -149,24 +149,59 @@ test('with the generated env file docker-compose.yml is a valid Compose file who
   assert.equal(redis.environment?.REDIS_PASSWORD, env.REDIS_PASSWORD)
   assert.equal(redis.environment?.REDISCLI_AUTH, env.REDIS_PASSWORD, 'the healthcheck\'s redis-cli authenticates')
 
-  const own: Record<string, string[]> = {
-    api: ['PORTHOLE_SECRET_KEY', 'CONSOLE_TRANSIT_KEY', 'PORTHOLE_ADMIN_TOKEN'],
-    receiver: [],
-    agents: ['PORTHOLE_SECRET_KEY', 'CONSOLE_TRANSIT_KEY', 'SOL_BRIDGE_SECRET'],
-    // Never PORTHOLE_SECRET_KEY: the gateway cannot open server credentials.
-    'console-gateway': ['CONSOLE_TRANSIT_KEY', 'CONSOLE_KEY', 'SOL_BRIDGE_SECRET']
-  }
-  for (const [name, secrets] of Object.entries(own)) {
-    const e = s[name]?.environment ?? {}
+  // Each service gets the secrets the one service list (services/services.json) gives it, as under npm start
+  // and in the tests' stacks, and none of the others'. Never PORTHOLE_SECRET_KEY for the gateway: it cannot
+  // open server credentials.
+  assert.ok(!(SERVICES.find(x => x.name === 'console-gateway')?.secrets ?? ['PORTHOLE_SECRET_KEY']).includes('PORTHOLE_SECRET_KEY'))
+  const everySecret = [...new Set(SERVICES.flatMap(x => x.secrets))]
+  for (const { name, secrets } of SERVICES) {
+    const e = s[name]?.environment
+    assert.ok(e !== undefined, `docker-compose.yml runs ${name}`)
     assert.equal(e.RABBITMQ_URL, `amqp://porthole:${env.RABBITMQ_PASSWORD ?? ''}@rabbitmq:5672`, name)
     assert.equal(e.REDIS_URL, `redis://:${env.REDIS_PASSWORD ?? ''}@redis:6379`, name)
-    for (const k of ['PORTHOLE_SECRET_KEY', 'CONSOLE_TRANSIT_KEY', 'CONSOLE_KEY', 'SOL_BRIDGE_SECRET', 'PORTHOLE_ADMIN_TOKEN']) {
-      if (secrets.includes(k)) assert.equal(e[k], env[k], `${name} gets ${k}`)
-      else assert.ok(e[k] === undefined || e[k] === '', `${name} does not get ${k}`)
+    for (const k of everySecret) {
+      if (!secrets.includes(k)) assert.ok(e[k] === undefined || e[k] === '', `${name} does not get ${k}`)
+      else if (env[k] !== undefined) assert.equal(e[k], env[k], `${name} gets ${k}`)
+      else assert.ok(k in e, `${name} is passed ${k}`)
     }
   }
   // The agents' bridge listens on the compose network (the gateway reaches it as "agents"), unpublished.
   assert.equal(s.agents?.environment?.SOL_BRIDGE_HOST, '0.0.0.0')
   assert.equal(s.agents?.environment?.SOL_BRIDGE_PUBLIC_HOST, 'agents')
   assert.equal((s.agents as { ports?: unknown } | undefined)?.ports, undefined)
+})
+
+test('no runtime image ships the test kit: the build deletes it, and no runtime package depends on it', async () => {
+  const dockerfile = await readFile(join(REPO_ROOT, 'Dockerfile'), 'utf8')
+  // The build stage's clean-up after `npm prune --omit=dev`, which keeps every workspace's link.
+  const cleanUp = /npm prune --omit=dev[^\n]*\n\s*&& rm -rf ([^\n]+)/.exec(dockerfile)
+  assert.ok(cleanUp !== null, 'the build stage prunes and then removes what no image needs')
+  const removed = (cleanUp[1] as string).split(/\s+/)
+  for (const p of ['packages/testkit', 'node_modules/@porthole/testkit', 'bench', 'test']) assert.ok(removed.includes(p), `the image build removes ${p}`)
+  // The step before the prune drops the dev-only workspaces from the manifest (so that the prune removes the
+  // packages only they need): run it on a copy of the manifest.
+  const drop = /&& node -e "([^"]+)" \\\n\s*&& npm prune --omit=dev/.exec(dockerfile)
+  assert.ok(drop !== null, 'the build stage rewrites the workspaces before the prune')
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-prune-'))
+  try {
+    await writeFile(join(dir, 'package.json'), await readFile(join(REPO_ROOT, 'package.json')))
+    await run(process.execPath, ['-e', drop[1] as string], { cwd: dir })
+    const kept = (JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as { workspaces: string[] }).workspaces
+    assert.deepEqual([...kept].sort(), ['packages/contracts', 'packages/shared', ...SERVICES.map(x => x.dir)].sort())
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+  const runtime = ['packages/contracts', 'packages/shared', ...SERVICES.map(x => x.dir)]
+  for (const dir of runtime) {
+    const pkg = JSON.parse(await readFile(join(REPO_ROOT, dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>, optionalDependencies?: Record<string, string> }
+    assert.equal({ ...pkg.dependencies, ...pkg.optionalDependencies }['@porthole/testkit'], undefined, `${dir} depends on the test kit only as a devDependency`)
+  }
+})
+
+test('the image\'s entry point runs exactly the services of services/services.json, each from its entry point', async () => {
+  const sh = await readFile(join(REPO_ROOT, 'deploy', 'entrypoint.sh'), 'utf8')
+  const names = /^\s+([a-z|-]+)\)\n\s+svc=\$1; shift\n\s+exec node --enable-source-maps "\/app\/services\/\$svc\/dist\/src\/main\.js"/m.exec(sh)
+  assert.ok(names !== null, 'entrypoint.sh runs a named service from /app/services/<name>/dist/src/main.js')
+  assert.deepEqual((names[1] as string).split('|').sort(), SERVICES.map(x => x.name).sort())
+  for (const s of SERVICES) assert.equal(`${s.dir}/${s.main}`, `services/${s.name}/dist/src/main.js`, `${s.name}'s entry point is where the image looks`)
 })

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { REPO_ROOT } from '@porthole/shared/testing'
+import { REPO_ROOT } from '@porthole/testkit'
 
 test('README.md lists every setting every service reads', async () => {
   const { stdout } = await promisify(execFile)(process.execPath, ['scripts/settings-table.mjs', '--check'], { cwd: REPO_ROOT })

@@ -1,7 +1,7 @@
 /** Fixtures for end-to-end tests: tenants, keys and servers made through the public API only. */
 import assert from 'node:assert/strict'
 import { after } from 'node:test'
-import { startStack, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/shared/testing'
+import { startStack, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/testkit'
 
 /** One stack for a whole test file, stopped after the file's tests. */
 export async function fileStack (o: StackOptions = {}): Promise<Stack> {
@@ -43,6 +43,6 @@ export async function power (stack: Stack, serverId: string, action: string, key
 
 /** libvirt's numeric id of a running domain (changes when the domain is started again). */
 export async function domId (dom: TinyDomain): Promise<string> {
-  const { virsh } = await import('@porthole/shared/testing')
+  const { virsh } = await import('@porthole/testkit')
   return await virsh('domid', dom.name)
 }

@@ -2,7 +2,7 @@
 // checked against what libvirt itself reports.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { tinyDomain } from '@porthole/shared/testing'
+import { tinyDomain } from '@porthole/testkit'
 import { domId, fileStack, kvmServer, power, tenant } from './fixtures.js'
 
 const stack = await fileStack({ envFor: { agents: { KVM_SHUTDOWN_WAIT_MS: '1500' } } })

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { REPO_ROOT } from '@porthole/shared/testing'
+import { REPO_ROOT } from '@porthole/testkit'
 
 interface Result { code: number, stdout: string, stderr: string }
 

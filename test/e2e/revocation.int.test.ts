@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { WebSocket } from 'ws'
-import { tinyDomain } from '@porthole/shared/testing'
+import { tinyDomain } from '@porthole/testkit'
 import { fileStack, kvmServer, tenant } from './fixtures.js'
 
 const stack = await fileStack()

@@ -3,20 +3,12 @@
 // test-owned TCP server playing a getty). Neither the BMC password nor a token reaches a log line.
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { WebSocket } from 'ws'
-import { REPO_ROOT, tinyDomain, waitFor } from '@porthole/shared/testing'
+import { tinyDomain, waitFor } from '@porthole/testkit'
+import { launchChromium } from '@porthole/testkit/chromium'
+import * as sims from '@porthole/testkit/ipmi'
 import { fileStack, kvmServer, tenant } from './fixtures.js'
 
-/** The agents' own ipmi_sim helper (services/agents/test/ipmi/ipmi-sim.ts), compiled. */
-interface SimHelpers {
-  startIpmiSim: (t: { after: (fn: () => Promise<void>) => void }, o: { sol?: string, power?: 'on' | 'off' }) => Promise<{ host: string, port: number, username: string, password: string }>
-  startSerialDevice: (t: { after: (fn: () => Promise<void>) => void }) => Promise<{ device: string, banner: string, received: () => string }>
-}
-const sims = await import(pathToFileURL(join(REPO_ROOT, 'services', 'agents', 'dist', 'test', 'ipmi', 'ipmi-sim.js')).href) as SimHelpers
 
 const stack = await fileStack()
 const acme = await tenant(stack)
@@ -107,14 +99,7 @@ test('a serial console reconnects and is taken over with single-use bridge ticke
 })
 
 test('the console page shows the serial console in a terminal, and typing reaches the host', async (t) => {
-  const { chromium } = await import('playwright-core')
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
-  const browser = await chromium.launchPersistentContext(dir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run']
-  })
-  t.after(async () => { await browser.close(); await rm(dir, { recursive: true, force: true }) })
+  const browser = await launchChromium(t)
   const { url } = await serialConsole()
   const page = await browser.newPage()
   const errors: string[] = []

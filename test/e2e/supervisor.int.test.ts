@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { REPO_ROOT, dropNamespace, freePort, services, testSecretKey, uniqueNamespace, waitFor } from '@porthole/shared/testing'
+import { REPO_ROOT, dropNamespace, freePort, services, testSecretKey, uniqueNamespace, waitFor } from '@porthole/testkit'
 
 interface Run { out: () => string, err: () => string, exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>, kill: (s: NodeJS.Signals) => void }
 

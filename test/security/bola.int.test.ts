@@ -7,7 +7,7 @@
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { tinyDomain, waitFor, type Stack } from '@porthole/shared/testing'
+import { tinyDomain, waitFor, type Stack } from '@porthole/testkit'
 import { fileStack, finished, kvmServer } from '../e2e/fixtures.js'
 import { assertProblem, minimalRequest, operations, type Operation } from './support.js'
 

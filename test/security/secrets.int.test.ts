@@ -10,27 +10,12 @@ import { randomBytes } from 'node:crypto'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
-import { REPO_ROOT, tinyDomain, waitFor, type ApiResponse } from '@porthole/shared/testing'
+import { tinyDomain, waitFor, type ApiResponse, type Scope } from '@porthole/testkit'
+import * as ipmiSims from '@porthole/testkit/ipmi'
+import * as ovirtSims from '@porthole/testkit/ovirt'
 import { fileStack, finished, tenant } from '../e2e/fixtures.js'
 import { consoleAddress, psSampler, redisDump, secretsIn, tryViewer, vncViewer } from './support.js'
 
-type Scope = { after: (fn: () => Promise<void>) => void }
-/** The agents' own simulators (services/agents/test), compiled: a real ipmi_sim, and the oVirt engine's API. */
-interface Sims {
-  startIpmiSim: (t: Scope, o: { power?: 'on' | 'off' }) => Promise<{ host: string, port: number, username: string, password: string, power: () => Promise<'on' | 'off'> }>
-}
-interface OvirtSims {
-  makePki: (t: Scope) => Promise<{ caCert: string, cert: string, key: string }>
-  startOvirtSimulator: (t: Scope, o?: { transitionMs?: number }) => Promise<{
-    url: string, caCert: string, username: string, password: string
-    addVm: (o?: { status?: string, consoles?: Array<{ id: string, protocol: 'vnc', address: string, port: number }> }) => { id: string }
-    tickets: Array<{ value: string }>
-  }>
-}
-const agentsTest = (p: string): string => pathToFileURL(join(REPO_ROOT, 'services', 'agents', 'dist', 'test', p)).href
-const ipmiSims = await import(agentsTest('ipmi/ipmi-sim.js')) as Sims
-const ovirtSims = await import(agentsTest('ovirt/simulator.js')) as OvirtSims
 
 const scope: Scope = { after: (fn) => { after(fn) } }
 // Sampling starts before the services do: their own command lines are searched too.

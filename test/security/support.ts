@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto'
 import fc from 'fast-check'
 import { WebSocket } from 'ws'
 import { Redis } from 'ioredis'
-import type { ApiResponse, Stack } from '@porthole/shared/testing'
+import type { ApiResponse, Stack } from '@porthole/testkit'
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON Schema as the OpenAPI document has it
 export type Schema = Record<string, any>

@@ -6,14 +6,13 @@
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { join } from 'node:path'
 import { connect as netConnect } from 'node:net'
-import { pathToFileURL } from 'node:url'
 import { Redis } from 'ioredis'
 import { WebSocket } from 'ws'
 import { SecretBox, writeSolHello } from '@porthole/shared/crypto'
 import { ConsoleSessionStore } from '@porthole/shared/store'
-import { REPO_ROOT, tinyDomain, waitFor } from '@porthole/shared/testing'
+import { tinyDomain, waitFor } from '@porthole/testkit'
+import * as sims from '@porthole/testkit/ipmi'
 import { fileStack, kvmServer, tenant } from '../e2e/fixtures.js'
 import { consoleAddress, secretsIn, tokensIn, tryViewer, vncViewer, type ConsoleAddress, type ViewerOptions, type ViewerOutcome } from './support.js'
 
@@ -212,12 +211,6 @@ test('an expired session: its live viewer is closed at expiry and its token is r
   refused(await tryViewer(shortLived), 'the expired token', 4001)
 })
 
-/** The agents' own ipmi_sim helpers (services/agents/test/ipmi/ipmi-sim.ts), compiled. */
-interface SimHelpers {
-  startIpmiSim: (t: typeof scope, o: { sol?: string, power?: 'on' | 'off' }) => Promise<{ host: string, port: number, username: string, password: string }>
-  startSerialDevice: (t: typeof scope) => Promise<{ device: string, banner: string }>
-}
-
 /** Opens a serial console's WebSocket and presses Enter until the host's banner comes back through it. */
 async function serialViewer (a: ConsoleAddress, banner: string): Promise<{ ws: WebSocket, closed: Promise<number> }> {
   const ws = new WebSocket(`${a.gatewayUrl.replace(/^http/, 'ws')}/s/${a.sessionId}/ws`, ['binary', `porthole.token.${a.token}`], { origin: new URL(a.gatewayUrl).origin })
@@ -269,7 +262,6 @@ async function heldTicket (sessionId: string): Promise<{ kind: string, host: str
 let serialCase: { serial: ConsoleAddress, target: { host: string, port: number, password: string }, viewer: { ws: WebSocket, closed: Promise<number> } } | undefined
 
 test('a serial console (IPMI SOL): forged and foreign tokens are refused, at the gateway and at the bridge', async () => {
-  const sims = await import(pathToFileURL(join(REPO_ROOT, 'services', 'agents', 'dist', 'test', 'ipmi', 'ipmi-sim.js')).href) as SimHelpers
   const device = await sims.startSerialDevice(scope)
   const bmc = await sims.startIpmiSim(scope, { power: 'on', sol: device.device })
   const created = await stack.api('POST', '/v1/servers', {

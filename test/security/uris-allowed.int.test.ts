@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
-import { TEST_LIBVIRT_URI, pipeline, tinyDomain, type Pipeline } from '@porthole/shared/testing'
+import { TEST_LIBVIRT_URI, pipeline, tinyDomain, type Pipeline } from '@porthole/testkit'
 
 const cleanups: Array<() => Promise<void>> = []
 let p: Pipeline

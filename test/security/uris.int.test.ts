@@ -13,8 +13,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { JobRecord } from '@porthole/shared/contracts'
-import { pipeline, tinyDomain, waitFor, type ApiResponse, type Pipeline } from '@porthole/shared/testing'
+import type { JobRecord } from '@porthole/contracts'
+import { pipeline, tinyDomain, waitFor, type ApiResponse, type Pipeline } from '@porthole/testkit'
 
 const work = mkdtempSync(join(tmpdir(), 'porthole-sec-'))
 /** A word only the refused records carry: it must never reach a process's arguments. */

@@ -1,5 +1,5 @@
 /** The agents' settings: the only place this service reads the environment. */
-import { AGENT_TYPES as KNOWN_AGENT_TYPES, type AgentType } from '@porthole/shared/contracts'
+import { AGENT_TYPES as KNOWN_AGENT_TYPES, type AgentType } from '@porthole/contracts'
 import { commonSettings, ConfigError, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, solBridgeSettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
 
 function agentTypes (doc: string, def: AgentType[]): Setting<AgentType[]> {

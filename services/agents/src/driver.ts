@@ -5,12 +5,12 @@
  * Rules for drivers:
  * - Every power action returns the state it confirmed afterwards by asking the target (not an assumption).
  * - Expected outcomes are return values (`changed: false` for "on" when already on), not errors.
- * - Failures throw PortholeError subclasses from `@porthole/shared/errors` with the classes
+ * - Failures throw PortholeError subclasses from `@porthole/contracts/errors` with the classes
  *   `not_found`, `connection`, `auth`, `action`, `timeout`, `conflict`, `unsupported`.
  * - Every call honours `ctx.signal` (aborted at the job's deadline) and never outlives it.
  * - Secrets (`ctx.secrets`) never reach a log line or an error message.
  */
-import type { ConsoleProtocol, ConsoleTarget, Job, PowerAction, PowerStatus, ServerSecrets, StoredServer } from '@porthole/shared/contracts'
+import type { ConsoleProtocol, ConsoleTarget, Job, PowerAction, PowerStatus, ServerSecrets, StoredServer } from '@porthole/contracts'
 import type { Logger } from '@porthole/shared/logging'
 
 export interface AgentContext {

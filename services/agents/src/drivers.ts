@@ -2,7 +2,7 @@
  * The registry of agent types: each entry builds one driver from the configuration. Adding an agent type
  * (Redfish, Proxmox) is one module implementing `AgentDriver` and one line here.
  */
-import type { AgentType } from '@porthole/shared/contracts'
+import type { AgentType } from '@porthole/contracts'
 import { kvmPolicyOf } from '@porthole/shared/config'
 import type { Logger } from '@porthole/shared/logging'
 import type { Locks } from '@porthole/shared/store'

@@ -8,9 +8,9 @@ import { AmqpClient, names, ttlUntil, type Delivery, type Disposition } from '@p
 import { ConfigError } from '@porthole/shared/config'
 import {
   AgentRequest, compile, type ConsoleMintRequest, type Job, type JobFailure, type JobKind, type JobUpdate, type PowerStatus, type ServerSecrets
-} from '@porthole/shared/contracts'
+} from '@porthole/contracts'
 import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
-import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/shared/errors'
+import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { Locks, createRedis, keys } from '@porthole/shared/store'
 import type { AgentsConfig } from './config.js'

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict'
 /** An AgentContext for driver tests, with a deadline and a logger whose every line the test can read. */
 import { randomUUID } from 'node:crypto'
 import { Writable } from 'node:stream'
-import type { Job, ServerSecrets, StoredServer } from '@porthole/shared/contracts'
+import type { Job, ServerSecrets, StoredServer } from '@porthole/contracts'
 import { createLogger } from '@porthole/shared/logging'
-import { PortholeError } from '@porthole/shared/errors'
+import { PortholeError } from '@porthole/contracts/errors'
 import type { AgentContext } from '../src/driver.js'
 
 export interface TestCtx extends AgentContext { lines: string[] }

@@ -1,9 +1,9 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { ConsoleMintRequest, compile, type ConsoleTarget } from '@porthole/shared/contracts'
+import { ConsoleMintRequest, compile, type ConsoleTarget } from '@porthole/contracts'
 import { SecretBox, sealServerSecrets } from '@porthole/shared/crypto'
-import { pipeline, states, tinyDomain, waitFor, type Pipeline } from '@porthole/shared/testing'
+import { pipeline, states, tinyDomain, waitFor, type Pipeline } from '@porthole/testkit'
 
 const checkMint = compile(ConsoleMintRequest, 'console mint request')
 
@@ -110,7 +110,7 @@ test('server secrets sealed with another key fail the job without running it', a
 test('a redelivered request does not run its action twice: one reset, and the recorded outcome sent again', async (t) => {
   const vm = await tinyDomain(t)
   const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name })
-  const { virsh } = await import('@porthole/shared/testing')
+  const { virsh } = await import('@porthole/testkit')
   const before = Number(await virsh('domid', vm.name))
   const now = Date.now()
   const job = {

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { at, pipeline, states, tinyDomain, waitFor } from '@porthole/shared/testing'
+import { at, pipeline, states, tinyDomain, waitFor } from '@porthole/testkit'
 
 test('on SIGTERM the agents let a running action finish and report before they exit', async (t) => {
   // A tiny guest ignores ACPI: "shutdown" waits KVM_SHUTDOWN_WAIT_MS, then fails with timeout.

@@ -1,8 +1,8 @@
 /** Bearer API keys: looked up by their SHA-256; the bootstrap admin token is compared in constant time. */
 import type { FastifyRequest } from 'fastify'
-import type { Role } from '@porthole/shared/contracts'
+import type { Role } from '@porthole/contracts'
 import { safeEqual, sha256Hex } from '@porthole/shared/crypto'
-import { NotFoundError, PortholeError } from '@porthole/shared/errors'
+import { NotFoundError, PortholeError } from '@porthole/contracts/errors'
 import type { ApiKeyStore, TenantStore } from '@porthole/shared/store'
 
 export interface Principal {

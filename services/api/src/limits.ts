@@ -4,8 +4,8 @@
  */
 import type { ServerResponse } from 'node:http'
 import { randomUUID } from 'node:crypto'
-import type { Job, StoredServer } from '@porthole/shared/contracts'
-import { PortholeError } from '@porthole/shared/errors'
+import type { Job, StoredServer } from '@porthole/contracts'
+import { PortholeError } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { keys as keysOf, type Keys, type Redis } from '@porthole/shared/store'
 import type { Principal } from './auth.js'

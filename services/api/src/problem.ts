@@ -6,8 +6,8 @@
 import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@fastify/type-provider-typebox'
-import { PortholeError, type ErrorCode } from '@porthole/shared/errors'
-import type { JobFailure } from '@porthole/shared/contracts'
+import { PortholeError, type ErrorCode } from '@porthole/contracts/errors'
+import type { JobFailure } from '@porthole/contracts'
 import { brief } from '@porthole/shared/logging'
 import { failureView } from './views.js'
 

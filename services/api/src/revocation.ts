@@ -2,8 +2,8 @@
  * Revocation that bites: a deleted API key and a suspended tenant lose their open event streams at once and
  * their live consoles within a second, on whichever API replica and gateway holds them.
  */
-import type { ConsoleSession } from '@porthole/shared/contracts'
-import { ConflictError } from '@porthole/shared/errors'
+import type { ConsoleSession } from '@porthole/contracts'
+import { ConflictError } from '@porthole/contracts/errors'
 import type { Ctx } from './context.js'
 
 /** Revokes live sessions that `pick` chooses (the gateway closes their sockets); the number revoked. */

@@ -8,8 +8,8 @@
  * that a route returning jobs or audit entries cannot forget it), problem details of failed jobs through
  * `failureView` (problem.ts), the event stream through `eventView`.
  */
-import { AGENT_TYPES, toCustomerServerView, type AuditEntry, type JobEvent, type JobFailure, type JobRecord, type ServerView } from '@porthole/shared/contracts'
-import type { ErrorCode } from '@porthole/shared/errors'
+import { AGENT_TYPES, toCustomerServerView, type AuditEntry, type JobEvent, type JobFailure, type JobRecord, type ServerView } from '@porthole/contracts'
+import type { ErrorCode } from '@porthole/contracts/errors'
 import { keys } from '@porthole/shared/store'
 import type { Principal } from './auth.js'
 import type { Ctx } from './context.js'

@@ -3,8 +3,8 @@
  * and to event-stream listeners. A waiter registers before it re-reads the job, so an event published
  * between the request's read and its subscription cannot be missed.
  */
-import type { JobEvent, JobRecord } from '@porthole/shared/contracts'
-import { isTerminal } from '@porthole/shared/contracts'
+import type { JobEvent, JobRecord } from '@porthole/contracts'
+import { isTerminal } from '@porthole/contracts'
 import type { Logger } from '@porthole/shared/logging'
 import { parseJobEvent, type JobEventMessage, type JobStore, type Redis } from '@porthole/shared/store'
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, connect, type Server, type Socket } from 'node:net'
-import { freePort, services, waitFor, within } from '@porthole/shared/testing'
+import { freePort, services, waitFor, within } from '@porthole/testkit'
 import { consumeJobs, kvmServer, startTestApi, tenantWithKey } from './helpers.js'
 
 /** A TCP proxy to RabbitMQ that the test opens (and closes) when it likes. */

@@ -2,10 +2,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { SecretBox, randomToken, sha256Hex } from '@porthole/shared/crypto'
-import type { ConsoleSession } from '@porthole/shared/contracts'
+import type { ConsoleSession } from '@porthole/contracts'
 import { ConsoleSessionStore, createRedis, parseSessionEvent } from '@porthole/shared/store'
 import { createLogger } from '@porthole/shared/logging'
-import { waitFor } from '@porthole/shared/testing'
+import { waitFor } from '@porthole/testkit'
 import { kvmServer, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
 
 /** A session as the gateway would store it. */

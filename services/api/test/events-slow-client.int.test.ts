@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { request, type IncomingMessage } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { waitFor } from '@porthole/shared/testing'
+import { waitFor } from '@porthole/testkit'
 import { startTestApi } from './helpers.js'
 
 const BATCH = 2000

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { request, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { waitFor } from '@porthole/shared/testing'
+import { waitFor } from '@porthole/testkit'
 import { kvmServer, startTestApi, tenantWithKey } from './helpers.js'
 
 test('GET /v1/events streams job events of the caller\'s tenant, with heartbeats', async (t) => {

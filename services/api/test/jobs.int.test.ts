@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Job, compile, type ConsoleResult } from '@porthole/shared/contracts'
+import { Job, compile, type ConsoleResult } from '@porthole/contracts'
 import { SecretBox } from '@porthole/shared/crypto'
 import { ConsoleSessionStore, grantAad } from '@porthole/shared/store'
-import { waitFor, within } from '@porthole/shared/testing'
+import { waitFor, within } from '@porthole/testkit'
 import { consumeJobs, dumpNamespace, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
 
 const checkJob = compile(Job, 'job')

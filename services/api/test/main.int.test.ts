@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { REPO_ROOT, startStack, testSecretKey } from '@porthole/shared/testing'
+import { REPO_ROOT, startStack, testSecretKey } from '@porthole/testkit'
 
 const MAIN = join(REPO_ROOT, 'services', 'api', 'dist', 'src', 'main.js')
 

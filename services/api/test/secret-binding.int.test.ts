@@ -9,22 +9,16 @@ import { randomUUID } from 'node:crypto'
 import { createSocket } from 'node:dgram'
 import { readFile } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
-import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { WebSocket } from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
-import type { Job, StoredServer } from '@porthole/shared/contracts'
+import type { Job, StoredServer } from '@porthole/contracts'
 import { createLogger } from '@porthole/shared/logging'
 import { JobStore, ServerStore, createRedis } from '@porthole/shared/store'
-import { REPO_ROOT, startStack, tinyDomain, waitFor, type Stack } from '@porthole/shared/testing'
+import { startStack, tinyDomain, waitFor, type Stack } from '@porthole/testkit'
+import { startIpmiSim } from '@porthole/testkit/ipmi'
+import { startOvirtSimulator } from '@porthole/testkit/ovirt'
 
-/** The agents' own simulators (services/agents/test), compiled: ipmi_sim and the oVirt engine simulator. */
-interface IpmiSim { host: string, port: number, username: string, password: string, calls: () => Promise<Array<{ call: string }>> }
-interface OvirtSim { url: string, caCert: string, username: string, password: string, addVm: (o?: { status?: string }) => { id: string }, tokensIssued: () => number, revokeTokens: () => void }
 const scope = { after: (fn: () => Promise<void>) => { after(fn) } }
-const agentsTest = (p: string): string => pathToFileURL(join(REPO_ROOT, 'services', 'agents', 'dist', 'test', p)).href
-const { startIpmiSim } = await import(agentsTest('ipmi/ipmi-sim.js')) as { startIpmiSim: (t: typeof scope) => Promise<IpmiSim> }
-const { startOvirtSimulator } = await import(agentsTest('ovirt/simulator.js')) as { startOvirtSimulator: (t: typeof scope) => Promise<OvirtSim> }
 
 const stack: Stack = await startStack(scope, { envFor: { agents: { AGENT_TYPES: 'ipmi,ovirt', IPMI_MIN_INTERVAL_MS: '20', IPMI_POLL_MS: '200' } } })
 const log = createLogger({ name: 'test', level: 'silent' })

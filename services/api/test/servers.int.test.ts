@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
-import type { StoredServer } from '@porthole/shared/contracts'
+import type { StoredServer } from '@porthole/contracts'
 import { ServerStore } from '@porthole/shared/store'
 import { dumpNamespace, startTestApi, type Reply } from './helpers.js'
 

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { TenantSlots, createRedis } from '@porthole/shared/store'
 import { createLogger } from '@porthole/shared/logging'
-import { startStack, waitFor } from '@porthole/shared/testing'
+import { startStack, waitFor } from '@porthole/testkit'
 
 test('past TENANT_MAX_QUEUED jobs waiting for a dispatch slot, the API refuses the tenant\'s next with 429 naming the limit; other tenants go on', async (t) => {
   // The real receiver, capped at one status job in flight per tenant; no agents, so a dispatched job holds its

@@ -16,7 +16,7 @@ import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 import type { Logger } from '@porthole/shared/logging'
-import type { ConsoleTarget } from '@porthole/shared/contracts'
+import type { ConsoleTarget } from '@porthole/contracts'
 
 const require = createRequire(import.meta.url)
 

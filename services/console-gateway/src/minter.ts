@@ -13,9 +13,9 @@ import { names } from '@porthole/shared/amqp'
 import {
   compile, ConsoleMintRequest, ConsoleTarget, MAX_CONSOLE_TTL_SECONDS,
   type ConsoleResult, type ConsoleSession, type JobUpdate
-} from '@porthole/shared/contracts'
+} from '@porthole/contracts'
 import { randomToken, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
-import { PortholeError, toFailure, UnsupportedError, type JobFailureLike } from '@porthole/shared/errors'
+import { PortholeError, toFailure, UnsupportedError, type JobFailureLike } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { grantAad, type ConsoleSessionStore } from '@porthole/shared/store'
 

@@ -6,7 +6,7 @@
  * target's address either.
  */
 import { connect, type Socket } from 'node:net'
-import { AuthError, ConnectionError, TimeoutError, UnsupportedError } from '@porthole/shared/errors'
+import { AuthError, ConnectionError, TimeoutError, UnsupportedError } from '@porthole/contracts/errors'
 import { vncAuthResponse } from './des.js'
 
 /** Bytes arriving in chunks, read back in exact lengths. */

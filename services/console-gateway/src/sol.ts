@@ -10,7 +10,7 @@
  */
 import { connect, type Socket } from 'node:net'
 import { writeSolHello } from '@porthole/shared/crypto'
-import { AuthError, ConnectionError, TimeoutError } from '@porthole/shared/errors'
+import { AuthError, ConnectionError, TimeoutError } from '@porthole/contracts/errors'
 
 export interface SolTarget { host: string, port: number, password?: string | undefined }
 

@@ -11,16 +11,13 @@
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { statSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Page } from 'playwright-core'
-import { tinyDomainXml, virsh, waitFor, type TinyDomain } from '@porthole/shared/testing'
-import type { ConsoleTarget } from '@porthole/shared/contracts'
+import { tinyDomain, waitFor, type TinyDomain } from '@porthole/testkit'
+import type { ConsoleTarget } from '@porthole/contracts'
 import { ByteQueue } from '../src/rfb.js'
 import { decodePng, fileScope, harness, launchChromium, litInTextRow, solBridge, vmScreenshot, vncTarget, type Harness } from './support.js'
 
@@ -362,22 +359,12 @@ test('a serial console: pasted text reaches the line at the pace, and the key ba
  * empty CD drive as entry 1: the one screen of a diskless VM that reads keys and shows it did.
  */
 async function bootMenuDomain (t: { after: (fn: () => Promise<void>) => void }, password: string): Promise<TinyDomain> {
-  const name = `porthole-test-${randomBytes(5).toString('hex')}`
-  // KVM where qemu (group kvm) may open the device, as the shared helper decides.
-  let type: 'kvm' | 'qemu' = 'qemu'
-  try { if ((statSync('/dev/kvm').mode & 0o060) === 0o060) type = 'kvm' } catch { /* no KVM */ }
   // The shared tiny domain, with a boot menu and a CD drive (no medium) added.
-  const xml = tinyDomainXml(name, type, { vncPassword: password }).replace("<boot dev='hd'/>", "<boot dev='cdrom'/><bootmenu enable='yes' timeout='60000'/>")
-    .replace('<devices>', "<devices><disk type='file' device='cdrom'><target dev='hdc' bus='ide'/><readonly/></disk>")
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-dom-'))
-  await writeFile(join(dir, 'd.xml'), xml)
-  await virsh('define', join(dir, 'd.xml'))
-  await rm(dir, { recursive: true, force: true })
-  const remove = async (): Promise<void> => { await virsh('destroy', name).catch(() => {}); await virsh('undefine', name).catch(() => {}) }
-  t.after(remove)
-  await virsh('start', name)
-  const vncPort = async (): Promise<number | undefined> => { const m = /<graphics type='vnc' port='(\d+)'/.exec(await virsh('dumpxml', name)); return m === null ? undefined : Number(m[1]) }
-  return { name, uri: '', state: async () => await virsh('domstate', name), xml: async () => await virsh('dumpxml', name), vncPort, settled: async () => {}, remove }
+  return await tinyDomain(t, {
+    vncPassword: password,
+    editXml: xml => xml.replace("<boot dev='hd'/>", "<boot dev='cdrom'/><bootmenu enable='yes' timeout='60000'/>")
+      .replace('<devices>', "<devices><disk type='file' device='cdrom'><target dev='hdc' bus='ide'/><readonly/></disk>")
+  })
 }
 
 test('on a real VM: Esc from the key menu opens SeaBIOS\'s boot menu, Ctrl-Alt-Del restarts the BIOS, a pasted "1" boots the first entry (libvirt\'s screenshots)', async (t) => {

@@ -10,8 +10,8 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import type { BrowserContext, Page } from 'playwright-core'
-import { tinyDomain, waitFor, type TinyDomain } from '@porthole/shared/testing'
-import type { ConsoleTarget } from '@porthole/shared/contracts'
+import { tinyDomain, waitFor, type TinyDomain } from '@porthole/testkit'
+import type { ConsoleTarget } from '@porthole/contracts'
 import { decodePng, fileScope, harness, launchChromium, vmScreenshot, vncTarget, type Harness } from './support.js'
 
 const GUACD_HOST = process.env.GUACD_HOST

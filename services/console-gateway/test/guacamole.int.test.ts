@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { createServer, type Server, type Socket } from 'node:net'
-import { freePort, waitFor } from '@porthole/shared/testing'
+import { freePort, waitFor } from '@porthole/testkit'
 import { fileScope, harness, launchChromium, openViewer, type Harness } from './support.js'
 
 const suite = fileScope(after)

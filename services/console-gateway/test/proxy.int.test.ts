@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, request, type Server } from 'node:http'
 import { connect } from 'node:net'
-import { freePort, tinyDomain, type TinyDomain } from '@porthole/shared/testing'
+import { freePort, tinyDomain, type TinyDomain } from '@porthole/testkit'
 import { fileScope, harness, launchChromium, vncTarget, type Harness } from './support.js'
 
 const PREFIX = '/console-gw'

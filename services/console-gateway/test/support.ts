@@ -11,14 +11,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { inflateSync } from 'node:zlib'
-import { chromium, type BrowserContext } from 'playwright-core'
 import { WebSocket } from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
-import type { ConsoleGrant, ConsoleResult, ConsoleTarget, Job, JobUpdate } from '@porthole/shared/contracts'
+import type { ConsoleGrant, ConsoleResult, ConsoleTarget, Job, JobUpdate } from '@porthole/contracts'
 import { nextSolTicket, readSolHello, SecretBox } from '@porthole/shared/crypto'
 import { createLogger } from '@porthole/shared/logging'
 import { ConsoleSessionStore, createRedis, grantAad, JobStore, type Redis } from '@porthole/shared/store'
-import { startStack, virsh, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/shared/testing'
+import { startStack, virsh, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/testkit'
 
 type After = { after: (fn: () => Promise<void>) => void }
 
@@ -248,21 +247,8 @@ export async function solBridge (t: After, secret: string, greeting = ''): Promi
   }
 }
 
-/**
- * Debian's Chromium, headless, with a fresh profile; closed (and its profile removed) in `scope.after`.
- * --disable-background-networking: this machine has no network, and Chromium would keep trying.
- */
-export async function launchChromium (scope: After, viewport?: { width: number, height: number }): Promise<BrowserContext> {
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
-  const browser = await chromium.launchPersistentContext(dir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-    ...(viewport === undefined ? {} : { viewport })
-  })
-  scope.after(async () => { await browser.close(); await rm(dir, { recursive: true, force: true }) })
-  return browser
-}
+/** The test kit's Chromium launcher, for the tests that import it from here. */
+export { launchChromium } from '@porthole/testkit/chromium'
 
 /** The VM's screen as libvirt itself captures it: the bytes `virsh screenshot` writes (PNG with libvirt 9). */
 export async function vmScreenshot (d: TinyDomain): Promise<Buffer> {

@@ -13,7 +13,7 @@
  * every group with parked jobs too, which covers slots freed by expiry and hand-offs lost with a receiver.
  */
 import { AmqpClient, DELIVERY_LIMIT, laneOf, names, ttlUntil, type Delivery, type Disposition, type Lane } from '@porthole/shared/amqp'
-import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/shared/contracts'
+import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/contracts'
 import { brief, type Logger } from '@porthole/shared/logging'
 import { JobStore, Locks, ServerStore, TenantSlots, createRedis, keys, type Redis } from '@porthole/shared/store'
 import type { ReceiverConfig } from './config.js'

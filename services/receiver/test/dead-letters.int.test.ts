@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { DELIVERY_LIMIT } from '@porthole/shared/amqp'
-import { pipeline, states, waitFor, type Pipeline } from '@porthole/shared/testing'
+import { pipeline, states, waitFor, type Pipeline } from '@porthole/testkit'
 
 // The deadline sweeper is slowed to once a minute here, so a job that ends early was ended by the
 // receiver's dead-letter watch, not by the sweeper.

@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { AmqpClient, type Delivery, type Disposition } from '@porthole/shared/amqp'
-import type { AgentRequest, Job, StoredServer } from '@porthole/shared/contracts'
+import type { AgentRequest, Job, StoredServer } from '@porthole/contracts'
 import { createLogger } from '@porthole/shared/logging'
 import { TenantSlots, keys } from '@porthole/shared/store'
-import { REPO_ROOT, pipeline, states, waitFor, type Pipeline } from '@porthole/shared/testing'
+import { REPO_ROOT, pipeline, states, waitFor, type Pipeline } from '@porthole/testkit'
 
 // One stack for the file, its receiver capped at CAP jobs in flight per tenant. The servers are ipmi ones:
 // this stack's agents serve only kvm, so each test's stand-in agent is the only consumer of the ipmi queue.

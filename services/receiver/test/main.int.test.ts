@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { REPO_ROOT, dropNamespace, freePort, services, uniqueNamespace, waitFor, within } from '@porthole/shared/testing'
+import { REPO_ROOT, dropNamespace, freePort, services, uniqueNamespace, waitFor, within } from '@porthole/testkit'
 
 test('SIGTERM while the start still waits for an unreachable broker ends the receiver with exit code 0', async (t) => {
   const svc = await services()

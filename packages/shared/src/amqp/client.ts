@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events'
 import amqp from 'amqplib'
 import type { ChannelModel, Channel, ConfirmChannel, ConsumeMessage } from 'amqplib'
 import { brief, type Logger } from '../logging/index.js'
-import { UnavailableError, PortholeError } from '../errors/index.js'
+import { UnavailableError, PortholeError } from '@porthole/contracts/errors'
 import { declareTopology } from './topology.js'
 
 /** How long a message requeued a second time waits before it goes back (doubling per delivery on quorum queues). */

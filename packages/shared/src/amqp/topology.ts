@@ -10,8 +10,7 @@
  * per-message TTL up to their job's deadline and are dead-lettered when it passes (the deadline sweeper
  * then times the job out), which also bounds a requeue loop, as the delivery limit does on quorum queues.
  */
-import type { JobKind } from '../contracts/job.js'
-import type { AgentType } from '../contracts/server.js'
+import type { AgentType, JobKind } from '@porthole/contracts'
 
 export type Lane = 'durable' | 'interactive'
 

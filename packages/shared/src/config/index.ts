@@ -3,7 +3,7 @@
  * description), parses them at start-up and gets a frozen object. A bad value stops the process with a
  * message that names the variable. The same declarations feed the README's settings table.
  */
-import { libvirtUriProblem, type KvmPolicy } from '../contracts/server.js'
+import { libvirtUriProblem, type KvmPolicy } from '@porthole/contracts'
 
 export class ConfigError extends Error {
   constructor (readonly variable: string, message: string) {
@@ -180,9 +180,39 @@ export const consoleTransitKeySettings = {
   CONSOLE_OLD_TRANSIT_KEYS: secret('earlier transit keys still accepted for opening, as `id:base64,id:base64`', '')
 }
 
-/** Renders a spec as Markdown table rows for the README. */
-export function describeSettings (spec: Spec): string {
-  return Object.entries(spec).map(([name, s]) =>
-    `| \`${name}\` | ${s.required === true ? '(required)' : s.secret === true && s.default !== undefined && s.default !== '' ? '(set)' : s.default === undefined || s.default === '' ? '' : `\`${String(s.default)}\``} | ${s.doc} |`
-  ).join('\n')
+/** Whether a value is a settings spec (what a service's config module exports as its declarations). */
+export function isSpec (v: unknown): v is Spec {
+  return v !== null && typeof v === 'object' && Object.values(v).length > 0 &&
+    Object.values(v).every(x => x !== null && typeof x === 'object' && typeof (x as Setting<unknown>).parse === 'function' && typeof (x as Setting<unknown>).doc === 'string')
+}
+
+/** A setting's default as the README shows it: `**required**`, nothing for a secret or an empty default. */
+export function shownDefault (s: Setting<unknown>): string {
+  if (s.required === true) return '**required**'
+  if (s.secret === true) return ''
+  const d = s.default
+  if (d === undefined || d === '' || (Array.isArray(d) && d.length === 0)) return ''
+  if (typeof d === 'object' && d !== null && !Array.isArray(d)) return Object.keys(d).length === 0 ? '' : '`' + JSON.stringify(d) + '`'
+  return '`' + (Array.isArray(d) ? d.join(',') : String(d)) + '`'
+}
+
+/**
+ * The README's settings table (scripts/settings-table.mjs prints it): one row per variable, in the order the
+ * services declare them, naming the services that read it ("all" when every one does).
+ */
+export function settingsTable (specs: ReadonlyArray<readonly [service: string, spec: Spec]>): string {
+  const services = new Set(specs.map(([svc]) => svc))
+  const rows = new Map<string, { services: string[], s: Setting<unknown> }>()
+  for (const [svc, spec] of specs) {
+    for (const [name, s] of Object.entries(spec)) {
+      const r = rows.get(name) ?? { services: [], s }
+      if (!r.services.includes(svc)) r.services.push(svc)
+      rows.set(name, r)
+    }
+  }
+  const lines = ['| variable | default | used by | meaning |', '|---|---|---|---|']
+  for (const [name, { services: by, s }] of rows) {
+    lines.push(`| \`${name}\` | ${shownDefault(s)} | ${by.length === services.size ? 'all' : by.join(', ')} | ${s.doc.replaceAll('|', '\\|')} |`)
+  }
+  return lines.join('\n')
 }

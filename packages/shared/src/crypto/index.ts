@@ -7,9 +7,9 @@
  * too (`server-secrets.ts`).
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
-import type { Sealed } from '../contracts/common.js'
+import type { Sealed } from '@porthole/contracts'
 import { ConfigError } from '../config/index.js'
-import { PortholeError } from '../errors/index.js'
+import { PortholeError } from '@porthole/contracts/errors'
 
 export class SecretBox {
   private readonly keys: Map<string, Buffer>

@@ -8,8 +8,8 @@
  * cannot be redirected to another host by editing Redis or a message on the broker.
  */
 import { createHash } from 'node:crypto'
-import type { AgentType, SealedSecrets, SecretPath, SecretPurpose, ServerSecrets, StoredServer } from '../contracts/server.js'
-import { PortholeError } from '../errors/index.js'
+import type { AgentType, SealedSecrets, SecretPath, SecretPurpose, ServerSecrets, StoredServer } from '@porthole/contracts'
+import { PortholeError } from '@porthole/contracts/errors'
 import type { SecretBox } from './index.js'
 
 /** The part of a server record that says where its secrets go. */

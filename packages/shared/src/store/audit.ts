@@ -4,7 +4,7 @@
  * can push another's history out. `list` over all tenants merges the streams by time.
  */
 import type { Redis } from 'ioredis'
-import type { AuditEntry } from '../contracts/job.js'
+import type { AuditEntry } from '@porthole/contracts'
 import { keys as keysOf, type Keys } from './redis.js'
 
 const DAY_MS = 24 * 3600 * 1000

@@ -1,9 +1,7 @@
 /** Tenants, API keys (stored by their SHA-256) and server records in Redis. */
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import type { ApiKey, Tenant } from '../contracts/job.js'
-import type { Role } from '../contracts/common.js'
-import type { StoredServer } from '../contracts/server.js'
+import type { ApiKey, Role, StoredServer, Tenant } from '@porthole/contracts'
 import { openLegacySecrets, openServerSecrets, randomToken, sealServerSecrets, sha256Hex, type SecretBox } from '../crypto/index.js'
 import { keys as keysOf, type Keys } from './redis.js'
 

@@ -4,7 +4,7 @@
  * state, and every change is published on the job-events channel in the same step.
  */
 import type { Redis } from 'ioredis'
-import type { Job, JobEvent, JobFailure, JobRecord, JobResult, JobState } from '../contracts/job.js'
+import type { Job, JobEvent, JobFailure, JobRecord, JobResult, JobState } from '@porthole/contracts'
 import { keys as keysOf, type Keys } from './redis.js'
 
 /** Jobs are kept this long after their last change. */

@@ -4,8 +4,7 @@
  * the live socket closes it.
  */
 import type { Redis } from 'ioredis'
-import type { ConsoleSession } from '../contracts/console.js'
-import type { Sealed } from '../contracts/common.js'
+import type { ConsoleSession, Sealed } from '@porthole/contracts'
 import { keys as keysOf, type Keys } from './redis.js'
 
 /** Sessions stay readable this long after expiry, so the page can say "expired" rather than "unknown". */

@@ -18,7 +18,7 @@
  */
 import type { Redis } from 'ioredis'
 import { laneOf, type Lane } from '../amqp/topology.js'
-import type { Job, JobKind } from '../contracts/job.js'
+import type { Job, JobKind } from '@porthole/contracts'
 import { keys as keysOf, type Keys } from './redis.js'
 
 /** How long a receiver may take to hand a job with a fresh slot back to RabbitMQ before another may do it. */

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net'
 import { AmqpClient, names, type AmqpOptions, type Delivery, type Disposition } from '../../src/amqp/index.js'
-import { UnavailableError, PortholeError } from '../../src/errors/index.js'
+import { UnavailableError, PortholeError } from '@porthole/contracts/errors'
 import { createLogger } from '../../src/logging/index.js'
-import { dropNamespace, services, tcpProxy, uniqueNamespace, waitFor, within, type TcpProxy } from '../../src/testing/index.js'
+import { dropNamespace, services, tcpProxy, uniqueNamespace, waitFor, within, type TcpProxy } from '@porthole/testkit'
 
 const log = createLogger({ name: 'test', level: 'silent' })
 

@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { AmqpClient, laneOf, names, REQUEUE_PAUSE_MS, ttlUntil, type Delivery } from '../../src/amqp/index.js'
-import { JOB_KINDS } from '../../src/contracts/index.js'
+import { JOB_KINDS } from '@porthole/contracts'
 import { createLogger } from '../../src/logging/index.js'
-import { dropNamespace, services, uniqueNamespace, waitFor } from '../../src/testing/index.js'
+import { dropNamespace, services, uniqueNamespace, waitFor } from '@porthole/testkit'
 
 const log = createLogger({ name: 'test', level: 'silent' })
 

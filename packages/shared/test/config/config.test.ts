@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { bool, ConfigError, commonSettings, describeSettings, int, list, loadConfig, required, secret, url } from '../../src/config/index.js'
+import { bool, ConfigError, commonSettings, int, isSpec, list, loadConfig, required, secret, settingsTable, url } from '../../src/config/index.js'
 
 const spec = {
   ...commonSettings,
@@ -33,10 +33,26 @@ test('a bad or missing value names its variable', () => {
   bad({ KEY: 'k', LOG_LEVEL: 'loud' }, 'LOG_LEVEL')
 })
 
-test('the settings table never shows a secret default', () => {
-  const table = describeSettings({ A: secret('a secret', 'topsecret'), B: url('b', 'redis://x', ['redis']) })
-  assert.ok(!table.includes('topsecret'))
-  assert.match(table, /`B` \| `redis:\/\/x`/)
+test('the README\'s settings table (settingsTable, as scripts/settings-table.mjs prints it) never shows a secret default', () => {
+  const a = { A: secret('a secret', 'topsecret'), B: url('b', 'redis://x', ['redis']), R: required(secret('a key')), L: list('a list | with a bar', ['x', 'y']) }
+  const b = { B: url('b', 'redis://x', ['redis']), N: int('n', 0) }
+  const rows = settingsTable([['one', a], ['two', b]]).split('\n')
+  assert.deepEqual(rows.slice(0, 2), ['| variable | default | used by | meaning |', '|---|---|---|---|'])
+  assert.ok(!rows.some(r => r.includes('topsecret')), 'a secret default is never printed')
+  assert.deepEqual(rows.slice(2), [
+    '| `A` |  | one | a secret |',
+    '| `B` | `redis://x` | all | b |',
+    '| `R` | **required** | one | a key |',
+    '| `L` | `x,y` | one | a list \\| with a bar |',
+    '| `N` | `0` | two | n |'
+  ])
+})
+
+test('a service\'s config module is told from its other exports by shape', () => {
+  assert.ok(isSpec(commonSettings))
+  assert.ok(!isSpec({}))
+  assert.ok(!isSpec({ a: 1 }))
+  assert.ok(!isSpec(() => undefined))
 })
 
 test('kvm policy settings: a key directory by absolute path, allowed URIs that could be used', async () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { StoredServer } from '../../src/contracts/index.js'
+import type { StoredServer } from '@porthole/contracts'
 import { SecretBox, changedDestinationField, openServerSecrets, sealServerSecrets, secretDestination } from '../../src/crypto/index.js'
 
 const box = new SecretBox('k1', new Map([['k1', randomBytes(32)]]))

@@ -2,9 +2,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
-import type { Job } from '../../src/contracts/index.js'
+import type { Job } from '@porthole/contracts'
 import { JOB_RETENTION_SECONDS, JobStore, keys, parseJobEvent } from '../../src/store/index.js'
-import { dropNamespace, services, uniqueNamespace, waitFor } from '../../src/testing/index.js'
+import { dropNamespace, services, uniqueNamespace, waitFor } from '@porthole/testkit'
 
 async function setup (t: { after: (fn: () => Promise<void>) => void }): Promise<{ store: JobStore, redis: Redis, ns: string }> {
   const svc = await services()

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createLogger } from '../../src/logging/index.js'
 import { createRedis } from '../../src/store/index.js'
-import { services, tcpProxy, uniqueNamespace, waitFor, within } from '../../src/testing/index.js'
+import { services, tcpProxy, uniqueNamespace, waitFor, within } from '@porthole/testkit'
 
 const log = createLogger({ name: 'test', level: 'silent' })
 

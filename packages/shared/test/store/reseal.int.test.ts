@@ -2,10 +2,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
-import type { ServerSecrets, StoredServer } from '../../src/contracts/index.js'
+import type { ServerSecrets, StoredServer } from '@porthole/contracts'
 import { SecretBox, openServerSecrets, sealServerSecrets } from '../../src/crypto/index.js'
 import { ServerStore } from '../../src/store/index.js'
-import { dropNamespace, services, testSecretKey, uniqueNamespace } from '../../src/testing/index.js'
+import { dropNamespace, services, testSecretKey, uniqueNamespace } from '@porthole/testkit'
 
 const boxOf = (key: string, kid: string, old = ''): SecretBox => SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: key, PORTHOLE_SECRET_KEY_ID: kid, PORTHOLE_OLD_SECRET_KEYS: old })
 

@@ -6,7 +6,7 @@
  * the receiver's per-server power lock already keeps two power jobs for one server apart.
  */
 import type { Locks } from '@porthole/shared/store'
-import { TimeoutError } from '@porthole/shared/errors'
+import { TimeoutError } from '@porthole/contracts/errors'
 
 export interface BmcGateOptions {
   minIntervalMs: number

@@ -14,8 +14,8 @@
  * - Errors: refused credentials → AuthError (never retried); no answer → ConnectionError, retried with
  *   backoff while the deadline allows; anything else the BMC says → ActionError.
  */
-import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus } from '@porthole/shared/contracts'
-import { ActionError, ConflictError, ConnectionError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
+import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus } from '@porthole/contracts'
+import { ActionError, ConflictError, ConnectionError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/contracts/errors'
 import type { Locks } from '@porthole/shared/store'
 import type { AgentContext, AgentDriver } from '../driver.js'
 import { BmcGate, sleep } from './bmc-gate.js'

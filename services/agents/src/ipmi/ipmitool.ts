@@ -4,7 +4,7 @@
  * every local user could read it from /proc/<pid>/cmdline, and never in a log line or an error message.
  */
 import { spawn } from 'node:child_process'
-import { ActionError, AuthError, ConnectionError, TimeoutError, type PortholeError } from '@porthole/shared/errors'
+import { ActionError, AuthError, ConnectionError, TimeoutError, type PortholeError } from '@porthole/contracts/errors'
 
 export interface Bmc {
   host: string

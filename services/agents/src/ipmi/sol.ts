@@ -32,7 +32,7 @@
 import { spawn } from 'node:child_process'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { nextSolTicket, randomToken, readSolHello, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
-import { AuthError, type PortholeError } from '@porthole/shared/errors'
+import { AuthError, type PortholeError } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { ConsoleSessionStore, keys, type Redis } from '@porthole/shared/store'
 import { classifyFailure, runIpmitool, type Bmc } from './ipmitool.js'

@@ -13,8 +13,8 @@
  * Every action is confirmed by reading the domain's state afterwards.
  */
 import { DomainGetXMLDescFlags, DomainState, type Hypervisor } from '@unraid/libvirt'
-import { kvmTarget, type ConsoleProtocol, type ConsoleTarget, type KvmPolicy, type KvmTarget, type PowerAction, type PowerState, type PowerStatus } from '@porthole/shared/contracts'
-import { ConflictError, ConnectionError, PortholeError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
+import { kvmTarget, type ConsoleProtocol, type ConsoleTarget, type KvmPolicy, type KvmTarget, type PowerAction, type PowerState, type PowerStatus } from '@porthole/contracts'
+import { ConflictError, ConnectionError, PortholeError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
 import type { AgentContext, AgentDriver } from '../driver.js'
 import { consoleHost, isActiveDomainXml, parseVncDisplay } from './graphics.js'

@@ -1,5 +1,5 @@
 /** The VNC display of a domain, read from its live XML, and the address the console gateway reaches it at. */
-import { ConflictError } from '@porthole/shared/errors'
+import { ConflictError } from '@porthole/contracts/errors'
 
 export interface VncDisplay {
   port: number

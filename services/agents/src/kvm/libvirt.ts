@@ -4,8 +4,8 @@
  * the remote end stays silent); errors classed by their message, since the binding reports code -1.
  */
 import { Hypervisor } from '@unraid/libvirt'
-import { libvirtUriProblem, type KvmPolicy } from '@porthole/shared/contracts'
-import { AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError, ValidationError } from '@porthole/shared/errors'
+import { libvirtUriProblem, type KvmPolicy } from '@porthole/contracts'
+import { AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError, ValidationError } from '@porthole/contracts/errors'
 
 export type LibvirtDomain = Awaited<ReturnType<Hypervisor['domainLookupByName']>>
 

@@ -13,8 +13,8 @@
 import { createHash } from 'node:crypto'
 import http from 'node:http'
 import https from 'node:https'
-import { ovirtEngineUrl } from '@porthole/shared/contracts'
-import { ActionError, AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError, ValidationError } from '@porthole/shared/errors'
+import { ovirtEngineUrl } from '@porthole/contracts'
+import { ActionError, AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError, ValidationError } from '@porthole/contracts/errors'
 
 /** The engine's base URL in its normal form (`https://engine.example/ovirt-engine`), from a record's `connection.url`. */
 export function engineUrl (raw: unknown): string {

@@ -12,9 +12,9 @@
  *   ticket (a one-time VNC password) asked for with the expiry we need: the longest console session, since
  *   the gateway connects again whenever the browser reconnects within the session.
  */
-import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus } from '@porthole/shared/contracts'
-import { MAX_CONSOLE_TTL_SECONDS } from '@porthole/shared/contracts'
-import { ConflictError, TimeoutError, ActionError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
+import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus } from '@porthole/contracts'
+import { MAX_CONSOLE_TTL_SECONDS } from '@porthole/contracts'
+import { ConflictError, TimeoutError, ActionError, UnsupportedError, ValidationError } from '@porthole/contracts/errors'
 import type { AgentContext, AgentDriver } from '../driver.js'
 import { OvirtClient, engineUrl, type Engine } from './client.js'
 

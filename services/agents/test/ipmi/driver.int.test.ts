@@ -1,10 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readdir, readFile, stat } from 'node:fs/promises'
-import { waitFor, within } from '@porthole/shared/testing'
+import { waitFor, within } from '@porthole/testkit'
 import { createIpmiDriver } from '../../src/ipmi/index.js'
 import { agentContext, rejectsWith } from '../context.js'
-import { freeUdpPort, startIpmiSim, type IpmiSim } from './ipmi-sim.js'
+import { freeUdpPort, startIpmiSim, type IpmiSim } from '@porthole/testkit/ipmi'
 
 const driver = (minIntervalMs = 50) => createIpmiDriver({ minIntervalMs, pollIntervalMs: 200 })
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { PortholeError } from '@porthole/shared/errors'
+import { PortholeError } from '@porthole/contracts/errors'
 import { consoleHost, isActiveDomainXml, parseVncDisplay, uriHost } from '../../src/kvm/graphics.js'
 
 test('parseVncDisplay reads port, listen and password of the VNC display', () => {

@@ -7,7 +7,7 @@ import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { REPO_ROOT, startStack, type Stack } from '@porthole/shared/testing'
+import { REPO_ROOT, startStack, type Stack } from '@porthole/testkit'
 
 /** A `--import` module that resolves '@unraid/libvirt' as if imported from `from` (a directory). */
 function resolveFrom (t: { after: (fn: () => void) => void }, from: string): string[] {

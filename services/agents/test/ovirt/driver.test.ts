@@ -1,10 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
-import { waitFor } from '@porthole/shared/testing'
+import { waitFor } from '@porthole/testkit'
 import { createOvirtDriver } from '../../src/ovirt/index.js'
 import { agentContext, rejectsWith } from '../context.js'
-import { makePki, startOvirtSimulator, type OvirtSimulator } from './simulator.js'
+import { makePki, startOvirtSimulator, type OvirtSimulator } from '@porthole/testkit/ovirt'
 
 function ctxFor (sim: Pick<OvirtSimulator, 'url' | 'username' | 'password'>, vmId: string, o: { caCert?: string | null, password?: string, deadlineMs?: number, lines?: string[], ttlSeconds?: number } = {}) {
   const connection: Record<string, unknown> = { url: sim.url, username: sim.username, vmId }

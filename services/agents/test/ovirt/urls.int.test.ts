@@ -5,8 +5,8 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { pipeline, type Pipeline } from '@porthole/shared/testing'
-import { startOvirtSimulator, type OvirtSimulator } from './simulator.js'
+import { pipeline, type Pipeline } from '@porthole/testkit'
+import { startOvirtSimulator, type OvirtSimulator } from '@porthole/testkit/ovirt'
 
 async function setup (t: TestContext): Promise<{ p: Pipeline, sim: OvirtSimulator }> {
   const sim = await startOvirtSimulator(t, { transitionMs: 50 })

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
-import { AuditEntry } from '@porthole/shared/contracts'
+import { AuditEntry } from '@porthole/contracts'
 import { principal, tenantScope } from '../auth.js'
 import type { Ctx } from '../context.js'
 import { errors } from '../schemas.js'

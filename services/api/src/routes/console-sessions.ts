@@ -1,7 +1,7 @@
 /** Live console sessions: list and revoke (the gateway holding the socket closes it). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
-import { ConsoleSessionView, type ConsoleSession } from '@porthole/shared/contracts'
+import { ConsoleSessionView, type ConsoleSession } from '@porthole/contracts'
 import { assertVisible, principal, tenantScope } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
 import { IdParams, errors } from '../schemas.js'

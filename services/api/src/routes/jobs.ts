@@ -1,7 +1,7 @@
 /** Jobs and the job-event stream (SSE). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
-import { JobKind, JobRecord, JobState, type JobEvent } from '@porthole/shared/contracts'
+import { JobKind, JobRecord, JobState, type JobEvent } from '@porthole/contracts'
 import { assertVisible, principal, tenantScope } from '../auth.js'
 import type { Ctx } from '../context.js'
 import { takeConsoleUrl } from '../jobs.js'

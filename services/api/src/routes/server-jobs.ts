@@ -3,11 +3,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
   ConsoleGrant, ConsoleProtocol, JobRecord, MAX_CONSOLE_TTL_SECONDS, PowerAction, PowerStatus, type Job, type JobKind
-} from '@porthole/shared/contracts'
+} from '@porthole/contracts'
 import { assertVisible, principal } from '../auth.js'
 import type { Ctx } from '../context.js'
 import { startJob, takeConsoleUrl } from '../jobs.js'
-import { ConflictError } from '@porthole/shared/errors'
+import { ConflictError } from '@porthole/contracts/errors'
 import { TenantSlots, keys } from '@porthole/shared/store'
 import { admitConsole, limitError } from '../limits.js'
 import { jobFailureError } from '../problem.js'

@@ -8,10 +8,10 @@ import { Type } from '@fastify/type-provider-typebox'
 import {
   AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, CustomerServerView, MASK, kvmTarget, ovirtEngineUrl, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
   type AgentType, type SecretPath, type SecretPurpose, type ServerSecrets, type StoredServer
-} from '@porthole/shared/contracts'
+} from '@porthole/contracts'
 import { kvmPolicyOf } from '@porthole/shared/config'
 import { changedDestinationField, openLegacySecrets, openServerSecret, sealServerSecrets } from '@porthole/shared/crypto'
-import { PortholeError, ValidationError } from '@porthole/shared/errors'
+import { PortholeError, ValidationError } from '@porthole/contracts/errors'
 import { assertVisible, principal, requireRole, tenantScope } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
 import { IdParams, errors } from '../schemas.js'

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ovirtEngineUrl } from '../../src/contracts/index.js'
+import { ovirtEngineUrl } from '../src/index.js'
 
 test('an oVirt engine URL with or without /api and a trailing slash has one normal form', () => {
   for (const url of [

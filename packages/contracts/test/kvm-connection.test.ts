@@ -2,8 +2,8 @@
 // otherwise than we do (parameters split on ";", names percent-decoded) or be told to run or reach anything.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { KvmConnection, compile, kvmTarget, libvirtUriProblem, type KvmPolicy } from '../../src/contracts/index.js'
-import { ValidationError } from '../../src/errors/index.js'
+import { KvmConnection, compile, kvmTarget, libvirtUriProblem, type KvmPolicy } from '../src/index.js'
+import { ValidationError } from '../src/errors.js'
 
 const KEYS: KvmPolicy = { sshKeyDir: '/etc/porthole/ssh' }
 

@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import { ValidationError } from '../errors/index.js'
+import { ValidationError } from './errors.js'
 import { MASK, Sealed, ServerId, TenantId, Timestamp } from './common.js'
 import { compile } from './validate.js'
 import { ConsoleProtocol } from './console.js'

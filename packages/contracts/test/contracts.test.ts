@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { compile, Job, JobUpdate, StoredServer, toServerView, MASK, splitSecrets } from '../../src/contracts/index.js'
-import { ValidationError } from '../../src/errors/index.js'
+import { compile, Job, JobUpdate, StoredServer, toServerView, MASK, splitSecrets } from '../src/index.js'
+import { ValidationError } from '../src/errors.js'
 
 const job = () => ({
   id: randomUUID(), kind: 'power', serverId: randomUUID(), tenantId: randomUUID(), action: 'off', requestedBy: 'k',

@@ -1,22 +1,38 @@
 /**
  * Runs the real services, compiled, as child processes (as `npm start` does), on free loopback ports and a
- * namespace of their own, against the real RabbitMQ and Redis. The contract with each service's
- * `dist/src/main.js`: configuration from the environment, JSON log lines on stdout, a line whose `msg` is
+ * namespace of their own, against the real RabbitMQ and Redis. Which services there are, their entry points,
+ * their secrets and start-up environment come from the one list, `services/services.json`. The contract with
+ * each service's entry point: configuration from the environment, JSON log lines on stdout, a line whose `msg` is
  * "ready" once it serves, and a clean exit on SIGTERM. Every log line is kept (see `logs()`), so tests can
  * check that no secret was ever written.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { dropNamespace, services, testSecretKey, uniqueNamespace, type Services } from './index.js'
+import { dropNamespace, services, testSecretKey, uniqueNamespace, type Scope, type Services } from './index.js'
 
 export type ServiceName = 'api' | 'receiver' | 'agents' | 'console-gateway'
-export const ALL_SERVICES: readonly ServiceName[] = ['api', 'receiver', 'agents', 'console-gateway']
 
-/** The repository's root, found from this compiled file (packages/shared/dist/src/testing). */
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', '..')
+/** The repository's root, found from this compiled file (packages/testkit/dist/src). */
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..')
+
+/** One entry of services/services.json. */
+export interface ServiceEntry { name: ServiceName, dir: string, main: string, settings: string, secrets: string[], env: Record<string, string> }
+const KNOWN: readonly string[] = ['api', 'receiver', 'agents', 'console-gateway'] satisfies ServiceName[]
+
+/** services/services.json, checked against the names this kit's API offers. */
+export const SERVICES: readonly ServiceEntry[] = (() => {
+  const list = (JSON.parse(readFileSync(join(REPO_ROOT, 'services', 'services.json'), 'utf8')) as { services: ServiceEntry[] }).services
+  const unknown = list.map(s => s.name).filter(n => !KNOWN.includes(n))
+  const missing = KNOWN.filter(n => !list.some(s => s.name === n))
+  if (unknown.length > 0 || missing.length > 0) throw new Error(`services/services.json and the test kit's ServiceName disagree: unknown ${unknown.join(', ') || '-'}, missing ${missing.join(', ') || '-'}`)
+  return list
+})()
+export const ALL_SERVICES: readonly ServiceName[] = SERVICES.map(s => s.name)
+const entry = (name: ServiceName): ServiceEntry => SERVICES.find(s => s.name === name) as ServiceEntry
 
 export interface StackOptions {
   services?: readonly ServiceName[]
@@ -84,8 +100,15 @@ export class Stack {
     this.procs.delete(name)
   }
 
+  /** The value of each secret variable the stack generates; a service gets those its entry lists. */
+  private secretValues (): Record<string, string> {
+    return { PORTHOLE_SECRET_KEY: this.secretKey, CONSOLE_TRANSIT_KEY: this.transitKey, CONSOLE_KEY: this.consoleKey, SOL_BRIDGE_SECRET: this.solBridgeSecret, PORTHOLE_ADMIN_TOKEN: this.adminToken }
+  }
+
   /** Starts (or restarts) one service and waits for its "ready" line. */
   async start (name: ServiceName, extraEnv: Record<string, string> = {}): Promise<void> {
+    const svc = entry(name)
+    const secrets = Object.entries(this.secretValues()).filter(([k]) => svc.secrets.includes(k))
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: process.env.HOME ?? '/root',
@@ -98,25 +121,21 @@ export class Stack {
       GATEWAY_HOST: '127.0.0.1',
       GATEWAY_PORT: new URL(this.gatewayUrl).port,
       PUBLIC_GATEWAY_URL: this.gatewayUrl,
-      // Each service gets only its own secrets, as in production (scripts/start.mjs, docker-compose.yml).
-      // The gateway never gets PORTHOLE_SECRET_KEY: it cannot open server credentials.
-      ...(name === 'api' || name === 'agents' ? { PORTHOLE_SECRET_KEY: this.secretKey } : {}),
-      ...(name === 'receiver' ? {} : { CONSOLE_TRANSIT_KEY: this.transitKey }),
-      ...(name === 'api' ? { PORTHOLE_ADMIN_TOKEN: this.adminToken } : {}),
+      // Each service gets only its own secrets, as in production (services/services.json, read by
+      // scripts/start.mjs too). The gateway never gets PORTHOLE_SECRET_KEY: it cannot open server credentials.
+      ...Object.fromEntries(secrets),
+      // Its start-up environment (the agents' UV_THREADPOOL_SIZE: libuv sizes its pool at process start only).
+      ...svc.env,
       // Whole-system tests and benchmarks poll and open consoles far faster than a customer should: the
       // limits themselves are tested in services/api/test/limits.int.test.ts (a stack may set them back).
       ...(name === 'api' ? { RATE_LIMIT_CUSTOMER: '1000000', RATE_LIMIT_OPERATOR: '1000000', RATE_LIMIT_ADMIN: '1000000', AUTH_FAILURE_LIMIT: '1000000', CONSOLE_SESSIONS_PER_SERVER: '1000', CONSOLE_SESSIONS_PER_TENANT: '100000', EVENT_STREAMS_PER_KEY: '1000' } : {}),
-      ...(name === 'console-gateway' ? { CONSOLE_KEY: this.consoleKey } : {}),
-      ...(name === 'agents' || name === 'console-gateway' ? { SOL_BRIDGE_SECRET: this.solBridgeSecret } : {}),
-      // libuv's thread pool is sized from the environment at process start only (see agents' threadpool.ts).
-      ...(name === 'agents' ? { UV_THREADPOOL_SIZE: '64' } : {}),
       // The agents' serial-over-LAN bridge: loopback, on a port of its own choosing (stacks run side by side).
       ...(name === 'agents' ? { SOL_BRIDGE_HOST: '127.0.0.1', SOL_BRIDGE_PORT: '0' } : {}),
       ...this.opts.env,
       ...this.opts.envFor?.[name],
       ...extraEnv
     }
-    const main = join(REPO_ROOT, 'services', name, 'dist', 'src', 'main.js')
+    const main = join(REPO_ROOT, svc.dir, svc.main)
     const p = spawn(process.execPath, ['--enable-source-maps', ...this.opts.nodeArgs ?? [], ...this.opts.nodeArgsFor?.[name] ?? [], main], { env, stdio: ['ignore', 'pipe', 'pipe'] })
     this.procs.set(name, p)
     const ready = new Promise<void>((resolve, reject) => {
@@ -184,7 +203,7 @@ export async function freePort (): Promise<number> {
  * Starts the named services (all four by default) and registers their clean-up with `t.after`.
  * Usage: `const stack = await startStack(t)`.
  */
-export async function startStack (t: { after: (fn: () => Promise<void>) => void }, o: StackOptions = {}): Promise<Stack> {
+export async function startStack (t: Scope, o: StackOptions = {}): Promise<Stack> {
   const svc = await services()
   const s = new Stack(o.namespace ?? uniqueNamespace(), svc, o)
   s.apiUrl = `http://127.0.0.1:${await freePort()}`

@@ -1,12 +1,18 @@
 /**
  * Tiny diskless libvirt domains for tests, driven through `virsh` so that tests ask libvirt itself (not
  * Porthole) what state a VM is in. Each has a name unique to the test run, a VNC display on loopback, and is
- * destroyed and undefined in `t.after`. Domain type `kvm` where /dev/kvm works for qemu, `qemu` otherwise.
+ * destroyed and undefined in `t.after` (a removal that does not take fails the test, naming the domain).
+ * Domain type `kvm` where /dev/kvm works for qemu, `qemu` otherwise.
+ *
+ * Names are `porthole-test-<run>-<random>`: `<run>` is PORTHOLE_TEST_RUN, which scripts/run-tests.mjs sets for
+ * each run and then checks that no domain of its run is left defined (other runs on the machine have
+ * other prefixes), `x` outside it.
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { statSync } from 'node:fs'
 import { promisify } from 'node:util'
+import type { Scope } from './index.js'
 
 const run = promisify(execFile)
 export const TEST_LIBVIRT_URI = process.env.TEST_LIBVIRT_URI ?? 'qemu:///system'
@@ -14,6 +20,27 @@ export const TEST_LIBVIRT_URI = process.env.TEST_LIBVIRT_URI ?? 'qemu:///system'
 export async function virsh (...args: string[]): Promise<string> {
   const { stdout } = await run('virsh', ['-c', TEST_LIBVIRT_URI, ...args], { timeout: 30_000 })
   return stdout.trim()
+}
+
+/** The prefix of every test domain of this run (see above). */
+export const TEST_DOMAIN_PREFIX = `porthole-test-${/^[a-z0-9]{1,16}$/.test(process.env.PORTHOLE_TEST_RUN ?? '') ? process.env.PORTHOLE_TEST_RUN as string : 'x'}-`
+
+/** A fresh name for a test domain of this run. */
+export function testDomainName (): string {
+  return `${TEST_DOMAIN_PREFIX}${randomBytes(5).toString('hex')}`
+}
+
+/** Destroys and undefines a domain; throws, naming it, if libvirt still lists it afterwards. */
+export async function removeDomain (name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    // destroy fails when it is not running and undefine when it is gone: both are fine here, and the listing
+    // below is what decides.
+    await virsh('destroy', name).catch(() => {})
+    await virsh('undefine', name).catch(() => {})
+    const left = (await virsh('list', '--all', '--name')).split('\n').map(l => l.trim())
+    if (!left.includes(name)) return
+    if (attempt === 3) throw new Error(`test domain ${name} is still defined after ${attempt} attempts to remove it`)
+  }
 }
 
 let domainType: 'kvm' | 'qemu' | undefined
@@ -33,6 +60,8 @@ export interface TinyDomainOptions {
   start?: boolean
   /** listen address of the VNC display (default 127.0.0.1). */
   listen?: string
+  /** Changes the domain's XML before it is defined (e.g. a boot menu, a CD drive). */
+  editXml?: (xml: string) => string
 }
 
 export interface TinyDomain {
@@ -88,15 +117,21 @@ export function tinyDomainXml (name: string, type: 'kvm' | 'qemu', o: TinyDomain
 }
 
 /** Defines (and by default starts) a tiny domain; removed in `t.after`. */
-export async function tinyDomain (t: { after: (fn: () => Promise<void>) => void }, o: TinyDomainOptions = {}): Promise<TinyDomain> {
-  const name = `porthole-test-${randomBytes(5).toString('hex')}`
+export async function tinyDomain (t: Scope, o: TinyDomainOptions = {}): Promise<TinyDomain> {
+  const name = testDomainName()
   const { writeFile, rm, mkdtemp } = await import('node:fs/promises')
   const { tmpdir } = await import('node:os')
   const dir = await mkdtemp(`${tmpdir()}/porthole-dom-`)
   const file = `${dir}/${name}.xml`
-  await writeFile(file, tinyDomainXml(name, pickDomainType(), o))
-  await virsh('define', file)
-  await rm(dir, { recursive: true, force: true })
+  const xml = tinyDomainXml(name, pickDomainType(), o)
+  await writeFile(file, o.editXml === undefined ? xml : o.editXml(xml))
+  // The clean-up is registered before the define: a define that times out on our side may still take.
+  t.after(async () => { await removeDomain(name) })
+  try {
+    await virsh('define', file)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
   const d: TinyDomain = {
     name,
     uri: TEST_LIBVIRT_URI,
@@ -108,12 +143,8 @@ export async function tinyDomain (t: { after: (fn: () => Promise<void>) => void 
       return p === undefined || p < 0 ? undefined : p
     },
     settled: async (timeoutMs = 20_000) => await settle(name, timeoutMs),
-    remove: async () => {
-      await virsh('destroy', name).catch(() => {})
-      await virsh('undefine', name).catch(() => {})
-    }
+    remove: async () => { await removeDomain(name) }
   }
-  t.after(d.remove)
   if (o.start !== false) await virsh('start', name)
   return d
 }

@@ -11,9 +11,8 @@ import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { TestContext } from 'node:test'
 import { randomBytes } from 'node:crypto'
-import { waitFor } from '@porthole/shared/testing'
+import { waitFor, type Scope } from './index.js'
 
 export interface IpmiSim {
   dir: string
@@ -82,7 +81,7 @@ esac
  * `sol`: a Serial-over-LAN device for the simulated host's serial port, e.g. `tcp:127.0.0.1:<port>` (see
  * `startSerialDevice`); ipmi_sim connects to it when a SOL session is first activated.
  */
-export async function startIpmiSim (t: Pick<TestContext, 'after'>, o: { softDelayMs?: number, ignoreSoft?: boolean, power?: 'on' | 'off', sol?: string } = {}): Promise<IpmiSim> {
+export async function startIpmiSim (t: Scope, o: { softDelayMs?: number, ignoreSoft?: boolean, power?: 'on' | 'off', sol?: string } = {}): Promise<IpmiSim> {
   const dir = await mkdtemp(join(tmpdir(), 'porthole-ipmi-'))
   const port = await freeUdpPort()
   const username = 'porthole'
@@ -144,7 +143,7 @@ export interface SerialDevice {
  * getty, it shows `banner` on Enter (a lone carriage return); everything else it echoes in upper case, so a
  * test can tell a round trip through the device from a local echo.
  */
-export async function startSerialDevice (t: Pick<TestContext, 'after'>, banner = 'porthole-test login: '): Promise<SerialDevice> {
+export async function startSerialDevice (t: Scope, banner = 'porthole-test login: '): Promise<SerialDevice> {
   const sockets = new Set<Socket>()
   let received = ''
   const server = createServer((s) => {

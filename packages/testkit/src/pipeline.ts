@@ -4,16 +4,14 @@
  * published to `<ns>.jobs`).
  */
 import { randomUUID } from 'node:crypto'
-import { AmqpClient, names, type Names } from '../amqp/index.js'
-import type { AgentType, Job, JobKind, JobRecord, PowerAction, ServerSecrets, StoredServer } from '../contracts/index.js'
-import { isTerminal } from '../contracts/index.js'
-import { SecretBox, sealServerSecrets } from '../crypto/index.js'
-import { createLogger } from '../logging/index.js'
-import { JobStore, ServerStore, TenantStore, createRedis, type Redis } from '../store/index.js'
-import { waitFor } from './index.js'
+import { AmqpClient, names, type Names } from '@porthole/shared/amqp'
+import type { AgentType, Job, JobKind, JobRecord, PowerAction, ServerSecrets, StoredServer } from '@porthole/contracts'
+import { isTerminal } from '@porthole/contracts'
+import { SecretBox, sealServerSecrets } from '@porthole/shared/crypto'
+import { createLogger } from '@porthole/shared/logging'
+import { JobStore, ServerStore, TenantStore, createRedis, type Redis } from '@porthole/shared/store'
+import { waitFor, type Scope } from './index.js'
 import { startStack, type Stack, type StackOptions } from './stack.js'
-
-type After = { after: (fn: () => Promise<void>) => void }
 
 export interface Pipeline {
   stack: Stack
@@ -36,7 +34,7 @@ export interface Pipeline {
   dead: () => Promise<string[]>
 }
 
-export async function pipeline (t: After, o: StackOptions = {}): Promise<Pipeline> {
+export async function pipeline (t: Scope, o: StackOptions = {}): Promise<Pipeline> {
   const stack = await startStack(t, {
     services: ['receiver', 'agents'],
     ...o,

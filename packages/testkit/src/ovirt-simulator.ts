@@ -27,7 +27,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import type { TestContext } from 'node:test'
+import type { Scope } from './index.js'
 
 const run = promisify(execFile)
 
@@ -63,7 +63,7 @@ export interface OvirtSimulator {
 export interface Pki { dir: string, caCert: string, caKey: string, cert: string, key: string }
 
 /** A CA and a server certificate for 127.0.0.1/localhost, made with the openssl CLI in a temporary folder. */
-export async function makePki (t: TestContext): Promise<Pki> {
+export async function makePki (t: Scope): Promise<Pki> {
   const dir = await mkdtemp(join(tmpdir(), 'porthole-pki-'))
   t.after(async () => { await rm(dir, { recursive: true, force: true }) })
   const p = (f: string): string => join(dir, f)
@@ -81,7 +81,7 @@ export async function makePki (t: TestContext): Promise<Pki> {
   }
 }
 
-export async function startOvirtSimulator (t: TestContext, o: { pki?: Pki, tokenLifetimeMs?: number, transitionMs?: number } = {}): Promise<OvirtSimulator> {
+export async function startOvirtSimulator (t: Scope, o: { pki?: Pki, tokenLifetimeMs?: number, transitionMs?: number } = {}): Promise<OvirtSimulator> {
   const pki = o.pki ?? await makePki(t)
   const tokenLifetimeMs = o.tokenLifetimeMs ?? 60_000
   const transitionMs = o.transitionMs ?? 300

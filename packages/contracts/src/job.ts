@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { ERROR_CODES } from '../errors/index.js'
+import { ERROR_CODES } from './errors.js'
 import { Id, JobId, Sealed, ServerId, TenantId, Timestamp } from './common.js'
 import { ConsoleParams, ConsoleProtocol, ConsoleResult } from './console.js'
 import { PowerAction, PowerStatus } from './power.js'

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { connect as netConnect } from 'node:net'
 import amqp from 'amqplib'
 import { Redis } from 'ioredis'
-import { deleteTopology } from '../amqp/topology.js'
+import { deleteTopology } from '@porthole/shared/amqp'
 
 type Testcontainers = typeof import('testcontainers') // eslint-disable-line @typescript-eslint/consistent-type-imports
 
@@ -70,6 +70,9 @@ async function fromContainers (rabbit: boolean, redis: boolean): Promise<Partial
   }
   return out
 }
+
+/** What a helper needs of a test to clean up after it: node:test's TestContext, or a script's own list. */
+export interface Scope { after: (fn: () => Promise<void>) => void }
 
 /** A namespace unique to one test, for queues, exchanges and Redis keys. */
 export function uniqueNamespace (prefix = 't'): string {
