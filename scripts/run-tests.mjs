@@ -6,7 +6,7 @@ import { join, relative } from 'node:path'
 import { spawnSync } from 'node:child_process'
 
 const root = new URL('..', import.meta.url).pathname
-const roots = ['packages/shared', 'services/api', 'services/receiver', 'services/agents', 'services/console-gateway', 'bench', 'test']
+const roots = ['packages/shared', 'services/api', 'services/receiver', 'services/agents', 'services/console-gateway', 'cli', 'bench', 'test']
 const filters = process.argv.slice(2).filter(a => !a.startsWith('--'))
 const onlyUnit = process.argv.includes('--only-unit')
 
