@@ -21,6 +21,7 @@ import { apiKeyRoutes } from './routes/api-keys.js'
 import { auditRoutes } from './routes/audit.js'
 import { consoleSessionRoutes } from './routes/console-sessions.js'
 import { jobRoutes } from './routes/jobs.js'
+import { jobActionRoutes } from './routes/job-actions.js'
 import { operationRoutes } from './routes/operations.js'
 import { serverJobRoutes } from './routes/server-jobs.js'
 import { serverRoutes } from './routes/servers.js'
@@ -153,6 +154,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     await v1.register(serverRoutes(ctx))
     await v1.register(serverJobRoutes(ctx))
     await v1.register(jobRoutes(ctx))
+    await v1.register(jobActionRoutes(ctx))
     await v1.register(consoleSessionRoutes(ctx))
     await v1.register(auditRoutes(ctx))
   }, { prefix: '/v1' })
