@@ -298,3 +298,58 @@ test("an Idempotency-Key of another tenant's request never returns that tenant's
   await finished(stack, first.body.id, a.key)
   await finished(stack, own.body.id, b.key)
 })
+
+/**
+ * The dashboard's routes (hidden from the OpenAPI document: a browser UI, not the REST contract). Its
+ * credential is the session cookie alone (`POST /ops/login`, operator and admin keys only): a bearer key of
+ * any role is not one, and a customer's key cannot log in. Every route added to services/api/src/ops must be
+ * listed here.
+ */
+const OPS_ROUTES: Record<string, 'public' | 'login' | 'session'> = {
+  'GET /ops': 'public',
+  'GET /ops/assets/ops.js': 'public',
+  'POST /ops/login': 'login',
+  'POST /ops/api/logout': 'session',
+  'GET /ops/api/session': 'session',
+  'GET /ops/api/queues': 'session',
+  'GET /ops/api/jobs': 'session',
+  'GET /ops/api/jobs/{id}': 'session',
+  'POST /ops/api/jobs/{id}/retry': 'session',
+  'POST /ops/api/jobs/{id}/cancel': 'session',
+  'GET /ops/api/dead-letters': 'session',
+  'POST /ops/api/dead-letters/replay': 'session',
+  'GET /ops/api/agents': 'session',
+  'GET /ops/api/sessions': 'session',
+  'DELETE /ops/api/sessions/{id}': 'session',
+  'GET /ops/api/audit': 'session',
+  'GET /ops/api/servers': 'session',
+  'GET /ops/api/tenants': 'session',
+  'GET /ops/api/events': 'session'
+}
+
+test('the dashboard: only a session cookie opens /ops/api, never a bearer key; customers cannot log in', async (t) => {
+  const origin = stack.apiUrl
+  for (const [route, kind] of Object.entries(OPS_ROUTES)) {
+    await t.test(route, async () => {
+      const [method, path] = route.split(' ') as [string, string]
+      const url = path.replace('{id}', a.failedJobId)
+      const body = route === 'POST /ops/api/dead-letters/replay' ? { lane: 'dead', messageId: 'x' } : route === 'POST /ops/login' ? { key: a.key } : undefined
+      if (kind === 'public') { assert.equal((await stack.api(method, url, undefined, { key: null })).status, 200); return }
+      if (kind === 'login') {
+        assertProblem(await stack.api(method, url, body, { key: null, headers: { origin } }), 'a customer key logging in', 403)
+        return
+      }
+      for (const key of [null, a.key, operatorKey.key, stack.adminToken]) {
+        assertProblem(await stack.api(method, url, body, { key, headers: { origin } }), `${route} with ${key === null ? 'nothing' : 'a bearer key'}`, 401)
+      }
+    })
+  }
+  // With an operator's session the reads are served (another tenant's job included: operators see all).
+  const login = await fetch(`${origin}/ops/login`, { method: 'POST', headers: { 'content-type': 'application/json', origin }, body: JSON.stringify({ key: operatorKey.key }) })
+  assert.equal(login.status, 200)
+  const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string
+  for (const route of Object.keys(OPS_ROUTES).filter(r => r.startsWith('GET /ops/api/') && r !== 'GET /ops/api/events')) {
+    const r = await stack.api('GET', route.slice(4).replace('{id}', a.failedJobId), undefined, { key: null, headers: { cookie } })
+    assert.equal(r.status, 200, `${route} with a session: ${r.status} ${JSON.stringify(r.body)}`)
+  }
+})

@@ -1,0 +1,24 @@
+// Where the dashboard's live updates come from: the only file that knows. Today the API's own job events for
+// the dashboard session (GET /ops/api/events, cookie-authenticated); moving to /v1/events (and its console
+// session events) is a change of this file alone: the rest of the page calls subscribe() and reads
+// {type, jobId, state, serverId, tenantId, kind, at}.
+
+/**
+ * Calls onEvent for every job state change; onStatus(true|false) as the stream connects and drops
+ * (EventSource reconnects by itself; the page re-reads what it shows on each reconnect). Returns a stop function.
+ */
+export function subscribe (onEvent, onStatus) {
+  let es
+  const open = () => {
+    es = new EventSource('/ops/api/events')
+    es.addEventListener('open', () => onStatus(true))
+    es.addEventListener('error', () => onStatus(false))
+    es.addEventListener('job', (m) => {
+      try { onEvent({ type: 'job', ...JSON.parse(m.data) }) } catch { /* a malformed event is skipped */ }
+    })
+    // The session ended (logout, expiry, its key deleted): the page asks to log in again.
+    es.addEventListener('end', () => { es.close(); onStatus(false, 'ended') })
+  }
+  open()
+  return () => es.close()
+}
