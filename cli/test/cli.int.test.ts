@@ -141,6 +141,16 @@ test('a job that fails exits 5 and says why; jobs lists it by state, shows its h
   const watch = await porthole(stack, ['jobs', 'watch', jobId, '--json'], { key: customer })
   assert.equal(watch.code, 5)
   assert.equal(JSON.parse(watch.stdout).id, jobId)
+  // Retried as it is (the domain still does not exist): a new job, linked, that fails the same way.
+  const retry = await porthole(stack, ['jobs', 'retry', jobId, '--json', '--quiet'], { key: customer })
+  assert.equal(retry.code, 5, retry.stderr)
+  const again = JSON.parse(retry.stdout)
+  assert.equal(again.retryOf, jobId)
+  assert.notEqual(again.id, jobId)
+  assert.match((await porthole(stack, ['jobs', 'show', again.id], { key: customer })).stdout, new RegExp(`^retry of:\\s+${jobId}$`, 'm'))
+  const notQueued = await porthole(stack, ['jobs', 'cancel', jobId], { key: customer })
+  assert.equal(notQueued.code, 1, 'a finished job is not cancelled: the API says 409')
+  assert.match(notQueued.stderr, /409 Conflict: only a queued job can be cancelled/)
 })
 
 test('console prints the URL once, --open hands the same URL to $BROWSER; sessions lists it and revoke ends it', async (t) => {
@@ -234,5 +244,13 @@ test('a job that does not end within --timeout exits 6 and says how to follow it
   assert.match(r.stderr, /is still queued after 2 s \(--timeout\); it goes on: porthole jobs watch [0-9a-f-]{36}/)
   const detached = await porthole(lone, ['power', s.id, 'reset', '--no-wait'])
   assert.equal(detached.code, 0)
-  assert.match(detached.stdout.trim(), /^[0-9a-f-]{36}$/)
+  const jobId = detached.stdout.trim()
+  assert.match(jobId, /^[0-9a-f-]{36}$/)
+  // Still queued (nothing consumes it): cancelled, and a watcher then exits 5.
+  const cancel = await porthole(lone, ['jobs', 'cancel', jobId])
+  assert.equal(cancel.code, 0, cancel.stderr)
+  assert.equal(cancel.stdout.trim(), `${jobId} cancelled`)
+  const watch = await porthole(lone, ['jobs', 'watch', jobId])
+  assert.equal(watch.code, 5)
+  assert.match(watch.stderr, /cancelled/)
 })
