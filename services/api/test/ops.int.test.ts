@@ -223,3 +223,35 @@ test('audit on the dashboard takes the API\'s filters', async (t) => {
   assert.equal(byTenant[0]?.tenantId, acme.tenantId)
   assert.equal((await ops(api, s, 'GET', '/ops/api/audit?limit=0')).status, 400)
 })
+
+test('the page\'s event stream carries job changes, and ends when the session\'s key is deleted', async (t) => {
+  const api = await startTestApi(t, { env: { SSE_HEARTBEAT_SECONDS: '1' } })
+  const acme = await tenantWithKey(api)
+  const serverId = await kvmServer(api, acme.tenantId)
+  const operator = await key(api, 'operator')
+  const s = await login(api, operator.key)
+  await api.app.listen({ port: 0, host: '127.0.0.1' })
+  const addr = api.app.server.address()
+  const url = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}/ops/api/events`
+  const ac = new AbortController()
+  t.after(() => ac.abort())
+  const res = await fetch(url, { headers: { cookie: s.cookie }, signal: ac.signal })
+  assert.equal(res.status, 200)
+  assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/)
+  let text = ''
+  let ended = false
+  const reading = (async () => {
+    const decoder = new TextDecoder()
+    try { for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) text += decoder.decode(c, { stream: true }) } catch { /* aborted */ }
+    ended = true
+  })()
+  await waitFor(() => text.includes(': connected'), 5000, 'the stream to open')
+  const job = (await api.call('POST', `/v1/servers/${serverId}/power`, { action: 'reset' }, { key: acme.key })).body
+  await waitFor(() => text.includes(`"jobId":"${job.id as string}"`) && text.includes('"state":"queued"'), 5000, 'the job event')
+  assert.match(text, /event: job\ndata: \{/)
+  assert.equal((await fetch(url)).status, 401, 'no cookie, no stream')
+  assert.equal((await api.call('DELETE', `/v1/api-keys/${operator.id}`)).status, 204)
+  await waitFor(() => ended, 10_000, 'the stream to end with its key')
+  await reading
+  assert.match(text, /event: end/)
+})
