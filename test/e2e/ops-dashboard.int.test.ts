@@ -2,46 +2,19 @@
 // job appear and change live (no reload), retry a failed job from the page, revoke a live console from the
 // page and watch its viewer's socket close; the agents and queues the page shows are the real ones.
 // Page screenshots go to test/dist/test-output/ (their paths are printed as diagnostics).
-import { after, test } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import type { BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { tinyDomain, waitFor, within } from '@porthole/shared/testing'
 import { fileStack, kvmServer, tenant } from './fixtures.js'
+import { jobRow, opsBrowser } from './ops-browser.js'
 
-const OUT = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-output')
 const stack = await fileStack()
 const acme = await tenant(stack, 'ops-acme')
 const operator = (await stack.api('POST', '/v1/api-keys', { role: 'operator', name: 'ops-dashboard' })).body as { id: string, key: string }
-const problems: string[] = []
-await mkdir(OUT, { recursive: true })
-const { chromium } = await import('playwright-core')
-const profile = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
-const browser: BrowserContext = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 1366, height: 800 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run']
-})
-after(async () => { await browser.close(); await rm(profile, { recursive: true, force: true }) })
-const page: Page = await browser.newPage()
-page.on('pageerror', e => problems.push(e.message))
-// Refusals the page expects (401 before the login, a wrong key) show as failed loads: server errors are counted apart.
-page.on('console', m => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(m.text()) })
-page.on('response', r => { if (r.status() >= 500 || r.status() === 404) problems.push(`${r.status()} ${r.url()}`) })
-// The page's own CSP must not have to refuse anything it does.
-await page.addInitScript("document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))")
-
-async function shot (t: { diagnostic: (s: string) => void }, p: Page, name: string): Promise<void> {
-  const file = join(OUT, `ops-dashboard-${name}.png`)
-  await p.screenshot({ path: file, fullPage: true })
-  t.diagnostic(`screenshot: ${file}`)
-}
-
-const row = (jobId: string, state?: string): string => `#jobs-table tr[data-job-id="${jobId}"]${state === undefined ? '' : `[data-state="${state}"]`}`
+const { browser, page, problems, shot: snap } = await opsBrowser('ops-dashboard')
+const shot = async (t: { diagnostic: (s: string) => void }, p: Page, name: string): Promise<void> => { await snap(t, name, p) }
+const row = jobRow
 
 test('log in with an operator key: a job appears and changes live, without a reload', async (t) => {
   const res = await page.goto(`${stack.apiUrl}/ops`)
