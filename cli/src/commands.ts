@@ -224,7 +224,8 @@ export const COMMANDS: Record<string, Command> = {
       process.once('SIGINT', stop)
       process.once('SIGTERM', stop)
       try {
-        for await (const e of events(r.client, `/v1/events${query({ serverId: str(r, 'server') })}`, ac.signal)) {
+        const opened = (): void => { if (r.opts.quiet !== true) r.note('porthole: following job events (Ctrl-C stops)') }
+        for await (const e of events(r.client, `/v1/events${query({ serverId: str(r, 'server') })}`, ac.signal, opened)) {
           if (e.event === 'end') { r.note('porthole: the API ended the stream'); break }
           if (r.out.json) { r.out.line(e.data); continue }
           let d: Row = {}

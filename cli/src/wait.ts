@@ -61,9 +61,10 @@ async function follow (client: Client, jobId: string, signal: AbortSignal, wake:
   }
 }
 
-/** Server-sent events as `{event, data}`, for `jobs watch` without a job id. */
-export async function * events (client: Client, path: string, signal: AbortSignal): AsyncGenerator<{ event: string, id?: string, data: string }> {
+/** Server-sent events as `{event, data}`, for `jobs watch` without a job id; `onOpen` once subscribed. */
+export async function * events (client: Client, path: string, signal: AbortSignal, onOpen: () => void = () => {}): AsyncGenerator<{ event: string, id?: string, data: string }> {
   for await (const block of blocks(client, path, signal)) {
+    if (block.startsWith(': connected')) onOpen()
     let event = 'message'
     let id: string | undefined
     const data: string[] = []

@@ -3,7 +3,7 @@
 // the command printed and its exit code.
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -253,4 +253,24 @@ test('a job that does not end within --timeout exits 6 and says how to follow it
   const watch = await porthole(lone, ['jobs', 'watch', jobId])
   assert.equal(watch.code, 5)
   assert.match(watch.stderr, /cancelled/)
+})
+
+test('jobs watch without a job prints each job event of the server as it comes, until interrupted (exit 0)', async (t) => {
+  const dom = await tinyDomain(t)
+  const id = await server(dom.name)
+  const child = spawn(process.execPath, [BIN, 'jobs', 'watch', '--server', id], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORTHOLE_URL: stack.apiUrl, PORTHOLE_KEY: customer } })
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let out = ''
+  child.stdout.setEncoding('utf8').on('data', (s: string) => { out += s })
+  const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
+  let err = ''
+  child.stderr.setEncoding('utf8').on('data', (s: string) => { err += s })
+  // Said once the API has subscribed the stream: a job from now on cannot be missed.
+  await waitFor(() => err.includes('following job events'), 10_000, 'the stream to open')
+  const job = (await stack.api('POST', `/v1/servers/${id}/power`, { action: 'suspend' }, { key: customer })).body
+  await waitFor(() => out.includes(`${job.id as string}  power  succeeded  server ${id}`), 30_000, 'the succeeded event on stdout')
+  const lines = out.trimEnd().split('\n').filter(l => l.includes(job.id))
+  assert.deepEqual(lines.map(l => l.split(/\s+/)[3]), ['queued', 'dispatched', 'running', 'succeeded'])
+  child.kill('SIGINT')
+  assert.equal(await exited, 0)
 })
