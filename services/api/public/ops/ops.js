@@ -284,6 +284,9 @@ async function start () {
   show(tab)
 }
 
+// Relative times ("12 s ago") stay true while the page is open.
+setInterval(() => { for (const t of $$('time[datetime]')) if (!t.closest('.history')) t.textContent = ago(t.getAttribute('datetime')) }, 10_000)
+
 // Lists that change without a job event (viewers connecting, heartbeats) are re-read while shown.
 setInterval(() => { if (session !== undefined && ['queues', 'agents', 'consoles'].includes(tab) && !document.hidden) void refresh() }, 5000)
 void start()
