@@ -75,6 +75,10 @@ test('login: an operator key becomes an HttpOnly, SameSite=Strict cookie; custom
   // The session is the only credential of /ops/api: a bearer key is not one.
   assert.equal((await api.call('GET', '/ops/api/session', undefined, { key: operator.key })).status, 401)
   assert.equal((await api.call('GET', '/ops/api/jobs', undefined, { key: null })).status, 401)
+  for (const path of ['/ops/%61pi/jobs', '/ops//api/jobs', '/ops/api/jobs/', '/OPS/api/jobs']) {
+    const r = await api.call('GET', path, undefined, { key: null })
+    assert.ok(r.status === 401 || r.status === 404, `${path}: ${r.status} ${r.raw.slice(0, 100)}`)
+  }
 })
 
 test('behind a TLS-terminating proxy the cookie is Secure', async (t) => {

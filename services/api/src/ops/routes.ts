@@ -36,9 +36,9 @@ export function opsRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.addHook('onSend', async (_req, reply) => { securityHeaders(reply) })
     // Every /ops/api route but the login needs the session (and, for a change, Origin and CSRF token).
+    // By the matched route, not the raw URL: a percent-encoded path reaches the same route.
     app.addHook('onRequest', async (req) => {
-      const path = req.url.split('?')[0] ?? ''
-      if (path.startsWith('/ops/api/')) req.principal = await opsPrincipal(sessions, req)
+      if ((req.routeOptions.url ?? '').startsWith('/ops/api/')) req.principal = await opsPrincipal(sessions, req)
     })
     const who = (req: { principal?: Principal }): Principal => {
       if (req.principal === undefined) throw new PortholeError('unauthorized', 'log in to the dashboard first')
