@@ -13,6 +13,8 @@ export interface Run {
   out: Out
   /** Progress and notes for people: stderr. */
   note: (s: string) => void
+  /** On a terminal: rewrites one status line in place (an elapsed-time counter while a job runs). */
+  ticker?: ((s: string) => void) | undefined
   opts: Record<string, string | boolean | undefined>
   timeoutMs: number
   browser: string | undefined
@@ -63,18 +65,38 @@ function jobExit (rec: JobRecord): ExitCode {
   return EXIT.jobFailed
 }
 
-/** Waits for a job, its states on stderr as they come, unless --quiet. */
+const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏']
+
+/**
+ * Waits for a job, its states on stderr as they come, unless --quiet; on a terminal a line below them
+ * counts the seconds while it waits.
+ */
 async function watch (r: Run, jobId: string): Promise<JobRecord> {
   const start = Date.now()
-  return await waitForJob(r.client, jobId, {
-    timeoutMs: r.timeoutMs,
-    onState: rec => {
-      if (r.opts.quiet === true) return
-      const secs = ((Date.now() - start) / 1000).toFixed(1)
-      const why = rec.error === undefined ? '' : ` (${rec.error.code}: ${rec.error.message})`
-      r.note(`job ${rec.id} ${rec.kind}${rec.action === undefined ? '' : ' ' + rec.action}: ${rec.state}${why} [${secs} s]`)
-    }
-  })
+  const quiet = r.opts.quiet === true
+  const secs = (): string => ((Date.now() - start) / 1000).toFixed(1)
+  let state = 'queued'
+  let frame = 0
+  const tick = r.ticker === undefined || quiet ? undefined : r.ticker
+  const draw = (): void => { tick?.(`${SPINNER[frame++ % SPINNER.length] ?? ''} job ${jobId.slice(0, 8)} ${state} ${secs()} s`) }
+  // Drawn at once, then ten times a second: even a job that ends at once has shown its line.
+  draw()
+  const timer = tick === undefined ? undefined : setInterval(draw, 100)
+  try {
+    return await waitForJob(r.client, jobId, {
+      timeoutMs: r.timeoutMs,
+      onState: rec => {
+        state = rec.state
+        if (quiet) return
+        tick?.('')
+        const why = rec.error === undefined ? '' : ` (${rec.error.code}: ${rec.error.message})`
+        r.note(`job ${rec.id} ${rec.kind}${rec.action === undefined ? '' : ' ' + rec.action}: ${rec.state}${why} [${secs()} s]`)
+      }
+    })
+  } finally {
+    clearInterval(timer)
+    tick?.('')
+  }
 }
 
 /** Prints a finished job; the exit code says how it ended. */

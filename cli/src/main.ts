@@ -19,10 +19,17 @@ const DEFAULT_TIMEOUT_SECONDS = 120
 export interface Io {
   stdout: (s: string) => void
   stderr: (s: string) => void
+  /** Rewrites one status line in place (stderr is a terminal), or undefined. */
+  ticker?: ((s: string) => void) | undefined
   env: CliEnv
 }
 
-const defaultIo = (): Io => ({ stdout: s => process.stdout.write(s + '\n'), stderr: s => process.stderr.write(s + '\n'), env: cliEnv() })
+const defaultIo = (): Io => ({
+  stdout: s => process.stdout.write(s + '\n'),
+  stderr: s => process.stderr.write(s + '\n'),
+  ticker: process.stderr.isTTY ? s => process.stderr.write(`\r\x1b[2K${s}`) : undefined,
+  env: cliEnv()
+})
 
 export function help (): string {
   const rows = Object.entries(COMMANDS).map(([name, c]) => [`porthole ${name}${c.args === '' ? '' : ' ' + c.args}`, c.summary] as const)
@@ -74,6 +81,7 @@ export async function main (argv: string[], io: Io = defaultIo()): Promise<ExitC
       client: new Client(url.endsWith('/') ? url : url + '/', values.key ?? io.env.key),
       out: { json, line: io.stdout },
       note: io.stderr,
+      ticker: io.ticker,
       opts: values,
       timeoutMs: Number(timeout) * 1000,
       browser: io.env.browser

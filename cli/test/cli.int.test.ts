@@ -274,3 +274,19 @@ test('jobs watch without a job prints each job event of the server as it comes, 
   child.kill('SIGINT')
   assert.equal(await exited, 0)
 })
+
+test('on a terminal a line counts the seconds while a job waits, and is cleared when it ends', async (t) => {
+  const dom = await tinyDomain(t)
+  const id = await server(dom.name)
+  // script(1) runs the CLI with a pseudo-terminal as its stdin, stdout and stderr, as an operator's shell does.
+  const r = await new Promise<Ran>(resolve => {
+    execFile('script', ['-qec', `'${process.execPath}' '${BIN}' power ${id} off`, '/dev/null'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORTHOLE_URL: stack.apiUrl, PORTHOLE_KEY: customer, TERM: 'xterm' }, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? -1, stdout, stderr })
+    })
+  })
+  assert.equal(r.code, 0, r.stdout + r.stderr)
+  assert.match(r.stdout, new RegExp(`\r${String.fromCharCode(27)}\\[2K. job [0-9a-f]{8} (queued|dispatched|running) \\d+\\.\\d s`), 'the counter line')
+  assert.match(r.stdout, /: succeeded \[/)
+  assert.match(r.stdout, /off: power off/)
+  assert.equal(await dom.state(), 'shut off')
+})
