@@ -1,7 +1,9 @@
-// Where the dashboard's live updates come from: the only file that knows. Today the API's own job events for
-// the dashboard session (GET /ops/api/events, cookie-authenticated); moving to /v1/events (and its console
-// session events) is a change of this file alone: the rest of the page calls subscribe() and reads
-// {type, jobId, state, serverId, tenantId, kind, at}.
+// Where the dashboard's live updates come from: the only file of the page that knows. Today the job events
+// of the API's own feed for the dashboard session (GET /ops/api/events, cookie-authenticated: the page holds
+// no key, and EventSource cannot send one). Moving to the Redis event stream behind /v1/events (with console
+// session events and Last-Event-ID resumption) is this file (which event names to listen to) plus, on the
+// server, the /ops/api/events handler in services/api/src/ops/routes.ts (read that stream instead of the
+// waiter's feed). The rest of the page calls subscribe() and reads {type, jobId, state, serverId, tenantId, kind, at}.
 
 /**
  * Calls onEvent for every job state change; onStatus(true|false) as the stream connects and drops
