@@ -45,6 +45,11 @@ export default tseslint.config(
     rules: { 'no-restricted-globals': ['error', ...['process', 'Buffer', 'require', 'module', '__dirname', '__filename', 'global', 'setImmediate'].map(name => ({ name, message: 'the contract layer uses nothing a browser lacks' }))] }
   },
   {
+    // The operators' dashboard, served by the API.
+    files: ['services/api/public/**/*.js'],
+    languageOptions: { globals: { window: 'readonly', document: 'readonly', location: 'readonly', EventSource: 'readonly', CSS: 'readonly', Node: 'readonly', URLSearchParams: 'readonly' } }
+  },
+  {
     // Browser code served by the console gateway.
     files: ['services/console-gateway/public/**/*.js'],
     languageOptions: { globals: { window: 'readonly', document: 'readonly', location: 'readonly', WebSocket: 'readonly', performance: 'readonly' } }

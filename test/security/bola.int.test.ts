@@ -11,11 +11,12 @@ import { tinyDomain, waitFor, type Stack } from '@porthole/testkit'
 import { fileStack, finished, kvmServer } from '../e2e/fixtures.js'
 import { assertProblem, minimalRequest, operations, type Operation } from './support.js'
 
-type Resource = 'tenant' | 'spareTenant' | 'apiKey' | 'server' | 'job' | 'session'
+type Resource = 'tenant' | 'spareTenant' | 'apiKey' | 'server' | 'job' | 'failedJob' | 'session'
 type Rule =
   | { access: 'public' } // no key needed
   | { access: 'admin' | 'staff', resource?: Resource } // customers 403 (admin: operators too)
-  | { access: 'tenant', resource: Resource } // customers: their own tenant's; another tenant's is a 404
+  | { access: 'tenant', resource: Resource, owner?: number } // customers: their own tenant's; another tenant's is a 404
+  //   (owner: the status the owner's request gets when not a 2xx, e.g. a state rule that answers after authorization)
   | { access: 'tenant-read', resource: Resource } // customers read their own (403 to change it), others' 404
   | { access: 'list' } // customers see their own tenant's items only
   | { access: 'stream' } // server-sent events, their own tenant's only
@@ -45,6 +46,9 @@ const ROUTES: Record<string, Rule> = {
   'POST /v1/servers/{id}/console': { access: 'tenant', resource: 'server' },
   'GET /v1/jobs/{id}': { access: 'tenant', resource: 'job' },
   'GET /v1/jobs': { access: 'list' },
+  'POST /v1/jobs/{id}/retry': { access: 'tenant', resource: 'failedJob' },
+  // The populated jobs have all ended: the owner is told 409 (only a queued job is cancelled), after authorization.
+  'POST /v1/jobs/{id}/cancel': { access: 'tenant', resource: 'job', owner: 409 },
   'GET /v1/events': { access: 'stream' },
   'GET /v1/console-sessions': { access: 'list' },
   'GET /v1/console-sessions/{id}': { access: 'tenant', resource: 'session' },
@@ -68,6 +72,8 @@ interface Tenant {
   spareTenantId: string
   serverId: string
   jobIds: string[]
+  /** A power job that failed (its server names no domain), for retry. */
+  failedJobId: string
   sessionIds: string[]
 }
 
@@ -106,10 +112,14 @@ async function populated (name: string): Promise<Tenant> {
     assert.equal(c.status, 201, JSON.stringify(c.body))
     sessionIds.push(c.body.sessionId)
   }
+  const broken = await stack.api('POST', '/v1/servers', { name: `${name}-broken`, tenantId, agent: 'kvm', connection: { uri: dom.uri, domain: `${dom.name}-missing` } })
+  assert.equal(broken.status, 201, JSON.stringify(broken.body))
+  const failed = await finished(stack, (await stack.api('POST', `/v1/servers/${broken.body.id as string}/power`, { action: 'on' }, as)).body.id, key.key)
+  assert.equal(failed.state, 'failed', JSON.stringify(failed))
   const jobs = await stack.api('GET', `/v1/jobs?serverId=${serverId}`, undefined, as)
   const jobIds = (jobs.body as Array<{ id: string }>).map(j => j.id)
   assert.ok(jobIds.length >= 5, `${name}: jobs ${JSON.stringify(jobs.body)}`)
-  return { tenantId, key: key.key, keyId: key.id, spareKeyId: spare.id, spareTenantId: spareTenant.body.id as string, serverId, jobIds, sessionIds }
+  return { tenantId, key: key.key, keyId: key.id, spareKeyId: spare.id, spareTenantId: spareTenant.body.id as string, serverId, jobIds, failedJobId: failed.id as string, sessionIds }
 }
 
 const a = await populated('bola-a')
@@ -117,7 +127,7 @@ const b = await populated('bola-b')
 
 /** Every id of tenant `t` that another tenant's customer must never see. */
 function idsOf (t: Tenant): string[] {
-  return [t.tenantId, t.spareTenantId, t.keyId, t.spareKeyId, t.serverId, ...t.jobIds, ...t.sessionIds]
+  return [t.tenantId, t.spareTenantId, t.keyId, t.spareKeyId, t.serverId, ...t.jobIds, t.failedJobId, ...t.sessionIds]
 }
 
 /** The id a route's `{id}` names, of tenant `t`. Sessions: the first is read, the last is the one deleted. */
@@ -128,6 +138,7 @@ function idFor (t: Tenant, r: Resource, op: Operation): string {
     case 'apiKey': return t.spareKeyId
     case 'server': return t.serverId
     case 'job': return t.jobIds[0] as string
+    case 'failedJob': return t.failedJobId
     case 'session': return (op.method === 'DELETE' ? t.sessionIds.at(-1) : t.sessionIds[0]) as string
   }
 }
@@ -199,7 +210,9 @@ test("every route that takes an id answers another tenant's customer 404, as for
       assert.equal(other.body.code, unknown.body.code)
       // The owner's own request is valid and served (or, for changes customers may not make, a 403).
       const own = await call(op, a, a.key)
-      if (ROUTES[op.key]?.access === 'tenant-read') assertProblem(own, `${op.key} by the owner`, 403)
+      const rule = ROUTES[op.key]
+      if (rule?.access === 'tenant-read') assertProblem(own, `${op.key} by the owner`, 403)
+      else if (rule?.access === 'tenant' && rule.owner !== undefined) assertProblem(own, `${op.key} by the owner`, rule.owner)
       else assert.ok(own.status >= 200 && own.status < 300, `${op.key} by the owner: ${own.status} ${JSON.stringify(own.body)}`)
     })
   }
@@ -284,4 +297,59 @@ test("an Idempotency-Key of another tenant's request never returns that tenant's
   assert.ok(!JSON.stringify(own.body).includes(a.serverId))
   await finished(stack, first.body.id, a.key)
   await finished(stack, own.body.id, b.key)
+})
+
+/**
+ * The dashboard's routes (hidden from the OpenAPI document: a browser UI, not the REST contract). Its
+ * credential is the session cookie alone (`POST /ops/login`, operator and admin keys only): a bearer key of
+ * any role is not one, and a customer's key cannot log in. Every route added to services/api/src/ops must be
+ * listed here.
+ */
+const OPS_ROUTES: Record<string, 'public' | 'login' | 'session'> = {
+  'GET /ops': 'public',
+  'GET /ops/assets/ops.js': 'public',
+  'POST /ops/login': 'login',
+  'POST /ops/api/logout': 'session',
+  'GET /ops/api/session': 'session',
+  'GET /ops/api/queues': 'session',
+  'GET /ops/api/jobs': 'session',
+  'GET /ops/api/jobs/{id}': 'session',
+  'POST /ops/api/jobs/{id}/retry': 'session',
+  'POST /ops/api/jobs/{id}/cancel': 'session',
+  'GET /ops/api/dead-letters': 'session',
+  'POST /ops/api/dead-letters/replay': 'session',
+  'GET /ops/api/agents': 'session',
+  'GET /ops/api/sessions': 'session',
+  'DELETE /ops/api/sessions/{id}': 'session',
+  'GET /ops/api/audit': 'session',
+  'GET /ops/api/servers': 'session',
+  'GET /ops/api/tenants': 'session',
+  'GET /ops/api/events': 'session'
+}
+
+test('the dashboard: only a session cookie opens /ops/api, never a bearer key; customers cannot log in', async (t) => {
+  const origin = stack.apiUrl
+  for (const [route, kind] of Object.entries(OPS_ROUTES)) {
+    await t.test(route, async () => {
+      const [method, path] = route.split(' ') as [string, string]
+      const url = path.replace('{id}', a.failedJobId)
+      const body = route === 'POST /ops/api/dead-letters/replay' ? { lane: 'dead', messageId: 'x' } : route === 'POST /ops/login' ? { key: a.key } : undefined
+      if (kind === 'public') { assert.equal((await stack.api(method, url, undefined, { key: null })).status, 200); return }
+      if (kind === 'login') {
+        assertProblem(await stack.api(method, url, body, { key: null, headers: { origin } }), 'a customer key logging in', 403)
+        return
+      }
+      for (const key of [null, a.key, operatorKey.key, stack.adminToken]) {
+        assertProblem(await stack.api(method, url, body, { key, headers: { origin } }), `${route} with ${key === null ? 'nothing' : 'a bearer key'}`, 401)
+      }
+    })
+  }
+  // With an operator's session the reads are served (another tenant's job included: operators see all).
+  const login = await fetch(`${origin}/ops/login`, { method: 'POST', headers: { 'content-type': 'application/json', origin }, body: JSON.stringify({ key: operatorKey.key }) })
+  assert.equal(login.status, 200)
+  const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string
+  for (const route of Object.keys(OPS_ROUTES).filter(r => r.startsWith('GET /ops/api/') && r !== 'GET /ops/api/events')) {
+    const r = await stack.api('GET', route.slice(4).replace('{id}', a.failedJobId), undefined, { key: null, headers: { cookie } })
+    assert.equal(r.status, 200, `${route} with a session: ${r.status} ${JSON.stringify(r.body)}`)
+  }
 })

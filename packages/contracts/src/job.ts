@@ -26,14 +26,17 @@ export const Job = Type.Object({
   createdAt: Timestamp,
   deadline: Timestamp,
   attempt: Type.Integer({ minimum: 1 }),
-  traceId: Type.String({ minLength: 1, maxLength: 64 })
+  traceId: Type.String({ minLength: 1, maxLength: 64 }),
+  /** The failed or timed-out job this one retries (`POST /v1/jobs/{id}/retry`). */
+  retryOf: Type.Optional(JobId)
 }, { additionalProperties: false })
 export type Job = Static<typeof Job>
 
-export const JOB_STATES = ['queued', 'dispatched', 'running', 'succeeded', 'failed', 'timed_out'] as const
+/** `cancelled`: ended while still queued (`POST /v1/jobs/{id}/cancel`); the receiver never dispatches it. */
+export const JOB_STATES = ['queued', 'dispatched', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled'] as const
 export const JobState = Type.Union(JOB_STATES.map(s => Type.Literal(s)))
 export type JobState = typeof JOB_STATES[number]
-export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'timed_out'])
+export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'timed_out', 'cancelled'])
 export function isTerminal (s: JobState): boolean { return TERMINAL_STATES.has(s) }
 
 export const ErrorCodeSchema = Type.Union(ERROR_CODES.map(c => Type.Literal(c)))
@@ -65,7 +68,8 @@ export const JobRecord = Type.Object({
   deadline: Timestamp,
   history: Type.Array(Type.Object({ state: JobState, at: Timestamp }, { additionalProperties: false })),
   result: Type.Optional(JobResult),
-  error: Type.Optional(JobFailure)
+  error: Type.Optional(JobFailure),
+  retryOf: Type.Optional(JobId)
 }, { additionalProperties: false })
 export type JobRecord = Static<typeof JobRecord>
 

@@ -45,6 +45,7 @@ export const agentSettings = {
   ...secretKeySettings,
   ...consoleTransitKeySettings,
   AGENT_TYPES: agentTypes('agent types this process serves, comma separated (each consumes `<ns>.agent.<type>` and `<ns>.agent.<type>.interactive`)', ['kvm', 'ipmi', 'ovirt']),
+  AGENT_HEARTBEAT_SECONDS: int('interval of the heartbeat each agents process writes into Redis (types, jobs in flight, last contact) for the dashboard; it counts as gone after three missed beats', 5, 1, 300),
   AGENT_PREFETCH: int('jobs each agent type handles at once in this process from each of its two queues (AMQP prefetch)', 16, 1, 1000),
   AGENT_STOP_GRACE_SECONDS: int('on SIGTERM, how long running actions may go on to finish and report before the process exits (seconds); one cut off leaves its job to end timed_out, as a redelivery never repeats it', 90, 0, 3600),
   KVM_CONSOLE_HOSTS: uriHostMap('`uri=host,…`: where the console gateway reaches VNC displays of a libvirt URI that listen on 127.0.0.1, 0.0.0.0 or `::` (default: the URI\'s host, or 127.0.0.1 for local URIs)'),

@@ -13,6 +13,7 @@ import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
 import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { Locks, createRedis, keys } from '@porthole/shared/store'
+import { startHeartbeat, type Heartbeat } from './heartbeat.js'
 import type { AgentsConfig } from './config.js'
 import type { AgentContext, AgentDriver } from './driver.js'
 import { DRIVERS, type DriverFactory } from './drivers.js'
@@ -53,6 +54,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   let bridge: SolBridge | undefined
   const sol = tickets === undefined ? undefined : { tickets, port: () => bridge?.port ?? config.SOL_BRIDGE_PORT }
   const active: AgentDriver[] = []
+  let beats: Heartbeat | undefined
   try {
     for (const type of config.AGENT_TYPES) active.push(await (drivers[type] as DriverFactory)({ config, log: log.child({ component: type }), locks, sol }))
   } catch (err) { // e.g. kvm without its libvirt binding: a ConfigError, exit code 2
@@ -186,12 +188,14 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       bridge = await startSolBridge({ host: config.SOL_BRIDGE_HOST, port: config.SOL_BRIDGE_PORT, tickets, secret: Buffer.from(config.SOL_BRIDGE_SECRET ?? '', 'base64'), ipmitool: config.IPMITOOL_PATH, log })
     }
     await amqp.start()
+    beats = startHeartbeat({ redis, ns, types: [...config.AGENT_TYPES], intervalSeconds: config.AGENT_HEARTBEAT_SECONDS, log: log.child({ component: 'heartbeat' }) })
     for (const driver of active) {
       // Both lanes: power jobs on the quorum queue, status and console jobs on the classic one (topology.ts).
-      await amqp.consume(n.agentQueue(driver.type), handler(driver), { prefetch: config.AGENT_PREFETCH })
-      await amqp.consume(n.agentInteractiveQueue(driver.type), handler(driver), { prefetch: config.AGENT_PREFETCH })
+      await amqp.consume(n.agentQueue(driver.type), beats.tracked(handler(driver)), { prefetch: config.AGENT_PREFETCH })
+      await amqp.consume(n.agentInteractiveQueue(driver.type), beats.tracked(handler(driver)), { prefetch: config.AGENT_PREFETCH })
     }
   } catch (err) {
+    await beats?.stop()
     await amqp.close().catch(() => {})
     await bridge?.close().catch(() => {})
     await Promise.allSettled(active.map(async d => await d.close()))
@@ -204,6 +208,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       // Running actions finish and report first: an action cut off here is never repeated by a redelivery
       // (the claim), so its job could only time out.
       await amqp.close(config.AGENT_STOP_GRACE_SECONDS * 1000)
+      await beats?.stop()
       await bridge?.close().catch(() => {})
       await Promise.allSettled(active.map(async d => await d.close()))
       await redis.quit().catch(() => redis.disconnect())

@@ -21,7 +21,9 @@ import { apiKeyRoutes } from './routes/api-keys.js'
 import { auditRoutes } from './routes/audit.js'
 import { consoleSessionRoutes } from './routes/console-sessions.js'
 import { jobRoutes } from './routes/jobs.js'
+import { jobActionRoutes } from './routes/job-actions.js'
 import { operationRoutes } from './routes/operations.js'
+import { opsRoutes } from './ops/routes.js'
 import { serverJobRoutes } from './routes/server-jobs.js'
 import { serverRoutes } from './routes/servers.js'
 import { tenantRoutes } from './routes/tenants.js'
@@ -126,6 +128,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
 
   await app.register(operationRoutes(ctx))
+  await app.register(opsRoutes(ctx))
   await app.register(async (v1) => {
     v1.addHook('onRequest', async (req) => {
       // An address that keeps failing is refused before any key is looked at (guessing keys costs it).
@@ -153,6 +156,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     await v1.register(serverRoutes(ctx))
     await v1.register(serverJobRoutes(ctx))
     await v1.register(jobRoutes(ctx))
+    await v1.register(jobActionRoutes(ctx))
     await v1.register(consoleSessionRoutes(ctx))
     await v1.register(auditRoutes(ctx))
   }, { prefix: '/v1' })

@@ -33,6 +33,8 @@ export const apiSettings = {
   CONSOLE_SESSIONS_PER_TENANT: int("live console sessions one tenant's servers may have together", 50, 1, 100_000),
   EVENT_STREAMS_PER_KEY: int('open `GET /v1/events` streams one API key may hold across every API replica', 5, 1, 1000),
   AUDIT_RETENTION_DAYS: int('days audit entries are kept (each tenant has its own stream, trimmed by age)', 90, 1, 3650),
+  OPS_SESSION_TTL_SECONDS: int('lifetime of a dashboard (`/ops`) login session; it also ends when its API key is deleted', 28800, 60, 7 * 86400),
+  RABBITMQ_MANAGEMENT_URL: optionalSecret("RabbitMQ's management API for the dashboard's queue rates, e.g. `http://user:password@rabbitmq:15672` (without it the dashboard reads depths and consumers with passive declares, and shows no broker rates)"),
   TENANT_MAX_QUEUED: int('jobs of one tenant (per lane: power, or status and console) waiting for a receiver\'s dispatch slot (see TENANT_MAX_IN_FLIGHT) past which the API refuses new ones with 429 and Retry-After', 200, 1, 1_000_000)
 }
 

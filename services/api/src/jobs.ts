@@ -17,6 +17,8 @@ export interface JobRequest {
   action?: PowerAction
   console?: ConsoleParams
   idempotencyKey?: string | undefined
+  /** The failed or timed-out job this one retries. */
+  retryOf?: string
   /** Checked with the job's id and deadline before anything is created: a quota may refuse it (throws). */
   admit?: (job: Job) => Promise<void>
 }
@@ -49,6 +51,7 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
   if (r.action !== undefined) job.action = r.action
   if (r.console !== undefined) job.console = r.console
   if (r.idempotencyKey !== undefined) job.idempotencyKey = r.idempotencyKey
+  if (r.retryOf !== undefined) job.retryOf = r.retryOf
   const idem = r.idempotencyKey === undefined ? undefined : { scope: p.id, key: r.idempotencyKey, ttlSeconds: IDEMPOTENCY_TTL_SECONDS }
   if (r.admit !== undefined) await r.admit(job)
   const created = await ctx.jobs.create(job, idem)

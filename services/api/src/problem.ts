@@ -77,6 +77,7 @@ export class JobFailedError extends PortholeError {
 /** The problem a failed or timed-out job maps to (for console and status requests, which wait for a result). */
 export function jobFailureError (jobId: string, state: string, error: JobFailure | undefined): PortholeError {
   if (error === undefined) {
+    if (state === 'cancelled') return new PortholeError('conflict', 'the job was cancelled before it was dispatched', { details: { jobId } })
     return state === 'timed_out'
       ? new PortholeError('timeout', 'the job did not finish by its deadline', { details: { jobId } })
       : new PortholeError('internal', 'the job failed', { details: { jobId } })

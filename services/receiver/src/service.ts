@@ -13,7 +13,7 @@
  * every group with parked jobs too, which covers slots freed by expiry and hand-offs lost with a receiver.
  */
 import { AmqpClient, DELIVERY_LIMIT, laneOf, names, ttlUntil, type Delivery, type Disposition, type Lane } from '@porthole/shared/amqp'
-import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/contracts'
+import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure, type JobState } from '@porthole/contracts'
 import { brief, type Logger } from '@porthole/shared/logging'
 import { JobStore, Locks, ServerStore, TenantSlots, createRedis, keys, type Redis } from '@porthole/shared/store'
 import type { ReceiverConfig } from './config.js'
@@ -156,7 +156,13 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     }
     // Recorded before the publish so that the history reads in order even when the agent answers
     // at once; a failed publish requeues the job and the transition is then 'same'.
-    await jobs.transition(job.id, 'dispatched')
+    const dispatched = await jobs.transition(job.id, 'dispatched')
+    // Cancelled (or ended otherwise) since it was read above: no agent gets it. Its end freed the tenant slot.
+    if (dispatched.status === 'stale' && isTerminal(dispatched.state as JobState)) {
+      if (job.kind === 'power') await locks.releasePower(server.id, job.id)
+      l.info({ state: dispatched.state }, 'job ended before dispatch; not dispatched')
+      return 'ack'
+    }
     const request: AgentRequest = { job, server }
     await amqp.publish(n.agentsExchange, n.agentKeyOf(server.agent, job.kind), request, laneOf(job.kind) === 'interactive' ? { expiration: ttlUntil(deadline) } : {})
     l.debug({ agent: server.agent }, 'job dispatched')

@@ -35,7 +35,8 @@ return {1, rec.id}
 `
 
 // KEYS: job, deadlines. ARGV: state, at, result json|'', error json|'', retention s, events channel, and the key
-// prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease.
+// prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease; then the state the
+// job must be in for the change to apply ('' for any earlier one).
 // Returns {status, state, drain}: status 'ok' (changed), 'same' (already there), 'stale' (would go backwards or
 // leave a terminal state), 'missing'; drain is the slot group whose slot this end freed while it has parked jobs.
 // A terminal state frees the job's slot in the same step, whoever records it, so no writer can forget to.
@@ -44,11 +45,13 @@ return {1, rec.id}
 const TRANSITION = `
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing', ''} end
-local rank = {queued = 0, dispatched = 1, running = 2, succeeded = 3, failed = 3, timed_out = 3}
+local rank = {queued = 0, dispatched = 1, running = 2, succeeded = 3, failed = 3, timed_out = 3, cancelled = 3}
 local job = cjson.decode(raw)
 local cur = job.state
 local new = ARGV[1]
 if rank[cur] == 3 then return {'stale', cur} end
+-- ARGV[11], when given: the only state the change may start from (a cancel applies to a queued job only)
+if ARGV[11] ~= nil and ARGV[11] ~= '' and cur ~= ARGV[11] then return {'stale', cur} end
 if cur == new then return {'same', cur} end
 if rank[new] < rank[cur] then return {'stale', cur} end
 job.state = new
@@ -105,6 +108,7 @@ export class JobStore {
     }
     if (job.action !== undefined) r.action = job.action
     if (job.console !== undefined) r.protocol = job.console.protocol
+    if (job.retryOf !== undefined) r.retryOf = job.retryOf
     return r
   }
 
@@ -123,17 +127,17 @@ export class JobStore {
   }
 
   /**
-   * Moves a job forward. A terminal state also frees the job's tenant slot (see TenantSlots); `drain` then
+   * Moves a job forward (only out of `from` when given, else out of any earlier state). A terminal state also frees the job's tenant slot (see TenantSlots); `drain` then
    * names the slot group when it has jobs parked for a slot, for the receiver to hand the next one on.
    */
-  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date } = {}): Promise<{ status: TransitionStatus, state: JobState | '', drain?: string }> {
+  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date, from?: JobState } = {}): Promise<{ status: TransitionStatus, state: JobState | '', drain?: string }> {
     const r = await (this.redis as unknown as Scripts).portholeJobTransition(
       this.k.job(jobId), this.k.jobDeadlines,
       state, (o.at ?? new Date()).toISOString(),
       o.result === undefined ? '' : JSON.stringify(o.result),
       o.error === undefined ? '' : JSON.stringify(o.error),
       JOB_RETENTION_SECONDS, this.k.jobEvents,
-      this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease('')
+      this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease(''), o.from ?? ''
     )
     const out: { status: TransitionStatus, state: JobState | '', drain?: string } = { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
     if (typeof r[2] === 'string' && r[2] !== '') out.drain = r[2]

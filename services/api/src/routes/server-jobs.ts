@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
-  ConsoleGrant, ConsoleProtocol, JobRecord, MAX_CONSOLE_TTL_SECONDS, PowerAction, PowerStatus, type Job, type JobKind
+  ConsoleGrant, ConsoleProtocol, JobRecord, MAX_CONSOLE_TTL_SECONDS, PowerAction, PowerStatus, isTerminal, type Job, type JobKind
 } from '@porthole/contracts'
 import { assertVisible, principal } from '../auth.js'
 import type { Ctx } from '../context.js'
@@ -24,7 +24,7 @@ const DEFAULT_WAIT = { power: 0, status: 10, console: 10 } as const
  * Refuses a job while its tenant already has TENANT_MAX_QUEUED jobs of its lane parked by the receivers
  * (waiting for a dispatch slot): they would only wait longer, and hold Redis and the API's waiters meanwhile.
  */
-async function assertRoom (ctx: Ctx, tenantId: string, kind: JobKind): Promise<void> {
+export async function assertRoom (ctx: Ctx, tenantId: string, kind: JobKind): Promise<void> {
   const max = ctx.config.TENANT_MAX_QUEUED
   const parked = await TenantSlots.parked(ctx.redis, ctx.ns, tenantId, kind)
   if (parked < max) return
@@ -64,7 +64,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const ms = waitMs(req.query, DEFAULT_WAIT.power)
       if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
       const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
-      if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'timed_out') return reply.code(200).header('location', `/v1/jobs/${rec.id}`).send(rec)
+      if (isTerminal(rec.state)) return reply.code(200).header('location', `/v1/jobs/${rec.id}`).send(rec)
       return reply.code(202).header('location', `/v1/jobs/${rec.id}`).send(rec)
     })
 
@@ -87,7 +87,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
       const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
       if (rec.state === 'succeeded' && rec.result !== undefined && 'power' in rec.result) return rec.result
-      if (rec.state === 'failed' || rec.state === 'timed_out' || rec.state === 'succeeded') throw jobFailureError(rec.id, rec.state, rec.error)
+      if (isTerminal(rec.state)) throw jobFailureError(rec.id, rec.state, rec.error)
       return reply.code(202).header('location', `/v1/jobs/${rec.id}`).send(rec)
     })
 
@@ -134,7 +134,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         const grant: ConsoleGrant = { sessionId: rec.result.sessionId, url, protocol: rec.result.protocol, expiresAt: rec.result.expiresAt }
         return reply.code(201).header('location', `/v1/console-sessions/${rec.result.sessionId}`).send(grant)
       }
-      if (rec.state === 'failed' || rec.state === 'timed_out' || rec.state === 'succeeded') throw jobFailureError(rec.id, rec.state, rec.error)
+      if (isTerminal(rec.state)) throw jobFailureError(rec.id, rec.state, rec.error)
       return reply.code(202).header('location', `/v1/jobs/${rec.id}`).send(rec)
     })
   }

@@ -1,0 +1,247 @@
+/**
+ * What the dashboard shows, read from where it lives: queues from RabbitMQ (passive declares, or the
+ * management API when RABBITMQ_MANAGEMENT_URL is set), jobs, sessions, agents and audit from Redis, dead
+ * letters from the dead-letter queues (looked at without taking them: the channel closes unacked).
+ */
+import type { JobKind, JobRecord, JobState, StoredServer } from '@porthole/contracts'
+import { names } from '@porthole/shared/amqp'
+import { PortholeError, NotFoundError } from '@porthole/contracts/errors'
+import { AgentRegistry, keys, type AgentSeen } from '@porthole/shared/store'
+import type { Ctx } from '../context.js'
+
+export interface QueueRow {
+  queue: string
+  /** Ready messages (passive declare's message count). */
+  messages: number
+  consumers: number
+  /** From the management API only. */
+  unacked?: number
+  publishRate?: number
+  deliverRate?: number
+}
+
+export interface QueuesView {
+  source: 'management' | 'passive'
+  queues: QueueRow[]
+  /** Jobs created in the last minute and the last 15 minutes (Redis), whatever the source. */
+  jobsPerMinute: number
+  jobsLast15Minutes: number
+  error?: string
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+export async function queuesView (ctx: Ctx, now = Date.now()): Promise<QueuesView> {
+  const all = names(ctx.ns).allQueues()
+  const k = keys(ctx.ns)
+  const [perMinute, per15] = await Promise.all([ctx.redis.zcount(k.jobsAll, now - 60_000, '+inf'), ctx.redis.zcount(k.jobsAll, now - 900_000, '+inf')])
+  const base = { jobsPerMinute: perMinute, jobsLast15Minutes: per15 }
+  const mgmt = ctx.config.RABBITMQ_MANAGEMENT_URL
+  if (mgmt !== undefined) {
+    try {
+      return { source: 'management', queues: await managementQueues(mgmt, ctx.config.RABBITMQ_URL, all), ...base }
+    } catch (err) {
+      // Fall through to passive declares, saying why the rates are missing.
+      const passive = await ctx.amqp.queueStats(all)
+      return { source: 'passive', queues: passive, ...base, error: `management API: ${(err as Error).message}` }
+    }
+  }
+  try {
+    return { source: 'passive', queues: await ctx.amqp.queueStats(all), ...base }
+  } catch (err) {
+    return { source: 'passive', queues: [], ...base, error: (err as Error).message }
+  }
+}
+
+interface MgmtQueue { name: string, messages_ready?: number, messages_unacknowledged?: number, consumers?: number, message_stats?: { publish_details?: { rate?: number }, deliver_get_details?: { rate?: number } } }
+
+async function managementQueues (mgmtUrl: string, amqpUrl: string, wanted: string[]): Promise<QueueRow[]> {
+  const u = new URL(mgmtUrl)
+  const auth = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')
+  u.username = ''
+  u.password = ''
+  const vhost = decodeURIComponent(new URL(amqpUrl).pathname.slice(1)) || '/'
+  const res = await fetch(new URL(`api/queues/${encodeURIComponent(vhost)}?columns=name,messages_ready,messages_unacknowledged,consumers,message_stats`, u.href.endsWith('/') ? u.href : u.href + '/'), {
+    headers: { authorization: `Basic ${auth}` }, signal: AbortSignal.timeout(3000)
+  })
+  if (!res.ok) throw new Error(`HTTP ${res.status}`)
+  const rows = await res.json() as MgmtQueue[]
+  const want = new Set(wanted)
+  return rows.filter(q => want.has(q.name)).map(q => {
+    const r: QueueRow = { queue: q.name, messages: q.messages_ready ?? 0, consumers: q.consumers ?? 0, unacked: q.messages_unacknowledged ?? 0 }
+    const pub = q.message_stats?.publish_details?.rate
+    const del = q.message_stats?.deliver_get_details?.rate
+    if (pub !== undefined) r.publishRate = pub
+    if (del !== undefined) r.deliverRate = del
+    return r
+  })
+}
+
+export interface JobQuery { state?: JobState, kind?: JobKind, agent?: string, tenantId?: string, serverId?: string, q?: string, limit: number }
+
+/** A job as the dashboard lists it: the record, with its server's name and agent type. */
+export type OpsJob = JobRecord & { serverName?: string, agent?: string }
+
+/** Reads servers once per call: many jobs share a server. */
+export function serverLookup (ctx: Ctx): (id: string) => Promise<StoredServer | undefined> {
+  const cache = new Map<string, Promise<StoredServer | undefined>>()
+  return async (id) => {
+    let p = cache.get(id)
+    if (p === undefined) { p = ctx.servers.get(id); cache.set(id, p) }
+    return await p
+  }
+}
+
+export async function withServer (lookup: (id: string) => Promise<StoredServer | undefined>, j: JobRecord): Promise<OpsJob> {
+  const s = await lookup(j.serverId)
+  return s === undefined ? j : { ...j, serverName: s.name, agent: s.agent }
+}
+
+/** Jobs by the dashboard's filters; `q` is a job id (that job alone) or a server id (its jobs). */
+export async function findJobs (ctx: Ctx, f: JobQuery): Promise<OpsJob[]> {
+  const lookup = serverLookup(ctx)
+  let serverId = f.serverId
+  if (f.q !== undefined && f.q !== '') {
+    const q = f.q.trim()
+    if (!UUID.test(q)) throw new PortholeError('invalid', 'search: a job id or a server id (a UUID)', { details: { field: 'q' } })
+    const job = await ctx.jobs.get(q)
+    if (job !== undefined) return [await withServer(lookup, job)]
+    serverId = q
+  }
+  // The agent type is the server's: read more when filtering on it, so that a page still fills.
+  const found = await ctx.jobs.list({
+    limit: f.agent === undefined ? f.limit : Math.min(2000, f.limit * 10),
+    ...(serverId === undefined ? {} : { serverId }),
+    ...(f.tenantId === undefined ? {} : { tenantId: f.tenantId }),
+    ...(f.state === undefined ? {} : { state: f.state }),
+    ...(f.kind === undefined ? {} : { kind: f.kind })
+  })
+  const out: OpsJob[] = []
+  for (const j of found) {
+    const row = await withServer(lookup, j)
+    if (f.agent !== undefined && row.agent !== f.agent) continue
+    out.push(row)
+    if (out.length === f.limit) break
+  }
+  return out
+}
+
+export interface AgentsView {
+  instances: AgentSeen[]
+  /** Per agent type: jobs dispatched or running now (from the job records) and live processes serving it. */
+  types: Array<{ type: string, inFlight: number, instances: number }>
+}
+
+export async function agentsView (ctx: Ctx): Promise<AgentsView> {
+  const instances = await new AgentRegistry(ctx.redis, ctx.ns).list()
+  const lookup = serverLookup(ctx)
+  const busy = [...await ctx.jobs.list({ state: 'dispatched', limit: 500 }), ...await ctx.jobs.list({ state: 'running', limit: 500 })]
+  const inFlight = new Map<string, number>()
+  for (const j of busy) {
+    const agent = (await lookup(j.serverId))?.agent ?? 'unknown'
+    inFlight.set(agent, (inFlight.get(agent) ?? 0) + 1)
+  }
+  const typeNames = new Set<string>(['kvm', 'ipmi', 'ovirt', ...inFlight.keys()])
+  for (const i of instances) for (const t of i.types) typeNames.add(t)
+  return {
+    instances,
+    types: [...typeNames].map(type => ({ type, inFlight: inFlight.get(type) ?? 0, instances: instances.filter(i => i.alive && i.types.includes(type)).length }))
+  }
+}
+
+export interface DeadLetter {
+  /** `dead` (power lane) or `dead.interactive`. */
+  lane: 'dead' | 'dead.interactive'
+  messageId: string
+  /** The queue it was dead-lettered from: where a replay sends it. */
+  originalQueue?: string
+  reason?: string
+  deaths?: number
+  jobId?: string
+  kind?: string
+  serverId?: string
+  tenantId?: string
+  action?: string
+  /** What the message is: a job for the receiver, an agent request, a job update, or unknown. */
+  type: string
+  jobState?: string
+}
+
+function deadQueueOf (ctx: Ctx, lane: DeadLetter['lane']): string {
+  const n = names(ctx.ns)
+  return lane === 'dead' ? n.deadQueue : n.deadInteractiveQueue
+}
+
+interface RawMessage { content: Buffer, properties: { messageId?: unknown, headers?: Record<string, unknown> } }
+
+/** What a dead letter says about itself, without its body (an agent request carries sealed server secrets). */
+function describe (lane: DeadLetter['lane'], m: RawMessage): DeadLetter {
+  const h = m.properties.headers ?? {}
+  const deaths = Array.isArray(h['x-death']) ? h['x-death'] as Array<{ count?: number, queue?: string, reason?: string }> : []
+  const d: DeadLetter = { lane, messageId: typeof m.properties.messageId === 'string' ? m.properties.messageId : '', type: 'unknown' }
+  const orig = typeof h['x-first-death-queue'] === 'string' ? h['x-first-death-queue'] : deaths.at(-1)?.queue
+  if (typeof orig === 'string') d.originalQueue = orig
+  const reason = typeof h['x-first-death-reason'] === 'string' ? h['x-first-death-reason'] : deaths.at(-1)?.reason
+  if (typeof reason === 'string') d.reason = reason
+  const count = deaths.reduce((a, x) => a + (typeof x.count === 'number' ? x.count : 0), 0)
+  if (count > 0) d.deaths = count
+  let body: Record<string, unknown> | undefined
+  try { body = JSON.parse(m.content.toString('utf8')) as Record<string, unknown> } catch { /* not JSON */ }
+  const job = (typeof body?.job === 'object' && body.job !== null ? body.job : body) as Record<string, unknown> | undefined
+  if (typeof body?.job === 'object') d.type = 'agent request'
+  else if (typeof body?.jobId === 'string') { d.type = 'job update'; d.jobId = body.jobId }
+  else if (typeof job?.kind === 'string') d.type = 'job'
+  const str = (v: unknown): string | undefined => typeof v === 'string' ? v.slice(0, 100) : undefined
+  if (d.jobId === undefined && str(job?.id) !== undefined) d.jobId = str(job?.id)
+  for (const f of ['kind', 'serverId', 'tenantId', 'action'] as const) { const v = str(job?.[f]); if (v !== undefined) d[f] = v }
+  return d
+}
+
+/** Up to `limit` dead letters of each lane, oldest first; they stay in their queues. */
+export async function deadLetters (ctx: Ctx, limit = 100): Promise<DeadLetter[]> {
+  const out: DeadLetter[] = []
+  const ch = await ctx.amqp.rawChannel()
+  try {
+    for (const lane of ['dead', 'dead.interactive'] as const) {
+      for (let i = 0; i < limit; i++) {
+        const m = await ch.get(deadQueueOf(ctx, lane), { noAck: false })
+        if (m === false) break
+        out.push(describe(lane, m))
+      }
+    }
+  } finally {
+    // Closing with the messages unacked puts every one back.
+    await ch.close().catch(() => {})
+  }
+  const jobs = await ctx.jobs.getMany([...new Set(out.map(d => d.jobId).filter((id): id is string => id !== undefined && UUID.test(id)))])
+  const state = new Map(jobs.map(j => [j.id, j.state]))
+  for (const d of out) { const s = d.jobId === undefined ? undefined : state.get(d.jobId); if (s !== undefined) d.jobState = s }
+  return out
+}
+
+/**
+ * Sends one dead letter back to the queue it was dead-lettered from (a confirmed publish), then removes it
+ * from the dead-letter queue. Its job's record is not touched: a job the receiver already ended stays ended
+ * (the receiver skips it); retry a job to run it again.
+ */
+export async function replayDeadLetter (ctx: Ctx, lane: DeadLetter['lane'], messageId: string, scanLimit = 1000): Promise<DeadLetter> {
+  const ch = await ctx.amqp.rawChannel()
+  try {
+    for (let i = 0; i < scanLimit; i++) {
+      const m = await ch.get(deadQueueOf(ctx, lane), { noAck: false })
+      if (m === false) break
+      if (m.properties.messageId !== messageId) continue
+      const d = describe(lane, m)
+      if (d.originalQueue === undefined) throw new PortholeError('conflict', 'this dead letter does not say which queue it came from')
+      if (!names(ctx.ns).allQueues().includes(d.originalQueue)) throw new PortholeError('conflict', `this dead letter came from ${d.originalQueue}, not a queue of this namespace`)
+      let body: unknown
+      try { body = JSON.parse(m.content.toString('utf8')) } catch { throw new PortholeError('conflict', 'this dead letter is not JSON: it cannot be replayed') }
+      await ctx.amqp.publish('', d.originalQueue, body, { messageId })
+      ch.ack(m)
+      return d
+    }
+  } finally {
+    await ch.close().catch(() => {})
+  }
+  throw new NotFoundError('dead letter')
+}
