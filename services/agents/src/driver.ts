@@ -1,6 +1,6 @@
 /**
  * The one interface every agent type implements. Adding Redfish or Proxmox later is one new module that
- * exports an `AgentDriver`, registered in `drivers.ts`.
+ * exports an `AgentDriver`, registered in `registry.ts`.
  *
  * Rules for drivers:
  * - Every power action returns the state it confirmed afterwards by asking the target (not an assumption).

@@ -1,7 +1,7 @@
-/** Entry point: the agent host, run as every service is (packages/shared/src/service). */
+/** Entry point: the agents' job runner, run as every service is (packages/shared/src/service). */
 import { runService } from '@porthole/shared/service'
 import { readConfig } from './config.js'
-import { startAgents } from './host.js'
+import { startAgents } from './runner.js'
 import { threadPoolWarning } from './threadpool.js'
 
 await runService({

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { ERROR_CODES } from '../errors/index.js'
-import { Id, JobId, Sealed, ServerId, TenantId, Timestamp } from './common.js'
+import { Id, JobId, Sealed, ServerId, TenantId, Timestamp, isUuid } from './common.js'
 import { ConsoleParams, ConsoleProtocol, ConsoleResult } from './console.js'
 import { PowerAction, PowerStatus } from './power.js'
 import { StoredServer } from './server.js'
@@ -140,3 +140,14 @@ export const AuditEntry = Type.Object({
   result: Type.String()
 }, { additionalProperties: false })
 export type AuditEntry = Static<typeof AuditEntry>
+
+/**
+ * The job a message is about, when it names one by a well-formed id: a Job (`id`), or a message holding one
+ * (`job.id`: AgentRequest, ConsoleMintRequest). For messages that failed their schema (poison, dead letters).
+ */
+export function jobIdOf (body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined
+  const b = body as { id?: unknown, job?: unknown }
+  const id = typeof b.job === 'object' && b.job !== null ? (b.job as { id?: unknown }).id : b.id
+  return isUuid(id) ? id : undefined
+}

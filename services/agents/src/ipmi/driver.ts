@@ -18,7 +18,9 @@ import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStat
 import { ActionError, ConflictError, ConnectionError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
 import type { Locks } from '@porthole/shared/store'
 import type { AgentContext, AgentDriver } from '../driver.js'
-import { BmcGate, sleep } from './bmc-gate.js'
+import { sleep } from '@porthole/shared/async'
+import { pollUntil, powerStatus } from '../power.js'
+import { BmcGate } from './bmc-gate.js'
 import { NO_SESSION, runIpmitool, type Bmc } from './ipmitool.js'
 import type { SolTickets } from './sol.js'
 
@@ -49,8 +51,6 @@ const PACKET_TIMEOUT_S = 1
 const RETRANSMITS = 1
 const ATTEMPT_BUDGET_MS = 2500
 const MAX_ATTEMPTS = 4
-/** Stop polling this long before the deadline so that the job fails with our error, not by the clock. */
-const DEADLINE_MARGIN_MS = 300
 const DEFAULT_PORT = 623
 const DEFAULT_VNC_PORT = 5900
 
@@ -104,24 +104,15 @@ export function createIpmiDriver (o: IpmiDriverOptions): AgentDriver {
   }
 
   /** Polls until the power state is `want`; TimeoutError when the deadline (less a margin) comes first. */
-  async function confirm (ctx: AgentContext, bmc: Bmc, want: 'on' | 'off', what: string, waitMs = Infinity): Promise<void> {
-    const until = Math.min(ctx.deadline.getTime() - DEADLINE_MARGIN_MS, Date.now() + waitMs)
-    for (;;) {
-      if (await readPower(ctx, bmc) === want) return
-      if (Date.now() + pollMs > until) throw new TimeoutError(`${what}: the host was not ${want} ${until < ctx.deadline.getTime() - DEADLINE_MARGIN_MS ? `after ${waitMs} ms` : 'by the job\'s deadline'}`)
-      await sleep(pollMs, ctx.signal)
-    }
+  async function confirm (ctx: AgentContext, bmc: Bmc, want: 'on' | 'off', what: string, waitMs?: number): Promise<void> {
+    await pollUntil(ctx, { read: async () => await readPower(ctx, bmc), ok: p => p === want, pollMs, waitMs, failure: (_p, when) => `${what}: the host was not ${want} ${when}` })
   }
 
-  function result (power: PowerState, changed: boolean, detail?: string): PowerStatus {
-    const r: PowerStatus = { power, checkedAt: new Date().toISOString(), changed }
-    if (detail !== undefined) r.detail = detail
-    return r
-  }
+  const result = (power: PowerState, changed: boolean, detail?: string): PowerStatus => powerStatus(power, { changed, detail })
 
   async function setPower (ctx: AgentContext, bmc: Bmc, kind: string, want: 'on' | 'off', command: string, detail?: string): Promise<PowerStatus> {
     await ipmi(ctx, bmc, kind, ['chassis', 'power', command])
-    await confirm(ctx, bmc, want, `chassis power ${command}`, command === 'soft' ? (o.shutdownWaitMs ?? 60_000) : Infinity)
+    await confirm(ctx, bmc, want, `chassis power ${command}`, command === 'soft' ? (o.shutdownWaitMs ?? 60_000) : undefined)
     return result(want, true, detail)
   }
 

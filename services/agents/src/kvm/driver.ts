@@ -18,7 +18,9 @@ import { ConflictError, ConnectionError, PortholeError, TimeoutError, Unsupporte
 import type { Logger } from '@porthole/shared/logging'
 import type { AgentContext, AgentDriver } from '../driver.js'
 import { consoleHost, isActiveDomainXml, parseVncDisplay } from './graphics.js'
-import { Connections, bounded, classify, isNotValid, lookupDomain, sleep, type LibvirtDomain } from './libvirt.js'
+import { sleep } from '@porthole/shared/async'
+import { powerStatus } from '../power.js'
+import { Connections, bounded, classify, isNotValid, lookupDomain, type LibvirtDomain } from './libvirt.js'
 
 export interface KvmDriverOptions {
   /** libvirt URI → address the console gateway reaches that host's VNC displays at. */
@@ -135,23 +137,16 @@ export class KvmDriver implements AgentDriver {
     }
   }
 
-  private status0 (power: PowerState, extra: { changed?: boolean, detail?: string } = {}): PowerStatus {
-    const s: PowerStatus = { power, checkedAt: new Date().toISOString() }
-    if (extra.changed !== undefined) s.changed = extra.changed
-    if (extra.detail !== undefined) s.detail = extra.detail
-    return s
-  }
-
   /** Reads the state after an action and checks it is the one the action promised. */
   private async confirm (s: Session, action: PowerAction, want: PowerState, extra: { changed?: boolean, detail?: string }): Promise<PowerStatus> {
     const power = await s.power()
     if (power !== want) throw new PortholeError('action', `the VM is ${power} after "${action}" (expected ${want})`, { retryable: true })
-    return this.status0(power, extra)
+    return powerStatus(power, extra)
   }
 
   async status (ctx: AgentContext): Promise<PowerStatus> {
     const s = await this.open(ctx)
-    return this.status0(await s.power())
+    return powerStatus(await s.power())
   }
 
   async power (ctx: AgentContext, action: PowerAction): Promise<PowerStatus> {
@@ -160,24 +155,24 @@ export class KvmDriver implements AgentDriver {
     switch (action) {
       case 'on': {
         // Never restarts a running (or paused) domain.
-        if (before !== 'off') return this.status0(before, { changed: false, detail: before === 'paused' ? 'the VM is paused; use resume' : undefined })
+        if (before !== 'off') return powerStatus(before, { changed: false, detail: before === 'paused' ? 'the VM is paused; use resume' : undefined })
         const changed = await s.create()
         return await this.confirm(s, action, 'on', { changed })
       }
       case 'off': {
-        if (before === 'off') return this.status0(before, { changed: false })
+        if (before === 'off') return powerStatus(before, { changed: false })
         const changed = await s.destroy()
         return await this.confirm(s, action, 'off', { changed })
       }
       case 'shutdown': {
-        if (before === 'off') return this.status0(before, { changed: false })
+        if (before === 'off') return powerStatus(before, { changed: false })
         if (before === 'paused') throw new ConflictError('the VM is paused and cannot answer an ACPI request; resume it first or use "off"')
         await s.change('send the ACPI shutdown request', async () => await s.h.domainShutdown(s.dom))
         // No hard escalation: "shutdown" asks the guest; "off" is the hard power-off.
         if (!await this.waitOffOrDeadline(s, ctx, Date.now() + this.opts.shutdownWaitMs)) {
           throw new TimeoutError('the guest did not power off after the ACPI request')
         }
-        return this.status0('off', { changed: true })
+        return powerStatus('off', { changed: true })
       }
       case 'reboot': {
         if (before === 'off') throw new ConflictError('the VM is off; use "on" to start it')
@@ -204,12 +199,12 @@ export class KvmDriver implements AgentDriver {
       }
       case 'suspend': {
         if (before === 'off') throw new ConflictError('the VM is off; only a running VM can be suspended')
-        if (before === 'paused') return this.status0(before, { changed: false })
+        if (before === 'paused') return powerStatus(before, { changed: false })
         const changed = await s.change('suspend the domain', async () => await s.h.domainSuspend(s.dom))
         return await this.confirm(s, action, 'paused', { changed })
       }
       case 'resume': {
-        if (before !== 'paused') return this.status0(before, { changed: false })
+        if (before !== 'paused') return powerStatus(before, { changed: false })
         const changed = await s.change('resume the domain', async () => await s.h.domainResume(s.dom))
         return await this.confirm(s, action, 'on', { changed })
       }

@@ -14,8 +14,9 @@
  */
 import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus } from '@porthole/shared/contracts'
 import { MAX_CONSOLE_TTL_SECONDS } from '@porthole/shared/contracts'
-import { ConflictError, TimeoutError, ActionError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
+import { ConflictError, ActionError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
 import type { AgentContext, AgentDriver } from '../driver.js'
+import { pollUntil, powerStatus } from '../power.js'
 import { OvirtClient, engineUrl, type Engine } from './client.js'
 
 export interface OvirtDriverOptions {
@@ -27,7 +28,6 @@ export interface OvirtDriverOptions {
   ticketSeconds?: number
 }
 
-const DEADLINE_MARGIN_MS = 300
 /** VNC authentication uses the first 8 characters of a password; the engine's tickets are longer. */
 const VNC_PASSWORD_LENGTH = 8
 
@@ -73,19 +73,12 @@ export function createOvirtDriver (o: OvirtDriverOptions = {}): AgentDriver {
   }
 
   /** Polls until `ok(status)`; TimeoutError when the deadline (less a margin) comes first. */
-  async function confirm (ctx: AgentContext, engine: Engine, vmId: string, ok: (status: string) => boolean, what: string, waitMs = Infinity): Promise<string> {
-    const until = Math.min(ctx.deadline.getTime() - DEADLINE_MARGIN_MS, Date.now() + waitMs)
-    for (;;) {
-      const s = await vmStatus(ctx, engine, vmId)
-      if (ok(s)) return s
-      if (Date.now() + pollMs > until) throw new TimeoutError(`${what}: VM ${vmId} was still ${s} ${until < ctx.deadline.getTime() - DEADLINE_MARGIN_MS ? `after ${waitMs} ms` : 'at the job\'s deadline'}`)
-      await sleep(pollMs, ctx.signal)
-    }
+  async function confirm (ctx: AgentContext, engine: Engine, vmId: string, ok: (status: string) => boolean, what: string, waitMs?: number): Promise<string> {
+    return await pollUntil(ctx, { read: async () => await vmStatus(ctx, engine, vmId), ok, pollMs, waitMs, failure: (s, when) => `${what}: VM ${vmId} was still ${s} ${when}` })
   }
 
-  function result (status: string, changed: boolean, detail?: string): PowerStatus {
-    return { power: ovirtPowerState(status), checkedAt: new Date().toISOString(), changed, detail: detail ?? `vm status: ${status}` }
-  }
+  const result = (status: string, changed: boolean, detail?: string): PowerStatus =>
+    powerStatus(ovirtPowerState(status), { changed, detail: detail ?? `vm status: ${status}` })
 
   const isOn = (s: string): boolean => ovirtPowerState(s) === 'on'
   const isOff = (s: string): boolean => s === 'down'
@@ -167,13 +160,4 @@ export function createOvirtDriver (o: OvirtDriverOptions = {}): AgentDriver {
 
     async close () { await client.close() }
   }
-}
-
-async function sleep (ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) throw new TimeoutError('the deadline passed')
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
-    const onAbort = (): void => { clearTimeout(t); reject(new TimeoutError('the deadline passed')) }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

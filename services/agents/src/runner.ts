@@ -1,26 +1,24 @@
 /**
- * The agent host: one process serving several agent types. For each configured type it consumes
+ * The job runner: one process serving several agent types. For each configured type it consumes
  * `<ns>.agent.<type>`, runs the job with that type's driver under an AbortSignal that fires at the job's
  * deadline, and reports progress and outcome as JobUpdates to `<ns>.results`. Console jobs end here with a
  * ConsoleMintRequest to the gateway, which publishes the final update once it has made the session.
  */
-import { AmqpClient, names, ttlUntil, type Delivery, type Disposition } from '@porthole/shared/amqp'
+import { AmqpClient, deadLetterPoison, names, ttlUntil, type Delivery, type Disposition } from '@porthole/shared/amqp'
 import { ConfigError } from '@porthole/shared/config'
 import {
   AgentRequest, compile, type ConsoleMintRequest, type Job, type JobFailure, type JobKind, type JobUpdate, type PowerStatus, type ServerSecrets
 } from '@porthole/shared/contracts'
 import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
 import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/shared/errors'
-import type { Logger } from '@porthole/shared/logging'
+import { brief, type Logger } from '@porthole/shared/logging'
 import { Locks, createRedis, keys } from '@porthole/shared/store'
 import type { AgentsConfig } from './config.js'
 import type { AgentContext, AgentDriver } from './driver.js'
-import { DRIVERS, type DriverFactory } from './drivers.js'
+import { DRIVERS, type DriverFactory } from './registry.js'
 import { SolTickets, startSolBridge, type SolBridge } from './ipmi/sol.js'
 
 const checkRequest = compile(AgentRequest, 'agent request')
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
 
 /** What running a job produced: a power state, a console target for the gateway, or a failure. */
 type Outcome = { jobId: string, result: PowerStatus } | { mint: ConsoleMintRequest } | { jobId: string, error: JobFailure }
@@ -70,7 +68,15 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   function handler (driver: AgentDriver): (d: Delivery) => Promise<Disposition> {
     const typeLog = log.child({ component: driver.type })
     return async (d) => {
-      if (!checkRequest.check(d.body)) return await poison(d.body, typeLog)
+      if (!checkRequest.check(d.body)) {
+        // A request that can never be processed: its job (when it names one) fails now, in the durable lane
+        // (its kind is unknown), and the request is dead-lettered.
+        return await deadLetterPoison(d.body, checkRequest, {
+          fail: async (jobId, error) => await update({ jobId, state: 'failed', at: new Date().toISOString(), error }),
+          log: typeLog,
+          what: 'agent request'
+        })
+      }
       const { job, server } = d.body
       const l = typeLog.child({ jobId: job.id, serverId: server.id, traceId: job.traceId, kind: job.kind, action: job.action })
       const deadline = new Date(job.deadline)
@@ -160,26 +166,6 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     return 'ack'
   }
 
-  /** A request that can never be processed: fail its job when one is named, then dead-letter it. */
-  async function poison (body: unknown, l: Logger): Promise<Disposition> {
-    let reason = 'invalid agent request: the message body is not JSON'
-    if (body !== undefined) {
-      try { checkRequest.parse(body) } catch (err) { reason = (err as Error).message.slice(0, 500) }
-    }
-    const job = typeof body === 'object' && body !== null ? (body as { job?: unknown }).job : undefined
-    const id = typeof job === 'object' && job !== null ? (job as { id?: unknown }).id : undefined
-    l.warn({ jobId: typeof id === 'string' ? id.slice(0, 64) : undefined, reason }, 'poison agent request dead-lettered')
-    if (typeof id === 'string' && UUID.test(id)) {
-      try {
-        await update({ jobId: id, state: 'failed', at: new Date().toISOString(), error: { code: 'poison', message: reason, retryable: false } })
-      } catch (err) {
-        l.warn({ err: brief(err) }, 'could not report a poison request; requeueing')
-        return 'requeue'
-      }
-    }
-    return 'dead'
-  }
-
   try {
     if (tickets !== undefined) {
       // readConfig made sure the secret is set where ipmi is served.
@@ -209,9 +195,4 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       await redis.quit().catch(() => redis.disconnect())
     }
   }
-}
-
-function brief (err: unknown): { name?: string, code?: unknown, message: string } {
-  const e = err as { name?: string, code?: unknown, message?: string }
-  return { name: e?.name, code: e?.code, message: String(e?.message ?? err) }
 }
