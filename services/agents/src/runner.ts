@@ -7,18 +7,33 @@
 import { AmqpClient, deadLetterPoison, names, ttlUntil, type Delivery, type Disposition } from '@porthole/shared/amqp'
 import { ConfigError } from '@porthole/shared/config'
 import {
-  AgentRequest, compile, type ConsoleMintRequest, type Job, type JobFailure, type JobKind, type JobUpdate, type PowerStatus, type ServerSecrets
+  AgentRequest, Job as JobSchema, compile, connectionProblem, type AgentType, type ConsoleMintRequest, type Job, type JobFailure, type JobKind, type JobUpdate, type PowerStatus, type ServerSecrets
 } from '@porthole/shared/contracts'
 import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
 import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/shared/errors'
 import { brief, type Logger } from '@porthole/shared/logging'
 import { Locks, createRedis, keys } from '@porthole/shared/store'
 import type { AgentsConfig } from './config.js'
-import type { AgentContext, AgentDriver } from './driver.js'
+import type { AgentDriver } from './driver.js'
 import { DRIVERS, type DriverFactory } from './registry.js'
-import { SolTickets, startSolBridge, type SolBridge } from './ipmi/sol.js'
+import { SolTickets } from './ipmi/sol-tickets.js'
+import { startSolBridge, type SolBridge } from './ipmi/sol.js'
 
 const checkRequest = compile(AgentRequest, 'agent request')
+const checkJob = compile(JobSchema, 'job')
+
+/**
+ * When a request fails its schema only because its server's connection (or console endpoint) is not its agent's,
+ * the job and server it names and why; undefined for a request that is poison.
+ */
+function badConnection (body: unknown): { job: Job, serverId: string, agent: AgentType, why: string } | undefined {
+  const field = (() => { try { checkRequest.parse(body) } catch (err) { return (err as ValidationError).details?.field } })()
+  if (typeof field !== 'string' || !/^server\.(connection|console)(\.|$)/.test(field)) return undefined
+  const { job, server } = body as { job: unknown, server: { id: string, agent: AgentType, connection: unknown } }
+  if (!checkJob.check(job)) return undefined
+  const why = field.startsWith('server.connection') ? connectionProblem(server.agent, server.connection) : undefined
+  return { job, serverId: server.id, agent: server.agent, why: why ?? checkRequest.explain(body) }
+}
 
 /** What running a job produced: a power state, a console target for the gateway, or a failure. */
 type Outcome = { jobId: string, result: PowerStatus } | { mint: ConsoleMintRequest } | { jobId: string, error: JobFailure }
@@ -27,7 +42,7 @@ export interface AgentsDeps {
   config: AgentsConfig
   log: Logger
   /** The driver registry (default: `DRIVERS`). */
-  drivers?: Partial<Record<string, DriverFactory>>
+  drivers?: { [A in AgentType]?: DriverFactory<A> }
 }
 
 export interface AgentHost {
@@ -69,6 +84,14 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     const typeLog = log.child({ component: driver.type })
     return async (d) => {
       if (!checkRequest.check(d.body)) {
+        // A good job for a server record whose connection is not its agent's: the job fails as invalid.
+        const bad = badConnection(d.body)
+        if (bad !== undefined) {
+          const error = toFailure(new ValidationError(`server ${bad.serverId} has no valid ${bad.agent} connection: ${bad.why}`))
+          typeLog.info({ jobId: bad.job.id, serverId: bad.serverId, reason: error.message }, 'job failed: its server record has no valid connection')
+          try { await update({ jobId: bad.job.id, state: 'failed', at: new Date().toISOString(), error }, bad.job.kind) } catch { return 'requeue' }
+          return 'ack'
+        }
         // A request that can never be processed: its job (when it names one) fails now, in the durable lane
         // (its kind is unknown), and the request is dead-lettered.
         return await deadLetterPoison(d.body, checkRequest, {
@@ -78,7 +101,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         })
       }
       const { job, server } = d.body
-      const l = typeLog.child({ jobId: job.id, serverId: server.id, traceId: job.traceId, kind: job.kind, action: job.action })
+      const l = typeLog.child({ jobId: job.id, serverId: server.id, traceId: job.traceId, kind: job.kind, action: job.kind === 'power' ? job.action : undefined })
       const deadline = new Date(job.deadline)
       if (deadline.getTime() <= Date.now()) {
         l.info('job arrived after its deadline; skipping (the receiver times it out)')
@@ -119,17 +142,19 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         // Each password opens only for the destination it was sealed for: a record or message edited on the
         // way cannot send it elsewhere. Nothing has been sent to anyone when this throws.
         const secrets: ServerSecrets = openServerSecrets(box, server)
-        const ctx: AgentContext = { job, server, secrets, signal: ac.signal, deadline, log: l }
         if (server.agent !== driver.type) throw new ValidationError(`server ${server.id} is a ${server.agent} server, not ${driver.type}`)
-        if (job.kind === 'power') {
-          if (job.action === undefined) throw new ValidationError('a power job needs an action', 'action')
-          outcome = { jobId: job.id, result: await driver.power(ctx, job.action) }
-        } else if (job.kind === 'status') {
-          outcome = { jobId: job.id, result: await driver.status(ctx) }
-        } else {
-          if (job.console === undefined) throw new ValidationError('a console job needs console parameters', 'console')
-          const target = await driver.consoleTarget(ctx, job.console.protocol)
-          outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: transit.seal(target, job.id) } }
+        const ctx = { server, secrets, signal: ac.signal, deadline, log: l }
+        switch (job.kind) {
+          case 'power':
+            outcome = { jobId: job.id, result: await driver.power({ ...ctx, job }, job.action) }
+            break
+          case 'status':
+            outcome = { jobId: job.id, result: await driver.status({ ...ctx, job }) }
+            break
+          case 'console': {
+            const target = await driver.consoleTarget({ ...ctx, job }, job.console.protocol)
+            outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: transit.seal(target, job.id) } }
+          }
         }
       } catch (err) {
         outcome = { jobId: job.id, error: toFailure(err) }

@@ -3,7 +3,7 @@
  * durable lane carries power jobs, so only its ends release a server's power lock.
  */
 import type { Delivery, Disposition, Lane } from '@porthole/shared/amqp'
-import { JobUpdate, compile } from '@porthole/shared/contracts'
+import { JobUpdate, compile, resultProblem } from '@porthole/shared/contracts'
 import { brief } from '@porthole/shared/logging'
 import type { ReceiverParts, Transition } from './parts.js'
 
@@ -20,12 +20,22 @@ export function resultRecorder (p: ReceiverParts): (d: Delivery, lane: Lane) => 
     const u = d.body
     try {
       const o: Transition[2] = { at: new Date(u.at) }
-      if (u.result !== undefined) o.result = u.result
+      let state = u.state
+      if (u.result !== undefined) {
+        // One read, for succeeded updates only: a result that is not its job's kind's is not recorded as one.
+        const kind = (await p.jobs.get(u.jobId))?.kind
+        const problem = kind === undefined ? undefined : resultProblem(kind, u.result)
+        if (problem === undefined) o.result = u.result
+        else {
+          state = 'failed'
+          o.error = { code: 'internal', message: `the result reported is not a ${kind ?? ''} job's: ${problem}`.slice(0, 500), retryable: false }
+        }
+      }
       if (u.error !== undefined) o.error = u.error
       if (u.state === 'failed' && u.error === undefined) o.error = { code: 'internal', message: 'the agent reported a failure without a reason', retryable: false }
-      const r = await p.record(u.jobId, u.state, o)
-      log.debug({ jobId: u.jobId, state: u.state, status: r.status }, 'job update recorded')
-      if (u.state !== 'running' && lane === 'durable') await p.releaseIfPower(u.jobId)
+      const r = await p.record(u.jobId, state, o)
+      log.debug({ jobId: u.jobId, state, status: r.status }, 'job update recorded')
+      if (state !== 'running' && lane === 'durable') await p.releaseIfPower(u.jobId)
       return 'ack'
     } catch (err) {
       log.warn({ jobId: u.jobId, err: brief(err) }, 'recording a job update failed; requeueing')

@@ -3,7 +3,7 @@
  * description), parses them at start-up and gets a frozen object. A bad value stops the process with a
  * message that names the variable. The same declarations feed the README's settings table.
  */
-import { libvirtUriProblem, type KvmPolicy } from '../contracts/server.js'
+import { libvirtUriProblem, type KvmPolicy } from '../contracts/connections.js'
 
 export class ConfigError extends Error {
   constructor (readonly variable: string, message: string) {
@@ -178,11 +178,4 @@ export const consoleTransitKeySettings = {
   CONSOLE_TRANSIT_KEY: required(secret('32 random bytes, base64, distinct from PORTHOLE_SECRET_KEY and CONSOLE_KEY: seals console targets from the agents to the console gateway, and console URLs from the gateway to the API (`openssl rand -base64 32`)')),
   CONSOLE_TRANSIT_KEY_ID: str('id of CONSOLE_TRANSIT_KEY, stored with every box it seals so the key can be rotated', 't1'),
   CONSOLE_OLD_TRANSIT_KEYS: secret('earlier transit keys still accepted for opening, as `id:base64,id:base64`', '')
-}
-
-/** Renders a spec as Markdown table rows for the README. */
-export function describeSettings (spec: Spec): string {
-  return Object.entries(spec).map(([name, s]) =>
-    `| \`${name}\` | ${s.required === true ? '(required)' : s.secret === true && s.default !== undefined && s.default !== '' ? '(set)' : s.default === undefined || s.default === '' ? '' : `\`${String(s.default)}\``} | ${s.doc} |`
-  ).join('\n')
 }

@@ -30,7 +30,7 @@ test('server views mask every secret and keep the rest', () => {
   const { pub, password } = splitSecrets({ host: 'bmc', username: 'root', password: 'pw' })
   assert.equal(password, 'pw')
   const s = {
-    id: randomUUID(), tenantId: randomUUID(), name: 'n', agent: 'ipmi' as const, connection: pub ?? {}, console: { host: 'bmc', port: 5901 },
+    id: randomUUID(), tenantId: randomUUID(), name: 'n', agent: 'ipmi' as const, connection: pub as { host: string, username: string }, console: { host: 'bmc', port: 5901 },
     secretPaths: ['connection.password' as const, 'console.password' as const], createdAt: new Date().toISOString(), updatedAt: new Date().toISOString()
   }
   assert.equal(compile(StoredServer, 'server').check(s), true)

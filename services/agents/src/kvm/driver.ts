@@ -13,10 +13,10 @@
  * Every action is confirmed by reading the domain's state afterwards.
  */
 import { DomainGetXMLDescFlags, DomainState, type Hypervisor } from '@unraid/libvirt'
-import { kvmTarget, type ConsoleProtocol, type ConsoleTarget, type KvmPolicy, type KvmTarget, type PowerAction, type PowerState, type PowerStatus } from '@porthole/shared/contracts'
+import { kvmTarget, type ConsoleProtocol, type ConsoleTarget, type KvmPolicy, type KvmTarget, type PowerAction, type PowerState, type PowerStatus, type StoredKvmServer } from '@porthole/shared/contracts'
 import { ConflictError, ConnectionError, PortholeError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
-import type { AgentContext, AgentDriver } from '../driver.js'
+import type { AgentContext, DriverOf } from '../driver.js'
 import { consoleHost, isActiveDomainXml, parseVncDisplay } from './graphics.js'
 import { sleep } from '@porthole/shared/async'
 import { powerStatus } from '../power.js'
@@ -59,7 +59,7 @@ class Session {
   constructor (
     readonly h: Hypervisor,
     readonly dom: LibvirtDomain,
-    private readonly ctx: AgentContext,
+    private readonly ctx: Ctx,
     readonly uri: string,
     private readonly domain: string,
     private readonly conns: Connections
@@ -106,7 +106,10 @@ class Session {
   }
 }
 
-export class KvmDriver implements AgentDriver {
+/** A driver call's context: always a kvm server. */
+type Ctx = AgentContext<StoredKvmServer>
+
+export class KvmDriver implements DriverOf<'kvm'> {
   readonly type = 'kvm' as const
   private readonly conns: Connections
   private readonly pollMs: number
@@ -116,7 +119,7 @@ export class KvmDriver implements AgentDriver {
     this.conns = new Connections(opts.connectionsPerUri ?? 4, opts.policy)
   }
 
-  private async open (ctx: AgentContext): Promise<Session> {
+  private async open (ctx: Ctx): Promise<Session> {
     let c: KvmTarget
     try { c = kvmTarget(ctx.server.connection, this.opts.policy) } catch (err) {
       const field = (err as ValidationError).details?.field
@@ -144,12 +147,12 @@ export class KvmDriver implements AgentDriver {
     return powerStatus(power, extra)
   }
 
-  async status (ctx: AgentContext): Promise<PowerStatus> {
+  async status (ctx: Ctx): Promise<PowerStatus> {
     const s = await this.open(ctx)
     return powerStatus(await s.power())
   }
 
-  async power (ctx: AgentContext, action: PowerAction): Promise<PowerStatus> {
+  async power (ctx: Ctx, action: PowerAction): Promise<PowerStatus> {
     const s = await this.open(ctx)
     const before = await s.power()
     switch (action) {
@@ -212,7 +215,7 @@ export class KvmDriver implements AgentDriver {
   }
 
   /** waitOff bounded by the deadline too: false (not an abort) when the deadline comes first. */
-  private async waitOffOrDeadline (s: Session, ctx: AgentContext, untilMs: number): Promise<boolean> {
+  private async waitOffOrDeadline (s: Session, ctx: Ctx, untilMs: number): Promise<boolean> {
     // Stop polling a little before the deadline so that the failure is ours, not the abort's.
     const until = Math.min(untilMs, ctx.deadline.getTime() - Math.min(500, this.pollMs * 2))
     try {
@@ -223,7 +226,7 @@ export class KvmDriver implements AgentDriver {
     }
   }
 
-  async consoleTarget (ctx: AgentContext, protocol: ConsoleProtocol): Promise<ConsoleTarget> {
+  async consoleTarget (ctx: Ctx, protocol: ConsoleProtocol): Promise<ConsoleTarget> {
     if (protocol === 'serial') throw new UnsupportedError('serial consoles are offered for ipmi servers only')
     // VNC either way: the gateway proxies it directly (vnc) or through guacd (guacamole).
     const s = await this.open(ctx)
