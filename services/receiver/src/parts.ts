@@ -3,7 +3,7 @@
  * by which the receiver records a job's state (`record`), which hands a freed slot on.
  */
 import { AmqpClient, names } from '@porthole/shared/amqp'
-import type { JobFailure } from '@porthole/shared/contracts'
+import type { JobFailure, JobRecord } from '@porthole/shared/contracts'
 import type { Logger } from '@porthole/shared/logging'
 import { JobStore, Locks, ServerStore, TenantSlots, createRedis, type Redis } from '@porthole/shared/store'
 import type { ReceiverConfig } from './config.js'
@@ -26,8 +26,8 @@ export interface ReceiverParts {
   amqp: AmqpClient
   /** Records a job's state (see `recorder`). */
   record: (jobId: string, state: Transition[1], o?: Transition[2]) => TransitionResult
-  /** Releases the job's per-server power lock when it is a power job. */
-  releaseIfPower: (jobId: string) => Promise<void>
+  /** Releases the job's per-server power lock when it is a power job (`rec`: its record, when already read). */
+  releaseIfPower: (jobId: string, rec?: Pick<JobRecord, 'kind' | 'serverId'>) => Promise<void>
 }
 
 /** Builds the receiver's connections and stores; `drain` is the dispatcher's, called when an end frees a slot. */
@@ -37,8 +37,8 @@ export function receiverParts (config: ReceiverConfig, log: Logger, drain: (grou
   const jobs = new JobStore(redis, ns)
   const locks = new Locks(redis, ns)
 
-  async function releaseIfPower (jobId: string): Promise<void> {
-    const rec = await jobs.get(jobId)
+  async function releaseIfPower (jobId: string, known?: Pick<JobRecord, 'kind' | 'serverId'>): Promise<void> {
+    const rec = known ?? await jobs.get(jobId)
     if (rec?.kind === 'power') await locks.releasePower(rec.serverId, jobId)
   }
 

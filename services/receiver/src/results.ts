@@ -3,7 +3,7 @@
  * durable lane carries power jobs, so only its ends release a server's power lock.
  */
 import type { Delivery, Disposition, Lane } from '@porthole/shared/amqp'
-import { JobUpdate, compile, resultProblem } from '@porthole/shared/contracts'
+import { JobUpdate, compile, resultProblem, type JobRecord } from '@porthole/shared/contracts'
 import { brief } from '@porthole/shared/logging'
 import type { ReceiverParts, Transition } from './parts.js'
 
@@ -21,9 +21,12 @@ export function resultRecorder (p: ReceiverParts): (d: Delivery, lane: Lane) => 
     try {
       const o: Transition[2] = { at: new Date(u.at) }
       let state = u.state
+      let rec: JobRecord | undefined
       if (u.result !== undefined) {
-        // One read, for succeeded updates only: a result that is not its job's kind's is not recorded as one.
-        const kind = (await p.jobs.get(u.jobId))?.kind
+        // One read, for succeeded updates only (and kept for the lock below): a result that is not its job's
+        // kind's is not recorded as one.
+        rec = await p.jobs.get(u.jobId)
+        const kind = rec?.kind
         const problem = kind === undefined ? undefined : resultProblem(kind, u.result)
         if (problem === undefined) o.result = u.result
         else {
@@ -35,7 +38,7 @@ export function resultRecorder (p: ReceiverParts): (d: Delivery, lane: Lane) => 
       if (u.state === 'failed' && u.error === undefined) o.error = { code: 'internal', message: 'the agent reported a failure without a reason', retryable: false }
       const r = await p.record(u.jobId, state, o)
       log.debug({ jobId: u.jobId, state, status: r.status }, 'job update recorded')
-      if (state !== 'running' && lane === 'durable') await p.releaseIfPower(u.jobId)
+      if (state !== 'running' && lane === 'durable') await p.releaseIfPower(u.jobId, rec)
       return 'ack'
     } catch (err) {
       log.warn({ jobId: u.jobId, err: brief(err) }, 'recording a job update failed; requeueing')
