@@ -3,6 +3,7 @@
  * console gateway's hello and the agent bridge's answers. One line each, then raw serial bytes both ways.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { isUuid } from '../contracts/common.js'
 
 /**
  * The serial-over-LAN bridge's hello (docs/messages.md): the console gateway's first line to an agent's bridge,
@@ -18,7 +19,6 @@ export const SOL_HELLO_SKEW_MS = 30_000
 export const SOL_TICKET = /^[A-Za-z0-9_-]{22,128}$/
 /** The longest hello line a bridge reads before it drops the peer. */
 export const SOL_MAX_HELLO = 512
-const SOL_SESSION = /^[0-9a-f-]{36}$/
 const SOL_NONCE = /^[A-Za-z0-9_-]{22}$/
 
 /** A hello's fields, once its mac checked out. */
@@ -46,7 +46,7 @@ export function readSolHello (secret: Buffer, line: string, now = Date.now()): S
   const f = line.slice(SOL_HELLO_PREFIX.length).split(' ')
   if (f.length !== 5) return undefined
   const [token, sessionId, at, nonce, mac] = f as [string, string, string, string, string]
-  if (!SOL_TICKET.test(token) || !SOL_SESSION.test(sessionId) || !/^\d{1,15}$/.test(at) || !SOL_NONCE.test(nonce) || !/^[A-Za-z0-9_-]{43}$/.test(mac)) return undefined
+  if (!SOL_TICKET.test(token) || !isUuid(sessionId) || !/^\d{1,15}$/.test(at) || !SOL_NONCE.test(nonce) || !/^[A-Za-z0-9_-]{43}$/.test(mac)) return undefined
   const h: SolHello = { token, sessionId, at: Number(at), nonce }
   const want = solMac(secret, h)
   const got = Buffer.from(mac, 'base64url')
