@@ -45,11 +45,12 @@ export interface AgentsDeps {
   drivers?: { [A in AgentType]?: DriverFactory<A> }
 }
 
-export interface AgentHost {
+/** The running agents: `close` lets running actions finish and report, then closes every connection. */
+export interface AgentRunner {
   close: () => Promise<void>
 }
 
-export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDeps): Promise<AgentHost> {
+export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDeps): Promise<AgentRunner> {
   const ns = config.PORTHOLE_NAMESPACE
   const n = names(ns)
   const box = SecretBox.fromSettings(config)
