@@ -53,8 +53,11 @@ function query (pairs: Record<string, string | undefined>): string {
 
 const id = (s: string): string => encodeURIComponent(s)
 
+/** What a job's kind carries, shown after its kind: a power action or a console protocol. */
+const detailOf = (j: JobRecord): string => j.kind === 'power' ? ` ${j.action}` : j.kind === 'console' ? ` ${j.protocol}` : ''
+
 const JOB_COLUMNS: Array<Column<JobRecord>> = [
-  ['ID', j => j.id], ['KIND', j => j.kind + (j.action === undefined ? '' : ` ${j.action}`) + (j.protocol === undefined ? '' : ` ${j.protocol}`)],
+  ['ID', j => j.id], ['KIND', j => j.kind + detailOf(j)],
   ['STATE', j => j.state], ['SERVER', j => j.serverId], ['CREATED', j => ago(j.createdAt)], ['ERROR', j => j.error === undefined ? '' : `${j.error.code}: ${j.error.message}`]
 ]
 
@@ -90,7 +93,7 @@ async function watch (r: Run, jobId: string): Promise<JobRecord> {
         if (quiet) return
         tick?.('')
         const why = rec.error === undefined ? '' : ` (${rec.error.code}: ${rec.error.message})`
-        r.note(`job ${rec.id} ${rec.kind}${rec.action === undefined ? '' : ' ' + rec.action}: ${rec.state}${why} [${secs()} s]`)
+        r.note(`job ${rec.id} ${rec.kind}${detailOf(rec)}: ${rec.state}${why} [${secs()} s]`)
       }
     })
   } finally {

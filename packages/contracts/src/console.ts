@@ -17,20 +17,44 @@ export const ConsoleParams = Type.Object({
 }, { additionalProperties: false })
 export type ConsoleParams = Static<typeof ConsoleParams>
 
-/**
- * Where the gateway connects for a console. Only ever travels sealed (see `Sealed`) and is never shown to
- * a browser or written to a log. `password` is the VNC password (at most 8 characters are used by VNC);
- * for `sol`, host and port are an agent's SOL bridge and `password` the one-time bridge token (the BMC's own
- * credentials never leave the agents).
- */
-export const ConsoleTarget = Type.Object({
-  kind: Type.Union([Type.Literal('vnc'), Type.Literal('sol')]),
-  host: Type.String({ minLength: 1, maxLength: 253 }),
-  port: Type.Integer({ minimum: 1, maximum: 65535 }),
-  password: Type.Optional(Type.String({ maxLength: 256 })),
-  /** For serial-over-LAN: the BMC's IPMI credentials. */
-  username: Type.Optional(Type.String({ maxLength: 64 }))
+const TargetHost = Type.String({ minLength: 1, maxLength: 253 })
+const TargetPort = Type.Integer({ minimum: 1, maximum: 65535 })
+
+/** A VNC server: the hypervisor's display, the BMC's own VNC, or the engine's; `password` is the VNC password (VNC uses at most 8 characters). */
+export const VncConsoleTarget = Type.Object({
+  kind: Type.Literal('vnc'),
+  host: TargetHost,
+  port: TargetPort,
+  password: Type.Optional(Type.String({ maxLength: 256 }))
 }, { additionalProperties: false })
+export type VncConsoleTarget = Static<typeof VncConsoleTarget>
+
+/**
+ * An agent's serial-over-LAN bridge: `ticket` is the one-time bridge ticket (the BMC's own credentials never
+ * leave the agents). Until every console gateway reads `ticket`, the agents send the same ticket as `password`
+ * too (its earlier name) and the gateway keeps its successor there; then `password` goes and `ticket` becomes
+ * required (docs/messages.md, "Console target").
+ */
+export const SolConsoleTarget = Type.Object({
+  kind: Type.Literal('sol'),
+  host: TargetHost,
+  port: TargetPort,
+  ticket: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  /** @deprecated the bridge ticket under its earlier name: read `ticket`. */
+  password: Type.Optional(Type.String({ maxLength: 256 }))
+}, { additionalProperties: false })
+export type SolConsoleTarget = Static<typeof SolConsoleTarget>
+
+/** A serial target's bridge ticket, under its name or its earlier one (targets sealed before `ticket`). */
+export function solTicketOf (t: SolConsoleTarget): string | undefined {
+  return t.ticket ?? t.password
+}
+
+/**
+ * Where the gateway connects for a console, tagged by `kind`. Only ever travels sealed (see `Sealed`) and is
+ * never shown to a browser or written to a log.
+ */
+export const ConsoleTarget = Type.Union([VncConsoleTarget, SolConsoleTarget], { description: 'a console target, by its kind' })
 export type ConsoleTarget = Static<typeof ConsoleTarget>
 
 /** A console session as the gateway stores it in Redis. The token itself is never stored, only its SHA-256. */
@@ -54,13 +78,8 @@ export type ConsoleSession = Static<typeof ConsoleSession>
 
 /** A console session as the API shows it. */
 export const ConsoleSessionView = Type.Object({
-  id: Id,
-  serverId: ServerId,
-  tenantId: TenantId,
-  protocol: ConsoleProtocol,
-  createdAt: Timestamp,
-  expiresAt: Timestamp,
-  singleUse: Type.Boolean(),
+  ...Type.Pick(ConsoleSession, ['id', 'serverId', 'tenantId', 'protocol', 'createdAt', 'expiresAt', 'singleUse']).properties,
+  /** Whether a viewer is connected now. */
   connected: Type.Boolean(),
   revokedAt: Type.Optional(Timestamp)
 }, { additionalProperties: false })

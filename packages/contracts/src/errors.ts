@@ -99,9 +99,6 @@ export class ActionError extends PortholeError {
 export class TimeoutError extends PortholeError {
   constructor (message: string, cause?: unknown) { super('timeout', message, { cause }) }
 }
-export class BusyError extends PortholeError {
-  constructor (message: string) { super('busy', message) }
-}
 /** The broker or Redis is not reachable right now; the API answers 503 at once. */
 export class UnavailableError extends PortholeError {
   constructor (message: string, cause?: unknown) { super('unavailable', message, { cause }) }
@@ -111,8 +108,4 @@ export class UnavailableError extends PortholeError {
 export function toFailure (err: unknown): JobFailureLike {
   if (err instanceof PortholeError) return err.toFailure()
   return { code: 'internal', message: 'internal error', retryable: false }
-}
-
-export function isPortholeError (err: unknown): err is PortholeError {
-  return err instanceof PortholeError
 }

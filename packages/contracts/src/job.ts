@@ -1,25 +1,16 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TProperties, type TSchema } from '@sinclair/typebox'
 import { ERROR_CODES } from './errors.js'
-import { Id, JobId, Sealed, ServerId, TenantId, Timestamp } from './common.js'
+import { Id, JobId, Sealed, ServerId, TenantId, Timestamp, isUuid } from './common.js'
 import { ConsoleParams, ConsoleProtocol, ConsoleResult } from './console.js'
 import { PowerAction, PowerStatus } from './power.js'
 import { StoredServer } from './server.js'
+import { compile, type Checker } from './validate.js'
 
-export const JOB_KINDS = ['power', 'status', 'console'] as const
-export const JobKind = Type.Union(JOB_KINDS.map(k => Type.Literal(k)))
-export type JobKind = typeof JOB_KINDS[number]
-
-/**
- * A job as published by the API and consumed by the receiver. Secrets never travel in it.
- * `deadline` is absolute: whatever has not finished by then ends as `timed_out`.
- */
-export const Job = Type.Object({
+/** What every job carries, whatever its kind. `deadline` is absolute: whatever has not finished by then ends as `timed_out`. */
+const JOB_COMMON = {
   id: JobId,
-  kind: JobKind,
   serverId: ServerId,
   tenantId: TenantId,
-  action: Type.Optional(PowerAction),
-  console: Type.Optional(ConsoleParams),
   /** The API key id (or `bootstrap`) that asked for the job. */
   requestedBy: Type.String({ minLength: 1, maxLength: 64 }),
   idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
@@ -29,8 +20,41 @@ export const Job = Type.Object({
   traceId: Type.String({ minLength: 1, maxLength: 64 }),
   /** The failed or timed-out job this one retries (`POST /v1/jobs/{id}/retry`). */
   retryOf: Type.Optional(JobId)
-}, { additionalProperties: false })
+}
+
+/** A job of one kind: the common members, `kind` and what that kind carries. */
+function jobOf<K extends string, P extends TProperties> (kind: K, params: P, description: string) {
+  return Type.Object({ ...JOB_COMMON, kind: Type.Literal(kind), ...params }, { additionalProperties: false, description })
+}
+
+/** Changes a server's power state. */
+export const PowerJob = jobOf('power', { action: PowerAction }, 'a power action')
+export type PowerJob = Static<typeof PowerJob>
+/** Reads a server's power state. */
+export const StatusJob = jobOf('status', {}, 'a power status read')
+export type StatusJob = Static<typeof StatusJob>
+/** Opens a console: the agent finds the target, the gateway makes the session. */
+export const ConsoleJob = jobOf('console', { console: ConsoleParams }, 'a console session')
+export type ConsoleJob = Static<typeof ConsoleJob>
+
+/**
+ * Every kind of job. A new kind is added in this file only: its `jobOf(...)` above and an entry here, what it ends
+ * with in `JOB_RESULTS`, and its `recordOf(...)` in `JobRecord`; `Job`, `JobKind` and `JOB_KINDS` follow.
+ */
+const JOB_VARIANTS = [PowerJob, StatusJob, ConsoleJob] as const
+
+/**
+ * A job as published by the API and consumed by the receiver, tagged by `kind`. Secrets never travel in it.
+ */
+export const Job = Type.Union([...JOB_VARIANTS], { description: 'a job, by its kind' })
 export type Job = Static<typeof Job>
+export type JobKind = Job['kind']
+export const JOB_KINDS: readonly JobKind[] = JOB_VARIANTS.map(v => v.properties.kind.const)
+export const JobKind = Type.Union(JOB_KINDS.map(k => Type.Literal(k)))
+/** The job of one kind. */
+export type JobOf<K extends JobKind> = Extract<Job, { kind: K }>
+/** A job's own part, by kind: `kind` and what that kind carries (`action`, `console`), without the common members. */
+export type JobParams = { [K in JobKind]: Omit<JobOf<K>, keyof typeof JOB_COMMON> }[JobKind]
 
 /** `cancelled`: ended while still queued (`POST /v1/jobs/{id}/cancel`); the receiver never dispatches it. */
 export const JOB_STATES = ['queued', 'dispatched', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled'] as const
@@ -49,28 +73,57 @@ export const JobFailure = Type.Object({
 }, { additionalProperties: false })
 export type JobFailure = Static<typeof JobFailure>
 
-/** What a finished job returns: a power state (power, status) or a console session (console). */
+/**
+ * What a finished job of each kind returns: a power state (power: the state confirmed after the action;
+ * status) or a console session (console). A record's `result` is typed by its `kind`.
+ */
+export const JOB_RESULTS = {
+  power: PowerStatus,
+  status: PowerStatus,
+  console: ConsoleResult
+} satisfies Record<JobKind, TSchema>
+
+const resultChecks: Partial<Record<JobKind, Checker<TSchema>>> = {}
+for (const k of JOB_KINDS) resultChecks[k] = compile<TSchema>(JOB_RESULTS[k], `${k} job's result`)
+
+/** Why `result` is not what a job of `kind` ends with (`JOB_RESULTS`); undefined when it is. */
+export function resultProblem (kind: JobKind, result: unknown): string | undefined {
+  const c = resultChecks[kind]
+  return c === undefined || c.check(result) ? undefined : c.explain(result)
+}
+
+/** Any job's result; a record's `kind` says which (see `JobRecord`). */
 export const JobResult = Type.Union([PowerStatus, ConsoleResult])
 export type JobResult = Static<typeof JobResult>
 
-/** A job with its state and history, as stored in Redis and shown by `GET /v1/jobs/{id}`. */
-export const JobRecord = Type.Object({
-  id: JobId,
-  kind: JobKind,
-  serverId: ServerId,
-  tenantId: TenantId,
-  action: Type.Optional(PowerAction),
-  protocol: Type.Optional(ConsoleProtocol),
-  requestedBy: Type.String(),
-  state: JobState,
-  createdAt: Timestamp,
-  updatedAt: Timestamp,
-  deadline: Timestamp,
-  history: Type.Array(Type.Object({ state: JobState, at: Timestamp }, { additionalProperties: false })),
-  result: Type.Optional(JobResult),
-  error: Type.Optional(JobFailure),
-  retryOf: Type.Optional(JobId)
-}, { additionalProperties: false })
+const JOB_HISTORY = Type.Array(Type.Object({ state: JobState, at: Timestamp }, { additionalProperties: false }))
+
+/** A job's record of one kind: what every record holds, `kind`, what the kind shows of its job, and its result. */
+function recordOf<K extends JobKind, P extends TProperties> (kind: K, params: P) {
+  return Type.Object({
+    id: JobId,
+    kind: Type.Literal(kind),
+    serverId: ServerId,
+    tenantId: TenantId,
+    ...params,
+    requestedBy: Type.String(),
+    state: JobState,
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    deadline: Timestamp,
+    history: JOB_HISTORY,
+    result: Type.Optional(JOB_RESULTS[kind] as (typeof JOB_RESULTS)[K]),
+    error: Type.Optional(JobFailure),
+    retryOf: Type.Optional(JobId)
+  }, { additionalProperties: false })
+}
+
+export const PowerJobRecord = recordOf('power', { action: PowerAction })
+export const StatusJobRecord = recordOf('status', {})
+export const ConsoleJobRecord = recordOf('console', { protocol: ConsoleProtocol })
+
+/** A job with its state and history, as stored in Redis and shown by `GET /v1/jobs/{id}`, tagged by `kind`. */
+export const JobRecord = Type.Union([PowerJobRecord, StatusJobRecord, ConsoleJobRecord], { description: 'a job with its state and history' })
 export type JobRecord = Static<typeof JobRecord>
 
 /** receiver → `agent.<type>`: the job, and the server record with its secrets still sealed. */
@@ -92,7 +145,7 @@ export type JobUpdate = Static<typeof JobUpdate>
 
 /** agent → gateway (`console.mint`): a console target, sealed, for the gateway to make a session of. */
 export const ConsoleMintRequest = Type.Object({
-  job: Job,
+  job: ConsoleJob,
   server: Type.Object({ id: ServerId, tenantId: TenantId, name: Type.String() }, { additionalProperties: false }),
   /** A `ConsoleTarget` sealed with the console transit key (CONSOLE_TRANSIT_KEY), bound to the job id. */
   target: Sealed
@@ -144,3 +197,14 @@ export const AuditEntry = Type.Object({
   result: Type.String()
 }, { additionalProperties: false })
 export type AuditEntry = Static<typeof AuditEntry>
+
+/**
+ * The job a message is about, when it names one by a well-formed id: a Job (`id`), or a message holding one
+ * (`job.id`: AgentRequest, ConsoleMintRequest). For messages that failed their schema (poison, dead letters).
+ */
+export function jobIdOf (body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined
+  const b = body as { id?: unknown, job?: unknown }
+  const id = typeof b.job === 'object' && b.job !== null ? (b.job as { id?: unknown }).id : b.id
+  return isUuid(id) ? id : undefined
+}

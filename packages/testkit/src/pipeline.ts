@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { AmqpClient, names, type Names } from '@porthole/shared/amqp'
-import type { AgentType, Job, JobKind, JobRecord, PowerAction, ServerSecrets, StoredServer } from '@porthole/contracts'
+import type { AgentType, ConsoleParams, Job, JobKind, JobRecord, PowerAction, ServerSecrets, StoredServer } from '@porthole/contracts'
 import { isTerminal } from '@porthole/contracts'
 import { SecretBox, sealServerSecrets } from '@porthole/shared/crypto'
 import { createLogger } from '@porthole/shared/logging'
@@ -27,7 +27,7 @@ export interface Pipeline {
   /** Registers a server of the pipeline's tenant, or of `tenantId` (any id: the receiver reads only the server's). */
   addServer: (agent: AgentType, connection: Record<string, unknown>, secrets?: ServerSecrets, tenantId?: string) => Promise<StoredServer>
   /** Creates the job record and publishes the job, as the API does; returns the job. */
-  submit: (server: StoredServer, kind: JobKind, o?: { action?: PowerAction, deadlineMs?: number, console?: Job['console'] }) => Promise<Job>
+  submit: (server: StoredServer, kind: JobKind, o?: { action?: PowerAction, deadlineMs?: number, console?: ConsoleParams }) => Promise<Job>
   /** Waits until the job is in a terminal state and returns its record. */
   finished: (jobId: string, timeoutMs?: number) => Promise<JobRecord>
   /** Every message dead-lettered to `<ns>.dead` or `<ns>.dead.interactive` so far (raw bodies). */
@@ -57,7 +57,7 @@ export async function pipeline (t: Scope, o: StackOptions = {}): Promise<Pipelin
     stack, n, redis, jobs, servers, amqp, box, transit, tenantId: tenant.id,
     async addServer (agent, connection, secrets, tenantId = tenant.id) {
       const now = new Date().toISOString()
-      const s: StoredServer = { id: randomUUID(), tenantId, name: `test-${agent}`, agent, connection, secretPaths: [], createdAt: now, updatedAt: now }
+      const s = { id: randomUUID(), tenantId, name: `test-${agent}`, agent, connection, secretPaths: [], createdAt: now, updatedAt: now } as unknown as StoredServer
       if (secrets !== undefined) {
         const sealed = sealServerSecrets(box, s, secrets)
         if (sealed !== undefined) s.sealed = sealed
@@ -69,13 +69,12 @@ export async function pipeline (t: Scope, o: StackOptions = {}): Promise<Pipelin
     },
     async submit (server, kind, so = {}) {
       const now = Date.now()
-      const job: Job = {
+      const job = {
         id: randomUUID(), kind, serverId: server.id, tenantId: server.tenantId, requestedBy: 'test',
         createdAt: new Date(now).toISOString(), deadline: new Date(now + (so.deadlineMs ?? 20_000)).toISOString(),
-        attempt: 1, traceId: randomUUID().replaceAll('-', '')
-      }
-      if (so.action !== undefined) job.action = so.action
-      if (so.console !== undefined) job.console = so.console
+        attempt: 1, traceId: randomUUID().replaceAll('-', ''),
+        ...(so.action === undefined ? {} : { action: so.action }), ...(so.console === undefined ? {} : { console: so.console })
+      } as Job
       await jobs.create(job)
       await amqp.publish(n.jobsExchange, n.receiverKeyOf(job.kind), job)
       return job

@@ -1,7 +1,7 @@
-/** Entry point: the agent host, run as every service is (packages/shared/src/service). */
+/** Entry point: the agents' job runner, run as every service is (packages/shared/src/service). */
 import { runService } from '@porthole/shared/service'
 import { readConfig } from './config.js'
-import { startAgents } from './host.js'
+import { startAgents } from './runner.js'
 import { threadPoolWarning } from './threadpool.js'
 
 await runService({
@@ -13,7 +13,7 @@ await runService({
   },
   start: async (config, log) => await startAgents({ config, log }),
   // The pacing it runs with, so that an operator (and the agents benchmark) reads it from the process itself.
-  ready: (_host, config) => ({
+  ready: (_runner, config) => ({
     namespace: config.PORTHOLE_NAMESPACE,
     pacing: { AGENT_PREFETCH: config.AGENT_PREFETCH, KVM_POLL_MS: config.KVM_POLL_MS, IPMI_POLL_MS: config.IPMI_POLL_MS, IPMI_MIN_INTERVAL_MS: config.IPMI_MIN_INTERVAL_MS, OVIRT_POLL_MS: config.OVIRT_POLL_MS },
     types: config.AGENT_TYPES

@@ -2,24 +2,32 @@ import assert from 'node:assert/strict'
 /** An AgentContext for driver tests, with a deadline and a logger whose every line the test can read. */
 import { randomUUID } from 'node:crypto'
 import { Writable } from 'node:stream'
-import type { Job, ServerSecrets, StoredServer } from '@porthole/contracts'
+import type { ConsoleJob, PowerJob, ServerSecrets, StoredServer, StoredServerOf } from '@porthole/contracts'
 import { createLogger } from '@porthole/shared/logging'
 import { PortholeError } from '@porthole/contracts/errors'
 import type { AgentContext } from '../src/driver.js'
 
-export interface TestCtx extends AgentContext { lines: string[] }
+/**
+ * The job of a driver test: a console job at run time, typed to fit every driver call (power, status, console),
+ * as the drivers read only its id and its console parameters.
+ */
+export type TestJob = Omit<ConsoleJob, 'kind'> & Omit<PowerJob, 'kind'> & { kind: never }
 
-export function agentContext (o: { agent: 'ipmi' | 'ovirt', connection: Record<string, unknown>, console?: Record<string, unknown>, secrets: ServerSecrets, deadlineMs?: number, lines?: string[], ttlSeconds?: number }): TestCtx {
+/** A driver call's context for tests. */
+export type TestCtx<S extends StoredServer = StoredServer> = Omit<AgentContext<S>, 'job'> & { job: TestJob, lines: string[] }
+
+export function agentContext<A extends 'ipmi' | 'ovirt'> (o: { agent: A, connection: Record<string, unknown>, console?: Record<string, unknown>, secrets: ServerSecrets, deadlineMs?: number, lines?: string[], ttlSeconds?: number }): TestCtx<StoredServerOf<A>> {
   const lines = o.lines ?? []
   const sink = new Writable({ write (chunk: Buffer, _enc, cb) { lines.push(chunk.toString()); cb() } })
   const deadlineMs = o.deadlineMs ?? 15_000
   const now = new Date().toISOString()
-  const server: StoredServer = {
+  // Any connection, as the runner would pass only a checked one: some tests are about what a driver does with it.
+  const server = {
     id: randomUUID(), tenantId: randomUUID(), name: 'test', agent: o.agent, connection: o.connection, secretPaths: ['connection.password'], createdAt: now, updatedAt: now
-  }
-  if (o.console !== undefined) server.console = o.console
+  } as unknown as StoredServerOf<A>
+  if (o.console !== undefined) (server as StoredServer).console = o.console
   return {
-    job: testJob(server, deadlineMs, o.ttlSeconds),
+    job: testJob(server, deadlineMs, o.ttlSeconds) as unknown as TestJob,
     server,
     secrets: o.secrets,
     signal: AbortSignal.timeout(deadlineMs),
@@ -30,7 +38,7 @@ export function agentContext (o: { agent: 'ipmi' | 'ovirt', connection: Record<s
 }
 
 /** The job a driver call runs for (a console job, so console tests see the session's lifetime). */
-export function testJob (server: StoredServer, deadlineMs: number, ttlSeconds = 7200): Job {
+export function testJob (server: StoredServer, deadlineMs: number, ttlSeconds = 7200): ConsoleJob {
   return {
     id: randomUUID(), kind: 'console', serverId: server.id, tenantId: server.tenantId, requestedBy: 'test',
     console: { protocol: 'vnc', ttlSeconds, singleUse: false },

@@ -4,7 +4,7 @@
  * by `POST /v1/jobs/{id}/retry|cancel` and by the dashboard.
  */
 import type { FastifyRequest } from 'fastify'
-import type { JobRecord } from '@porthole/contracts'
+import type { JobParams, JobRecord } from '@porthole/contracts'
 import { ConflictError, NotFoundError, UnsupportedError } from '@porthole/contracts/errors'
 import { assertVisible, type Principal } from './auth.js'
 import { audit, type Ctx } from './context.js'
@@ -22,7 +22,8 @@ export async function retryJob (ctx: Ctx, req: FastifyRequest, p: Principal, job
   const server = await ctx.servers.get(old.serverId)
   if (server === undefined || server.tenantId !== old.tenantId) throw new NotFoundError('server')
   await assertRoom(ctx, server.tenantId, old.kind)
-  const { job } = await startJob(ctx, req, p, { kind: old.kind, server, ...(old.action === undefined ? {} : { action: old.action }), retryOf: old.id })
+  const params: JobParams = old.kind === 'power' ? { kind: 'power', action: old.action } : { kind: 'status' }
+  const { job } = await startJob(ctx, req, p, { ...params, server, retryOf: old.id })
   return job
 }
 

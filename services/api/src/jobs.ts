@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { laneOf, names, ttlUntil } from '@porthole/shared/amqp'
-import type { ConsoleParams, Job, JobKind, JobRecord, PowerAction, StoredServer } from '@porthole/contracts'
+import type { Job, JobKind, JobParams, JobRecord, StoredServer } from '@porthole/contracts'
 import { PortholeError, UnavailableError, toFailure } from '@porthole/contracts/errors'
 import { grantAad, JobStore, keys } from '@porthole/shared/store'
 import type { Principal } from './auth.js'
@@ -11,16 +11,22 @@ import { suspendedRevoking } from './revocation.js'
 
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
-export interface JobRequest {
-  kind: JobKind
+/** What a caller asks for: the job's kind and what that kind carries (JobParams), for a server. */
+export type JobRequest = JobParams & {
   server: StoredServer
-  action?: PowerAction
-  console?: ConsoleParams
   idempotencyKey?: string | undefined
   /** The failed or timed-out job this one retries. */
   retryOf?: string
   /** Checked with the job's id and deadline before anything is created: a quota may refuse it (throws). */
   admit?: (job: Job) => Promise<void>
+}
+
+/** Whether a job recorded under an Idempotency-Key is the one `r` asks for again. */
+function sameRequest (first: JobRecord, r: JobRequest): boolean {
+  if (first.kind !== r.kind || first.serverId !== r.server.id) return false
+  if (first.kind === 'power' && r.kind === 'power') return first.action === r.action
+  if (first.kind === 'console' && r.kind === 'console') return first.protocol === r.console.protocol
+  return true
 }
 
 function deadlineSeconds (ctx: Ctx, kind: JobKind): number {
@@ -37,9 +43,10 @@ function deadlineSeconds (ctx: Ctx, kind: JobKind): number {
  */
 export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: JobRequest): Promise<{ job: JobRecord, replayed: boolean }> {
   const now = new Date()
+  const { server: _server, idempotencyKey: _key, admit: _admit, ...params } = r
   const job: Job = {
+    ...params,
     id: randomUUID(),
-    kind: r.kind,
     serverId: r.server.id,
     tenantId: r.server.tenantId,
     requestedBy: p.id,
@@ -48,19 +55,17 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
     attempt: 1,
     traceId: req.id
   }
-  if (r.action !== undefined) job.action = r.action
-  if (r.console !== undefined) job.console = r.console
   if (r.idempotencyKey !== undefined) job.idempotencyKey = r.idempotencyKey
   if (r.retryOf !== undefined) job.retryOf = r.retryOf
   const idem = r.idempotencyKey === undefined ? undefined : { scope: p.id, key: r.idempotencyKey, ttlSeconds: IDEMPOTENCY_TTL_SECONDS }
   if (r.admit !== undefined) await r.admit(job)
   const created = await ctx.jobs.create(job, idem)
-  const base = { action: `job.${r.kind}${r.action === undefined ? '' : '.' + r.action}`, serverId: r.server.id, tenantId: r.server.tenantId }
+  const base = { action: `job.${r.kind}${r.kind === 'power' ? '.' + r.action : ''}`, serverId: r.server.id, tenantId: r.server.tenantId }
   if (!created.created) {
     const first = await ctx.jobs.get(created.id)
     if (first !== undefined) {
       // The same key for a different request is a client bug: answering with the first job would mislead it.
-      if (first.kind !== r.kind || first.serverId !== r.server.id || first.action !== r.action || first.protocol !== r.console?.protocol) {
+      if (!sameRequest(first, r)) {
         throw new PortholeError('invalid', 'this Idempotency-Key was used for a different request', { status: 422, details: { jobId: first.id } })
       }
       // A replay creates nothing: no audit entry either (it would let a client fill the log for free).
@@ -90,7 +95,7 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
     throw err
   }
   ctx.metrics.jobsCreated.inc({ kind: r.kind })
-  log.info({ kind: job.kind, action: job.action }, 'job published')
+  log.info({ kind: job.kind, action: job.kind === 'power' ? job.action : undefined }, 'job published')
   // Status reads change nothing and portals poll them: auditing each would push real actions out of the log.
   if (r.kind !== 'status') await audit(ctx, req, p, { ...base, jobId: job.id, result: 'accepted' })
   // The record as created: a caller that waits reads it again anyway, one that does not gets it as accepted.
@@ -106,7 +111,7 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
 export async function takeConsoleUrl (ctx: Ctx, rec: JobRecord, p: Principal): Promise<string | undefined> {
   if (rec.kind !== 'console' || rec.state !== 'succeeded' || rec.requestedBy !== p.id) return undefined
   // A console whose tenant was suspended while its job ran is revoked, never handed out.
-  if (await suspendedRevoking(ctx, rec.tenantId, rec.result !== undefined && 'sessionId' in rec.result ? rec.result.sessionId : undefined)) return undefined
+  if (await suspendedRevoking(ctx, rec.tenantId, rec.result?.sessionId)) return undefined
   const sealed = await ctx.sessions.takeGrant(rec.id)
   return sealed === undefined ? undefined : ctx.transit.open<string>(sealed, grantAad(rec.id))
 }

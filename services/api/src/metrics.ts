@@ -32,20 +32,15 @@ export function createMetrics (o: { amqp: AmqpClient, ns: string, sessions: Cons
     stats ??= o.amqp.queueStats(queues.allQueues()).catch(() => []).finally(() => { setImmediate(() => { stats = undefined }) })
     return await stats
   }
-  new Gauge({
-    name: 'porthole_queue_messages',
-    help: 'messages ready in each queue (read from RabbitMQ at scrape time)',
-    labelNames: ['queue'] as const,
-    registers: [registry],
-    async collect () { this.reset(); for (const s of await queueStats()) this.set({ queue: s.queue }, s.messages) }
-  })
-  new Gauge({
-    name: 'porthole_queue_consumers',
-    help: 'consumers of each queue (read from RabbitMQ at scrape time)',
-    labelNames: ['queue'] as const,
-    registers: [registry],
-    async collect () { this.reset(); for (const s of await queueStats()) this.set({ queue: s.queue }, s.consumers) }
-  })
+  for (const [what, help] of [['messages', 'messages ready in each queue'], ['consumers', 'consumers of each queue']] as const) {
+    new Gauge({
+      name: `porthole_queue_${what}`,
+      help: `${help} (read from RabbitMQ at scrape time)`,
+      labelNames: ['queue'] as const,
+      registers: [registry],
+      async collect () { this.reset(); for (const s of await queueStats()) this.set({ queue: s.queue }, s[what]) }
+    })
+  }
   new Gauge({
     name: 'porthole_broker_connected',
     help: '1 while the API holds a connection to RabbitMQ',

@@ -11,4 +11,3 @@ export function errors (...statuses: number[]): Record<number, TSchema> {
   return out
 }
 
-export const Deleted = Type.Null({ description: 'no content' })

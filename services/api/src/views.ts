@@ -8,7 +8,7 @@
  * that a route returning jobs or audit entries cannot forget it), problem details of failed jobs through
  * `failureView` (problem.ts), the event stream through `eventView`.
  */
-import { AGENT_TYPES, toCustomerServerView, type AuditEntry, type JobEvent, type JobFailure, type JobRecord, type ServerView } from '@porthole/contracts'
+import { AGENT_TYPES, JobEvent as JobEventSchema, toCustomerServerView, type AuditEntry, type JobEvent, type JobFailure, type JobRecord, type ServerView } from '@porthole/contracts'
 import type { ErrorCode } from '@porthole/contracts/errors'
 import { keys } from '@porthole/shared/store'
 import type { Principal } from './auth.js'
@@ -66,9 +66,11 @@ export async function jobViews (ctx: Ctx, p: Principal | undefined, recs: JobRec
   })
 }
 
-/** Exactly the fields of the JobEvent contract, whatever else a publisher may add one day. */
+const EVENT_MEMBERS = Object.keys(JobEventSchema.properties) as Array<keyof JobEvent>
+
+/** Exactly the members of the JobEvent contract (its schema's), whatever else a publisher adds (a terminal event's record). */
 export function eventView (e: JobEvent): JobEvent {
-  return { jobId: e.jobId, tenantId: e.tenantId, serverId: e.serverId, kind: e.kind, state: e.state, at: e.at }
+  return Object.fromEntries(EVENT_MEMBERS.map(k => [k, e[k]])) as JobEvent
 }
 
 function isJobRecord (x: unknown): x is JobRecord {

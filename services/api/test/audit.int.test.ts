@@ -2,14 +2,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { keys } from '@porthole/shared/store'
-import { consumeJobs, kvmServer, startTestApi, tenantWithKey } from './helpers.js'
+import { consumeJobs, startTestApi, twoTenants } from './helpers.js'
 
 test('every mutating action and job request is audited; customers see only their tenant', async (t) => {
   const api = await startTestApi(t)
-  const a = await tenantWithKey(api, 'a')
-  const b = await tenantWithKey(api, 'b')
-  const sa = await kvmServer(api, a.tenantId, 'va')
-  const sb = await kvmServer(api, b.tenantId, 'vb')
+  const { a, sa, sb } = await twoTenants(api)
   await consumeJobs(api)
   const job = await api.call('POST', `/v1/servers/${sa}/power`, { action: 'off' }, { key: a.key })
   await api.call('PATCH', `/v1/servers/${sb}`, { name: 'vb2' })
@@ -38,10 +35,7 @@ test('every mutating action and job request is audited; customers see only their
 
 test('the audit log is one stream per tenant trimmed by age: old entries go, a customer can neither see nor flush another tenant\'s history', async (t) => {
   const api = await startTestApi(t, { env: { AUDIT_RETENTION_DAYS: '30' } })
-  const a = await tenantWithKey(api, 'a')
-  const b = await tenantWithKey(api, 'b')
-  const sa = await kvmServer(api, a.tenantId, 'va')
-  const sb = await kvmServer(api, b.tenantId, 'vb')
+  const { a, b, sa, sb } = await twoTenants(api)
   await consumeJobs(api)
   const k = keys(api.ns)
   const monthAgo = Date.now() - 31 * 86_400_000

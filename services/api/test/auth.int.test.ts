@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { kvmServer, startTestApi, tenantWithKey } from './helpers.js'
+import { kvmServer, startTestApi, tenantWithKey, twoTenants } from './helpers.js'
 
 test('a missing or unknown key is a 401 problem with WWW-Authenticate: Bearer', async (t) => {
   const api = await startTestApi(t)
@@ -38,10 +38,7 @@ test('roles: customers cannot administer, operators cannot make keys or tenants'
 
 test("another tenant's server, job and list entries are invisible: 404, never 403", async (t) => {
   const api = await startTestApi(t)
-  const a = await tenantWithKey(api, 'a')
-  const b = await tenantWithKey(api, 'b')
-  const sa = await kvmServer(api, a.tenantId, 'va')
-  const sb = await kvmServer(api, b.tenantId, 'vb')
+  const { a, b, sa, sb } = await twoTenants(api)
   const job = await api.call('POST', `/v1/servers/${sb}/power`, { action: 'on' }, { key: b.key })
   assert.equal(job.status, 202)
 

@@ -6,7 +6,7 @@ import type { ConsoleSession } from '@porthole/contracts'
 import { ConsoleSessionStore, createRedis, parseSessionEvent } from '@porthole/shared/store'
 import { createLogger } from '@porthole/shared/logging'
 import { waitFor } from '@porthole/testkit'
-import { kvmServer, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
+import { startTestApi, type TestApi, twoTenants } from './helpers.js'
 
 /** A session as the gateway would store it. */
 async function session (api: TestApi, store: ConsoleSessionStore, tenantId: string, serverId: string): Promise<ConsoleSession> {
@@ -24,10 +24,7 @@ async function session (api: TestApi, store: ConsoleSessionStore, tenantId: stri
 test('console sessions: customers list and revoke their own; revocation is published for the gateway', async (t) => {
   const api = await startTestApi(t)
   const store = new ConsoleSessionStore(api.redis, api.ns)
-  const a = await tenantWithKey(api, 'a')
-  const b = await tenantWithKey(api, 'b')
-  const sa = await kvmServer(api, a.tenantId, 'va')
-  const sb = await kvmServer(api, b.tenantId, 'vb')
+  const { a, b, sa, sb } = await twoTenants(api)
   const mine = await session(api, store, a.tenantId, sa)
   const theirs = await session(api, store, b.tenantId, sb)
   await store.takeViewer(mine, 'viewer-1')

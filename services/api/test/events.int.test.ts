@@ -3,14 +3,11 @@ import assert from 'node:assert/strict'
 import { request, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { waitFor } from '@porthole/testkit'
-import { kvmServer, startTestApi, tenantWithKey } from './helpers.js'
+import { startTestApi, twoTenants } from './helpers.js'
 
 test('GET /v1/events streams job events of the caller\'s tenant, with heartbeats', async (t) => {
   const api = await startTestApi(t, { env: { SSE_HEARTBEAT_SECONDS: '1' } })
-  const a = await tenantWithKey(api, 'a')
-  const b = await tenantWithKey(api, 'b')
-  const sa = await kvmServer(api, a.tenantId, 'va')
-  const sb = await kvmServer(api, b.tenantId, 'vb')
+  const { a, b, sa, sb } = await twoTenants(api)
   await api.app.listen({ host: '127.0.0.1', port: 0 })
   const port = (api.app.server.address() as AddressInfo).port
 

@@ -96,6 +96,13 @@ export async function kvmServer (api: TestApi, tenantId: string, name = 'vm1'): 
   return r.body.id as string
 }
 
+/** Two tenants, `a` and `b`, each with a customer key and one kvm server (`sa`, `sb`): for tests of who sees what. */
+export async function twoTenants (api: TestApi): Promise<{ a: Awaited<ReturnType<typeof tenantWithKey>>, b: Awaited<ReturnType<typeof tenantWithKey>>, sa: string, sb: string }> {
+  const a = await tenantWithKey(api, 'a')
+  const b = await tenantWithKey(api, 'b')
+  return { a, b, sa: await kvmServer(api, a.tenantId, 'va'), sb: await kvmServer(api, b.tenantId, 'vb') }
+}
+
 /**
  * Consumes `<ns>.jobs.receiver` as the receiver would, handing each message to `onJob`. Returns the
  * messages seen; the consumer closes in t.after.

@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import type { StoredOvirtServer } from '@porthole/contracts'
 import { ServerStore } from '@porthole/shared/store'
 import { startTestApi } from './helpers.js'
 
@@ -13,7 +14,7 @@ test('an oVirt URL with /api or a trailing slash is stored as the engine\'s base
   assert.equal(created.status, 201, created.raw)
   assert.equal(created.body.connection.url, 'https://engine.example/ovirt-engine')
   const id = created.body.id as string
-  assert.equal((await store.get(id))?.connection.url, 'https://engine.example/ovirt-engine')
+  assert.equal((await store.get(id) as StoredOvirtServer | undefined)?.connection.url, 'https://engine.example/ovirt-engine')
   // The same engine written the other way is no new destination: the stored password stays without a 422.
   const respelled = await api.call('PATCH', `/v1/servers/${id}`, { connection: { url: 'https://engine.example/ovirt-engine/api' } })
   assert.equal(respelled.status, 200, respelled.raw)
@@ -22,7 +23,7 @@ test('an oVirt URL with /api or a trailing slash is stored as the engine\'s base
   const patched = await api.call('PATCH', `/v1/servers/${id}`, { connection: { url: 'https://engine2.example/ovirt-engine/api', password: 'engine-pw-2' } })
   assert.equal(patched.status, 200, patched.raw)
   assert.equal(patched.body.connection.url, 'https://engine2.example/ovirt-engine')
-  assert.equal((await store.get(id))?.connection.url, 'https://engine2.example/ovirt-engine')
+  assert.equal((await store.get(id) as StoredOvirtServer | undefined)?.connection.url, 'https://engine2.example/ovirt-engine')
 })
 
 test('an oVirt URL that is not an engine\'s is a 400 naming connection.url, on create and on PATCH, and changes nothing', async (t) => {
@@ -53,5 +54,5 @@ test('an oVirt URL that is not an engine\'s is a 400 naming connection.url, on c
     assert.equal(r.status, 400, `${url}: ${r.raw}`)
     assert.equal(r.body.field, 'connection.url', r.raw)
   }
-  assert.equal((await new ServerStore(api.redis, api.ns).get(id))?.connection.url, 'https://engine.example/ovirt-engine', 'the stored URL is unchanged')
+  assert.equal((await new ServerStore(api.redis, api.ns).get(id) as StoredOvirtServer | undefined)?.connection.url, 'https://engine.example/ovirt-engine', 'the stored URL is unchanged')
 })

@@ -59,8 +59,11 @@ async function patch (id: string, body: Record<string, unknown>): Promise<{ stat
 }
 
 /** Changes a stored record straight in Redis, as someone with access to Redis (not the API) could. */
-async function tamper (id: string, change: (s: StoredServer) => void): Promise<void> {
-  const s = await store.get(id) as StoredServer
+/** A record as the tests tamper with it: any member of its connection, whatever its agent's schema says. */
+type Tampered = StoredServer & { connection: Record<string, unknown> }
+
+async function tamper (id: string, change: (s: Tampered) => void): Promise<void> {
+  const s = await store.get(id) as Tampered
   change(s)
   await store.put(s)
 }
@@ -87,7 +90,7 @@ test('ipmi: a PATCH moving host, port or username without the password is a 422 
       assert.equal(r.body.detail, `connection.${field} changed: send connection.password again`)
     }
   }
-  assert.equal((await store.get(id))?.connection.port, a.port, 'a refused PATCH changed nothing')
+  assert.equal((await store.get(id) as Tampered | undefined)?.connection.port, a.port, 'a refused PATCH changed nothing')
 
   const before = (await b.calls()).length
   assert.equal((await patch(id, { connection: { port: b.port, password: b.password } })).status, 200)

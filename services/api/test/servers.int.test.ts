@@ -50,7 +50,7 @@ test('servers CRUD: passwords are sealed at rest and masked in every response', 
 
   const stored = await new ServerStore(api.redis, api.ns).get(id) as StoredServer
   assert.deepEqual(stored.secretPaths.sort(), ['connection.password', 'console.password'])
-  assert.equal(stored.connection.password, undefined)
+  assert.equal((stored.connection as Record<string, unknown>).password, undefined)
   assert.equal(stored.secrets, undefined, 'no box in the earlier form')
   const box = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: api.secretKey, PORTHOLE_SECRET_KEY_ID: 'k1', PORTHOLE_OLD_SECRET_KEYS: '' })
   assert.deepEqual(openServerSecrets(box, stored), { connection: { password: BMC_PASSWORD }, console: { password: VNC_PASSWORD } })

@@ -1,6 +1,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
+import type { PowerJob } from '@porthole/contracts'
 import { TEST_LIBVIRT_URI, at, pipeline, states, tinyDomain, virsh, waitFor, type Pipeline } from '@porthole/testkit'
 
 // One stack for the file; its clean-ups run (last first) when every test is done. The receiver logs at debug,
@@ -20,7 +21,7 @@ test('power off and on through the pipeline change libvirt\'s state; the job rec
   const times = off.history.map(h => Date.parse(h.at))
   assert.deepEqual(times, [...times].sort((a, b) => a - b), 'history timestamps go forward')
   assert.equal(off.updatedAt, off.history.at(-1)?.at)
-  assert.deepEqual([off.result && 'power' in off.result ? off.result.power : undefined], ['off'])
+  assert.equal(off.kind === 'power' ? off.result?.power : undefined, 'off')
   assert.equal(await vm.state(), 'shut off')
 
   const on = await p.finished((await p.submit(server, 'power', { action: 'on' })).id)
@@ -81,6 +82,24 @@ test('a message that is not JSON is dead-lettered', async () => {
   ch.publish(p.n.jobsExchange, p.n.receiverKey, Buffer.from(`{${marker}`))
   await ch.close()
   await waitFor(async () => (await p.dead()).some(b => b.includes(marker)), 5000, 'the message in the dead queue')
+})
+
+test('a result that is not its job kind\'s fails the job instead of being recorded as its result', async () => {
+  const now = Date.now()
+  const job: PowerJob = {
+    id: randomUUID(), kind: 'power', action: 'on', serverId: randomUUID(), tenantId: p.tenantId, requestedBy: 'test',
+    createdAt: new Date(now).toISOString(), deadline: new Date(now + 10_000).toISOString(), attempt: 1, traceId: 'wrong-result'
+  }
+  await p.jobs.create(job)
+  await p.jobs.transition(job.id, 'dispatched')
+  // A console job's result for a power job, as a confused agent could send it.
+  const result = { sessionId: randomUUID(), protocol: 'vnc', expiresAt: new Date(now + 60_000).toISOString() }
+  await p.amqp.publish(p.n.resultsExchange, p.n.resultsKeyOf('power'), { jobId: job.id, state: 'succeeded', at: new Date().toISOString(), result })
+  const r = await p.finished(job.id, 5000)
+  assert.equal(r.state, 'failed')
+  assert.equal(r.error?.code, 'internal')
+  assert.match(r.error?.message ?? '', /not a power job's/)
+  assert.equal(r.result, undefined)
 })
 
 test('an invalid job is dead-lettered and its job marked failed', async () => {

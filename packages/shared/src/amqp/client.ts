@@ -8,6 +8,10 @@
  * While disconnected, or while the broker blocks publishers (a memory or disk alarm), `publish` rejects at once
  * with UnavailableError, so the API can answer 503 at once; a confirm that does not come within
  * `confirmTimeoutMs` rejects it too, so no caller hangs on a broker that stopped answering.
+ *
+ * Longer than 300 lines on purpose: one class whose connection, channels, consumers and reconnection share one
+ * lifecycle (a close during a connect, a consumer re-subscribed after a reconnect); split, each part would reach
+ * into the others' state.
  */
 import { EventEmitter } from 'node:events'
 import amqp from 'amqplib'

@@ -1,2 +1,3 @@
 export * from './client.js'
 export * from './topology.js'
+export * from './poison.js'

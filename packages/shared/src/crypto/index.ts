@@ -6,7 +6,7 @@
  * id), so a box copied to another record does not open; server credentials are bound to their destination
  * too (`server-secrets.ts`).
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Sealed } from '@porthole/contracts'
 import { ConfigError } from '../config/index.js'
 import { PortholeError } from '@porthole/contracts/errors'
@@ -99,50 +99,4 @@ export function safeEqual (a: string, b: string): boolean {
 }
 
 export * from './server-secrets.js'
-
-/**
- * The serial-over-LAN bridge's hello (docs/messages.md): the console gateway's first line to an agent's bridge,
- * `PORTHOLE-SOL/2 <ticket> <sessionId> <unix ms> <nonce> <mac>`, where `mac` is HMAC-SHA256 keyed with
- * SOL_BRIDGE_SECRET over the other fields. A bridge accepts it only with a valid mac and a time within
- * SOL_HELLO_SKEW_MS of its own; a ticket is good for one connection, and both sides derive its successor from
- * the secret, the ticket and the nonce (`nextSolTicket`), so the successor never travels.
- */
-export const SOL_HELLO_PREFIX = 'PORTHOLE-SOL/2 '
-/** How far a hello's time may be from the bridge's clock. */
-export const SOL_HELLO_SKEW_MS = 30_000
-const SOL_TOKEN = /^[A-Za-z0-9_-]{22,128}$/
-const SOL_SESSION = /^[0-9a-f-]{36}$/
-const SOL_NONCE = /^[A-Za-z0-9_-]{22}$/
-
-/** A hello's fields, once its mac checked out. */
-export interface SolHello { token: string, sessionId: string, at: number, nonce: string }
-
-function solMac (secret: Buffer, h: SolHello): Buffer {
-  return createHmac('sha256', secret).update(`${SOL_HELLO_PREFIX}\n${h.token}\n${h.sessionId}\n${h.at}\n${h.nonce}`).digest()
-}
-
-/** The ticket that replaces `token` once a bridge accepted a hello with `nonce`. */
-export function nextSolTicket (secret: Buffer, token: string, nonce: string): string {
-  return createHmac('sha256', secret).update(`${SOL_HELLO_PREFIX}next\n${token}\n${nonce}`).digest('base64url')
-}
-
-/** The gateway's hello line (with its newline) for `token`, and the ticket that follows it. */
-export function writeSolHello (secret: Buffer, token: string, sessionId: string, now = Date.now()): { line: string, next: string } {
-  const h: SolHello = { token, sessionId, at: now, nonce: randomBytes(16).toString('base64url') }
-  const mac = solMac(secret, h).toString('base64url')
-  return { line: `${SOL_HELLO_PREFIX}${token} ${sessionId} ${h.at} ${h.nonce} ${mac}\n`, next: nextSolTicket(secret, token, h.nonce) }
-}
-
-/** The hello in `line` (without its newline) when its mac is valid and its time is near `now`; else undefined. */
-export function readSolHello (secret: Buffer, line: string, now = Date.now()): SolHello | undefined {
-  if (!line.startsWith(SOL_HELLO_PREFIX)) return undefined
-  const f = line.slice(SOL_HELLO_PREFIX.length).split(' ')
-  if (f.length !== 5) return undefined
-  const [token, sessionId, at, nonce, mac] = f as [string, string, string, string, string]
-  if (!SOL_TOKEN.test(token) || !SOL_SESSION.test(sessionId) || !/^\d{1,15}$/.test(at) || !SOL_NONCE.test(nonce) || !/^[A-Za-z0-9_-]{43}$/.test(mac)) return undefined
-  const h: SolHello = { token, sessionId, at: Number(at), nonce }
-  const want = solMac(secret, h)
-  const got = Buffer.from(mac, 'base64url')
-  if (got.length !== want.length || !timingSafeEqual(got, want)) return undefined
-  return Math.abs(now - h.at) <= SOL_HELLO_SKEW_MS ? h : undefined
-}
+export * from './sol-wire.js'

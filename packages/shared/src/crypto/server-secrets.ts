@@ -13,7 +13,7 @@ import { PortholeError } from '@porthole/contracts/errors'
 import type { SecretBox } from './index.js'
 
 /** The part of a server record that says where its secrets go. */
-export type ServerDestination = Pick<StoredServer, 'id' | 'agent' | 'connection' | 'console'>
+export interface ServerDestination { id: string, agent: AgentType, connection: Record<string, unknown>, console?: Record<string, unknown> | undefined }
 
 const CONNECTION_FIELDS: Readonly<Record<AgentType, readonly string[]>> = {
   // kvm records carry no password today; both forms of their connection are bound all the same.

@@ -7,6 +7,21 @@ import type { Redis } from 'ioredis'
 import type { Job, JobEvent, JobFailure, JobRecord, JobResult, JobState } from '@porthole/contracts'
 import { keys as keysOf, type Keys } from './redis.js'
 
+/**
+ * How the scripts build the JobEvent they publish: each member of the contract as a Lua expression of the job's
+ * record (`job`), its new state (`state`) and that state's time (`at`). Typed by the contract, so that a member
+ * added to JobEvent fails the build until the scripts fill it; a test checks what they publish against the schema.
+ */
+const EVENT_MEMBERS: Record<keyof JobEvent, string> = {
+  jobId: 'job.id',
+  tenantId: 'job.tenantId',
+  serverId: 'job.serverId',
+  kind: 'job.kind',
+  state: 'state',
+  at: 'at'
+}
+const LUA_EVENT = `local function event (job, state, at) return {${Object.entries(EVENT_MEMBERS).map(([k, v]) => `${k} = ${v}`).join(', ')}} end`
+
 /** Jobs are kept this long after their last change. */
 export const JOB_RETENTION_SECONDS = 7 * 24 * 3600
 
@@ -15,6 +30,7 @@ export const JOB_RETENTION_SECONDS = 7 * 24 * 3600
 // Each create also drops the index entries older than the retention (their records have expired), so the
 // indexes stay bounded without a separate clean-up job.
 const CREATE = `
+${LUA_EVENT}
 if KEYS[6] ~= '' then
   local existing = redis.call('GET', KEYS[6])
   if existing then return {0, existing} end
@@ -30,7 +46,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', oldest)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', oldest)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', oldest)
 if KEYS[6] ~= '' then redis.call('SET', KEYS[6], rec.id, 'EX', ARGV[5]) end
-redis.call('PUBLISH', ARGV[6], cjson.encode({jobId = rec.id, tenantId = rec.tenantId, serverId = rec.serverId, kind = rec.kind, state = rec.state, at = rec.createdAt}))
+redis.call('PUBLISH', ARGV[6], cjson.encode(event(rec, rec.state, rec.createdAt)))
 return {1, rec.id}
 `
 
@@ -43,6 +59,7 @@ return {1, rec.id}
 // (The slot keys are named by the record's tenant, so they are built here rather than passed as KEYS: the
 // callers know only the job's id.)
 const TRANSITION = `
+${LUA_EVENT}
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing', ''} end
 local rank = {queued = 0, dispatched = 1, running = 2, succeeded = 3, failed = 3, timed_out = 3, cancelled = 3}
@@ -60,7 +77,7 @@ table.insert(job.history, {state = new, at = ARGV[2]})
 if ARGV[3] ~= '' then job.result = cjson.decode(ARGV[3]) end
 if ARGV[4] ~= '' then job.error = cjson.decode(ARGV[4]) end
 redis.call('SET', KEYS[1], cjson.encode(job), 'EX', ARGV[5])
-local ev = {jobId = job.id, tenantId = job.tenantId, serverId = job.serverId, kind = job.kind, state = new, at = ARGV[2]}
+local ev = event(job, new, ARGV[2])
 local drain = ''
 if rank[new] == 3 then
   redis.call('ZREM', KEYS[2], job.id)
@@ -94,22 +111,23 @@ export class JobStore {
 
   /** The record a new job starts with. */
   static initialRecord (job: Job): JobRecord {
-    const r: JobRecord = {
+    const common = {
       id: job.id,
-      kind: job.kind,
       serverId: job.serverId,
       tenantId: job.tenantId,
       requestedBy: job.requestedBy,
-      state: 'queued',
+      state: 'queued' as const,
       createdAt: job.createdAt,
       updatedAt: job.createdAt,
       deadline: job.deadline,
-      history: [{ state: 'queued', at: job.createdAt }]
+      history: [{ state: 'queued' as const, at: job.createdAt }],
+      ...(job.retryOf !== undefined ? { retryOf: job.retryOf } : {})
     }
-    if (job.action !== undefined) r.action = job.action
-    if (job.console !== undefined) r.protocol = job.console.protocol
-    if (job.retryOf !== undefined) r.retryOf = job.retryOf
-    return r
+    switch (job.kind) {
+      case 'power': return { ...common, kind: job.kind, action: job.action }
+      case 'status': return { ...common, kind: job.kind }
+      case 'console': return { ...common, kind: job.kind, protocol: job.console.protocol }
+    }
   }
 
   /**

@@ -24,10 +24,6 @@ export class Locks {
     await (this.redis as unknown as { portholeRelease: (k: string, v: string) => Promise<number> }).portholeRelease(this.k.powerLock(serverId), jobId)
   }
 
-  async powerHolder (serverId: string): Promise<string | null> {
-    return await this.redis.get(this.k.powerLock(serverId))
-  }
-
   /**
    * A minimum interval between commands to one target (a BMC): returns 0 when the caller may go now (and
    * books the slot), otherwise the milliseconds to wait.

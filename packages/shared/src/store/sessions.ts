@@ -199,14 +199,6 @@ export class ConsoleSessionStore {
     return v.map(x => x !== null)
   }
 
-  /**
-   * Keeps a console job's URL, sealed, until the API delivers it (at most `ttlSeconds`). Written by the gateway
-   * before it reports the job succeeded, so the API finds it when it wakes.
-   */
-  async putGrant (jobId: string, sealedUrl: Sealed, ttlSeconds: number): Promise<void> {
-    await this.redis.set(this.k.grant(jobId), JSON.stringify(sealedUrl), 'EX', Math.max(1, Math.ceil(ttlSeconds)))
-  }
-
   /** Takes a console job's sealed URL: the first caller gets it, every later one gets undefined. */
   async takeGrant (jobId: string): Promise<Sealed | undefined> {
     const raw = await this.redis.getdel(this.k.grant(jobId))

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
-import type { Job } from '@porthole/contracts'
+import { JobEvent, JobRecord, compile, type Job } from '@porthole/contracts'
 import { JOB_RETENTION_SECONDS, JobStore, keys, parseJobEvent } from '../../src/store/index.js'
 import { dropNamespace, services, uniqueNamespace, waitFor } from '@porthole/testkit'
 
@@ -14,10 +14,10 @@ async function setup (t: { after: (fn: () => Promise<void>) => void }): Promise<
   return { store: new JobStore(redis, ns), redis, ns }
 }
 
-const newJob = (o: Partial<Job> = {}): Job => ({
+const newJob = (o: Record<string, unknown> = {}): Job => ({
   id: randomUUID(), kind: 'power', serverId: randomUUID(), tenantId: randomUUID(), action: 'on', requestedBy: 'k',
   createdAt: new Date().toISOString(), deadline: new Date(Date.now() + 60_000).toISOString(), attempt: 1, traceId: 't', ...o
-})
+}) as Job
 
 test('a job moves forward through its states with a timestamp each, and never leaves a terminal state', async (t) => {
   const { store } = await setup(t)
@@ -93,6 +93,33 @@ test('every change is published on the events channel', async (t) => {
   assert.deepEqual(seen, ['queued', 'dispatched', 'failed'])
   // Only the terminal event carries the record, and it is the stored one (a waiter need not read it again).
   assert.deepEqual(records, [undefined, undefined, await store.get(j.id)])
+})
+
+test('every event the scripts publish is a JobEvent by its schema, and a terminal one also a valid JobRecord', async (t) => {
+  const { store } = await setup(t)
+  const sub = new Redis((await services()).redisUrl)
+  t.after(() => { sub.disconnect() })
+  const raw: string[] = []
+  await sub.subscribe(store.eventsChannel)
+  sub.on('message', (_c: string, m: string) => { raw.push(m) })
+  // Every kind, and every path of the scripts: create, a forward step, each terminal state, a result and an error.
+  const power = newJob()
+  const status = newJob({ kind: 'status', action: undefined })
+  const console = newJob({ kind: 'console', action: undefined, console: { protocol: 'vnc', ttlSeconds: 60, singleUse: false } })
+  for (const j of [power, status, console]) await store.create(j)
+  await store.transition(power.id, 'running')
+  await store.transition(power.id, 'succeeded', { result: { power: 'on', checkedAt: new Date().toISOString(), changed: true } })
+  await store.transition(status.id, 'timed_out', { error: { code: 'timeout', message: 'late', retryable: true } })
+  await store.transition(console.id, 'failed', { error: { code: 'conflict', message: 'off', retryable: false } })
+  await waitFor(() => raw.length >= 7, 10_000, 'seven job events')
+  const checkEvent = compile(JobEvent, 'job event')
+  const checkRecord = compile(JobRecord, 'job record')
+  for (const m of raw) {
+    const { record, ...event } = JSON.parse(m) as Record<string, unknown>
+    assert.doesNotThrow(() => checkEvent.parse(event), m)
+    if (record !== undefined) assert.doesNotThrow(() => checkRecord.parse(record), m)
+  }
+  assert.equal(raw.filter(m => m.includes('"record"')).length, 3, 'one record per terminal event')
 })
 
 test('creating a job drops index entries older than the retention from all three indexes', async (t) => {

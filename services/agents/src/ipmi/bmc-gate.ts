@@ -6,7 +6,7 @@
  * the receiver's per-server power lock already keeps two power jobs for one server apart.
  */
 import type { Locks } from '@porthole/shared/store'
-import { TimeoutError } from '@porthole/contracts/errors'
+import { sleep, untilAborted } from '@porthole/shared/async'
 
 export interface BmcGateOptions {
   minIntervalMs: number
@@ -29,7 +29,7 @@ export class BmcGate {
     this.tails.set(key, tail)
     void tail.then(() => { if (this.tails.get(key) === tail) this.tails.delete(key) })
     try {
-      await untilAborted(prev, signal)
+      await untilAborted(prev, signal, 'the deadline passed while waiting for the BMC')
       await this.spacing(key, signal)
       return await fn()
     } finally {
@@ -57,28 +57,4 @@ export class BmcGate {
       }
     }
   }
-}
-
-async function untilAborted (p: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) throw new TimeoutError('the deadline passed while waiting for the BMC')
-  let onAbort!: () => void
-  const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => reject(new TimeoutError('the deadline passed while waiting for the BMC'))
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    await Promise.race([p, aborted])
-  } finally {
-    signal.removeEventListener('abort', onAbort)
-  }
-}
-
-/** Sleeps `ms`, or throws a TimeoutError as soon as `signal` aborts. */
-export async function sleep (ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) throw new TimeoutError('the deadline passed')
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
-    const onAbort = (): void => { clearTimeout(t); reject(new TimeoutError('the deadline passed')) }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

@@ -14,13 +14,15 @@
  * - Errors: refused credentials → AuthError (never retried); no answer → ConnectionError, retried with
  *   backoff while the deadline allows; anything else the BMC says → ActionError.
  */
-import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus } from '@porthole/contracts'
-import { ActionError, ConflictError, ConnectionError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/contracts/errors'
+import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus, StoredIpmiServer } from '@porthole/contracts'
+import { ActionError, ConflictError, ConnectionError, TimeoutError, UnsupportedError } from '@porthole/contracts/errors'
 import type { Locks } from '@porthole/shared/store'
-import type { AgentContext, AgentDriver } from '../driver.js'
-import { BmcGate, sleep } from './bmc-gate.js'
+import type { AgentContext, DriverOf } from '../driver.js'
+import { sleep } from '@porthole/shared/async'
+import { pollUntil, powerStatus } from '../power.js'
+import { BmcGate } from './bmc-gate.js'
 import { NO_SESSION, runIpmitool, type Bmc } from './ipmitool.js'
-import type { SolTickets } from './sol.js'
+import type { SolTickets } from './sol-tickets.js'
 
 export interface IpmiDriverOptions {
   /** Minimum interval between two commands to one BMC (IPMI_MIN_INTERVAL_MS). */
@@ -49,32 +51,28 @@ const PACKET_TIMEOUT_S = 1
 const RETRANSMITS = 1
 const ATTEMPT_BUDGET_MS = 2500
 const MAX_ATTEMPTS = 4
-/** Stop polling this long before the deadline so that the job fails with our error, not by the clock. */
-const DEADLINE_MARGIN_MS = 300
 const DEFAULT_PORT = 623
 const DEFAULT_VNC_PORT = 5900
 
 /** Commands that can be repeated without effect when we cannot tell whether the first one arrived. */
 const IDEMPOTENT = new Set(['status', 'on', 'off'])
 
-export function createIpmiDriver (o: IpmiDriverOptions): AgentDriver {
+/** A driver call's context: always an ipmi server. */
+type Ctx = AgentContext<StoredIpmiServer>
+
+export function createIpmiDriver (o: IpmiDriverOptions): DriverOf<'ipmi'> {
   const gate = new BmcGate({ minIntervalMs: o.minIntervalMs, locks: o.locks })
   const pollMs = o.pollIntervalMs ?? 1000
   const ipmitool = o.ipmitool ?? 'ipmitool'
 
-  function bmcOf (ctx: AgentContext): Bmc {
+  /** The BMC of a server record (its connection checked against the ipmi schema by the runner). */
+  function bmcOf (ctx: Ctx): Bmc {
     const c = ctx.server.connection
-    if (typeof c.host !== 'string' || c.host === '') throw new ValidationError('ipmi connection needs a host', 'connection.host')
-    if (typeof c.username !== 'string' || c.username === '') throw new ValidationError('ipmi connection needs a username', 'connection.username')
-    const port = c.port === undefined ? DEFAULT_PORT : c.port
-    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new ValidationError('ipmi connection port must be 1-65535', 'connection.port')
-    const cipher = c.cipherSuite === undefined ? (o.cipherSuite ?? 3) : c.cipherSuite
-    if (typeof cipher !== 'number' || !Number.isInteger(cipher) || cipher < 0 || cipher > 17) throw new ValidationError('ipmi cipherSuite must be 0-17', 'connection.cipherSuite')
-    return { host: c.host, port, username: c.username, password: ctx.secrets.connection?.password ?? '', cipherSuite: cipher }
+    return { host: c.host, port: c.port ?? DEFAULT_PORT, username: c.username, password: ctx.secrets.connection?.password ?? '', cipherSuite: c.cipherSuite ?? o.cipherSuite ?? 3 }
   }
 
   /** One command, serialised per BMC, retried on connection errors while the deadline allows. */
-  async function ipmi (ctx: AgentContext, bmc: Bmc, kind: string, command: string[]): Promise<string> {
+  async function ipmi (ctx: Ctx, bmc: Bmc, kind: string, command: string[]): Promise<string> {
     const key = `${bmc.host}:${bmc.port}`
     let backoff = 250
     for (let attempt = 1; ; attempt++) {
@@ -97,31 +95,22 @@ export function createIpmiDriver (o: IpmiDriverOptions): AgentDriver {
     }
   }
 
-  async function readPower (ctx: AgentContext, bmc: Bmc): Promise<PowerState> {
+  async function readPower (ctx: Ctx, bmc: Bmc): Promise<PowerState> {
     const out = await ipmi(ctx, bmc, 'status', ['chassis', 'power', 'status'])
     const m = /Chassis Power is (on|off)/i.exec(out)
     return m === null ? 'unknown' : (m[1]!.toLowerCase() as 'on' | 'off')
   }
 
   /** Polls until the power state is `want`; TimeoutError when the deadline (less a margin) comes first. */
-  async function confirm (ctx: AgentContext, bmc: Bmc, want: 'on' | 'off', what: string, waitMs = Infinity): Promise<void> {
-    const until = Math.min(ctx.deadline.getTime() - DEADLINE_MARGIN_MS, Date.now() + waitMs)
-    for (;;) {
-      if (await readPower(ctx, bmc) === want) return
-      if (Date.now() + pollMs > until) throw new TimeoutError(`${what}: the host was not ${want} ${until < ctx.deadline.getTime() - DEADLINE_MARGIN_MS ? `after ${waitMs} ms` : 'by the job\'s deadline'}`)
-      await sleep(pollMs, ctx.signal)
-    }
+  async function confirm (ctx: Ctx, bmc: Bmc, want: 'on' | 'off', what: string, waitMs?: number): Promise<void> {
+    await pollUntil(ctx, { read: async () => await readPower(ctx, bmc), ok: p => p === want, pollMs, waitMs, failure: (_p, when) => `${what}: the host was not ${want} ${when}` })
   }
 
-  function result (power: PowerState, changed: boolean, detail?: string): PowerStatus {
-    const r: PowerStatus = { power, checkedAt: new Date().toISOString(), changed }
-    if (detail !== undefined) r.detail = detail
-    return r
-  }
+  const result = (power: PowerState, changed: boolean, detail?: string): PowerStatus => powerStatus(power, { changed, detail })
 
-  async function setPower (ctx: AgentContext, bmc: Bmc, kind: string, want: 'on' | 'off', command: string, detail?: string): Promise<PowerStatus> {
+  async function setPower (ctx: Ctx, bmc: Bmc, kind: string, want: 'on' | 'off', command: string, detail?: string): Promise<PowerStatus> {
     await ipmi(ctx, bmc, kind, ['chassis', 'power', command])
-    await confirm(ctx, bmc, want, `chassis power ${command}`, command === 'soft' ? (o.shutdownWaitMs ?? 60_000) : Infinity)
+    await confirm(ctx, bmc, want, `chassis power ${command}`, command === 'soft' ? (o.shutdownWaitMs ?? 60_000) : undefined)
     return result(want, true, detail)
   }
 
@@ -165,22 +154,20 @@ export function createIpmiDriver (o: IpmiDriverOptions): AgentDriver {
         // BMC's credentials. It works whatever the host's power state (a customer can watch it boot).
         if (o.sol === undefined) throw new UnsupportedError('serial consoles are not served by this agent')
         const bmc = bmcOf(ctx)
-        const ttl = ctx.job.console?.ttlSeconds ?? 7200
         let token: string
         try {
-          token = await o.sol.tickets.register(bmc, ttl, ctx.job.id)
+          token = await o.sol.tickets.register(bmc, ctx.job.console.ttlSeconds, ctx.job.id)
         } catch (err) {
           throw new ConnectionError('the serial console ticket could not be stored', err)
         }
-        return { kind: 'sol', host: o.sol.host, port: o.sol.port(), password: token }
+        // `password` too, for console gateways that do not read `ticket` yet (SolConsoleTarget).
+        return { kind: 'sol', host: o.sol.host, port: o.sol.port(), ticket: token, password: token }
       }
       // The BMC's own VNC server (iDRAC, iLO, Supermicro): it works whatever the host's power state, so that
       // a customer can watch the host boot.
       const c = ctx.server.console
-      const host = c?.host
-      if (typeof host !== 'string' || host === '') throw new ConflictError('this server has no console endpoint configured')
-      const port = typeof c?.port === 'number' ? c.port : DEFAULT_VNC_PORT
-      const target: ConsoleTarget = { kind: 'vnc', host, port }
+      if (c?.host === undefined || c.host === '') throw new ConflictError('this server has no console endpoint configured')
+      const target: ConsoleTarget = { kind: 'vnc', host: c.host, port: c.port ?? DEFAULT_VNC_PORT }
       const password = ctx.secrets.console?.password
       if (password !== undefined && password !== '') target.password = password
       return target

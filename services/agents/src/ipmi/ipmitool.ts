@@ -27,8 +27,8 @@ export interface RunOptions {
 
 export interface RunResult { stdout: string, stderr: string }
 
-/** The argv of an ipmitool call (exported so that a test can check it never holds the password). */
-export function ipmitoolArgs (bmc: Bmc, command: readonly string[], o: Pick<RunOptions, 'packetTimeoutS' | 'retransmits'>): string[] {
+/** The argv of an ipmitool call: never the password (ipmitool reads IPMI_PASSWORD with `-E`). */
+function ipmitoolArgs (bmc: Bmc, command: readonly string[], o: Pick<RunOptions, 'packetTimeoutS' | 'retransmits'>): string[] {
   // -v makes ipmitool say *why* a session failed (e.g. "RAKP 2 HMAC is invalid"), which classifies auth errors.
   return ['-v', '-I', 'lanplus', '-C', String(bmc.cipherSuite), '-H', bmc.host, '-p', String(bmc.port), '-U', bmc.username,
     '-E', '-N', String(o.packetTimeoutS), '-R', String(o.retransmits), ...command]

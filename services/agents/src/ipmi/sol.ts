@@ -31,79 +31,18 @@
  */
 import { spawn } from 'node:child_process'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { nextSolTicket, randomToken, readSolHello, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
+import { SOL_ANSWER, SOL_MAX_HELLO, nextSolTicket, readSolHello, type SolRefusal } from '@porthole/shared/crypto'
 import { AuthError, type PortholeError } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { ConsoleSessionStore, keys, type Redis } from '@porthole/shared/store'
 import { classifyFailure, runIpmitool, type Bmc } from './ipmitool.js'
+import type { ClaimedTicket, SolTickets } from './sol-tickets.js'
 
-const TOKEN_SHAPE = /^[A-Za-z0-9_-]{22,128}$/
-const MAX_HELLO = 512
 /** How often live connections check that their console session is still live (revocation, expiry). */
 const SESSION_WATCH_MS = 250
 const HELLO_TIMEOUT_MS = 5000
 /** How long `sol activate` may take to say the session is operational. */
 const ACTIVATE_TIMEOUT_MS = 15_000
 const OPERATIONAL = /\[SOL Session operational[^\n]*\n/
-
-interface Ticket { bmc: Bmc, expiresAt: number, jobId: string }
-
-/** What a connection got for its ticket. */
-export interface ClaimedTicket { bmc: Bmc, expiresAt: number, sessionId: string }
-
-/** Single-use bridge tickets, kept in Redis so any agent replica can serve them. */
-export class SolTickets {
-  private readonly sessions: ConsoleSessionStore
-
-  constructor (private readonly redis: Redis, private readonly box: SecretBox, private readonly namespace: string) {
-    this.sessions = new ConsoleSessionStore(redis, namespace)
-  }
-
-  private key (hash: string): string { return keys(this.namespace).solTicket(hash) }
-
-  /** Registers a BMC for console job `jobId`, for `ttlSeconds`; returns the token (the only copy). */
-  async register (bmc: Bmc, ttlSeconds: number, jobId: string): Promise<string> {
-    const token = randomToken(32)
-    await this.put(token, { bmc, expiresAt: Date.now() + ttlSeconds * 1000, jobId })
-    return token
-  }
-
-  private async put (token: string, t: Ticket): Promise<void> {
-    const hash = sha256Hex(token)
-    const ttl = Math.max(1, Math.ceil((t.expiresAt - Date.now()) / 1000))
-    await this.redis.set(this.key(hash), JSON.stringify(this.box.seal(t, `sol-ticket:${hash}`)), 'EX', ttl)
-  }
-
-  /**
-   * Takes `token` for one connection of console session `sessionId`, and registers `next` in its place;
-   * undefined (and the token gone) when it is unknown, used or expired, or the session is not the one minted
-   * from the ticket's job, or is revoked or expired.
-   */
-  async claim (token: string, sessionId: string, next: string): Promise<ClaimedTicket | undefined> {
-    if (!TOKEN_SHAPE.test(token)) return undefined
-    const hash = sha256Hex(token)
-    const raw = await this.redis.getdel(this.key(hash))
-    if (raw === null) return undefined
-    let t: Ticket
-    try {
-      t = this.box.open<Ticket>(JSON.parse(raw), `sol-ticket:${hash}`)
-    } catch {
-      return undefined
-    }
-    const now = Date.now()
-    const session = await this.sessions.get(sessionId)
-    if (t.expiresAt <= now || session === undefined || session.jobId !== t.jobId || session.revokedAt !== undefined) return undefined
-    const expiresAt = Math.min(t.expiresAt, Date.parse(session.expiresAt))
-    if (expiresAt <= now) return undefined
-    await this.put(next, { bmc: t.bmc, expiresAt, jobId: t.jobId })
-    return { bmc: t.bmc, expiresAt, sessionId }
-  }
-
-  /** Whether each console session is still live (not revoked, not expired). */
-  async sessionsLive (sessionIds: string[]): Promise<boolean[]> {
-    return await this.sessions.areLive(sessionIds)
-  }
-}
 
 export interface SolBridgeOptions {
   host: string
@@ -123,8 +62,8 @@ export interface SolBridge {
   close: () => Promise<void>
 }
 
-/** The argv of `sol activate` / `sol deactivate` (exported so a test can check it never holds the password). */
-export function solArgs (bmc: Bmc, command: 'activate' | 'deactivate'): string[] {
+/** The argv of `sol activate` / `sol deactivate`: never the password (ipmitool reads IPMI_PASSWORD with `-E`). */
+function solArgs (bmc: Bmc, command: 'activate' | 'deactivate'): string[] {
   return ['-I', 'lanplus', '-C', String(bmc.cipherSuite), '-H', bmc.host, '-p', String(bmc.port), '-U', bmc.username, '-E', 'sol', command]
 }
 
@@ -170,7 +109,7 @@ export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
     }
     const ticket = await o.tickets.claim(hello.token, hello.sessionId, nextSolTicket(o.secret, hello.token, hello.nonce))
     if (ticket === undefined) { refuse(socket, 'invalid'); log.info({ peer, sessionId: hello.sessionId }, 'sol bridge connection refused: unknown, used or expired ticket, or its session ended'); return }
-    socket.write('CLAIMED\n')
+    socket.write(SOL_ANSWER.claimed)
     const bmc = ticket.bmc
     const l = log.child({ bmc: `${bmc.host}:${bmc.port}`, peer, sessionId: ticket.sessionId })
 
@@ -243,7 +182,7 @@ export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
       clearTimeout(activateTimer)
       const rest = head.subarray(m.index + m[0].length)
       head = Buffer.alloc(0)
-      socket.write('OK\n')
+      socket.write(SOL_ANSWER.ok)
       if (rest.length > 0) socket.write(rest)
       if (early.length > 0) child.stdin.write(early)
       socket.on('data', (b: Buffer) => {
@@ -301,7 +240,7 @@ async function readLine (socket: Socket): Promise<{ line: string, rest: Buffer }
     const onData = (d: Buffer): void => {
       buf = Buffer.concat([buf, d])
       const i = buf.indexOf(0x0a)
-      if (i === -1) { if (buf.length > MAX_HELLO) done(undefined); return }
+      if (i === -1) { if (buf.length > SOL_MAX_HELLO) done(undefined); return }
       socket.pause()
       done({ line: buf.subarray(0, i).toString('latin1').replace(/\r$/, ''), rest: buf.subarray(i + 1) })
     }
@@ -312,9 +251,9 @@ async function readLine (socket: Socket): Promise<{ line: string, rest: Buffer }
   })
 }
 
-function refuse (socket: Socket, reason: 'invalid' | 'auth' | 'unreachable'): void {
+function refuse (socket: Socket, reason: SolRefusal): void {
   if (socket.destroyed) return
-  socket.end(`ERR ${reason}\n`)
+  socket.end(SOL_ANSWER.refused(reason))
   setTimeout(() => socket.destroy(), 2000).unref()
 }
 

@@ -13,12 +13,14 @@
  * Every action is confirmed by reading the domain's state afterwards.
  */
 import { DomainGetXMLDescFlags, DomainState, type Hypervisor } from '@unraid/libvirt'
-import { kvmTarget, type ConsoleProtocol, type ConsoleTarget, type KvmPolicy, type KvmTarget, type PowerAction, type PowerState, type PowerStatus } from '@porthole/contracts'
+import { kvmTarget, type ConsoleProtocol, type ConsoleTarget, type KvmPolicy, type KvmTarget, type PowerAction, type PowerState, type PowerStatus, type StoredKvmServer } from '@porthole/contracts'
 import { ConflictError, ConnectionError, PortholeError, TimeoutError, UnsupportedError, ValidationError } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
-import type { AgentContext, AgentDriver } from '../driver.js'
+import type { AgentContext, DriverOf } from '../driver.js'
 import { consoleHost, isActiveDomainXml, parseVncDisplay } from './graphics.js'
-import { Connections, bounded, classify, isNotValid, lookupDomain, sleep, type LibvirtDomain } from './libvirt.js'
+import { sleep } from '@porthole/shared/async'
+import { powerStatus } from '../power.js'
+import { Connections, bounded, classify, isNotValid, lookupDomain, type LibvirtDomain } from './libvirt.js'
 
 export interface KvmDriverOptions {
   /** libvirt URI → address the console gateway reaches that host's VNC displays at. */
@@ -57,7 +59,7 @@ class Session {
   constructor (
     readonly h: Hypervisor,
     readonly dom: LibvirtDomain,
-    private readonly ctx: AgentContext,
+    private readonly ctx: Ctx,
     readonly uri: string,
     private readonly domain: string,
     private readonly conns: Connections
@@ -104,7 +106,10 @@ class Session {
   }
 }
 
-export class KvmDriver implements AgentDriver {
+/** A driver call's context: always a kvm server. */
+type Ctx = AgentContext<StoredKvmServer>
+
+export class KvmDriver implements DriverOf<'kvm'> {
   readonly type = 'kvm' as const
   private readonly conns: Connections
   private readonly pollMs: number
@@ -114,7 +119,7 @@ export class KvmDriver implements AgentDriver {
     this.conns = new Connections(opts.connectionsPerUri ?? 4, opts.policy)
   }
 
-  private async open (ctx: AgentContext): Promise<Session> {
+  private async open (ctx: Ctx): Promise<Session> {
     let c: KvmTarget
     try { c = kvmTarget(ctx.server.connection, this.opts.policy) } catch (err) {
       const field = (err as ValidationError).details?.field
@@ -135,49 +140,42 @@ export class KvmDriver implements AgentDriver {
     }
   }
 
-  private status0 (power: PowerState, extra: { changed?: boolean, detail?: string } = {}): PowerStatus {
-    const s: PowerStatus = { power, checkedAt: new Date().toISOString() }
-    if (extra.changed !== undefined) s.changed = extra.changed
-    if (extra.detail !== undefined) s.detail = extra.detail
-    return s
-  }
-
   /** Reads the state after an action and checks it is the one the action promised. */
   private async confirm (s: Session, action: PowerAction, want: PowerState, extra: { changed?: boolean, detail?: string }): Promise<PowerStatus> {
     const power = await s.power()
     if (power !== want) throw new PortholeError('action', `the VM is ${power} after "${action}" (expected ${want})`, { retryable: true })
-    return this.status0(power, extra)
+    return powerStatus(power, extra)
   }
 
-  async status (ctx: AgentContext): Promise<PowerStatus> {
+  async status (ctx: Ctx): Promise<PowerStatus> {
     const s = await this.open(ctx)
-    return this.status0(await s.power())
+    return powerStatus(await s.power())
   }
 
-  async power (ctx: AgentContext, action: PowerAction): Promise<PowerStatus> {
+  async power (ctx: Ctx, action: PowerAction): Promise<PowerStatus> {
     const s = await this.open(ctx)
     const before = await s.power()
     switch (action) {
       case 'on': {
         // Never restarts a running (or paused) domain.
-        if (before !== 'off') return this.status0(before, { changed: false, detail: before === 'paused' ? 'the VM is paused; use resume' : undefined })
+        if (before !== 'off') return powerStatus(before, { changed: false, detail: before === 'paused' ? 'the VM is paused; use resume' : undefined })
         const changed = await s.create()
         return await this.confirm(s, action, 'on', { changed })
       }
       case 'off': {
-        if (before === 'off') return this.status0(before, { changed: false })
+        if (before === 'off') return powerStatus(before, { changed: false })
         const changed = await s.destroy()
         return await this.confirm(s, action, 'off', { changed })
       }
       case 'shutdown': {
-        if (before === 'off') return this.status0(before, { changed: false })
+        if (before === 'off') return powerStatus(before, { changed: false })
         if (before === 'paused') throw new ConflictError('the VM is paused and cannot answer an ACPI request; resume it first or use "off"')
         await s.change('send the ACPI shutdown request', async () => await s.h.domainShutdown(s.dom))
         // No hard escalation: "shutdown" asks the guest; "off" is the hard power-off.
         if (!await this.waitOffOrDeadline(s, ctx, Date.now() + this.opts.shutdownWaitMs)) {
           throw new TimeoutError('the guest did not power off after the ACPI request')
         }
-        return this.status0('off', { changed: true })
+        return powerStatus('off', { changed: true })
       }
       case 'reboot': {
         if (before === 'off') throw new ConflictError('the VM is off; use "on" to start it')
@@ -204,12 +202,12 @@ export class KvmDriver implements AgentDriver {
       }
       case 'suspend': {
         if (before === 'off') throw new ConflictError('the VM is off; only a running VM can be suspended')
-        if (before === 'paused') return this.status0(before, { changed: false })
+        if (before === 'paused') return powerStatus(before, { changed: false })
         const changed = await s.change('suspend the domain', async () => await s.h.domainSuspend(s.dom))
         return await this.confirm(s, action, 'paused', { changed })
       }
       case 'resume': {
-        if (before !== 'paused') return this.status0(before, { changed: false })
+        if (before !== 'paused') return powerStatus(before, { changed: false })
         const changed = await s.change('resume the domain', async () => await s.h.domainResume(s.dom))
         return await this.confirm(s, action, 'on', { changed })
       }
@@ -217,7 +215,7 @@ export class KvmDriver implements AgentDriver {
   }
 
   /** waitOff bounded by the deadline too: false (not an abort) when the deadline comes first. */
-  private async waitOffOrDeadline (s: Session, ctx: AgentContext, untilMs: number): Promise<boolean> {
+  private async waitOffOrDeadline (s: Session, ctx: Ctx, untilMs: number): Promise<boolean> {
     // Stop polling a little before the deadline so that the failure is ours, not the abort's.
     const until = Math.min(untilMs, ctx.deadline.getTime() - Math.min(500, this.pollMs * 2))
     try {
@@ -228,7 +226,7 @@ export class KvmDriver implements AgentDriver {
     }
   }
 
-  async consoleTarget (ctx: AgentContext, protocol: ConsoleProtocol): Promise<ConsoleTarget> {
+  async consoleTarget (ctx: Ctx, protocol: ConsoleProtocol): Promise<ConsoleTarget> {
     if (protocol === 'serial') throw new UnsupportedError('serial consoles are offered for ipmi servers only')
     // VNC either way: the gateway proxies it directly (vnc) or through guacd (guacamole).
     const s = await this.open(ctx)

@@ -4,8 +4,9 @@
  * the remote end stays silent); errors classed by their message, since the binding reports code -1.
  */
 import { Hypervisor } from '@unraid/libvirt'
-import { libvirtUriProblem, type KvmPolicy } from '@porthole/contracts'
-import { AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError, ValidationError } from '@porthole/contracts/errors'
+import { untilAborted } from '@porthole/shared/async'
+import { isUuid, libvirtUriProblem, type KvmPolicy } from '@porthole/contracts'
+import { AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, ValidationError } from '@porthole/contracts/errors'
 
 export type LibvirtDomain = Awaited<ReturnType<Hypervisor['domainLookupByName']>>
 
@@ -13,7 +14,8 @@ const NOT_FOUND = /Domain not found|no domain with matching/i
 const NOT_VALID = /Requested operation is not valid/i
 const AUTH = /authentication (failed|required)|auth(entication)? cancelled|permission denied|access denied|not authorized|polkit/i
 const CONNECTION = /unable to connect|connection (refused|reset|closed)|failed to connect|cannot (recv|write|read) data|end of file while reading|client socket is closed|no connection driver|not connected|broken pipe|network is unreachable|no route to host|name or service not known|could not resolve|host key verification|too large|timed out|keepalive/i
-const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i
+/** libvirt also takes a UUID written without its hyphens. */
+const isDomainUuid = (ref: string): boolean => isUuid(ref) || /^[0-9a-f]{32}$/i.test(ref)
 
 /** The message of whatever the binding threw, shortened for a job's failure record. */
 export function messageOf (err: unknown): string {
@@ -46,23 +48,7 @@ export function classify (err: unknown, what: string, uri: string, domain?: stri
  * on its thread; its late outcome is ignored.
  */
 export async function bounded<T> (p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
-  if (signal.aborted) { p.catch(() => {}); throw new TimeoutError(`libvirt did not ${what} by the job's deadline`) }
-  let onAbort: (() => void) | undefined
-  const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => reject(new TimeoutError(`libvirt did not ${what} by the job's deadline`))
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    return await Promise.race([p, aborted])
-  } finally {
-    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
-    p.catch(() => {})
-  }
-}
-
-/** Sleeps `ms`, or rejects with a TimeoutError when `signal` fires first. */
-export async function sleep (ms: number, signal: AbortSignal): Promise<void> {
-  await bounded(new Promise<void>(resolve => setTimeout(resolve, ms)), signal, 'answer')
+  return await untilAborted(p, signal, `libvirt did not ${what} by the job's deadline`)
 }
 
 /**
@@ -117,7 +103,7 @@ export class Connections {
 
 /** Looks a domain up by UUID when the reference is one, else by name. */
 export async function lookupDomain (h: Hypervisor, ref: string): Promise<LibvirtDomain> {
-  if (UUID.test(ref)) {
+  if (isDomainUuid(ref)) {
     try { return await h.domainLookupByUUIDString(ref) } catch (err) { if (!NOT_FOUND.test(messageOf(err))) throw err }
   }
   return await h.domainLookupByName(ref)

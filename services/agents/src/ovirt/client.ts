@@ -11,7 +11,6 @@
  *   survives a fresh token) → auth; 404 → not_found; 409 (e.g. "VM is locked") → conflict; anything else → action.
  */
 import { createHash } from 'node:crypto'
-import http from 'node:http'
 import https from 'node:https'
 import { ovirtEngineUrl } from '@porthole/contracts'
 import { ActionError, AuthError, ConflictError, ConnectionError, NotFoundError, PortholeError, TimeoutError, ValidationError } from '@porthole/contracts/errors'
@@ -42,7 +41,7 @@ const EXPIRY_SKEW_MS = 10_000
 const TLS_TRUST = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS|HOSTNAME|ALTNAME/
 
 export class OvirtClient {
-  private readonly agents = new Map<string, http.Agent>()
+  private readonly agents = new Map<string, https.Agent>()
   private readonly tokens = new Map<string, Token>()
   private readonly pending = new Map<string, Promise<Token>>()
 
@@ -121,13 +120,11 @@ export class OvirtClient {
     throw new ActionError(`oVirt engine ${host(e)} SSO answered ${r.status}`, { retryable: r.status >= 500 })
   }
 
-  private agentFor (e: Engine, secure: boolean): http.Agent {
-    const k = `${secure ? 's' : 'p'}\n${new URL(e.url).host}\n${e.caCert === undefined ? '' : createHash('sha256').update(e.caCert).digest('hex')}`
+  private agentFor (e: Engine): https.Agent {
+    const k = `${new URL(e.url).host}\n${e.caCert === undefined ? '' : createHash('sha256').update(e.caCert).digest('hex')}`
     let a = this.agents.get(k)
     if (a === undefined) {
-      a = secure
-        ? new https.Agent({ keepAlive: true, maxSockets: 8, ...(e.caCert === undefined ? {} : { ca: e.caCert }) })
-        : new http.Agent({ keepAlive: true, maxSockets: 8 })
+      a = new https.Agent({ keepAlive: true, maxSockets: 8, ...(e.caCert === undefined ? {} : { ca: e.caCert }) })
       this.agents.set(k, a)
     }
     return a
@@ -136,12 +133,12 @@ export class OvirtClient {
   private async send (e: Engine, method: string, url: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal): Promise<ApiResponse> {
     if (signal.aborted) throw new TimeoutError(`no answer from oVirt engine ${host(e)} by the job's deadline`)
     const u = new URL(url)
-    const secure = u.protocol === 'https:'
-    const mod = secure ? https : http
+    // The password goes to the engine: never over plain HTTP, whatever a record says (the schema says https too).
+    if (u.protocol !== 'https:') throw new ValidationError('connection.url: https only: the password goes to the engine', 'connection.url')
     return await new Promise<ApiResponse>((resolve, reject) => {
-      const req = mod.request(u, {
+      const req = https.request(u, {
         method,
-        agent: this.agentFor(e, secure),
+        agent: this.agentFor(e),
         headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) },
         signal
       }, (res) => {

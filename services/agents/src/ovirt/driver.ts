@@ -12,10 +12,11 @@
  *   ticket (a one-time VNC password) asked for with the expiry we need: the longest console session, since
  *   the gateway connects again whenever the browser reconnects within the session.
  */
-import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus } from '@porthole/contracts'
+import type { ConsoleProtocol, ConsoleTarget, PowerAction, PowerState, PowerStatus, StoredOvirtServer } from '@porthole/contracts'
 import { MAX_CONSOLE_TTL_SECONDS } from '@porthole/contracts'
-import { ConflictError, TimeoutError, ActionError, UnsupportedError, ValidationError } from '@porthole/contracts/errors'
-import type { AgentContext, AgentDriver } from '../driver.js'
+import { ConflictError, ActionError, UnsupportedError } from '@porthole/contracts/errors'
+import type { AgentContext, DriverOf } from '../driver.js'
+import { pollUntil, powerStatus } from '../power.js'
 import { OvirtClient, engineUrl, type Engine } from './client.js'
 
 export interface OvirtDriverOptions {
@@ -27,7 +28,6 @@ export interface OvirtDriverOptions {
   ticketSeconds?: number
 }
 
-const DEADLINE_MARGIN_MS = 300
 /** VNC authentication uses the first 8 characters of a password; the engine's tickets are longer. */
 const VNC_PASSWORD_LENGTH = 8
 
@@ -40,31 +40,32 @@ export function ovirtPowerState (status: string | undefined): PowerState {
   }
 }
 
-export function createOvirtDriver (o: OvirtDriverOptions = {}): AgentDriver {
+/** A driver call's context: always an ovirt server. */
+type Ctx = AgentContext<StoredOvirtServer>
+
+export function createOvirtDriver (o: OvirtDriverOptions = {}): DriverOf<'ovirt'> {
   const client = new OvirtClient()
   const pollMs = o.pollIntervalMs ?? 1000
   const ticketSeconds = Math.min(o.ticketSeconds ?? MAX_CONSOLE_TTL_SECONDS, MAX_CONSOLE_TTL_SECONDS)
 
-  function target (ctx: AgentContext): { engine: Engine, vmId: string } {
+  /** The engine and VM of a server record (its connection checked against the ovirt schema by the runner: https only). */
+  function target (ctx: Ctx): { engine: Engine, vmId: string } {
     const c = ctx.server.connection
-    const url = engineUrl(c.url)
-    if (typeof c.username !== 'string' || c.username === '') throw new ValidationError('ovirt connection needs a username', 'connection.username')
-    if (typeof c.vmId !== 'string' || c.vmId === '') throw new ValidationError('ovirt connection needs a vmId', 'connection.vmId')
-    const engine: Engine = { url, username: c.username, password: ctx.secrets.connection?.password ?? '' }
-    if (typeof c.caCert === 'string' && c.caCert.trim() !== '') engine.caCert = c.caCert
+    const engine: Engine = { url: engineUrl(c.url), username: c.username, password: ctx.secrets.connection?.password ?? '' }
+    if (c.caCert !== undefined && c.caCert.trim() !== '') engine.caCert = c.caCert
     return { engine, vmId: c.vmId }
   }
 
   const vmPath = (vmId: string): string => `/vms/${encodeURIComponent(vmId)}`
 
-  async function vmStatus (ctx: AgentContext, engine: Engine, vmId: string): Promise<string> {
+  async function vmStatus (ctx: Ctx, engine: Engine, vmId: string): Promise<string> {
     const r = await client.api(engine, 'GET', vmPath(vmId), undefined, ctx.signal)
     if (r.status !== 200) throw OvirtClient.fail(engine, r, `oVirt VM ${vmId}`)
     const status = (r.body as { status?: unknown } | undefined)?.status
     return typeof status === 'string' ? status : 'unknown'
   }
 
-  async function act (ctx: AgentContext, engine: Engine, vmId: string, action: 'start' | 'stop' | 'shutdown' | 'reboot' | 'suspend'): Promise<void> {
+  async function act (ctx: Ctx, engine: Engine, vmId: string, action: 'start' | 'stop' | 'shutdown' | 'reboot' | 'suspend'): Promise<void> {
     ctx.log.info({ vmId, engineAction: action }, 'ovirt action')
     const r = await client.api(engine, 'POST', `${vmPath(vmId)}/${action}`, {}, ctx.signal)
     if (r.status !== 200 && r.status !== 201 && r.status !== 202) throw OvirtClient.fail(engine, r, `oVirt VM ${vmId}`)
@@ -73,24 +74,17 @@ export function createOvirtDriver (o: OvirtDriverOptions = {}): AgentDriver {
   }
 
   /** Polls until `ok(status)`; TimeoutError when the deadline (less a margin) comes first. */
-  async function confirm (ctx: AgentContext, engine: Engine, vmId: string, ok: (status: string) => boolean, what: string, waitMs = Infinity): Promise<string> {
-    const until = Math.min(ctx.deadline.getTime() - DEADLINE_MARGIN_MS, Date.now() + waitMs)
-    for (;;) {
-      const s = await vmStatus(ctx, engine, vmId)
-      if (ok(s)) return s
-      if (Date.now() + pollMs > until) throw new TimeoutError(`${what}: VM ${vmId} was still ${s} ${until < ctx.deadline.getTime() - DEADLINE_MARGIN_MS ? `after ${waitMs} ms` : 'at the job\'s deadline'}`)
-      await sleep(pollMs, ctx.signal)
-    }
+  async function confirm (ctx: Ctx, engine: Engine, vmId: string, ok: (status: string) => boolean, what: string, waitMs?: number): Promise<string> {
+    return await pollUntil(ctx, { read: async () => await vmStatus(ctx, engine, vmId), ok, pollMs, waitMs, failure: (s, when) => `${what}: VM ${vmId} was still ${s} ${when}` })
   }
 
-  function result (status: string, changed: boolean, detail?: string): PowerStatus {
-    return { power: ovirtPowerState(status), checkedAt: new Date().toISOString(), changed, detail: detail ?? `vm status: ${status}` }
-  }
+  const result = (status: string, changed: boolean, detail?: string): PowerStatus =>
+    powerStatus(ovirtPowerState(status), { changed, detail: detail ?? `vm status: ${status}` })
 
   const isOn = (s: string): boolean => ovirtPowerState(s) === 'on'
   const isOff = (s: string): boolean => s === 'down'
 
-  async function start (ctx: AgentContext, e: Engine, vmId: string, detail?: string): Promise<PowerStatus> {
+  async function start (ctx: Ctx, e: Engine, vmId: string, detail?: string): Promise<PowerStatus> {
     await act(ctx, e, vmId, 'start')
     return result(await confirm(ctx, e, vmId, isOn, 'start'), true, detail)
   }
@@ -158,7 +152,7 @@ export function createOvirtDriver (o: OvirtDriverOptions = {}): AgentDriver {
       const address = typeof vnc.address === 'string' ? vnc.address : ''
       const port = Number(vnc.port)
       if (address === '' || !Number.isInteger(port) || port < 1 || port > 65535) throw new ConflictError(`VM ${vmId}'s VNC console has no address yet`)
-      const t = await client.api(e, 'POST', `${vmPath(vmId)}/graphicsconsoles/${encodeURIComponent(vnc.id)}/ticket`, { ticket: { expiry: String(Math.min(ticketSeconds, ctx.job.console?.ttlSeconds ?? ticketSeconds)) } }, ctx.signal)
+      const t = await client.api(e, 'POST', `${vmPath(vmId)}/graphicsconsoles/${encodeURIComponent(vnc.id)}/ticket`, { ticket: { expiry: String(Math.min(ticketSeconds, ctx.job.console.ttlSeconds)) } }, ctx.signal)
       if (t.status !== 200) throw OvirtClient.fail(e, t, `oVirt VM ${vmId}`)
       const value = (t.body as { ticket?: { value?: unknown } } | undefined)?.ticket?.value
       if (typeof value !== 'string' || value === '') throw new ActionError(`oVirt engine returned no console ticket for VM ${vmId}`)
@@ -167,13 +161,4 @@ export function createOvirtDriver (o: OvirtDriverOptions = {}): AgentDriver {
 
     async close () { await client.close() }
   }
-}
-
-async function sleep (ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) throw new TimeoutError('the deadline passed')
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
-    const onAbort = (): void => { clearTimeout(t); reject(new TimeoutError('the deadline passed')) }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

@@ -18,6 +18,17 @@ function ctxFor (sim: Pick<IpmiSim, 'host' | 'port' | 'username' | 'password'>, 
   })
 }
 
+
+/** The pid of a running ipmitool that talks to `port`, asked of /proc; undefined when there is none. */
+async function ipmitoolFor (port: number): Promise<string | undefined> {
+  for (const p of await readdir('/proc')) {
+    if (!/^\d+$/.test(p)) continue
+    const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')
+    if (cmd.includes('ipmitool') && cmd.split('\0').includes(String(port))) return p
+  }
+  return undefined
+}
+
 test('status, on, off and reset change the simulated chassis as asked', async (t) => {
   const sim = await startIpmiSim(t)
   const d = driver()
@@ -131,14 +142,7 @@ test('at the deadline the ipmitool process is killed and the job times out', asy
   const d = driver()
   const ctx = ctxFor({ host: '127.0.0.1', port, username: 'u', password: 'p' }, { deadlineMs: 700 })
   await within(rejectsWith(d.status(ctx), 'timeout'), 20_000, 'the status to end at its 0.7 s deadline')
-  const left = await waitFor(async () => {
-    for (const p of await readdir('/proc')) {
-      if (!/^\d+$/.test(p)) continue
-      const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')
-      if (cmd.includes('ipmitool') && cmd.split('\0').includes(String(port))) return false
-    }
-    return true
-  }, 500, 'ipmitool to be gone (it would live about 2 s by itself)', 50)
+  const left = await waitFor(async () => await ipmitoolFor(port) === undefined, 500, 'ipmitool to be gone (it would live about 2 s by itself)', 50)
   assert.equal(left, true)
 })
 
@@ -148,14 +152,7 @@ test('the password reaches ipmitool through its environment only, never its argv
   const password = `secret-${port}-pw`
   const ctx = ctxFor({ host: '127.0.0.1', port, username: 'u', password }, { deadlineMs: 3000 })
   const running = d.status(ctx).catch((err: unknown) => err)
-  const pid = await waitFor(async () => {
-    for (const p of await readdir('/proc')) {
-      if (!/^\d+$/.test(p)) continue
-      const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')
-      if (cmd.includes('ipmitool') && cmd.split('\0').includes(String(port))) return p
-    }
-    return undefined
-  }, 3000, 'the ipmitool process', 20)
+  const pid = await waitFor(async () => await ipmitoolFor(port), 3000, 'the ipmitool process', 20)
   const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
   const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0')
   assert.ok(argv.includes('-E'))

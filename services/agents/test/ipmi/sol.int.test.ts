@@ -5,7 +5,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import type { TestContext } from 'node:test'
-import type { ConsoleSession, ConsoleTarget } from '@porthole/contracts'
+import type { ConsoleSession, ConsoleTarget, StoredIpmiServer } from '@porthole/contracts'
 import { nextSolTicket, SecretBox, writeSolHello } from '@porthole/shared/crypto'
 import { PortholeError } from '@porthole/contracts/errors'
 import { createLogger } from '@porthole/shared/logging'
@@ -13,9 +13,13 @@ import { ConsoleSessionStore, createRedis } from '@porthole/shared/store'
 import { dropNamespace, services, testSecretKey, uniqueNamespace, waitFor } from '@porthole/testkit'
 import { readConfig } from '../../src/config.js'
 import { createIpmiDriver } from '../../src/ipmi/index.js'
-import { SolTickets, startSolBridge, type SolBridge } from '../../src/ipmi/sol.js'
+import { SolTickets } from '../../src/ipmi/sol-tickets.js'
+import { startSolBridge, type SolBridge } from '../../src/ipmi/sol.js'
 import { agentContext, type TestCtx } from '../context.js'
 import { startIpmiSim, startSerialDevice, type IpmiSim } from '@porthole/testkit/ipmi'
+
+/** A serial target's bridge ticket (undefined for any other target). */
+const ticketOf = (t: ConsoleTarget): string | undefined => t.kind === 'sol' ? t.ticket : undefined
 
 interface Setup {
   sim: IpmiSim
@@ -25,9 +29,9 @@ interface Setup {
   secret: Buffer
   secretB64: string
   lines: string[]
-  ctx: (o?: { password?: string, ttlSeconds?: number }) => TestCtx
+  ctx: (o?: { password?: string, ttlSeconds?: number }) => TestCtx<StoredIpmiServer>
   /** A serial console target for `ctx`'s job, and the console session the gateway would mint from it. */
-  console: (ctx: TestCtx, o?: { ttlSeconds?: number }) => Promise<{ target: ConsoleTarget, session: ConsoleSession }>
+  console: (ctx: TestCtx<StoredIpmiServer>, o?: { ttlSeconds?: number }) => Promise<{ target: ConsoleTarget, session: ConsoleSession }>
 }
 
 async function setup (t: TestContext): Promise<Setup & { device: Awaited<ReturnType<typeof startSerialDevice>> }> {
@@ -49,7 +53,7 @@ async function setup (t: TestContext): Promise<Setup & { device: Awaited<ReturnT
     await dropNamespace(ns, svc).catch(() => {})
     await redis.quit()
   })
-  const ctx = (o: { password?: string, ttlSeconds?: number } = {}): TestCtx => agentContext({
+  const ctx = (o: { password?: string, ttlSeconds?: number } = {}): TestCtx<StoredIpmiServer> => agentContext({
     agent: 'ipmi',
     connection: { host: sim.host, port: sim.port, username: sim.username, cipherSuite: 3 },
     secrets: { connection: { password: o.password ?? sim.password } },
@@ -57,7 +61,7 @@ async function setup (t: TestContext): Promise<Setup & { device: Awaited<ReturnT
     ttlSeconds: o.ttlSeconds
   })
   const d = createIpmiDriver({ minIntervalMs: 50, sol: { tickets, host: '127.0.0.1', port: () => bridge.port } })
-  const console = async (c: TestCtx, o: { ttlSeconds?: number } = {}): Promise<{ target: ConsoleTarget, session: ConsoleSession }> => {
+  const console = async (c: TestCtx<StoredIpmiServer>, o: { ttlSeconds?: number } = {}): Promise<{ target: ConsoleTarget, session: ConsoleSession }> => {
     const target = await d.consoleTarget(c, 'serial')
     // What the gateway's minter stores (the target itself sealed with a key the agents do not have).
     const id = randomUUID()
@@ -131,10 +135,12 @@ test('a serial console target is the bridge with a ticket; the bridge streams SO
   assert.equal(target.kind, 'sol')
   assert.equal(target.host, '127.0.0.1')
   assert.equal(target.port, s.bridge.port)
-  assert.ok(target.password !== undefined && Buffer.from(target.password, 'base64url').length >= 16, 'a ticket of at least 128 bits')
+  const ticket0 = ticketOf(target)
+  assert.ok(ticket0 !== undefined && Buffer.from(ticket0, 'base64url').length >= 16, 'a ticket of at least 128 bits')
+  assert.equal(target.password, ticket0, 'the ticket under its earlier name too, for gateways that predate `ticket`')
   assert.ok(!JSON.stringify(target).includes(s.sim.password), 'the BMC password is not in the target')
 
-  const c = gateway(s, target.password ?? '', session.id)
+  const c = gateway(s, ticketOf(target) ?? '', session.id)
   await banner(c, s.device.banner)
   assert.ok(c.text().startsWith('CLAIMED\nOK\n'), JSON.stringify(c.text()))
 
@@ -145,7 +151,7 @@ test('a serial console target is the bridge with a ticket; the bridge streams SO
   const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0')
   assert.ok(argv.includes('-E') && argv.includes('sol'))
   assert.ok(!argv.some(a => a.includes(s.sim.password)), 'the password is not in argv')
-  assert.ok(!argv.some(a => a.includes(target.password ?? '-')), 'the ticket is not in argv')
+  assert.ok(!argv.some(a => a.includes(ticketOf(target) ?? '-')), 'the ticket is not in argv')
   assert.ok(environ.includes(`IPMI_PASSWORD=${s.sim.password}`))
   assert.ok(!environ.some(e => e.includes(s.secretB64)), 'the bridge secret is not in ipmitool\'s environment')
 
@@ -163,7 +169,7 @@ test('a serial console target is the bridge with a ticket; the bridge streams SO
   const logs = s.lines.join('')
   assert.ok(logs.includes('sol session started'))
   assert.ok(!logs.includes(s.sim.password), 'no BMC password in the logs')
-  assert.ok(!logs.includes(target.password ?? '-'), 'no ticket in the logs')
+  assert.ok(!logs.includes(ticketOf(target) ?? '-'), 'no ticket in the logs')
   assert.ok(!logs.includes(c.next), 'no successor ticket in the logs')
   assert.ok(!logs.includes(s.secretB64), 'no bridge secret in the logs')
 })
@@ -171,7 +177,7 @@ test('a serial console target is the bridge with a ticket; the bridge streams SO
 test('a ticket is good for one connection: a second with it is refused, the successor both sides derive works', async (t) => {
   const s = await setup(t)
   const { target, session } = await s.console(s.ctx({ ttlSeconds: 60 }))
-  const ticket = target.password ?? ''
+  const ticket = ticketOf(target) ?? ''
   const first = gateway(s, ticket, session.id)
   await waitFor(() => first.text().startsWith('CLAIMED\n'), 10_000, 'the first connection to claim the ticket')
   const again = gateway(s, ticket, session.id)
@@ -203,7 +209,7 @@ test('a ticket is good for one connection: a second with it is refused, the succ
 test('revoking the session closes its live SOL connection within a second and makes its ticket useless', async (t) => {
   const s = await setup(t)
   const { target, session } = await s.console(s.ctx({ ttlSeconds: 60 }))
-  const c = gateway(s, target.password ?? '', session.id)
+  const c = gateway(s, ticketOf(target) ?? '', session.id)
   await banner(c, s.device.banner)
   let closedAt: number | undefined
   void c.closed.then(() => { closedAt = Date.now() })
@@ -224,7 +230,7 @@ test('revoking the session closes its live SOL connection within a second and ma
   // A ticket whose session was revoked before its first connection is refused too.
   const other = await s.console(s.ctx({ ttlSeconds: 60 }))
   await s.sessions.revoke(other.session)
-  const never = gateway(s, other.target.password ?? '', other.session.id)
+  const never = gateway(s, ticketOf(other.target) ?? '', other.session.id)
   await never.closed
   assert.equal(never.text(), 'ERR invalid\n')
   assert.deepEqual(await ipmitoolPids(s.sim.port, 'sol'), [])
@@ -233,7 +239,7 @@ test('revoking the session closes its live SOL connection within a second and ma
 test('a peer without the secret is dropped without a byte, and spends no ticket; nor does another session\'s id', async (t) => {
   const s = await setup(t)
   const { target, session } = await s.console(s.ctx({ ttlSeconds: 60 }))
-  const ticket = target.password ?? ''
+  const ticket = ticketOf(target) ?? ''
   const wrong = writeSolHello(randomBytes(32), ticket, session.id)
   const honest = writeSolHello(s.secret, ticket, session.id)
   const hellos = [
@@ -256,7 +262,7 @@ test('a peer without the secret is dropped without a byte, and spends no ticket;
 
   // Signed, but for a session not minted from this ticket's job: refused, and the ticket is spent.
   const foreign = await s.console(s.ctx({ ttlSeconds: 60 }))
-  const misused = gateway(s, foreign.target.password ?? '', session.id)
+  const misused = gateway(s, ticketOf(foreign.target) ?? '', session.id)
   await misused.closed
   assert.equal(misused.text(), 'ERR invalid\n')
 
@@ -273,7 +279,7 @@ test('a peer without the secret is dropped without a byte, and spends no ticket;
 test('a live SOL connection ends when its console session expires', async (t) => {
   const s = await setup(t)
   const { target, session } = await s.console(s.ctx({ ttlSeconds: 60 }), { ttlSeconds: 4 })
-  const c = gateway(s, target.password ?? '', session.id)
+  const c = gateway(s, ticketOf(target) ?? '', session.id)
   await waitFor(() => c.text().startsWith('CLAIMED\nOK\n'), 10_000, 'the SOL session to start')
   let closedAt: number | undefined
   void c.closed.then(() => { closedAt = Date.now() })
@@ -287,13 +293,13 @@ test('an expired ticket is refused without reaching the BMC; a wrong BMC passwor
   // A ticket and its session past their lifetime.
   const short = await s.console(s.ctx({ ttlSeconds: 1 }), { ttlSeconds: 1 })
   await waitFor(async () => (await s.tickets.sessionsLive([short.session.id]))[0] === false, 5000, 'the session to expire', 100)
-  const late = gateway(s, short.target.password ?? '', short.session.id)
+  const late = gateway(s, ticketOf(short.target) ?? '', short.session.id)
   await late.closed
   assert.equal(late.text(), 'ERR invalid\n')
   assert.deepEqual(await s.sim.calls(), [])
 
   const wrong = await s.console(s.ctx({ password: 'not-the-password' }))
-  const c = gateway(s, wrong.target.password ?? '', wrong.session.id)
+  const c = gateway(s, ticketOf(wrong.target) ?? '', wrong.session.id)
   await c.closed
   assert.equal(c.text(), 'CLAIMED\nERR auth\n')
   assert.ok(!s.lines.join('').includes('not-the-password'))

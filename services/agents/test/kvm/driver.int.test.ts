@@ -1,28 +1,27 @@
-import { after, test } from 'node:test'
+import { after, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { createServer, type Socket } from 'node:net'
-import type { StoredServer } from '@porthole/contracts'
+import type { PowerStatus, StoredKvmServer } from '@porthole/contracts'
 import { PortholeError } from '@porthole/contracts/errors'
 import { createLogger } from '@porthole/shared/logging'
 import { TEST_LIBVIRT_URI, tinyDomain, virsh, waitFor, within } from '@porthole/testkit'
-import type { AgentContext } from '../../src/driver.js'
 import { KvmDriver } from '../../src/kvm/driver.js'
-import { testJob } from '../context.js'
+import { testJob, type TestCtx, type TestJob } from '../context.js'
 
 const SHUTDOWN_WAIT_MS = 1500
 const driver = new KvmDriver({ consoleHosts: {}, shutdownWaitMs: SHUTDOWN_WAIT_MS, pollMs: 100 })
 after(async () => await driver.close())
 const log = createLogger({ name: 'test', level: 'silent' })
 
-function ctx (domain: string, o: { uri?: string, deadlineMs?: number } = {}): AgentContext {
+function ctx (domain: string, o: { uri?: string, deadlineMs?: number } = {}): Omit<TestCtx<StoredKvmServer>, 'lines'> {
   const now = new Date().toISOString()
-  const server: StoredServer = {
+  const server: StoredKvmServer = {
     id: randomUUID(), tenantId: randomUUID(), name: domain, agent: 'kvm',
     connection: { uri: o.uri ?? TEST_LIBVIRT_URI, domain }, secretPaths: [], createdAt: now, updatedAt: now
   }
   const deadline = new Date(Date.now() + (o.deadlineMs ?? 20_000))
-  return { job: testJob(server, deadline.getTime() - Date.now()), server, secrets: {}, signal: AbortSignal.timeout(deadline.getTime() - Date.now()), deadline, log }
+  return { job: testJob(server, deadline.getTime() - Date.now()) as unknown as TestJob, server, secrets: {}, signal: AbortSignal.timeout(deadline.getTime() - Date.now()), deadline, log }
 }
 
 async function code (p: Promise<unknown>): Promise<string> {
@@ -82,13 +81,19 @@ test('suspend of a VM that is off is a conflict', async (t) => {
   assert.equal(await vm.state(), 'shut off')
 })
 
-test('reset power-cycles the VM: it runs with a new domain id', async (t) => {
+/** Runs `action` on a running VM and checks, with libvirt, that it was power-cycled: running again, with a new domain id. */
+async function powerCycles (t: TestContext, action: 'reset' | 'reboot'): Promise<PowerStatus> {
   const vm = await tinyDomain(t)
   const id = await virsh('domid', vm.name)
-  const r = await driver.power(ctx(vm.name), 'reset')
+  const r = await driver.power(ctx(vm.name), action)
   assert.deepEqual([r.power, r.changed], ['on', true])
   assert.equal(await vm.state(), 'running')
   assert.notEqual(await virsh('domid', vm.name), id)
+  return r
+}
+
+test('reset power-cycles the VM: it runs with a new domain id', async (t) => {
+  await powerCycles(t, 'reset')
 })
 
 test('shutdown of a guest that ignores ACPI fails with timeout after the wait and leaves it running', async (t) => {
@@ -115,13 +120,8 @@ test('shutdown is bounded by the deadline when the deadline comes before the wai
 })
 
 test('reboot of a guest that ignores ACPI escalates to a hard power cycle and says so', async (t) => {
-  const vm = await tinyDomain(t)
-  const id = await virsh('domid', vm.name)
-  const r = await driver.power(ctx(vm.name), 'reboot')
-  assert.deepEqual([r.power, r.changed], ['on', true])
+  const r = await powerCycles(t, 'reboot')
   assert.match(r.detail ?? '', /ignored the ACPI request/)
-  assert.equal(await vm.state(), 'running')
-  assert.notEqual(await virsh('domid', vm.name), id)
 })
 
 test('consoleTarget returns the VNC port libvirt shows and the password', async (t) => {

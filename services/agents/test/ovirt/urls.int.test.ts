@@ -5,13 +5,37 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import type { StoredOvirtServer } from '@porthole/contracts'
 import { pipeline, type Pipeline } from '@porthole/testkit'
 import { startOvirtSimulator, type OvirtSimulator } from '@porthole/testkit/ovirt'
+
+/** The engine URL an ovirt server's record holds in Redis. */
+async function storedUrl (p: Pipeline, id: string): Promise<string | undefined> {
+  return (await p.servers.get(id) as StoredOvirtServer | undefined)?.connection.url
+}
 
 async function setup (t: TestContext): Promise<{ p: Pipeline, sim: OvirtSimulator }> {
   const sim = await startOvirtSimulator(t, { transitionMs: 50 })
   const p = await pipeline(t, { services: ['api', 'receiver', 'agents'], envFor: { agents: { AGENT_TYPES: 'ovirt' } } })
   return { p, sim }
+}
+
+/** Registers the simulator's VM through the API with the engine URL written as `url`; the server's id. */
+async function createServer (p: Pipeline, sim: OvirtSimulator, vmId: string, url: string): Promise<string> {
+  const created = await p.stack.api('POST', '/v1/servers', {
+    name: 'engine-vm', tenantId: p.tenantId, agent: 'ovirt',
+    connection: { url, username: sim.username, password: sim.password, vmId, caCert: sim.caCert }
+  })
+  assert.equal(created.status, 201, JSON.stringify(created.body))
+  assert.equal(created.body.connection.url, sim.url, `${url} is shown as the engine's base`)
+  return created.body.id as string
+}
+
+/** A power action through the API that succeeds, and the VM's status the engine then holds. */
+async function powerThrough (p: Pipeline, sim: OvirtSimulator, id: string, vmId: string, action: 'on' | 'off'): Promise<string | undefined> {
+  const r = await p.stack.api('POST', `/v1/servers/${id}/power?wait=20`, { action })
+  assert.equal(r.body.state, 'succeeded', JSON.stringify(r.body))
+  return sim.vm(vmId)?.status
 }
 
 /** Every request the simulator saw went to SSO or to the API's VM resources, and none was refused as unknown. */
@@ -28,20 +52,13 @@ test('an engine URL written with /api or a trailing slash is stored as the base,
   const { p, sim } = await setup(t)
   for (const url of [`${sim.url}/api`, `${sim.url}/api/`, `${sim.url}/`]) {
     const vm = sim.addVm({ status: 'down' })
-    const created = await p.stack.api('POST', '/v1/servers', {
-      name: 'engine-vm', tenantId: p.tenantId, agent: 'ovirt',
-      connection: { url, username: sim.username, password: sim.password, vmId: vm.id, caCert: sim.caCert }
-    })
-    assert.equal(created.status, 201, JSON.stringify(created.body))
-    assert.equal(created.body.connection.url, sim.url, `${url} is shown as the engine's base`)
-    assert.equal((await p.servers.get(created.body.id))?.connection.url, sim.url, `${url} is stored as the engine's base`)
+    const id = await createServer(p, sim, vm.id, url)
+    assert.equal(await storedUrl(p, id), sim.url, `${url} is stored as the engine's base`)
 
-    const status = await p.stack.api('GET', `/v1/servers/${created.body.id as string}/status?wait=20`)
+    const status = await p.stack.api('GET', `/v1/servers/${id}/status?wait=20`)
     assert.equal(status.status, 200, JSON.stringify(status.body))
     assert.equal(status.body.power, 'off')
-    const on = await p.stack.api('POST', `/v1/servers/${created.body.id as string}/power?wait=20`, { action: 'on' })
-    assert.equal(on.body.state, 'succeeded', JSON.stringify(on.body))
-    assert.equal(sim.vm(vm.id)?.status, 'up', 'the engine started the VM')
+    assert.equal(await powerThrough(p, sim, id, vm.id, 'on'), 'up', 'the engine started the VM')
   }
   rightPaths(sim)
 })
@@ -49,17 +66,11 @@ test('an engine URL written with /api or a trailing slash is stored as the base,
 test('a PATCH with the /api form stores the base too', async (t) => {
   const { p, sim } = await setup(t)
   const vm = sim.addVm({ status: 'up' })
-  const created = await p.stack.api('POST', '/v1/servers', {
-    name: 'engine-vm', tenantId: p.tenantId, agent: 'ovirt',
-    connection: { url: sim.url, username: sim.username, password: sim.password, vmId: vm.id, caCert: sim.caCert }
-  })
-  assert.equal(created.status, 201, JSON.stringify(created.body))
-  const patched = await p.stack.api('PATCH', `/v1/servers/${created.body.id as string}`, { connection: { url: `${sim.url}/api/` } })
+  const id = await createServer(p, sim, vm.id, sim.url)
+  const patched = await p.stack.api('PATCH', `/v1/servers/${id}`, { connection: { url: `${sim.url}/api/` } })
   assert.equal(patched.status, 200, JSON.stringify(patched.body))
-  assert.equal((await p.servers.get(created.body.id))?.connection.url, sim.url)
-  const off = await p.stack.api('POST', `/v1/servers/${created.body.id as string}/power?wait=20`, { action: 'off' })
-  assert.equal(off.body.state, 'succeeded', JSON.stringify(off.body))
-  assert.equal(sim.vm(vm.id)?.status, 'down', 'the engine stopped the VM')
+  assert.equal(await storedUrl(p, id), sim.url)
+  assert.equal(await powerThrough(p, sim, id, vm.id, 'off'), 'down', 'the engine stopped the VM')
   rightPaths(sim)
 })
 

@@ -23,7 +23,7 @@ export function jobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const rec = assertVisible(p, 'job', await ctx.jobs.get(req.params.id))
       // A console job polled with ?wait=0: its requester gets the URL here, once.
       const url = await takeConsoleUrl(ctx, rec, p)
-      if (url !== undefined && rec.result !== undefined && 'sessionId' in rec.result) rec.result = { ...rec.result, url }
+      if (url !== undefined && rec.kind === 'console' && rec.result !== undefined) rec.result = { ...rec.result, url }
       return rec
     })
 

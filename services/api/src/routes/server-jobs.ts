@@ -86,7 +86,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       // ?wait=0 asks for the job to poll, whatever state it has reached already
       if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
       const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
-      if (rec.state === 'succeeded' && rec.result !== undefined && 'power' in rec.result) return rec.result
+      if (rec.state === 'succeeded' && rec.kind === 'status' && rec.result !== undefined) return rec.result
       if (isTerminal(rec.state)) throw jobFailureError(rec.id, rec.state, rec.error)
       return reply.code(202).header('location', `/v1/jobs/${rec.id}`).send(rec)
     })
@@ -126,7 +126,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const ms = waitMs(req.query, DEFAULT_WAIT.console)
       if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
       const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
-      if (rec.state === 'succeeded' && rec.result !== undefined && 'sessionId' in rec.result) {
+      if (rec.state === 'succeeded' && rec.kind === 'console' && rec.result !== undefined) {
         // The tenant may have been suspended while this job ran, after the suspension's sweep of sessions.
         await refuseIfSuspended(ctx, server.tenantId, rec.result.sessionId)
         const url = await takeConsoleUrl(ctx, rec, p)

@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import {
-  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, CustomerServerView, MASK, kvmTarget, ovirtEngineUrl, ServerCreate, ServerPatch, ServerView, compile, splitSecrets, toServerView,
-  type AgentType, type SecretPath, type SecretPurpose, type ServerSecrets, type StoredServer
+  AGENT_TYPES, CONNECTION_SCHEMAS, ConsoleEndpoint, CustomerServerView, MASK, kvmTarget, ovirtEngineUrl, ServerCreate, ServerPatch, ServerView, StoredServer, compile, splitSecrets, toServerView,
+  type AgentType, type SecretPath, type SecretPurpose, type ServerSecrets
 } from '@porthole/contracts'
 import { kvmPolicyOf } from '@porthole/shared/config'
 import { changedDestinationField, openLegacySecrets, openServerSecret, sealServerSecrets } from '@porthole/shared/crypto'
@@ -18,6 +18,8 @@ import { IdParams, errors } from '../schemas.js'
 
 const connectionCheckers = Object.fromEntries(AGENT_TYPES.map(a => [a, compile(CONNECTION_SCHEMAS[a], `${a} connection`)])) as Record<AgentType, ReturnType<typeof compile>>
 const consoleChecker = compile(ConsoleEndpoint, 'console')
+/** The record as stored: its connection already passed its agent's schema, so this only types it (and would catch a slip). */
+const storedChecker = compile(StoredServer, 'server record')
 
 /** Admins and operators get the record (passwords masked), customers what the server is and can do. */
 const SERVER_VIEWS = Type.Union([ServerView, CustomerServerView])
@@ -64,14 +66,16 @@ function checkConnection (ctx: Ctx, agent: AgentType, connection: Record<string,
 }
 
 /** Seals the passwords of `connection` and `console`, each bound to the server, its purpose and its destination. */
-function seal (ctx: Ctx, id: string, agent: AgentType, connection: Record<string, unknown>, console: Record<string, unknown> | undefined): Pick<StoredServer, 'connection' | 'console' | 'sealed' | 'secretPaths'> {
+type SealedParts = Pick<StoredServer, 'sealed' | 'secretPaths'> & { connection: Record<string, unknown>, console?: Record<string, unknown> }
+
+function seal (ctx: Ctx, id: string, agent: AgentType, connection: Record<string, unknown>, console: Record<string, unknown> | undefined): SealedParts {
   const c = splitSecrets(connection)
   const k = splitSecrets(console)
   const secrets: ServerSecrets = {}
   const secretPaths: SecretPath[] = []
   if (c.password !== undefined) { secrets.connection = { password: c.password }; secretPaths.push('connection.password') }
   if (k.password !== undefined) { secrets.console = { password: k.password }; secretPaths.push('console.password') }
-  const out: Pick<StoredServer, 'connection' | 'console' | 'sealed' | 'secretPaths'> = { connection: c.pub ?? {}, secretPaths }
+  const out: SealedParts = { connection: c.pub ?? {}, secretPaths }
   if (k.pub !== undefined) out.console = k.pub
   const sealed = sealServerSecrets(ctx.box, { id, agent, connection: out.connection, console: out.console }, secrets)
   if (sealed !== undefined) out.sealed = sealed
@@ -129,7 +133,7 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       if (await ctx.tenants.get(b.tenantId) === undefined) throw new ValidationError(`tenantId: no tenant ${b.tenantId}`, 'tenantId')
       const id = randomUUID()
       const now = new Date().toISOString()
-      const s: StoredServer = { id, tenantId: b.tenantId, name: b.name, agent: b.agent, ...seal(ctx, id, b.agent, connection, b.console), createdAt: now, updatedAt: now }
+      const s = storedChecker.parse({ id, tenantId: b.tenantId, name: b.name, agent: b.agent, ...seal(ctx, id, b.agent, connection, b.console), createdAt: now, updatedAt: now })
       await ctx.servers.put(s)
       await audit(ctx, req, p, { action: 'server.create', result: 'ok', serverId: id, tenantId: s.tenantId })
       return reply.code(201).header('location', `/v1/servers/${id}`).send(toServerView(s))
@@ -199,7 +203,7 @@ export function serverRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       assertSecretsFollow(old.agent, 'connection', old.connection, stored, keepConnection && old.secretPaths.includes('connection.password'))
       assertSecretsFollow(old.agent, 'console', old.console, console, keepConsole && old.secretPaths.includes('console.password'))
       if (console !== undefined) checkPart(consoleChecker, 'console', console)
-      const s: StoredServer = { id: old.id, tenantId: old.tenantId, name: b.name ?? old.name, agent: old.agent, ...seal(ctx, old.id, old.agent, stored, console), createdAt: old.createdAt, updatedAt: new Date().toISOString() }
+      const s = storedChecker.parse({ id: old.id, tenantId: old.tenantId, name: b.name ?? old.name, agent: old.agent, ...seal(ctx, old.id, old.agent, stored, console), createdAt: old.createdAt, updatedAt: new Date().toISOString() })
       await ctx.servers.put(s)
       // Live consoles were opened to the old target: they end with it.
       if (b.connection !== undefined || b.console !== undefined) await revokeSessions(ctx, s.id)

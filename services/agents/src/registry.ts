@@ -7,10 +7,10 @@ import { kvmPolicyOf } from '@porthole/shared/config'
 import type { Logger } from '@porthole/shared/logging'
 import type { Locks } from '@porthole/shared/store'
 import type { AgentsConfig } from './config.js'
-import type { AgentDriver } from './driver.js'
+import type { DriverOf } from './driver.js'
 import { loadKvmDriver } from './kvm/load.js'
 import { createIpmiDriver } from './ipmi/index.js'
-import type { SolTickets } from './ipmi/sol.js'
+import type { SolTickets } from './ipmi/sol-tickets.js'
 import { createOvirtDriver } from './ovirt/index.js'
 
 export interface DriverDeps {
@@ -22,10 +22,10 @@ export interface DriverDeps {
   sol?: { tickets: SolTickets, port: () => number } | undefined
 }
 
-/** May load its code on demand (kvm: the libvirt binding), and throw a ConfigError when it cannot. */
-export type DriverFactory = (deps: DriverDeps) => AgentDriver | Promise<AgentDriver>
+/** Builds agent type A's driver. May load its code on demand (kvm: the libvirt binding), and throw a ConfigError when it cannot. */
+export type DriverFactory<A extends AgentType = AgentType> = (deps: DriverDeps) => DriverOf<A> | Promise<DriverOf<A>>
 
-export const DRIVERS: Partial<Record<AgentType, DriverFactory>> = {
+export const DRIVERS: { [A in AgentType]?: DriverFactory<A> } = {
   kvm: async ({ config, log }) => new (await loadKvmDriver())({
     consoleHosts: config.KVM_CONSOLE_HOSTS,
     shutdownWaitMs: config.KVM_SHUTDOWN_WAIT_MS,

@@ -1,27 +1,40 @@
 /**
- * The agent host: one process serving several agent types. For each configured type it consumes
+ * The job runner: one process serving several agent types. For each configured type it consumes
  * `<ns>.agent.<type>`, runs the job with that type's driver under an AbortSignal that fires at the job's
  * deadline, and reports progress and outcome as JobUpdates to `<ns>.results`. Console jobs end here with a
  * ConsoleMintRequest to the gateway, which publishes the final update once it has made the session.
  */
-import { AmqpClient, names, ttlUntil, type Delivery, type Disposition } from '@porthole/shared/amqp'
+import { AmqpClient, deadLetterPoison, names, ttlUntil, type Delivery, type Disposition } from '@porthole/shared/amqp'
 import { ConfigError } from '@porthole/shared/config'
 import {
-  AgentRequest, compile, type ConsoleMintRequest, type Job, type JobFailure, type JobKind, type JobUpdate, type PowerStatus, type ServerSecrets
+  AgentRequest, Job as JobSchema, compile, connectionProblem, type AgentType, type ConsoleMintRequest, type Job, type JobFailure, type JobKind, type JobUpdate, type PowerStatus, type ServerSecrets
 } from '@porthole/contracts'
 import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
 import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/contracts/errors'
-import type { Logger } from '@porthole/shared/logging'
+import { brief, type Logger } from '@porthole/shared/logging'
 import { Locks, createRedis, keys } from '@porthole/shared/store'
 import { startHeartbeat, type Heartbeat } from './heartbeat.js'
 import type { AgentsConfig } from './config.js'
-import type { AgentContext, AgentDriver } from './driver.js'
-import { DRIVERS, type DriverFactory } from './drivers.js'
-import { SolTickets, startSolBridge, type SolBridge } from './ipmi/sol.js'
+import type { AgentDriver } from './driver.js'
+import { DRIVERS, type DriverFactory } from './registry.js'
+import { SolTickets } from './ipmi/sol-tickets.js'
+import { startSolBridge, type SolBridge } from './ipmi/sol.js'
 
 const checkRequest = compile(AgentRequest, 'agent request')
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const checkJob = compile(JobSchema, 'job')
 
+/**
+ * When a request fails its schema only because its server's connection (or console endpoint) is not its agent's,
+ * the job and server it names and why; undefined for a request that is poison.
+ */
+function badConnection (body: unknown): { job: Job, serverId: string, agent: AgentType, why: string } | undefined {
+  const field = (() => { try { checkRequest.parse(body) } catch (err) { return (err as ValidationError).details?.field } })()
+  if (typeof field !== 'string' || !/^server\.(connection|console)(\.|$)/.test(field)) return undefined
+  const { job, server } = body as { job: unknown, server: { id: string, agent: AgentType, connection: unknown } }
+  if (!checkJob.check(job)) return undefined
+  const why = field.startsWith('server.connection') ? connectionProblem(server.agent, server.connection) : undefined
+  return { job, serverId: server.id, agent: server.agent, why: why ?? checkRequest.explain(body) }
+}
 
 /** What running a job produced: a power state, a console target for the gateway, or a failure. */
 type Outcome = { jobId: string, result: PowerStatus } | { mint: ConsoleMintRequest } | { jobId: string, error: JobFailure }
@@ -30,14 +43,15 @@ export interface AgentsDeps {
   config: AgentsConfig
   log: Logger
   /** The driver registry (default: `DRIVERS`). */
-  drivers?: Partial<Record<string, DriverFactory>>
+  drivers?: { [A in AgentType]?: DriverFactory<A> }
 }
 
-export interface AgentHost {
+/** The running agents: `close` lets running actions finish and report, then closes every connection. */
+export interface AgentRunner {
   close: () => Promise<void>
 }
 
-export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDeps): Promise<AgentHost> {
+export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDeps): Promise<AgentRunner> {
   const ns = config.PORTHOLE_NAMESPACE
   const n = names(ns)
   const box = SecretBox.fromSettings(config)
@@ -72,9 +86,25 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   function handler (driver: AgentDriver): (d: Delivery) => Promise<Disposition> {
     const typeLog = log.child({ component: driver.type })
     return async (d) => {
-      if (!checkRequest.check(d.body)) return await poison(d.body, typeLog)
+      if (!checkRequest.check(d.body)) {
+        // A good job for a server record whose connection is not its agent's: the job fails as invalid.
+        const bad = badConnection(d.body)
+        if (bad !== undefined) {
+          const error = toFailure(new ValidationError(`server ${bad.serverId} has no valid ${bad.agent} connection: ${bad.why}`))
+          typeLog.info({ jobId: bad.job.id, serverId: bad.serverId, reason: error.message }, 'job failed: its server record has no valid connection')
+          try { await update({ jobId: bad.job.id, state: 'failed', at: new Date().toISOString(), error }, bad.job.kind) } catch { return 'requeue' }
+          return 'ack'
+        }
+        // A request that can never be processed: its job (when it names one) fails now, in the durable lane
+        // (its kind is unknown), and the request is dead-lettered.
+        return await deadLetterPoison(d.body, checkRequest, {
+          fail: async (jobId, error) => await update({ jobId, state: 'failed', at: new Date().toISOString(), error }),
+          log: typeLog,
+          what: 'agent request'
+        })
+      }
       const { job, server } = d.body
-      const l = typeLog.child({ jobId: job.id, serverId: server.id, traceId: job.traceId, kind: job.kind, action: job.action })
+      const l = typeLog.child({ jobId: job.id, serverId: server.id, traceId: job.traceId, kind: job.kind, action: job.kind === 'power' ? job.action : undefined })
       const deadline = new Date(job.deadline)
       if (deadline.getTime() <= Date.now()) {
         l.info('job arrived after its deadline; skipping (the receiver times it out)')
@@ -115,17 +145,19 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         // Each password opens only for the destination it was sealed for: a record or message edited on the
         // way cannot send it elsewhere. Nothing has been sent to anyone when this throws.
         const secrets: ServerSecrets = openServerSecrets(box, server)
-        const ctx: AgentContext = { job, server, secrets, signal: ac.signal, deadline, log: l }
         if (server.agent !== driver.type) throw new ValidationError(`server ${server.id} is a ${server.agent} server, not ${driver.type}`)
-        if (job.kind === 'power') {
-          if (job.action === undefined) throw new ValidationError('a power job needs an action', 'action')
-          outcome = { jobId: job.id, result: await driver.power(ctx, job.action) }
-        } else if (job.kind === 'status') {
-          outcome = { jobId: job.id, result: await driver.status(ctx) }
-        } else {
-          if (job.console === undefined) throw new ValidationError('a console job needs console parameters', 'console')
-          const target = await driver.consoleTarget(ctx, job.console.protocol)
-          outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: transit.seal(target, job.id) } }
+        const ctx = { server, secrets, signal: ac.signal, deadline, log: l }
+        switch (job.kind) {
+          case 'power':
+            outcome = { jobId: job.id, result: await driver.power({ ...ctx, job }, job.action) }
+            break
+          case 'status':
+            outcome = { jobId: job.id, result: await driver.status({ ...ctx, job }) }
+            break
+          case 'console': {
+            const target = await driver.consoleTarget({ ...ctx, job }, job.console.protocol)
+            outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: transit.seal(target, job.id) } }
+          }
         }
       } catch (err) {
         outcome = { jobId: job.id, error: toFailure(err) }
@@ -162,26 +194,6 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     return 'ack'
   }
 
-  /** A request that can never be processed: fail its job when one is named, then dead-letter it. */
-  async function poison (body: unknown, l: Logger): Promise<Disposition> {
-    let reason = 'invalid agent request: the message body is not JSON'
-    if (body !== undefined) {
-      try { checkRequest.parse(body) } catch (err) { reason = (err as Error).message.slice(0, 500) }
-    }
-    const job = typeof body === 'object' && body !== null ? (body as { job?: unknown }).job : undefined
-    const id = typeof job === 'object' && job !== null ? (job as { id?: unknown }).id : undefined
-    l.warn({ jobId: typeof id === 'string' ? id.slice(0, 64) : undefined, reason }, 'poison agent request dead-lettered')
-    if (typeof id === 'string' && UUID.test(id)) {
-      try {
-        await update({ jobId: id, state: 'failed', at: new Date().toISOString(), error: { code: 'poison', message: reason, retryable: false } })
-      } catch (err) {
-        l.warn({ err: brief(err) }, 'could not report a poison request; requeueing')
-        return 'requeue'
-      }
-    }
-    return 'dead'
-  }
-
   try {
     if (tickets !== undefined) {
       // readConfig made sure the secret is set where ipmi is served.
@@ -214,9 +226,4 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       await redis.quit().catch(() => redis.disconnect())
     }
   }
-}
-
-function brief (err: unknown): { name?: string, code?: unknown, message: string } {
-  const e = err as { name?: string, code?: unknown, message?: string }
-  return { name: e?.name, code: e?.code, message: String(e?.message ?? err) }
 }

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { ConsoleMintRequest, compile, type ConsoleTarget } from '@porthole/contracts'
+import { ConsoleMintRequest, compile, type ConsoleTarget, type PowerAction, type PowerJob, type StoredServer } from '@porthole/contracts'
 import { SecretBox, sealServerSecrets } from '@porthole/shared/crypto'
 import { pipeline, states, tinyDomain, waitFor, type Pipeline } from '@porthole/testkit'
 
@@ -57,15 +57,21 @@ test('a console job for a VM that is off fails with conflict', async (t) => {
   assert.match(r.error?.message ?? '', /off/)
 })
 
-test('an invalid agent request is dead-lettered and its job failed', async () => {
-  const server = await p.addServer('kvm', { uri: 'qemu:///system', domain: 'none' })
+/** A power job for `server`, recorded and marked dispatched as the receiver does, but not yet sent to the agent. */
+async function dispatchedJob (server: StoredServer, action: PowerAction, traceId: string, o: { ageMs?: number, deadlineMs: number }): Promise<PowerJob> {
   const now = Date.now()
-  const job = {
-    id: randomUUID(), kind: 'power' as const, action: 'off' as const, serverId: server.id, tenantId: server.tenantId, requestedBy: 'test',
-    createdAt: new Date(now).toISOString(), deadline: new Date(now + 10_000).toISOString(), attempt: 1, traceId: 'invalid-request'
+  const job: PowerJob = {
+    id: randomUUID(), kind: 'power', action, serverId: server.id, tenantId: server.tenantId, requestedBy: 'test',
+    createdAt: new Date(now - (o.ageMs ?? 0)).toISOString(), deadline: new Date(now + o.deadlineMs).toISOString(), attempt: 1, traceId
   }
   await p.jobs.create(job)
   await p.jobs.transition(job.id, 'dispatched')
+  return job
+}
+
+test('an invalid agent request is dead-lettered and its job failed', async () => {
+  const server = await p.addServer('kvm', { uri: 'qemu:///system', domain: 'none' })
+  const job = await dispatchedJob(server, 'off', 'invalid-request', { deadlineMs: 10_000 })
   const { createdAt: _c, ...broken } = server // a server record without createdAt
   await p.amqp.publish(p.n.agentsExchange, 'kvm', { job, server: broken })
   const r = await p.finished(job.id, 5000)
@@ -75,20 +81,34 @@ test('an invalid agent request is dead-lettered and its job failed', async () =>
   await waitFor(async () => (await p.dead()).some(b => b.includes(job.id)), 5000, 'the request in the dead queue')
 })
 
+test('a good job for a record whose connection is not its agent\'s fails as invalid, is not poison, and reaches nothing', async () => {
+  // Written straight into Redis past the API's checks: an ovirt engine over plain HTTP, an ipmi BMC without a host.
+  const records = [
+    { agent: 'ovirt' as const, connection: { url: 'http://engine.example/ovirt-engine', username: 'admin@internal', vmId: 'v1' }, member: 'url' },
+    { agent: 'ipmi' as const, connection: { username: 'root' }, member: 'host' }
+  ]
+  for (const { agent, connection, member } of records) {
+    const server = await p.addServer(agent, connection)
+    const job = await dispatchedJob(server, 'on', `bad-${agent}`, { deadlineMs: 10_000 })
+    // Through the kvm queue, which this pipeline's agents consume: the check comes before any driver.
+    await p.amqp.publish(p.n.agentsExchange, 'kvm', { job, server })
+    const r = await p.finished(job.id, 5000)
+    assert.equal(r.state, 'failed', agent)
+    assert.equal(r.error?.code, 'invalid', agent)
+    assert.match(r.error?.message ?? '', new RegExp(`no valid ${agent} connection: ${member}: `), agent)
+    assert.ok(!(await p.dead()).some(b => b.includes(job.id)), `${agent}: not dead-lettered`)
+  }
+})
+
 test('a request that arrives after its deadline is not run', async (t) => {
   const vm = await tinyDomain(t)
   const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name })
-  const now = Date.now()
-  const job = {
-    id: randomUUID(), kind: 'power' as const, action: 'off' as const, serverId: server.id, tenantId: server.tenantId, requestedBy: 'test',
-    createdAt: new Date(now - 5000).toISOString(), deadline: new Date(now - 1000).toISOString(), attempt: 1, traceId: 'late'
-  }
-  await p.jobs.create(job)
-  await p.jobs.transition(job.id, 'dispatched')
+  const job = await dispatchedJob(server, 'off', 'late', { ageMs: 5000, deadlineMs: -1000 })
   await p.amqp.publish(p.n.agentsExchange, 'kvm', { job, server })
   const r = await p.finished(job.id, 5000)
   assert.equal(r.state, 'timed_out') // by the receiver's sweeper
-  assert.deepEqual(states(r), ['queued', 'dispatched', 'timed_out'])
+  // Never running; 'dispatched' only if the sweeper (its deadline is past already) did not end it before the test marked it so.
+  assert.deepEqual(states(r).filter(s => s !== 'dispatched'), ['queued', 'timed_out'])
   // A later status job through the same agent has run, so the late one was handled (and skipped) first.
   const s = await p.finished((await p.submit(server, 'status')).id)
   assert.equal(s.state, 'succeeded')
@@ -112,13 +132,7 @@ test('a redelivered request does not run its action twice: one reset, and the re
   const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name })
   const { virsh } = await import('@porthole/testkit')
   const before = Number(await virsh('domid', vm.name))
-  const now = Date.now()
-  const job = {
-    id: randomUUID(), kind: 'power' as const, action: 'reset' as const, serverId: server.id, tenantId: server.tenantId, requestedBy: 'test',
-    createdAt: new Date(now).toISOString(), deadline: new Date(now + 30_000).toISOString(), attempt: 1, traceId: 'twice'
-  }
-  await p.jobs.create(job)
-  await p.jobs.transition(job.id, 'dispatched')
+  const job = await dispatchedJob(server, 'reset', 'twice', { deadlineMs: 30_000 })
   // As RabbitMQ would after a lost ack: the same request twice.
   await p.amqp.publish(p.n.agentsExchange, 'kvm', { job, server })
   const r = await p.finished(job.id, 20_000)
