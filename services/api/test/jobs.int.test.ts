@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Job, compile, type ConsoleResult } from '@porthole/shared/contracts'
 import { SecretBox } from '@porthole/shared/crypto'
-import { ConsoleSessionStore, grantAad } from '@porthole/shared/store'
+import { keys, urlHandoverAad } from '@porthole/shared/store'
 import { waitFor, within } from '@porthole/shared/testing'
 import { consumeJobs, dumpNamespace, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
 
@@ -136,15 +136,14 @@ test('console: 201 with the grant and the session Location; ?wait=0 gives the jo
   const { tenantId, key } = await tenantWithKey(api)
   const serverId = await ipmiServer(api, tenantId)
   const messages: Array<{ id: string, console?: unknown }> = []
-  const sessions = new ConsoleSessionStore(api.redis, api.ns)
   const box = SecretBox.forConsoleTransit({ CONSOLE_TRANSIT_KEY: api.transitKey, CONSOLE_TRANSIT_KEY_ID: api.config.CONSOLE_TRANSIT_KEY_ID, CONSOLE_OLD_TRANSIT_KEYS: '' })
   let fail = false
   await consumeJobs(api, async (body) => {
     const job = body as { id: string, console?: unknown }
     messages.push(job)
     if (fail) { await api.jobs.transition(job.id, 'failed', { error: { code: 'conflict', message: 'the server is off', retryable: false } }); return }
-    // As the gateway does: the URL goes into a sealed one-time grant, the job result has no URL.
-    await sessions.putGrant(job.id, box.seal('http://gw.example/s/x#tok', grantAad(job.id)), 60)
+    // As the gateway does: the URL goes into a sealed one-time hand-over, the job result has no URL.
+    await api.redis.set(keys(api.ns).consoleUrlHandover(job.id), JSON.stringify(box.seal('http://gw.example/s/x#tok', urlHandoverAad(job.id))), 'EX', 60)
     const result: ConsoleResult = { sessionId: crypto.randomUUID(), protocol: 'vnc', expiresAt: new Date(Date.now() + 3600_000).toISOString() }
     await api.jobs.transition(job.id, 'succeeded', { result })
   })

@@ -8,6 +8,8 @@
 import { base, firstMessage, hasToken, info as infoAnswer, socket, socketClosed, storageKey } from './boot.js'
 import RFB from './novnc/core/rfb.js'
 import { COMBOS, KEY, LAYOUTS, serialBytesFor, strokesFor, typeAtPace } from './keymap.js'
+// The gateway's close codes, from their one definition (packages/shared's contracts, compiled).
+import { consoleCloseReason } from './shared/console-close.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -24,7 +26,6 @@ const REASONS = {
   shutdown: 'The console service is restarting. Open the console again.',
   unavailable: 'The console service is temporarily unavailable. Try again shortly.'
 }
-const CODES = { 4000: 'invalid', 4001: 'expired', 4002: 'revoked', 4003: 'replaced', 4004: 'used', 4005: 'unreachable', 4006: 'target-auth', 4007: 'idle', 4008: 'target-closed', 1001: 'shutdown', 1013: 'unavailable' }
 
 let ended = false
 let userDisconnected = false
@@ -55,7 +56,7 @@ function end (reasonKey, fallback) {
 }
 
 function onSocketClose (e) {
-  end(CODES[e.code] ?? e.reason, e.code === 1006 ? 'The connection to the console service was lost.' : undefined)
+  end(consoleCloseReason(e.code) ?? e.reason, e.code === 1006 ? 'The connection to the console service was lost.' : undefined)
 }
 
 function startCountdown (expiresAt, serverNow) {

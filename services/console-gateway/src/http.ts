@@ -23,7 +23,8 @@ import { WebSocketServer } from 'ws'
 import type { Logger } from '@porthole/shared/logging'
 import { stripQuery } from '@porthole/shared/logging'
 import type { ConsoleSessionStore } from '@porthole/shared/store'
-import { checkToken, TOKEN_PROTOCOL, tokenFromProtocols, type ViewerHub } from './viewers.js'
+import { checkToken, TOKEN_PROTOCOL, tokenFromProtocols } from './admission.js'
+import type { ViewerHub } from './viewers.js'
 
 /** The largest message a viewer may send (RFB client cut text, a pasted line on a serial console). */
 export const MAX_VIEWER_MESSAGE = 1024 * 1024
@@ -39,6 +40,8 @@ const PUBLIC_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 
 const BUILT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'public')
 const NOVNC_DIR = resolve(dirname(fileURLToPath(import.meta.resolve('@novnc/novnc'))), '..')
 const GUAC_FILE = resolve(dirname(fileURLToPath(import.meta.resolve('guacamole-common-js'))), 'guacamole-common.js')
+/** The close codes' one definition (packages/shared's contracts), compiled: plain data the page imports as is. */
+const CLOSE_CODES_FILE = resolve(dirname(fileURLToPath(import.meta.resolve('@porthole/shared/contracts'))), 'console-close.js')
 /** xterm.js (serial consoles): `assets/xterm/<name>` → the installed package's file. */
 const XTERM_FILES: Record<string, string> = {
   'xterm.mjs': fileURLToPath(new URL('./lib/xterm.mjs', import.meta.resolve('@xterm/xterm/package.json'))),
@@ -129,6 +132,7 @@ export function createHttp (d: HttpDeps): Server {
     let file: string | undefined
     if (rel === 'app.js' || rel === 'boot.js' || rel === 'serial.js' || rel === 'keymap.js' || rel === 'app.css' || rel === 'console.html') file = join(PUBLIC_DIR, rel)
     else if (rel === 'guacamole/guacamole-common.js') file = GUAC_FILE
+    else if (rel === 'shared/console-close.js') file = CLOSE_CODES_FILE
     else if (rel.startsWith('xterm/')) file = XTERM_FILES[rel.slice('xterm/'.length)]
     else if (rel.startsWith('novnc/core/') || rel.startsWith('novnc/vendor/')) {
       file = resolve(NOVNC_DIR, rel.slice('novnc/'.length))

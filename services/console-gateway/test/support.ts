@@ -17,7 +17,7 @@ import { AmqpClient, names } from '@porthole/shared/amqp'
 import type { ConsoleGrant, ConsoleResult, ConsoleTarget, Job, JobUpdate } from '@porthole/shared/contracts'
 import { nextSolTicket, readSolHello, SecretBox } from '@porthole/shared/crypto'
 import { createLogger } from '@porthole/shared/logging'
-import { ConsoleSessionStore, createRedis, grantAad, JobStore, type Redis } from '@porthole/shared/store'
+import { ConsoleSessionStore, createRedis, JobStore, urlHandoverAad, type Redis } from '@porthole/shared/store'
 import { startStack, virsh, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/shared/testing'
 
 type After = { after: (fn: () => Promise<void>) => void }
@@ -112,9 +112,9 @@ export async function harness (t: After, o: StackOptions = {}): Promise<Harness>
     const result = rec.result as ConsoleResult
     // As the API does: take the sealed URL once; the record itself never holds it.
     assert.equal(result.url, undefined, 'the job record must not hold the console URL')
-    const sealed = await sessions.takeGrant(jobId)
-    if (sealed === undefined) throw new Error('the gateway left no grant for the job')
-    const grant: ConsoleGrant = { ...result, url: shared.open<string>(sealed, grantAad(jobId)) }
+    const sealed = await sessions.takeUrlHandover(jobId)
+    if (sealed === undefined) throw new Error('the gateway left no URL hand-over for the job')
+    const grant: ConsoleGrant = { ...result, url: shared.open<string>(sealed, urlHandoverAad(jobId)) }
     const hash = new URL(grant.url).hash
     const token = hash.slice(1)
     tokens.push(token)

@@ -2,6 +2,7 @@
 export * from './common.js'
 export * from './power.js'
 export * from './console.js'
+export * from './console-close.js'
 export * from './server.js'
 export * from './job.js'
 export { compile, type Checker } from './validate.js'

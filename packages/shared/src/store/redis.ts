@@ -70,7 +70,8 @@ export function keys (ns: string) {
     consoleSlotsOfServer: (id: string) => `${p}console:slots:server:${id}`,
     consoleSlotsOfTenant: (id: string) => `${p}console:slots:tenant:${id}`,
     sessionEvents: `${p}events:console`,
-    grant: (jobId: string) => `${p}console:grant:${jobId}`,
+    /** A console job's URL hand-over: its URL, sealed, from the gateway that minted it to the API that delivers it (once). */
+    consoleUrlHandover: (jobId: string) => `${p}console:url-handover:${jobId}`,
     agentClaim: (jobId: string) => `${p}agent:claim:${jobId}`,
     agentOutcome: (jobId: string) => `${p}agent:outcome:${jobId}`,
     solTicket: (tokenHash: string) => `${p}sol:ticket:${tokenHash}`,

@@ -66,6 +66,9 @@ const SLOTS_TTL_SECONDS = 2 * 3600 + GRACE_SECONDS
 /** Why a console request was not admitted, and how long until a slot frees. */
 export type ConsoleAdmission = { admitted: true } | { admitted: false, full: 'server' | 'tenant', retryAfterMs: number }
 
+/** A console job's URL on its way from the gateway to the API: sealed, kept at most `ttlSeconds` for the API to take. */
+export interface UrlHandover { jobId: string, sealedUrl: Sealed, ttlSeconds: number }
+
 export type SessionEvent = { type: 'revoked', sessionId: string } | { type: 'viewer', sessionId: string, viewerId: string }
 
 export class ConsoleSessionStore {
@@ -89,10 +92,13 @@ export class ConsoleSessionStore {
   }
 
   /**
-   * Stores a new session; with `grant`, its sealed URL for the API too, in the same transaction (one round
-   * trip, and never a session whose URL is missing).
+   * Stores a new session; with `handover`, the gateway's half of its job's URL hand-over too, in the same
+   * transaction (one round trip, and never a session whose URL is missing): the URL carries the session's
+   * token, so it travels neither in the job's result nor in any message, only sealed (transit key, aad
+   * `urlHandoverAad(jobId)`) under a key the API takes once (`takeUrlHandover`). The session takes over its
+   * job's console slots.
    */
-  async create (s: ConsoleSession, grant?: { jobId: string, sealedUrl: Sealed, ttlSeconds: number }): Promise<void> {
+  async create (s: ConsoleSession, handover?: UrlHandover): Promise<void> {
     const exp = Date.parse(s.expiresAt)
     const ttl = Math.max(1, Math.ceil((exp - Date.now()) / 1000))
     const m = this.redis.multi()
@@ -104,10 +110,10 @@ export class ConsoleSessionStore {
       .zadd(this.k.consoleSlotsOfTenant(s.tenantId), exp, s.id)
       .expire(this.k.consoleSlotsOfServer(s.serverId), SLOTS_TTL_SECONDS)
       .expire(this.k.consoleSlotsOfTenant(s.tenantId), SLOTS_TTL_SECONDS)
-    if (grant !== undefined) {
-      m.set(this.k.grant(grant.jobId), JSON.stringify(grant.sealedUrl), 'EX', Math.max(1, Math.ceil(grant.ttlSeconds)))
-        .zrem(this.k.consoleSlotsOfServer(s.serverId), `job:${grant.jobId}`)
-        .zrem(this.k.consoleSlotsOfTenant(s.tenantId), `job:${grant.jobId}`)
+    if (handover !== undefined) {
+      m.set(this.k.consoleUrlHandover(handover.jobId), JSON.stringify(handover.sealedUrl), 'EX', Math.max(1, Math.ceil(handover.ttlSeconds)))
+        .zrem(this.k.consoleSlotsOfServer(s.serverId), `job:${handover.jobId}`)
+        .zrem(this.k.consoleSlotsOfTenant(s.tenantId), `job:${handover.jobId}`)
     }
     const r = await m.exec()
     const failed = r?.find(([err]) => err !== null)?.[0]
@@ -201,24 +207,19 @@ export class ConsoleSessionStore {
   }
 
   /**
-   * Keeps a console job's URL, sealed, until the API delivers it (at most `ttlSeconds`). Written by the gateway
-   * before it reports the job succeeded, so the API finds it when it wakes.
+   * The API's half of a console job's URL hand-over (see `create`): takes the job's sealed URL; the first
+   * caller gets it, every later one gets undefined.
    */
-  async putGrant (jobId: string, sealedUrl: Sealed, ttlSeconds: number): Promise<void> {
-    await this.redis.set(this.k.grant(jobId), JSON.stringify(sealedUrl), 'EX', Math.max(1, Math.ceil(ttlSeconds)))
-  }
-
-  /** Takes a console job's sealed URL: the first caller gets it, every later one gets undefined. */
-  async takeGrant (jobId: string): Promise<Sealed | undefined> {
-    const raw = await this.redis.getdel(this.k.grant(jobId))
+  async takeUrlHandover (jobId: string): Promise<Sealed | undefined> {
+    const raw = await this.redis.getdel(this.k.consoleUrlHandover(jobId))
     return raw === null ? undefined : JSON.parse(raw) as Sealed
   }
 
   get eventsChannel (): string { return this.k.sessionEvents }
 }
 
-/** The additional authenticated data a console URL is sealed with: bound to its job. */
-export function grantAad (jobId: string): string { return `console-grant:${jobId}` }
+/** The additional authenticated data a console URL is sealed with for its hand-over: bound to its job. */
+export function urlHandoverAad (jobId: string): string { return `console-url-handover:${jobId}` }
 
 export function parseSessionEvent (s: string): SessionEvent | undefined {
   try {
