@@ -156,10 +156,10 @@ test('console: 201 with the grant and the session Location; ?wait=0 gives the jo
   const jobs = await api.call('GET', '/v1/jobs?kind=console', undefined, { key })
   assert.ok(!JSON.stringify(jobs.body).includes('#tok'))
   assert.ok(!(await dumpNamespace(api.redis, api.ns)).includes('#tok'))
-  assert.deepEqual(messages[0]?.console, { protocol: 'vnc', ttlSeconds: 7200, singleUse: false })
+  assert.deepEqual(messages[0]?.console, { protocol: 'vnc', ttlSeconds: 7200, singleUse: false, renewable: false, maxTotalSeconds: 28_800 })
 
   await api.call('POST', `/v1/servers/${serverId}/console`, { protocol: 'guacamole', ttlSeconds: 60, singleUse: true }, { key })
-  assert.deepEqual(messages[1]?.console, { protocol: 'guacamole', ttlSeconds: 60, singleUse: true })
+  assert.deepEqual(messages[1]?.console, { protocol: 'guacamole', ttlSeconds: 60, singleUse: true, renewable: false, maxTotalSeconds: 28_800 })
   assert.equal((await api.call('POST', `/v1/servers/${serverId}/console`, { ttlSeconds: 7201 }, { key })).body.field, 'ttlSeconds')
 
   fail = true

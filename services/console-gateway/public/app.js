@@ -5,7 +5,7 @@
 // At build time (scripts/bundle.mjs) this file, boot.js and noVNC become one minified module,
 // guacamole-common-js a second one and serial.js with xterm.js a third; unbundled, the relative imports
 // below are served as they are.
-import { base, firstMessage, hasToken, info as infoAnswer, socket, socketClosed, storageKey } from './boot.js'
+import { base, firstMessage, hasToken, info as infoAnswer, lookUp, socket, socketClosed, storageKey } from './boot.js'
 import RFB from './novnc/core/rfb.js'
 import { COMBOS, KEY, LAYOUTS, serialBytesFor, strokesFor, typeAtPace } from './keymap.js'
 // The gateway's close codes, from their one definition (packages/shared's contracts, compiled).
@@ -38,6 +38,7 @@ function end (reasonKey, fallback) {
   if (ended) return
   ended = true
   if (countdown !== undefined) window.clearInterval(countdown)
+  $('renew').hidden = true
   $('cad').disabled = true
   $('disconnect').disabled = true
   $('paste-open').disabled = true
@@ -59,19 +60,58 @@ function onSocketClose (e) {
   end(consoleCloseReason(e.code) ?? e.reason, e.code === 1006 ? 'The connection to the console service was lost.' : undefined)
 }
 
-function startCountdown (expiresAt, serverNow) {
-  const skew = Date.parse(serverNow) - Date.now()
-  const end = Date.parse(expiresAt)
-  const tick = () => {
-    const left = Math.max(0, Math.round((end - (Date.now() + skew)) / 1000))
-    const h = Math.floor(left / 3600)
-    const m = Math.floor((left % 3600) / 60)
-    const s = left % 60
-    $('left').textContent = (h > 0 ? h + ':' + String(m).padStart(2, '0') : String(m)) + ':' + String(s).padStart(2, '0') + ' left'
-    $('left').classList.toggle('low', left < 300)
-  }
+/** The page renews a renewable session (the "Keep open" button) in its last this many seconds, as the gateway allows. */
+const RENEW_WINDOW_SECONDS = 300
+
+/**
+ * The countdown, which follows the session: `follow` long-polls the gateway's look-up (`/info?wait=`), which
+ * answers at once when the session is renewed (through the API or from this page) and every 25 s otherwise.
+ * A renewable session shows "Keep open" in its last five minutes, while renewing can still add time.
+ */
+const lifetime = { expiresAt: 0, maxExpiresAt: Infinity, skew: 0, renewable: false }
+
+function setLifetime (info) {
+  lifetime.skew = Date.parse(info.now) - Date.now()
+  lifetime.expiresAt = Date.parse(info.expiresAt)
+  lifetime.maxExpiresAt = info.maxExpiresAt === undefined ? Infinity : Date.parse(info.maxExpiresAt)
+  lifetime.renewable = info.renewable === true
+  document.body.dataset.expiresAt = info.expiresAt
   tick()
+}
+
+function tick () {
+  const left = Math.max(0, Math.round((lifetime.expiresAt - (Date.now() + lifetime.skew)) / 1000))
+  const h = Math.floor(left / 3600)
+  const m = Math.floor((left % 3600) / 60)
+  const s = left % 60
+  $('left').textContent = (h > 0 ? h + ':' + String(m).padStart(2, '0') : String(m)) + ':' + String(s).padStart(2, '0') + ' left'
+  $('left').classList.toggle('low', left < RENEW_WINDOW_SECONDS)
+  const canRenew = !ended && lifetime.renewable && left > 0 && left <= RENEW_WINDOW_SECONDS && lifetime.maxExpiresAt > lifetime.expiresAt
+  $('renew').hidden = !canRenew
+  $('left').title = canRenew ? 'This console closes soon: Keep open gives it more time' : 'time left'
+}
+
+function startCountdown (info) {
+  setLifetime(info)
   countdown = window.setInterval(tick, 1000)
+  $('renew').addEventListener('click', async () => {
+    $('renew').disabled = true
+    const r = await lookUp({ renew: true })
+    $('renew').disabled = false
+    if (r.ok) setLifetime(r.info)
+    else $('left').title = 'The console could not be renewed (' + r.reason + ')'
+  })
+  void follow()
+}
+
+async function follow () {
+  while (!ended) {
+    const r = await lookUp({ wait: 25 })
+    if (ended) return
+    if (r.ok) setLifetime(r.info)
+    else if (r.status !== undefined) return // expired, revoked: the socket's close says so
+    else await new Promise((resolve) => window.setTimeout(resolve, 2000)) // the gateway is not answering: ask again shortly
+  }
 }
 
 /** Choices the page remembers in this browser (scaling, paste layout and pace). */
@@ -337,7 +377,7 @@ async function main () {
     const info = answer.info
     document.title = info.serverName + ' — console'
     $('name').textContent = info.serverName
-    startCountdown(info.expiresAt, info.now)
+    startCountdown(info)
     protocol = info.protocol
   } else if (answer.reason === 'used') {
     // A single-use link: the look-up and this page's own socket raced, and the socket may be the one that

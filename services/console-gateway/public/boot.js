@@ -22,14 +22,23 @@ if (token !== '') {
 }
 export const hasToken = token !== ''
 
-/** The `/info` answer: `{ ok: true, info }` or `{ ok: false, reason, protocol? }` (the protocol with `used`). */
-export const info = !hasToken
-  ? Promise.resolve({ ok: false, reason: 'invalid' })
-  : fetch(base + '/info', { headers: { authorization: 'Bearer ' + token }, cache: 'no-store', referrerPolicy: 'no-referrer' })
+/**
+ * A look-up of the session at the gateway, `{ ok: true, info }` or `{ ok: false, reason, protocol? }` (the
+ * protocol with `used`): `/info`, or with `wait` (seconds) its next change (`/info?wait=`), or with `method:
+ * 'POST'` the page's own renewal (`/renew`).
+ */
+export function lookUp ({ wait = 0, renew = false } = {}) {
+  if (!hasToken) return Promise.resolve({ ok: false, reason: 'invalid' })
+  const url = base + (renew ? '/renew' : wait > 0 ? '/info?wait=' + wait : '/info')
+  return fetch(url, { method: renew ? 'POST' : 'GET', headers: { authorization: 'Bearer ' + token }, cache: 'no-store', referrerPolicy: 'no-referrer' })
     .then(async (res) => {
       const body = await res.json()
-      return res.ok ? { ok: true, info: body } : { ok: false, reason: body.reason ?? 'invalid', protocol: body.protocol }
+      return res.ok ? { ok: true, info: body } : { ok: false, status: res.status, reason: body.reason ?? 'invalid', protocol: body.protocol }
     }, () => ({ ok: false, reason: 'unavailable' }))
+}
+
+/** The first `/info` answer, asked for at once. */
+export const info = lookUp()
 
 /**
  * The console socket, opened now. The viewer (noVNC, guacamole-common-js or xterm.js) is attached to it once it is

@@ -4,12 +4,13 @@
  * the guacamole-lite tokens; no other service has it. CONSOLE_TRANSIT_KEY opens what agents send and seals
  * what the API takes; PORTHOLE_SECRET_KEY, which seals server credentials, is not the gateway's to have.
  */
-import { bool, commonSettings, consoleTransitKeySettings, int, list, loadConfig, required, secret, solBridgeSettings, str, url, type ConfigOf } from '@porthole/shared/config'
+import { auditSettings, bool, commonSettings, consoleTransitKeySettings, int, list, loadConfig, required, secret, solBridgeSettings, str, url, type ConfigOf } from '@porthole/shared/config'
 
 export const configSpec = {
   ...commonSettings,
   // Not secretKeySettings: the gateway must not be able to open server credentials.
   ...consoleTransitKeySettings,
+  ...auditSettings,
   GATEWAY_HOST: str('address the console gateway listens on', '0.0.0.0'),
   GATEWAY_PORT: int('port the console gateway listens on', 8081, 1, 65535),
   PUBLIC_GATEWAY_URL: url('the gateway as browsers reach it (console URLs are built on it); may carry a path prefix behind a TLS-terminating proxy, e.g. `https://example.com/console-gw`', 'http://127.0.0.1:8081', ['http', 'https']),

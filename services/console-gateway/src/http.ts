@@ -4,7 +4,11 @@
  * - `GET /s/<sessionId>`: the console page. Static: it names no server and holds no secret; it reads the
  *   token from the URL fragment, removes it from the address bar, and uses it only in headers.
  * - `GET /s/<sessionId>/info` with `Authorization: Bearer <token>`: what the page shows (server name,
- *   protocol, expiry), or why the link no longer works.
+ *   protocol, expiry, whether it may be renewed), or why the link no longer works. With `?wait=<seconds>` (at
+ *   most 25) it answers at the session's next event (a renewal, a revocation, a new viewer) or after that
+ *   long: the page's countdown follows a renewal made anywhere.
+ * - `POST /s/<sessionId>/renew` with the same header: the page's own renewal of a `renewable` session, in its
+ *   last five minutes (audited as `console-session.renew` by `console-page`).
  * - `GET /s/assets/...`: the page's script and styles. Built (scripts/bundle.mjs, into dist/public): one
  *   minified module with the page's script and noVNC, one with guacamole-common-js, one with xterm.js (serial
  *   consoles), the styles (xterm.js's included), each named by a hash of its content and served `immutable`
@@ -22,7 +26,8 @@ import { fileURLToPath } from 'node:url'
 import { WebSocketServer } from 'ws'
 import type { Logger } from '@porthole/shared/logging'
 import { stripQuery } from '@porthole/shared/logging'
-import type { ConsoleSessionStore } from '@porthole/shared/store'
+import type { AuditLog, ConsoleSessionStore } from '@porthole/shared/store'
+import type { ConsoleSession } from '@porthole/shared/contracts'
 import { checkToken, TOKEN_PROTOCOL, tokenFromProtocols } from './admission.js'
 import type { ViewerHub } from './viewers.js'
 
@@ -32,6 +37,11 @@ export const MAX_VIEWER_MESSAGE = 1024 * 1024
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
 const PAGE = new RegExp(`^/s/(${UUID})$`)
 const INFO = new RegExp(`^/s/(${UUID})/info$`)
+const RENEW = new RegExp(`^/s/(${UUID})/renew$`)
+/** The longest `/info?wait=` holds a request. */
+const MAX_INFO_WAIT_SECONDS = 25
+/** The page may renew a renewable session in its last this many seconds. */
+export const PAGE_RENEW_WINDOW_SECONDS = 300
 const WS = new RegExp(`^/s/(${UUID})/ws$`)
 const ASSET = /^\/s\/assets\/([A-Za-z0-9._/-]+)$/
 
@@ -94,6 +104,7 @@ function pickEncoding (header: string | string[] | undefined): 'br' | 'gzip' | u
 export interface HttpDeps {
   hub: ViewerHub
   sessions: ConsoleSessionStore
+  audit: AuditLog
   allowedOrigins: Set<string>
   publicUrl: string
   trustProxy: boolean
@@ -167,6 +178,12 @@ export function createHttp (d: HttpDeps): Server {
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = route(req.url)
+    const renew = RENEW.exec(path)
+    if (renew !== null) {
+      if (req.method !== 'POST') { problem(res, 405, 'Method Not Allowed'); return }
+      await pageRenewal(req, res, renew[1] as string)
+      return
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') { problem(res, 405, 'Method Not Allowed'); return }
     if (path === '/healthz') {
       const ok = d.healthy()
@@ -183,8 +200,14 @@ export function createHttp (d: HttpDeps): Server {
     }
     const info = INFO.exec(path)
     if (info !== null) {
-      const auth = req.headers.authorization
-      const token = auth?.startsWith('Bearer ') === true ? auth.slice(7).trim() : undefined
+      const token = bearer(req)
+      const wait = Math.min(MAX_INFO_WAIT_SECONDS, Math.max(0, Number(new URL(req.url ?? '/', 'http://x').searchParams.get('wait') ?? 0) || 0))
+      if (wait > 0 && (await checkToken(d.sessions, info[1] as string, token)).ok) {
+        const gone = new AbortController()
+        res.once('close', () => gone.abort())
+        await d.hub.nextEvent(info[1] as string, wait * 1000, gone.signal)
+        if (gone.signal.aborted) return
+      }
       const c = await checkToken(d.sessions, info[1] as string, token)
       if (!c.ok) {
         // A used single-use link: its holder (the token matched) is told the protocol, so that the page whose
@@ -194,7 +217,7 @@ export function createHttp (d: HttpDeps): Server {
         return
       }
       const s = c.session
-      send(res, 200, 'application/json', JSON.stringify({ sessionId: s.id, serverName: s.serverName, protocol: s.protocol, expiresAt: s.expiresAt, singleUse: s.singleUse, now: new Date().toISOString() }), { 'cache-control': 'no-store' })
+      send(res, 200, 'application/json', JSON.stringify(pageInfo(s)), { 'cache-control': 'no-store' })
       return
     }
     const asset = ASSET.exec(path)
@@ -210,6 +233,31 @@ export function createHttp (d: HttpDeps): Server {
       return
     }
     problem(res, 404, 'Not Found')
+  }
+
+  const bearer = (req: IncomingMessage): string | undefined => {
+    const auth = req.headers.authorization
+    return auth?.startsWith('Bearer ') === true ? auth.slice(7).trim() : undefined
+  }
+  const pageInfo = (s: ConsoleSession): Record<string, unknown> => ({
+    sessionId: s.id, serverName: s.serverName, protocol: s.protocol, expiresAt: s.expiresAt, singleUse: s.singleUse,
+    renewable: s.renewable === true, ...(s.maxExpiresAt === undefined ? {} : { maxExpiresAt: s.maxExpiresAt }), now: new Date().toISOString()
+  })
+  /** The page's renewal: by the session's own token, of a renewable session, in its last minutes; audited. */
+  const pageRenewal = async (req: IncomingMessage, res: ServerResponse, sessionId: string): Promise<void> => {
+    const c = await checkToken(d.sessions, sessionId, bearer(req))
+    if (!c.ok) { problem(res, c.reason === 'invalid' ? 401 : 410, 'Console link not usable', { detail: c.reason, reason: c.reason }); return }
+    const s = c.session
+    if (s.renewable !== true) { problem(res, 409, 'Not renewable here', { detail: 'this console session can only be renewed through the API', reason: 'not-renewable' }); return }
+    if (Date.parse(s.expiresAt) - Date.now() > PAGE_RENEW_WINDOW_SECONDS * 1000) { problem(res, 409, 'Not yet', { detail: `a console session can be renewed from its page in its last ${PAGE_RENEW_WINDOW_SECONDS / 60} minutes`, reason: 'too-early' }); return }
+    const r = await d.sessions.renew(s.id, s.ttlSeconds ?? PAGE_RENEW_WINDOW_SECONDS)
+    await d.audit.append({
+      actor: 'console-page', role: 'console', action: 'console-session.renew', result: r.ok ? `ok: until ${r.session.expiresAt}` : r.reason,
+      tenantId: s.tenantId, serverId: s.serverId, jobId: s.jobId, sessionId: s.id, ...(clientIp(req) === undefined ? {} : { ip: clientIp(req) as string })
+    }).catch((err: unknown) => log.error({ err: { message: (err as Error).message }, sessionId: s.id }, 'audit append failed'))
+    if (!r.ok) { problem(res, r.reason === 'at-limit' ? 409 : 410, 'Not renewed', { detail: r.reason === 'at-limit' ? 'this console has reached the longest a console may live' : r.reason, reason: r.reason }); return }
+    log.info({ sessionId: s.id, expiresAt: r.session.expiresAt }, 'console session renewed from its page')
+    send(res, 200, 'application/json', JSON.stringify(pageInfo(r.session)), { 'cache-control': 'no-store' })
   }
 
   const server = createServer((req, res) => {

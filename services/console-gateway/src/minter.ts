@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto'
 import type { AmqpClient, Delivery, Disposition } from '@porthole/shared/amqp'
 import { names } from '@porthole/shared/amqp'
 import {
-  compile, ConsoleMintRequest, ConsoleTarget, MAX_CONSOLE_TTL_SECONDS,
+  compile, ConsoleMintRequest, ConsoleTarget, DEFAULT_CONSOLE_MAX_TOTAL_SECONDS, MAX_CONSOLE_TTL_SECONDS,
   type ConsoleResult, type ConsoleSession, type JobUpdate
 } from '@porthole/shared/contracts'
 import { randomToken, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
@@ -122,8 +122,12 @@ export class Minter {
       tokenHash: sha256Hex(token),
       createdAt: new Date(now).toISOString(),
       expiresAt: new Date(now + ttl * 1000).toISOString(),
-      singleUse: params.singleUse
+      singleUse: params.singleUse,
+      ttlSeconds: ttl,
+      // Renewals may take it this far (API or, for a renewable session, the console page).
+      maxExpiresAt: new Date(now + Math.max(ttl, params.maxTotalSeconds ?? DEFAULT_CONSOLE_MAX_TOTAL_SECONDS) * 1000).toISOString()
     }
+    if (params.renewable === true) session.renewable = true
     try {
       // The URL carries the token: it goes to the API sealed and once, never into the job record or a message.
       const url = consoleUrl(this.d.publicUrl, id, token)

@@ -7,7 +7,7 @@ import { AmqpClient } from '@porthole/shared/amqp'
 import { ConfigError } from '@porthole/shared/config'
 import { SecretBox } from '@porthole/shared/crypto'
 import type { Logger } from '@porthole/shared/logging'
-import { ConsoleSessionStore, createRedis } from '@porthole/shared/store'
+import { AuditLog, ConsoleSessionStore, createRedis } from '@porthole/shared/store'
 import { allowedOrigins, type GatewayConfig } from './config.js'
 import { GuacBridge } from './guac.js'
 import { createHttp } from './http.js'
@@ -50,6 +50,7 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
     const server = createHttp({
       hub,
       sessions,
+      audit: new AuditLog(redis, c.PORTHOLE_NAMESPACE, c.AUDIT_RETENTION_DAYS),
       allowedOrigins: allowedOrigins(c),
       publicUrl: c.PUBLIC_GATEWAY_URL,
       trustProxy: c.TRUST_PROXY,

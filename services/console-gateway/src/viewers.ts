@@ -8,6 +8,11 @@
  * (and a sweep every two seconds catches any event Redis pub/sub dropped). A viewer whose connection died
  * without a close (a laptop lid shut, a network gone) gives no sign of life through two of the gateway's
  * pings and is cut off, which frees its session.
+ *
+ * Expiry is read from Redis, not kept: when a viewer's expiry comes, the hub reads the session again, and a
+ * session renewed meanwhile (`POST /v1/console-sessions/{id}/renew`, or the page's own renewal, on any
+ * replica) keeps its viewer until its new expiry. Every event of a session also wakes the page's look-ups
+ * waiting on it (`GET /s/<id>/info?wait=`), so that the page's countdown follows a renewal at once.
  */
 import type { RawData, WebSocket } from 'ws'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
@@ -34,8 +39,13 @@ export interface HubDeps {
   log: Logger
 }
 
+/** Times the hub asks an unanswering session store for a viewer's new expiry (a second apart) before it closes the viewer. */
+const EXPIRY_RETRIES = 5
+
 export class ViewerHub {
   private readonly bySession = new Map<string, Set<Viewer>>()
+  /** Callbacks waiting for the next event of a session (the page's long-polled look-ups). */
+  private readonly waiting = new Map<string, Set<() => void>>()
   private readonly log: Logger
   private readonly relay: Relay
   private sweeper: NodeJS.Timeout | undefined
@@ -62,12 +72,54 @@ export class ViewerHub {
   private onEvent (msg: string): void {
     const e = parseSessionEvent(msg)
     if (e === undefined) return
+    const waiting = this.waiting.get(e.sessionId)
+    if (waiting !== undefined) { this.waiting.delete(e.sessionId); for (const wake of waiting) wake() }
     const set = this.bySession.get(e.sessionId)
-    if (set === undefined) return
+    if (set === undefined || e.type === 'renewed') return // a renewed session's viewers read their new expiry when the old one comes
     for (const v of set) {
       if (e.type === 'revoked') v.close('revoked')
       else if (v.id !== e.viewerId) v.close('replaced')
     }
+  }
+
+  /** Resolves at the next event of `sessionId` on this replica (revoked, renewed, a viewer came) or after `ms`. */
+  async nextEvent (sessionId: string, ms: number, signal?: AbortSignal): Promise<void> {
+    await new Promise<void>((resolve) => {
+      let set = this.waiting.get(sessionId)
+      if (set === undefined) { set = new Set(); this.waiting.set(sessionId, set) }
+      const done = (): void => {
+        clearTimeout(t)
+        signal?.removeEventListener('abort', done)
+        const s = this.waiting.get(sessionId)
+        s?.delete(done)
+        if (s?.size === 0) this.waiting.delete(sessionId)
+        resolve()
+      }
+      const t = setTimeout(done, ms)
+      signal?.addEventListener('abort', done, { once: true })
+      set.add(done)
+    })
+  }
+
+  /**
+   * Closes the viewer at its session's expiry as Redis has it then: a renewed session is followed to its new
+   * expiry; a session store that does not answer is asked again shortly (the session's expiry stands).
+   */
+  private armExpiry (v: Viewer, expiresAtMs: number, retries = 0): void {
+    v.timer(setTimeout(() => {
+      this.d.sessions.get(v.session.id).then((s) => {
+        if (v.closed) return
+        if (s === undefined || s.revokedAt !== undefined) { v.close('revoked'); return }
+        const next = Date.parse(s.expiresAt)
+        if (next > Date.now()) {
+          v.log.info({ expiresAt: s.expiresAt }, 'console session renewed: viewer kept until its new expiry')
+          this.armExpiry(v, next)
+        } else v.close('expired')
+      }, () => {
+        if (retries >= EXPIRY_RETRIES) v.close('expired')
+        else this.armExpiry(v, Date.now() + 1000, retries + 1)
+      })
+    }, Math.max(0, expiresAtMs - Date.now())))
   }
 
   /** Catches revocations and take-overs whose pub/sub message was lost (e.g. during a Redis reconnect). */
@@ -152,7 +204,7 @@ export class ViewerHub {
       v.close('unavailable')
     }
     if (!v.closed) {
-      v.timer(setTimeout(() => v.close('expired'), Math.max(0, Date.parse(session.expiresAt) - Date.now())))
+      this.armExpiry(v, Date.parse(session.expiresAt))
       if (this.d.idleSeconds > 0) this.armIdle(v)
       if (this.d.pingSeconds > 0) this.armPing(v)
       v.log.info({ protocol: session.protocol, singleUse: session.singleUse }, 'console viewer connected')

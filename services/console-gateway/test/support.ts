@@ -18,7 +18,7 @@ import type { ConsoleGrant, ConsoleResult, ConsoleTarget, Job, JobUpdate } from 
 import { nextSolTicket, readSolHello, SecretBox } from '@porthole/shared/crypto'
 import { createLogger } from '@porthole/shared/logging'
 import { ConsoleSessionStore, createRedis, JobStore, urlHandoverAad, type Redis } from '@porthole/shared/store'
-import { startStack, virsh, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/shared/testing'
+import { startStack, tinyDomain, virsh, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/shared/testing'
 
 type After = { after: (fn: () => Promise<void>) => void }
 
@@ -40,6 +40,9 @@ export interface MintOptions {
   ttlSeconds?: number
   singleUse?: boolean
   serverName?: string
+  /** The page may renew the session (ConsoleParams.renewable), up to maxTotalSeconds in all. */
+  renewable?: boolean
+  maxTotalSeconds?: number
   /** Seal the target for this aad instead of the job id (a box moved from another job). */
   aad?: string
 }
@@ -88,7 +91,10 @@ export async function harness (t: After, o: StackOptions = {}): Promise<Harness>
       kind: 'console',
       serverId: randomUUID(),
       tenantId: randomUUID(),
-      console: { protocol: m.protocol ?? 'vnc', ttlSeconds: m.ttlSeconds ?? 600, singleUse: m.singleUse ?? false },
+      console: {
+        protocol: m.protocol ?? 'vnc', ttlSeconds: m.ttlSeconds ?? 600, singleUse: m.singleUse ?? false,
+        ...(m.renewable === undefined ? {} : { renewable: m.renewable }), ...(m.maxTotalSeconds === undefined ? {} : { maxTotalSeconds: m.maxTotalSeconds })
+      },
       requestedBy: 'test',
       createdAt: now.toISOString(),
       deadline: new Date(now.getTime() + 60_000).toISOString(),
@@ -252,6 +258,12 @@ export async function solBridge (t: After, secret: string, greeting = ''): Promi
  * Debian's Chromium, headless, with a fresh profile; closed (and its profile removed) in `scope.after`.
  * --disable-background-networking: this machine has no network, and Chromium would keep trying.
  */
+/** What a browser test of a VNC console needs: the gateway's harness, a tiny VM with a VNC password, its target, Chromium. */
+export async function vncBrowserSuite (scope: After, password: string, viewport = { width: 1024, height: 700 }): Promise<{ h: Harness, vm: TinyDomain, target: ConsoleTarget, browser: BrowserContext }> {
+  const [h, vm, browser] = await Promise.all([harness(scope), tinyDomain(scope, { vncPassword: password }), launchChromium(scope, viewport)])
+  return { h, vm, browser, target: await vncTarget(await vm.vncPort(), password) }
+}
+
 export async function launchChromium (scope: After, viewport?: { width: number, height: number }): Promise<BrowserContext> {
   const dir = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
   const browser = await chromium.launchPersistentContext(dir, {

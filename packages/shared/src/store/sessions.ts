@@ -4,7 +4,7 @@
  * the live socket closes it.
  */
 import type { Redis } from 'ioredis'
-import type { ConsoleSession } from '../contracts/console.js'
+import { MAX_CONSOLE_TOTAL_SECONDS, type ConsoleSession } from '../contracts/console.js'
 import type { Sealed } from '../contracts/common.js'
 import { keys as keysOf, type Keys } from './redis.js'
 
@@ -39,6 +39,28 @@ redis.call('SET', KEYS[1], cjson.encode(s), 'KEEPTTL')
 return 1
 `
 
+// KEYS: session, token, expiry index, server's slots, tenant's slots, viewer. ARGV: the expiry read (compare
+// and set: a renewal racing another one retries), the new expiry, its ms, the session's TTL, the token's TTL,
+// the events channel. Moves a live session's expiry, and every key that lives as long; returns 1 when it did,
+// 0 when the expiry changed meanwhile, -1 when the session is gone or revoked.
+const RENEW = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return -1 end
+local s = cjson.decode(raw)
+if s.revokedAt then return -1 end
+if s.expiresAt ~= ARGV[1] then return 0 end
+s.expiresAt = ARGV[2]
+redis.call('SET', KEYS[1], cjson.encode(s), 'EX', ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[3], s.id)
+for i = 4, 5 do
+  redis.call('ZADD', KEYS[i], 'XX', ARGV[3], s.id)
+end
+if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('EXPIRE', KEYS[6], ARGV[5]) end
+redis.call('PUBLISH', ARGV[6], cjson.encode({type = 'renewed', sessionId = s.id, expiresAt = ARGV[2]}))
+return 1
+`
+
 // KEYS: the server's slots, the tenant's slots. ARGV: now ms, max per server, max per tenant, member (`job:<id>`),
 // its score (when it frees at the latest: the job's deadline), the sets' TTL in seconds.
 // Drops what has freed, then takes a slot on both when both have one; returns {0|1|2, ms until one frees}:
@@ -60,8 +82,8 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 return {0, 0}
 `
 
-/** Console slots outlive their longest member: a session lives at most two hours. */
-const SLOTS_TTL_SECONDS = 2 * 3600 + GRACE_SECONDS
+/** Console slots outlive their longest member: a session lives at most a day, renewals included (freed members are trimmed by score at each admission). */
+const SLOTS_TTL_SECONDS = MAX_CONSOLE_TOTAL_SECONDS + GRACE_SECONDS
 
 /** Why a console request was not admitted, and how long until a slot frees. */
 export type ConsoleAdmission = { admitted: true } | { admitted: false, full: 'server' | 'tenant', retryAfterMs: number }
@@ -69,7 +91,10 @@ export type ConsoleAdmission = { admitted: true } | { admitted: false, full: 'se
 /** A console job's URL on its way from the gateway to the API: sealed, kept at most `ttlSeconds` for the API to take. */
 export interface UrlHandover { jobId: string, sealedUrl: Sealed, ttlSeconds: number }
 
-export type SessionEvent = { type: 'revoked', sessionId: string } | { type: 'viewer', sessionId: string, viewerId: string }
+export type SessionEvent = { type: 'revoked', sessionId: string } | { type: 'viewer', sessionId: string, viewerId: string } | { type: 'renewed', sessionId: string, expiresAt: string }
+
+/** A renewal's outcome: the new expiry, or why there is none. */
+export type Renewal = { ok: true, session: ConsoleSession } | { ok: false, reason: 'gone' | 'revoked' | 'expired' | 'at-limit' }
 
 export class ConsoleSessionStore {
   private readonly k: Keys
@@ -77,6 +102,7 @@ export class ConsoleSessionStore {
     this.k = keysOf(ns)
     if (!('portholeSessionMark' in redis)) redis.defineCommand('portholeSessionMark', { numberOfKeys: 2, lua: MARK })
     if (!('portholeSessionTarget' in redis)) redis.defineCommand('portholeSessionTarget', { numberOfKeys: 1, lua: SET_TARGET })
+    if (!('portholeSessionRenew' in redis)) redis.defineCommand('portholeSessionRenew', { numberOfKeys: 6, lua: RENEW })
     if (!('portholeConsoleAdmit' in redis)) redis.defineCommand('portholeConsoleAdmit', { numberOfKeys: 2, lua: ADMIT })
   }
 
@@ -165,6 +191,33 @@ export class ConsoleSessionStore {
     })
   }
 
+  /**
+   * Renews a live session: its expiry becomes `ttlSeconds` from now (never earlier than it was, never later
+   * than its `maxExpiresAt`), with its token, its viewer record and its console slots, and every gateway is
+   * told (`renewed`); the one holding its viewer reads the new expiry from here when the old one comes.
+   */
+  async renew (id: string, ttlSeconds: number, now = Date.now()): Promise<Renewal> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const s = await this.get(id)
+      if (s === undefined) return { ok: false, reason: 'gone' }
+      if (s.revokedAt !== undefined) return { ok: false, reason: 'revoked' }
+      const current = Date.parse(s.expiresAt)
+      if (current <= now) return { ok: false, reason: 'expired' }
+      const cap = s.maxExpiresAt === undefined ? Infinity : Date.parse(s.maxExpiresAt)
+      if (current >= cap) return { ok: false, reason: 'at-limit' }
+      const want = Math.min(now + ttlSeconds * 1000, cap)
+      if (want <= current) return { ok: true, session: s } // already expires later than asked
+      const expiresAt = new Date(want).toISOString()
+      const ttl = Math.max(1, Math.ceil((want - now) / 1000))
+      const r = await (this.redis as unknown as { portholeSessionRenew: (...a: Array<string | number>) => Promise<number> }).portholeSessionRenew(
+        this.k.session(id), this.k.sessionByToken(s.tokenHash), this.k.sessions, this.k.consoleSlotsOfServer(s.serverId), this.k.consoleSlotsOfTenant(s.tenantId), this.k.sessionViewer(id),
+        s.expiresAt, expiresAt, want, ttl + GRACE_SECONDS, ttl, this.k.sessionEvents)
+      if (r === 1) return { ok: true, session: { ...s, expiresAt } }
+      if (r === -1) return { ok: false, reason: 'revoked' }
+    }
+    throw new Error('console session renewal kept racing other renewals')
+  }
+
   /** Marks a single-use session used; true for the first caller only. */
   async claimUse (s: ConsoleSession): Promise<boolean> {
     return (await this.mark(s, 'usedAt')) === 1
@@ -224,6 +277,6 @@ export function urlHandoverAad (jobId: string): string { return `console-url-han
 export function parseSessionEvent (s: string): SessionEvent | undefined {
   try {
     const e = JSON.parse(s) as SessionEvent
-    return typeof e.sessionId === 'string' && (e.type === 'revoked' || e.type === 'viewer') ? e : undefined
+    return typeof e.sessionId === 'string' && (e.type === 'revoked' || e.type === 'viewer' || e.type === 'renewed') ? e : undefined
   } catch { return undefined }
 }
