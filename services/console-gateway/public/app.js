@@ -5,7 +5,7 @@
 // At build time (scripts/bundle.mjs) this file, boot.js and noVNC become one minified module,
 // guacamole-common-js a second one and serial.js with xterm.js a third; unbundled, the relative imports
 // below are served as they are.
-import { base, firstMessage, hasToken, info as infoAnswer, lookUp, socket, socketClosed, storageKey } from './boot.js'
+import { base, firstMessage, hasToken, info as infoAnswer, lookUp, openSocket, socket, socketClosed, storageKey } from './boot.js'
 import RFB from './novnc/core/rfb.js'
 import { COMBOS, KEY, LAYOUTS, serialBytesFor, strokesFor, typeAtPace } from './keymap.js'
 // The gateway's close codes, from their one definition (packages/shared's contracts, compiled).
@@ -56,8 +56,65 @@ function end (reasonKey, fallback) {
   }
 }
 
+/** Ends after which the page does not come back: the session is over, or is somebody else's now. */
+const FINAL = new Set(['invalid', 'expired', 'revoked', 'replaced', 'used', 'target-auth', 'idle'])
+/** Set by a viewer that can take a new socket (VNC): the page then reconnects when its socket drops. */
+let resumeWith
+/** Reconnect attempts since the console last worked (the backoff grows with them). */
+let attempts = 0
+
 function onSocketClose (e) {
-  end(consoleCloseReason(e.code) ?? e.reason, e.code === 1006 ? 'The connection to the console service was lost.' : undefined)
+  const reason = consoleCloseReason(e.code) ?? (e.reason === '' ? undefined : e.reason)
+  if (ended) return
+  if (userDisconnected || resumeWith === undefined || FINAL.has(reason)) {
+    end(reason, e.code === 1006 ? 'The connection to the console service was lost.' : undefined)
+    return
+  }
+  void reconnect(reason)
+}
+
+const WHY = {
+  shutdown: 'the console service restarted',
+  unavailable: 'the console service was busy',
+  unreachable: 'the server’s console did not answer',
+  'target-closed': 'the server closed its console'
+}
+
+/**
+ * The socket dropped (a network blip, a gateway restart, the server rebooting): try again, waiting 0.5 s,
+ * 1 s, 2 s … up to 15 s between attempts, for as long as the session's look-up says it is valid, and say so
+ * on screen. A single-use session lets this tab back in by its resume secret (boot.js).
+ */
+async function reconnect (reason) {
+  document.body.dataset.connected = 'false'
+  document.body.dataset.reconnecting = 'true'
+  const m = $('message')
+  while (!ended) {
+    attempts++
+    const wait = Math.min(15_000, 500 * 2 ** (attempts - 1))
+    setState('Reconnecting…')
+    m.textContent = 'The connection to the console was lost' + (WHY[reason] === undefined ? '' : ' (' + WHY[reason] + ')') + '. Reconnecting in ' + Math.ceil(wait / 1000) + ' s (attempt ' + attempts + ')…'
+    m.hidden = false
+    await new Promise((resolve) => window.setTimeout(resolve, wait))
+    if (ended) return
+    const r = await lookUp()
+    if (!r.ok && r.status !== undefined) { end(r.reason); return } // expired, revoked, used by another
+    if (!r.ok) continue // the console service does not answer yet
+    setLifetime(r.info)
+    const ws = openSocket()
+    const opened = await new Promise((resolve) => {
+      ws.addEventListener('open', () => resolve(true), { once: true })
+      ws.addEventListener('close', () => resolve(false), { once: true })
+    })
+    if (ended) { ws.close(); return }
+    if (!opened) continue
+    ws.addEventListener('close', onSocketClose, { once: true })
+    m.hidden = true
+    document.body.dataset.reconnecting = 'false'
+    document.body.dataset.reconnects = String(Number(document.body.dataset.reconnects ?? '0') + 1)
+    resumeWith(ws)
+    return
+  }
 }
 
 /** The page renews a renewable session (the "Keep open" button) in its last this many seconds, as the gateway allows. */
@@ -226,29 +283,38 @@ function attachControls (v) {
   }
 }
 
-function startVnc (screen, ws) {
-  const rfb = new RFB(screen, ws, {})
-  rfb.background = '#000'
+function startVnc (screen, first) {
+  let rfb
+  let mode = 'fit'
+  const applyScale = () => {
+    rfb.scaleViewport = mode !== 'actual'
+    rfb.resizeSession = mode === 'remote'
+    screen.dataset.scale = mode
+  }
   const controls = attachControls({
     key: (k, down) => rfb.sendKey(k.keysym, k.code, down),
     // noVNC sends a key's position too when the server takes QEMU's extended key event (keymap.js).
     strokes: (text, layout) => strokesFor(text, layout, { scancodes: rfb._qemuExtKeyEventSupported === true }),
-    scale: (mode) => {
-      rfb.scaleViewport = mode !== 'actual'
-      rfb.resizeSession = mode === 'remote'
-      screen.dataset.scale = mode
-    },
+    scale: (m) => { mode = m; if (rfb !== undefined) applyScale() },
     focus: () => rfb.focus()
   })
-  rfb.addEventListener('connect', () => {
-    setState('Connected')
-    document.body.dataset.connected = 'true'
-    $('cad').disabled = false
-    $('disconnect').disabled = false
-    controls.enable()
-    rfb.focus()
-  })
-  rfb.addEventListener('disconnect', () => window.setTimeout(() => end(undefined), 200))
+  // A noVNC client per socket: the first, then one for each reconnect, on the same page and controls.
+  const attach = (ws) => {
+    rfb = new RFB(screen, ws, {})
+    rfb.background = '#000'
+    applyScale()
+    rfb.addEventListener('connect', () => {
+      attempts = 0
+      setState('Connected')
+      document.body.dataset.connected = 'true'
+      $('cad').disabled = false
+      $('disconnect').disabled = false
+      controls.enable()
+      rfb.focus()
+    })
+  }
+  attach(first)
+  resumeWith = attach
   $('cad').addEventListener('click', () => controls.combo(COMBOS['ctrl-alt-del'].keys))
   $('disconnect').addEventListener('click', () => { userDisconnected = true; rfb.disconnect() })
 }

@@ -9,23 +9,37 @@ import type { ConsoleSessionStore } from '@porthole/shared/store'
 
 /** The subprotocol prefix that carries the token. */
 export const TOKEN_PROTOCOL = 'porthole.token.'
+/** The subprotocol prefix (and, for look-ups, the header) that carries the page's resume secret (see boot.js). */
+export const RESUME_PROTOCOL = 'porthole.resume.'
+export const RESUME_HEADER = 'x-console-resume'
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]{22,128}$/
 
-export type TokenCheck = { ok: true, session: ConsoleSession } | { ok: false, reason: 'invalid' | 'expired' | 'revoked' | 'used' }
+/** `resumed`: a used single-use session, opened again by the viewer that used it (its resume secret). */
+export type TokenCheck = { ok: true, session: ConsoleSession, resumed: boolean } | { ok: false, reason: 'invalid' | 'expired' | 'revoked' | 'used' }
+
+/** The SHA-256 of a well-formed resume secret, else undefined. */
+export function resumeHashOf (resume: string | undefined): string | undefined {
+  return resume !== undefined && TOKEN_SHAPE.test(resume) ? sha256Hex(resume) : undefined
+}
 
 /**
  * Whether `token` opens session `sessionId`. A token of another session, or none that is known, is
  * `invalid`; the reasons `expired` and `revoked` are only told to the holder of the session's own token.
- * `used` is for the console page's look-up; at connect, single use is claimed atomically instead.
+ * `used` is for the console page's look-up; at connect, single use is claimed atomically instead. A used
+ * single-use session opens again for the viewer that used it, by its resume secret, within the grace.
  */
-export async function checkToken (sessions: ConsoleSessionStore, sessionId: string, token: string | undefined): Promise<TokenCheck> {
+export async function checkToken (sessions: ConsoleSessionStore, sessionId: string, token: string | undefined, resume?: string): Promise<TokenCheck> {
   if (token === undefined || !TOKEN_SHAPE.test(token)) return { ok: false, reason: 'invalid' }
   const hash = sha256Hex(token)
   const live = await sessions.findByTokenHash(hash)
   if (live !== undefined) {
     if (live.id !== sessionId) return { ok: false, reason: 'invalid' }
-    if (live.singleUse && live.usedAt !== undefined) return { ok: false, reason: 'used' }
-    return { ok: true, session: live }
+    if (live.singleUse && live.usedAt !== undefined) {
+      const hash = resumeHashOf(resume)
+      if (hash !== undefined && live.resumeHash !== undefined && safeEqual(hash, live.resumeHash) && await sessions.mayResume(live.id)) return { ok: true, session: live, resumed: true }
+      return { ok: false, reason: 'used' }
+    }
+    return { ok: true, session: live, resumed: false }
   }
   const known = await sessions.get(sessionId)
   if (known === undefined || !safeEqual(known.tokenHash, hash)) return { ok: false, reason: 'invalid' }
@@ -34,12 +48,12 @@ export async function checkToken (sessions: ConsoleSessionStore, sessionId: stri
   return { ok: false, reason: 'invalid' }
 }
 
-/** The token a viewer offered in Sec-WebSocket-Protocol, if any. */
-export function tokenFromProtocols (header: string | undefined): string | undefined {
+/** The token (or, with RESUME_PROTOCOL, the resume secret) a viewer offered in Sec-WebSocket-Protocol, if any. */
+export function tokenFromProtocols (header: string | undefined, prefix = TOKEN_PROTOCOL): string | undefined {
   if (header === undefined) return undefined
   for (const p of header.split(',')) {
     const s = p.trim()
-    if (s.startsWith(TOKEN_PROTOCOL)) return s.slice(TOKEN_PROTOCOL.length)
+    if (s.startsWith(prefix)) return s.slice(prefix.length)
   }
   return undefined
 }

@@ -23,6 +23,7 @@ export const configSpec = {
   ...solBridgeSettings,
   CONSOLE_IDLE_SECONDS: int('close a console after this many seconds without keyboard or mouse input (0 = never)', 0, 0, 7200),
   CONSOLE_PING_SECONDS: int('seconds between WebSocket pings to each console viewer; a viewer that shows no sign of life (a pong, a message, bytes taken) through two pings is cut off and its session freed (0 = no pings)', 20, 0, 3600),
+  CONSOLE_RESUME_GRACE_SECONDS: int('seconds a single-use console\'s own viewer (the browser tab that used it, by a secret only that tab holds) may come back after its socket dropped (0 = never)', 60, 0, 3600),
   TRUST_PROXY: bool('take the client address from X-Forwarded-For (only behind a proxy that sets it)', false)
 }
 

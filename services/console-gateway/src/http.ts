@@ -28,7 +28,7 @@ import type { Logger } from '@porthole/shared/logging'
 import { stripQuery } from '@porthole/shared/logging'
 import type { AuditLog, ConsoleSessionStore } from '@porthole/shared/store'
 import type { ConsoleSession } from '@porthole/shared/contracts'
-import { checkToken, TOKEN_PROTOCOL, tokenFromProtocols } from './admission.js'
+import { checkToken, RESUME_HEADER, RESUME_PROTOCOL, TOKEN_PROTOCOL, tokenFromProtocols } from './admission.js'
 import type { ViewerHub } from './viewers.js'
 
 /** The largest message a viewer may send (RFB client cut text, a pasted line on a serial console). */
@@ -201,14 +201,15 @@ export function createHttp (d: HttpDeps): Server {
     const info = INFO.exec(path)
     if (info !== null) {
       const token = bearer(req)
+      const resume = resumeOf(req)
       const wait = Math.min(MAX_INFO_WAIT_SECONDS, Math.max(0, Number(new URL(req.url ?? '/', 'http://x').searchParams.get('wait') ?? 0) || 0))
-      if (wait > 0 && (await checkToken(d.sessions, info[1] as string, token)).ok) {
+      if (wait > 0 && (await checkToken(d.sessions, info[1] as string, token, resume)).ok) {
         const gone = new AbortController()
         res.once('close', () => gone.abort())
         await d.hub.nextEvent(info[1] as string, wait * 1000, gone.signal)
         if (gone.signal.aborted) return
       }
-      const c = await checkToken(d.sessions, info[1] as string, token)
+      const c = await checkToken(d.sessions, info[1] as string, token, resume)
       if (!c.ok) {
         // A used single-use link: its holder (the token matched) is told the protocol, so that the page whose
         // own socket used the link can start the right viewer (a serial line may send nothing to tell by).
@@ -239,13 +240,17 @@ export function createHttp (d: HttpDeps): Server {
     const auth = req.headers.authorization
     return auth?.startsWith('Bearer ') === true ? auth.slice(7).trim() : undefined
   }
+  const resumeOf = (req: IncomingMessage): string | undefined => {
+    const h = req.headers[RESUME_HEADER]
+    return typeof h === 'string' ? h.trim() : undefined
+  }
   const pageInfo = (s: ConsoleSession): Record<string, unknown> => ({
     sessionId: s.id, serverName: s.serverName, protocol: s.protocol, expiresAt: s.expiresAt, singleUse: s.singleUse,
     renewable: s.renewable === true, ...(s.maxExpiresAt === undefined ? {} : { maxExpiresAt: s.maxExpiresAt }), now: new Date().toISOString()
   })
   /** The page's renewal: by the session's own token, of a renewable session, in its last minutes; audited. */
   const pageRenewal = async (req: IncomingMessage, res: ServerResponse, sessionId: string): Promise<void> => {
-    const c = await checkToken(d.sessions, sessionId, bearer(req))
+    const c = await checkToken(d.sessions, sessionId, bearer(req), resumeOf(req))
     if (!c.ok) { problem(res, c.reason === 'invalid' ? 401 : 410, 'Console link not usable', { detail: c.reason, reason: c.reason }); return }
     const s = c.session
     if (s.renewable !== true) { problem(res, 409, 'Not renewable here', { detail: 'this console session can only be renewed through the API', reason: 'not-renewable' }); return }
@@ -277,7 +282,7 @@ export function createHttp (d: HttpDeps): Server {
     // gets to make us buffer more before their token has been checked.
     maxPayload: MAX_VIEWER_MESSAGE,
     handleProtocols: (protocols) => {
-      for (const p of protocols) if (!p.startsWith(TOKEN_PROTOCOL)) return p
+      for (const p of protocols) if (!p.startsWith(TOKEN_PROTOCOL) && !p.startsWith(RESUME_PROTOCOL)) return p
       return false
     }
   })
@@ -294,7 +299,7 @@ export function createHttp (d: HttpDeps): Server {
     const token = tokenFromProtocols(req.headers['sec-websocket-protocol'])
     const ip = clientIp(req)
     wss.handleUpgrade(req, socket, head, (ws) => {
-      d.hub.accept(ws, m[1] as string, token, ip).catch((err: unknown) => {
+      d.hub.accept(ws, m[1] as string, token, ip, tokenFromProtocols(req.headers['sec-websocket-protocol'], RESUME_PROTOCOL)).catch((err: unknown) => {
         log.error({ err: { message: (err as Error).message } }, 'viewer failed')
         ws.terminate()
       })

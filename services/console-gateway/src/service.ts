@@ -42,7 +42,7 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
     await amqp.start()
     const guac = new GuacBridge(Buffer.from(c.CONSOLE_KEY, 'base64'), { host: c.GUACD_HOST, port: c.GUACD_PORT }, log)
     const solSecret = c.SOL_BRIDGE_SECRET === undefined ? undefined : Buffer.from(c.SOL_BRIDGE_SECRET, 'base64')
-    const hub = new ViewerHub({ sessions, consoleBox, guac, subscriber, idleSeconds: c.CONSOLE_IDLE_SECONDS, pingSeconds: c.CONSOLE_PING_SECONDS, solSecret, log })
+    const hub = new ViewerHub({ sessions, consoleBox, guac, subscriber, idleSeconds: c.CONSOLE_IDLE_SECONDS, pingSeconds: c.CONSOLE_PING_SECONDS, resumeGraceSeconds: c.CONSOLE_RESUME_GRACE_SECONDS, solSecret, log })
     await hub.start()
     if (solSecret === undefined) log.warn('SOL_BRIDGE_SECRET is not set: serial consoles are not served')
     const minter = new Minter({ amqp, sessions, transitBox, consoleBox, namespace: c.PORTHOLE_NAMESPACE, publicUrl: c.PUBLIC_GATEWAY_URL, serial: solSecret !== undefined, log })

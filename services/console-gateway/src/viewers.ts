@@ -19,7 +19,7 @@ import type { ConsoleTarget } from '@porthole/shared/contracts'
 import type { SecretBox } from '@porthole/shared/crypto'
 import type { Logger } from '@porthole/shared/logging'
 import { parseSessionEvent, type ConsoleSessionStore, type Redis } from '@porthole/shared/store'
-import { checkToken, type TokenCheck } from './admission.js'
+import { checkToken, resumeHashOf, type TokenCheck } from './admission.js'
 import { closeWs, type CloseKind } from './close.js'
 import type { GuacBridge } from './guac.js'
 import { Relay, type Early } from './relay.js'
@@ -36,6 +36,8 @@ export interface HubDeps {
   solSecret?: Buffer | undefined
   /** Seconds between pings to each viewer; one with no sign of life through two pings is cut off (0 = no pings). */
   pingSeconds: number
+  /** Seconds a used single-use session's own viewer may come back after it left (CONSOLE_RESUME_GRACE_SECONDS). */
+  resumeGraceSeconds: number
   log: Logger
 }
 
@@ -135,7 +137,7 @@ export class ViewerHub {
   }
 
   /** Takes over an upgraded WebSocket: admits it, then relays it to its target. */
-  async accept (ws: WebSocket, sessionId: string, token: string | undefined, ip: string | undefined): Promise<void> {
+  async accept (ws: WebSocket, sessionId: string, token: string | undefined, ip: string | undefined, resume?: string): Promise<void> {
     const log = this.log.child({ sessionId, ip })
     // What the page sends before its target is connected is kept for the target, within a bound.
     const early: Early = []
@@ -150,7 +152,7 @@ export class ViewerHub {
 
     let check: TokenCheck
     try {
-      check = await checkToken(this.d.sessions, sessionId, token)
+      check = await checkToken(this.d.sessions, sessionId, token, resume)
     } catch {
       log.warn('session store unavailable; viewer refused')
       closeWs(ws, 'unavailable')
@@ -162,7 +164,8 @@ export class ViewerHub {
       return
     }
     const session = check.session
-    if (session.singleUse && !await this.d.sessions.claimUse(session).catch(() => false)) {
+    if (check.resumed) log.info('single-use console resumed by the viewer that used it')
+    else if (session.singleUse && !await this.d.sessions.claimUse(session, resumeHashOf(resume)).catch(() => false)) {
       log.info({ reason: 'used' }, 'console viewer refused')
       closeWs(ws, 'used')
       return
@@ -188,7 +191,7 @@ export class ViewerHub {
       const s = this.bySession.get(session.id)
       s?.delete(v)
       if (s?.size === 0) this.bySession.delete(session.id)
-      void this.d.sessions.dropViewer(session.id, v.id).catch(() => {})
+      void this.d.sessions.dropViewer(session.id, v.id, session.singleUse ? this.d.resumeGraceSeconds : 0).catch(() => {})
       v.log.info({ code }, 'console viewer disconnected')
     })
     // The console starts now, while Redis records the viewer: the target's round trips overlap Redis's. If the

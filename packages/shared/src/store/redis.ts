@@ -66,6 +66,8 @@ export function keys (ns: string) {
     sessionByToken: (hash: string) => `${p}console:token:${hash}`,
     sessions: `${p}console:sessions`,
     sessionViewer: (id: string) => `${p}console:viewer:${id}`,
+    /** A single-use session's viewer left: its own viewer may come back while this lives (the resume grace). */
+    sessionViewerLeft: (id: string) => `${p}console:viewer-left:${id}`,
     /** A server's (a tenant's) console slots: live sessions and console jobs under way, scored by when each frees. */
     consoleSlotsOfServer: (id: string) => `${p}console:slots:server:${id}`,
     consoleSlotsOfTenant: (id: string) => `${p}console:slots:tenant:${id}`,

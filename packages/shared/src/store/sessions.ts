@@ -11,7 +11,7 @@ import { keys as keysOf, type Keys } from './redis.js'
 /** Sessions stay readable this long after expiry, so the page can say "expired" rather than "unknown". */
 const GRACE_SECONDS = 600
 
-// KEYS: session, token. ARGV: field ('usedAt'|'revokedAt'), at, events channel.
+// KEYS: session, token. ARGV: field ('usedAt'|'revokedAt'), at, events channel, the resume hash to keep with usedAt ('' for none).
 // Sets the field once; returns 1 when this call set it, 0 when it was set already, -1 when missing.
 const MARK = `
 local raw = redis.call('GET', KEYS[1])
@@ -19,6 +19,7 @@ if not raw then return -1 end
 local s = cjson.decode(raw)
 if s[ARGV[1]] then return 0 end
 s[ARGV[1]] = ARGV[2]
+if ARGV[1] == 'usedAt' and ARGV[4] ~= '' then s.resumeHash = ARGV[4] end
 redis.call('SET', KEYS[1], cjson.encode(s), 'KEEPTTL')
 if ARGV[1] == 'revokedAt' then
   redis.call('DEL', KEYS[2])
@@ -218,9 +219,21 @@ export class ConsoleSessionStore {
     throw new Error('console session renewal kept racing other renewals')
   }
 
-  /** Marks a single-use session used; true for the first caller only. */
-  async claimUse (s: ConsoleSession): Promise<boolean> {
-    return (await this.mark(s, 'usedAt')) === 1
+  /**
+   * Marks a single-use session used; true for the first caller only. `resumeHash`, the SHA-256 of the resume
+   * secret the first viewer offered, is kept with it: that viewer may come back (`mayResume`).
+   */
+  async claimUse (s: ConsoleSession, resumeHash?: string): Promise<boolean> {
+    return (await this.mark(s, 'usedAt', resumeHash)) === 1
+  }
+
+  /**
+   * Whether a used single-use session's own viewer may come back now: while its viewer record stands (a
+   * socket that dropped without the gateway noticing yet, or on a gateway that went away) or within the grace
+   * after its viewer left (`dropViewer` with a grace).
+   */
+  async mayResume (sessionId: string): Promise<boolean> {
+    return await this.redis.exists(this.k.sessionViewer(sessionId), this.k.sessionViewerLeft(sessionId)) > 0
   }
 
   /** Revokes a session and tells every gateway; false when it was revoked already or is gone. */
@@ -231,9 +244,9 @@ export class ConsoleSessionStore {
     return first
   }
 
-  private async mark (s: ConsoleSession, field: 'usedAt' | 'revokedAt'): Promise<number> {
+  private async mark (s: ConsoleSession, field: 'usedAt' | 'revokedAt', resumeHash = ''): Promise<number> {
     return await (this.redis as unknown as { portholeSessionMark: (...a: string[]) => Promise<number> })
-      .portholeSessionMark(this.k.session(s.id), this.k.sessionByToken(s.tokenHash), field, new Date().toISOString(), this.k.sessionEvents)
+      .portholeSessionMark(this.k.session(s.id), this.k.sessionByToken(s.tokenHash), field, new Date().toISOString(), this.k.sessionEvents, resumeHash)
   }
 
   /**
@@ -246,10 +259,16 @@ export class ConsoleSessionStore {
     await this.redis.multi().set(this.k.sessionViewer(s.id), viewerId, 'EX', ttl).publish(this.k.sessionEvents, JSON.stringify(ev)).exec()
   }
 
-  /** Clears the viewer record if `viewerId` still holds it. */
-  async dropViewer (sessionId: string, viewerId: string): Promise<void> {
+  /**
+   * Clears the viewer record if `viewerId` still holds it; with `graceSeconds`, notes for that long that the
+   * session's viewer left (a single-use session's own viewer may come back meanwhile: `mayResume`).
+   */
+  async dropViewer (sessionId: string, viewerId: string, graceSeconds = 0): Promise<void> {
     const key = this.k.sessionViewer(sessionId)
-    if (await this.redis.get(key) === viewerId) await this.redis.del(key)
+    if (await this.redis.get(key) !== viewerId) return
+    const m = this.redis.multi().del(key)
+    if (graceSeconds > 0) m.set(this.k.sessionViewerLeft(sessionId), viewerId, 'EX', graceSeconds)
+    await m.exec()
   }
 
   /** Which sessions have a live viewer now. */
