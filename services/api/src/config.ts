@@ -1,5 +1,5 @@
 /** The API's settings, each an environment variable; the README's table is generated from `apiSettings`. */
-import { auditSettings, bool, commonSettings, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { auditSettings, bool, commonSettings, publicGatewaySettings, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
 import { DEFAULT_CONSOLE_MAX_TOTAL_SECONDS, MAX_CONSOLE_TOTAL_SECONDS } from '@porthole/shared/contracts'
 
 const optionalSecret = (doc: string): Setting<string | undefined> => ({ parse: v => v, default: undefined, doc, secret: true })
@@ -35,6 +35,7 @@ export const apiSettings = {
   CONSOLE_MAX_TOTAL_SECONDS: int("the longest a tenant's console session may live, renewals included (`POST /v1/console-sessions/{id}/renew`, or the page's own renewal of a `renewable` session)", DEFAULT_CONSOLE_MAX_TOTAL_SECONDS, 60, MAX_CONSOLE_TOTAL_SECONDS),
   EVENT_STREAMS_PER_KEY: int('open `GET /v1/events` streams one API key may hold across every API replica', 5, 1, 1000),
   ...auditSettings,
+  ...publicGatewaySettings,
   TENANT_MAX_QUEUED: int('jobs of one tenant (per lane: power, or status and console) waiting for a receiver\'s dispatch slot (see TENANT_MAX_IN_FLIGHT) past which the API refuses new ones with 429 and Retry-After', 200, 1, 1_000_000)
 }
 

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { SecretBox, randomToken, sha256Hex } from '@porthole/shared/crypto'
 import type { ConsoleSession } from '@porthole/shared/contracts'
-import { ConsoleSessionStore, createRedis, parseSessionEvent } from '@porthole/shared/store'
+import { ConsoleSessionStore, ConsoleShareStore, createRedis, parseSessionEvent } from '@porthole/shared/store'
 import { createLogger } from '@porthole/shared/logging'
 import { waitFor } from '@porthole/shared/testing'
-import { consumeJobs, kvmServer, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
+import { consumeJobs, dumpNamespace, kvmServer, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
 
 /** A session as the gateway would store it. */
 async function session (api: TestApi, store: ConsoleSessionStore, tenantId: string, serverId: string, extra: Partial<ConsoleSession> = {}): Promise<ConsoleSession> {
@@ -130,4 +130,48 @@ test('a console request with renewable: true makes a job that says so, with the 
   assert.equal(r.status, 202, r.raw)
   await waitFor(() => published.length === 1, 5000, 'the console job')
   assert.deepEqual(published[0], { protocol: 'vnc', ttlSeconds: 600, singleUse: false, renewable: true, maxTotalSeconds: 7200 })
+})
+
+test('sharing a console session: its own tenant only, a second URL whose token Redis keeps hashed, view-only by default, audited; problems for the rest', async (t) => {
+  const { api, store, a, b, sa } = await twoTenants(t)
+  const shares = new ConsoleShareStore(api.redis, api.ns)
+  const mine = await session(api, store, a.tenantId, sa)
+
+  const foreign = await api.call('POST', `/v1/console-sessions/${mine.id}/share`, {}, { key: b.key })
+  assert.equal(foreign.status, 404)
+  assert.equal(foreign.headers['content-type'], 'application/problem+json; charset=utf-8')
+
+  const r = await api.call('POST', `/v1/console-sessions/${mine.id}/share`, { label: 'support: Ann' }, { key: a.key })
+  assert.equal(r.status, 201, r.raw)
+  assert.deepEqual(Object.keys(r.body).sort(), ['expiresAt', 'label', 'sessionId', 'shareId', 'url', 'viewOnly'])
+  assert.equal(r.body.viewOnly, true, 'view-only unless asked otherwise')
+  assert.equal(r.body.expiresAt, mine.expiresAt, 'by default it ends with the session')
+  const m = new RegExp(`^${api.config.PUBLIC_GATEWAY_URL}/s/${mine.id}#([A-Za-z0-9_-]{43})$`).exec(r.body.url as string)
+  assert.ok(m !== null, r.body.url)
+  const token = m[1] as string
+  const rec = await shares.findByTokenHash(sha256Hex(token))
+  assert.equal(rec?.id, r.body.shareId)
+  assert.equal(rec?.label, 'support: Ann')
+  assert.ok(!(await dumpNamespace(api.redis, api.ns)).includes(token), 'Redis keeps the token\'s hash only')
+  assert.equal(r.headers['cache-control'], 'no-store')
+
+  const interactive = await api.call('POST', `/v1/console-sessions/${mine.id}/share`, { viewOnly: false, ttlSeconds: 60 }, { key: a.key })
+  assert.equal(interactive.status, 201)
+  assert.equal(interactive.body.viewOnly, false)
+  assert.ok(Date.parse(interactive.body.expiresAt) <= Date.now() + 60_000)
+
+  const bad = await api.call('POST', `/v1/console-sessions/${mine.id}/share`, { viewOnly: 'yes', ttlSeconds: 5 }, { key: a.key })
+  assert.equal(bad.status, 400)
+  assert.match(bad.raw, /viewOnly|ttlSeconds/)
+  const serial = await session(api, store, a.tenantId, sa, { protocol: 'serial' })
+  const refused = await api.call('POST', `/v1/console-sessions/${serial.id}/share`, {}, { key: a.key })
+  assert.equal(refused.status, 422, refused.raw)
+  assert.match(refused.body.detail, /serial/)
+  assert.equal((await api.call('DELETE', `/v1/console-sessions/${mine.id}`, undefined, { key: a.key })).status, 204)
+  const gone = await api.call('POST', `/v1/console-sessions/${mine.id}/share`, {}, { key: a.key })
+  assert.equal(gone.status, 409)
+
+  const audit = await api.call('GET', `/v1/audit?tenantId=${a.tenantId}`)
+  const shared = (audit.body as Array<{ action: string, result: string, sessionId?: string }>).filter(e => e.action === 'console-session.share' && e.sessionId === mine.id)
+  assert.deepEqual(shared.map(e => e.result.replace(/ share .*/, '')).sort(), ['ok: interactive', 'ok: view-only'])
 })

@@ -133,7 +133,18 @@ function setLifetime (info) {
   lifetime.maxExpiresAt = info.maxExpiresAt === undefined ? Infinity : Date.parse(info.maxExpiresAt)
   lifetime.renewable = info.renewable === true
   document.body.dataset.expiresAt = info.expiresAt
+  showWatchers(info.watchers)
   tick()
+}
+
+/** The owner's page: who watches through a share now (the look-up lists them; a share's viewer is not told). */
+function showWatchers (watchers) {
+  const el = $('watchers')
+  if (!Array.isArray(watchers) || watchers.length === 0) { el.hidden = true; el.textContent = ''; document.body.dataset.watchers = '0'; return }
+  const names = watchers.map((w) => (w.label ?? 'someone') + (w.viewOnly ? ' (view only)' : ''))
+  el.textContent = 'Watching: ' + names.join(', ')
+  el.hidden = false
+  document.body.dataset.watchers = String(watchers.length)
 }
 
 function tick () {
@@ -283,7 +294,13 @@ function attachControls (v) {
   }
 }
 
-function startVnc (screen, first) {
+function startVnc (screen, first, share) {
+  // A view-only share: the page sends no input (and the gateway would drop it), and offers no keys.
+  const viewOnly = share?.viewOnly === true
+  if (viewOnly) {
+    for (const id of ['cad', 'keys', 'paste-open', 'keybar']) $(id).hidden = true
+    document.body.dataset.viewOnly = 'true'
+  }
   let rfb
   let mode = 'fit'
   const applyScale = () => {
@@ -300,16 +317,17 @@ function startVnc (screen, first) {
   })
   // A noVNC client per socket: the first, then one for each reconnect, on the same page and controls.
   const attach = (ws) => {
-    rfb = new RFB(screen, ws, {})
+    rfb = new RFB(screen, ws, { shared: true })
     rfb.background = '#000'
+    rfb.viewOnly = viewOnly
     applyScale()
     rfb.addEventListener('connect', () => {
       attempts = 0
-      setState('Connected')
+      setState(share === undefined ? 'Connected' : viewOnly ? 'Watching (view only)' : 'Connected (shared)')
       document.body.dataset.connected = 'true'
-      $('cad').disabled = false
+      $('cad').disabled = viewOnly
       $('disconnect').disabled = false
-      controls.enable()
+      if (!viewOnly) controls.enable()
       rfb.focus()
     })
   }
@@ -439,7 +457,9 @@ async function main () {
   socketClosed.then(onSocketClose)
   const answer = await infoAnswer
   let protocol
+  let share
   if (answer.ok) {
+    share = answer.info.share
     const info = answer.info
     document.title = info.serverName + ' — console'
     $('name').textContent = info.serverName
@@ -465,7 +485,7 @@ async function main () {
   const screen = $('screen')
   if (protocol === 'guacamole') await startGuacamole(screen, socket)
   else if (protocol === 'serial') await startSerialConsole(screen, socket)
-  else startVnc(screen, socket)
+  else startVnc(screen, socket, share)
 }
 
 main().catch(() => end(undefined, 'The console could not start in this browser.'))

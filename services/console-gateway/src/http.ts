@@ -26,8 +26,8 @@ import { fileURLToPath } from 'node:url'
 import { WebSocketServer } from 'ws'
 import type { Logger } from '@porthole/shared/logging'
 import { stripQuery } from '@porthole/shared/logging'
-import type { AuditLog, ConsoleSessionStore } from '@porthole/shared/store'
-import type { ConsoleSession } from '@porthole/shared/contracts'
+import type { AuditLog, ConsoleSessionStore, ConsoleShareStore } from '@porthole/shared/store'
+import type { ConsoleSession, ConsoleShareRecord } from '@porthole/shared/contracts'
 import { checkToken, RESUME_HEADER, RESUME_PROTOCOL, TOKEN_PROTOCOL, tokenFromProtocols } from './admission.js'
 import type { ViewerHub } from './viewers.js'
 
@@ -104,6 +104,7 @@ function pickEncoding (header: string | string[] | undefined): 'br' | 'gzip' | u
 export interface HttpDeps {
   hub: ViewerHub
   sessions: ConsoleSessionStore
+  shares: ConsoleShareStore
   audit: AuditLog
   allowedOrigins: Set<string>
   publicUrl: string
@@ -203,13 +204,13 @@ export function createHttp (d: HttpDeps): Server {
       const token = bearer(req)
       const resume = resumeOf(req)
       const wait = Math.min(MAX_INFO_WAIT_SECONDS, Math.max(0, Number(new URL(req.url ?? '/', 'http://x').searchParams.get('wait') ?? 0) || 0))
-      if (wait > 0 && (await checkToken(d.sessions, info[1] as string, token, resume)).ok) {
+      if (wait > 0 && (await checkToken(d, info[1] as string, token, resume)).ok) {
         const gone = new AbortController()
         res.once('close', () => gone.abort())
         await d.hub.nextEvent(info[1] as string, wait * 1000, gone.signal)
         if (gone.signal.aborted) return
       }
-      const c = await checkToken(d.sessions, info[1] as string, token, resume)
+      const c = await checkToken(d, info[1] as string, token, resume)
       if (!c.ok) {
         // A used single-use link: its holder (the token matched) is told the protocol, so that the page whose
         // own socket used the link can start the right viewer (a serial line may send nothing to tell by).
@@ -217,8 +218,7 @@ export function createHttp (d: HttpDeps): Server {
         problem(res, c.reason === 'invalid' ? 401 : 410, 'Console link not usable', { detail: c.reason, reason: c.reason, ...(used === undefined ? {} : { protocol: used.protocol }) })
         return
       }
-      const s = c.session
-      send(res, 200, 'application/json', JSON.stringify(pageInfo(s)), { 'cache-control': 'no-store' })
+      send(res, 200, 'application/json', JSON.stringify(await pageInfo(c.session, c.share)), { 'cache-control': 'no-store' })
       return
     }
     const asset = ASSET.exec(path)
@@ -244,16 +244,27 @@ export function createHttp (d: HttpDeps): Server {
     const h = req.headers[RESUME_HEADER]
     return typeof h === 'string' ? h.trim() : undefined
   }
-  const pageInfo = (s: ConsoleSession): Record<string, unknown> => ({
-    sessionId: s.id, serverName: s.serverName, protocol: s.protocol, expiresAt: s.expiresAt, singleUse: s.singleUse,
-    renewable: s.renewable === true, ...(s.maxExpiresAt === undefined ? {} : { maxExpiresAt: s.maxExpiresAt }), now: new Date().toISOString()
-  })
+  /**
+   * What the page shows: the session, and for its owner who watches through shares; a share's viewer is
+   * told its share (view-only or not) and its own expiry, which never outlasts the session's.
+   */
+  const pageInfo = async (s: ConsoleSession, share?: ConsoleShareRecord): Promise<Record<string, unknown>> => {
+    const base = { sessionId: s.id, serverName: s.serverName, protocol: s.protocol, singleUse: s.singleUse, now: new Date().toISOString() }
+    if (share !== undefined) {
+      const expiresAt = Date.parse(share.expiresAt) < Date.parse(s.expiresAt) ? share.expiresAt : s.expiresAt
+      return { ...base, expiresAt, renewable: false, share: { shareId: share.id, viewOnly: share.viewOnly, ...(share.label === undefined ? {} : { label: share.label }) } }
+    }
+    return {
+      ...base, expiresAt: s.expiresAt, renewable: s.renewable === true, ...(s.maxExpiresAt === undefined ? {} : { maxExpiresAt: s.maxExpiresAt }),
+      watchers: await d.shares.watchers(s.id)
+    }
+  }
   /** The page's renewal: by the session's own token, of a renewable session, in its last minutes; audited. */
   const pageRenewal = async (req: IncomingMessage, res: ServerResponse, sessionId: string): Promise<void> => {
-    const c = await checkToken(d.sessions, sessionId, bearer(req), resumeOf(req))
+    const c = await checkToken(d, sessionId, bearer(req), resumeOf(req))
     if (!c.ok) { problem(res, c.reason === 'invalid' ? 401 : 410, 'Console link not usable', { detail: c.reason, reason: c.reason }); return }
     const s = c.session
-    if (s.renewable !== true) { problem(res, 409, 'Not renewable here', { detail: 'this console session can only be renewed through the API', reason: 'not-renewable' }); return }
+    if (s.renewable !== true || c.share !== undefined) { problem(res, 409, 'Not renewable here', { detail: 'this console session can only be renewed through the API', reason: 'not-renewable' }); return }
     if (Date.parse(s.expiresAt) - Date.now() > PAGE_RENEW_WINDOW_SECONDS * 1000) { problem(res, 409, 'Not yet', { detail: `a console session can be renewed from its page in its last ${PAGE_RENEW_WINDOW_SECONDS / 60} minutes`, reason: 'too-early' }); return }
     const r = await d.sessions.renew(s.id, s.ttlSeconds ?? PAGE_RENEW_WINDOW_SECONDS)
     await d.audit.append({
@@ -262,7 +273,7 @@ export function createHttp (d: HttpDeps): Server {
     }).catch((err: unknown) => log.error({ err: { message: (err as Error).message }, sessionId: s.id }, 'audit append failed'))
     if (!r.ok) { problem(res, r.reason === 'at-limit' ? 409 : 410, 'Not renewed', { detail: r.reason === 'at-limit' ? 'this console has reached the longest a console may live' : r.reason, reason: r.reason }); return }
     log.info({ sessionId: s.id, expiresAt: r.session.expiresAt }, 'console session renewed from its page')
-    send(res, 200, 'application/json', JSON.stringify(pageInfo(r.session)), { 'cache-control': 'no-store' })
+    send(res, 200, 'application/json', JSON.stringify(await pageInfo(r.session)), { 'cache-control': 'no-store' })
   }
 
   const server = createServer((req, res) => {

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto'
 import type { AmqpClient, Delivery, Disposition } from '@porthole/shared/amqp'
 import { names } from '@porthole/shared/amqp'
 import {
-  compile, ConsoleMintRequest, ConsoleTarget, DEFAULT_CONSOLE_MAX_TOTAL_SECONDS, MAX_CONSOLE_TTL_SECONDS,
+  compile, ConsoleMintRequest, ConsoleTarget, consoleUrl, DEFAULT_CONSOLE_MAX_TOTAL_SECONDS, MAX_CONSOLE_TTL_SECONDS,
   type ConsoleResult, type ConsoleSession, type JobUpdate
 } from '@porthole/shared/contracts'
 import { randomToken, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
@@ -39,10 +39,7 @@ export interface MinterDeps {
   log: Logger
 }
 
-/** The console URL for a session: the token travels in the fragment only. */
-export function consoleUrl (publicUrl: string, sessionId: string, token: string): string {
-  return `${publicUrl.replace(/\/+$/, '')}/s/${sessionId}#${token}`
-}
+export { consoleUrl }
 
 export class Minter {
   private readonly n: ReturnType<typeof names>

@@ -12,6 +12,7 @@ import { isGuacInput, type GuacBridge } from './guac.js'
 import { acceptViewer, ByteQueue, connectVnc, onlyUpdateRequests } from './rfb.js'
 import { SlabPool } from './slabs.js'
 import { connectSol, SolTicketRefused, type SolConnection } from './sol.js'
+import { ViewOnlyFilter, viewOnlyClientInit } from './view-only.js'
 import { attachTarget, MAX_EARLY_BYTES, pipeToViewer, pipeVncToViewer, toBuffer, toTarget, withTimeout, type Viewer } from './viewer.js'
 
 /** What a viewer sent before its relay started: kept for the target. */
@@ -48,6 +49,16 @@ export class Relay {
     const q = new ByteQueue()
     for (const [d] of early) q.push(toBuffer(d))
     let relaying = false
+    // A view-only viewer: its ClientInit made shared, then only what drawing the screen takes (view-only.ts).
+    const filter = v.viewOnly ? new ViewOnlyFilter() : undefined
+    let initSent = false
+    const forward = (b: Buffer): void => {
+      if (filter === undefined) { toTarget(v, b); return }
+      const out = initSent ? filter.push(b) : viewOnlyClientInit(filter, b)
+      initSent ||= b.length > 0
+      if (out === undefined) { v.log.info('a view-only viewer sent a message the gateway cannot size; closed'); v.close('invalid'); return }
+      if (out.length > 0) toTarget(v, out)
+    }
     ws.on('message', (d: RawData) => {
       const b = toBuffer(d)
       if (!relaying) {
@@ -56,7 +67,7 @@ export class Relay {
         return
       }
       if (!onlyUpdateRequests(b)) v.lastInput = Date.now()
-      toTarget(v, b)
+      forward(b)
     })
     ws.once('close', () => q.fail(new Error('viewer left')))
     const viewerReady = withTimeout(acceptViewer(q, b => ws.send(b)), 15_000)
@@ -74,7 +85,7 @@ export class Relay {
     if (v.closed) return
     relaying = true
     const clientInit = Buffer.concat([rest, q.drain()])
-    if (clientInit.length > 0) conn.socket.write(clientInit)
+    if (clientInit.length > 0) forward(clientInit)
     if (conn.leftover.length > 0) ws.send(conn.leftover)
     pipeVncToViewer(conn, v, this.slabs)
   }
@@ -86,6 +97,7 @@ export class Relay {
     let pendingBytes = pending.reduce((n, b) => n + b.length, 0)
     ws.on('message', (d: RawData) => {
       const b = toBuffer(d)
+      if (v.viewOnly) return // a view-only viewer's keys never reach the line
       v.lastInput = Date.now()
       if (v.tcp !== undefined) { toTarget(v, b); return }
       pending.push(b)
@@ -135,7 +147,8 @@ export class Relay {
 
   private guacamole (v: Viewer, target: ConsoleTarget, early: Early): void {
     v.ws.on('message', (d: RawData) => { if (isGuacInput(toBuffer(d).toString('utf8'))) v.lastInput = Date.now() })
-    v.guac = this.d.guac.attach(v.ws, target, (err) => {
+    // View-only: guacd's own read-only mode (it drops the viewer's keys, pointer and clipboard).
+    v.guac = this.d.guac.attach(v.ws, target, { readOnly: v.viewOnly }, (err) => {
       if (err !== undefined) v.log.warn({ reason: err.message }, 'guacd connection ended with an error')
       v.close(err === undefined ? 'targetClosed' : 'unreachable')
     })

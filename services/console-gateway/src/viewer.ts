@@ -24,6 +24,9 @@ export class Viewer {
   tcp: Socket | undefined
   guac: { close: () => void } | undefined
   lastInput = Date.now()
+  /** A viewer through a share (its id), not the session's owner; view-only: nothing it sends reaches the target but what it takes to draw the screen. */
+  shareId: string | undefined
+  viewOnly = false
   /** A sign of life since the last ping: a pong, a message, or bytes the browser's socket took (see armPing). */
   alive = true
   private readonly timers: NodeJS.Timeout[] = []

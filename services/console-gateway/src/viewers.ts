@@ -3,7 +3,12 @@
  * gateway has accepted on `/s/<sessionId>/ws`; it is admitted by its token (admission.ts), then relayed to
  * its target (relay.ts) until it ends, each way with its own close code (close.ts).
  *
- * One live viewer per session: a new viewer closes the older one here at once and, through
+ * Viewers through a share (a second URL for the same screen) watch beside the owner: they neither replace it
+ * nor are replaced, are listed for the owner's page (ConsoleShareStore's watchers), end with their share's
+ * expiry or their session's, and, view-only, send the target nothing but what drawing the screen takes
+ * (view-only.ts). Revoking the session closes them all.
+ *
+ * One live (owning) viewer per session: a new viewer closes the older one here at once and, through
  * ConsoleSessionStore's events channel, on every other replica. Revocations arrive on the same channel
  * (and a sweep every two seconds catches any event Redis pub/sub dropped). A viewer whose connection died
  * without a close (a laptop lid shut, a network gone) gives no sign of life through two of the gateway's
@@ -18,7 +23,7 @@ import type { RawData, WebSocket } from 'ws'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
 import type { SecretBox } from '@porthole/shared/crypto'
 import type { Logger } from '@porthole/shared/logging'
-import { parseSessionEvent, type ConsoleSessionStore, type Redis } from '@porthole/shared/store'
+import { parseSessionEvent, type ConsoleSessionStore, type ConsoleShareStore, type Redis } from '@porthole/shared/store'
 import { checkToken, resumeHashOf, type TokenCheck } from './admission.js'
 import { closeWs, type CloseKind } from './close.js'
 import type { GuacBridge } from './guac.js'
@@ -27,6 +32,7 @@ import { MAX_EARLY_BYTES, toBuffer, Viewer } from './viewer.js'
 
 export interface HubDeps {
   sessions: ConsoleSessionStore
+  shares: ConsoleShareStore
   consoleBox: SecretBox
   guac: GuacBridge
   /** A Redis connection of its own for the events subscription. */
@@ -77,10 +83,11 @@ export class ViewerHub {
     const waiting = this.waiting.get(e.sessionId)
     if (waiting !== undefined) { this.waiting.delete(e.sessionId); for (const wake of waiting) wake() }
     const set = this.bySession.get(e.sessionId)
-    if (set === undefined || e.type === 'renewed') return // a renewed session's viewers read their new expiry when the old one comes
+    // A renewed session's viewers read their new expiry when the old one comes; watchers are for the pages.
+    if (set === undefined || e.type === 'renewed' || e.type === 'watchers') return
     for (const v of set) {
       if (e.type === 'revoked') v.close('revoked')
-      else if (v.id !== e.viewerId) v.close('replaced')
+      else if (v.id !== e.viewerId && v.shareId === undefined) v.close('replaced')
     }
   }
 
@@ -109,10 +116,11 @@ export class ViewerHub {
    */
   private armExpiry (v: Viewer, expiresAtMs: number, retries = 0): void {
     v.timer(setTimeout(() => {
-      this.d.sessions.get(v.session.id).then((s) => {
+      Promise.all([this.d.sessions.get(v.session.id), v.shareId === undefined ? undefined : this.d.shares.get(v.shareId)]).then(([s, share]) => {
         if (v.closed) return
         if (s === undefined || s.revokedAt !== undefined) { v.close('revoked'); return }
-        const next = Date.parse(s.expiresAt)
+        // A share's viewer: its share's expiry, which never outlasts the session's.
+        const next = Math.min(Date.parse(s.expiresAt), share === undefined ? Infinity : Date.parse(share.expiresAt))
         if (next > Date.now()) {
           v.log.info({ expiresAt: s.expiresAt }, 'console session renewed: viewer kept until its new expiry')
           this.armExpiry(v, next)
@@ -152,7 +160,7 @@ export class ViewerHub {
 
     let check: TokenCheck
     try {
-      check = await checkToken(this.d.sessions, sessionId, token, resume)
+      check = await checkToken(this.d, sessionId, token, resume)
     } catch {
       log.warn('session store unavailable; viewer refused')
       closeWs(ws, 'unavailable')
@@ -164,8 +172,9 @@ export class ViewerHub {
       return
     }
     const session = check.session
+    const share = check.share
     if (check.resumed) log.info('single-use console resumed by the viewer that used it')
-    else if (session.singleUse && !await this.d.sessions.claimUse(session, resumeHashOf(resume)).catch(() => false)) {
+    else if (share === undefined && session.singleUse && !await this.d.sessions.claimUse(session, resumeHashOf(resume)).catch(() => false)) {
       log.info({ reason: 'used' }, 'console viewer refused')
       closeWs(ws, 'used')
       return
@@ -180,18 +189,21 @@ export class ViewerHub {
       return
     }
 
-    const v = new Viewer(ws, session, log.child({ serverId: session.serverId }))
-    // One viewer per session: older viewers on this replica go now; those elsewhere on the event.
+    const v = new Viewer(ws, session, log.child({ serverId: session.serverId, ...(share === undefined ? {} : { shareId: share.id, viewOnly: share.viewOnly }) }))
+    v.shareId = share?.id
+    v.viewOnly = share?.viewOnly === true
+    // One owning viewer per session: older ones on this replica go now; those elsewhere on the event.
     let set = this.bySession.get(session.id)
     if (set === undefined) { set = new Set(); this.bySession.set(session.id, set) }
-    for (const old of set) old.close('replaced')
+    if (share === undefined) for (const old of set) if (old.shareId === undefined) old.close('replaced')
     set.add(v)
     ws.once('close', (code: number) => {
       v.release()
       const s = this.bySession.get(session.id)
       s?.delete(v)
       if (s?.size === 0) this.bySession.delete(session.id)
-      void this.d.sessions.dropViewer(session.id, v.id, session.singleUse ? this.d.resumeGraceSeconds : 0).catch(() => {})
+      if (share !== undefined) void this.d.shares.dropWatcher(session.id, v.id).catch(() => {})
+      else void this.d.sessions.dropViewer(session.id, v.id, session.singleUse ? this.d.resumeGraceSeconds : 0).catch(() => {})
       v.log.info({ code }, 'console viewer disconnected')
     })
     // The console starts now, while Redis records the viewer: the target's round trips overlap Redis's. If the
@@ -202,12 +214,16 @@ export class ViewerHub {
       ws.terminate()
     })
     try {
-      await this.d.sessions.takeViewer(session, v.id)
+      if (share === undefined) await this.d.sessions.takeViewer(session, v.id)
+      else {
+        const ttl = (Date.parse(share.expiresAt) - Date.now()) / 1000 // a share's viewer ends with its share at the latest
+        await this.d.shares.addWatcher(session.id, v.id, { shareId: share.id, viewOnly: share.viewOnly, ...(share.label === undefined ? {} : { label: share.label }), since: new Date().toISOString() }, ttl)
+      }
     } catch {
       v.close('unavailable')
     }
     if (!v.closed) {
-      this.armExpiry(v, Date.parse(session.expiresAt))
+      this.armExpiry(v, Math.min(Date.parse(session.expiresAt), share === undefined ? Infinity : Date.parse(share.expiresAt)))
       if (this.d.idleSeconds > 0) this.armIdle(v)
       if (this.d.pingSeconds > 0) this.armPing(v)
       v.log.info({ protocol: session.protocol, singleUse: session.singleUse }, 'console viewer connected')

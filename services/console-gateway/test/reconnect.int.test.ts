@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { BrowserContext, Page } from 'playwright-core'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
-import { fileScope, vncBrowserSuite, type Harness } from './support.js'
+import { connectedPage as connectedPageIn, fileScope, vncBrowserSuite, type Harness } from './support.js'
 
 const suite = fileScope(after)
 let h: Harness
@@ -19,13 +19,8 @@ before(async () => {
   ;({ h, target, browser } = await vncBrowserSuite(suite, 'recon1'))
 })
 
-async function connectedPage (url: string): Promise<Page> {
-  const page = await browser.newPage()
-  suite.after(async () => { await page.close() })
-  await page.goto(url)
-  await page.waitForSelector('body[data-connected="true"]', { timeout: 15_000 })
-  return page
-}
+/** A page on a console URL, connected. */
+const connectedPage = async (url: string): Promise<Page> => await connectedPageIn(suite, browser, url)
 
 /** Restarts the gateway process; resolves once the new one is ready on the same port. */
 async function restartGateway (pages: Page[]): Promise<void> {

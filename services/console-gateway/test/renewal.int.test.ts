@@ -10,7 +10,7 @@ import type { BrowserContext, Page } from 'playwright-core'
 import { waitFor } from '@porthole/shared/testing'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
 import { AuditLog } from '@porthole/shared/store'
-import { fileScope, vncBrowserSuite, type Harness } from './support.js'
+import { connectedPage as connectedPageIn, fileScope, vncBrowserSuite, type Harness } from './support.js'
 
 const suite = fileScope(after)
 let h: Harness
@@ -21,13 +21,8 @@ before(async () => {
   ;({ h, target, browser } = await vncBrowserSuite(suite, 'renew1'))
 })
 
-async function connectedPage (url: string): Promise<Page> {
-  const page = await browser.newPage()
-  suite.after(async () => { await page.close() })
-  await page.goto(url)
-  await page.waitForSelector('body[data-connected="true"]', { timeout: 15_000 })
-  return page
-}
+/** A page on a console URL, connected. */
+const connectedPage = async (url: string): Promise<Page> => await connectedPageIn(suite, browser, url)
 
 /** Seconds the page's countdown shows. */
 async function shownSeconds (page: Page): Promise<number> {

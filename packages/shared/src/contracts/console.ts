@@ -89,6 +89,47 @@ export const ConsoleRenewRequest = Type.Object({
 }, { additionalProperties: false })
 export type ConsoleRenewRequest = Static<typeof ConsoleRenewRequest>
 
+/** `POST /v1/console-sessions/{id}/share`: a second URL for the same screen. */
+export const ConsoleShareRequest = Type.Object({
+  viewOnly: Type.Optional(Type.Boolean({ description: 'its viewers see the screen and send nothing to the server (default true; enforced by the gateway)' })),
+  ttlSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: MAX_CONSOLE_TTL_SECONDS, description: 'lifetime of the share (default and at most the session\'s own; it never outlives the session)' })),
+  label: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[^\\u0000-\\u001f\\u007f]+$', description: 'who it is for, shown to the session\'s owner while they watch' }))
+}, { additionalProperties: false })
+export type ConsoleShareRequest = Static<typeof ConsoleShareRequest>
+
+/** A share's answer: its URL (shown once: it carries the share's only token). */
+export const ConsoleShare = Type.Object({
+  shareId: Id,
+  sessionId: Id,
+  url: Type.String({ description: 'open this in a browser; it carries the only copy of the share\'s token' }),
+  viewOnly: Type.Boolean(),
+  expiresAt: Timestamp,
+  label: Type.Optional(Type.String())
+}, { additionalProperties: false })
+export type ConsoleShare = Static<typeof ConsoleShare>
+
+/** A share as Redis keeps it (the token's SHA-256 only). Revoking its session ends it. */
+export const ConsoleShareRecord = Type.Object({
+  id: Id,
+  sessionId: Id,
+  tokenHash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  viewOnly: Type.Boolean(),
+  label: Type.Optional(Type.String()),
+  createdAt: Timestamp,
+  createdBy: Type.String(),
+  expiresAt: Timestamp
+}, { additionalProperties: false })
+export type ConsoleShareRecord = Static<typeof ConsoleShareRecord>
+
+/** Who watches a session through a share, as its owner's page is told. */
+export const ConsoleWatcher = Type.Object({ shareId: Id, viewOnly: Type.Boolean(), label: Type.Optional(Type.String()), since: Timestamp }, { additionalProperties: false })
+export type ConsoleWatcher = Static<typeof ConsoleWatcher>
+
+/** The console URL for a session: `<PUBLIC_GATEWAY_URL>/s/<sessionId>#<token>`; the token travels in the fragment only. */
+export function consoleUrl (publicUrl: string, sessionId: string, token: string): string {
+  return `${publicUrl.replace(/\/+$/, '')}/s/${sessionId}#${token}`
+}
+
 /** A renewal's answer: the session's new expiry (a live socket stays open until then). */
 export const ConsoleRenewal = Type.Object({ sessionId: Id, expiresAt: Timestamp, maxExpiresAt: Type.Optional(Timestamp) }, { additionalProperties: false })
 export type ConsoleRenewal = Static<typeof ConsoleRenewal>

@@ -68,6 +68,10 @@ export function keys (ns: string) {
     sessionViewer: (id: string) => `${p}console:viewer:${id}`,
     /** A single-use session's viewer left: its own viewer may come back while this lives (the resume grace). */
     sessionViewerLeft: (id: string) => `${p}console:viewer-left:${id}`,
+    /** A session's shares (a second URL for the same screen), by id and by token hash, and who watches through them now. */
+    consoleShare: (id: string) => `${p}console:share:${id}`,
+    consoleShareByToken: (hash: string) => `${p}console:share-token:${hash}`,
+    consoleWatchers: (sessionId: string) => `${p}console:watchers:${sessionId}`,
     /** A server's (a tenant's) console slots: live sessions and console jobs under way, scored by when each frees. */
     consoleSlotsOfServer: (id: string) => `${p}console:slots:server:${id}`,
     consoleSlotsOfTenant: (id: string) => `${p}console:slots:tenant:${id}`,

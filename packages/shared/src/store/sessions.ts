@@ -92,7 +92,7 @@ export type ConsoleAdmission = { admitted: true } | { admitted: false, full: 'se
 /** A console job's URL on its way from the gateway to the API: sealed, kept at most `ttlSeconds` for the API to take. */
 export interface UrlHandover { jobId: string, sealedUrl: Sealed, ttlSeconds: number }
 
-export type SessionEvent = { type: 'revoked', sessionId: string } | { type: 'viewer', sessionId: string, viewerId: string } | { type: 'renewed', sessionId: string, expiresAt: string }
+export type SessionEvent = { type: 'revoked', sessionId: string } | { type: 'viewer', sessionId: string, viewerId: string } | { type: 'renewed', sessionId: string, expiresAt: string } | { type: 'watchers', sessionId: string }
 
 /** A renewal's outcome: the new expiry, or why there is none. */
 export type Renewal = { ok: true, session: ConsoleSession } | { ok: false, reason: 'gone' | 'revoked' | 'expired' | 'at-limit' }
@@ -296,6 +296,6 @@ export function urlHandoverAad (jobId: string): string { return `console-url-han
 export function parseSessionEvent (s: string): SessionEvent | undefined {
   try {
     const e = JSON.parse(s) as SessionEvent
-    return typeof e.sessionId === 'string' && (e.type === 'revoked' || e.type === 'viewer' || e.type === 'renewed') ? e : undefined
+    return typeof e.sessionId === 'string' && (e.type === 'revoked' || e.type === 'viewer' || e.type === 'renewed' || e.type === 'watchers') ? e : undefined
   } catch { return undefined }
 }

@@ -1,8 +1,13 @@
-/** Live console sessions: list, renew and revoke (the gateway holding the socket follows: see console-gateway's viewers.ts). */
+/** Live console sessions: list, renew, share and revoke (the gateway holding the socket follows: see console-gateway's viewers.ts). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
-import { ConsoleRenewal, ConsoleRenewRequest, ConsoleSessionView, MAX_CONSOLE_TTL_SECONDS, type ConsoleSession } from '@porthole/shared/contracts'
-import { ConflictError } from '@porthole/shared/errors'
+import { randomUUID } from 'node:crypto'
+import {
+  ConsoleRenewal, ConsoleRenewRequest, ConsoleSessionView, ConsoleShare, ConsoleShareRequest, consoleUrl, MAX_CONSOLE_TTL_SECONDS,
+  type ConsoleSession, type ConsoleShareRecord
+} from '@porthole/shared/contracts'
+import { randomToken, sha256Hex } from '@porthole/shared/crypto'
+import { ConflictError, UnsupportedError } from '@porthole/shared/errors'
 import { assertVisible, principal, tenantScope } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
 import { IdParams, errors } from '../schemas.js'
@@ -67,6 +72,37 @@ export function consoleSessionRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const out: ConsoleRenewal = { sessionId: s.id, expiresAt: r.session.expiresAt }
       if (r.session.maxExpiresAt !== undefined) out.maxExpiresAt = r.session.maxExpiresAt
       return out
+    })
+
+    app.post('/console-sessions/:id/share', {
+      preValidation: async (req) => { if (req.body === undefined || req.body === null) req.body = {} },
+      schema: {
+        tags: ['console'],
+        summary: 'share a live console: a second URL for the same screen',
+        description: 'Answers 201 with the share\'s URL, shown once (it carries the share\'s only token). `viewOnly` (default true): its viewers see the screen and nothing they send reaches the server (the gateway drops it). The share ends at its own expiry (default: the session\'s) or with its session; revoking the session ends every share. The session\'s own page lists who is watching (by `label`). Serial consoles cannot be shared (422). Audited as `console-session.share`.',
+        params: IdParams,
+        body: ConsoleShareRequest,
+        response: { 201: ConsoleShare, ...errors(404, 409, 422) }
+      }
+    }, async (req, reply) => {
+      const p = principal(req)
+      const s = assertVisible(p, 'console session', await ctx.sessions.get(req.params.id))
+      const now = Date.now()
+      if (s.revokedAt !== undefined) throw new ConflictError(RENEW_REFUSED.revoked)
+      if (Date.parse(s.expiresAt) <= now) throw new ConflictError(RENEW_REFUSED.expired)
+      if (s.protocol === 'serial') throw new UnsupportedError('a serial console cannot be shared: its line takes one viewer')
+      const token = randomToken(32)
+      const ttlMs = req.body.ttlSeconds === undefined ? Date.parse(s.expiresAt) - now : req.body.ttlSeconds * 1000
+      const rec: ConsoleShareRecord = {
+        id: randomUUID(), sessionId: s.id, tokenHash: sha256Hex(token), viewOnly: req.body.viewOnly ?? true,
+        createdAt: new Date(now).toISOString(), createdBy: p.id, expiresAt: new Date(now + ttlMs).toISOString()
+      }
+      if (req.body.label !== undefined) rec.label = req.body.label
+      await ctx.shares.create(rec, now)
+      await audit(ctx, req, p, { action: 'console-session.share', result: `ok: ${rec.viewOnly ? 'view-only' : 'interactive'} share ${rec.id}`, serverId: s.serverId, sessionId: s.id, jobId: s.jobId, tenantId: s.tenantId })
+      const out: ConsoleShare = { shareId: rec.id, sessionId: s.id, url: consoleUrl(ctx.config.PUBLIC_GATEWAY_URL, s.id, token), viewOnly: rec.viewOnly, expiresAt: rec.expiresAt }
+      if (rec.label !== undefined) out.label = rec.label
+      return reply.code(201).header('cache-control', 'no-store').send(out)
     })
 
     app.delete('/console-sessions/:id', {
