@@ -3,12 +3,7 @@
  * - `GET /healthz`
  * - `GET /s/<sessionId>`: the console page. Static: it names no server and holds no secret; it reads the
  *   token from the URL fragment, removes it from the address bar, and uses it only in headers.
- * - `GET /s/<sessionId>/info` with `Authorization: Bearer <token>`: what the page shows (server name,
- *   protocol, expiry, whether it may be renewed), or why the link no longer works. With `?wait=<seconds>` (at
- *   most 25) it answers at the session's next event (a renewal, a revocation, a new viewer) or after that
- *   long: the page's countdown follows a renewal made anywhere.
- * - `POST /s/<sessionId>/renew` with the same header: the page's own renewal of a `renewable` session, in its
- *   last five minutes (audited as `console-session.renew` by `console-page`).
+ * - `GET /s/<sessionId>/info` and `POST /s/<sessionId>/renew`: the page's look-ups and renewal (page-api.ts).
  * - `GET /s/assets/...`: the page's script and styles. Built (scripts/bundle.mjs, into dist/public): one
  *   minified module with the page's script and noVNC, one with guacamole-common-js, one with xterm.js (serial
  *   consoles), the styles (xterm.js's included), each named by a hash of its content and served `immutable`
@@ -27,8 +22,8 @@ import { WebSocketServer } from 'ws'
 import type { Logger } from '@porthole/shared/logging'
 import { stripQuery } from '@porthole/shared/logging'
 import type { AuditLog, ConsoleSessionStore, ConsoleShareStore } from '@porthole/shared/store'
-import type { ConsoleSession, ConsoleShareRecord } from '@porthole/shared/contracts'
-import { checkToken, RESUME_HEADER, RESUME_PROTOCOL, TOKEN_PROTOCOL, tokenFromProtocols } from './admission.js'
+import { RESUME_PROTOCOL, TOKEN_PROTOCOL, tokenFromProtocols } from './admission.js'
+import { pageApi } from './page-api.js'
 import type { ViewerHub } from './viewers.js'
 
 /** The largest message a viewer may send (RFB client cut text, a pasted line on a serial console). */
@@ -38,10 +33,6 @@ const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
 const PAGE = new RegExp(`^/s/(${UUID})$`)
 const INFO = new RegExp(`^/s/(${UUID})/info$`)
 const RENEW = new RegExp(`^/s/(${UUID})/renew$`)
-/** The longest `/info?wait=` holds a request. */
-const MAX_INFO_WAIT_SECONDS = 25
-/** The page may renew a renewable session in its last this many seconds. */
-export const PAGE_RENEW_WINDOW_SECONDS = 300
 const WS = new RegExp(`^/s/(${UUID})/ws$`)
 const ASSET = /^\/s\/assets\/([A-Za-z0-9._/-]+)$/
 
@@ -177,12 +168,14 @@ export function createHttp (d: HttpDeps): Server {
   const problem = (res: ServerResponse, status: number, title: string, extra: Record<string, unknown> = {}): void =>
     send(res, status, 'application/problem+json', JSON.stringify({ type: 'about:blank', title, status, ...extra }), { 'cache-control': 'no-store' })
 
+  const pages = pageApi({ ...d, send, problem, clientIp, log })
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = route(req.url)
     const renew = RENEW.exec(path)
     if (renew !== null) {
       if (req.method !== 'POST') { problem(res, 405, 'Method Not Allowed'); return }
-      await pageRenewal(req, res, renew[1] as string)
+      await pages.renew(req, res, renew[1] as string)
       return
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') { problem(res, 405, 'Method Not Allowed'); return }
@@ -200,27 +193,7 @@ export function createHttp (d: HttpDeps): Server {
       return
     }
     const info = INFO.exec(path)
-    if (info !== null) {
-      const token = bearer(req)
-      const resume = resumeOf(req)
-      const wait = Math.min(MAX_INFO_WAIT_SECONDS, Math.max(0, Number(new URL(req.url ?? '/', 'http://x').searchParams.get('wait') ?? 0) || 0))
-      if (wait > 0 && (await checkToken(d, info[1] as string, token, resume)).ok) {
-        const gone = new AbortController()
-        res.once('close', () => gone.abort())
-        await d.hub.nextEvent(info[1] as string, wait * 1000, gone.signal)
-        if (gone.signal.aborted) return
-      }
-      const c = await checkToken(d, info[1] as string, token, resume)
-      if (!c.ok) {
-        // A used single-use link: its holder (the token matched) is told the protocol, so that the page whose
-        // own socket used the link can start the right viewer (a serial line may send nothing to tell by).
-        const used = c.reason === 'used' ? await d.sessions.get(info[1] as string) : undefined
-        problem(res, c.reason === 'invalid' ? 401 : 410, 'Console link not usable', { detail: c.reason, reason: c.reason, ...(used === undefined ? {} : { protocol: used.protocol }) })
-        return
-      }
-      send(res, 200, 'application/json', JSON.stringify(await pageInfo(c.session, c.share)), { 'cache-control': 'no-store' })
-      return
-    }
+    if (info !== null) { await pages.info(req, res, info[1] as string); return }
     const asset = ASSET.exec(path)
     if (asset !== null) {
       const b = await readBuilt(asset[1] as string, req)
@@ -234,46 +207,6 @@ export function createHttp (d: HttpDeps): Server {
       return
     }
     problem(res, 404, 'Not Found')
-  }
-
-  const bearer = (req: IncomingMessage): string | undefined => {
-    const auth = req.headers.authorization
-    return auth?.startsWith('Bearer ') === true ? auth.slice(7).trim() : undefined
-  }
-  const resumeOf = (req: IncomingMessage): string | undefined => {
-    const h = req.headers[RESUME_HEADER]
-    return typeof h === 'string' ? h.trim() : undefined
-  }
-  /**
-   * What the page shows: the session, and for its owner who watches through shares; a share's viewer is
-   * told its share (view-only or not) and its own expiry, which never outlasts the session's.
-   */
-  const pageInfo = async (s: ConsoleSession, share?: ConsoleShareRecord): Promise<Record<string, unknown>> => {
-    const base = { sessionId: s.id, serverName: s.serverName, protocol: s.protocol, singleUse: s.singleUse, now: new Date().toISOString() }
-    if (share !== undefined) {
-      const expiresAt = Date.parse(share.expiresAt) < Date.parse(s.expiresAt) ? share.expiresAt : s.expiresAt
-      return { ...base, expiresAt, renewable: false, share: { shareId: share.id, viewOnly: share.viewOnly, ...(share.label === undefined ? {} : { label: share.label }) } }
-    }
-    return {
-      ...base, expiresAt: s.expiresAt, renewable: s.renewable === true, ...(s.maxExpiresAt === undefined ? {} : { maxExpiresAt: s.maxExpiresAt }),
-      watchers: await d.shares.watchers(s.id)
-    }
-  }
-  /** The page's renewal: by the session's own token, of a renewable session, in its last minutes; audited. */
-  const pageRenewal = async (req: IncomingMessage, res: ServerResponse, sessionId: string): Promise<void> => {
-    const c = await checkToken(d, sessionId, bearer(req), resumeOf(req))
-    if (!c.ok) { problem(res, c.reason === 'invalid' ? 401 : 410, 'Console link not usable', { detail: c.reason, reason: c.reason }); return }
-    const s = c.session
-    if (s.renewable !== true || c.share !== undefined) { problem(res, 409, 'Not renewable here', { detail: 'this console session can only be renewed through the API', reason: 'not-renewable' }); return }
-    if (Date.parse(s.expiresAt) - Date.now() > PAGE_RENEW_WINDOW_SECONDS * 1000) { problem(res, 409, 'Not yet', { detail: `a console session can be renewed from its page in its last ${PAGE_RENEW_WINDOW_SECONDS / 60} minutes`, reason: 'too-early' }); return }
-    const r = await d.sessions.renew(s.id, s.ttlSeconds ?? PAGE_RENEW_WINDOW_SECONDS)
-    await d.audit.append({
-      actor: 'console-page', role: 'console', action: 'console-session.renew', result: r.ok ? `ok: until ${r.session.expiresAt}` : r.reason,
-      tenantId: s.tenantId, serverId: s.serverId, jobId: s.jobId, sessionId: s.id, ...(clientIp(req) === undefined ? {} : { ip: clientIp(req) as string })
-    }).catch((err: unknown) => log.error({ err: { message: (err as Error).message }, sessionId: s.id }, 'audit append failed'))
-    if (!r.ok) { problem(res, r.reason === 'at-limit' ? 409 : 410, 'Not renewed', { detail: r.reason === 'at-limit' ? 'this console has reached the longest a console may live' : r.reason, reason: r.reason }); return }
-    log.info({ sessionId: s.id, expiresAt: r.session.expiresAt }, 'console session renewed from its page')
-    send(res, 200, 'application/json', JSON.stringify(await pageInfo(r.session)), { 'cache-control': 'no-store' })
   }
 
   const server = createServer((req, res) => {
