@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import type { BrowserContext, Page } from 'playwright-core'
-import { consoleUrl, type ConsoleShareRecord, type ConsoleTarget } from '@porthole/shared/contracts'
+import { CONSOLE_CLOSE, consoleUrl, type ConsoleShareRecord, type ConsoleTarget } from '@porthole/shared/contracts'
 import { randomToken, sha256Hex } from '@porthole/shared/crypto'
 import { ConsoleShareStore } from '@porthole/shared/store'
 import { waitFor } from '@porthole/shared/testing'
@@ -91,7 +91,7 @@ test('a view-only viewer\'s input never reaches the target (dropped by the gatew
   const odd = openViewer(h, m.sessionId, s.token)
   await rfbHandshake(odd)
   odd.ws.send(Buffer.from([99, 1, 2, 3]))
-  assert.equal((await odd.closed).code, 4000)
+  assert.equal((await odd.closed).code, CONSOLE_CLOSE.invalid.code)
   assert.equal(owner.ws.readyState, owner.ws.OPEN, 'the owner is not replaced by any share')
   for (const v of [owner, watcher, hv]) v.ws.close()
 })
@@ -105,7 +105,7 @@ test('a share ends at its own expiry; the owner stays', async () => {
   const watcher = openViewer(h, m.sessionId, s.token)
   await rfbHandshake(watcher)
   const closed = await watcher.closed
-  assert.equal(closed.code, 4001)
+  assert.equal(closed.code, CONSOLE_CLOSE.expired.code)
   assert.equal(owner.ws.readyState, owner.ws.OPEN)
   owner.ws.close()
 })
