@@ -62,11 +62,13 @@ const FINAL = new Set(['invalid', 'expired', 'revoked', 'replaced', 'used', 'tar
 let resumeWith
 /** Reconnect attempts since the console last worked (the backoff grows with them). */
 let attempts = 0
+/** Whether the console ever worked on this page: one that never did says why at once instead of retrying. */
+let everConnected = false
 
 function onSocketClose (e) {
   const reason = consoleCloseReason(e.code) ?? (e.reason === '' ? undefined : e.reason)
   if (ended) return
-  if (userDisconnected || resumeWith === undefined || FINAL.has(reason)) {
+  if (userDisconnected || resumeWith === undefined || !everConnected || FINAL.has(reason)) {
     end(reason, e.code === 1006 ? 'The connection to the console service was lost.' : undefined)
     return
   }
@@ -323,6 +325,7 @@ function startVnc (screen, first, share) {
     applyScale()
     rfb.addEventListener('connect', () => {
       attempts = 0
+      everConnected = true
       setState(share === undefined ? 'Connected' : viewOnly ? 'Watching (view only)' : 'Connected (shared)')
       document.body.dataset.connected = 'true'
       $('cad').disabled = viewOnly

@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { BrowserContext, Page } from 'playwright-core'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
+import { freePort } from '@porthole/shared/testing'
 import { connectedPage as connectedPageIn, fileScope, vncBrowserSuite, type Harness } from './support.js'
 
 const suite = fileScope(after)
@@ -66,4 +67,15 @@ test('a revoked session is not reconnected', async () => {
   await h.sessions.revoke(s)
   await page.waitForSelector('body[data-close-reason="revoked"]', { timeout: 5000 })
   assert.equal(await page.evaluate('document.body.dataset.reconnecting'), undefined, 'no reconnect was tried')
+})
+
+test('a page whose console never connected (nothing answers at the target) says why at once, without retrying', async () => {
+  const port = await freePort() // nothing listens there
+  const m = await h.mint({ target: { kind: 'vnc', host: '127.0.0.1', port } })
+  const page = await browser.newPage()
+  suite.after(async () => { await page.close() })
+  await page.goto(m.grant.url)
+  await page.waitForSelector('body[data-close-reason="unreachable"]', { timeout: 15_000 })
+  assert.match(await page.textContent('#message') ?? '', /could not be reached/)
+  assert.equal(await page.evaluate('document.body.dataset.reconnecting'), undefined)
 })
