@@ -130,10 +130,17 @@ test('in Chromium on a real VM: the owner sees who watches, the watcher\'s page 
   // A second watcher, then revocation: every page ends.
   const second = await page((await share(m.sessionId)).url)
   await owner.waitForSelector('body[data-watchers="2"]', { timeout: 5000 })
+  assert.equal(await owner.textContent('#watchers'), 'Watching: support: Ann (view only), someone (view only)')
+  // A watcher who leaves is gone from the owner's page at once.
+  await second.close()
+  await owner.waitForSelector('body[data-watchers="1"]', { timeout: 5000 })
+  const third = await page((await share(m.sessionId, { viewOnly: false })).url)
+  assert.equal(await third.textContent('#state'), 'Connected (shared)')
+  await owner.waitForSelector('body[data-watchers="2"]', { timeout: 5000 })
   const session = await h.sessions.get(m.sessionId)
   assert.ok(session !== undefined)
   await h.sessions.revoke(session)
-  for (const p of [owner, watcher, second]) await p.waitForSelector('body[data-close-reason="revoked"]', { timeout: 5000 })
+  for (const p of [owner, watcher, third]) await p.waitForSelector('body[data-close-reason="revoked"]', { timeout: 5000 })
   await waitFor(async () => (await shares.watchers(m.sessionId)).length === 0, 5000, 'the watchers to be gone')
   // The share's link no longer opens.
   const late = await browser.newPage()
