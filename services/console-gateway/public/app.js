@@ -58,7 +58,7 @@ function end (reasonKey, fallback) {
 
 /** Ends after which the page does not come back: the session is over, or is somebody else's now. */
 const FINAL = new Set(['invalid', 'expired', 'revoked', 'replaced', 'used', 'target-auth', 'idle'])
-/** Set by a viewer that can take a new socket (VNC): the page then reconnects when its socket drops. */
+/** Set by a viewer that can take a new socket (VNC, serial): the page then reconnects when its socket drops. */
 let resumeWith
 /** Reconnect attempts since the console last worked (the backoff grows with them). */
 let attempts = 0
@@ -398,8 +398,9 @@ async function startGuacamole (screen, ws) {
   $('disconnect').addEventListener('click', () => { userDisconnected = true; client.disconnect(); end(undefined) })
 }
 
-async function startSerialConsole (screen, ws) {
+async function startSerialConsole (screen, first) {
   const { startSerial } = await import('./serial.js')
+  let ws = first
   // Ctrl-Alt-Del and the key menu mean nothing to a serial line, nor does scaling a terminal fitted to the window.
   $('cad').hidden = true
   $('keys').hidden = true
@@ -421,7 +422,7 @@ async function startSerialConsole (screen, ws) {
     send: (bytes) => send(bytes),
     focus: () => term?.focus()
   })
-  const term = startSerial(screen, ws, {
+  const { term, attach } = startSerial(screen, ws, {
     // Ctrl latched: a letter becomes its control character; Alt latched: ESC before it (as xterm sends Alt).
     filter: (d) => {
       if (latched.size === 0) return d
@@ -437,10 +438,14 @@ async function startSerialConsole (screen, ws) {
       $('disconnect').disabled = false
       controls.enable()
     },
+    // A line that spoke worked: from then on, a dropped socket is reconnected (one whose bridge never
+    // answered is closed by the gateway with the reason, which the page says at once).
+    lineSpoke: () => { attempts = 0; everConnected = true },
     disconnect: (close) => {
       $('disconnect').addEventListener('click', () => { userDisconnected = true; close(); end(undefined) })
     }
   })
+  resumeWith = (next) => { ws = next; attach(next) }
 }
 
 async function main () {

@@ -8,8 +8,8 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { BrowserContext, Page } from 'playwright-core'
 import type { ConsoleTarget } from '@porthole/shared/contracts'
-import { freePort } from '@porthole/shared/testing'
-import { connectedPage as connectedPageIn, fileScope, vncBrowserSuite, type Harness } from './support.js'
+import { freePort, waitFor } from '@porthole/shared/testing'
+import { connectedPage as connectedPageIn, fileScope, solBridge, vncBrowserSuite, type Harness } from './support.js'
 
 const suite = fileScope(after)
 let h: Harness
@@ -78,4 +78,19 @@ test('a page whose console never connected (nothing answers at the target) says 
   await page.waitForSelector('body[data-close-reason="unreachable"]', { timeout: 15_000 })
   assert.match(await page.textContent('#message') ?? '', /could not be reached/)
   assert.equal(await page.evaluate('document.body.dataset.reconnecting'), undefined)
+})
+
+test('a serial console\'s page comes back after a gateway restart too, on the bridge\'s next ticket, in the same terminal', async () => {
+  const bridge = await solBridge(suite, h.stack.solBridgeSecret, 'login: ')
+  const m = await h.mint({ protocol: 'serial', target: bridge.target })
+  const page = await connectedPage(m.grant.url)
+  const terminal = async (): Promise<string> => await page.evaluate('document.querySelector("#screen .xterm-rows")?.textContent ?? ""') as string
+  await waitFor(async () => (await terminal()).includes('login:'), 10_000, 'the greeting in the terminal')
+  await restartGateway([page])
+  await page.waitForSelector('body[data-reconnects="1"][data-connected="true"]', { timeout: 30_000 })
+  // The new connection spent the successor ticket the session kept: the line greets again, and takes keys.
+  await waitFor(async () => (await terminal()).split('login:').length > 2, 10_000, 'the second greeting in the same terminal')
+  await page.click('#screen')
+  await page.keyboard.type('abc')
+  await waitFor(() => bridge.received().includes('abc'), 10_000, 'the typed keys on the line')
 })
