@@ -39,6 +39,7 @@ function end (reasonKey, fallback) {
   ended = true
   if (countdown !== undefined) window.clearInterval(countdown)
   $('renew').hidden = true
+  $('closing').hidden = true
   $('cad').disabled = true
   $('disconnect').disabled = true
   $('paste-open').disabled = true
@@ -127,13 +128,14 @@ const RENEW_WINDOW_SECONDS = 300
  * answers at once when the session is renewed (through the API or from this page) and every 25 s otherwise.
  * A renewable session shows "Keep open" in its last five minutes, while renewing can still add time.
  */
-const lifetime = { expiresAt: 0, maxExpiresAt: Infinity, skew: 0, renewable: false }
+const lifetime = { expiresAt: 0, maxExpiresAt: Infinity, skew: 0, renewable: false, version: '' }
 
 function setLifetime (info) {
   lifetime.skew = Date.parse(info.now) - Date.now()
   lifetime.expiresAt = Date.parse(info.expiresAt)
   lifetime.maxExpiresAt = info.maxExpiresAt === undefined ? Infinity : Date.parse(info.maxExpiresAt)
   lifetime.renewable = info.renewable === true
+  lifetime.version = info.version ?? ''
   document.body.dataset.expiresAt = info.expiresAt
   showWatchers(info.watchers)
   tick()
@@ -158,6 +160,9 @@ function tick () {
   $('left').classList.toggle('low', left < RENEW_WINDOW_SECONDS)
   const canRenew = !ended && lifetime.renewable && left > 0 && left <= RENEW_WINDOW_SECONDS && lifetime.maxExpiresAt > lifetime.expiresAt
   $('renew').hidden = !canRenew
+  // The warning, in the last five minutes: with "Keep open" where the page may renew.
+  $('closing').hidden = ended || left === 0 || left > RENEW_WINDOW_SECONDS
+  $('closing').textContent = canRenew ? 'Closing soon:' : 'Closing soon'
   $('left').title = canRenew ? 'This console closes soon: Keep open gives it more time' : 'time left'
 }
 
@@ -176,7 +181,7 @@ function startCountdown (info) {
 
 async function follow () {
   while (!ended) {
-    const r = await lookUp({ wait: 25 })
+    const r = await lookUp({ wait: 25, version: lifetime.version })
     if (ended) return
     if (r.ok) setLifetime(r.info)
     else if (r.status !== undefined) return // expired, revoked: the socket's close says so

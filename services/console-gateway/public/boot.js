@@ -42,9 +42,9 @@ if (!/^[A-Za-z0-9_-]{22,128}$/.test(resume)) {
  * protocol with `used`): `/info`, or with `wait` (seconds) its next change (`/info?wait=`), or with `method:
  * 'POST'` the page's own renewal (`/renew`).
  */
-export function lookUp ({ wait = 0, renew = false } = {}) {
+export function lookUp ({ wait = 0, version = '', renew = false } = {}) {
   if (!hasToken) return Promise.resolve({ ok: false, reason: 'invalid' })
-  const url = base + (renew ? '/renew' : wait > 0 ? '/info?wait=' + wait : '/info')
+  const url = base + (renew ? '/renew' : wait > 0 ? '/info?wait=' + wait + '&version=' + encodeURIComponent(version) : '/info')
   return fetch(url, { method: renew ? 'POST' : 'GET', headers: { authorization: 'Bearer ' + token, 'x-console-resume': resume }, cache: 'no-store', referrerPolicy: 'no-referrer' })
     .then(async (res) => {
       const body = await res.json()

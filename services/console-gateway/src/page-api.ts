@@ -3,11 +3,14 @@
  * Bearer`, with the page's resume secret in `X-Console-Resume` (see admission.ts):
  * - `GET /s/<sessionId>/info`: what the page shows (server name, protocol, expiry, whether it may be renewed;
  *   for the owner, who watches through shares; for a share's viewer, its share), or why the link no longer
- *   works. With `?wait=<seconds>` (at most 25) it answers at the session's next event (a renewal, a
- *   revocation, a watcher coming or going) or after that long: the page follows a change made anywhere.
+ *   works. With `?wait=<seconds>` (at most 25) and the `version` of the answer the page has, it answers at
+ *   once if the answer changed since, else at the session's next event (a renewal, a revocation, a watcher
+ *   coming or going) or after that long: the page follows a change made anywhere, and none falls between
+ *   two of its look-ups.
  * - `POST /s/<sessionId>/renew`: the page's own renewal of a `renewable` session, in its last five minutes
  *   (audited as `console-session.renew` by `console-page`).
  */
+import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ConsoleSession, ConsoleShareRecord } from '@porthole/shared/contracts'
 import type { Logger } from '@porthole/shared/logging'
@@ -56,17 +59,31 @@ export function pageApi (d: PageApiDeps): { info: (req: IncomingMessage, res: Se
     }
   }
 
+  /** The look-up's answer, or why there is none; `version` tells one answer from the next. */
+  const answer = async (req: IncomingMessage, sessionId: string): Promise<{ ok: true, body: Record<string, unknown> } | { ok: false, reason: string }> => {
+    const c = await checkToken(d, sessionId, bearer(req), resumeOf(req))
+    if (!c.ok) return c
+    const body = await pageInfo(c.session, c.share)
+    const { now: _now, ...stable } = body
+    body.version = createHash('sha256').update(JSON.stringify(stable)).digest('base64url').slice(0, 16)
+    return { ok: true, body }
+  }
+
   const info = async (req: IncomingMessage, res: ServerResponse, sessionId: string): Promise<void> => {
-    const token = bearer(req)
-    const resume = resumeOf(req)
-    const wait = Math.min(MAX_INFO_WAIT_SECONDS, Math.max(0, Number(new URL(req.url ?? '/', 'http://x').searchParams.get('wait') ?? 0) || 0))
-    if (wait > 0 && (await checkToken(d, sessionId, token, resume)).ok) {
-      const gone = new AbortController()
-      res.once('close', () => gone.abort())
-      await d.hub.nextEvent(sessionId, wait * 1000, gone.signal)
-      if (gone.signal.aborted) return
+    const q = new URL(req.url ?? '/', 'http://x').searchParams
+    const wait = Math.min(MAX_INFO_WAIT_SECONDS, Math.max(0, Number(q.get('wait') ?? 0) || 0))
+    // Waiting from before the answer is read: an event while it is read still wakes this request.
+    const done = new AbortController()
+    res.once('close', () => done.abort())
+    const next = wait > 0 ? d.hub.nextEvent(sessionId, wait * 1000, done.signal) : undefined
+    let a = await answer(req, sessionId)
+    if (next !== undefined && a.ok && a.body.version === q.get('version')) {
+      await next
+      if (res.destroyed) return
+      a = await answer(req, sessionId)
     }
-    const c = await checkToken(d, sessionId, token, resume)
+    done.abort()
+    const c = a
     if (!c.ok) {
       // A used single-use link: its holder (the token matched) is told the protocol, so that the page whose
       // own socket used the link can start the right viewer (a serial line may send nothing to tell by).
@@ -74,7 +91,7 @@ export function pageApi (d: PageApiDeps): { info: (req: IncomingMessage, res: Se
       d.problem(res, c.reason === 'invalid' ? 401 : 410, 'Console link not usable', { detail: c.reason, reason: c.reason, ...(used === undefined ? {} : { protocol: used.protocol }) })
       return
     }
-    json(res, await pageInfo(c.session, c.share))
+    json(res, c.body)
   }
 
   /** The page's renewal: by the session's own token, of a renewable session, in its last minutes; audited. */

@@ -57,6 +57,8 @@ test('a session nobody renews closes at expiry, and its page says so; a page can
   const m = await h.mint({ target, ttlSeconds: 10 })
   const page = await connectedPage(m.grant.url)
   assert.equal(await page.isHidden('#renew'), true, 'no "Keep open" for a session that is not renewable')
+  await page.waitForSelector('#closing:not([hidden])', { timeout: 5000 })
+  assert.equal(await page.textContent('#closing'), 'Closing soon', 'the page warns all the same')
   const refused = await page.evaluate(`fetch(location.pathname + '/renew', { method: 'POST', headers: { authorization: 'Bearer ${m.token}' } }).then(async r => [r.status, (await r.json()).reason])`)
   assert.deepEqual(refused, [409, 'not-renewable'])
   await page.waitForSelector('body[data-close-reason="expired"]', { timeout: 20_000 })
@@ -68,6 +70,7 @@ test('a renewable session\'s page offers "Keep open" in its last five minutes an
   const m = await h.mint({ target, ttlSeconds: 60, renewable: true, maxTotalSeconds: 90 })
   const page = await connectedPage(m.grant.url)
   await page.waitForSelector('#renew:not([hidden])', { timeout: 5000 })
+  assert.equal(await page.textContent('#closing'), 'Closing soon:', 'the page warns')
   const before = await page.evaluate('document.body.dataset.expiresAt') as string
   await page.click('#renew')
   await page.waitForSelector(`body:not([data-expires-at="${before}"])`, { timeout: 5000 })
