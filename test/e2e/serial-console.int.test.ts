@@ -3,6 +3,7 @@
 // test-owned TCP server playing a getty). Neither the BMC password nor a token reaches a log line.
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { CONSOLE_CLOSE } from '@porthole/contracts'
 import { WebSocket } from 'ws'
 import { tinyDomain, waitFor } from '@porthole/testkit'
 import { launchChromium } from '@porthole/testkit/chromium'
@@ -84,17 +85,17 @@ test('a serial console reconnects and is taken over with single-use bridge ticke
   await echoes(second, 'two')
   // A take-over while the second is live: the second is replaced, the third gets the console.
   const third = serialViewer(url, token)
-  assert.equal((await second.closed).code, 4003)
+  assert.equal((await second.closed).code, CONSOLE_CLOSE.replaced.code)
   await echoes(third, 'three')
   const sessionId = new URL(url).pathname.split('/').pop() ?? ''
   const at = Date.now()
   const r = await stack.api('DELETE', `/v1/console-sessions/${sessionId}`, undefined, { key: acme.customerKey })
   assert.ok(r.status === 204 || r.status === 200, JSON.stringify(r.body))
   const c = await third.closed
-  assert.equal(c.code, 4002)
+  assert.equal(c.code, CONSOLE_CLOSE.revoked.code)
   assert.ok(c.at - at < 1000, `closed ${c.at - at} ms after the revocation`)
   const again = serialViewer(url, token)
-  assert.equal((await again.closed).code, 4002)
+  assert.equal((await again.closed).code, CONSOLE_CLOSE.revoked.code)
   assert.ok(!stack.logs().includes('console relay failed'))
 })
 

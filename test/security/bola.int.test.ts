@@ -52,6 +52,8 @@ const ROUTES: Record<string, Rule> = {
   'GET /v1/events': { access: 'stream' },
   'GET /v1/console-sessions': { access: 'list' },
   'GET /v1/console-sessions/{id}': { access: 'tenant', resource: 'session' },
+  'POST /v1/console-sessions/{id}/renew': { access: 'tenant', resource: 'session' },
+  'POST /v1/console-sessions/{id}/share': { access: 'tenant', resource: 'session' },
   'DELETE /v1/console-sessions/{id}': { access: 'tenant', resource: 'session' },
   'GET /v1/audit': { access: 'list' }
 }

@@ -5,6 +5,7 @@
 // has been checked; the positive controls go on to the VM's own RFB ServerInit.
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { CONSOLE_CLOSE } from '@porthole/contracts'
 import { createHash, randomBytes } from 'node:crypto'
 import { connect as netConnect } from 'node:net'
 import { Redis } from 'ioredis'
@@ -148,7 +149,7 @@ test('10,000 bit-flipped tokens: none accepted, each refused', async () => {
 test('truncated tokens are refused', async () => {
   const t = x.token
   for (const cut of [t.slice(0, 1), t.slice(0, 8), t.slice(0, 21), t.slice(0, 22), t.slice(0, 32), t.slice(0, -1), t.slice(1), t.slice(0, t.length / 2)]) {
-    refused(await present(x, cut), `a token of ${cut.length} characters`, cut.length >= 22 ? 4000 : undefined)
+    refused(await present(x, cut), `a token of ${cut.length} characters`, cut.length >= 22 ? CONSOLE_CLOSE.invalid.code : undefined)
   }
 })
 
@@ -157,8 +158,8 @@ test('another session\'s token on this session\'s path is refused: another serve
   const g = await consoleFor(serverG, globex.customerKey)
   const sibling = await consoleFor(serverX, acme.customerKey)
   for (const [what, other] of [['server Y', y], ['another tenant\'s server', g], ['another session of server X', sibling]] as const) {
-    refused(await tryViewer({ ...x, token: other.token }), `${what}'s token on X's path`, 4000)
-    refused(await tryViewer({ ...other, token: x.token }), `X's token on ${what}'s path`, 4000)
+    refused(await tryViewer({ ...x, token: other.token }), `${what}'s token on X's path`, CONSOLE_CLOSE.invalid.code)
+    refused(await tryViewer({ ...other, token: x.token }), `X's token on ${what}'s path`, CONSOLE_CLOSE.invalid.code)
   }
   // Each of them opens its own session.
   for (const a of [y, g, sibling]) assert.equal((await tryViewer(a)).kind, 'accepted')
@@ -178,10 +179,10 @@ test('a single-use link opens once', async () => {
   const once = await consoleFor(serverX, acme.customerKey, { singleUse: true })
   const v = await vncViewer(once)
   assert.ok(v.name.includes(dom.name))
-  refused(await tryViewer(once), 'the link again while its viewer is open', 4004)
+  refused(await tryViewer(once), 'the link again while its viewer is open', CONSOLE_CLOSE.used.code)
   v.ws.close()
   await v.closed
-  refused(await tryViewer(once), 'the link again after its viewer left', 4004)
+  refused(await tryViewer(once), 'the link again after its viewer left', CONSOLE_CLOSE.used.code)
 })
 
 test('two viewers racing for one single-use link: exactly one wins', async () => {
@@ -189,7 +190,7 @@ test('two viewers racing for one single-use link: exactly one wins', async () =>
     const once = await consoleFor(serverX, acme.customerKey, { singleUse: true })
     const outcomes = await Promise.all([tryViewer(once), tryViewer(once)])
     assert.equal(outcomes.filter(o => o.kind === 'accepted').length, 1, JSON.stringify(outcomes))
-    for (const o of outcomes.filter(o => o.kind !== 'accepted')) refused(o, 'the loser', 4004)
+    for (const o of outcomes.filter(o => o.kind !== 'accepted')) refused(o, 'the loser', CONSOLE_CLOSE.used.code)
   }
 })
 
@@ -198,8 +199,8 @@ test('a revoked session: its live viewer is closed and its token is refused', as
   const v = await vncViewer(r)
   const del = await stack.api('DELETE', `/v1/console-sessions/${r.sessionId}`, undefined, { key: acme.customerKey })
   assert.equal(del.status, 204)
-  assert.equal((await v.closed).code, 4002)
-  refused(await tryViewer(r), 'the revoked token', 4002)
+  assert.equal((await v.closed).code, CONSOLE_CLOSE.revoked.code)
+  refused(await tryViewer(r), 'the revoked token', CONSOLE_CLOSE.revoked.code)
 })
 
 test('an expired session: its live viewer is closed at expiry and its token is refused', async () => {
@@ -207,8 +208,8 @@ test('an expired session: its live viewer is closed at expiry and its token is r
   let timer: NodeJS.Timeout | undefined
   const closed = await Promise.race([shortViewer.closed, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('the viewer was not closed at expiry')), 30_000) })])
   clearTimeout(timer)
-  assert.equal(closed.code, 4001, closed.reason)
-  refused(await tryViewer(shortLived), 'the expired token', 4001)
+  assert.equal(closed.code, CONSOLE_CLOSE.expired.code, closed.reason)
+  refused(await tryViewer(shortLived), 'the expired token', CONSOLE_CLOSE.expired.code)
 })
 
 /** Opens a serial console's WebSocket and presses Enter until the host's banner comes back through it. */
@@ -269,8 +270,8 @@ test('a serial console (IPMI SOL): forged and foreign tokens are refused, at the
   })
   assert.equal(created.status, 201, JSON.stringify(created.body))
   const serial = await consoleFor(created.body.id, acme.customerKey, { protocol: 'serial' })
-  for (const token of bitFlips(serial.token, 300)) refused(await present(serial, token), 'a bit-flipped serial token', 4000)
-  refused(await tryViewer({ ...serial, token: x.token }), "a VNC session's token on the serial session's path", 4000)
+  for (const token of bitFlips(serial.token, 300)) refused(await present(serial, token), 'a bit-flipped serial token', CONSOLE_CLOSE.invalid.code)
+  refused(await tryViewer({ ...serial, token: x.token }), "a VNC session's token on the serial session's path", CONSOLE_CLOSE.invalid.code)
 
   // The bridge ticket, as the gateway holds it.
   const target = await heldTicket(serial.sessionId)
@@ -292,8 +293,8 @@ test('a revoked serial console: its live viewer is closed, its token and its bri
   assert.ok(serialCase !== undefined, 'the serial console of the test before')
   const { serial, target, viewer: v } = serialCase
   assert.equal((await stack.api('DELETE', `/v1/console-sessions/${serial.sessionId}`, undefined, { key: acme.customerKey })).status, 204)
-  assert.equal(await v.closed, 4002)
-  refused(await tryViewer(serial), 'the revoked serial token', 4002)
+  assert.equal(await v.closed, CONSOLE_CLOSE.revoked.code)
+  refused(await tryViewer(serial), 'the revoked serial token', CONSOLE_CLOSE.revoked.code)
   // The session is revoked: the ticket the gateway holds for it now, signed as the gateway signs, must not open
   // the BMC's serial console either.
   const held = await heldTicket(serial.sessionId)

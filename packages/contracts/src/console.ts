@@ -8,12 +8,20 @@ export type ConsoleProtocol = typeof CONSOLE_PROTOCOLS[number]
 
 /** Two hours: the longest a console token may live. */
 export const MAX_CONSOLE_TTL_SECONDS = 7200
+/** A day: the longest a console session may live, renewals included (CONSOLE_MAX_TOTAL_SECONDS is at most this). */
+export const MAX_CONSOLE_TOTAL_SECONDS = 86_400
+/** Eight hours: CONSOLE_MAX_TOTAL_SECONDS unless set (and the limit of a console job that names none). */
+export const DEFAULT_CONSOLE_MAX_TOTAL_SECONDS = 28_800
 
 /** What a console job asks for. */
 export const ConsoleParams = Type.Object({
   protocol: ConsoleProtocol,
   ttlSeconds: Type.Integer({ minimum: 10, maximum: MAX_CONSOLE_TTL_SECONDS }),
-  singleUse: Type.Boolean()
+  singleUse: Type.Boolean(),
+  /** The console page may renew the session itself, in its last five minutes. */
+  renewable: Type.Optional(Type.Boolean()),
+  /** The longest the session may live, renewals included (the API's CONSOLE_MAX_TOTAL_SECONDS). */
+  maxTotalSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: MAX_CONSOLE_TOTAL_SECONDS }))
 }, { additionalProperties: false })
 export type ConsoleParams = Static<typeof ConsoleParams>
 
@@ -72,7 +80,13 @@ export const ConsoleSession = Type.Object({
   expiresAt: Timestamp,
   singleUse: Type.Boolean(),
   usedAt: Type.Optional(Timestamp),
-  revokedAt: Type.Optional(Timestamp)
+  revokedAt: Type.Optional(Timestamp),
+  /** Renewals: the lifetime asked for at first (a renewal without ttlSeconds gives this again), whether the page may renew, and the latest expiry renewals may reach. */
+  ttlSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
+  renewable: Type.Optional(Type.Boolean()),
+  maxExpiresAt: Type.Optional(Timestamp),
+  /** A single-use session: the SHA-256 of the resume secret its first viewer offered, which lets that viewer (and only it) come back. */
+  resumeHash: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' }))
 }, { additionalProperties: false })
 export type ConsoleSession = Static<typeof ConsoleSession>
 
@@ -81,9 +95,63 @@ export const ConsoleSessionView = Type.Object({
   ...Type.Pick(ConsoleSession, ['id', 'serverId', 'tenantId', 'protocol', 'createdAt', 'expiresAt', 'singleUse']).properties,
   /** Whether a viewer is connected now. */
   connected: Type.Boolean(),
-  revokedAt: Type.Optional(Timestamp)
+  revokedAt: Type.Optional(Timestamp),
+  renewable: Type.Boolean(),
+  /** The latest expiry renewals may reach. */
+  maxExpiresAt: Type.Optional(Timestamp)
 }, { additionalProperties: false })
 export type ConsoleSessionView = Static<typeof ConsoleSessionView>
+
+/** `POST /v1/console-sessions/{id}/renew`: a new expiry, `ttlSeconds` from now (default: the session's first lifetime). */
+export const ConsoleRenewRequest = Type.Object({
+  ttlSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: MAX_CONSOLE_TTL_SECONDS, description: `seconds from now (at most ${MAX_CONSOLE_TTL_SECONDS}; default: the session's first lifetime)` }))
+}, { additionalProperties: false })
+export type ConsoleRenewRequest = Static<typeof ConsoleRenewRequest>
+
+/** `POST /v1/console-sessions/{id}/share`: a second URL for the same screen. */
+export const ConsoleShareRequest = Type.Object({
+  viewOnly: Type.Optional(Type.Boolean({ description: 'its viewers see the screen and send nothing to the server (default true; enforced by the gateway)' })),
+  ttlSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: MAX_CONSOLE_TTL_SECONDS, description: 'lifetime of the share (default and at most the session\'s own; it never outlives the session)' })),
+  label: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[^\\u0000-\\u001f\\u007f]+$', description: 'who it is for, shown to the session\'s owner while they watch' }))
+}, { additionalProperties: false })
+export type ConsoleShareRequest = Static<typeof ConsoleShareRequest>
+
+/** A share's answer: its URL (shown once: it carries the share's only token). */
+export const ConsoleShare = Type.Object({
+  shareId: Id,
+  sessionId: Id,
+  url: Type.String({ description: 'open this in a browser; it carries the only copy of the share\'s token' }),
+  viewOnly: Type.Boolean(),
+  expiresAt: Timestamp,
+  label: Type.Optional(Type.String())
+}, { additionalProperties: false })
+export type ConsoleShare = Static<typeof ConsoleShare>
+
+/** A share as Redis keeps it (the token's SHA-256 only). Revoking its session ends it. */
+export const ConsoleShareRecord = Type.Object({
+  id: Id,
+  sessionId: Id,
+  tokenHash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  viewOnly: Type.Boolean(),
+  label: Type.Optional(Type.String()),
+  createdAt: Timestamp,
+  createdBy: Type.String(),
+  expiresAt: Timestamp
+}, { additionalProperties: false })
+export type ConsoleShareRecord = Static<typeof ConsoleShareRecord>
+
+/** Who watches a session through a share, as its owner's page is told. */
+export const ConsoleWatcher = Type.Object({ shareId: Id, viewOnly: Type.Boolean(), label: Type.Optional(Type.String()), since: Timestamp }, { additionalProperties: false })
+export type ConsoleWatcher = Static<typeof ConsoleWatcher>
+
+/** The console URL for a session: `<PUBLIC_GATEWAY_URL>/s/<sessionId>#<token>`; the token travels in the fragment only. */
+export function consoleUrl (publicUrl: string, sessionId: string, token: string): string {
+  return `${publicUrl.replace(/\/+$/, '')}/s/${sessionId}#${token}`
+}
+
+/** A renewal's answer: the session's new expiry (a live socket stays open until then). */
+export const ConsoleRenewal = Type.Object({ sessionId: Id, expiresAt: Timestamp, maxExpiresAt: Type.Optional(Timestamp) }, { additionalProperties: false })
+export type ConsoleRenewal = Static<typeof ConsoleRenewal>
 
 /**
  * The result of a console job as recorded on the job. The URL is not kept here: it carries the session's

@@ -10,7 +10,7 @@ import type { AmqpClient } from '@porthole/shared/amqp'
 import { SecretBox } from '@porthole/shared/crypto'
 import { PortholeError } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { ApiKeyStore, AuditLog, ConsoleSessionStore, JobStore, ServerStore, TenantStore, keys, type Redis } from '@porthole/shared/store'
+import { ApiKeyStore, AuditLog, ConsoleSessionStore, ConsoleShareStore, JobStore, ServerStore, TenantStore, keys, type Redis } from '@porthole/shared/store'
 import { Authenticator } from './auth.js'
 import type { ApiConfig } from './config.js'
 import type { Ctx } from './context.js'
@@ -68,6 +68,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     jobs,
     audit: new AuditLog(redis, ns, config.AUDIT_RETENTION_DAYS),
     sessions,
+    shares: new ConsoleShareStore(redis, ns),
     waiter: new JobWaiter(deps.subscriber, jobs, log.child({ component: 'waiter' })),
     metrics: createMetrics({ amqp, ns, sessions }),
     auth: new Authenticator(apiKeys, tenants, config.PORTHOLE_ADMIN_TOKEN),

@@ -1,5 +1,6 @@
 /** The API's settings, each an environment variable; the README's table is generated from `apiSettings`. */
-import { bool, commonSettings, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { auditSettings, bool, commonSettings, publicGatewaySettings, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { DEFAULT_CONSOLE_MAX_TOTAL_SECONDS, MAX_CONSOLE_TOTAL_SECONDS } from '@porthole/contracts'
 
 const optionalSecret = (doc: string): Setting<string | undefined> => ({ parse: v => v, default: undefined, doc, secret: true })
 
@@ -31,8 +32,10 @@ export const apiSettings = {
   AUTH_FAILURE_WINDOW_SECONDS: int('window of AUTH_FAILURE_LIMIT (seconds)', 60, 1, 3600),
   CONSOLE_SESSIONS_PER_SERVER: int('live console sessions one server may have (unexpired, unrevoked, plus console jobs under way); the next request gets 429', 5, 1, 1000),
   CONSOLE_SESSIONS_PER_TENANT: int("live console sessions one tenant's servers may have together", 50, 1, 100_000),
+  CONSOLE_MAX_TOTAL_SECONDS: int("the longest a tenant's console session may live, renewals included (`POST /v1/console-sessions/{id}/renew`, or the page's own renewal of a `renewable` session)", DEFAULT_CONSOLE_MAX_TOTAL_SECONDS, 60, MAX_CONSOLE_TOTAL_SECONDS),
   EVENT_STREAMS_PER_KEY: int('open `GET /v1/events` streams one API key may hold across every API replica', 5, 1, 1000),
-  AUDIT_RETENTION_DAYS: int('days audit entries are kept (each tenant has its own stream, trimmed by age)', 90, 1, 3650),
+  ...auditSettings,
+  ...publicGatewaySettings,
   OPS_SESSION_TTL_SECONDS: int('lifetime of a dashboard (`/ops`) login session; it also ends when its API key is deleted', 28800, 60, 7 * 86400),
   RABBITMQ_MANAGEMENT_URL: optionalSecret("RabbitMQ's management API for the dashboard's queue rates, e.g. `http://user:password@rabbitmq:15672` (without it the dashboard reads depths and consumers with passive declares, and shows no broker rates)"),
   TENANT_MAX_QUEUED: int('jobs of one tenant (per lane: power, or status and console) waiting for a receiver\'s dispatch slot (see TENANT_MAX_IN_FLIGHT) past which the API refuses new ones with 429 and Retry-After', 200, 1, 1_000_000)

@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import type { AmqpClient } from '@porthole/shared/amqp'
 import type { SecretBox } from '@porthole/shared/crypto'
 import type { Logger } from '@porthole/shared/logging'
-import type { ApiKeyStore, AuditLog, ConsoleSessionStore, JobStore, Redis, ServerStore, TenantStore } from '@porthole/shared/store'
+import type { ApiKeyStore, AuditLog, ConsoleSessionStore, ConsoleShareStore, JobStore, Redis, ServerStore, TenantStore } from '@porthole/shared/store'
 import type { AuditEntry } from '@porthole/contracts'
 import type { ApiConfig } from './config.js'
 import type { Authenticator, Principal } from './auth.js'
@@ -26,6 +26,7 @@ export interface Ctx {
   jobs: JobStore
   audit: AuditLog
   sessions: ConsoleSessionStore
+  shares: ConsoleShareStore
   waiter: JobWaiter
   metrics: Metrics
   auth: Authenticator

@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify'
 import { laneOf, names, ttlUntil } from '@porthole/shared/amqp'
 import type { Job, JobKind, JobParams, JobRecord, StoredServer } from '@porthole/contracts'
 import { PortholeError, UnavailableError, toFailure } from '@porthole/contracts/errors'
-import { grantAad, JobStore, keys } from '@porthole/shared/store'
+import { JobStore, keys, urlHandoverAad } from '@porthole/shared/store'
 import type { Principal } from './auth.js'
 import { audit, type Ctx } from './context.js'
 import { suspendedRevoking } from './revocation.js'
@@ -112,6 +112,6 @@ export async function takeConsoleUrl (ctx: Ctx, rec: JobRecord, p: Principal): P
   if (rec.kind !== 'console' || rec.state !== 'succeeded' || rec.requestedBy !== p.id) return undefined
   // A console whose tenant was suspended while its job ran is revoked, never handed out.
   if (await suspendedRevoking(ctx, rec.tenantId, rec.result?.sessionId)) return undefined
-  const sealed = await ctx.sessions.takeGrant(rec.id)
-  return sealed === undefined ? undefined : ctx.transit.open<string>(sealed, grantAad(rec.id))
+  const sealed = await ctx.sessions.takeUrlHandover(rec.id)
+  return sealed === undefined ? undefined : ctx.transit.open<string>(sealed, urlHandoverAad(rec.id))
 }

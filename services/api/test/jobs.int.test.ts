@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Job, compile, isUuid, type ConsoleResult } from '@porthole/contracts'
 import { SecretBox } from '@porthole/shared/crypto'
-import { grantAad, keys } from '@porthole/shared/store'
+import { keys, urlHandoverAad } from '@porthole/shared/store'
 import { waitFor, within } from '@porthole/testkit'
 import { consumeJobs, dumpNamespace, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
 
@@ -142,8 +142,8 @@ test('console: 201 with the grant and the session Location; ?wait=0 gives the jo
     const job = body as { id: string, console?: unknown }
     messages.push(job)
     if (fail) { await api.jobs.transition(job.id, 'failed', { error: { code: 'conflict', message: 'the server is off', retryable: false } }); return }
-    // As the gateway does (ConsoleSessionStore.create): the URL goes into a sealed one-time grant, the job result has no URL.
-    await api.redis.set(keys(api.ns).grant(job.id), JSON.stringify(box.seal('http://gw.example/s/x#tok', grantAad(job.id))), 'EX', 60)
+    // As the gateway does: the URL goes into a sealed one-time hand-over, the job result has no URL.
+    await api.redis.set(keys(api.ns).consoleUrlHandover(job.id), JSON.stringify(box.seal('http://gw.example/s/x#tok', urlHandoverAad(job.id))), 'EX', 60)
     const result: ConsoleResult = { sessionId: crypto.randomUUID(), protocol: 'vnc', expiresAt: new Date(Date.now() + 3600_000).toISOString() }
     await api.jobs.transition(job.id, 'succeeded', { result })
   })
@@ -156,10 +156,10 @@ test('console: 201 with the grant and the session Location; ?wait=0 gives the jo
   const jobs = await api.call('GET', '/v1/jobs?kind=console', undefined, { key })
   assert.ok(!JSON.stringify(jobs.body).includes('#tok'))
   assert.ok(!(await dumpNamespace(api.redis, api.ns)).includes('#tok'))
-  assert.deepEqual(messages[0]?.console, { protocol: 'vnc', ttlSeconds: 7200, singleUse: false })
+  assert.deepEqual(messages[0]?.console, { protocol: 'vnc', ttlSeconds: 7200, singleUse: false, renewable: false, maxTotalSeconds: 28_800 })
 
   await api.call('POST', `/v1/servers/${serverId}/console`, { protocol: 'guacamole', ttlSeconds: 60, singleUse: true }, { key })
-  assert.deepEqual(messages[1]?.console, { protocol: 'guacamole', ttlSeconds: 60, singleUse: true })
+  assert.deepEqual(messages[1]?.console, { protocol: 'guacamole', ttlSeconds: 60, singleUse: true, renewable: false, maxTotalSeconds: 28_800 })
   assert.equal((await api.call('POST', `/v1/servers/${serverId}/console`, { ttlSeconds: 7201 }, { key })).body.field, 'ttlSeconds')
 
   fail = true

@@ -5,7 +5,7 @@ import { request, type IncomingMessage } from 'node:http'
 import { connect as tcpConnect, type AddressInfo } from 'node:net'
 import { createLogger } from '@porthole/shared/logging'
 import { SecretBox } from '@porthole/shared/crypto'
-import { ConsoleSessionStore, grantAad, keys } from '@porthole/shared/store'
+import { ConsoleSessionStore, keys, urlHandoverAad } from '@porthole/shared/store'
 import { waitFor } from '@porthole/testkit'
 import { buildApp, type ApiApp } from '../src/app.js'
 import { connect } from '../src/service.js'
@@ -248,7 +248,7 @@ test('a console job that ends after its tenant was suspended delivers no URL, wa
       id: sessionId, serverId: server, tenantId: a.tenantId, serverName: 'late1', jobId: job.id, protocol: 'vnc',
       target: { v: 1, kid: 'k1', iv: 'aaaa', tag: 'aaaa', ct: 'aaaa' },
       tokenHash: randomBytes(32).toString('hex'), createdAt: new Date(now).toISOString(), expiresAt: new Date(now + 600_000).toISOString(), singleUse: false
-    }, { jobId: job.id, sealedUrl: box.seal('http://gw.example/s/x#tok', grantAad(job.id)), ttlSeconds: 60 })
+    }, { jobId: job.id, sealedUrl: box.seal('http://gw.example/s/x#tok', urlHandoverAad(job.id)), ttlSeconds: 60 })
     await api.jobs.transition(job.id, 'succeeded', { result: { sessionId, protocol: 'vnc', expiresAt: new Date(now + 600_000).toISOString() } })
   })
   const r = await api.call('POST', `/v1/servers/${server}/console?wait=10`, {}, { key: a.key })

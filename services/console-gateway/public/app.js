@@ -5,9 +5,11 @@
 // At build time (scripts/bundle.mjs) this file, boot.js and noVNC become one minified module,
 // guacamole-common-js a second one and serial.js with xterm.js a third; unbundled, the relative imports
 // below are served as they are.
-import { base, firstMessage, hasToken, info as infoAnswer, socket, socketClosed, storageKey } from './boot.js'
+import { base, firstMessage, hasToken, info as infoAnswer, lookUp, openSocket, socket, socketClosed, storageKey } from './boot.js'
 import RFB from './novnc/core/rfb.js'
 import { COMBOS, KEY, LAYOUTS, serialBytesFor, strokesFor, typeAtPace } from './keymap.js'
+// The gateway's close codes, from their one definition (packages/shared's contracts, compiled).
+import { consoleCloseReason } from './shared/console-close.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -24,7 +26,6 @@ const REASONS = {
   shutdown: 'The console service is restarting. Open the console again.',
   unavailable: 'The console service is temporarily unavailable. Try again shortly.'
 }
-const CODES = { 4000: 'invalid', 4001: 'expired', 4002: 'revoked', 4003: 'replaced', 4004: 'used', 4005: 'unreachable', 4006: 'target-auth', 4007: 'idle', 4008: 'target-closed', 1001: 'shutdown', 1013: 'unavailable' }
 
 let ended = false
 let userDisconnected = false
@@ -37,6 +38,8 @@ function end (reasonKey, fallback) {
   if (ended) return
   ended = true
   if (countdown !== undefined) window.clearInterval(countdown)
+  $('renew').hidden = true
+  $('closing').hidden = true
   $('cad').disabled = true
   $('disconnect').disabled = true
   $('paste-open').disabled = true
@@ -54,23 +57,136 @@ function end (reasonKey, fallback) {
   }
 }
 
+/** Ends after which the page does not come back: the session is over, or is somebody else's now. */
+const FINAL = new Set(['invalid', 'expired', 'revoked', 'replaced', 'used', 'target-auth', 'idle'])
+/** Set by a viewer that can take a new socket (VNC, serial): the page then reconnects when its socket drops. */
+let resumeWith
+/** Reconnect attempts since the console last worked (the backoff grows with them). */
+let attempts = 0
+/** Whether the console ever worked on this page: one that never did says why at once instead of retrying. */
+let everConnected = false
+
 function onSocketClose (e) {
-  end(CODES[e.code] ?? e.reason, e.code === 1006 ? 'The connection to the console service was lost.' : undefined)
+  const reason = consoleCloseReason(e.code) ?? (e.reason === '' ? undefined : e.reason)
+  if (ended) return
+  if (userDisconnected || resumeWith === undefined || !everConnected || FINAL.has(reason)) {
+    end(reason, e.code === 1006 ? 'The connection to the console service was lost.' : undefined)
+    return
+  }
+  void reconnect(reason)
 }
 
-function startCountdown (expiresAt, serverNow) {
-  const skew = Date.parse(serverNow) - Date.now()
-  const end = Date.parse(expiresAt)
-  const tick = () => {
-    const left = Math.max(0, Math.round((end - (Date.now() + skew)) / 1000))
-    const h = Math.floor(left / 3600)
-    const m = Math.floor((left % 3600) / 60)
-    const s = left % 60
-    $('left').textContent = (h > 0 ? h + ':' + String(m).padStart(2, '0') : String(m)) + ':' + String(s).padStart(2, '0') + ' left'
-    $('left').classList.toggle('low', left < 300)
+const WHY = {
+  shutdown: 'the console service restarted',
+  unavailable: 'the console service was busy',
+  unreachable: 'the server’s console did not answer',
+  'target-closed': 'the server closed its console'
+}
+
+/**
+ * The socket dropped (a network blip, a gateway restart, the server rebooting): try again, waiting 0.5 s,
+ * 1 s, 2 s … up to 15 s between attempts, for as long as the session's look-up says it is valid, and say so
+ * on screen. A single-use session lets this tab back in by its resume secret (boot.js).
+ */
+async function reconnect (reason) {
+  document.body.dataset.connected = 'false'
+  document.body.dataset.reconnecting = 'true'
+  const m = $('message')
+  while (!ended) {
+    attempts++
+    const wait = Math.min(15_000, 500 * 2 ** (attempts - 1))
+    setState('Reconnecting…')
+    m.textContent = 'The connection to the console was lost' + (WHY[reason] === undefined ? '' : ' (' + WHY[reason] + ')') + '. Reconnecting in ' + Math.ceil(wait / 1000) + ' s (attempt ' + attempts + ')…'
+    m.hidden = false
+    await new Promise((resolve) => window.setTimeout(resolve, wait))
+    if (ended) return
+    const r = await lookUp()
+    if (!r.ok && r.status !== undefined) { end(r.reason); return } // expired, revoked, used by another
+    if (!r.ok) continue // the console service does not answer yet
+    setLifetime(r.info)
+    const ws = openSocket()
+    const opened = await new Promise((resolve) => {
+      ws.addEventListener('open', () => resolve(true), { once: true })
+      ws.addEventListener('close', () => resolve(false), { once: true })
+    })
+    if (ended) { ws.close(); return }
+    if (!opened) continue
+    ws.addEventListener('close', onSocketClose, { once: true })
+    m.hidden = true
+    document.body.dataset.reconnecting = 'false'
+    document.body.dataset.reconnects = String(Number(document.body.dataset.reconnects ?? '0') + 1)
+    resumeWith(ws)
+    return
   }
+}
+
+/** The page renews a renewable session (the "Keep open" button) in its last this many seconds, as the gateway allows. */
+const RENEW_WINDOW_SECONDS = 300
+
+/**
+ * The countdown, which follows the session: `follow` long-polls the gateway's look-up (`/info?wait=`), which
+ * answers at once when the session is renewed (through the API or from this page) and every 25 s otherwise.
+ * A renewable session shows "Keep open" in its last five minutes, while renewing can still add time.
+ */
+const lifetime = { expiresAt: 0, maxExpiresAt: Infinity, skew: 0, renewable: false, version: '' }
+
+function setLifetime (info) {
+  lifetime.skew = Date.parse(info.now) - Date.now()
+  lifetime.expiresAt = Date.parse(info.expiresAt)
+  lifetime.maxExpiresAt = info.maxExpiresAt === undefined ? Infinity : Date.parse(info.maxExpiresAt)
+  lifetime.renewable = info.renewable === true
+  lifetime.version = info.version ?? ''
+  document.body.dataset.expiresAt = info.expiresAt
+  showWatchers(info.watchers)
   tick()
+}
+
+/** The owner's page: who watches through a share now (the look-up lists them; a share's viewer is not told). */
+function showWatchers (watchers) {
+  const el = $('watchers')
+  if (!Array.isArray(watchers) || watchers.length === 0) { el.hidden = true; el.textContent = ''; document.body.dataset.watchers = '0'; return }
+  const names = watchers.map((w) => (w.label ?? 'someone') + (w.viewOnly ? ' (view only)' : ''))
+  el.textContent = 'Watching: ' + names.join(', ')
+  el.hidden = false
+  document.body.dataset.watchers = String(watchers.length)
+}
+
+function tick () {
+  const left = Math.max(0, Math.round((lifetime.expiresAt - (Date.now() + lifetime.skew)) / 1000))
+  const h = Math.floor(left / 3600)
+  const m = Math.floor((left % 3600) / 60)
+  const s = left % 60
+  $('left').textContent = (h > 0 ? h + ':' + String(m).padStart(2, '0') : String(m)) + ':' + String(s).padStart(2, '0') + ' left'
+  $('left').classList.toggle('low', left < RENEW_WINDOW_SECONDS)
+  const canRenew = !ended && lifetime.renewable && left > 0 && left <= RENEW_WINDOW_SECONDS && lifetime.maxExpiresAt > lifetime.expiresAt
+  $('renew').hidden = !canRenew
+  // The warning, in the last five minutes: with "Keep open" where the page may renew.
+  $('closing').hidden = ended || left === 0 || left > RENEW_WINDOW_SECONDS
+  $('closing').textContent = canRenew ? 'Closing soon:' : 'Closing soon'
+  $('left').title = canRenew ? 'This console closes soon: Keep open gives it more time' : 'time left'
+}
+
+function startCountdown (info) {
+  setLifetime(info)
   countdown = window.setInterval(tick, 1000)
+  $('renew').addEventListener('click', async () => {
+    $('renew').disabled = true
+    const r = await lookUp({ renew: true })
+    $('renew').disabled = false
+    if (r.ok) setLifetime(r.info)
+    else $('left').title = 'The console could not be renewed (' + r.reason + ')'
+  })
+  void follow()
+}
+
+async function follow () {
+  while (!ended) {
+    const r = await lookUp({ wait: 25, version: lifetime.version })
+    if (ended) return
+    if (r.ok) setLifetime(r.info)
+    else if (r.status !== undefined) return // expired, revoked: the socket's close says so
+    else await new Promise((resolve) => window.setTimeout(resolve, 2000)) // the gateway is not answering: ask again shortly
+  }
 }
 
 /** Choices the page remembers in this browser (scaling, paste layout and pace). */
@@ -185,29 +301,46 @@ function attachControls (v) {
   }
 }
 
-function startVnc (screen, ws) {
-  const rfb = new RFB(screen, ws, {})
-  rfb.background = '#000'
+function startVnc (screen, first, share) {
+  // A view-only share: the page sends no input (and the gateway would drop it), and offers no keys.
+  const viewOnly = share?.viewOnly === true
+  if (viewOnly) {
+    for (const id of ['cad', 'keys', 'paste-open', 'keybar']) $(id).hidden = true
+    document.body.dataset.viewOnly = 'true'
+  }
+  let rfb
+  let mode = 'fit'
+  const applyScale = () => {
+    rfb.scaleViewport = mode !== 'actual'
+    rfb.resizeSession = mode === 'remote'
+    screen.dataset.scale = mode
+  }
   const controls = attachControls({
     key: (k, down) => rfb.sendKey(k.keysym, k.code, down),
     // noVNC sends a key's position too when the server takes QEMU's extended key event (keymap.js).
     strokes: (text, layout) => strokesFor(text, layout, { scancodes: rfb._qemuExtKeyEventSupported === true }),
-    scale: (mode) => {
-      rfb.scaleViewport = mode !== 'actual'
-      rfb.resizeSession = mode === 'remote'
-      screen.dataset.scale = mode
-    },
+    scale: (m) => { mode = m; if (rfb !== undefined) applyScale() },
     focus: () => rfb.focus()
   })
-  rfb.addEventListener('connect', () => {
-    setState('Connected')
-    document.body.dataset.connected = 'true'
-    $('cad').disabled = false
-    $('disconnect').disabled = false
-    controls.enable()
-    rfb.focus()
-  })
-  rfb.addEventListener('disconnect', () => window.setTimeout(() => end(undefined), 200))
+  // A noVNC client per socket: the first, then one for each reconnect, on the same page and controls.
+  const attach = (ws) => {
+    rfb = new RFB(screen, ws, { shared: true })
+    rfb.background = '#000'
+    rfb.viewOnly = viewOnly
+    applyScale()
+    rfb.addEventListener('connect', () => {
+      attempts = 0
+      everConnected = true
+      setState(share === undefined ? 'Connected' : viewOnly ? 'Watching (view only)' : 'Connected (shared)')
+      document.body.dataset.connected = 'true'
+      $('cad').disabled = viewOnly
+      $('disconnect').disabled = false
+      if (!viewOnly) controls.enable()
+      rfb.focus()
+    })
+  }
+  attach(first)
+  resumeWith = attach
   $('cad').addEventListener('click', () => controls.combo(COMBOS['ctrl-alt-del'].keys))
   $('disconnect').addEventListener('click', () => { userDisconnected = true; rfb.disconnect() })
 }
@@ -270,8 +403,9 @@ async function startGuacamole (screen, ws) {
   $('disconnect').addEventListener('click', () => { userDisconnected = true; client.disconnect(); end(undefined) })
 }
 
-async function startSerialConsole (screen, ws) {
+async function startSerialConsole (screen, first) {
   const { startSerial } = await import('./serial.js')
+  let ws = first
   // Ctrl-Alt-Del and the key menu mean nothing to a serial line, nor does scaling a terminal fitted to the window.
   $('cad').hidden = true
   $('keys').hidden = true
@@ -293,7 +427,7 @@ async function startSerialConsole (screen, ws) {
     send: (bytes) => send(bytes),
     focus: () => term?.focus()
   })
-  const term = startSerial(screen, ws, {
+  const { term, attach } = startSerial(screen, ws, {
     // Ctrl latched: a letter becomes its control character; Alt latched: ESC before it (as xterm sends Alt).
     filter: (d) => {
       if (latched.size === 0) return d
@@ -309,10 +443,14 @@ async function startSerialConsole (screen, ws) {
       $('disconnect').disabled = false
       controls.enable()
     },
+    // A line that spoke worked: from then on, a dropped socket is reconnected (one whose bridge never
+    // answered is closed by the gateway with the reason, which the page says at once).
+    lineSpoke: () => { attempts = 0; everConnected = true },
     disconnect: (close) => {
       $('disconnect').addEventListener('click', () => { userDisconnected = true; close(); end(undefined) })
     }
   })
+  resumeWith = (next) => { ws = next; attach(next) }
 }
 
 async function main () {
@@ -332,11 +470,13 @@ async function main () {
   socketClosed.then(onSocketClose)
   const answer = await infoAnswer
   let protocol
+  let share
   if (answer.ok) {
+    share = answer.info.share
     const info = answer.info
     document.title = info.serverName + ' — console'
     $('name').textContent = info.serverName
-    startCountdown(info.expiresAt, info.now)
+    startCountdown(info)
     protocol = info.protocol
   } else if (answer.reason === 'used') {
     // A single-use link: the look-up and this page's own socket raced, and the socket may be the one that
@@ -358,7 +498,7 @@ async function main () {
   const screen = $('screen')
   if (protocol === 'guacamole') await startGuacamole(screen, socket)
   else if (protocol === 'serial') await startSerialConsole(screen, socket)
-  else startVnc(screen, socket)
+  else startVnc(screen, socket, share)
 }
 
 main().catch(() => end(undefined, 'The console could not start in this browser.'))

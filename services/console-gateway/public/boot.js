@@ -22,14 +22,38 @@ if (token !== '') {
 }
 export const hasToken = token !== ''
 
-/** The `/info` answer: `{ ok: true, info }` or `{ ok: false, reason, protocol? }` (the protocol with `used`). */
-export const info = !hasToken
-  ? Promise.resolve({ ok: false, reason: 'invalid' })
-  : fetch(base + '/info', { headers: { authorization: 'Bearer ' + token }, cache: 'no-store', referrerPolicy: 'no-referrer' })
+/**
+ * This tab's resume secret: made here, kept in this tab's session storage, offered with every socket
+ * (`porthole.resume.<secret>`) and look-up (`X-Console-Resume`). A single-use session remembers the secret
+ * of the viewer that used it, and lets that viewer, and nobody else holding the link, come back after its
+ * socket dropped (a network blip, a gateway restart, a reload) within a short grace.
+ */
+export const RESUME_PROTOCOL = 'porthole.resume.'
+let resume = ''
+try { resume = window.sessionStorage.getItem(storageKey + ':resume') ?? '' } catch { /* storage disabled: this page only */ }
+if (!/^[A-Za-z0-9_-]{22,128}$/.test(resume)) {
+  const bytes = window.crypto.getRandomValues(new Uint8Array(32))
+  resume = window.btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+  try { window.sessionStorage.setItem(storageKey + ':resume', resume) } catch { /* storage disabled: this page only */ }
+}
+
+/**
+ * A look-up of the session at the gateway, `{ ok: true, info }` or `{ ok: false, reason, protocol? }` (the
+ * protocol with `used`): `/info`, or with `wait` (seconds) its next change (`/info?wait=`), or with `method:
+ * 'POST'` the page's own renewal (`/renew`).
+ */
+export function lookUp ({ wait = 0, version = '', renew = false } = {}) {
+  if (!hasToken) return Promise.resolve({ ok: false, reason: 'invalid' })
+  const url = base + (renew ? '/renew' : wait > 0 ? '/info?wait=' + wait + '&version=' + encodeURIComponent(version) : '/info')
+  return fetch(url, { method: renew ? 'POST' : 'GET', headers: { authorization: 'Bearer ' + token, 'x-console-resume': resume }, cache: 'no-store', referrerPolicy: 'no-referrer' })
     .then(async (res) => {
       const body = await res.json()
-      return res.ok ? { ok: true, info: body } : { ok: false, reason: body.reason ?? 'invalid', protocol: body.protocol }
+      return res.ok ? { ok: true, info: body } : { ok: false, status: res.status, reason: body.reason ?? 'invalid', protocol: body.protocol }
     }, () => ({ ok: false, reason: 'unavailable' }))
+}
+
+/** The first `/info` answer, asked for at once. */
+export const info = lookUp()
 
 /**
  * The console socket, opened now. The viewer (noVNC, guacamole-common-js or xterm.js) is attached to it once it is
@@ -37,7 +61,12 @@ export const info = !hasToken
  * gateway sends early is lost. Both viewer subprotocols are offered; the gateway echoes the first (`binary`,
  * which a serial session uses too: raw bytes in binary frames) and relays by the session's own protocol.
  */
-export const socket = hasToken ? holdingSocket((location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + base + '/ws', ['binary', 'guacamole', TOKEN_PROTOCOL + token]) : undefined
+export const socket = hasToken ? openSocket() : undefined
+
+/** A new console socket (the first, and each reconnect's). */
+export function openSocket () {
+  return holdingSocket((location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + base + '/ws', ['binary', 'guacamole', TOKEN_PROTOCOL + token, RESUME_PROTOCOL + resume])
+}
 
 /**
  * Resolves with the socket's close event. Listened for here, from the start: app.js runs only after noVNC's

@@ -47,13 +47,14 @@ export function keepStylesStrict (doc = document) {
 }
 
 /**
- * Shows the serial console of `ws` (an open or opening WebSocket) in `screen`. `ui` is the page's:
- * `connected()` once the line is up, `disconnect(fn)` to wire the Disconnect button, and optionally
- * `filter(data)`, which may change what a keystroke sends (the key bar's latched Ctrl and Alt).
+ * Shows the serial console of `first` (an open or opening WebSocket) in `screen`. `ui` is the page's:
+ * `connected()` once the line is up, `lineSpoke()` at the line's first bytes, `disconnect(fn)` to wire the
+ * Disconnect button, and optionally `filter(data)`, which may change what a keystroke sends (the key bar's
+ * latched Ctrl and Alt). Returns the terminal, and `attach(ws)`, which puts a new socket (a reconnect's)
+ * behind the same terminal.
  */
-export function startSerial (screen, ws, ui) {
+export function startSerial (screen, first, ui) {
   keepStylesStrict()
-  ws.binaryType = 'arraybuffer'
   const box = document.createElement('div')
   box.id = 'terminal'
   screen.appendChild(box)
@@ -72,10 +73,7 @@ export function startSerial (screen, ws, ui) {
   refit()
   new window.ResizeObserver(refit).observe(screen)
 
-  ws.onmessage = (e) => {
-    if (typeof e.data === 'string') term.write(e.data)
-    else term.write(new Uint8Array(e.data))
-  }
+  let ws
   const encoder = new TextEncoder()
   const send = (bytes) => { if (ws.readyState === WebSocket.OPEN) ws.send(bytes) }
   const filter = ui.filter ?? ((d) => d)
@@ -83,14 +81,31 @@ export function startSerial (screen, ws, ui) {
   // Some terminal reports (e.g. mouse) are raw bytes held in a string, one byte per character.
   term.onBinary((d) => send(Uint8Array.from(d, (c) => c.charCodeAt(0) & 0xff)))
 
-  // A serial line is silent until something is typed, so the console is up once the socket is: the gateway
-  // closes it with a reason if the agent's bridge does not answer.
-  let up = false
-  const connected = () => { if (!up && ws.readyState === WebSocket.OPEN) { up = true; ui.connected() } }
-  if (ws.readyState === WebSocket.OPEN) connected()
-  else ws.addEventListener('open', connected, { once: true })
-  ws.addEventListener('close', () => { term.options.disableStdin = true; term.options.cursorBlink = false })
+  const attach = (next) => {
+    ws = next
+    next.binaryType = 'arraybuffer'
+    let spoke = false
+    next.onmessage = (e) => {
+      if (!spoke) { spoke = true; ui.lineSpoke?.() }
+      if (typeof e.data === 'string') term.write(e.data)
+      else term.write(new Uint8Array(e.data))
+    }
+    // A serial line is silent until something is typed, so the console is up once the socket is: the gateway
+    // closes it with a reason if the agent's bridge does not answer.
+    let up = false
+    const connected = () => {
+      if (up || next.readyState !== WebSocket.OPEN) return
+      up = true
+      term.options.disableStdin = false
+      term.options.cursorBlink = true
+      ui.connected()
+    }
+    if (next.readyState === WebSocket.OPEN) connected()
+    else next.addEventListener('open', connected, { once: true })
+    next.addEventListener('close', () => { if (ws === next) { term.options.disableStdin = true; term.options.cursorBlink = false } })
+  }
+  attach(first)
   ui.disconnect(() => ws.close(1000, 'user'))
   term.focus()
-  return term
+  return { term, attach }
 }

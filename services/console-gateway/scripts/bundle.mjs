@@ -25,6 +25,8 @@ const pub = join(root, 'public')
 const out = join(root, 'dist', 'public')
 const novncDir = resolve(dirname(fileURLToPath(import.meta.resolve('@novnc/novnc'))), '..') // …/core/rfb.js → the package
 const guacFile = fileURLToPath(import.meta.resolve('guacamole-common-js'))
+/** `./shared/console-close.js` → the close codes' one definition, compiled (@porthole/contracts). */
+const closeCodesFile = join(dirname(fileURLToPath(import.meta.resolve('@porthole/contracts'))), 'console-close.js')
 /** `./xterm/<file>` → the installed xterm.js (`xterm.mjs`, `xterm.css`) or its fit add-on (`addon-fit.mjs`). */
 const xtermFiles = {
   'xterm.mjs': fileURLToPath(new URL('./lib/xterm.mjs', import.meta.resolve('@xterm/xterm/package.json'))),
@@ -38,6 +40,7 @@ const packages = {
   setup (build) {
     build.onResolve({ filter: /^\.\/novnc\// }, a => ({ path: join(novncDir, a.path.slice('./novnc/'.length)) }))
     build.onResolve({ filter: /^\.\/guacamole\/guacamole-common\.js$/ }, () => ({ path: guacFile }))
+    build.onResolve({ filter: /^\.\/shared\/console-close\.js$/ }, () => ({ path: closeCodesFile }))
     build.onResolve({ filter: /^\.\/xterm\// }, (a) => {
       const file = xtermFiles[a.path.slice('./xterm/'.length)]
       return file === undefined ? { errors: [{ text: `no such xterm.js file: ${a.path}` }] } : { path: file }

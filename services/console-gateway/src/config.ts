@@ -4,15 +4,16 @@
  * the guacamole-lite tokens; no other service has it. CONSOLE_TRANSIT_KEY opens what agents send and seals
  * what the API takes; PORTHOLE_SECRET_KEY, which seals server credentials, is not the gateway's to have.
  */
-import { bool, commonSettings, consoleTransitKeySettings, int, list, loadConfig, required, secret, solBridgeSettings, str, url, type ConfigOf } from '@porthole/shared/config'
+import { auditSettings, bool, commonSettings, consoleTransitKeySettings, int, list, loadConfig, publicGatewaySettings, required, secret, solBridgeSettings, str, type ConfigOf } from '@porthole/shared/config'
 
 export const configSpec = {
   ...commonSettings,
   // Not secretKeySettings: the gateway must not be able to open server credentials.
   ...consoleTransitKeySettings,
+  ...auditSettings,
   GATEWAY_HOST: str('address the console gateway listens on', '0.0.0.0'),
   GATEWAY_PORT: int('port the console gateway listens on', 8081, 1, 65535),
-  PUBLIC_GATEWAY_URL: url('the gateway as browsers reach it (console URLs are built on it); may carry a path prefix behind a TLS-terminating proxy, e.g. `https://example.com/console-gw`', 'http://127.0.0.1:8081', ['http', 'https']),
+  ...publicGatewaySettings,
   CONSOLE_KEY: required(secret('32 random bytes, base64, known only to the gateway: seals console targets at rest and keys guacamole-lite tokens (`openssl rand -base64 32`)')),
   CONSOLE_KEY_ID: str('id of CONSOLE_KEY, stored with every target it seals so the key can be rotated', 'c1'),
   CONSOLE_OLD_KEYS: secret('earlier console keys still accepted for opening, as `id:base64,id:base64`', ''),
@@ -22,6 +23,7 @@ export const configSpec = {
   ...solBridgeSettings,
   CONSOLE_IDLE_SECONDS: int('close a console after this many seconds without keyboard or mouse input (0 = never)', 0, 0, 7200),
   CONSOLE_PING_SECONDS: int('seconds between WebSocket pings to each console viewer; a viewer that shows no sign of life (a pong, a message, bytes taken) through two pings is cut off and its session freed (0 = no pings)', 20, 0, 3600),
+  CONSOLE_RESUME_GRACE_SECONDS: int('seconds a single-use console\'s own viewer (the browser tab that used it, by a secret only that tab holds) may come back after its socket dropped (0 = never)', 60, 0, 3600),
   TRUST_PROXY: bool('take the client address from X-Forwarded-For (only behind a proxy that sets it)', false)
 }
 

@@ -42,10 +42,11 @@ export function guacTokenKey (consoleKey: Buffer): Buffer {
   return Buffer.from(hkdfSync('sha256', consoleKey, Buffer.alloc(0), 'porthole guacamole-lite token v1', 32))
 }
 
-/** guacamole-lite's connection settings for a target. */
-export function guacConnection (t: ConsoleTarget): { connection: { type: string, settings: Record<string, string | number> } } {
+/** guacamole-lite's connection settings for a target; `readOnly`: guacd's read-only mode (a view-only share). */
+export function guacConnection (t: ConsoleTarget, o: { readOnly?: boolean } = {}): { connection: { type: string, settings: Record<string, string | number> } } {
   const settings: Record<string, string | number> = { hostname: t.host, port: String(t.port) }
   if (t.password !== undefined) settings.password = t.password
+  if (o.readOnly === true) settings['read-only'] = 'true'
   return { connection: { type: 'vnc', settings } }
 }
 
@@ -87,8 +88,8 @@ export class GuacBridge {
   }
 
   /** Hands an authenticated WebSocket to guacamole-lite; `onClose` runs when guacamole-lite lets go. */
-  attach (ws: WebSocket, target: ConsoleTarget, onClose: (err?: Error) => void): { close: () => void } {
-    const token = encryptGuacToken(this.key, guacConnection(target))
+  attach (ws: WebSocket, target: ConsoleTarget, o: { readOnly: boolean }, onClose: (err?: Error) => void): { close: () => void } {
+    const token = encryptGuacToken(this.key, guacConnection(target, o))
     const ClientConnection = loadClientConnection()
     const cc = new ClientConnection(this.options, ++this.seq, ws, { token }, {
       processConnectionSettings: (s: unknown, cb: (err: unknown, s: unknown) => void) => cb(undefined, s)

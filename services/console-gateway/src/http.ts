@@ -3,8 +3,7 @@
  * - `GET /healthz`
  * - `GET /s/<sessionId>`: the console page. Static: it names no server and holds no secret; it reads the
  *   token from the URL fragment, removes it from the address bar, and uses it only in headers.
- * - `GET /s/<sessionId>/info` with `Authorization: Bearer <token>`: what the page shows (server name,
- *   protocol, expiry), or why the link no longer works.
+ * - `GET /s/<sessionId>/info` and `POST /s/<sessionId>/renew`: the page's look-ups and renewal (page-api.ts).
  * - `GET /s/assets/...`: the page's script and styles. Built (scripts/bundle.mjs, into dist/public): one
  *   minified module with the page's script and noVNC, one with guacamole-common-js, one with xterm.js (serial
  *   consoles), the styles (xterm.js's included), each named by a hash of its content and served `immutable`
@@ -22,8 +21,10 @@ import { fileURLToPath } from 'node:url'
 import { WebSocketServer } from 'ws'
 import type { Logger } from '@porthole/shared/logging'
 import { stripQuery } from '@porthole/shared/logging'
-import type { ConsoleSessionStore } from '@porthole/shared/store'
-import { checkToken, TOKEN_PROTOCOL, tokenFromProtocols, type ViewerHub } from './viewers.js'
+import type { AuditLog, ConsoleSessionStore, ConsoleShareStore } from '@porthole/shared/store'
+import { RESUME_PROTOCOL, TOKEN_PROTOCOL, tokenFromProtocols } from './admission.js'
+import { pageApi } from './page-api.js'
+import type { ViewerHub } from './viewers.js'
 
 /** The largest message a viewer may send (RFB client cut text, a pasted line on a serial console). */
 export const MAX_VIEWER_MESSAGE = 1024 * 1024
@@ -31,6 +32,7 @@ export const MAX_VIEWER_MESSAGE = 1024 * 1024
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
 const PAGE = new RegExp(`^/s/(${UUID})$`)
 const INFO = new RegExp(`^/s/(${UUID})/info$`)
+const RENEW = new RegExp(`^/s/(${UUID})/renew$`)
 const WS = new RegExp(`^/s/(${UUID})/ws$`)
 const ASSET = /^\/s\/assets\/([A-Za-z0-9._/-]+)$/
 
@@ -39,6 +41,8 @@ const PUBLIC_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 
 const BUILT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'public')
 const NOVNC_DIR = resolve(dirname(fileURLToPath(import.meta.resolve('@novnc/novnc'))), '..')
 const GUAC_FILE = resolve(dirname(fileURLToPath(import.meta.resolve('guacamole-common-js'))), 'guacamole-common.js')
+/** The close codes' one definition (@porthole/contracts), compiled: plain data the page imports as is. */
+const CLOSE_CODES_FILE = resolve(dirname(fileURLToPath(import.meta.resolve('@porthole/contracts'))), 'console-close.js')
 /** xterm.js (serial consoles): `assets/xterm/<name>` → the installed package's file. */
 const XTERM_FILES: Record<string, string> = {
   'xterm.mjs': fileURLToPath(new URL('./lib/xterm.mjs', import.meta.resolve('@xterm/xterm/package.json'))),
@@ -91,6 +95,8 @@ function pickEncoding (header: string | string[] | undefined): 'br' | 'gzip' | u
 export interface HttpDeps {
   hub: ViewerHub
   sessions: ConsoleSessionStore
+  shares: ConsoleShareStore
+  audit: AuditLog
   allowedOrigins: Set<string>
   publicUrl: string
   trustProxy: boolean
@@ -129,6 +135,7 @@ export function createHttp (d: HttpDeps): Server {
     let file: string | undefined
     if (rel === 'app.js' || rel === 'boot.js' || rel === 'serial.js' || rel === 'keymap.js' || rel === 'app.css' || rel === 'console.html') file = join(PUBLIC_DIR, rel)
     else if (rel === 'guacamole/guacamole-common.js') file = GUAC_FILE
+    else if (rel === 'shared/console-close.js') file = CLOSE_CODES_FILE
     else if (rel.startsWith('xterm/')) file = XTERM_FILES[rel.slice('xterm/'.length)]
     else if (rel.startsWith('novnc/core/') || rel.startsWith('novnc/vendor/')) {
       file = resolve(NOVNC_DIR, rel.slice('novnc/'.length))
@@ -161,8 +168,16 @@ export function createHttp (d: HttpDeps): Server {
   const problem = (res: ServerResponse, status: number, title: string, extra: Record<string, unknown> = {}): void =>
     send(res, status, 'application/problem+json', JSON.stringify({ type: 'about:blank', title, status, ...extra }), { 'cache-control': 'no-store' })
 
+  const pages = pageApi({ ...d, send, problem, clientIp, log })
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = route(req.url)
+    const renew = RENEW.exec(path)
+    if (renew !== null) {
+      if (req.method !== 'POST') { problem(res, 405, 'Method Not Allowed'); return }
+      await pages.renew(req, res, renew[1] as string)
+      return
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') { problem(res, 405, 'Method Not Allowed'); return }
     if (path === '/healthz') {
       const ok = d.healthy()
@@ -178,21 +193,7 @@ export function createHttp (d: HttpDeps): Server {
       return
     }
     const info = INFO.exec(path)
-    if (info !== null) {
-      const auth = req.headers.authorization
-      const token = auth?.startsWith('Bearer ') === true ? auth.slice(7).trim() : undefined
-      const c = await checkToken(d.sessions, info[1] as string, token)
-      if (!c.ok) {
-        // A used single-use link: its holder (the token matched) is told the protocol, so that the page whose
-        // own socket used the link can start the right viewer (a serial line may send nothing to tell by).
-        const used = c.reason === 'used' ? await d.sessions.get(info[1] as string) : undefined
-        problem(res, c.reason === 'invalid' ? 401 : 410, 'Console link not usable', { detail: c.reason, reason: c.reason, ...(used === undefined ? {} : { protocol: used.protocol }) })
-        return
-      }
-      const s = c.session
-      send(res, 200, 'application/json', JSON.stringify({ sessionId: s.id, serverName: s.serverName, protocol: s.protocol, expiresAt: s.expiresAt, singleUse: s.singleUse, now: new Date().toISOString() }), { 'cache-control': 'no-store' })
-      return
-    }
+    if (info !== null) { await pages.info(req, res, info[1] as string); return }
     const asset = ASSET.exec(path)
     if (asset !== null) {
       const b = await readBuilt(asset[1] as string, req)
@@ -225,7 +226,7 @@ export function createHttp (d: HttpDeps): Server {
     // gets to make us buffer more before their token has been checked.
     maxPayload: MAX_VIEWER_MESSAGE,
     handleProtocols: (protocols) => {
-      for (const p of protocols) if (!p.startsWith(TOKEN_PROTOCOL)) return p
+      for (const p of protocols) if (!p.startsWith(TOKEN_PROTOCOL) && !p.startsWith(RESUME_PROTOCOL)) return p
       return false
     }
   })
@@ -242,7 +243,7 @@ export function createHttp (d: HttpDeps): Server {
     const token = tokenFromProtocols(req.headers['sec-websocket-protocol'])
     const ip = clientIp(req)
     wss.handleUpgrade(req, socket, head, (ws) => {
-      d.hub.accept(ws, m[1] as string, token, ip).catch((err: unknown) => {
+      d.hub.accept(ws, m[1] as string, token, ip, tokenFromProtocols(req.headers['sec-websocket-protocol'], RESUME_PROTOCOL)).catch((err: unknown) => {
         log.error({ err: { message: (err as Error).message } }, 'viewer failed')
         ws.terminate()
       })

@@ -2,28 +2,28 @@
  * Consumes `<ns>.console.mint.interactive`: an agent has found a console target and sealed it for us (transit key,
  * aad = job id). We mint the session: a random URL token (256 bits) of which Redis keeps only the SHA-256, the
  * target re-sealed with the gateway's own CONSOLE_KEY (aad = session id). The URL,
- * `${PUBLIC_GATEWAY_URL}/s/${sessionId}#${token}`, is handed to the API sealed and once (a grant in Redis the
- * API takes when it answers the requester); the job's final JobUpdate carries only the session's id, protocol
- * and expiry. The token sits in the URL's fragment: Browsers never send a fragment to a server, so the token
+ * `${PUBLIC_GATEWAY_URL}/s/${sessionId}#${token}`, is handed over to the API sealed and once (the URL
+ * hand-over: a Redis key the API takes when it answers the requester, see `ConsoleSessionStore.create`); the
+ * job's final JobUpdate carries only the session's id, protocol and expiry. The token sits in the URL's fragment: Browsers never send a fragment to a server, so the token
  * never reaches a server log, a proxy log or a Referer header.
  */
 import { randomUUID } from 'node:crypto'
 import type { AmqpClient, Delivery, Disposition } from '@porthole/shared/amqp'
 import { names } from '@porthole/shared/amqp'
 import {
-  compile, ConsoleMintRequest, ConsoleTarget, MAX_CONSOLE_TTL_SECONDS,
+  compile, ConsoleMintRequest, ConsoleTarget, consoleUrl, DEFAULT_CONSOLE_MAX_TOTAL_SECONDS, MAX_CONSOLE_TTL_SECONDS,
   type ConsoleResult, type ConsoleSession, type JobUpdate
 } from '@porthole/contracts'
 import { randomToken, sha256Hex, type SecretBox } from '@porthole/shared/crypto'
 import { PortholeError, toFailure, UnsupportedError, type JobFailureLike } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { grantAad, type ConsoleSessionStore } from '@porthole/shared/store'
+import { urlHandoverAad, type ConsoleSessionStore } from '@porthole/shared/store'
 
 const mintCheck = compile(ConsoleMintRequest, 'ConsoleMintRequest')
 const targetCheck = compile(ConsoleTarget, 'ConsoleTarget')
 
 /** How long a minted URL waits for the API to deliver it (a client polling with ?wait=0 has this long). */
-const GRANT_TTL_SECONDS = 600
+const URL_HANDOVER_TTL_SECONDS = 600
 
 export interface MinterDeps {
   amqp: AmqpClient
@@ -39,10 +39,7 @@ export interface MinterDeps {
   log: Logger
 }
 
-/** The console URL for a session: the token travels in the fragment only. */
-export function consoleUrl (publicUrl: string, sessionId: string, token: string): string {
-  return `${publicUrl.replace(/\/+$/, '')}/s/${sessionId}#${token}`
-}
+export { consoleUrl }
 
 export class Minter {
   private readonly n: ReturnType<typeof names>
@@ -74,9 +71,9 @@ export class Minter {
       log.warn('console mint request past its deadline; dropped')
       return 'ack'
     }
-    let grant: ConsoleResult
+    let result: ConsoleResult
     try {
-      grant = await this.mint(req)
+      result = await this.mint(req)
     } catch (err) {
       if (err instanceof PortholeError && err.code === 'unavailable') { log.warn({ err: { message: err.message } }, 'mint deferred: dependency unavailable'); return 'requeue' }
       const failure = toFailure(err)
@@ -84,12 +81,12 @@ export class Minter {
       return await this.fail(job.id, failure)
     }
     try {
-      await this.publish({ jobId: job.id, state: 'succeeded', at: new Date().toISOString(), result: grant })
+      await this.publish({ jobId: job.id, state: 'succeeded', at: new Date().toISOString(), result })
     } catch (err) {
-      log.warn({ err: { message: (err as Error).message } }, 'could not publish the console grant; requeueing')
+      log.warn({ err: { message: (err as Error).message } }, 'could not publish the console result; requeueing')
       return 'requeue'
     }
-    log.info({ sessionId: grant.sessionId, protocol: grant.protocol, expiresAt: grant.expiresAt }, 'console session minted')
+    log.info({ sessionId: result.sessionId, protocol: result.protocol, expiresAt: result.expiresAt }, 'console session minted')
     return 'ack'
   }
 
@@ -122,12 +119,16 @@ export class Minter {
       tokenHash: sha256Hex(token),
       createdAt: new Date(now).toISOString(),
       expiresAt: new Date(now + ttl * 1000).toISOString(),
-      singleUse: params.singleUse
+      singleUse: params.singleUse,
+      ttlSeconds: ttl,
+      // Renewals may take it this far (API or, for a renewable session, the console page).
+      maxExpiresAt: new Date(now + Math.max(ttl, params.maxTotalSeconds ?? DEFAULT_CONSOLE_MAX_TOTAL_SECONDS) * 1000).toISOString()
     }
+    if (params.renewable === true) session.renewable = true
     try {
       // The URL carries the token: it goes to the API sealed and once, never into the job record or a message.
       const url = consoleUrl(this.d.publicUrl, id, token)
-      await this.d.sessions.create(session, { jobId: job.id, sealedUrl: this.d.transitBox.seal(url, grantAad(job.id)), ttlSeconds: GRANT_TTL_SECONDS })
+      await this.d.sessions.create(session, { jobId: job.id, sealedUrl: this.d.transitBox.seal(url, urlHandoverAad(job.id)), ttlSeconds: URL_HANDOVER_TTL_SECONDS })
     } catch (err) {
       throw new PortholeError('unavailable', 'session store unavailable', { cause: err })
     }

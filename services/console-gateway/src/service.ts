@@ -7,7 +7,7 @@ import { AmqpClient } from '@porthole/shared/amqp'
 import { ConfigError } from '@porthole/shared/config'
 import { SecretBox } from '@porthole/shared/crypto'
 import type { Logger } from '@porthole/shared/logging'
-import { ConsoleSessionStore, createRedis } from '@porthole/shared/store'
+import { AuditLog, ConsoleSessionStore, ConsoleShareStore, createRedis } from '@porthole/shared/store'
 import { allowedOrigins, type GatewayConfig } from './config.js'
 import { GuacBridge } from './guac.js'
 import { createHttp } from './http.js'
@@ -32,6 +32,7 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
   const redis = createRedis(c.REDIS_URL, log, 'console-gateway')
   const subscriber = createRedis(c.REDIS_URL, log, 'console-gateway-events')
   const sessions = new ConsoleSessionStore(redis, c.PORTHOLE_NAMESPACE)
+  const shares = new ConsoleShareStore(redis, c.PORTHOLE_NAMESPACE)
   const amqp = new AmqpClient({ url: c.RABBITMQ_URL, namespace: c.PORTHOLE_NAMESPACE, log, name: 'console-gateway' })
   const cleanup = async (): Promise<void> => {
     await amqp.close().catch(() => {})
@@ -42,7 +43,7 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
     await amqp.start()
     const guac = new GuacBridge(Buffer.from(c.CONSOLE_KEY, 'base64'), { host: c.GUACD_HOST, port: c.GUACD_PORT }, log)
     const solSecret = c.SOL_BRIDGE_SECRET === undefined ? undefined : Buffer.from(c.SOL_BRIDGE_SECRET, 'base64')
-    const hub = new ViewerHub({ sessions, consoleBox, guac, subscriber, idleSeconds: c.CONSOLE_IDLE_SECONDS, pingSeconds: c.CONSOLE_PING_SECONDS, solSecret, log })
+    const hub = new ViewerHub({ sessions, shares, consoleBox, guac, subscriber, idleSeconds: c.CONSOLE_IDLE_SECONDS, pingSeconds: c.CONSOLE_PING_SECONDS, resumeGraceSeconds: c.CONSOLE_RESUME_GRACE_SECONDS, solSecret, log })
     await hub.start()
     if (solSecret === undefined) log.warn('SOL_BRIDGE_SECRET is not set: serial consoles are not served')
     const minter = new Minter({ amqp, sessions, transitBox, consoleBox, namespace: c.PORTHOLE_NAMESPACE, publicUrl: c.PUBLIC_GATEWAY_URL, serial: solSecret !== undefined, log })
@@ -50,6 +51,8 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
     const server = createHttp({
       hub,
       sessions,
+      shares,
+      audit: new AuditLog(redis, c.PORTHOLE_NAMESPACE, c.AUDIT_RETENTION_DAYS),
       allowedOrigins: allowedOrigins(c),
       publicUrl: c.PUBLIC_GATEWAY_URL,
       trustProxy: c.TRUST_PROXY,

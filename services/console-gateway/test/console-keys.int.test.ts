@@ -12,14 +12,12 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir } from 'node:fs/promises'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Page } from 'playwright-core'
 import { tinyDomain, waitFor, type TinyDomain } from '@porthole/testkit'
 import type { ConsoleTarget } from '@porthole/contracts'
-import { ByteQueue } from '../src/rfb.js'
-import { decodePng, fileScope, harness, launchChromium, litInTextRow, solBridge, vmScreenshot, vncTarget, type Harness } from './support.js'
+import { decodePng, fileScope, harness, launchChromium, litInTextRow, recorder as recorderIn, solBridge, vmScreenshot, vncTarget, type Harness, type KeyEvent, type Recorder } from './support.js'
 
 const suite = fileScope(after)
 const OUT = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-output')
@@ -38,89 +36,8 @@ async function shot (t: { diagnostic: (s: string) => void }, page: Page, name: s
 }
 
 /** One key event as the server got it: `d`/`u`, the keysym in hex, and the XT scancode (extended key events only). */
-interface KeyEvent { down: boolean, keysym: number, scancode?: number, at: number }
-
-interface Recorder {
-  target: ConsoleTarget
-  keys: KeyEvent[]
-  /** SetDesktopSize requests: the size asked for. */
-  resizes: Array<{ width: number, height: number }>
-}
-
-const u16 = (n: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16BE(n); return b }
-const u32 = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b }
-const s32 = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeInt32BE(n); return b }
-const rect = (x: number, y: number, w: number, hh: number, enc: number): Buffer => Buffer.concat([u16(x), u16(y), u16(w), u16(hh), s32(enc)])
-
-/**
- * A VNC server (RFB 3.8, security None) with a `width`×`height` screen that records what the viewer sends.
- * Answers the first update request with pseudo-rectangles only: QEMU's extended key event when `qemuKeys`
- * (noVNC then sends scancodes too) and ExtendedDesktopSize (so that noVNC may ask for another size).
- */
-async function recorder (o: { qemuKeys: boolean, width?: number, height?: number }): Promise<Recorder> {
-  const width = o.width ?? 1280
-  const height = o.height ?? 960
-  const r: Recorder = { target: { kind: 'vnc', host: '127.0.0.1', port: 0 }, keys: [], resizes: [] }
-  const sockets = new Set<Socket>()
-  const server = createServer((s) => {
-    sockets.add(s)
-    s.on('error', () => {})
-    s.on('close', () => sockets.delete(s))
-    const q = new ByteQueue()
-    s.on('data', (b: Buffer) => q.push(b))
-    s.on('close', () => q.fail(new Error('closed')))
-    void (async () => {
-      s.write('RFB 003.008\n')
-      await q.read(12)
-      s.write(Buffer.from([1, 1]))
-      await q.read(1)
-      s.write(u32(0))
-      await q.read(1) // ClientInit
-      const name = Buffer.from('recorder')
-      s.write(Buffer.concat([u16(width), u16(height), Buffer.from([32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]), u32(name.length), name]))
-      let encodings: number[] = []
-      let answered = false
-      for (;;) {
-        const type = (await q.read(1))[0]
-        if (type === 0) await q.read(19)
-        else if (type === 2) {
-          const n = (await q.read(3)).readUInt16BE(1)
-          const b = await q.read(4 * n)
-          encodings = Array.from({ length: n }, (_, i) => b.readInt32BE(4 * i))
-        } else if (type === 3) {
-          await q.read(9)
-          if (answered) continue
-          answered = true
-          const rects: Buffer[] = []
-          if (o.qemuKeys && encodings.includes(-258)) rects.push(rect(0, 0, 0, 0, -258))
-          if (encodings.includes(-308)) rects.push(rect(0, 0, width, height, -308), Buffer.from([1, 0, 0, 0]), u32(0), u16(0), u16(0), u16(width), u16(height), u32(0))
-          const count = rects.filter(b => b.length === 12).length
-          s.write(Buffer.concat([Buffer.from([0, 0]), u16(count), ...rects]))
-        } else if (type === 4) {
-          const b = await q.read(7)
-          r.keys.push({ down: b[0] === 1, keysym: b.readUInt32BE(3), at: performance.now() })
-        } else if (type === 5) await q.read(5)
-        else if (type === 6) await q.read((await q.read(7)).readUInt32BE(3))
-        else if (type === 251) {
-          const b = await q.read(7)
-          await q.read(16 * (b[5] as number))
-          r.resizes.push({ width: b.readUInt16BE(1), height: b.readUInt16BE(3) })
-        } else if (type === 255) {
-          const b = await q.read(11)
-          if (b[0] !== 0) throw new Error(`QEMU message ${b[0]}`)
-          r.keys.push({ down: b.readUInt16BE(1) === 1, keysym: b.readUInt32BE(3), scancode: b.readUInt32BE(7), at: performance.now() })
-        } else throw new Error(`client message ${type}`)
-      }
-    })().catch(() => { s.destroy() })
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  r.target = { kind: 'vnc', host: '127.0.0.1', port: (server.address() as AddressInfo).port }
-  suite.after(async () => {
-    for (const s of sockets) s.destroy()
-    await new Promise<void>(resolve => server.close(() => resolve()))
-  })
-  return r
-}
+/** A recording VNC server for this file. */
+const recorder = async (o: { qemuKeys: boolean, width?: number, height?: number }): Promise<Recorder> => await recorderIn(suite, o)
 
 /** Key events as `d:keysym[:scancode]` / `u:…`, hexadecimal: what the assertions compare. */
 const show = (ks: KeyEvent[]): string[] => ks.map(k => `${k.down ? 'd' : 'u'}:${k.keysym.toString(16)}${k.scancode === undefined ? '' : ':' + k.scancode.toString(16)}`)

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { tinyDomain, waitFor, type TinyDomain } from '@porthole/testkit'
-import type { ConsoleTarget } from '@porthole/contracts'
+import { CONSOLE_CLOSE, type ConsoleTarget } from '@porthole/contracts'
 import { createLogger } from '@porthole/shared/logging'
 import { freePort } from '@porthole/testkit'
 import { readConfig } from '../src/config.js'
@@ -27,7 +27,7 @@ before(async () => {
 test('a minted session opens the VM\'s VNC console; the gateway answers the VNC password itself', async (t) => {
   const t0 = performance.now()
   const m = await h.mint({ target, serverName: 'web-1' })
-  t.diagnostic(`mint request → grant recorded: ${(performance.now() - t0).toFixed(1)} ms`)
+  t.diagnostic(`mint request → URL handed over: ${(performance.now() - t0).toFixed(1)} ms`)
   assert.match(m.grant.url, new RegExp(`^${h.stack.gatewayUrl}/s/${m.sessionId}#[A-Za-z0-9_-]{43}$`))
   assert.equal(m.grant.protocol, 'vnc')
   const stored = await h.sessions.get(m.sessionId)
@@ -56,7 +56,7 @@ test('the job succeeds with the session, and the token-bearing URL is handed ove
   assert.ok(Date.parse(m.grant.expiresAt) - Date.now() > 590_000)
   // Neither the job update on the wire nor anything left in Redis holds the token.
   assert.ok(!JSON.stringify(m.update).includes(m.token))
-  assert.equal(await h.sessions.takeGrant(m.jobId), undefined, 'the grant was taken once already')
+  assert.equal(await h.sessions.takeUrlHandover(m.jobId), undefined, 'the URL hand-over was taken once already')
   const keys = await h.redis.keys(`${h.stack.ns}:*`)
   const values = await Promise.all(keys.map(async k => (await h.redis.type(k)) === 'string' ? await h.redis.get(k) : ''))
   assert.ok(!values.join('\n').includes(m.token))
@@ -75,7 +75,7 @@ test('a wrong VNC password is refused by the target and the viewer is told', asy
   const v = openViewer(h, m.sessionId, m.token)
   await v.opened
   const c = await v.closed
-  assert.equal(c.code, 4006)
+  assert.equal(c.code, CONSOLE_CLOSE.targetAuth.code)
   assert.equal(c.reason, 'target-auth')
 })
 
@@ -83,27 +83,27 @@ test('an unreachable target closes with 4005 unreachable', async () => {
   const m = await h.mint({ target: { kind: 'vnc', host: '127.0.0.1', port: 1 } })
   const v = openViewer(h, m.sessionId, m.token)
   const c = await v.closed
-  assert.deepEqual([c.code, c.reason], [4005, 'unreachable'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.unreachable.code, CONSOLE_CLOSE.unreachable.reason])
 })
 
 test('an unknown token is refused', async () => {
   const m = await h.mint({ target })
   const v = openViewer(h, m.sessionId, randomBytes(32).toString('base64url'))
   const c = await v.closed
-  assert.deepEqual([c.code, c.reason], [4000, 'invalid'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.invalid.code, CONSOLE_CLOSE.invalid.reason])
 })
 
 test('no token at all is refused', async () => {
   const m = await h.mint({ target })
   const v = openViewer(h, m.sessionId, undefined)
   const c = await v.closed
-  assert.deepEqual([c.code, c.reason], [4000, 'invalid'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.invalid.code, CONSOLE_CLOSE.invalid.reason])
 })
 
 test('a forged token (right shape, never issued) for an unknown session is refused', async () => {
   const v = openViewer(h, randomUUID(), randomBytes(32).toString('base64url'))
   const c = await v.closed
-  assert.deepEqual([c.code, c.reason], [4000, 'invalid'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.invalid.code, CONSOLE_CLOSE.invalid.reason])
 })
 
 test('a bit-flipped token is refused', async () => {
@@ -112,7 +112,7 @@ test('a bit-flipped token is refused', async () => {
   raw[7] = (raw[7] as number) ^ 0x01
   const v = openViewer(h, m.sessionId, raw.toString('base64url'))
   const c = await v.closed
-  assert.deepEqual([c.code, c.reason], [4000, 'invalid'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.invalid.code, CONSOLE_CLOSE.invalid.reason])
   // and the genuine token still works
   const ok = openViewer(h, m.sessionId, m.token)
   await rfbHandshake(ok)
@@ -125,7 +125,7 @@ test('a token used on another session\'s path is refused', async () => {
   const b = await h.mint({ target })
   const v = openViewer(h, b.sessionId, a.token)
   const c = await v.closed
-  assert.deepEqual([c.code, c.reason], [4000, 'invalid'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.invalid.code, CONSOLE_CLOSE.invalid.reason])
   const info = await fetch(`${h.stack.gatewayUrl}/s/${b.sessionId}/info`, { headers: { authorization: `Bearer ${a.token}` } })
   assert.equal(info.status, 401)
 })
@@ -149,7 +149,7 @@ test('a single-use token opens once; the second use is refused as used', async (
   await rfbHandshake(first)
   const second = openViewer(h, m.sessionId, m.token)
   const c = await second.closed
-  assert.deepEqual([c.code, c.reason], [4004, 'used'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.used.code, CONSOLE_CLOSE.used.reason])
   assert.equal(first.ws.readyState, first.ws.OPEN, 'the refused reuse does not disturb the first viewer')
   const info = await fetch(`${h.stack.gatewayUrl}/s/${m.sessionId}/info`, { headers: { authorization: `Bearer ${m.token}` } })
   assert.equal(info.status, 410)
@@ -165,7 +165,7 @@ test('a second viewer replaces the first, which is closed with 4003 replaced', a
   const second = openViewer(h, m.sessionId, m.token)
   await rfbHandshake(second)
   const c = await first.closed
-  assert.deepEqual([c.code, c.reason], [4003, 'replaced'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.replaced.code, CONSOLE_CLOSE.replaced.reason])
   assert.equal(second.ws.readyState, second.ws.OPEN)
   second.ws.close()
   await second.closed
@@ -191,13 +191,13 @@ test('a viewer on another replica replaces this one, and revocation reaches ever
     const other = openViewer(h, m.sessionId, m.token, { path: `/s/${m.sessionId}/ws`, base: `ws://127.0.0.1:${port}` })
     await rfbHandshake(other)
     const c = await first.closed
-    assert.deepEqual([c.code, c.reason], [4003, 'replaced'])
+    assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.replaced.code, CONSOLE_CLOSE.replaced.reason])
     const s = await h.sessions.get(m.sessionId)
     assert.ok(s !== undefined)
     const at = Date.now()
     await h.sessions.revoke(s)
     const c2 = await other.closed
-    assert.deepEqual([c2.code, c2.reason], [4002, 'revoked'])
+    assert.deepEqual([c2.code, c2.reason], [CONSOLE_CLOSE.revoked.code, CONSOLE_CLOSE.revoked.reason])
     assert.ok(c2.at - at < 1000)
   } finally {
     await second.close()
@@ -213,12 +213,12 @@ test('revoking a session closes its live socket within a second, and the token i
   const at = Date.now()
   assert.equal(await h.sessions.revoke(s), true)
   const c = await v.closed
-  assert.deepEqual([c.code, c.reason], [4002, 'revoked'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.revoked.code, CONSOLE_CLOSE.revoked.reason])
   t.diagnostic(`socket closed ${c.at - at} ms after the revocation`)
   assert.ok(c.at - at < 1000, `closed ${c.at - at} ms after the revocation`)
   const again = openViewer(h, m.sessionId, m.token)
   const c2 = await again.closed
-  assert.deepEqual([c2.code, c2.reason], [4002, 'revoked'])
+  assert.deepEqual([c2.code, c2.reason], [CONSOLE_CLOSE.revoked.code, CONSOLE_CLOSE.revoked.reason])
 })
 
 test('at expiry the gateway closes the socket with 4001 expired, and the token is refused after', async () => {
@@ -227,11 +227,11 @@ test('at expiry the gateway closes the socket with 4001 expired, and the token i
   const v = openViewer(h, m.sessionId, m.token)
   await rfbHandshake(v)
   const c = await v.closed
-  assert.deepEqual([c.code, c.reason], [4001, 'expired'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.expired.code, CONSOLE_CLOSE.expired.reason])
   assert.ok(c.at >= expiresAt - 50 && c.at - expiresAt < 1000, `closed ${c.at - expiresAt} ms from the expiry`)
   const again = openViewer(h, m.sessionId, m.token)
   const c2 = await again.closed
-  assert.deepEqual([c2.code, c2.reason], [4001, 'expired'])
+  assert.deepEqual([c2.code, c2.reason], [CONSOLE_CLOSE.expired.code, CONSOLE_CLOSE.expired.reason])
 })
 
 test('the console page is served with no-referrer, a strict CSP and no-store', async () => {
@@ -370,6 +370,6 @@ test('SIGTERM closes live viewers with 1001 shutdown and the gateway exits 0', a
   const exited = new Promise<number | null>(resolve => proc.once('exit', code => resolve(code)))
   await h.stack.stop('console-gateway')
   const c = await v.closed
-  assert.deepEqual([c.code, c.reason], [1001, 'shutdown'])
+  assert.deepEqual([c.code, c.reason], [CONSOLE_CLOSE.shutdown.code, CONSOLE_CLOSE.shutdown.reason])
   assert.equal(await exited, 0)
 })

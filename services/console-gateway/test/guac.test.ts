@@ -33,3 +33,10 @@ test('only keyboard and mouse instructions count as input for the idle timeout',
   assert.equal(isGuacInput('0.,4.ping,13.1700000000000;'), false)
   assert.equal(isGuacInput('3.nop;'), false)
 })
+
+test('a view-only share asks guacd for its read-only mode; an owner does not', () => {
+  const t = { kind: 'vnc' as const, host: '10.0.0.1', port: 5901 }
+  assert.equal(guacConnection(t, { readOnly: true }).connection.settings['read-only'], 'true')
+  assert.equal(guacConnection(t).connection.settings['read-only'], undefined)
+  assert.equal(guacConnection(t, { readOnly: false }).connection.settings['read-only'], undefined)
+})

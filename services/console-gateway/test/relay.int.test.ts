@@ -10,7 +10,7 @@ import { createHash, randomBytes, randomFillSync } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { WebSocket } from 'ws'
-import type { ConsoleTarget } from '@porthole/contracts'
+import { CONSOLE_CLOSE, type ConsoleTarget } from '@porthole/contracts'
 import { settledValue, waitFor, within } from '@porthole/testkit'
 import { ByteQueue } from '../src/rfb.js'
 import { fileScope, harness, type Harness } from './support.js'
@@ -235,7 +235,7 @@ test('a viewer that fails its handshake is closed at once (4000) while the targe
   v.ws.send(Buffer.from('HTTP/1.1 200\n'))
   // The target stays silent until released, so a close that comes did not wait for it.
   const closed = await within(v.closed, 10_000, 'the viewer to be closed while the target is still connecting')
-  assert.equal(closed.code, 4000)
+  assert.equal(closed.code, CONSOLE_CLOSE.invalid.code)
   const c = await t.next()
   assert.equal(c.atVersion, -1, 'the target had not sent its version line yet')
   release() // the target finishes connecting after the viewer is gone

@@ -11,13 +11,15 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { inflateSync } from 'node:zlib'
+import type { BrowserContext, Page } from 'playwright-core'
 import { WebSocket } from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import type { ConsoleGrant, ConsoleResult, ConsoleTarget, Job, JobUpdate } from '@porthole/contracts'
 import { nextSolTicket, readSolHello, SecretBox } from '@porthole/shared/crypto'
 import { createLogger } from '@porthole/shared/logging'
-import { ConsoleSessionStore, createRedis, grantAad, JobStore, type Redis } from '@porthole/shared/store'
-import { startStack, virsh, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/testkit'
+import { ConsoleSessionStore, createRedis, JobStore, urlHandoverAad, type Redis } from '@porthole/shared/store'
+import { ByteQueue } from '../src/rfb.js'
+import { startStack, tinyDomain, virsh, waitFor, type Stack, type StackOptions, type TinyDomain } from '@porthole/testkit'
 
 type After = { after: (fn: () => Promise<void>) => void }
 
@@ -39,6 +41,9 @@ export interface MintOptions {
   ttlSeconds?: number
   singleUse?: boolean
   serverName?: string
+  /** The page may renew the session (ConsoleParams.renewable), up to maxTotalSeconds in all. */
+  renewable?: boolean
+  maxTotalSeconds?: number
   /** Seal the target for this aad instead of the job id (a box moved from another job). */
   aad?: string
 }
@@ -87,7 +92,10 @@ export async function harness (t: After, o: StackOptions = {}): Promise<Harness>
       kind: 'console',
       serverId: randomUUID(),
       tenantId: randomUUID(),
-      console: { protocol: m.protocol ?? 'vnc', ttlSeconds: m.ttlSeconds ?? 600, singleUse: m.singleUse ?? false },
+      console: {
+        protocol: m.protocol ?? 'vnc', ttlSeconds: m.ttlSeconds ?? 600, singleUse: m.singleUse ?? false,
+        ...(m.renewable === undefined ? {} : { renewable: m.renewable }), ...(m.maxTotalSeconds === undefined ? {} : { maxTotalSeconds: m.maxTotalSeconds })
+      },
       requestedBy: 'test',
       createdAt: now.toISOString(),
       deadline: new Date(now.getTime() + 60_000).toISOString(),
@@ -111,9 +119,9 @@ export async function harness (t: After, o: StackOptions = {}): Promise<Harness>
     const result = rec.result as ConsoleResult
     // As the API does: take the sealed URL once; the record itself never holds it.
     assert.equal(result.url, undefined, 'the job record must not hold the console URL')
-    const sealed = await sessions.takeGrant(jobId)
-    if (sealed === undefined) throw new Error('the gateway left no grant for the job')
-    const grant: ConsoleGrant = { ...result, url: shared.open<string>(sealed, grantAad(jobId)) }
+    const sealed = await sessions.takeUrlHandover(jobId)
+    if (sealed === undefined) throw new Error('the gateway left no URL hand-over for the job')
+    const grant: ConsoleGrant = { ...result, url: shared.open<string>(sealed, urlHandoverAad(jobId)) }
     const hash = new URL(grant.url).hash
     const token = hash.slice(1)
     tokens.push(token)
@@ -166,7 +174,7 @@ export function openViewer (h: Harness, sessionId: string, token: string | undef
  * Completes the RFB handshake as a VNC viewer would, through the gateway: expects to be offered only
  * "None" security, and returns the target's ServerInit (framebuffer size and desktop name).
  */
-export async function rfbHandshake (v: Viewer): Promise<{ width: number, height: number, name: string, offered: number[] }> {
+export async function rfbHandshake (v: Viewer, o: { shared?: boolean } = {}): Promise<{ width: number, height: number, name: string, offered: number[] }> {
   await v.opened
   const version = (await v.read(12)).toString('latin1')
   if (version !== 'RFB 003.008\n') throw new Error(`unexpected version ${JSON.stringify(version)}`)
@@ -176,11 +184,100 @@ export async function rfbHandshake (v: Viewer): Promise<{ width: number, height:
   v.ws.send(Buffer.from([1]))
   const result = (await v.read(4)).readUInt32BE(0)
   if (result !== 0) throw new Error(`security result ${result}`)
-  v.ws.send(Buffer.from([1])) // ClientInit: shared
+  v.ws.send(Buffer.from([o.shared === false ? 0 : 1])) // ClientInit: shared, unless asked otherwise
   const init = await v.read(24)
   const nameLength = init.readUInt32BE(20)
   const name = (await v.read(nameLength)).toString('utf8')
   return { width: init.readUInt16BE(0), height: init.readUInt16BE(2), name, offered }
+}
+
+export interface KeyEvent { down: boolean, keysym: number, scancode?: number, at: number }
+
+export interface Recorder {
+  target: ConsoleTarget
+  keys: KeyEvent[]
+  /** SetDesktopSize requests: the size asked for. */
+  resizes: Array<{ width: number, height: number }>
+  /** Each connection's ClientInit shared flag, in connecting order. */
+  shared: number[]
+  /** Every client message type received, in order (all connections). */
+  types: number[]
+}
+
+const u16b = (n: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16BE(n); return b }
+const u32b = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b }
+const s32b = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeInt32BE(n); return b }
+const rect = (x: number, y: number, w: number, hh: number, enc: number): Buffer => Buffer.concat([u16b(x), u16b(y), u16b(w), u16b(hh), s32b(enc)])
+
+/**
+ * A VNC server (RFB 3.8, security None) with a `width`×`height` screen that records what the viewer sends.
+ * Answers the first update request with pseudo-rectangles only: QEMU's extended key event when `qemuKeys`
+ * (noVNC then sends scancodes too) and ExtendedDesktopSize (so that noVNC may ask for another size).
+ */
+export async function recorder (scope: After, o: { qemuKeys: boolean, width?: number, height?: number }): Promise<Recorder> {
+  const width = o.width ?? 1280
+  const height = o.height ?? 960
+  const r: Recorder = { target: { kind: 'vnc', host: '127.0.0.1', port: 0 }, keys: [], resizes: [], shared: [], types: [] }
+  const sockets = new Set<Socket>()
+  const server = createServer((s) => {
+    sockets.add(s)
+    s.on('error', () => {})
+    s.on('close', () => sockets.delete(s))
+    const q = new ByteQueue()
+    s.on('data', (b: Buffer) => q.push(b))
+    s.on('close', () => q.fail(new Error('closed')))
+    void (async () => {
+      s.write('RFB 003.008\n')
+      await q.read(12)
+      s.write(Buffer.from([1, 1]))
+      await q.read(1)
+      s.write(u32b(0))
+      r.shared.push((await q.read(1))[0] as number) // ClientInit
+      const name = Buffer.from('recorder')
+      s.write(Buffer.concat([u16b(width), u16b(height), Buffer.from([32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]), u32b(name.length), name]))
+      let encodings: number[] = []
+      let answered = false
+      for (;;) {
+        const type = (await q.read(1))[0] as number
+        r.types.push(type)
+        if (type === 0) await q.read(19)
+        else if (type === 2) {
+          const n = (await q.read(3)).readUInt16BE(1)
+          const b = await q.read(4 * n)
+          encodings = Array.from({ length: n }, (_, i) => b.readInt32BE(4 * i))
+        } else if (type === 3) {
+          await q.read(9)
+          if (answered) continue
+          answered = true
+          const rects: Buffer[] = []
+          if (o.qemuKeys && encodings.includes(-258)) rects.push(rect(0, 0, 0, 0, -258))
+          if (encodings.includes(-308)) rects.push(rect(0, 0, width, height, -308), Buffer.from([1, 0, 0, 0]), u32b(0), u16b(0), u16b(0), u16b(width), u16b(height), u32b(0))
+          const count = rects.filter(b => b.length === 12).length
+          s.write(Buffer.concat([Buffer.from([0, 0]), u16b(count), ...rects]))
+        } else if (type === 4) {
+          const b = await q.read(7)
+          r.keys.push({ down: b[0] === 1, keysym: b.readUInt32BE(3), at: performance.now() })
+        } else if (type === 5) await q.read(5)
+        else if (type === 6) await q.read((await q.read(7)).readUInt32BE(3))
+        else if (type === 251) {
+          const b = await q.read(7)
+          await q.read(16 * (b[5] as number))
+          r.resizes.push({ width: b.readUInt16BE(1), height: b.readUInt16BE(3) })
+        } else if (type === 255) {
+          const b = await q.read(11)
+          if (b[0] !== 0) throw new Error(`QEMU message ${b[0]}`)
+          r.keys.push({ down: b.readUInt16BE(1) === 1, keysym: b.readUInt32BE(3), scancode: b.readUInt32BE(7), at: performance.now() })
+        } else throw new Error(`client message ${type}`)
+      }
+    })().catch(() => { s.destroy() })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  r.target = { kind: 'vnc', host: '127.0.0.1', port: (server.address() as AddressInfo).port }
+  scope.after(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>(resolve => server.close(() => resolve()))
+  })
+  return r
 }
 
 /** The VNC target of a libvirt test domain. */
@@ -247,8 +344,24 @@ export async function solBridge (t: After, secret: string, greeting = ''): Promi
   }
 }
 
+import { launchChromium } from '@porthole/testkit/chromium'
 /** The test kit's Chromium launcher, for the tests that import it from here. */
-export { launchChromium } from '@porthole/testkit/chromium'
+export { launchChromium }
+
+/** What a browser test of a VNC console needs: the gateway's harness, a tiny VM with a VNC password, its target, Chromium. */
+export async function vncBrowserSuite (scope: After, password: string, viewport = { width: 1024, height: 700 }): Promise<{ h: Harness, vm: TinyDomain, target: ConsoleTarget, browser: BrowserContext }> {
+  const [h, vm, browser] = await Promise.all([harness(scope), tinyDomain(scope, { vncPassword: password }), launchChromium(scope, viewport)])
+  return { h, vm, browser, target: await vncTarget(await vm.vncPort(), password) }
+}
+
+/** A new page of `browser` on a console URL, once its console is connected; closed at the end of `scope`. */
+export async function connectedPage (scope: After, browser: BrowserContext, url: string): Promise<Page> {
+  const page = await browser.newPage()
+  scope.after(async () => { await page.close() })
+  await page.goto(url)
+  await page.waitForSelector('body[data-connected="true"]', { timeout: 15_000 })
+  return page
+}
 
 /** The VM's screen as libvirt itself captures it: the bytes `virsh screenshot` writes (PNG with libvirt 9). */
 export async function vmScreenshot (d: TinyDomain): Promise<Buffer> {

@@ -174,6 +174,16 @@ export function kvmPolicyOf (config: { readonly KVM_SSH_KEY_DIR: string | undefi
  * to the API. The gateway holds this one and its own CONSOLE_KEY, never PORTHOLE_SECRET_KEY: whoever takes
  * the gateway can open no server's credentials.
  */
+/** Where browsers reach the console gateway: the gateway builds console URLs on it, the API share URLs. */
+export const publicGatewaySettings = {
+  PUBLIC_GATEWAY_URL: url('the gateway as browsers reach it (console URLs are built on it, share URLs by the API); may carry a path prefix behind a TLS-terminating proxy, e.g. `https://example.com/console-gw`', 'http://127.0.0.1:8081', ['http', 'https'])
+}
+
+/** The audit log, written by the API and by the console gateway (renewals from the console page). */
+export const auditSettings = {
+  AUDIT_RETENTION_DAYS: int('days audit entries are kept (each tenant has its own stream, trimmed by age)', 90, 1, 3650)
+}
+
 export const consoleTransitKeySettings = {
   CONSOLE_TRANSIT_KEY: required(secret('32 random bytes, base64, distinct from PORTHOLE_SECRET_KEY and CONSOLE_KEY: seals console targets from the agents to the console gateway, and console URLs from the gateway to the API (`openssl rand -base64 32`)')),
   CONSOLE_TRANSIT_KEY_ID: str('id of CONSOLE_TRANSIT_KEY, stored with every box it seals so the key can be rotated', 't1'),

@@ -66,11 +66,18 @@ export function keys (ns: string) {
     sessionByToken: (hash: string) => `${p}console:token:${hash}`,
     sessions: `${p}console:sessions`,
     sessionViewer: (id: string) => `${p}console:viewer:${id}`,
+    /** A single-use session's viewer left: its own viewer may come back while this lives (the resume grace). */
+    sessionViewerLeft: (id: string) => `${p}console:viewer-left:${id}`,
+    /** A session's shares (a second URL for the same screen), by id and by token hash, and who watches through them now. */
+    consoleShare: (id: string) => `${p}console:share:${id}`,
+    consoleShareByToken: (hash: string) => `${p}console:share-token:${hash}`,
+    consoleWatchers: (sessionId: string) => `${p}console:watchers:${sessionId}`,
     /** A server's (a tenant's) console slots: live sessions and console jobs under way, scored by when each frees. */
     consoleSlotsOfServer: (id: string) => `${p}console:slots:server:${id}`,
     consoleSlotsOfTenant: (id: string) => `${p}console:slots:tenant:${id}`,
     sessionEvents: `${p}events:console`,
-    grant: (jobId: string) => `${p}console:grant:${jobId}`,
+    /** A console job's URL hand-over: its URL, sealed, from the gateway that minted it to the API that delivers it (once). */
+    consoleUrlHandover: (jobId: string) => `${p}console:url-handover:${jobId}`,
     agentClaim: (jobId: string) => `${p}agent:claim:${jobId}`,
     agentOutcome: (jobId: string) => `${p}agent:outcome:${jobId}`,
     solTicket: (tokenHash: string) => `${p}sol:ticket:${tokenHash}`,

@@ -4,13 +4,13 @@
  * the live socket closes it.
  */
 import type { Redis } from 'ioredis'
-import type { ConsoleSession, Sealed } from '@porthole/contracts'
+import { MAX_CONSOLE_TOTAL_SECONDS, type ConsoleSession, type Sealed } from '@porthole/contracts'
 import { keys as keysOf, type Keys } from './redis.js'
 
 /** Sessions stay readable this long after expiry, so the page can say "expired" rather than "unknown". */
 const GRACE_SECONDS = 600
 
-// KEYS: session, token. ARGV: field ('usedAt'|'revokedAt'), at, events channel.
+// KEYS: session, token. ARGV: field ('usedAt'|'revokedAt'), at, events channel, the resume hash to keep with usedAt ('' for none).
 // Sets the field once; returns 1 when this call set it, 0 when it was set already, -1 when missing.
 const MARK = `
 local raw = redis.call('GET', KEYS[1])
@@ -18,6 +18,7 @@ if not raw then return -1 end
 local s = cjson.decode(raw)
 if s[ARGV[1]] then return 0 end
 s[ARGV[1]] = ARGV[2]
+if ARGV[1] == 'usedAt' and ARGV[4] ~= '' then s.resumeHash = ARGV[4] end
 redis.call('SET', KEYS[1], cjson.encode(s), 'KEEPTTL')
 if ARGV[1] == 'revokedAt' then
   redis.call('DEL', KEYS[2])
@@ -35,6 +36,28 @@ local s = cjson.decode(raw)
 if s.revokedAt then return 0 end
 s.target = cjson.decode(ARGV[1])
 redis.call('SET', KEYS[1], cjson.encode(s), 'KEEPTTL')
+return 1
+`
+
+// KEYS: session, token, expiry index, server's slots, tenant's slots, viewer. ARGV: the expiry read (compare
+// and set: a renewal racing another one retries), the new expiry, its ms, the session's TTL, the token's TTL,
+// the events channel. Moves a live session's expiry, and every key that lives as long; returns 1 when it did,
+// 0 when the expiry changed meanwhile, -1 when the session is gone or revoked.
+const RENEW = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return -1 end
+local s = cjson.decode(raw)
+if s.revokedAt then return -1 end
+if s.expiresAt ~= ARGV[1] then return 0 end
+s.expiresAt = ARGV[2]
+redis.call('SET', KEYS[1], cjson.encode(s), 'EX', ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[3], s.id)
+for i = 4, 5 do
+  redis.call('ZADD', KEYS[i], 'XX', ARGV[3], s.id)
+end
+if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('EXPIRE', KEYS[6], ARGV[5]) end
+redis.call('PUBLISH', ARGV[6], cjson.encode({type = 'renewed', sessionId = s.id, expiresAt = ARGV[2]}))
 return 1
 `
 
@@ -59,13 +82,19 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 return {0, 0}
 `
 
-/** Console slots outlive their longest member: a session lives at most two hours. */
-const SLOTS_TTL_SECONDS = 2 * 3600 + GRACE_SECONDS
+/** Console slots outlive their longest member: a session lives at most a day, renewals included (freed members are trimmed by score at each admission). */
+const SLOTS_TTL_SECONDS = MAX_CONSOLE_TOTAL_SECONDS + GRACE_SECONDS
 
 /** Why a console request was not admitted, and how long until a slot frees. */
 export type ConsoleAdmission = { admitted: true } | { admitted: false, full: 'server' | 'tenant', retryAfterMs: number }
 
-export type SessionEvent = { type: 'revoked', sessionId: string } | { type: 'viewer', sessionId: string, viewerId: string }
+/** A console job's URL on its way from the gateway to the API: sealed, kept at most `ttlSeconds` for the API to take. */
+export interface UrlHandover { jobId: string, sealedUrl: Sealed, ttlSeconds: number }
+
+export type SessionEvent = { type: 'revoked', sessionId: string } | { type: 'viewer', sessionId: string, viewerId: string } | { type: 'renewed', sessionId: string, expiresAt: string } | { type: 'watchers', sessionId: string }
+
+/** A renewal's outcome: the new expiry, or why there is none. */
+export type Renewal = { ok: true, session: ConsoleSession } | { ok: false, reason: 'gone' | 'revoked' | 'expired' | 'at-limit' }
 
 export class ConsoleSessionStore {
   private readonly k: Keys
@@ -73,6 +102,7 @@ export class ConsoleSessionStore {
     this.k = keysOf(ns)
     if (!('portholeSessionMark' in redis)) redis.defineCommand('portholeSessionMark', { numberOfKeys: 2, lua: MARK })
     if (!('portholeSessionTarget' in redis)) redis.defineCommand('portholeSessionTarget', { numberOfKeys: 1, lua: SET_TARGET })
+    if (!('portholeSessionRenew' in redis)) redis.defineCommand('portholeSessionRenew', { numberOfKeys: 6, lua: RENEW })
     if (!('portholeConsoleAdmit' in redis)) redis.defineCommand('portholeConsoleAdmit', { numberOfKeys: 2, lua: ADMIT })
   }
 
@@ -88,10 +118,13 @@ export class ConsoleSessionStore {
   }
 
   /**
-   * Stores a new session; with `grant`, its sealed URL for the API too, in the same transaction (one round
-   * trip, and never a session whose URL is missing).
+   * Stores a new session; with `handover`, the gateway's half of its job's URL hand-over too, in the same
+   * transaction (one round trip, and never a session whose URL is missing): the URL carries the session's
+   * token, so it travels neither in the job's result nor in any message, only sealed (transit key, aad
+   * `urlHandoverAad(jobId)`) under a key the API takes once (`takeUrlHandover`). The session takes over its
+   * job's console slots.
    */
-  async create (s: ConsoleSession, grant?: { jobId: string, sealedUrl: Sealed, ttlSeconds: number }): Promise<void> {
+  async create (s: ConsoleSession, handover?: UrlHandover): Promise<void> {
     const exp = Date.parse(s.expiresAt)
     const ttl = Math.max(1, Math.ceil((exp - Date.now()) / 1000))
     const m = this.redis.multi()
@@ -103,10 +136,10 @@ export class ConsoleSessionStore {
       .zadd(this.k.consoleSlotsOfTenant(s.tenantId), exp, s.id)
       .expire(this.k.consoleSlotsOfServer(s.serverId), SLOTS_TTL_SECONDS)
       .expire(this.k.consoleSlotsOfTenant(s.tenantId), SLOTS_TTL_SECONDS)
-    if (grant !== undefined) {
-      m.set(this.k.grant(grant.jobId), JSON.stringify(grant.sealedUrl), 'EX', Math.max(1, Math.ceil(grant.ttlSeconds)))
-        .zrem(this.k.consoleSlotsOfServer(s.serverId), `job:${grant.jobId}`)
-        .zrem(this.k.consoleSlotsOfTenant(s.tenantId), `job:${grant.jobId}`)
+    if (handover !== undefined) {
+      m.set(this.k.consoleUrlHandover(handover.jobId), JSON.stringify(handover.sealedUrl), 'EX', Math.max(1, Math.ceil(handover.ttlSeconds)))
+        .zrem(this.k.consoleSlotsOfServer(s.serverId), `job:${handover.jobId}`)
+        .zrem(this.k.consoleSlotsOfTenant(s.tenantId), `job:${handover.jobId}`)
     }
     const r = await m.exec()
     const failed = r?.find(([err]) => err !== null)?.[0]
@@ -158,9 +191,48 @@ export class ConsoleSessionStore {
     })
   }
 
-  /** Marks a single-use session used; true for the first caller only. */
-  async claimUse (s: ConsoleSession): Promise<boolean> {
-    return (await this.mark(s, 'usedAt')) === 1
+  /**
+   * Renews a live session: its expiry becomes `ttlSeconds` from now (never earlier than it was, never later
+   * than its `maxExpiresAt`), with its token, its viewer record and its console slots, and every gateway is
+   * told (`renewed`); the one holding its viewer reads the new expiry from here when the old one comes.
+   */
+  async renew (id: string, ttlSeconds: number, now = Date.now()): Promise<Renewal> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const s = await this.get(id)
+      if (s === undefined) return { ok: false, reason: 'gone' }
+      if (s.revokedAt !== undefined) return { ok: false, reason: 'revoked' }
+      const current = Date.parse(s.expiresAt)
+      if (current <= now) return { ok: false, reason: 'expired' }
+      const cap = s.maxExpiresAt === undefined ? Infinity : Date.parse(s.maxExpiresAt)
+      if (current >= cap) return { ok: false, reason: 'at-limit' }
+      const want = Math.min(now + ttlSeconds * 1000, cap)
+      if (want <= current) return { ok: true, session: s } // already expires later than asked
+      const expiresAt = new Date(want).toISOString()
+      const ttl = Math.max(1, Math.ceil((want - now) / 1000))
+      const r = await (this.redis as unknown as { portholeSessionRenew: (...a: Array<string | number>) => Promise<number> }).portholeSessionRenew(
+        this.k.session(id), this.k.sessionByToken(s.tokenHash), this.k.sessions, this.k.consoleSlotsOfServer(s.serverId), this.k.consoleSlotsOfTenant(s.tenantId), this.k.sessionViewer(id),
+        s.expiresAt, expiresAt, want, ttl + GRACE_SECONDS, ttl, this.k.sessionEvents)
+      if (r === 1) return { ok: true, session: { ...s, expiresAt } }
+      if (r === -1) return { ok: false, reason: 'revoked' }
+    }
+    throw new Error('console session renewal kept racing other renewals')
+  }
+
+  /**
+   * Marks a single-use session used; true for the first caller only. `resumeHash`, the SHA-256 of the resume
+   * secret the first viewer offered, is kept with it: that viewer may come back (`mayResume`).
+   */
+  async claimUse (s: ConsoleSession, resumeHash?: string): Promise<boolean> {
+    return (await this.mark(s, 'usedAt', resumeHash)) === 1
+  }
+
+  /**
+   * Whether a used single-use session's own viewer may come back now: while its viewer record stands (a
+   * socket that dropped without the gateway noticing yet, or on a gateway that went away) or within the grace
+   * after its viewer left (`dropViewer` with a grace).
+   */
+  async mayResume (sessionId: string): Promise<boolean> {
+    return await this.redis.exists(this.k.sessionViewer(sessionId), this.k.sessionViewerLeft(sessionId)) > 0
   }
 
   /** Revokes a session and tells every gateway; false when it was revoked already or is gone. */
@@ -171,9 +243,9 @@ export class ConsoleSessionStore {
     return first
   }
 
-  private async mark (s: ConsoleSession, field: 'usedAt' | 'revokedAt'): Promise<number> {
+  private async mark (s: ConsoleSession, field: 'usedAt' | 'revokedAt', resumeHash = ''): Promise<number> {
     return await (this.redis as unknown as { portholeSessionMark: (...a: string[]) => Promise<number> })
-      .portholeSessionMark(this.k.session(s.id), this.k.sessionByToken(s.tokenHash), field, new Date().toISOString(), this.k.sessionEvents)
+      .portholeSessionMark(this.k.session(s.id), this.k.sessionByToken(s.tokenHash), field, new Date().toISOString(), this.k.sessionEvents, resumeHash)
   }
 
   /**
@@ -186,10 +258,16 @@ export class ConsoleSessionStore {
     await this.redis.multi().set(this.k.sessionViewer(s.id), viewerId, 'EX', ttl).publish(this.k.sessionEvents, JSON.stringify(ev)).exec()
   }
 
-  /** Clears the viewer record if `viewerId` still holds it. */
-  async dropViewer (sessionId: string, viewerId: string): Promise<void> {
+  /**
+   * Clears the viewer record if `viewerId` still holds it; with `graceSeconds`, notes for that long that the
+   * session's viewer left (a single-use session's own viewer may come back meanwhile: `mayResume`).
+   */
+  async dropViewer (sessionId: string, viewerId: string, graceSeconds = 0): Promise<void> {
     const key = this.k.sessionViewer(sessionId)
-    if (await this.redis.get(key) === viewerId) await this.redis.del(key)
+    if (await this.redis.get(key) !== viewerId) return
+    const m = this.redis.multi().del(key)
+    if (graceSeconds > 0) m.set(this.k.sessionViewerLeft(sessionId), viewerId, 'EX', graceSeconds)
+    await m.exec()
   }
 
   /** Which sessions have a live viewer now. */
@@ -199,21 +277,24 @@ export class ConsoleSessionStore {
     return v.map(x => x !== null)
   }
 
-  /** Takes a console job's sealed URL: the first caller gets it, every later one gets undefined. */
-  async takeGrant (jobId: string): Promise<Sealed | undefined> {
-    const raw = await this.redis.getdel(this.k.grant(jobId))
+  /**
+   * The API's half of a console job's URL hand-over (see `create`): takes the job's sealed URL; the first
+   * caller gets it, every later one gets undefined.
+   */
+  async takeUrlHandover (jobId: string): Promise<Sealed | undefined> {
+    const raw = await this.redis.getdel(this.k.consoleUrlHandover(jobId))
     return raw === null ? undefined : JSON.parse(raw) as Sealed
   }
 
   get eventsChannel (): string { return this.k.sessionEvents }
 }
 
-/** The additional authenticated data a console URL is sealed with: bound to its job. */
-export function grantAad (jobId: string): string { return `console-grant:${jobId}` }
+/** The additional authenticated data a console URL is sealed with for its hand-over: bound to its job. */
+export function urlHandoverAad (jobId: string): string { return `console-url-handover:${jobId}` }
 
 export function parseSessionEvent (s: string): SessionEvent | undefined {
   try {
     const e = JSON.parse(s) as SessionEvent
-    return typeof e.sessionId === 'string' && (e.type === 'revoked' || e.type === 'viewer') ? e : undefined
+    return typeof e.sessionId === 'string' && (e.type === 'revoked' || e.type === 'viewer' || e.type === 'renewed' || e.type === 'watchers') ? e : undefined
   } catch { return undefined }
 }

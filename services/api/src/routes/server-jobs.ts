@@ -103,7 +103,8 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         body: Type.Object({
           protocol: Type.Optional(ConsoleProtocol),
           ttlSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: MAX_CONSOLE_TTL_SECONDS, description: `lifetime of the URL and session (default and at most ${MAX_CONSOLE_TTL_SECONDS})` })),
-          singleUse: Type.Optional(Type.Boolean({ description: 'the URL opens once' }))
+          singleUse: Type.Optional(Type.Boolean({ description: 'the URL opens once' })),
+          renewable: Type.Optional(Type.Boolean({ description: 'the console page may renew the session itself in its last five minutes, up to CONSOLE_MAX_TOTAL_SECONDS in all' }))
         }, { additionalProperties: false }),
         response: { 201: ConsoleGrant, 202: JobRecord, ...errors(404, 409, 422, 429, 502, 504) }
       }
@@ -118,7 +119,7 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         kind: 'console',
         server,
         ...(replay ? {} : { admit: async (j: Job) => { await admitConsole(ctx, server, j) } }),
-        console: { protocol: b.protocol ?? 'vnc', ttlSeconds: b.ttlSeconds ?? MAX_CONSOLE_TTL_SECONDS, singleUse: b.singleUse ?? false },
+        console: { protocol: b.protocol ?? 'vnc', ttlSeconds: b.ttlSeconds ?? MAX_CONSOLE_TTL_SECONDS, singleUse: b.singleUse ?? false, renewable: b.renewable ?? false, maxTotalSeconds: ctx.config.CONSOLE_MAX_TOTAL_SECONDS },
         idempotencyKey: req.headers['idempotency-key']
       })
       if (replayed) reply.header('idempotent-replayed', 'true')
