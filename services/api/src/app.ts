@@ -10,7 +10,7 @@ import type { AmqpClient } from '@porthole/shared/amqp'
 import { SecretBox } from '@porthole/shared/crypto'
 import { PortholeError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { ApiKeyStore, AuditLog, ConsoleSessionStore, JobStore, ServerStore, TenantStore, keys, type Redis } from '@porthole/shared/store'
+import { ApiKeyStore, AuditLog, ConsoleSessionStore, EventReader, JobStore, ServerStore, TenantStore, keys, type Redis } from '@porthole/shared/store'
 import { Authenticator } from './auth.js'
 import type { ApiConfig } from './config.js'
 import type { Ctx } from './context.js'
@@ -20,6 +20,7 @@ import { clientError, problem, sendProblem, toProblem } from './problem.js'
 import { apiKeyRoutes } from './routes/api-keys.js'
 import { auditRoutes } from './routes/audit.js'
 import { consoleSessionRoutes } from './routes/console-sessions.js'
+import { eventRoutes } from './routes/events.js'
 import { jobRoutes } from './routes/jobs.js'
 import { operationRoutes } from './routes/operations.js'
 import { serverJobRoutes } from './routes/server-jobs.js'
@@ -37,6 +38,8 @@ export interface AppDeps {
   redis: Redis
   /** A second connection, used only for the job-events subscription. */
   subscriber: Redis
+  /** A third, without a command timeout, used only for the event stream's blocking reads. */
+  blocking: Redis
   amqp: AmqpClient
 }
 
@@ -70,7 +73,8 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     metrics: createMetrics({ amqp, ns, sessions }),
     auth: new Authenticator(apiKeys, tenants, config.PORTHOLE_ADMIN_TOKEN),
     authFailures: new AuthFailures(redis, ns, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW_SECONDS * 1000),
-    streams: new EventStreams(redis, ns, config, log.child({ component: 'events' }))
+    streams: new EventStreams(redis, ns, config, log.child({ component: 'events' })),
+    events: new EventReader(redis, deps.blocking, ns, log.child({ component: 'event-stream' }))
   }
   ctx.waiter.also(ctx.streams.channel, m => ctx.streams.onMessage(m))
 
@@ -153,6 +157,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     await v1.register(serverRoutes(ctx))
     await v1.register(serverJobRoutes(ctx))
     await v1.register(jobRoutes(ctx))
+    await v1.register(eventRoutes(ctx))
     await v1.register(consoleSessionRoutes(ctx))
     await v1.register(auditRoutes(ctx))
   }, { prefix: '/v1' })
@@ -160,12 +165,12 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
   app.addHook('onReady', async () => {
     // Serve even while Redis is down (readyz says so); the subscription completes in the background.
     let t: NodeJS.Timeout | undefined
-    await Promise.race([ctx.waiter.start(), new Promise<void>(resolve => { t = setTimeout(resolve, 3000) })])
+    await Promise.race([Promise.all([ctx.waiter.start(), ctx.events.start()]), new Promise<void>(resolve => { t = setTimeout(resolve, 3000) })])
     clearTimeout(t)
   })
   // Once the API serves, the serializers not used yet compile in the background, between requests.
   app.addHook('onListen', async () => { void serializers.warm() })
-  app.addHook('preClose', async () => { await ctx.waiter.close() })
+  app.addHook('preClose', async () => { await ctx.waiter.close(); await ctx.events.stop() })
   return app
 }
 

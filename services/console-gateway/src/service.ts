@@ -10,6 +10,7 @@ import type { Logger } from '@porthole/shared/logging'
 import { ConsoleSessionStore, createRedis } from '@porthole/shared/store'
 import { allowedOrigins, type GatewayConfig } from './config.js'
 import { GuacBridge } from './guac.js'
+import { sweepExpiredSessions } from './expiry.js'
 import { createHttp } from './http.js'
 import { Minter } from './minter.js'
 import { ViewerHub } from './viewers.js'
@@ -60,9 +61,11 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
       server.once('error', reject)
       server.listen(c.GATEWAY_PORT, c.GATEWAY_HOST, () => { server.off('error', reject); resolve() })
     })
+    const stopSweep = sweepExpiredSessions(sessions, log.child({ component: 'expiry' }))
     return {
       port: (server.address() as AddressInfo).port,
       close: async () => {
+        stopSweep()
         const closed = new Promise<void>(resolve => server.close(() => resolve()))
         hub.closeAll('shutdown')
         server.closeIdleConnections()

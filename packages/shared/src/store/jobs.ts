@@ -1,17 +1,18 @@
 /**
  * Job state in Redis. Every change goes through one Lua script, so that concurrent writers (several
  * receivers, the deadline sweeper, a late agent answer) cannot move a job backwards or out of a terminal
- * state, and every change is published on the job-events channel in the same step.
+ * state, and every change is published on the job-events channel and appended to the event stream in the same step.
  */
 import type { Redis } from 'ioredis'
 import type { Job, JobEvent, JobFailure, JobRecord, JobResult, JobState } from '../contracts/job.js'
+import { EVENT_STREAM_MAX_LENGTH, xaddLua } from './events.js'
 import { keys as keysOf, type Keys } from './redis.js'
 
 /** Jobs are kept this long after their last change. */
 export const JOB_RETENTION_SECONDS = 7 * 24 * 3600
 
 // KEYS: job, deadlines, byServer, byTenant, all, idempotency ('' for none)
-// ARGV: record json, createdAt ms, deadline ms, retention s, idempotency ttl s, events channel
+// ARGV: record json, createdAt ms, deadline ms, retention s, idempotency ttl s, events channel, event stream, its max length
 // Each create also drops the index entries older than the retention (their records have expired), so the
 // indexes stay bounded without a separate clean-up job.
 const CREATE = `
@@ -30,12 +31,15 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', oldest)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', oldest)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', oldest)
 if KEYS[6] ~= '' then redis.call('SET', KEYS[6], rec.id, 'EX', ARGV[5]) end
-redis.call('PUBLISH', ARGV[6], cjson.encode({jobId = rec.id, tenantId = rec.tenantId, serverId = rec.serverId, kind = rec.kind, state = rec.state, at = rec.createdAt}))
+local ev = {jobId = rec.id, tenantId = rec.tenantId, serverId = rec.serverId, kind = rec.kind, state = rec.state, at = rec.createdAt}
+${xaddLua('ARGV[7]', 'ARGV[8]', 'job', 'ev')}
+redis.call('PUBLISH', ARGV[6], cjson.encode(ev))
 return {1, rec.id}
 `
 
 // KEYS: job, deadlines. ARGV: state, at, result json|'', error json|'', retention s, events channel, and the key
-// prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease.
+// prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease; the event stream
+// and its max length (events.ts: the change is appended there in the same step).
 // Returns {status, state, drain}: status 'ok' (changed), 'same' (already there), 'stale' (would go backwards or
 // leave a terminal state), 'missing'; drain is the slot group whose slot this end freed while it has parked jobs.
 // A terminal state frees the job's slot in the same step, whoever records it, so no writer can forget to.
@@ -58,6 +62,7 @@ if ARGV[3] ~= '' then job.result = cjson.decode(ARGV[3]) end
 if ARGV[4] ~= '' then job.error = cjson.decode(ARGV[4]) end
 redis.call('SET', KEYS[1], cjson.encode(job), 'EX', ARGV[5])
 local ev = {jobId = job.id, tenantId = job.tenantId, serverId = job.serverId, kind = job.kind, state = new, at = ARGV[2]}
+${xaddLua('ARGV[11]', 'ARGV[12]', 'job', 'ev')}
 local drain = ''
 if rank[new] == 3 then
   redis.call('ZREM', KEYS[2], job.id)
@@ -117,7 +122,8 @@ export class JobStore {
     const r = await (this.redis as unknown as Scripts).portholeJobCreate(
       this.k.job(job.id), this.k.jobDeadlines, this.k.jobsByServer(job.serverId), this.k.jobsByTenant(job.tenantId), this.k.jobsAll,
       idem === undefined ? '' : this.k.idempotency(idem.scope, idem.key),
-      JSON.stringify(rec), Date.parse(job.createdAt), Date.parse(job.deadline), JOB_RETENTION_SECONDS, idem?.ttlSeconds ?? 0, this.k.jobEvents
+      JSON.stringify(rec), Date.parse(job.createdAt), Date.parse(job.deadline), JOB_RETENTION_SECONDS, idem?.ttlSeconds ?? 0, this.k.jobEvents,
+      this.k.eventStream, EVENT_STREAM_MAX_LENGTH
     )
     return { created: r[0] === 1, id: r[1] }
   }
@@ -133,7 +139,8 @@ export class JobStore {
       o.result === undefined ? '' : JSON.stringify(o.result),
       o.error === undefined ? '' : JSON.stringify(o.error),
       JOB_RETENTION_SECONDS, this.k.jobEvents,
-      this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease('')
+      this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease(''),
+      this.k.eventStream, EVENT_STREAM_MAX_LENGTH
     )
     const out: { status: TransitionStatus, state: JobState | '', drain?: string } = { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
     if (typeof r[2] === 'string' && r[2] !== '') out.drain = r[2]

@@ -5,13 +5,15 @@
  */
 import type { Redis } from 'ioredis'
 import type { ConsoleSession } from '../contracts/console.js'
+import type { ConsoleEvent, ConsoleEventName } from '../contracts/event.js'
+import { EVENT_STREAM_MAX_LENGTH, xaddLua } from './events.js'
 import type { Sealed } from '../contracts/common.js'
 import { keys as keysOf, type Keys } from './redis.js'
 
 /** Sessions stay readable this long after expiry, so the page can say "expired" rather than "unknown". */
 const GRACE_SECONDS = 600
 
-// KEYS: session, token. ARGV: field ('usedAt'|'revokedAt'), at, events channel.
+// KEYS: session, token. ARGV: field ('usedAt'|'revokedAt'), at, events channel, event stream, its max length.
 // Sets the field once; returns 1 when this call set it, 0 when it was set already, -1 when missing.
 const MARK = `
 local raw = redis.call('GET', KEYS[1])
@@ -23,6 +25,7 @@ redis.call('SET', KEYS[1], cjson.encode(s), 'KEEPTTL')
 if ARGV[1] == 'revokedAt' then
   redis.call('DEL', KEYS[2])
   redis.call('PUBLISH', ARGV[3], cjson.encode({type = 'revoked', sessionId = s.id}))
+  ${xaddLua('ARGV[4]', 'ARGV[5]', 'console', "{sessionId = s.id, tenantId = s.tenantId, serverId = s.serverId, event = 'revoked', at = ARGV[2]}")}
 end
 return 1
 `
@@ -60,6 +63,39 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 return {0, 0}
 `
 
+// KEYS: the viewer record, the session. ARGV: viewer id, at, event stream, its max length.
+// Clears the viewer record if that viewer still holds it, and tells the event stream the session's viewer left.
+const DROP_VIEWER = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+local raw = redis.call('GET', KEYS[2])
+if raw then
+  local s = cjson.decode(raw)
+  ${xaddLua('ARGV[3]', 'ARGV[4]', 'console', "{sessionId = s.id, tenantId = s.tenantId, serverId = s.serverId, event = 'closed', at = ARGV[2]}")}
+end
+return 1
+`
+
+// KEYS: sessions by expiry (sessionsExpiring). ARGV: now ms, the session key prefix, event stream, its max length.
+// Takes up to 100 sessions whose time has run out and tells the event stream of each that was not revoked
+// first. One step, so that of several gateways sweeping only one tells of each session. Returns how many.
+const SWEEP_EXPIRED = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+local n = 0
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local raw = redis.call('GET', ARGV[2] .. id)
+  if raw then
+    local s = cjson.decode(raw)
+    if not s.revokedAt then
+      ${xaddLua('ARGV[3]', 'ARGV[4]', 'console', "{sessionId = s.id, tenantId = s.tenantId, serverId = s.serverId, event = 'expired', at = s.expiresAt}")}
+      n = n + 1
+    end
+  end
+end
+return n
+`
+
 /** Console slots outlive their longest member: a session lives at most two hours. */
 const SLOTS_TTL_SECONDS = 2 * 3600 + GRACE_SECONDS
 
@@ -75,6 +111,8 @@ export class ConsoleSessionStore {
     if (!('portholeSessionMark' in redis)) redis.defineCommand('portholeSessionMark', { numberOfKeys: 2, lua: MARK })
     if (!('portholeSessionTarget' in redis)) redis.defineCommand('portholeSessionTarget', { numberOfKeys: 1, lua: SET_TARGET })
     if (!('portholeConsoleAdmit' in redis)) redis.defineCommand('portholeConsoleAdmit', { numberOfKeys: 2, lua: ADMIT })
+    if (!('portholeDropViewer' in redis)) redis.defineCommand('portholeDropViewer', { numberOfKeys: 2, lua: DROP_VIEWER })
+    if (!('portholeSweepExpired' in redis)) redis.defineCommand('portholeSweepExpired', { numberOfKeys: 1, lua: SWEEP_EXPIRED })
   }
 
   /**
@@ -104,6 +142,9 @@ export class ConsoleSessionStore {
       .zadd(this.k.consoleSlotsOfTenant(s.tenantId), exp, s.id)
       .expire(this.k.consoleSlotsOfServer(s.serverId), SLOTS_TTL_SECONDS)
       .expire(this.k.consoleSlotsOfTenant(s.tenantId), SLOTS_TTL_SECONDS)
+      // The event stream hears of it in the same transaction, and the expiry sweep will tell when it ends.
+      .xadd(this.k.eventStream, 'MAXLEN', '~', EVENT_STREAM_MAX_LENGTH, '*', 'type', 'console', 'data', JSON.stringify(consoleEvent(s, 'opened', s.createdAt)))
+      .zadd(this.k.sessionsExpiring, exp, s.id)
     if (grant !== undefined) {
       m.set(this.k.grant(grant.jobId), JSON.stringify(grant.sealedUrl), 'EX', Math.max(1, Math.ceil(grant.ttlSeconds)))
         .zrem(this.k.consoleSlotsOfServer(s.serverId), `job:${grant.jobId}`)
@@ -173,8 +214,8 @@ export class ConsoleSessionStore {
   }
 
   private async mark (s: ConsoleSession, field: 'usedAt' | 'revokedAt'): Promise<number> {
-    return await (this.redis as unknown as { portholeSessionMark: (...a: string[]) => Promise<number> })
-      .portholeSessionMark(this.k.session(s.id), this.k.sessionByToken(s.tokenHash), field, new Date().toISOString(), this.k.sessionEvents)
+    return await (this.redis as unknown as { portholeSessionMark: (...a: Array<string | number>) => Promise<number> })
+      .portholeSessionMark(this.k.session(s.id), this.k.sessionByToken(s.tokenHash), field, new Date().toISOString(), this.k.sessionEvents, this.k.eventStream, EVENT_STREAM_MAX_LENGTH)
   }
 
   /**
@@ -184,13 +225,24 @@ export class ConsoleSessionStore {
   async takeViewer (s: ConsoleSession, viewerId: string): Promise<void> {
     const ttl = Math.max(1, Math.ceil((Date.parse(s.expiresAt) - Date.now()) / 1000))
     const ev: SessionEvent = { type: 'viewer', sessionId: s.id, viewerId }
-    await this.redis.multi().set(this.k.sessionViewer(s.id), viewerId, 'EX', ttl).publish(this.k.sessionEvents, JSON.stringify(ev)).exec()
+    await this.redis.multi().set(this.k.sessionViewer(s.id), viewerId, 'EX', ttl).publish(this.k.sessionEvents, JSON.stringify(ev))
+      .xadd(this.k.eventStream, 'MAXLEN', '~', EVENT_STREAM_MAX_LENGTH, '*', 'type', 'console', 'data', JSON.stringify(consoleEvent(s, 'connected', new Date().toISOString())))
+      .exec()
   }
 
-  /** Clears the viewer record if `viewerId` still holds it. */
+  /** Clears the viewer record if `viewerId` still holds it (the event stream hears `closed`). */
   async dropViewer (sessionId: string, viewerId: string): Promise<void> {
-    const key = this.k.sessionViewer(sessionId)
-    if (await this.redis.get(key) === viewerId) await this.redis.del(key)
+    await (this.redis as unknown as { portholeDropViewer: (...a: Array<string | number>) => Promise<number> })
+      .portholeDropViewer(this.k.sessionViewer(sessionId), this.k.session(sessionId), viewerId, new Date().toISOString(), this.k.eventStream, EVENT_STREAM_MAX_LENGTH)
+  }
+
+  /**
+   * Tells the event stream of sessions whose time ran out (`expired`), once each whichever gateway sweeps;
+   * the number told. Gateways call it every second.
+   */
+  async sweepExpired (now = Date.now()): Promise<number> {
+    return await (this.redis as unknown as { portholeSweepExpired: (...a: Array<string | number>) => Promise<number> })
+      .portholeSweepExpired(this.k.sessionsExpiring, now, this.k.session(''), this.k.eventStream, EVENT_STREAM_MAX_LENGTH)
   }
 
   /** Which sessions have a live viewer now. */
@@ -215,6 +267,11 @@ export class ConsoleSessionStore {
   }
 
   get eventsChannel (): string { return this.k.sessionEvents }
+}
+
+/** A console session event as the event stream carries it. */
+export function consoleEvent (s: ConsoleSession, event: ConsoleEventName, at: string): ConsoleEvent {
+  return { sessionId: s.id, tenantId: s.tenantId, serverId: s.serverId, event, at }
 }
 
 /** The additional authenticated data a console URL is sealed with: bound to its job. */
