@@ -10,7 +10,7 @@ import type { AmqpClient } from '@porthole/shared/amqp'
 import { SecretBox } from '@porthole/shared/crypto'
 import { PortholeError } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { ApiKeyStore, AuditLog, ConsoleSessionStore, EventReader, JobStore, ServerStore, TenantStore, keys, type Redis } from '@porthole/shared/store'
+import { ApiKeyStore, AuditLog, ConsoleSessionStore, EventReader, JobStore, ServerStore, TenantStore, WebhookStore, keys, type Redis } from '@porthole/shared/store'
 import { Authenticator } from './auth.js'
 import type { ApiConfig } from './config.js'
 import type { Ctx } from './context.js'
@@ -26,6 +26,8 @@ import { operationRoutes } from './routes/operations.js'
 import { serverJobRoutes } from './routes/server-jobs.js'
 import { serverRoutes } from './routes/servers.js'
 import { tenantRoutes } from './routes/tenants.js'
+import { webhookRoutes } from './routes/webhooks.js'
+import { WebhookDeliverer } from './webhooks/deliverer.js'
 import { validatorCompiler } from './validation.js'
 import { fixedValidators, lazySerializers } from './compilers.js'
 import { responseView } from './views.js'
@@ -74,8 +76,10 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     auth: new Authenticator(apiKeys, tenants, config.PORTHOLE_ADMIN_TOKEN),
     authFailures: new AuthFailures(redis, ns, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW_SECONDS * 1000),
     streams: new EventStreams(redis, ns, config, log.child({ component: 'events' })),
-    events: new EventReader(redis, deps.blocking, ns, log.child({ component: 'event-stream' }))
+    events: new EventReader(redis, deps.blocking, ns, log.child({ component: 'event-stream' })),
+    webhooks: new WebhookStore(redis, ns)
   }
+  const deliverer = config.WEBHOOK_DELIVERY ? new WebhookDeliverer({ config, store: ctx.webhooks, box: ctx.box, log: log.child({ component: 'webhooks' }) }) : undefined
   ctx.waiter.also(ctx.streams.channel, m => ctx.streams.onMessage(m))
 
   const serializers = lazySerializers()
@@ -123,7 +127,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an API key' } } },
       security: [{ bearer: [] }],
       tags: [
-        { name: 'tenants' }, { name: 'api-keys' }, { name: 'servers' }, { name: 'jobs' }, { name: 'console' }, { name: 'audit' }, { name: 'operations' }
+        { name: 'tenants' }, { name: 'api-keys' }, { name: 'servers' }, { name: 'jobs' }, { name: 'console' }, { name: 'audit' }, { name: 'webhooks' }, { name: 'operations' }
       ]
     }
   })
@@ -160,6 +164,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     await v1.register(eventRoutes(ctx))
     await v1.register(consoleSessionRoutes(ctx))
     await v1.register(auditRoutes(ctx))
+    await v1.register(webhookRoutes(ctx))
   }, { prefix: '/v1' })
 
   app.addHook('onReady', async () => {
@@ -167,10 +172,11 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     let t: NodeJS.Timeout | undefined
     await Promise.race([Promise.all([ctx.waiter.start(), ctx.events.start()]), new Promise<void>(resolve => { t = setTimeout(resolve, 3000) })])
     clearTimeout(t)
+    await deliverer?.start()
   })
   // Once the API serves, the serializers not used yet compile in the background, between requests.
   app.addHook('onListen', async () => { void serializers.warm() })
-  app.addHook('preClose', async () => { await ctx.waiter.close(); await ctx.events.stop() })
+  app.addHook('preClose', async () => { await ctx.waiter.close(); await ctx.events.stop(); await deliverer?.stop() })
   return app
 }
 

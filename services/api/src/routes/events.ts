@@ -44,14 +44,15 @@ export function eventRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
           types: Type.Optional(Type.String({ pattern: '^(job|console)(,(job|console))?$', description: '`job`, `console` or both (default)' })),
           lastEventId: Type.Optional(Type.String({ maxLength: 50, description: 'as the Last-Event-ID header, for clients that cannot set headers' }))
         }, { additionalProperties: false }),
-        headers: Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLength: 50 })) }),
         response: { 200: Type.String({ description: 'text/event-stream of JobEvent and ConsoleEvent' }), ...errors(400, 429) }
       }
     }, async (req, reply) => {
       const p = principal(req)
       const scope = tenantScope(p)
       const q = req.query
-      const after = req.headers['last-event-id'] ?? q.lastEventId
+      // The header is read here rather than declared: browsers' EventSource sends it by itself on a reconnect.
+      const header = req.headers['last-event-id']
+      const after = (Array.isArray(header) ? header[0] : header) ?? q.lastEventId
       if (after !== undefined && !isEventId(after)) throw new ValidationError('Last-Event-ID must be an event id as sent in an `id:` line (e.g. 1764746400000-0)')
       // A customer naming another tenant sees nothing, as GET /v1/jobs answers [].
       const tenantId = scope ?? q.tenantId
