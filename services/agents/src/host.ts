@@ -13,10 +13,12 @@ import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
 import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/shared/errors'
 import type { Logger } from '@porthole/shared/logging'
 import { Locks, createRedis, keys } from '@porthole/shared/store'
+import { serveMetrics, type MetricsListener } from '@porthole/shared/metrics'
 import type { AgentsConfig } from './config.js'
 import type { AgentContext, AgentDriver } from './driver.js'
 import { DRIVERS, type DriverFactory } from './drivers.js'
 import { SolTickets, startSolBridge, type SolBridge } from './ipmi/sol.js'
+import { AgentMetrics } from './metrics.js'
 
 const checkRequest = compile(AgentRequest, 'agent request')
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -33,6 +35,8 @@ export interface AgentsDeps {
 }
 
 export interface AgentHost {
+  /** The port of the metrics listener. */
+  metricsPort: number
   close: () => Promise<void>
 }
 
@@ -61,6 +65,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     throw err
   }
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: `porthole-agents(${config.AGENT_TYPES.join(',')})` })
+  const metrics = new AgentMetrics({ redis, amqp, types: config.AGENT_TYPES })
 
   /** Publishes a job's update in its job's lane (a poison request's, whose kind is unknown, in the durable one). */
   async function update (u: JobUpdate, kind: JobKind = 'power'): Promise<void> {
@@ -108,6 +113,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       const ac = new AbortController()
       const timer = setTimeout(() => ac.abort(new TimeoutError('no answer by the deadline')), Math.max(0, deadline.getTime() - Date.now()))
       const started = Date.now()
+      const timed = metrics.start(driver.type, job.kind === 'power' ? job.action ?? 'power' : job.kind)
       let outcome: Outcome
       try {
         // Each password opens only for the destination it was sealed for: a record or message edited on the
@@ -131,6 +137,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       } finally {
         clearTimeout(timer)
       }
+      timed('error' in outcome ? outcome.error.code : 'ok')
 
       await redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome'))
       void running
@@ -180,11 +187,13 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     return 'dead'
   }
 
+  let listener: MetricsListener | undefined
   try {
     if (tickets !== undefined) {
       // readConfig made sure the secret is set where ipmi is served.
       bridge = await startSolBridge({ host: config.SOL_BRIDGE_HOST, port: config.SOL_BRIDGE_PORT, tickets, secret: Buffer.from(config.SOL_BRIDGE_SECRET ?? '', 'base64'), ipmitool: config.IPMITOOL_PATH, log })
     }
+    listener = await serveMetrics({ host: config.METRICS_HOST, port: config.AGENTS_METRICS_PORT, registry: metrics.registry, ready: () => amqp.connected && redis.status === 'ready', log })
     await amqp.start()
     for (const driver of active) {
       // Both lanes: power jobs on the quorum queue, status and console jobs on the classic one (topology.ts).
@@ -193,6 +202,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     }
   } catch (err) {
     await amqp.close().catch(() => {})
+    await listener?.close().catch(() => {})
     await bridge?.close().catch(() => {})
     await Promise.allSettled(active.map(async d => await d.close()))
     redis.disconnect()
@@ -200,7 +210,9 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   }
 
   return {
+    metricsPort: listener.port,
     async close () {
+      await listener?.close().catch(() => {})
       // Running actions finish and report first: an action cut off here is never repeated by a redelivery
       // (the claim), so its job could only time out.
       await amqp.close(config.AGENT_STOP_GRACE_SECONDS * 1000)

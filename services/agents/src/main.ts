@@ -12,5 +12,5 @@ await runService({
     if (warning !== undefined) log.warn({ UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE }, warning)
   },
   start: async (config, log) => await startAgents({ config, log }),
-  ready: (_host, config) => ({ namespace: config.PORTHOLE_NAMESPACE, types: config.AGENT_TYPES })
+  ready: (host, config) => ({ namespace: config.PORTHOLE_NAMESPACE, types: config.AGENT_TYPES, metricsPort: host.metricsPort })
 })

@@ -72,14 +72,14 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     audit: new AuditLog(redis, ns, config.AUDIT_RETENTION_DAYS),
     sessions,
     waiter: new JobWaiter(deps.subscriber, jobs, log.child({ component: 'waiter' })),
-    metrics: createMetrics({ amqp, ns, sessions }),
+    metrics: createMetrics({ amqp, ns, sessions, redis: { 'api': redis, 'api-events': deps.subscriber, 'api-stream': deps.blocking } }),
     auth: new Authenticator(apiKeys, tenants, config.PORTHOLE_ADMIN_TOKEN),
     authFailures: new AuthFailures(redis, ns, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW_SECONDS * 1000),
     streams: new EventStreams(redis, ns, config, log.child({ component: 'events' })),
     events: new EventReader(redis, deps.blocking, ns, log.child({ component: 'event-stream' })),
     webhooks: new WebhookStore(redis, ns)
   }
-  const deliverer = config.WEBHOOK_DELIVERY ? new WebhookDeliverer({ config, store: ctx.webhooks, box: ctx.box, log: log.child({ component: 'webhooks' }) }) : undefined
+  const deliverer = config.WEBHOOK_DELIVERY ? new WebhookDeliverer({ config, store: ctx.webhooks, box: ctx.box, log: log.child({ component: 'webhooks' }), metrics: { attempt: (status, seconds) => { ctx.metrics.webhookAttempts.observe({ status }, seconds) } } }) : undefined
   ctx.waiter.also(ctx.streams.channel, m => ctx.streams.onMessage(m))
 
   const serializers = lazySerializers()

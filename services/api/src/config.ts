@@ -11,7 +11,7 @@ const webhookSettings = {
   WEBHOOK_RETRY_FIRST_MS: int('wait before the first retry of a failed delivery; each later wait doubles (with up to 10 % jitter)', 5000, 10, 3_600_000),
   WEBHOOK_RETRY_MAX_MS: int('longest wait between two attempts of a delivery', 3_600_000, 10, 86_400_000),
   WEBHOOK_RETRY_FOR_SECONDS: int('how long a delivery is retried after its event before it is given up as failed', 86400, 1, 7 * 86400),
-  WEBHOOKS_PER_TENANT: int('webhooks one tenant may register (422 beyond)', 20, 1, 1000)
+  WEBHOOKS_PER_TENANT: int('webhooks one tenant may register (429 beyond)', 20, 1, 1000)
 }
 
 const optionalSecret = (doc: string): Setting<string | undefined> => ({ parse: v => v, default: undefined, doc, secret: true })

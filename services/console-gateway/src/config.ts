@@ -4,7 +4,7 @@
  * the guacamole-lite tokens; no other service has it. CONSOLE_TRANSIT_KEY opens what agents send and seals
  * what the API takes; PORTHOLE_SECRET_KEY, which seals server credentials, is not the gateway's to have.
  */
-import { bool, commonSettings, consoleTransitKeySettings, int, list, loadConfig, required, secret, solBridgeSettings, str, url, type ConfigOf } from '@porthole/shared/config'
+import { bool, commonSettings, consoleTransitKeySettings, int, list, loadConfig, metricsHostSettings, required, secret, solBridgeSettings, str, url, type ConfigOf } from '@porthole/shared/config'
 
 export const configSpec = {
   ...commonSettings,
@@ -12,6 +12,8 @@ export const configSpec = {
   ...consoleTransitKeySettings,
   GATEWAY_HOST: str('address the console gateway listens on', '0.0.0.0'),
   GATEWAY_PORT: int('port the console gateway listens on', 8081, 1, 65535),
+  ...metricsHostSettings,
+  GATEWAY_METRICS_PORT: int('port of the gateway\'s metrics listener (`/metrics`, `/healthz`, `/readyz`), apart from the public one (0: any free port, named in the ready line)', 9103, 0, 65535),
   PUBLIC_GATEWAY_URL: url('the gateway as browsers reach it (console URLs are built on it); may carry a path prefix behind a TLS-terminating proxy, e.g. `https://example.com/console-gw`', 'http://127.0.0.1:8081', ['http', 'https']),
   CONSOLE_KEY: required(secret('32 random bytes, base64, known only to the gateway: seals console targets at rest and keys guacamole-lite tokens (`openssl rand -base64 32`)')),
   CONSOLE_KEY_ID: str('id of CONSOLE_KEY, stored with every target it seals so the key can be rotated', 'c1'),

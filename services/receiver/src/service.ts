@@ -16,7 +16,9 @@ import { AmqpClient, DELIVERY_LIMIT, laneOf, names, ttlUntil, type Delivery, typ
 import { Job, JobUpdate, compile, isTerminal, type AgentRequest, type JobFailure } from '@porthole/shared/contracts'
 import { brief, type Logger } from '@porthole/shared/logging'
 import { JobStore, Locks, ServerStore, TenantSlots, createRedis, keys, type Redis } from '@porthole/shared/store'
+import { serveMetrics } from '@porthole/shared/metrics'
 import type { ReceiverConfig } from './config.js'
+import { ReceiverMetrics } from './metrics.js'
 
 const checkJob = compile(Job, 'job')
 const checkUpdate = compile(JobUpdate, 'job update')
@@ -33,6 +35,8 @@ export interface ReceiverDeps {
 }
 
 export interface Receiver {
+  /** The port of the metrics listener. */
+  metricsPort: number
   /** Stops consuming, waits for running handlers, then closes the broker and Redis connections. */
   close: () => Promise<void>
 }
@@ -49,6 +53,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   const jobLog = log.child({ component: 'jobs' })
   const resultLog = log.child({ component: 'results' })
   const slotLog = log.child({ component: 'slots' })
+  const metrics = new ReceiverMetrics({ redis, amqp, ns, servers })
 
   /**
    * Records a job's state; an end that freed a slot of a group with parked jobs hands the slot on, after
@@ -56,6 +61,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
    */
   async function record (jobId: string, state: Parameters<JobStore['transition']>[1], o: Parameters<JobStore['transition']>[2] = {}): ReturnType<JobStore['transition']> {
     const r = await jobs.transition(jobId, state, o)
+    if (r.status === 'ok' && r.job !== undefined && isTerminal(state)) await metrics.ended(r.job, state, o.at ?? new Date())
     if (r.drain !== undefined) {
       if (TenantSlots.laneOfGroup(r.drain) === 'durable') await releaseIfPower(jobId)
       await drain(r.drain)
@@ -159,6 +165,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     await jobs.transition(job.id, 'dispatched')
     const request: AgentRequest = { job, server }
     await amqp.publish(n.agentsExchange, n.agentKeyOf(server.agent, job.kind), request, laneOf(job.kind) === 'interactive' ? { expiration: ttlUntil(deadline) } : {})
+    metrics.dispatched(job.kind, server.id, server.agent)
     l.debug({ agent: server.agent }, 'job dispatched')
     return 'ack'
   }
@@ -296,10 +303,21 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     aborted.catch(() => {})
   }
   const timer = setInterval(() => { void sweep() }, config.DEADLINE_SWEEP_MS)
+  let listener: Awaited<ReturnType<typeof serveMetrics>>
+  try {
+    listener = await serveMetrics({ host: config.METRICS_HOST, port: config.RECEIVER_METRICS_PORT, registry: metrics.registry, ready: () => amqp.connected && redis.status === 'ready', log })
+  } catch (err) {
+    clearInterval(timer)
+    await amqp.close(0)
+    await closeRedis(redis)
+    throw err
+  }
 
   return {
+    metricsPort: listener.port,
     async close () {
       clearInterval(timer)
+      await listener.close()
       await amqp.close()
       await closeRedis(redis)
     }

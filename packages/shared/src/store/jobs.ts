@@ -4,7 +4,7 @@
  * state, and every change is published on the job-events channel and appended to the event stream in the same step.
  */
 import type { Redis } from 'ioredis'
-import type { Job, JobEvent, JobFailure, JobRecord, JobResult, JobState } from '../contracts/job.js'
+import type { Job, JobEvent, JobFailure, JobKind, JobRecord, JobResult, JobState } from '../contracts/job.js'
 import { EVENT_STREAM_MAX_LENGTH, xaddLua } from './events.js'
 import { keys as keysOf, type Keys } from './redis.js'
 
@@ -40,8 +40,9 @@ return {1, rec.id}
 // KEYS: job, deadlines. ARGV: state, at, result json|'', error json|'', retention s, events channel, and the key
 // prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease; the event stream
 // and its max length (events.ts: the change is appended there in the same step).
-// Returns {status, state, drain}: status 'ok' (changed), 'same' (already there), 'stale' (would go backwards or
-// leave a terminal state), 'missing'; drain is the slot group whose slot this end freed while it has parked jobs.
+// Returns {status, state, drain, createdAt, kind, serverId}: status 'ok' (changed), 'same' (already there), 'stale'
+// (would go backwards or leave a terminal state), 'missing'; drain is the slot group whose slot this end freed
+// while it has parked jobs; the job's creation, kind and server come with a change (for metrics).
 // A terminal state frees the job's slot in the same step, whoever records it, so no writer can forget to.
 // (The slot keys are named by the record's tenant, so they are built here rather than passed as KEYS: the
 // callers know only the job's id.)
@@ -76,10 +77,13 @@ if rank[new] == 3 then
   if released == 1 and redis.call('ZCARD', parked) > 0 then drain = group end
 end
 redis.call('PUBLISH', ARGV[6], cjson.encode(ev))
-return {'ok', new, drain}
+return {'ok', new, drain, job.createdAt, job.kind, job.serverId}
 `
 
 export type TransitionStatus = 'ok' | 'same' | 'stale' | 'missing'
+
+/** What a transition did; `job` (with a change) says what metrics need to know of the job. */
+export interface Transition { status: TransitionStatus, state: JobState | '', drain?: string, job?: { createdAt: string, kind: JobKind, serverId: string } }
 
 export interface JobFilter { tenantId?: string, serverId?: string, state?: JobState, kind?: string, limit?: number }
 
@@ -132,7 +136,7 @@ export class JobStore {
    * Moves a job forward. A terminal state also frees the job's tenant slot (see TenantSlots); `drain` then
    * names the slot group when it has jobs parked for a slot, for the receiver to hand the next one on.
    */
-  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date } = {}): Promise<{ status: TransitionStatus, state: JobState | '', drain?: string }> {
+  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date } = {}): Promise<Transition> {
     const r = await (this.redis as unknown as Scripts).portholeJobTransition(
       this.k.job(jobId), this.k.jobDeadlines,
       state, (o.at ?? new Date()).toISOString(),
@@ -142,8 +146,9 @@ export class JobStore {
       this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease(''),
       this.k.eventStream, EVENT_STREAM_MAX_LENGTH
     )
-    const out: { status: TransitionStatus, state: JobState | '', drain?: string } = { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
+    const out: Transition = { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
     if (typeof r[2] === 'string' && r[2] !== '') out.drain = r[2]
+    if (typeof r[3] === 'string' && typeof r[4] === 'string' && typeof r[5] === 'string') out.job = { createdAt: r[3], kind: r[4] as JobKind, serverId: r[5] }
     return out
   }
 
@@ -188,7 +193,7 @@ export class JobStore {
 
 interface Scripts {
   portholeJobCreate: (...args: Array<string | number>) => Promise<[number, string]>
-  portholeJobTransition: (...args: Array<string | number>) => Promise<[string, string, string?]>
+  portholeJobTransition: (...args: Array<string | number>) => Promise<[string, string, string?, string?, string?, string?]>
 }
 
 /** Lua's cjson writes empty arrays as `{}`; the only arrays in a record are never empty, but be exact. */
