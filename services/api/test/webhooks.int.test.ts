@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { keys } from '@porthole/shared/store'
 import { startWebhookReceiver, waitFor } from '@porthole/shared/testing'
 import { kvmServer, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
 
@@ -141,4 +142,29 @@ test('webhook URLs on loopback, link-local, private or metadata addresses are re
   // Admins name the tenant; a customer cannot name another.
   assert.equal((await api.call('POST', '/v1/webhooks', { url: 'http://127.0.0.1/' })).status, 400)
   assert.deepEqual((await api.call('GET', '/v1/webhooks', undefined, { key: a.key })).body, [])
+})
+
+test('a delivery checks the address again: a webhook whose host now resolves to loopback gets nothing', async (t) => {
+  // As if the registered name had been re-pointed (DNS rebinding) at a loopback service after registration.
+  const api = await startTestApi(t, { env: { WEBHOOK_RETRY_FIRST_MS: '50', WEBHOOK_RETRY_MAX_MS: '100' } })
+  const a = await tenantWithKey(api, 'a')
+  const server = await kvmServer(api, a.tenantId, 'va')
+  const inside = await startWebhookReceiver(t)
+  const created = await api.call('POST', '/v1/webhooks', { url: 'http://93.184.215.14/hook', events: ['job.queued'] }, { key: a.key })
+  assert.equal(created.status, 201, created.raw)
+  const key = keys(api.ns).webhook(created.body.id)
+  const stored = JSON.parse(await api.redis.get(key) ?? '{}')
+  await api.redis.set(key, JSON.stringify({ ...stored, url: inside.url }))
+
+  const r = await api.call('POST', `/v1/servers/${server}/power`, { action: 'on' }, { key: a.key })
+  assert.equal(r.status, 202)
+  const d = await waitFor(async () => {
+    const [x] = (await api.call('GET', `/v1/webhooks/${created.body.id}/deliveries`, undefined, { key: a.key })).body
+    return x?.attempts.length >= 2 ? x : undefined
+  }, 10_000, 'two refused attempts')
+  for (const attempt of d.attempts) {
+    assert.equal(attempt.status, undefined)
+    assert.match(attempt.error, /127\.0\.0\.1.*public addresses only/)
+  }
+  assert.equal(inside.received.length, 0, 'nothing reached the loopback endpoint')
 })
