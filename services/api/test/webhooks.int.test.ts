@@ -2,6 +2,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { keys } from '@porthole/shared/store'
 import { startWebhookReceiver, waitFor } from '@porthole/shared/testing'
+import { createLogger } from '@porthole/shared/logging'
+import { buildApp } from '../src/app.js'
+import { loadApiConfig } from '../src/config.js'
+import { connect } from '../src/service.js'
 import { kvmServer, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
 
 const FAST_RETRIES = { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_FIRST_MS: '50', WEBHOOK_RETRY_MAX_MS: '200', WEBHOOK_TIMEOUT_SECONDS: '2' }
@@ -167,4 +171,34 @@ test('a delivery checks the address again: a webhook whose host now resolves to 
     assert.match(attempt.error, /127\.0\.0\.1.*public addresses only/)
   }
   assert.equal(inside.received.length, 0, 'nothing reached the loopback endpoint')
+})
+
+test('two API replicas share the deliveries: every event reaches the endpoint once', async (t) => {
+  const api = await startTestApi(t, { env: FAST_RETRIES })
+  // A second replica on the same namespace, with its own connections and its own deliverer.
+  const config = loadApiConfig({
+    RABBITMQ_URL: api.svc.rabbitmqUrl, REDIS_URL: api.svc.redisUrl, PORTHOLE_NAMESPACE: api.ns, PORTHOLE_SECRET_KEY: api.secretKey,
+    CONSOLE_TRANSIT_KEY: api.transitKey, LOG_LEVEL: 'silent', ...FAST_RETRIES
+  })
+  const deps = connect(config, createLogger({ name: 'api-2', level: 'silent' }))
+  const second = await buildApp(deps)
+  api.defer(async () => { await second.close(); await deps.close() })
+  await second.ready()
+  const a = await tenantWithKey(api, 'a')
+  const server = await kvmServer(api, a.tenantId, 'va')
+  const rx = await startWebhookReceiver(t)
+  const h = await api.call('POST', '/v1/webhooks', { url: rx.url, events: ['job.queued'] }, { key: a.key })
+  rx.secret = h.body.secret
+  const N = 30
+  await Promise.all(Array.from({ length: N }, async () => {
+    const r = await api.call('POST', `/v1/servers/${server}/power`, { action: 'on' }, { key: a.key })
+    assert.equal(r.status, 202, r.raw)
+  }))
+  await waitFor(() => new Set(rx.received.map(w => w.id)).size === N, 15_000, `${N} deliveries`)
+  assert.equal(rx.received.length, N, 'no delivery made twice')
+  assert.ok(rx.received.every(w => w.verified))
+  // Both replicas' attempts together are exactly one per event.
+  const attempts = async (app: { inject: (o: { url: string }) => Promise<{ body: string }> }): Promise<number> =>
+    Number(/^porthole_webhook_attempt_duration_seconds_count\{status="200"\} (\d+)$/m.exec((await app.inject({ url: '/metrics' })).body)?.[1] ?? 0)
+  assert.equal(await attempts(api.app) + await attempts(second), N)
 })
