@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { keys } from '@porthole/shared/store'
-import { startWebhookReceiver, waitFor } from '@porthole/shared/testing'
+import { WebhookStore, keys } from '@porthole/shared/store'
+import { startWebhookReceiver, waitFor, within } from '@porthole/shared/testing'
 import { createLogger } from '@porthole/shared/logging'
 import { buildApp } from '../src/app.js'
 import { loadApiConfig } from '../src/config.js'
@@ -201,4 +201,22 @@ test('two API replicas share the deliveries: every event reaches the endpoint on
   const attempts = async (app: { inject: (o: { url: string }) => Promise<{ body: string }> }): Promise<number> =>
     Number(/^porthole_webhook_attempt_duration_seconds_count\{status="200"\} (\d+)$/m.exec((await app.inject({ url: '/metrics' })).body)?.[1] ?? 0)
   assert.equal(await attempts(api.app) + await attempts(second), N)
+})
+
+test('stopping a replica ends its hanging attempts at once: recorded as failed, left for a retry', async (t) => {
+  const api = await startTestApi(t, { env: { ...FAST_RETRIES, WEBHOOK_TIMEOUT_SECONDS: '120', WEBHOOK_RETRY_FIRST_MS: '600000' } })
+  const a = await tenantWithKey(api, 'a')
+  const server = await kvmServer(api, a.tenantId, 'va')
+  const rx = await startWebhookReceiver(t)
+  rx.answer = () => 'hang'
+  const h = await api.call('POST', '/v1/webhooks', { url: rx.url, events: ['job.queued'] }, { key: a.key })
+  rx.secret = h.body.secret
+  assert.equal((await api.call('POST', `/v1/servers/${server}/power`, { action: 'on' }, { key: a.key })).status, 202)
+  await waitFor(() => rx.hanging() === 1, 10_000, 'the attempt to hang')
+  // Far sooner than the attempt's own 120 s limit.
+  await within(api.app.close(), 30_000, 'the app to close')
+  const [d] = await new WebhookStore(api.redis, api.ns).deliveries(h.body.id)
+  assert.equal(d?.outcome, 'pending')
+  assert.equal(d?.attempts.length, 1)
+  assert.match(d?.attempts[0]?.error ?? '', /abort|stopped/i)
 })

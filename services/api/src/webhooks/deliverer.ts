@@ -47,6 +47,8 @@ export class WebhookDeliverer {
   private timer: NodeJS.Timeout | undefined
   private fanOutLoop: Promise<void> | undefined
   private readonly attempts = new Set<Promise<void>>()
+  /** Aborted at stop: attempts under way end at once (recorded as failed, so retried) instead of holding the stop. */
+  private readonly stopping = new AbortController()
 
   constructor (private readonly d: { config: ApiConfig, store: WebhookStore, box: SecretBox, log: Logger, metrics?: DelivererMetrics }) {}
 
@@ -61,6 +63,7 @@ export class WebhookDeliverer {
   async stop (): Promise<void> {
     this.running = false
     clearInterval(this.timer)
+    this.stopping.abort(new Error('the API replica stopped during the attempt'))
     this.blocking?.disconnect()
     await this.fanOutLoop?.catch(() => {})
     // Attempts under way end within their timeout; a lease not recorded is taken again after it.
@@ -192,7 +195,7 @@ export class WebhookDeliverer {
     const send = target.url.protocol === 'https:' ? httpsRequest : httpRequest
     const timeoutMs = this.d.config.WEBHOOK_TIMEOUT_SECONDS * 1000
     return await new Promise<number>((resolve, reject) => {
-      const req = send(target.url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup: pinnedLookup(target), agent: false }, (res: IncomingMessage) => {
+      const req = send(target.url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup: pinnedLookup(target), agent: false, signal: this.stopping.signal }, (res: IncomingMessage) => {
         let read = 0
         res.on('data', (c: Buffer) => { read += c.length; if (read > MAX_ANSWER_BYTES) res.destroy() })
         res.once('end', () => { clearTimeout(t); resolve(res.statusCode ?? 0) })
