@@ -29,6 +29,8 @@ import { webhookSignature } from './sign.js'
 /** Events read but not acknowledged for this long (their replica died) are taken over by another. */
 const FAN_OUT_IDLE_MS = 30_000
 const TICK_MS = 200
+/** A consumer of the group idle this long with nothing pending belonged to a replica that is gone. */
+const GONE_AFTER_MS = 3600_000
 /** Bytes of an endpoint's answer read (and thrown away) before the connection is closed. */
 const MAX_ANSWER_BYTES = 64 * 1024
 /** A delivery whose webhook has its per-URL slots taken waits this long before it is looked at again. */
@@ -81,6 +83,7 @@ export class WebhookDeliverer {
           reclaimAt = Date.now() + FAN_OUT_IDLE_MS / 2
           const r = await redis.xautoclaim(this.d.store.streamKey, WEBHOOK_GROUP, this.consumer, FAN_OUT_IDLE_MS, '0-0', 'COUNT', 100) as [string, Array<[string, string[]] | null>]
           for (const raw of r[1] ?? []) if (raw !== null) await this.fanOutOne(raw)
+          await this.forgetGoneConsumers(redis)
         }
         const r = await redis.xreadgroup('GROUP', WEBHOOK_GROUP, this.consumer, 'COUNT', 100, 'BLOCK', 2000, 'STREAMS', this.d.store.streamKey, '>') as Array<[string, Array<[string, string[]]>]> | null
         for (const raw of r?.[0]?.[1] ?? []) await this.fanOutOne(raw)
@@ -91,6 +94,20 @@ export class WebhookDeliverer {
         this.d.log.warn({ err: brief(err) }, 'webhook fan-out failed; retrying')
         await new Promise(resolve => setTimeout(resolve, 1000))
       }
+    }
+  }
+
+  /**
+   * Each replica's start joins the group under a new name: names idle for an hour with nothing pending (their
+   * replicas are gone; what they had read was claimed above) are removed, so the group does not grow forever.
+   */
+  private async forgetGoneConsumers (redis: Redis): Promise<void> {
+    const consumers = await redis.xinfo('CONSUMERS', this.d.store.streamKey, WEBHOOK_GROUP) as unknown[][]
+    for (const c of consumers) {
+      const f = new Map<string, unknown>()
+      for (let i = 0; i + 1 < c.length; i += 2) f.set(String(c[i]), c[i + 1])
+      const name = String(f.get('name'))
+      if (name !== this.consumer && Number(f.get('pending')) === 0 && Number(f.get('idle')) > GONE_AFTER_MS) await redis.xgroup('DELCONSUMER', this.d.store.streamKey, WEBHOOK_GROUP, name)
     }
   }
 
