@@ -62,6 +62,8 @@ export function keys (ns: string) {
     webhookDelivery: (id: string) => `${p}webhook:delivery:${id}`,
     /** A webhook's deliveries by creation time (the newest kept). */
     webhookDeliveries: (webhookId: string) => `${p}webhook:deliveries:${webhookId}`,
+    /** A webhook's pending deliveries (so that they can be held back together while its endpoint is busy). */
+    webhookPending: (webhookId: string) => `${p}webhook:pending:${webhookId}`,
     /** Pending deliveries by when their next attempt is due (or their lease ends). */
     webhookDue: `${p}webhook:due`,
     server: (id: string) => `${p}server:${id}`,

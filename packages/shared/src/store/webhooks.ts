@@ -28,7 +28,8 @@ const DELIVERY_TTL_SECONDS = 2 * 86400
 export function webhookAad (id: string): string { return `webhook:${id}` }
 
 // KEYS: the tenant's webhook set, webhook:due, the event stream. ARGV: event id, event type, body, now ms,
-// webhook key prefix, delivery key prefix, deliveries-list key prefix, kept, ttl s, group, createdAt iso.
+// webhook key prefix, delivery key prefix, deliveries-list key prefix, kept, ttl s, group, createdAt iso,
+// pending-set key prefix.
 // One delivery per webhook of the tenant that is enabled and asks for the type, then XACK: all or nothing.
 const FAN_OUT = `
 local family = string.match(ARGV[2], '^([^.]+)%.')
@@ -50,6 +51,8 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
         local list = ARGV[7] .. id
         redis.call('ZADD', list, ARGV[4], member)
         redis.call('ZREMRANGEBYRANK', list, 0, -tonumber(ARGV[8]) - 1)
+        redis.call('ZADD', ARGV[12] .. id, ARGV[4], member)
+        redis.call('EXPIRE', ARGV[12] .. id, ARGV[9])
         n = n + 1
       end
     end
@@ -66,14 +69,14 @@ for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], m) end
 return due
 `
 
-// KEYS: the delivery, webhook:due. ARGV: member, lease ms (the claim's), attempt json ('' for none),
-// outcome, next due ms ('' when done), next attempt iso, ttl s.
+// KEYS: the delivery, webhook:due, the webhook's pending set. ARGV: member, lease ms (the claim's), attempt json
+// ('' for none), outcome, next due ms ('' when done), next attempt iso, ttl s.
 // Records an attempt's outcome if the caller still holds the lease; 1 when it did, 0 when not.
 const RECORD = `
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
 local raw = redis.call('GET', KEYS[1])
-if not raw then redis.call('ZREM', KEYS[2], ARGV[1]); return 0 end
+if not raw then redis.call('ZREM', KEYS[2], ARGV[1]); redis.call('ZREM', KEYS[3], ARGV[1]); return 0 end
 local d = cjson.decode(raw)
 if type(d.attempts) ~= 'table' or next(d.attempts) == nil then d.attempts = {} end
 if ARGV[3] ~= '' then table.insert(d.attempts, cjson.decode(ARGV[3])) end
@@ -84,9 +87,27 @@ if ARGV[5] ~= '' then
 else
   d.nextAttemptAt = nil
   redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
 end
 redis.call('SET', KEYS[1], cjson.encode(d), 'EX', ARGV[7])
 return 1
+`
+
+// KEYS: the webhook's pending set, webhook:due. ARGV: mode, until ms, now ms.
+// 'defer': every pending delivery of the webhook due before `until` (not those under a lease) waits until then;
+// 'resume': those held back until exactly `until` are due now again. Returns how many it moved.
+const DEFER = `
+local n = 0
+local untilMs = tonumber(ARGV[2])
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local s = redis.call('ZSCORE', KEYS[2], m)
+  if s then
+    s = tonumber(s)
+    if ARGV[1] == 'defer' and s < untilMs then redis.call('ZADD', KEYS[2], 'XX', untilMs, m); n = n + 1 end
+    if ARGV[1] == 'resume' and s == untilMs then redis.call('ZADD', KEYS[2], 'XX', ARGV[3], m); n = n + 1 end
+  end
+end
+return n
 `
 
 export class WebhookStore {
@@ -97,7 +118,8 @@ export class WebhookStore {
     if (!('portholeWebhookFanOut' in redis)) {
       redis.defineCommand('portholeWebhookFanOut', { numberOfKeys: 3, lua: FAN_OUT })
       redis.defineCommand('portholeWebhookClaim', { numberOfKeys: 1, lua: CLAIM })
-      redis.defineCommand('portholeWebhookRecord', { numberOfKeys: 2, lua: RECORD })
+      redis.defineCommand('portholeWebhookRecord', { numberOfKeys: 3, lua: RECORD })
+      redis.defineCommand('portholeWebhookDefer', { numberOfKeys: 2, lua: DEFER })
     }
   }
 
@@ -139,7 +161,8 @@ export class WebhookStore {
   async fanOut (e: { id: string, type: string, tenantId: string, body: string }, now = Date.now()): Promise<number> {
     return await (this.redis as unknown as Scripts).portholeWebhookFanOut(
       this.k.webhooksByTenant(e.tenantId), this.k.webhookDue, this.k.eventStream,
-      e.id, e.type, e.body, now, this.k.webhook(''), this.k.webhookDelivery(''), this.k.webhookDeliveries(''), DELIVERIES_KEPT, DELIVERY_TTL_SECONDS, WEBHOOK_GROUP, new Date(now).toISOString()
+      e.id, e.type, e.body, now, this.k.webhook(''), this.k.webhookDelivery(''), this.k.webhookDeliveries(''), DELIVERIES_KEPT, DELIVERY_TTL_SECONDS, WEBHOOK_GROUP, new Date(now).toISOString(),
+      this.k.webhookPending('')
     )
   }
 
@@ -161,9 +184,22 @@ export class WebhookStore {
    */
   async record (member: string, lease: number, o: { attempt?: DeliveryAttempt, outcome: WebhookDelivery['outcome'], next?: number }): Promise<boolean> {
     return await (this.redis as unknown as Scripts).portholeWebhookRecord(
-      this.k.webhookDelivery(member), this.k.webhookDue, member, lease, o.attempt === undefined ? '' : JSON.stringify(o.attempt), o.outcome,
+      this.k.webhookDelivery(member), this.k.webhookDue, this.k.webhookPending(member.slice(0, member.indexOf('/'))), member, lease, o.attempt === undefined ? '' : JSON.stringify(o.attempt), o.outcome,
       o.next === undefined ? '' : o.next, o.next === undefined ? '' : new Date(o.next).toISOString(), DELIVERY_TTL_SECONDS
     ) === 1
+  }
+
+  /**
+   * Holds back a webhook's due deliveries until `until` (ms): its endpoint has every slot it may have, so
+   * they would only be claimed and put back, again and again, ahead of other webhooks' deliveries.
+   */
+  async defer (webhookId: string, until: number): Promise<number> {
+    return await (this.redis as unknown as Scripts).portholeWebhookDefer(this.k.webhookPending(webhookId), this.k.webhookDue, 'defer', until, 0)
+  }
+
+  /** Makes the deliveries `defer` held back until `until` due now (a slot of their endpoint freed). */
+  async resume (webhookId: string, until: number, now = Date.now()): Promise<number> {
+    return await (this.redis as unknown as Scripts).portholeWebhookDefer(this.k.webhookPending(webhookId), this.k.webhookDue, 'resume', until, now)
   }
 
   /** A webhook's deliveries, newest first. */
@@ -193,6 +229,7 @@ interface Scripts {
   portholeWebhookFanOut: (...a: Array<string | number>) => Promise<number>
   portholeWebhookClaim: (...a: Array<string | number>) => Promise<string[]>
   portholeWebhookRecord: (...a: Array<string | number>) => Promise<number>
+  portholeWebhookDefer: (...a: Array<string | number>) => Promise<number>
 }
 
 /** Lua's cjson writes an empty array as `{}`. */

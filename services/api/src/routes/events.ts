@@ -29,6 +29,18 @@ function consoleEventView (e: ConsoleEvent): ConsoleEvent {
   return { sessionId: e.sessionId, tenantId: e.tenantId, serverId: e.serverId, event: e.event, at: e.at }
 }
 
+/** Each event's SSE frame, made once for every stream that sends it (the tail hands all the same object). */
+const frames = new WeakMap<StreamEvent, string>()
+function frameOf (e: StreamEvent): string {
+  let f = frames.get(e)
+  if (f === undefined) {
+    const data = e.type === 'job' ? eventView(e.data) : consoleEventView(e.data)
+    f = `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`
+    frames.set(e, f)
+  }
+  return f
+}
+
 export function eventRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.get('/events', {
@@ -81,8 +93,7 @@ export function eventRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         if (sent !== '' && compareEventIds(e.id, sent) <= 0) return true
         sent = e.id
         if (!wanted(e)) return true
-        const data = e.type === 'job' ? eventView(e.data) : consoleEventView(e.data)
-        return res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`)
+        return res.write(frameOf(e))
       }
       let backlog: StreamEvent[] | undefined = after === undefined ? undefined : []
       const stop = ctx.events.subscribe((e) => {

@@ -33,8 +33,14 @@ const TICK_MS = 200
 const GONE_AFTER_MS = 3600_000
 /** Bytes of an endpoint's answer read (and thrown away) before the connection is closed. */
 const MAX_ANSWER_BYTES = 64 * 1024
-/** A delivery whose webhook has its per-URL slots taken waits this long before it is looked at again. */
-const BUSY_WAIT_MS = 1000
+/**
+ * A webhook whose per-URL slots are all taken has its due deliveries held back (WebhookStore.defer, one step
+ * for all of them) until one of its attempts here ends (WebhookStore.resume), or this long at the most (this
+ * replica may die meanwhile). So an endpoint that hangs does not have its backlog claimed and put back ahead
+ * of other webhooks' deliveries at every tick (bench/src/events.ts), and a fast one with a burst waits for
+ * its next free slot only.
+ */
+const BUSY_WAIT_MS = 10_000
 
 export interface DelivererMetrics {
   attempt: (outcome: string, seconds: number) => void
@@ -46,6 +52,8 @@ export class WebhookDeliverer {
   private running = false
   private inFlight = 0
   private readonly perWebhook = new Map<string, number>()
+  /** Webhooks whose deliveries this replica held back, and until when. */
+  private readonly heldBack = new Map<string, number>()
   private timer: NodeJS.Timeout | undefined
   private fanOutLoop: Promise<void> | undefined
   private readonly attempts = new Set<Promise<void>>()
@@ -82,11 +90,13 @@ export class WebhookDeliverer {
         if (Date.now() >= reclaimAt) {
           reclaimAt = Date.now() + FAN_OUT_IDLE_MS / 2
           const r = await redis.xautoclaim(this.d.store.streamKey, WEBHOOK_GROUP, this.consumer, FAN_OUT_IDLE_MS, '0-0', 'COUNT', 100) as [string, Array<[string, string[]] | null>]
-          for (const raw of r[1] ?? []) if (raw !== null) await this.fanOutOne(raw)
+          await Promise.all((r[1] ?? []).filter((raw): raw is [string, string[]] => raw !== null).map(async raw => await this.fanOutOne(raw)))
           await this.forgetGoneConsumers(redis)
         }
         const r = await redis.xreadgroup('GROUP', WEBHOOK_GROUP, this.consumer, 'COUNT', 100, 'BLOCK', 2000, 'STREAMS', this.d.store.streamKey, '>') as Array<[string, Array<[string, string[]]>]> | null
-        for (const raw of r?.[0]?.[1] ?? []) await this.fanOutOne(raw)
+        // All of a batch at once: the store's connection pipelines them into one round trip (each is its own
+        // Lua step, and deliveries are not ordered among themselves anyway).
+        await Promise.all((r?.[0]?.[1] ?? []).map(async raw => await this.fanOutOne(raw)))
         if ((r?.[0]?.[1].length ?? 0) > 0) this.deliverDue()
       } catch (err) {
         if (!this.running) return
@@ -156,7 +166,12 @@ export class WebhookDeliverer {
     }
     const busy = this.perWebhook.get(webhook.id) ?? 0
     if (busy >= this.d.config.WEBHOOK_CONCURRENCY_PER_URL) {
-      await this.d.store.record(member, lease, { outcome: 'pending', next: Date.now() + BUSY_WAIT_MS })
+      // This one and every other due one of the webhook wait, so that other webhooks' deliveries go first.
+      let until = this.heldBack.get(webhook.id)
+      if (until === undefined || until <= Date.now()) until = Date.now() + BUSY_WAIT_MS
+      this.heldBack.set(webhook.id, until)
+      await this.d.store.record(member, lease, { outcome: 'pending', next: until })
+      await this.d.store.defer(webhook.id, until)
       return
     }
     this.perWebhook.set(webhook.id, busy + 1)
@@ -181,6 +196,12 @@ export class WebhookDeliverer {
     } finally {
       const n = (this.perWebhook.get(webhook.id) ?? 1) - 1
       if (n <= 0) this.perWebhook.delete(webhook.id); else this.perWebhook.set(webhook.id, n)
+      // A slot of this webhook is free: what was held back for one is due again.
+      const until = this.heldBack.get(webhook.id)
+      if (until !== undefined) {
+        this.heldBack.delete(webhook.id)
+        await this.d.store.resume(webhook.id, until).catch(() => {})
+      }
     }
     const ms = Date.now() - started
     const attempt: DeliveryAttempt = { at: new Date(started).toISOString(), ms, ...(status === undefined ? {} : { status }), ...(error === undefined ? {} : { error }) }
