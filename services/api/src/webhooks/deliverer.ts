@@ -40,7 +40,7 @@ const MAX_ANSWER_BYTES = 64 * 1024
  * of other webhooks' deliveries at every tick (bench/src/events.ts), and a fast one with a burst waits for
  * its next free slot only.
  */
-const BUSY_WAIT_MS = 10_000
+const BUSY_WAIT_MS = 2000
 
 export interface DelivererMetrics {
   attempt: (outcome: string, seconds: number) => void
@@ -52,8 +52,8 @@ export class WebhookDeliverer {
   private running = false
   private inFlight = 0
   private readonly perWebhook = new Map<string, number>()
-  /** Webhooks whose deliveries this replica held back, and until when. */
-  private readonly heldBack = new Map<string, number>()
+  /** Webhooks whose deliveries this replica held back: until when, and the hold-back's own step. */
+  private readonly heldBack = new Map<string, { until: number, done: Promise<unknown> }>()
   private timer: NodeJS.Timeout | undefined
   private fanOutLoop: Promise<void> | undefined
   private readonly attempts = new Set<Promise<void>>()
@@ -167,11 +167,16 @@ export class WebhookDeliverer {
     const busy = this.perWebhook.get(webhook.id) ?? 0
     if (busy >= this.d.config.WEBHOOK_CONCURRENCY_PER_URL) {
       // This one and every other due one of the webhook wait, so that other webhooks' deliveries go first.
-      let until = this.heldBack.get(webhook.id)
-      if (until === undefined || until <= Date.now()) until = Date.now() + BUSY_WAIT_MS
-      this.heldBack.set(webhook.id, until)
-      await this.d.store.record(member, lease, { outcome: 'pending', next: until })
-      await this.d.store.defer(webhook.id, until)
+      const held = this.heldBack.get(webhook.id)
+      const until = held !== undefined && held.until > Date.now() ? held.until : Date.now() + BUSY_WAIT_MS
+      // The resume (below) waits for this step: run after it, it would find nothing held back yet.
+      const done = (async () => {
+        await held?.done
+        await this.d.store.record(member, lease, { outcome: 'pending', next: until })
+        await this.d.store.defer(webhook.id, until)
+      })()
+      this.heldBack.set(webhook.id, { until, done: done.catch(() => {}) })
+      await done
       return
     }
     this.perWebhook.set(webhook.id, busy + 1)
@@ -197,10 +202,11 @@ export class WebhookDeliverer {
       const n = (this.perWebhook.get(webhook.id) ?? 1) - 1
       if (n <= 0) this.perWebhook.delete(webhook.id); else this.perWebhook.set(webhook.id, n)
       // A slot of this webhook is free: what was held back for one is due again.
-      const until = this.heldBack.get(webhook.id)
-      if (until !== undefined) {
+      const held = this.heldBack.get(webhook.id)
+      if (held !== undefined) {
         this.heldBack.delete(webhook.id)
-        await this.d.store.resume(webhook.id, until).catch(() => {})
+        await held.done
+        await this.d.store.resume(webhook.id, held.until).catch(() => {})
       }
     }
     const ms = Date.now() - started
