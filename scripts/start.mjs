@@ -64,6 +64,8 @@ env.API_HOST ||= '127.0.0.1'
 env.API_PORT ||= '8080'
 env.GATEWAY_HOST ||= '127.0.0.1'
 env.GATEWAY_PORT ||= '8081'
+// On one machine the metrics listeners are local too (the services' own default, 0.0.0.0, is for containers).
+env.METRICS_HOST ||= '127.0.0.1'
 env.PUBLIC_GATEWAY_URL ||= `http://${hostForUrl(env.GATEWAY_HOST === '0.0.0.0' || env.GATEWAY_HOST === '::' ? '127.0.0.1' : env.GATEWAY_HOST)}:${env.GATEWAY_PORT}`
 const apiUrl = `http://${hostForUrl(env.API_HOST === '0.0.0.0' || env.API_HOST === '::' ? '127.0.0.1' : env.API_HOST)}:${env.API_PORT}`
 
@@ -96,9 +98,13 @@ const rabbit = await probe(env.RABBITMQ_URL, 5672, 5671, Buffer.from('AMQP\x00\x
 if (rabbit !== true) problems.push(`RabbitMQ does not answer at ${redact(env.RABBITMQ_URL)} (${rabbit}). Start it (\`rabbitmq-server -detached\`, or \`docker compose up -d rabbitmq redis\`) or set RABBITMQ_URL.`)
 const redis = await probe(env.REDIS_URL, 6379, 6379, Buffer.from('PING\r\n'), b => /^[+-]/.test(b.toString('latin1')))
 if (redis !== true) problems.push(`Redis does not answer at ${redact(env.REDIS_URL)} (${redis}). Start it (\`redis-server --daemonize yes --bind 127.0.0.1\`, or \`docker compose up -d rabbitmq redis\`) or set REDIS_URL.`)
-for (const { name: svc, listen } of SERVICES) {
-  if (!selected.includes(svc) || listen === undefined) continue
-  const { host: h, port: p } = listen
+// Each service's listeners: its public one (`listen`) and its metrics one (`metrics`, with the default of its
+// config.ts; port 0 is any free port), from services/services.json.
+const listeners = SERVICES.flatMap(({ name, listen, metrics }) => [listen, metrics].filter(l => l !== undefined).map(l => ({ svc: name, ...l })))
+for (const { svc, host: h, port: p, default: def } of listeners) {
+  if (!selected.includes(svc)) continue
+  if (def !== undefined) env[p] ||= def
+  if (env[p] === '0') continue
   const err = await portFree(env[h], Number(env[p]))
   if (err !== undefined) problems.push(`${svc} cannot listen on ${env[h]}:${env[p]} (${err}): is another \`npm start\` running? Set ${p} to use another port.`)
 }

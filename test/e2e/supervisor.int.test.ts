@@ -25,6 +25,9 @@ async function start (t: { after: (fn: () => Promise<void>) => void }, ns: strin
       API_PORT: String(await freePort()),
       GATEWAY_PORT: String(await freePort()),
       SOL_BRIDGE_PORT: '0',
+      RECEIVER_METRICS_PORT: '0',
+      AGENTS_METRICS_PORT: '0',
+      GATEWAY_METRICS_PORT: '0',
       // All three given: nothing is generated into .porthole/local.env.
       PORTHOLE_SECRET_KEY: testSecretKey(),
       CONSOLE_KEY: testSecretKey(),

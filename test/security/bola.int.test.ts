@@ -11,7 +11,7 @@ import { tinyDomain, waitFor, type Stack } from '@porthole/testkit'
 import { fileStack, finished, kvmServer } from '../e2e/fixtures.js'
 import { assertProblem, minimalRequest, operations, type Operation } from './support.js'
 
-type Resource = 'tenant' | 'spareTenant' | 'apiKey' | 'server' | 'job' | 'failedJob' | 'session'
+type Resource = 'tenant' | 'spareTenant' | 'apiKey' | 'server' | 'job' | 'failedJob' | 'session' | 'webhook'
 type Rule =
   | { access: 'public' } // no key needed
   | { access: 'admin' | 'staff', resource?: Resource } // customers 403 (admin: operators too)
@@ -20,6 +20,7 @@ type Rule =
   | { access: 'tenant-read', resource: Resource } // customers read their own (403 to change it), others' 404
   | { access: 'list' } // customers see their own tenant's items only
   | { access: 'stream' } // server-sent events, their own tenant's only
+  | { access: 'create' } // customers create in their own tenant only; naming another is refused
 
 /** Who may call each route. A route of the document missing here fails the first test, by name. */
 const ROUTES: Record<string, Rule> = {
@@ -55,7 +56,12 @@ const ROUTES: Record<string, Rule> = {
   'POST /v1/console-sessions/{id}/renew': { access: 'tenant', resource: 'session' },
   'POST /v1/console-sessions/{id}/share': { access: 'tenant', resource: 'session' },
   'DELETE /v1/console-sessions/{id}': { access: 'tenant', resource: 'session' },
-  'GET /v1/audit': { access: 'list' }
+  'GET /v1/audit': { access: 'list' },
+  'POST /v1/webhooks': { access: 'create' },
+  'GET /v1/webhooks': { access: 'list' },
+  'GET /v1/webhooks/{id}': { access: 'tenant', resource: 'webhook' },
+  'GET /v1/webhooks/{id}/deliveries': { access: 'tenant', resource: 'webhook' },
+  'DELETE /v1/webhooks/{id}': { access: 'tenant', resource: 'webhook' }
 }
 
 /**
@@ -77,9 +83,12 @@ interface Tenant {
   /** A power job that failed (its server names no domain), for retry. */
   failedJobId: string
   sessionIds: string[]
+  /** Two webhooks: the first is read, the last is the one deleted. */
+  webhookIds: string[]
 }
 
-const stack = await fileStack()
+// Webhooks point at a closed loopback port, and no replica delivers: this suite is about who may see them.
+const stack = await fileStack({ envFor: { api: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_DELIVERY: 'false' } } })
 const scope = { after: (fn: () => Promise<void>) => { after(fn) } }
 const dom = await tinyDomain(scope)
 const ops = await operations(stack)
@@ -118,10 +127,16 @@ async function populated (name: string): Promise<Tenant> {
   assert.equal(broken.status, 201, JSON.stringify(broken.body))
   const failed = await finished(stack, (await stack.api('POST', `/v1/servers/${broken.body.id as string}/power`, { action: 'on' }, as)).body.id, key.key)
   assert.equal(failed.state, 'failed', JSON.stringify(failed))
+  const webhookIds: string[] = []
+  for (let i = 0; i < 2; i++) {
+    const w = await stack.api('POST', '/v1/webhooks', { url: `http://127.0.0.1:9/${name}/${i}` }, as)
+    assert.equal(w.status, 201, JSON.stringify(w.body))
+    webhookIds.push(w.body.id)
+  }
   const jobs = await stack.api('GET', `/v1/jobs?serverId=${serverId}`, undefined, as)
   const jobIds = (jobs.body as Array<{ id: string }>).map(j => j.id)
   assert.ok(jobIds.length >= 5, `${name}: jobs ${JSON.stringify(jobs.body)}`)
-  return { tenantId, key: key.key, keyId: key.id, spareKeyId: spare.id, spareTenantId: spareTenant.body.id as string, serverId, jobIds, failedJobId: failed.id as string, sessionIds }
+  return { tenantId, key: key.key, keyId: key.id, spareKeyId: spare.id, spareTenantId: spareTenant.body.id as string, serverId, jobIds, failedJobId: failed.id as string, sessionIds, webhookIds }
 }
 
 const a = await populated('bola-a')
@@ -129,7 +144,7 @@ const b = await populated('bola-b')
 
 /** Every id of tenant `t` that another tenant's customer must never see. */
 function idsOf (t: Tenant): string[] {
-  return [t.tenantId, t.spareTenantId, t.keyId, t.spareKeyId, t.serverId, ...t.jobIds, t.failedJobId, ...t.sessionIds]
+  return [t.tenantId, t.spareTenantId, t.keyId, t.spareKeyId, t.serverId, ...t.jobIds, t.failedJobId, ...t.sessionIds, ...t.webhookIds]
 }
 
 /** The id a route's `{id}` names, of tenant `t`. Sessions: the first is read, the last is the one deleted. */
@@ -142,6 +157,7 @@ function idFor (t: Tenant, r: Resource, op: Operation): string {
     case 'job': return t.jobIds[0] as string
     case 'failedJob': return t.failedJobId
     case 'session': return (op.method === 'DELETE' ? t.sessionIds.at(-1) : t.sessionIds[0]) as string
+    case 'webhook': return (op.method === 'DELETE' ? t.webhookIds.at(-1) : t.webhookIds[0]) as string
   }
 }
 
@@ -284,6 +300,19 @@ test("the event stream carries a customer's own tenant's events only", { todo: F
     const leaked = [...idsOf(a), jobA.body.id as string].filter(id => ofB.text().includes(id))
     assert.deepEqual(leaked, [], "B's stream carries A's ids")
   } finally { ofA.close(); ofB.close() }
+})
+
+test("a customer creates webhooks in its own tenant only: naming another tenant is refused and makes nothing there", async () => {
+  const routes = ops.filter(o => ROUTES[o.key]?.access === 'create')
+  assert.deepEqual(routes.map(o => o.key), ['POST /v1/webhooks'], 'the create routes this test knows how to call')
+  const before = (await stack.api('GET', `/v1/webhooks?tenantId=${a.tenantId}`)).body.length
+  const cross = await stack.api('POST', '/v1/webhooks', { url: 'http://127.0.0.1:9/cross', tenantId: a.tenantId }, { key: b.key })
+  assertProblem(cross, "B naming A's tenant", 400)
+  const own = await stack.api('POST', '/v1/webhooks', { url: 'http://127.0.0.1:9/own' }, { key: b.key })
+  assert.equal(own.status, 201, JSON.stringify(own.body))
+  assert.equal(own.body.tenantId, b.tenantId)
+  assert.equal((await stack.api('GET', `/v1/webhooks?tenantId=${a.tenantId}`)).body.length, before)
+  assert.equal((await stack.api('DELETE', `/v1/webhooks/${own.body.id as string}`, undefined, { key: b.key })).status, 204)
 })
 
 test("an Idempotency-Key of another tenant's request never returns that tenant's job", { todo: FINDINGS['idempotency'] }, async () => {

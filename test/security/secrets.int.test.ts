@@ -2,7 +2,7 @@
 // admin token, console tokens and URLs, a libvirt VM's VNC password, a real BMC's password through ipmitool
 // against ipmi_sim, the BMC's VNC password, an oVirt engine's password and its console tickets against the
 // simulator, wrong passwords on the failure paths, the services' own keys), then a search for each of them
-// in every service's log output (at debug level), in `ps` output sampled every ~100 ms while the scenarios
+// in every service's log output (webhook secrets too) (at debug level), in `ps` output sampled every ~100 ms while the scenarios
 // ran, in every API answer that is not the one meant to show it once, and in Redis.
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { tinyDomain, waitFor, type ApiResponse, type Scope } from '@porthole/testkit'
+import { startWebhookReceiver, tinyDomain, waitFor, type ApiResponse, type Scope } from '@porthole/testkit'
 import * as ipmiSims from '@porthole/testkit/ipmi'
 import * as ovirtSims from '@porthole/testkit/ovirt'
 import { fileStack, finished, tenant } from '../e2e/fixtures.js'
@@ -21,7 +21,8 @@ const scope: Scope = { after: (fn) => { after(fn) } }
 // Sampling starts before the services do: their own command lines are searched too.
 const ps = psSampler(100)
 after(async () => { await ps.stop() })
-const stack = await fileStack({ env: { LOG_LEVEL: 'debug' } })
+// Webhooks go to a receiver of the test's on loopback.
+const stack = await fileStack({ env: { LOG_LEVEL: 'debug' }, envFor: { api: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_FIRST_MS: '50' } } })
 
 /** Every secret the scenarios use, by name. */
 const secrets: Record<string, string> = {
@@ -178,6 +179,27 @@ test('refused requests that carry a password do not echo it', async () => {
   const p = await call('PATCH', `/v1/servers/${(await call('GET', '/v1/servers')).body[0].id}`, { connection: { password: pw, port: 'not a port' } })
   assert.equal(p.status, 400)
   for (const path of ['/v1/servers', '/v1/jobs?limit=500', '/v1/audit?limit=1000', '/v1/console-sessions', '/v1/api-keys', '/v1/tenants']) await call('GET', path)
+})
+
+test('a webhook secret is shown once: never in a listing, a delivery, a log line or Redis', async (t) => {
+  const rx = await startWebhookReceiver(t)
+  let calls = 0
+  rx.answer = () => ++calls === 1 ? 500 : 200 // one retry, so the retry path logs too
+  const w = await call('POST', '/v1/webhooks', { url: rx.url, events: ['job.succeeded'] }, { key: acme.customerKey, showsSecretOnce: true })
+  assert.equal(w.status, 201, JSON.stringify(w.body))
+  secrets['webhook secret'] = w.body.secret
+  secrets['webhook signing key'] = String(w.body.secret).slice('whsec_'.length)
+  rx.secret = w.body.secret
+  const id = (await call('GET', '/v1/servers', undefined, { key: acme.customerKey })).body.find((x: { name: string }) => x.name === 'secrets-kvm').id as string
+  assert.equal((await job(id, 'status')).state, 'succeeded')
+  await waitFor(() => rx.received.some(x => x.answered === 200), 10_000, 'the delivery after a retry')
+  assert.ok(rx.received.every(x => x.verified))
+  // What the endpoint got is the signature, never the secret.
+  assert.deepEqual(secretsIn(rx.received.map(x => `${x.signature} ${x.raw}`).join('\n'), secrets), [])
+  for (const path of ['/v1/webhooks', `/v1/webhooks/${w.body.id as string}`, `/v1/webhooks/${w.body.id as string}/deliveries`]) {
+    assert.equal((await call('GET', path, undefined, { key: acme.customerKey })).status, 200)
+    await call('GET', path)
+  }
 })
 
 test('no secret in any log line, any ps output sampled during the run, any API answer, or Redis', async () => {

@@ -60,6 +60,8 @@ export class Stack {
   readonly logLines: string[] = []
   apiUrl = ''
   gatewayUrl = ''
+  /** Where each service but the API (which serves /metrics itself) serves /metrics, from its ready line. */
+  readonly metricsUrls: Partial<Record<ServiceName, string>> = {}
   readonly adminToken = `adm_${randomBytes(24).toString('base64url')}`
   readonly secretKey = testSecretKey()
   /** The console gateway's own key (CONSOLE_KEY), distinct from the shared secret key. */
@@ -121,6 +123,11 @@ export class Stack {
       GATEWAY_HOST: '127.0.0.1',
       GATEWAY_PORT: new URL(this.gatewayUrl).port,
       PUBLIC_GATEWAY_URL: this.gatewayUrl,
+      // Metrics listeners on ports of their own choosing (stacks run side by side), named in the ready lines.
+      METRICS_HOST: '127.0.0.1',
+      RECEIVER_METRICS_PORT: '0',
+      AGENTS_METRICS_PORT: '0',
+      GATEWAY_METRICS_PORT: '0',
       // Each service gets only its own secrets, as in production (services/services.json, read by
       // scripts/start.mjs too). The gateway never gets PORTHOLE_SECRET_KEY: it cannot open server credentials.
       ...Object.fromEntries(secrets),
@@ -143,6 +150,8 @@ export class Stack {
       const onLine = (line: string): void => {
         this.logLines.push(line)
         if (line.includes('"msg":"ready"')) {
+          const port = /"metricsPort":(\d+)/.exec(line)?.[1]
+          if (port !== undefined) this.metricsUrls[name] = `http://127.0.0.1:${port}/metrics`
           clearTimeout(t)
           resolve()
           // From now on stdout is drained unread; stderr (crashes) is still kept.

@@ -1,6 +1,6 @@
 /** The agents' settings: the only place this service reads the environment. */
 import { AGENT_TYPES as KNOWN_AGENT_TYPES, type AgentType } from '@porthole/contracts'
-import { commonSettings, ConfigError, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, solBridgeSettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { commonSettings, ConfigError, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, metricsHostSettings, secretKeySettings, solBridgeSettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
 
 function agentTypes (doc: string, def: AgentType[]): Setting<AgentType[]> {
   return {
@@ -42,6 +42,8 @@ function uriHostMap (doc: string): Setting<Readonly<Record<string, string>>> {
 
 export const agentSettings = {
   ...commonSettings,
+  ...metricsHostSettings,
+  AGENTS_METRICS_PORT: int('port of the agents\' metrics listener (`/metrics`, `/healthz`, `/readyz`; 0: any free port, named in the ready line)', 9102, 0, 65535),
   ...secretKeySettings,
   ...consoleTransitKeySettings,
   AGENT_TYPES: agentTypes('agent types this process serves, comma separated (each consumes `<ns>.agent.<type>` and `<ns>.agent.<type>.interactive`)', ['kvm', 'ipmi', 'ovirt']),

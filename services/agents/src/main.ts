@@ -13,9 +13,10 @@ await runService({
   },
   start: async (config, log) => await startAgents({ config, log }),
   // The pacing it runs with, so that an operator (and the agents benchmark) reads it from the process itself.
-  ready: (_runner, config) => ({
+  ready: (runner, config) => ({
     namespace: config.PORTHOLE_NAMESPACE,
     pacing: { AGENT_PREFETCH: config.AGENT_PREFETCH, KVM_POLL_MS: config.KVM_POLL_MS, IPMI_POLL_MS: config.IPMI_POLL_MS, IPMI_MIN_INTERVAL_MS: config.IPMI_MIN_INTERVAL_MS, OVIRT_POLL_MS: config.OVIRT_POLL_MS },
-    types: config.AGENT_TYPES
+    types: config.AGENT_TYPES,
+    metricsPort: runner.metricsPort
   })
 })

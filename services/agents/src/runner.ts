@@ -13,12 +13,14 @@ import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
 import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/contracts/errors'
 import { brief, type Logger } from '@porthole/shared/logging'
 import { Locks, createRedis, keys } from '@porthole/shared/store'
+import { serveMetrics, type MetricsListener } from '@porthole/shared/metrics'
 import { startHeartbeat, type Heartbeat } from './heartbeat.js'
 import type { AgentsConfig } from './config.js'
 import type { AgentDriver } from './driver.js'
 import { DRIVERS, type DriverFactory } from './registry.js'
 import { SolTickets } from './ipmi/sol-tickets.js'
 import { startSolBridge, type SolBridge } from './ipmi/sol.js'
+import { AgentMetrics } from './metrics.js'
 
 const checkRequest = compile(AgentRequest, 'agent request')
 const checkJob = compile(JobSchema, 'job')
@@ -48,6 +50,8 @@ export interface AgentsDeps {
 
 /** The running agents: `close` lets running actions finish and report, then closes every connection. */
 export interface AgentRunner {
+  /** The port of the metrics listener. */
+  metricsPort: number
   close: () => Promise<void>
 }
 
@@ -77,6 +81,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     throw err
   }
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: `porthole-agents(${config.AGENT_TYPES.join(',')})` })
+  const metrics = new AgentMetrics({ redis, amqp, types: config.AGENT_TYPES })
 
   /** Publishes a job's update in its job's lane (a poison request's, whose kind is unknown, in the durable one). */
   async function update (u: JobUpdate, kind: JobKind = 'power'): Promise<void> {
@@ -140,6 +145,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       const ac = new AbortController()
       const timer = setTimeout(() => ac.abort(new TimeoutError('no answer by the deadline')), Math.max(0, deadline.getTime() - Date.now()))
       const started = Date.now()
+      const timed = metrics.start(driver.type, job.kind === 'power' ? job.action : job.kind)
       let outcome: Outcome
       try {
         // Each password opens only for the destination it was sealed for: a record or message edited on the
@@ -165,6 +171,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       } finally {
         clearTimeout(timer)
       }
+      timed('error' in outcome ? outcome.error.code : 'ok')
 
       await redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome'))
       void running
@@ -194,11 +201,13 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     return 'ack'
   }
 
+  let listener: MetricsListener | undefined
   try {
     if (tickets !== undefined) {
       // readConfig made sure the secret is set where ipmi is served.
       bridge = await startSolBridge({ host: config.SOL_BRIDGE_HOST, port: config.SOL_BRIDGE_PORT, tickets, secret: Buffer.from(config.SOL_BRIDGE_SECRET ?? '', 'base64'), ipmitool: config.IPMITOOL_PATH, log })
     }
+    listener = await serveMetrics({ host: config.METRICS_HOST, port: config.AGENTS_METRICS_PORT, registry: metrics.registry, ready: () => amqp.connected && redis.status === 'ready', log })
     await amqp.start()
     beats = startHeartbeat({ redis, ns, types: [...config.AGENT_TYPES], intervalSeconds: config.AGENT_HEARTBEAT_SECONDS, log: log.child({ component: 'heartbeat' }) })
     for (const driver of active) {
@@ -209,6 +218,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   } catch (err) {
     await beats?.stop()
     await amqp.close().catch(() => {})
+    await listener?.close().catch(() => {})
     await bridge?.close().catch(() => {})
     await Promise.allSettled(active.map(async d => await d.close()))
     redis.disconnect()
@@ -216,7 +226,9 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   }
 
   return {
+    metricsPort: listener.port,
     async close () {
+      await listener?.close().catch(() => {})
       // Running actions finish and report first: an action cut off here is never repeated by a redelivery
       // (the claim), so its job could only time out.
       await amqp.close(config.AGENT_STOP_GRACE_SECONDS * 1000)

@@ -10,7 +10,7 @@ import type { AmqpClient } from '@porthole/shared/amqp'
 import { SecretBox } from '@porthole/shared/crypto'
 import { PortholeError } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { ApiKeyStore, AuditLog, ConsoleSessionStore, ConsoleShareStore, JobStore, ServerStore, TenantStore, keys, type Redis } from '@porthole/shared/store'
+import { ApiKeyStore, AuditLog, ConsoleSessionStore, ConsoleShareStore, EventReader, JobStore, ServerStore, TenantStore, WebhookStore, keys, type Redis } from '@porthole/shared/store'
 import { Authenticator } from './auth.js'
 import type { ApiConfig } from './config.js'
 import type { Ctx } from './context.js'
@@ -20,6 +20,7 @@ import { clientError, problem, sendProblem, toProblem } from './problem.js'
 import { apiKeyRoutes } from './routes/api-keys.js'
 import { auditRoutes } from './routes/audit.js'
 import { consoleSessionRoutes } from './routes/console-sessions.js'
+import { eventRoutes } from './routes/events.js'
 import { jobRoutes } from './routes/jobs.js'
 import { jobActionRoutes } from './routes/job-actions.js'
 import { operationRoutes } from './routes/operations.js'
@@ -27,6 +28,8 @@ import { opsRoutes } from './ops/routes.js'
 import { serverJobRoutes } from './routes/server-jobs.js'
 import { serverRoutes } from './routes/servers.js'
 import { tenantRoutes } from './routes/tenants.js'
+import { webhookRoutes } from './routes/webhooks.js'
+import { WebhookDeliverer } from './webhooks/deliverer.js'
 import { validatorCompiler } from './validation.js'
 import { fixedValidators, lazySerializers } from './compilers.js'
 import { responseView } from './views.js'
@@ -39,6 +42,8 @@ export interface AppDeps {
   redis: Redis
   /** A second connection, used only for the job-events subscription. */
   subscriber: Redis
+  /** A third, without a command timeout, used only for the event stream's blocking reads. */
+  blocking: Redis
   amqp: AmqpClient
 }
 
@@ -70,11 +75,14 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     sessions,
     shares: new ConsoleShareStore(redis, ns),
     waiter: new JobWaiter(deps.subscriber, jobs, log.child({ component: 'waiter' })),
-    metrics: createMetrics({ amqp, ns, sessions }),
+    metrics: createMetrics({ amqp, ns, sessions, redis: { 'api': redis, 'api-events': deps.subscriber, 'api-stream': deps.blocking } }),
     auth: new Authenticator(apiKeys, tenants, config.PORTHOLE_ADMIN_TOKEN),
     authFailures: new AuthFailures(redis, ns, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW_SECONDS * 1000),
-    streams: new EventStreams(redis, ns, config, log.child({ component: 'events' }))
+    streams: new EventStreams(redis, ns, config, log.child({ component: 'events' })),
+    events: new EventReader(redis, deps.blocking, ns, log.child({ component: 'event-stream' })),
+    webhooks: new WebhookStore(redis, ns)
   }
+  const deliverer = config.WEBHOOK_DELIVERY ? new WebhookDeliverer({ config, store: ctx.webhooks, box: ctx.box, log: log.child({ component: 'webhooks' }), metrics: { attempt: (status, seconds) => { ctx.metrics.webhookAttempts.observe({ status }, seconds) } } }) : undefined
   ctx.waiter.also(ctx.streams.channel, m => ctx.streams.onMessage(m))
 
   const serializers = lazySerializers()
@@ -122,7 +130,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an API key' } } },
       security: [{ bearer: [] }],
       tags: [
-        { name: 'tenants' }, { name: 'api-keys' }, { name: 'servers' }, { name: 'jobs' }, { name: 'console' }, { name: 'audit' }, { name: 'operations' }
+        { name: 'tenants' }, { name: 'api-keys' }, { name: 'servers' }, { name: 'jobs' }, { name: 'console' }, { name: 'audit' }, { name: 'webhooks' }, { name: 'operations' }
       ]
     }
   })
@@ -158,19 +166,22 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     await v1.register(serverJobRoutes(ctx))
     await v1.register(jobRoutes(ctx))
     await v1.register(jobActionRoutes(ctx))
+    await v1.register(eventRoutes(ctx))
     await v1.register(consoleSessionRoutes(ctx))
     await v1.register(auditRoutes(ctx))
+    await v1.register(webhookRoutes(ctx))
   }, { prefix: '/v1' })
 
   app.addHook('onReady', async () => {
     // Serve even while Redis is down (readyz says so); the subscription completes in the background.
     let t: NodeJS.Timeout | undefined
-    await Promise.race([ctx.waiter.start(), new Promise<void>(resolve => { t = setTimeout(resolve, 3000) })])
+    await Promise.race([Promise.all([ctx.waiter.start(), ctx.events.start()]), new Promise<void>(resolve => { t = setTimeout(resolve, 3000) })])
     clearTimeout(t)
+    await deliverer?.start()
   })
   // Once the API serves, the serializers not used yet compile in the background, between requests.
   app.addHook('onListen', async () => { void serializers.warm() })
-  app.addHook('preClose', async () => { await ctx.waiter.close() })
+  app.addHook('preClose', async () => { await ctx.waiter.close(); await ctx.events.stop(); await deliverer?.stop() })
   return app
 }
 

@@ -2,6 +2,19 @@
 import { auditSettings, bool, commonSettings, publicGatewaySettings, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
 import { DEFAULT_CONSOLE_MAX_TOTAL_SECONDS, MAX_CONSOLE_TOTAL_SECONDS } from '@porthole/contracts'
 
+/** Webhooks (routes/webhooks.ts, webhooks/deliverer.ts). */
+const webhookSettings = {
+  WEBHOOK_DELIVERY: bool('this API replica makes webhook deliveries (the replicas share them through a consumer group and leases; turn it off to keep outbound calls on some replicas only)', true),
+  WEBHOOK_ALLOW_PRIVATE: bool('let webhooks point at loopback, link-local (metadata), private and reserved addresses: for a test or a closed network only (checked at registration and at every delivery)', false),
+  WEBHOOK_TIMEOUT_SECONDS: int('how long one delivery attempt may take, connection and answer together, before it counts as failed', 10, 1, 120),
+  WEBHOOK_CONCURRENCY: int('webhook deliveries one API replica has under way at once', 16, 1, 1000),
+  WEBHOOK_CONCURRENCY_PER_URL: int('deliveries under way at once to one webhook (a slow endpoint cannot take every slot)', 4, 1, 1000),
+  WEBHOOK_RETRY_FIRST_MS: int('wait before the first retry of a failed delivery; each later wait doubles (with up to 10 % jitter)', 5000, 10, 3_600_000),
+  WEBHOOK_RETRY_MAX_MS: int('longest wait between two attempts of a delivery', 3_600_000, 10, 86_400_000),
+  WEBHOOK_RETRY_FOR_SECONDS: int('how long a delivery is retried after its event before it is given up as failed', 86400, 1, 7 * 86400),
+  WEBHOOKS_PER_TENANT: int('webhooks one tenant may register (429 beyond)', 20, 1, 1000)
+}
+
 const optionalSecret = (doc: string): Setting<string | undefined> => ({ parse: v => v, default: undefined, doc, secret: true })
 
 export const apiSettings = {
@@ -38,6 +51,7 @@ export const apiSettings = {
   ...publicGatewaySettings,
   OPS_SESSION_TTL_SECONDS: int('lifetime of a dashboard (`/ops`) login session; it also ends when its API key is deleted', 28800, 60, 7 * 86400),
   RABBITMQ_MANAGEMENT_URL: optionalSecret("RabbitMQ's management API for the dashboard's queue rates, e.g. `http://user:password@rabbitmq:15672` (without it the dashboard reads depths and consumers with passive declares, and shows no broker rates)"),
+  ...webhookSettings,
   TENANT_MAX_QUEUED: int('jobs of one tenant (per lane: power, or status and console) waiting for a receiver\'s dispatch slot (see TENANT_MAX_IN_FLIGHT) past which the API refuses new ones with 429 and Retry-After', 200, 1, 1_000_000)
 }
 

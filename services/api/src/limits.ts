@@ -14,7 +14,7 @@ import type { Ctx } from './context.js'
 import { refuseIfSuspended } from './revocation.js'
 
 /** The limits a 429 can name (`limit` in the problem body). */
-export type LimitName = 'requests_per_key' | 'auth_failures_per_address' | 'console_sessions_per_server' | 'console_sessions_per_tenant' | 'event_streams_per_key' | 'jobs_queued_per_tenant'
+export type LimitName = 'requests_per_key' | 'auth_failures_per_address' | 'console_sessions_per_server' | 'console_sessions_per_tenant' | 'event_streams_per_key' | 'jobs_queued_per_tenant' | 'webhooks_per_tenant'
 
 /** A refusal for a limit: 429 with `limit`, `max`, the setting and `retryAfter` (seconds) in the problem body. */
 export function limitError (limit: LimitName, detail: string, o: { max: number, setting: string, retryAfter: number }): PortholeError {

@@ -1,8 +1,9 @@
 /** Prometheus metrics, one registry per app (so several apps in one test process do not collide). */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { AmqpClient } from '@porthole/shared/amqp'
 import { names } from '@porthole/shared/amqp'
-import type { ConsoleSessionStore } from '@porthole/shared/store'
+import { durationHistogram, observeAmqp, observeRedis, queueGauges, serviceRegistry } from '@porthole/shared/metrics'
+import type { ConsoleSessionStore, Redis } from '@porthole/shared/store'
 
 export interface Metrics {
   registry: Registry
@@ -10,11 +11,11 @@ export interface Metrics {
   jobsCreated: Counter<'kind'>
   limitRefusals: Counter<'limit'>
   jobsRejected: Counter<'kind' | 'reason'>
+  webhookAttempts: Histogram<'status'>
 }
 
-export function createMetrics (o: { amqp: AmqpClient, ns: string, sessions: ConsoleSessionStore }): Metrics {
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
+export function createMetrics (o: { amqp: AmqpClient, ns: string, sessions: ConsoleSessionStore, redis: Record<string, Redis> }): Metrics {
+  const registry = serviceRegistry()
   const httpDuration = new Histogram({
     name: 'porthole_http_request_duration_seconds',
     help: 'HTTP requests by route and status',
@@ -25,22 +26,10 @@ export function createMetrics (o: { amqp: AmqpClient, ns: string, sessions: Cons
   const jobsCreated = new Counter({ name: 'porthole_jobs_created_total', help: 'jobs created and published, by kind', labelNames: ['kind'] as const, registers: [registry] })
   const limitRefusals = new Counter({ name: 'porthole_limit_refusals_total', help: 'requests refused with 429 by a limit or quota, by limit', labelNames: ['limit'] as const, registers: [registry] })
   const jobsRejected = new Counter({ name: 'porthole_jobs_rejected_total', help: 'jobs that could not be published, by kind and reason', labelNames: ['kind', 'reason'] as const, registers: [registry] })
-  const queues = names(o.ns)
-  let stats: Promise<Array<{ queue: string, messages: number, consumers: number }>> | undefined
-  // Both queue gauges collect from one queueStats call per scrape.
-  const queueStats = async (): Promise<Array<{ queue: string, messages: number, consumers: number }>> => {
-    stats ??= o.amqp.queueStats(queues.allQueues()).catch(() => []).finally(() => { setImmediate(() => { stats = undefined }) })
-    return await stats
-  }
-  for (const [what, help] of [['messages', 'messages ready in each queue'], ['consumers', 'consumers of each queue']] as const) {
-    new Gauge({
-      name: `porthole_queue_${what}`,
-      help: `${help} (read from RabbitMQ at scrape time)`,
-      labelNames: ['queue'] as const,
-      registers: [registry],
-      async collect () { this.reset(); for (const s of await queueStats()) this.set({ queue: s.queue }, s[what]) }
-    })
-  }
+  queueGauges(registry, o.amqp, names(o.ns).allQueues())
+  observeAmqp(registry, o.amqp, 'api')
+  for (const [connection, r] of Object.entries(o.redis)) observeRedis(registry, r, connection)
+  const webhookAttempts = durationHistogram(registry, 'porthole_webhook_attempt_duration_seconds', 'webhook delivery attempts by the endpoint\'s status (`error`: no answer, a refused connection or the timeout)', ['status'] as const)
   new Gauge({
     name: 'porthole_broker_connected',
     help: '1 while the API holds a connection to RabbitMQ',
@@ -55,5 +44,5 @@ export function createMetrics (o: { amqp: AmqpClient, ns: string, sessions: Cons
       try { this.set((await o.sessions.listLive()).filter(s => s.revokedAt === undefined).length) } catch { /* Redis down: keep the last value */ }
     }
   })
-  return { registry, httpDuration, jobsCreated, jobsRejected, limitRefusals }
+  return { registry, httpDuration, jobsCreated, jobsRejected, limitRefusals, webhookAttempts }
 }

@@ -12,6 +12,7 @@ export interface RunningApi { app: ApiApp, deps: AppDeps, close: () => Promise<v
 export function connect (config: ApiConfig, log: Logger, o: { backoff?: { initialMs: number, maxMs: number } } = {}): AppDeps & { close: () => Promise<void>, brokerUp: Promise<void> } {
   const redis = createRedis(config.REDIS_URL, log.child({ component: 'redis' }), 'porthole-api')
   const subscriber = createRedis(config.REDIS_URL, log.child({ component: 'redis-events' }), 'porthole-api-events')
+  const blocking = createRedis(config.REDIS_URL, log.child({ component: 'redis-stream' }), 'porthole-api-stream', { commandTimeoutMs: 0 })
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: config.PORTHOLE_NAMESPACE, log, name: 'porthole-api', ...(o.backoff === undefined ? {} : { backoff: o.backoff }) })
   const brokerUp = amqp.start(10_000).catch(() => log.warn('message broker not reachable yet; the API answers 503 for jobs until it is'))
   return {
@@ -20,11 +21,13 @@ export function connect (config: ApiConfig, log: Logger, o: { backoff?: { initia
     log,
     redis,
     subscriber,
+    blocking,
     amqp,
     async close () {
       // amqplib's close waits for the broker's close-ok forever when the socket died a moment earlier.
       await bounded(amqp.close(), 5000)
       subscriber.disconnect()
+      blocking.disconnect()
       await redis.quit().catch(() => redis.disconnect())
     }
   }

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { request, type IncomingMessage } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
+import { keys } from '@porthole/shared/store'
 import { waitFor } from '@porthole/testkit'
 import { startTestApi } from './helpers.js'
 
@@ -35,7 +36,7 @@ test('an event-stream client that never reads is closed; a reading one keeps its
     // keep only the unfinished tail: the reader sees megabytes
     const parts = text.split('\n\n')
     text = parts.pop() ?? ''
-    for (const p of parts) if (p.startsWith('event: job')) { received++; last = p }
+    for (const p of parts) if (p.includes('event: job\n')) { received++; last = p }
   })
   let readerClosed = false
   reader.once('close', () => { readerClosed = true })
@@ -51,6 +52,8 @@ test('an event-stream client that never reads is closed; a reading one keeps its
   await waitFor(() => slow.readableLength > 0, 3000, 'the slow client\'s response to start')
   assert.match(String(slow.read(slow.readableLength)), /^HTTP\/1\.1 200/)
 
+  // Straight into the event stream (store/events.ts), as the job store's scripts append.
+  const stream = keys(api.ns).eventStream
   const tenantId = randomUUID()
   const serverId = randomUUID()
   const event = (): string => JSON.stringify({ jobId: randomUUID(), tenantId, serverId, kind: 'power', state: 'running', at: new Date().toISOString() })
@@ -58,7 +61,7 @@ test('an event-stream client that never reads is closed; a reading one keeps its
   let published = 0
   for (let b = 0; b < MAX_BATCHES && !dropped(); b++) {
     const pipe = api.redis.pipeline()
-    for (let i = 0; i < BATCH; i++) pipe.publish(api.jobs.eventsChannel, event())
+    for (let i = 0; i < BATCH; i++) pipe.xadd(stream, '*', 'type', 'job', 'data', event())
     await pipe.exec()
     published += BATCH
     // The reader drains each batch before the next, so only the slow client has anything waiting.
@@ -73,7 +76,7 @@ test('an event-stream client that never reads is closed; a reading one keeps its
   // The reader's stream goes on, and new clients are served.
   assert.equal(readerClosed, false)
   const marker = randomUUID()
-  await api.redis.publish(api.jobs.eventsChannel, JSON.stringify({ jobId: marker, tenantId, serverId, kind: 'power', state: 'succeeded', at: new Date().toISOString() }))
+  await api.redis.xadd(stream, '*', 'type', 'job', 'data', JSON.stringify({ jobId: marker, tenantId, serverId, kind: 'power', state: 'succeeded', at: new Date().toISOString() }))
   await waitFor(() => received === published + 1, 5000, 'the reader to get the event after the drop')
   assert.ok(last.includes(marker))
   const late = await new Promise<IncomingMessage>((resolve, reject) => {

@@ -4,7 +4,7 @@
  * the guacamole-lite tokens; no other service has it. CONSOLE_TRANSIT_KEY opens what agents send and seals
  * what the API takes; PORTHOLE_SECRET_KEY, which seals server credentials, is not the gateway's to have.
  */
-import { auditSettings, bool, commonSettings, consoleTransitKeySettings, int, list, loadConfig, publicGatewaySettings, required, secret, solBridgeSettings, str, type ConfigOf } from '@porthole/shared/config'
+import { auditSettings, bool, commonSettings, consoleTransitKeySettings, int, list, loadConfig, metricsHostSettings, publicGatewaySettings, required, secret, solBridgeSettings, str, type ConfigOf } from '@porthole/shared/config'
 
 export const configSpec = {
   ...commonSettings,
@@ -14,6 +14,8 @@ export const configSpec = {
   GATEWAY_HOST: str('address the console gateway listens on', '0.0.0.0'),
   GATEWAY_PORT: int('port the console gateway listens on', 8081, 1, 65535),
   ...publicGatewaySettings,
+  ...metricsHostSettings,
+  GATEWAY_METRICS_PORT: int('port of the gateway\'s metrics listener (`/metrics`, `/healthz`, `/readyz`), apart from the public one (0: any free port, named in the ready line)', 9103, 0, 65535),
   CONSOLE_KEY: required(secret('32 random bytes, base64, known only to the gateway: seals console targets at rest and keys guacamole-lite tokens (`openssl rand -base64 32`)')),
   CONSOLE_KEY_ID: str('id of CONSOLE_KEY, stored with every target it seals so the key can be rotated', 'c1'),
   CONSOLE_OLD_KEYS: secret('earlier console keys still accepted for opening, as `id:base64,id:base64`', ''),

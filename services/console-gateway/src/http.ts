@@ -18,7 +18,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { dirname, extname, join, resolve, sep } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { fileURLToPath } from 'node:url'
-import { WebSocketServer } from 'ws'
+import { WebSocketServer, type WebSocket } from 'ws'
 import type { Logger } from '@porthole/shared/logging'
 import { stripQuery } from '@porthole/shared/logging'
 import type { AuditLog, ConsoleSessionStore, ConsoleShareStore } from '@porthole/shared/store'
@@ -102,6 +102,8 @@ export interface HttpDeps {
   trustProxy: boolean
   healthy: () => boolean
   log: Logger
+  /** Counts what goes through each console WebSocket (metrics.ts). */
+  instrument?: (ws: WebSocket) => void
 }
 
 export function createHttp (d: HttpDeps): Server {
@@ -243,6 +245,7 @@ export function createHttp (d: HttpDeps): Server {
     const token = tokenFromProtocols(req.headers['sec-websocket-protocol'])
     const ip = clientIp(req)
     wss.handleUpgrade(req, socket, head, (ws) => {
+      d.instrument?.(ws)
       d.hub.accept(ws, m[1] as string, token, ip, tokenFromProtocols(req.headers['sec-websocket-protocol'], RESUME_PROTOCOL)).catch((err: unknown) => {
         log.error({ err: { message: (err as Error).message } }, 'viewer failed')
         ws.terminate()

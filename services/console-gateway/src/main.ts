@@ -7,5 +7,5 @@ await runService({
   name: 'console-gateway',
   readConfig,
   start: async (config, log) => await startGateway(config, log),
-  ready: (gw, config) => ({ port: gw.port, publicUrl: config.PUBLIC_GATEWAY_URL })
+  ready: (gw, config) => ({ port: gw.port, metricsPort: gw.metricsPort, publicUrl: config.PUBLIC_GATEWAY_URL })
 })

@@ -7,16 +7,21 @@ import { AmqpClient } from '@porthole/shared/amqp'
 import { ConfigError } from '@porthole/shared/config'
 import { SecretBox } from '@porthole/shared/crypto'
 import type { Logger } from '@porthole/shared/logging'
+import { serveMetrics } from '@porthole/shared/metrics'
 import { AuditLog, ConsoleSessionStore, ConsoleShareStore, createRedis } from '@porthole/shared/store'
 import { allowedOrigins, type GatewayConfig } from './config.js'
 import { GuacBridge } from './guac.js'
+import { sweepExpiredSessions } from './expiry.js'
 import { createHttp } from './http.js'
+import { GatewayMetrics } from './metrics.js'
 import { Minter } from './minter.js'
 import { ViewerHub } from './viewers.js'
 
 export interface Gateway {
   /** The port the HTTP server listens on. */
   port: number
+  /** The port of the metrics listener. */
+  metricsPort: number
   close: () => Promise<void>
 }
 
@@ -48,6 +53,7 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
     if (solSecret === undefined) log.warn('SOL_BRIDGE_SECRET is not set: serial consoles are not served')
     const minter = new Minter({ amqp, sessions, transitBox, consoleBox, namespace: c.PORTHOLE_NAMESPACE, publicUrl: c.PUBLIC_GATEWAY_URL, serial: solSecret !== undefined, log })
     await minter.start()
+    const metrics = new GatewayMetrics({ redis: [redis, subscriber], amqp, viewers: () => hub.count })
     const server = createHttp({
       hub,
       sessions,
@@ -57,15 +63,21 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
       publicUrl: c.PUBLIC_GATEWAY_URL,
       trustProxy: c.TRUST_PROXY,
       healthy: () => amqp.connected && redis.status === 'ready',
+      instrument: (ws) => { metrics.instrument(ws) },
       log
     })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(c.GATEWAY_PORT, c.GATEWAY_HOST, () => { server.off('error', reject); resolve() })
     })
+    const stopSweep = sweepExpiredSessions(sessions, log.child({ component: 'expiry' }))
+    const listener = await serveMetrics({ host: c.METRICS_HOST, port: c.GATEWAY_METRICS_PORT, registry: metrics.registry, ready: () => amqp.connected && redis.status === 'ready', log })
     return {
       port: (server.address() as AddressInfo).port,
+      metricsPort: listener.port,
       close: async () => {
+        stopSweep()
+        await listener.close()
         const closed = new Promise<void>(resolve => server.close(() => resolve()))
         hub.closeAll('shutdown')
         server.closeIdleConnections()

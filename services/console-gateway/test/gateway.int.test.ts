@@ -182,6 +182,7 @@ test('a viewer on another replica replaces this one, and revocation reaches ever
     CONSOLE_KEY: h.stack.consoleKey,
     GATEWAY_HOST: '127.0.0.1',
     GATEWAY_PORT: String(port),
+    GATEWAY_METRICS_PORT: '0',
     PUBLIC_GATEWAY_URL: h.stack.gatewayUrl
   }), createLogger({ name: 'console-gateway-2', level: 'silent' }))
   try {

@@ -25,7 +25,7 @@ export interface Dispatch {
 }
 
 export function dispatcher (p: ReceiverParts): Dispatch {
-  const { amqp, jobs, locks, n, servers, slots } = p
+  const { amqp, jobs, locks, metrics, n, servers, slots } = p
   const jobLog = p.log.child({ component: 'jobs' })
   const slotLog = p.log.child({ component: 'slots' })
 
@@ -134,6 +134,7 @@ export function dispatcher (p: ReceiverParts): Dispatch {
     }
     const request: AgentRequest = { job, server }
     await amqp.publish(n.agentsExchange, n.agentKeyOf(server.agent, job.kind), request, laneOf(job.kind) === 'interactive' ? { expiration: ttlUntil(deadline) } : {})
+    metrics.dispatched(job.kind, server.id, server.agent)
     l.debug({ agent: server.agent }, 'job dispatched')
     return 'ack'
   }

@@ -8,5 +8,5 @@ await runService({
   readConfig,
   // A stop during the start aborts it: the receiver closes what it opened and the process exits 0.
   start: async (config, log, signal) => await startReceiver({ config, log, signal }),
-  ready: (_receiver, config) => ({ namespace: config.PORTHOLE_NAMESPACE })
+  ready: (receiver, config) => ({ namespace: config.PORTHOLE_NAMESPACE, metricsPort: receiver.metricsPort })
 })

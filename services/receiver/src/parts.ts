@@ -3,10 +3,11 @@
  * by which the receiver records a job's state (`record`), which hands a freed slot on.
  */
 import { AmqpClient, names } from '@porthole/shared/amqp'
-import type { JobFailure, JobRecord } from '@porthole/contracts'
+import { isTerminal, type JobFailure, type JobRecord } from '@porthole/contracts'
 import type { Logger } from '@porthole/shared/logging'
 import { JobStore, Locks, ServerStore, TenantSlots, createRedis, type Redis } from '@porthole/shared/store'
 import type { ReceiverConfig } from './config.js'
+import { ReceiverMetrics } from './metrics.js'
 
 /** The failure recorded for a job that nobody finished by its deadline. */
 export const DEADLINE_FAILURE: JobFailure = { code: 'timeout', message: 'no answer by the deadline', retryable: true }
@@ -24,6 +25,8 @@ export interface ReceiverParts {
   locks: Locks
   slots: TenantSlots
   amqp: AmqpClient
+  /** What `/metrics` shows: job durations by outcome, dispatches, jobs in flight, queue depths. */
+  metrics: ReceiverMetrics
   /** Records a job's state (see `recorder`). */
   record: (jobId: string, state: Transition[1], o?: Transition[2]) => TransitionResult
   /** Releases the job's per-server power lock when it is a power job (`rec`: its record, when already read). */
@@ -36,6 +39,9 @@ export function receiverParts (config: ReceiverConfig, log: Logger, drain: (grou
   const redis = createRedis(config.REDIS_URL, log, 'porthole-receiver')
   const jobs = new JobStore(redis, ns)
   const locks = new Locks(redis, ns)
+  const servers = new ServerStore(redis, ns)
+  const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: 'porthole-receiver' })
+  const metrics = new ReceiverMetrics({ redis, amqp, ns, servers })
 
   async function releaseIfPower (jobId: string, known?: Pick<JobRecord, 'kind' | 'serverId'>): Promise<void> {
     const rec = known ?? await jobs.get(jobId)
@@ -48,6 +54,7 @@ export function receiverParts (config: ReceiverConfig, log: Logger, drain: (grou
    */
   async function record (jobId: string, state: Transition[1], o: Transition[2] = {}): TransitionResult {
     const r = await jobs.transition(jobId, state, o)
+    if (r.status === 'ok' && r.job !== undefined && isTerminal(state)) await metrics.ended(r.job, state, o.at ?? new Date())
     if (r.drain !== undefined) {
       if (TenantSlots.laneOfGroup(r.drain) === 'durable') await releaseIfPower(jobId)
       await drain(r.drain)
@@ -61,10 +68,11 @@ export function receiverParts (config: ReceiverConfig, log: Logger, drain: (grou
     n: names(ns),
     redis,
     jobs,
-    servers: new ServerStore(redis, ns),
+    servers,
     locks,
     slots: new TenantSlots(redis, ns, { interactive: config.TENANT_MAX_IN_FLIGHT, durable: config.TENANT_MAX_POWER_IN_FLIGHT }),
-    amqp: new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: 'porthole-receiver' }),
+    amqp,
+    metrics,
     record,
     releaseIfPower
   }

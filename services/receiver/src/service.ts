@@ -6,6 +6,7 @@
  * Every state change goes through `JobStore.transition` (one Lua script, forward-only), so several receiver
  * replicas, the deadline sweeper and late agent answers can race without moving a job backwards.
  */
+import { serveMetrics } from '@porthole/shared/metrics'
 import type { Delivery, Disposition } from '@porthole/shared/amqp'
 import type { Logger } from '@porthole/shared/logging'
 import type { ReceiverConfig } from './config.js'
@@ -23,6 +24,8 @@ export interface ReceiverDeps {
 }
 
 export interface Receiver {
+  /** The port of the metrics listener. */
+  metricsPort: number
   /** Stops consuming, waits for running handlers, then closes the broker and Redis connections. */
   close: () => Promise<void>
 }
@@ -59,10 +62,21 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
     aborted.catch(() => {})
   }
   const stopSweeper = startSweeper(parts, dispatch.drain)
+  let listener: Awaited<ReturnType<typeof serveMetrics>>
+  try {
+    listener = await serveMetrics({ host: config.METRICS_HOST, port: config.RECEIVER_METRICS_PORT, registry: parts.metrics.registry, ready: () => amqp.connected && redis.status === 'ready', log })
+  } catch (err) {
+    stopSweeper()
+    await amqp.close(0)
+    await closeRedis(redis)
+    throw err
+  }
 
   return {
+    metricsPort: listener.port,
     async close () {
       stopSweeper()
+      await listener.close()
       await amqp.close()
       await closeRedis(redis)
     }

@@ -80,7 +80,7 @@ async function slotsOf (tenantId: string): Promise<{ inFlight: number, parked: n
 /** A second receiver replica on the same namespace, as a process; `kill()` ends it with SIGKILL. */
 async function secondReceiver (t: { after: (fn: () => Promise<void>) => void }): Promise<{ out: () => string, kill: () => Promise<void> }> {
   const proc = spawn(process.execPath, [join(REPO_ROOT, 'services', 'receiver', 'dist', 'src', 'main.js')], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', RABBITMQ_URL: p.stack.svc.rabbitmqUrl, REDIS_URL: p.stack.svc.redisUrl, PORTHOLE_NAMESPACE: p.stack.ns, LOG_LEVEL: 'debug', TENANT_MAX_IN_FLIGHT: String(CAP) },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', RABBITMQ_URL: p.stack.svc.rabbitmqUrl, REDIS_URL: p.stack.svc.redisUrl, PORTHOLE_NAMESPACE: p.stack.ns, LOG_LEVEL: 'debug', TENANT_MAX_IN_FLIGHT: String(CAP), RECEIVER_METRICS_PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''

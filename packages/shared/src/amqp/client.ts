@@ -199,10 +199,13 @@ export class AmqpClient extends EventEmitter {
     const messageId = o.messageId ?? crypto.randomUUID()
     const content = Buffer.from(JSON.stringify(body))
     const timeoutMs = this.opts.confirmTimeoutMs ?? 5000
+    const started = performance.now()
     await new Promise<void>((resolve, reject) => {
       const settle = (err?: Error): void => {
         if (!pending.delete(fail)) return // settled already (timed out, or the channel closed)
         clearTimeout(timer)
+        // For metrics (packages/shared/src/metrics: observeAmqp): the outcome and how long the confirm took.
+        this.emit('confirm', err === undefined ? 'ok' : 'error', (performance.now() - started) / 1000)
         if (err === undefined) resolve(); else reject(err)
       }
       const fail = (err: Error): void => settle(err)

@@ -105,6 +105,11 @@ export function list (doc: string, def: string[]): Setting<string[]> {
 }
 
 /** Settings every service shares. */
+/** Where a service without an HTTP server of its own serves `/metrics`, `/healthz` and `/readyz`. */
+export const metricsHostSettings = {
+  METRICS_HOST: str('address the metrics listener (`/metrics`, `/healthz`, `/readyz`) of the receiver, the agents and the console gateway listens on', '0.0.0.0')
+}
+
 export const commonSettings = {
   RABBITMQ_URL: url('RabbitMQ connection URL', 'amqp://guest:guest@127.0.0.1:5672', ['amqp', 'amqps']),
   REDIS_URL: url('Redis connection URL', 'redis://127.0.0.1:6379', ['redis', 'rediss']),

@@ -1,10 +1,11 @@
 /**
  * Job state in Redis. Every change goes through one Lua script, so that concurrent writers (several
  * receivers, the deadline sweeper, a late agent answer) cannot move a job backwards or out of a terminal
- * state, and every change is published on the job-events channel in the same step.
+ * state, and every change is published on the job-events channel and appended to the event stream in the same step.
  */
 import type { Redis } from 'ioredis'
-import type { Job, JobEvent, JobFailure, JobRecord, JobResult, JobState } from '@porthole/contracts'
+import type { Job, JobEvent, JobFailure, JobKind, JobRecord, JobResult, JobState } from '@porthole/contracts'
+import { EVENT_STREAM_MAX_LENGTH, xaddLua } from './events.js'
 import { keys as keysOf, type Keys } from './redis.js'
 
 /**
@@ -26,7 +27,7 @@ const LUA_EVENT = `local function event (job, state, at) return {${Object.entrie
 export const JOB_RETENTION_SECONDS = 7 * 24 * 3600
 
 // KEYS: job, deadlines, byServer, byTenant, all, idempotency ('' for none)
-// ARGV: record json, createdAt ms, deadline ms, retention s, idempotency ttl s, events channel
+// ARGV: record json, createdAt ms, deadline ms, retention s, idempotency ttl s, events channel, event stream, its max length
 // Each create also drops the index entries older than the retention (their records have expired), so the
 // indexes stay bounded without a separate clean-up job.
 const CREATE = `
@@ -46,15 +47,19 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', oldest)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', oldest)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', oldest)
 if KEYS[6] ~= '' then redis.call('SET', KEYS[6], rec.id, 'EX', ARGV[5]) end
-redis.call('PUBLISH', ARGV[6], cjson.encode(event(rec, rec.state, rec.createdAt)))
+local ev = event(rec, rec.state, rec.createdAt)
+${xaddLua('ARGV[7]', 'ARGV[8]', 'job', 'ev')}
+redis.call('PUBLISH', ARGV[6], cjson.encode(ev))
 return {1, rec.id}
 `
 
 // KEYS: job, deadlines. ARGV: state, at, result json|'', error json|'', retention s, events channel, and the key
-// prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease; then the state the
-// job must be in for the change to apply ('' for any earlier one).
-// Returns {status, state, drain}: status 'ok' (changed), 'same' (already there), 'stale' (would go backwards or
-// leave a terminal state), 'missing'; drain is the slot group whose slot this end freed while it has parked jobs.
+// prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease; the state the
+// job must be in for the change to apply ('' for any earlier one); the event stream and its max length
+// (events.ts: the change is appended there in the same step).
+// Returns {status, state, drain, createdAt, kind, serverId}: status 'ok' (changed), 'same' (already there), 'stale'
+// (would go backwards or leave a terminal state), 'missing'; drain is the slot group whose slot this end freed
+// while it has parked jobs; the job's creation, kind and server come with a change (for metrics).
 // A terminal state frees the job's slot in the same step, whoever records it, so no writer can forget to.
 // (The slot keys are named by the record's tenant, so they are built here rather than passed as KEYS: the
 // callers know only the job's id.)
@@ -78,6 +83,7 @@ if ARGV[3] ~= '' then job.result = cjson.decode(ARGV[3]) end
 if ARGV[4] ~= '' then job.error = cjson.decode(ARGV[4]) end
 redis.call('SET', KEYS[1], cjson.encode(job), 'EX', ARGV[5])
 local ev = event(job, new, ARGV[2])
+${xaddLua('ARGV[12]', 'ARGV[13]', 'job', 'ev')}
 local drain = ''
 if rank[new] == 3 then
   redis.call('ZREM', KEYS[2], job.id)
@@ -91,10 +97,13 @@ if rank[new] == 3 then
   if released == 1 and redis.call('ZCARD', parked) > 0 then drain = group end
 end
 redis.call('PUBLISH', ARGV[6], cjson.encode(ev))
-return {'ok', new, drain}
+return {'ok', new, drain, job.createdAt, job.kind, job.serverId}
 `
 
 export type TransitionStatus = 'ok' | 'same' | 'stale' | 'missing'
+
+/** What a transition did; `job` (with a change) says what metrics need to know of the job. */
+export interface Transition { status: TransitionStatus, state: JobState | '', drain?: string, job?: { createdAt: string, kind: JobKind, serverId: string } }
 
 export interface JobFilter { tenantId?: string, serverId?: string, state?: JobState, kind?: string, limit?: number }
 
@@ -139,7 +148,8 @@ export class JobStore {
     const r = await (this.redis as unknown as Scripts).portholeJobCreate(
       this.k.job(job.id), this.k.jobDeadlines, this.k.jobsByServer(job.serverId), this.k.jobsByTenant(job.tenantId), this.k.jobsAll,
       idem === undefined ? '' : this.k.idempotency(idem.scope, idem.key),
-      JSON.stringify(rec), Date.parse(job.createdAt), Date.parse(job.deadline), JOB_RETENTION_SECONDS, idem?.ttlSeconds ?? 0, this.k.jobEvents
+      JSON.stringify(rec), Date.parse(job.createdAt), Date.parse(job.deadline), JOB_RETENTION_SECONDS, idem?.ttlSeconds ?? 0, this.k.jobEvents,
+      this.k.eventStream, EVENT_STREAM_MAX_LENGTH
     )
     return { created: r[0] === 1, id: r[1] }
   }
@@ -148,17 +158,19 @@ export class JobStore {
    * Moves a job forward (only out of `from` when given, else out of any earlier state). A terminal state also frees the job's tenant slot (see TenantSlots); `drain` then
    * names the slot group when it has jobs parked for a slot, for the receiver to hand the next one on.
    */
-  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date, from?: JobState } = {}): Promise<{ status: TransitionStatus, state: JobState | '', drain?: string }> {
+  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date, from?: JobState } = {}): Promise<Transition> {
     const r = await (this.redis as unknown as Scripts).portholeJobTransition(
       this.k.job(jobId), this.k.jobDeadlines,
       state, (o.at ?? new Date()).toISOString(),
       o.result === undefined ? '' : JSON.stringify(o.result),
       o.error === undefined ? '' : JSON.stringify(o.error),
       JOB_RETENTION_SECONDS, this.k.jobEvents,
-      this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease(''), o.from ?? ''
+      this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease(''), o.from ?? '',
+      this.k.eventStream, EVENT_STREAM_MAX_LENGTH
     )
-    const out: { status: TransitionStatus, state: JobState | '', drain?: string } = { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
+    const out: Transition = { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
     if (typeof r[2] === 'string' && r[2] !== '') out.drain = r[2]
+    if (typeof r[3] === 'string' && typeof r[4] === 'string' && typeof r[5] === 'string') out.job = { createdAt: r[3], kind: r[4] as JobKind, serverId: r[5] }
     return out
   }
 
@@ -203,7 +215,7 @@ export class JobStore {
 
 interface Scripts {
   portholeJobCreate: (...args: Array<string | number>) => Promise<[number, string]>
-  portholeJobTransition: (...args: Array<string | number>) => Promise<[string, string, string?]>
+  portholeJobTransition: (...args: Array<string | number>) => Promise<[string, string, string?, string?, string?, string?]>
 }
 
 /** Lua's cjson writes empty arrays as `{}`; the only arrays in a record are never empty, but be exact. */

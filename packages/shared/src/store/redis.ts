@@ -52,6 +52,20 @@ export function keys (ns: string) {
     parkedGroups: `${p}parked-groups`,
     idempotency: (scope: string, key: string) => `${p}idem:${scope}:${key}`,
     jobEvents: `${p}events:jobs`,
+    /** The one event stream (job state changes, console session events) behind /v1/events and webhooks. */
+    eventStream: `${p}events:stream`,
+    /** Console sessions by expiry, until the expiry sweep has told of each (ConsoleSessionStore.sweepExpired). */
+    sessionsExpiring: `${p}console:expiring`,
+    webhook: (id: string) => `${p}webhook:${id}`,
+    webhooksByTenant: (id: string) => `${p}webhooks:tenant:${id}`,
+    webhooks: `${p}webhooks`,
+    webhookDelivery: (id: string) => `${p}webhook:delivery:${id}`,
+    /** A webhook's deliveries by creation time (the newest kept). */
+    webhookDeliveries: (webhookId: string) => `${p}webhook:deliveries:${webhookId}`,
+    /** A webhook's pending deliveries (so that they can be held back together while its endpoint is busy). */
+    webhookPending: (webhookId: string) => `${p}webhook:pending:${webhookId}`,
+    /** Pending deliveries by when their next attempt is due (or their lease ends). */
+    webhookDue: `${p}webhook:due`,
     server: (id: string) => `${p}server:${id}`,
     servers: `${p}servers`,
     serversByTenant: (id: string) => `${p}servers:tenant:${id}`,

@@ -4,13 +4,15 @@
  * the live socket closes it.
  */
 import type { Redis } from 'ioredis'
-import { MAX_CONSOLE_TOTAL_SECONDS, type ConsoleSession, type Sealed } from '@porthole/contracts'
+import { MAX_CONSOLE_TOTAL_SECONDS, type ConsoleEvent, type ConsoleEventName, type ConsoleSession, type Sealed } from '@porthole/contracts'
+import { EVENT_STREAM_MAX_LENGTH, xaddLua } from './events.js'
 import { keys as keysOf, type Keys } from './redis.js'
 
 /** Sessions stay readable this long after expiry, so the page can say "expired" rather than "unknown". */
 const GRACE_SECONDS = 600
 
-// KEYS: session, token. ARGV: field ('usedAt'|'revokedAt'), at, events channel, the resume hash to keep with usedAt ('' for none).
+// KEYS: session, token. ARGV: field ('usedAt'|'revokedAt'), at, events channel, the resume hash to keep with usedAt
+// ('' for none), event stream, its max length.
 // Sets the field once; returns 1 when this call set it, 0 when it was set already, -1 when missing.
 const MARK = `
 local raw = redis.call('GET', KEYS[1])
@@ -23,6 +25,7 @@ redis.call('SET', KEYS[1], cjson.encode(s), 'KEEPTTL')
 if ARGV[1] == 'revokedAt' then
   redis.call('DEL', KEYS[2])
   redis.call('PUBLISH', ARGV[3], cjson.encode({type = 'revoked', sessionId = s.id}))
+  ${xaddLua('ARGV[5]', 'ARGV[6]', 'console', "{sessionId = s.id, tenantId = s.tenantId, serverId = s.serverId, event = 'revoked', at = ARGV[2]}")}
 end
 return 1
 `
@@ -39,7 +42,7 @@ redis.call('SET', KEYS[1], cjson.encode(s), 'KEEPTTL')
 return 1
 `
 
-// KEYS: session, token, expiry index, server's slots, tenant's slots, viewer. ARGV: the expiry read (compare
+// KEYS: session, token, expiry index, server's slots, tenant's slots, viewer, expiry sweep index. ARGV: the expiry read (compare
 // and set: a renewal racing another one retries), the new expiry, its ms, the session's TTL, the token's TTL,
 // the events channel. Moves a live session's expiry, and every key that lives as long; returns 1 when it did,
 // 0 when the expiry changed meanwhile, -1 when the session is gone or revoked.
@@ -57,6 +60,7 @@ for i = 4, 5 do
   redis.call('ZADD', KEYS[i], 'XX', ARGV[3], s.id)
 end
 if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('EXPIRE', KEYS[6], ARGV[5]) end
+redis.call('ZADD', KEYS[7], ARGV[3], s.id)
 redis.call('PUBLISH', ARGV[6], cjson.encode({type = 'renewed', sessionId = s.id, expiresAt = ARGV[2]}))
 return 1
 `
@@ -82,6 +86,42 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 return {0, 0}
 `
 
+// KEYS: the viewer record, the session, the viewer-left note. ARGV: viewer id, at, event stream, its max length,
+// grace seconds (0: none). Clears the viewer record if that viewer still holds it, notes for the grace that the
+// session's viewer left (a single-use session's own viewer may come back meanwhile: `mayResume`), and tells the
+// event stream the session's viewer left.
+const DROP_VIEWER = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if tonumber(ARGV[5]) > 0 then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[5]) end
+local raw = redis.call('GET', KEYS[2])
+if raw then
+  local s = cjson.decode(raw)
+  ${xaddLua('ARGV[3]', 'ARGV[4]', 'console', "{sessionId = s.id, tenantId = s.tenantId, serverId = s.serverId, event = 'closed', at = ARGV[2]}")}
+end
+return 1
+`
+
+// KEYS: sessions by expiry (sessionsExpiring). ARGV: now ms, the session key prefix, event stream, its max length.
+// Takes up to 100 sessions whose time has run out and tells the event stream of each that was not revoked
+// first. One step, so that of several gateways sweeping only one tells of each session. Returns how many.
+const SWEEP_EXPIRED = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+local n = 0
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local raw = redis.call('GET', ARGV[2] .. id)
+  if raw then
+    local s = cjson.decode(raw)
+    if not s.revokedAt then
+      ${xaddLua('ARGV[3]', 'ARGV[4]', 'console', "{sessionId = s.id, tenantId = s.tenantId, serverId = s.serverId, event = 'expired', at = s.expiresAt}")}
+      n = n + 1
+    end
+  end
+end
+return n
+`
+
 /** Console slots outlive their longest member: a session lives at most a day, renewals included (freed members are trimmed by score at each admission). */
 const SLOTS_TTL_SECONDS = MAX_CONSOLE_TOTAL_SECONDS + GRACE_SECONDS
 
@@ -102,8 +142,10 @@ export class ConsoleSessionStore {
     this.k = keysOf(ns)
     if (!('portholeSessionMark' in redis)) redis.defineCommand('portholeSessionMark', { numberOfKeys: 2, lua: MARK })
     if (!('portholeSessionTarget' in redis)) redis.defineCommand('portholeSessionTarget', { numberOfKeys: 1, lua: SET_TARGET })
-    if (!('portholeSessionRenew' in redis)) redis.defineCommand('portholeSessionRenew', { numberOfKeys: 6, lua: RENEW })
+    if (!('portholeSessionRenew' in redis)) redis.defineCommand('portholeSessionRenew', { numberOfKeys: 7, lua: RENEW })
     if (!('portholeConsoleAdmit' in redis)) redis.defineCommand('portholeConsoleAdmit', { numberOfKeys: 2, lua: ADMIT })
+    if (!('portholeDropViewer' in redis)) redis.defineCommand('portholeDropViewer', { numberOfKeys: 3, lua: DROP_VIEWER })
+    if (!('portholeSweepExpired' in redis)) redis.defineCommand('portholeSweepExpired', { numberOfKeys: 1, lua: SWEEP_EXPIRED })
   }
 
   /**
@@ -136,6 +178,9 @@ export class ConsoleSessionStore {
       .zadd(this.k.consoleSlotsOfTenant(s.tenantId), exp, s.id)
       .expire(this.k.consoleSlotsOfServer(s.serverId), SLOTS_TTL_SECONDS)
       .expire(this.k.consoleSlotsOfTenant(s.tenantId), SLOTS_TTL_SECONDS)
+      // The event stream hears of it in the same transaction, and the expiry sweep will tell when it ends.
+      .xadd(this.k.eventStream, 'MAXLEN', '~', EVENT_STREAM_MAX_LENGTH, '*', 'type', 'console', 'data', JSON.stringify(consoleEvent(s, 'opened', s.createdAt)))
+      .zadd(this.k.sessionsExpiring, exp, s.id)
     if (handover !== undefined) {
       m.set(this.k.consoleUrlHandover(handover.jobId), JSON.stringify(handover.sealedUrl), 'EX', Math.max(1, Math.ceil(handover.ttlSeconds)))
         .zrem(this.k.consoleSlotsOfServer(s.serverId), `job:${handover.jobId}`)
@@ -210,7 +255,7 @@ export class ConsoleSessionStore {
       const expiresAt = new Date(want).toISOString()
       const ttl = Math.max(1, Math.ceil((want - now) / 1000))
       const r = await (this.redis as unknown as { portholeSessionRenew: (...a: Array<string | number>) => Promise<number> }).portholeSessionRenew(
-        this.k.session(id), this.k.sessionByToken(s.tokenHash), this.k.sessions, this.k.consoleSlotsOfServer(s.serverId), this.k.consoleSlotsOfTenant(s.tenantId), this.k.sessionViewer(id),
+        this.k.session(id), this.k.sessionByToken(s.tokenHash), this.k.sessions, this.k.consoleSlotsOfServer(s.serverId), this.k.consoleSlotsOfTenant(s.tenantId), this.k.sessionViewer(id), this.k.sessionsExpiring,
         s.expiresAt, expiresAt, want, ttl + GRACE_SECONDS, ttl, this.k.sessionEvents)
       if (r === 1) return { ok: true, session: { ...s, expiresAt } }
       if (r === -1) return { ok: false, reason: 'revoked' }
@@ -244,8 +289,8 @@ export class ConsoleSessionStore {
   }
 
   private async mark (s: ConsoleSession, field: 'usedAt' | 'revokedAt', resumeHash = ''): Promise<number> {
-    return await (this.redis as unknown as { portholeSessionMark: (...a: string[]) => Promise<number> })
-      .portholeSessionMark(this.k.session(s.id), this.k.sessionByToken(s.tokenHash), field, new Date().toISOString(), this.k.sessionEvents, resumeHash)
+    return await (this.redis as unknown as { portholeSessionMark: (...a: Array<string | number>) => Promise<number> })
+      .portholeSessionMark(this.k.session(s.id), this.k.sessionByToken(s.tokenHash), field, new Date().toISOString(), this.k.sessionEvents, resumeHash, this.k.eventStream, EVENT_STREAM_MAX_LENGTH)
   }
 
   /**
@@ -255,19 +300,28 @@ export class ConsoleSessionStore {
   async takeViewer (s: ConsoleSession, viewerId: string): Promise<void> {
     const ttl = Math.max(1, Math.ceil((Date.parse(s.expiresAt) - Date.now()) / 1000))
     const ev: SessionEvent = { type: 'viewer', sessionId: s.id, viewerId }
-    await this.redis.multi().set(this.k.sessionViewer(s.id), viewerId, 'EX', ttl).publish(this.k.sessionEvents, JSON.stringify(ev)).exec()
+    await this.redis.multi().set(this.k.sessionViewer(s.id), viewerId, 'EX', ttl).publish(this.k.sessionEvents, JSON.stringify(ev))
+      .xadd(this.k.eventStream, 'MAXLEN', '~', EVENT_STREAM_MAX_LENGTH, '*', 'type', 'console', 'data', JSON.stringify(consoleEvent(s, 'connected', new Date().toISOString())))
+      .exec()
   }
 
   /**
-   * Clears the viewer record if `viewerId` still holds it; with `graceSeconds`, notes for that long that the
-   * session's viewer left (a single-use session's own viewer may come back meanwhile: `mayResume`).
+   * Clears the viewer record if `viewerId` still holds it (the event stream hears `closed`); with
+   * `graceSeconds`, notes for that long that the session's viewer left (a single-use session's own viewer may
+   * come back meanwhile: `mayResume`).
    */
   async dropViewer (sessionId: string, viewerId: string, graceSeconds = 0): Promise<void> {
-    const key = this.k.sessionViewer(sessionId)
-    if (await this.redis.get(key) !== viewerId) return
-    const m = this.redis.multi().del(key)
-    if (graceSeconds > 0) m.set(this.k.sessionViewerLeft(sessionId), viewerId, 'EX', graceSeconds)
-    await m.exec()
+    await (this.redis as unknown as { portholeDropViewer: (...a: Array<string | number>) => Promise<number> })
+      .portholeDropViewer(this.k.sessionViewer(sessionId), this.k.session(sessionId), this.k.sessionViewerLeft(sessionId), viewerId, new Date().toISOString(), this.k.eventStream, EVENT_STREAM_MAX_LENGTH, graceSeconds)
+  }
+
+  /**
+   * Tells the event stream of sessions whose time ran out (`expired`), once each whichever gateway sweeps;
+   * the number told. Gateways call it every second.
+   */
+  async sweepExpired (now = Date.now()): Promise<number> {
+    return await (this.redis as unknown as { portholeSweepExpired: (...a: Array<string | number>) => Promise<number> })
+      .portholeSweepExpired(this.k.sessionsExpiring, now, this.k.session(''), this.k.eventStream, EVENT_STREAM_MAX_LENGTH)
   }
 
   /** Which sessions have a live viewer now. */
@@ -287,6 +341,11 @@ export class ConsoleSessionStore {
   }
 
   get eventsChannel (): string { return this.k.sessionEvents }
+}
+
+/** A console session event as the event stream carries it. */
+export function consoleEvent (s: ConsoleSession, event: ConsoleEventName, at: string): ConsoleEvent {
+  return { sessionId: s.id, tenantId: s.tenantId, serverId: s.serverId, event, at }
 }
 
 /** The additional authenticated data a console URL is sealed with for its hand-over: bound to its job. */
