@@ -59,7 +59,7 @@ test('with the package but no native part built, the kvm agent stops its start w
 test('without the package, an agents process serving ipmi and ovirt starts and stops cleanly', async (t) => {
   const stack = await agentsWithout(t, resolveFrom(t, emptyDir(t)))
   await stack.start('agents', { AGENT_TYPES: 'ipmi,ovirt' })
-  assert.match(stack.logs(), /"types":\["ipmi","ovirt"\],"msg":"ready"/)
+  assert.match(stack.logs(), /"types":\["ipmi","ovirt"\],"metricsPort":\d+,"msg":"ready"/)
   const p = stack.procs.get('agents')
   assert.ok(p !== undefined)
   const exited = new Promise<number | null>(resolve => p.once('exit', (code) => resolve(code)))
