@@ -6,7 +6,7 @@ import type { ConsoleSession } from '@porthole/contracts'
 import { ConsoleSessionStore, ConsoleShareStore, createRedis, parseSessionEvent } from '@porthole/shared/store'
 import { createLogger } from '@porthole/shared/logging'
 import { waitFor } from '@porthole/testkit'
-import { consumeJobs, dumpNamespace, kvmServer, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
+import { consumeJobs, dumpNamespace, kvmServer, startTestApi, tenantWithKey, twoTenants, type TestApi } from './helpers.js'
 
 /** A session as the gateway would store it. */
 async function session (api: TestApi, store: ConsoleSessionStore, tenantId: string, serverId: string, extra: Partial<ConsoleSession> = {}): Promise<ConsoleSession> {
@@ -31,16 +31,14 @@ async function sessionEvents (t: { after: (fn: () => void) => void }, api: TestA
   return events
 }
 
-/** An API, its session store, two tenants with a customer key each, and a server of the first. */
-async function twoTenants (t: Parameters<typeof startTestApi>[0]): Promise<{ api: TestApi, store: ConsoleSessionStore, a: { tenantId: string, key: string }, b: { tenantId: string, key: string }, sa: string }> {
+/** An API, its session store, and the helpers' two tenants with a customer key and a server each. */
+async function sessionsApi (t: Parameters<typeof startTestApi>[0]): Promise<{ api: TestApi, store: ConsoleSessionStore } & Awaited<ReturnType<typeof twoTenants>>> {
   const api = await startTestApi(t)
-  const a = await tenantWithKey(api, 'a')
-  return { api, store: new ConsoleSessionStore(api.redis, api.ns), a, b: await tenantWithKey(api, 'b'), sa: await kvmServer(api, a.tenantId, 'va') }
+  return { api, store: new ConsoleSessionStore(api.redis, api.ns), ...await twoTenants(api) }
 }
 
 test('console sessions: customers list and revoke their own; revocation is published for the gateway', async (t) => {
-  const { api, store, a, b, sa } = await twoTenants(t)
-  const sb = await kvmServer(api, b.tenantId, 'vb')
+  const { api, store, a, b, sa, sb } = await sessionsApi(t)
   const mine = await session(api, store, a.tenantId, sa)
   const theirs = await session(api, store, b.tenantId, sb)
   await store.takeViewer(mine, 'viewer-1')
@@ -68,7 +66,7 @@ test('console sessions: customers list and revoke their own; revocation is publi
 })
 
 test('renewing a console session: its own tenant only, a new expiry within the limits, audited; problems for the rest', async (t) => {
-  const { api, store, a, b, sa } = await twoTenants(t)
+  const { api, store, a, b, sa } = await sessionsApi(t)
   const created = Date.now()
   const mine = await session(api, store, a.tenantId, sa, { ttlSeconds: 600, maxExpiresAt: new Date(created + 3 * 3600_000).toISOString() })
   await store.takeViewer(mine, 'viewer-1')
@@ -133,7 +131,7 @@ test('a console request with renewable: true makes a job that says so, with the 
 })
 
 test('sharing a console session: its own tenant only, a second URL whose token Redis keeps hashed, view-only by default, audited; problems for the rest', async (t) => {
-  const { api, store, a, b, sa } = await twoTenants(t)
+  const { api, store, a, b, sa } = await sessionsApi(t)
   const shares = new ConsoleShareStore(api.redis, api.ns)
   const mine = await session(api, store, a.tenantId, sa)
 
