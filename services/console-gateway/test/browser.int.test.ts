@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import type { BrowserContext, Page } from 'playwright-core'
 import { tinyDomain, waitFor, type TinyDomain } from '@porthole/testkit'
+import { pageProblems } from '@porthole/testkit/chromium'
 import type { ConsoleTarget } from '@porthole/contracts'
 import { fileScope, harness, launchChromium, vmScreenshot, solBridge, vncTarget, type Harness } from './support.js'
 
@@ -124,16 +125,6 @@ test('the page says why when another viewer takes over, and when a single-use li
   await Promise.all([a.close(), b.close()])
 })
 
-/** Collects a page's failed requests, script errors and CSP violations. */
-async function watch (page: Page): Promise<string[]> {
-  const errors: string[] = []
-  page.on('pageerror', e => errors.push(e.message))
-  page.on('console', msg => { if (msg.type() === 'error') errors.push(msg.text()) })
-  page.on('response', r => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`) })
-  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective))`)
-  return errors
-}
-
 /** The serial terminal's text, as xterm.js renders it into the DOM. */
 const terminalText = async (page: Page): Promise<string> => await page.evaluate('document.querySelector("#screen .xterm-rows")?.textContent ?? ""')
 
@@ -142,7 +133,7 @@ test('a serial console shows in a terminal, colours and all, under the strict CS
   const bridge = await solBridge(t, h.stack.solBridgeSecret, 'Welcome to \x1b[38;2;255;0;0mred-host\x1b[0m\r\nlogin: ')
   const m = await h.mint({ protocol: 'serial', target: bridge.target, serverName: 'metal-7.example' })
   const page = await browser.newPage()
-  const errors = await watch(page)
+  const errors = await pageProblems(page)
   await page.goto(m.grant.url)
   await page.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
   assert.equal(await page.textContent('#name'), 'metal-7.example')
@@ -173,7 +164,7 @@ test('a serial page says why it ended: revoked, and a single-use link opened aga
   const bridge = await solBridge(t, h.stack.solBridgeSecret, 'login: ')
   const m = await h.mint({ protocol: 'serial', target: bridge.target, singleUse: true })
   const a = await browser.newPage()
-  const errors = await watch(a)
+  const errors = await pageProblems(a)
   await a.goto(m.grant.url)
   await a.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
   await waitFor(async () => (await terminalText(a)).includes('login:'), 10_000, 'the greeting in the terminal')
