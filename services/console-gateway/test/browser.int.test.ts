@@ -2,10 +2,10 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import type { BrowserContext, Page } from 'playwright-core'
-import { tinyDomain, waitFor, type TinyDomain } from '@porthole/testkit'
+import { waitFor, type TinyDomain } from '@porthole/testkit'
 import { pageProblems } from '@porthole/testkit/chromium'
 import type { ConsoleTarget } from '@porthole/contracts'
-import { fileScope, harness, launchChromium, vmScreenshot, solBridge, vncTarget, type Harness } from './support.js'
+import { fileScope, vmScreenshot, solBridge, vncBrowserSuite, type Harness } from './support.js'
 
 const PASSWORD = 's3cret'
 const suite = fileScope(after)
@@ -14,14 +14,7 @@ let vm: TinyDomain
 let target: ConsoleTarget
 let browser: BrowserContext
 
-before(async () => {
-  ;[h, vm, browser] = await Promise.all([
-    harness(suite),
-    tinyDomain(suite, { vncPassword: PASSWORD }),
-    launchChromium(suite, { width: 1024, height: 700 })
-  ])
-  target = await vncTarget(await vm.vncPort(), PASSWORD)
-})
+before(async () => { ({ h, vm, target, browser } = await vncBrowserSuite(suite, PASSWORD)) })
 
 /** Statistics of the console canvas: how many pixels are not black, and a fingerprint of the picture. */
 async function canvasStats (page: Page): Promise<{ lit: number, width: number, height: number, sum: number }> {
