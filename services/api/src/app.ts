@@ -82,7 +82,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     events: new EventReader(redis, deps.blocking, ns, log.child({ component: 'event-stream' })),
     webhooks: new WebhookStore(redis, ns)
   }
-  const deliverer = config.WEBHOOK_DELIVERY ? new WebhookDeliverer({ config, store: ctx.webhooks, box: ctx.box, log: log.child({ component: 'webhooks' }), metrics: { attempt: (status, seconds) => { ctx.metrics.webhookAttempts.observe({ status }, seconds) } } }) : undefined
+  const deliverer = config.WEBHOOK_DELIVERY ? new WebhookDeliverer({ config, redis, store: ctx.webhooks, box: ctx.box, log: log.child({ component: 'webhooks' }), metrics: { attempt: (status, seconds) => { ctx.metrics.webhookAttempts.observe({ status }, seconds) } } }) : undefined
   ctx.waiter.also(ctx.streams.channel, m => ctx.streams.onMessage(m))
 
   const serializers = lazySerializers()
