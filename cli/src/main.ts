@@ -75,8 +75,7 @@ export async function main (argv: string[], io: Io = defaultIo()): Promise<ExitC
     for (const o of Object.keys(values)) if (!allowed.has(o)) throw usage(`porthole ${name} takes no --${o}`)
     const timeout = values.timeout ?? String(DEFAULT_TIMEOUT_SECONDS)
     if (!/^\d+(\.\d+)?$/.test(timeout) || Number(timeout) <= 0) throw usage(`--timeout: expected seconds, got "${timeout}"`)
-    const url = values.url ?? io.env.url ?? 'http://127.0.0.1:8080'
-    try { if (!/^https?:$/.test(new URL(url).protocol)) throw new Error('not http') } catch { throw usage(`--url / PORTHOLE_URL: expected an http(s) URL, got "${url}"`) }
+    const url = checkedUrl(values.url ?? io.env.url ?? 'http://127.0.0.1:8080')
     const run: Run = {
       client: new Client(url.endsWith('/') ? url : url + '/', values.key ?? io.env.key),
       out: { json, line: io.stdout },
@@ -97,4 +96,21 @@ export async function main (argv: string[], io: Io = defaultIo()): Promise<ExitC
     if (err.exitCode === EXIT.usage) io.stderr(`usage: porthole ${name} ${cmd?.args ?? ''}`.trimEnd())
     return err.exitCode
   }
+}
+
+/**
+ * The API's URL, or a usage error (exit 2). Credentials in it (`https://user:pass@host`) are refused: the key
+ * goes in --key / PORTHOLE_KEY, and a URL with a password in it ends up in shell history and process lists.
+ * The message never repeats what it refused.
+ */
+function checkedUrl (url: string): string {
+  let u: URL | undefined
+  try { u = new URL(url) } catch { /* said below */ }
+  if (u !== undefined && (u.username !== '' || u.password !== '')) {
+    throw usage('--url / PORTHOLE_URL: credentials in the URL (user:password@) are refused; pass the API key with --key or PORTHOLE_KEY')
+  }
+  if (u === undefined || !/^https?:$/.test(u.protocol)) {
+    throw usage(`--url / PORTHOLE_URL: expected an http(s) URL, got ${url.includes('@') ? 'something else' : `"${url}"`}`)
+  }
+  return url
 }

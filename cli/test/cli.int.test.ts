@@ -54,6 +54,24 @@ test('usage errors exit 2 and say what is wrong', async () => {
   const action = await porthole(stack, ['power', randomUUID(), 'explode'])
   assert.equal(action.code, 2)
   assert.match(action.stderr, /unknown power action "explode"/)
+  // Credentials in the URL are refused, from the flag or the environment, and never echoed.
+  for (const run of [
+    await porthole(stack, ['servers', '--url', 'https://admin:s3cret-pw@api.example']),
+    await porthole(stack, ['servers'], { env: { PORTHOLE_URL: `http://ops:s3cret-pw@${new URL(stack.apiUrl).host}` } }),
+    await porthole(stack, ['servers'], { env: { PORTHOLE_URL: 'http://only-user@127.0.0.1:8080' } })
+  ]) {
+    assert.equal(run.code, 2, run.stderr)
+    assert.match(run.stderr, /credentials in the URL \(user:password@\) are refused; pass the API key with --key or PORTHOLE_KEY/)
+    assert.ok(!run.stderr.includes('s3cret-pw') && !run.stdout.includes('s3cret-pw'))
+  }
+  // As a script would see it: the exit status in $?.
+  const shell = await new Promise<string>((resolve, reject) => {
+    execFile('/bin/sh', ['-c', `"${process.execPath}" "${BIN}" servers --url 'https://u:s3cret-pw@h.example' 2>/dev/null; echo "status=$?"`], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, (err, stdout) => { if (err !== null) reject(err); else resolve(stdout) })
+  })
+  assert.equal(shell.trim(), 'status=2')
+  const odd = await porthole(stack, ['servers', '--url', 'user:s3cret-pw@api.example'])
+  assert.equal(odd.code, 2)
+  assert.ok(!odd.stderr.includes('s3cret-pw'), odd.stderr)
   const missing = await porthole(stack, ['power'])
   assert.equal(missing.code, 2)
   assert.match(missing.stderr, /missing server id/)

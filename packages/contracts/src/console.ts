@@ -39,16 +39,16 @@ export type VncConsoleTarget = Static<typeof VncConsoleTarget>
 
 /**
  * An agent's serial-over-LAN bridge: `ticket` is the one-time bridge ticket (the BMC's own credentials never
- * leave the agents). Until every console gateway reads `ticket`, the agents send the same ticket as `password`
- * too (its earlier name) and the gateway keeps its successor there; then `password` goes and `ticket` becomes
- * required (docs/messages.md, "Console target").
+ * leave the agents). Agents and gateways write `ticket` only; `password` (the ticket's earlier name) is read
+ * from targets sealed before, and dropped when the gateway keeps the ticket's successor (docs/messages.md,
+ * "Console target").
  */
 export const SolConsoleTarget = Type.Object({
   kind: Type.Literal('sol'),
   host: TargetHost,
   port: TargetPort,
   ticket: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-  /** @deprecated the bridge ticket under its earlier name: read `ticket`. */
+  /** @deprecated the bridge ticket under its earlier name, in targets sealed before `ticket`: never written. */
   password: Type.Optional(Type.String({ maxLength: 256 }))
 }, { additionalProperties: false })
 export type SolConsoleTarget = Static<typeof SolConsoleTarget>

@@ -14,9 +14,10 @@ export interface SseStream {
   close: () => void
 }
 
-/** Opens `url` (an http:// address) with the bearer `key` and, when given, a `Last-Event-ID`. */
-export async function openSse (url: string, key: string, o: { lastEventId?: string } = {}): Promise<SseStream> {
-  const headers: Record<string, string> = { authorization: `Bearer ${key}`, accept: 'text/event-stream' }
+/** Opens `url` (an http:// address) with the bearer `key` (none: null), more `headers` (a cookie) and, when given, a `Last-Event-ID`. */
+export async function openSse (url: string, key: string | null, o: { lastEventId?: string, headers?: Record<string, string> } = {}): Promise<SseStream> {
+  const headers: Record<string, string> = { accept: 'text/event-stream', ...o.headers }
+  if (key !== null) headers.authorization = `Bearer ${key}`
   if (o.lastEventId !== undefined) headers['last-event-id'] = o.lastEventId
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
     const req = request(url, { headers }, resolve)

@@ -41,6 +41,7 @@ export const apiSettings = {
   RATE_LIMIT_CUSTOMER: int('requests a customer key may make per window (429 beyond; counted in Redis across every API replica)', 300, 1, 1_000_000),
   RATE_LIMIT_OPERATOR: int('requests an operator key may make per window (dashboards and scripts poll more)', 1200, 1, 1_000_000),
   RATE_LIMIT_ADMIN: int('requests an admin key (and PORTHOLE_ADMIN_TOKEN) may make per window', 1200, 1, 1_000_000),
+  RATE_LIMIT_OPS_SESSION: int('requests one dashboard (`/ops`) session may make to `/ops/api` per window, and logins (`POST /ops/login`) one client address may try per window (429 beyond; counted in Redis across every API replica)', 1200, 1, 1_000_000),
   AUTH_FAILURE_LIMIT: int('failed authentications one client address may make per AUTH_FAILURE_WINDOW_SECONDS; beyond, its requests get 429 before any key is looked at', 20, 1, 1_000_000),
   AUTH_FAILURE_WINDOW_SECONDS: int('window of AUTH_FAILURE_LIMIT (seconds)', 60, 1, 3600),
   CONSOLE_SESSIONS_PER_SERVER: int('live console sessions one server may have (unexpired, unrevoked, plus console jobs under way); the next request gets 429', 5, 1, 1000),

@@ -6,6 +6,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { JobParams, JobRecord } from '@porthole/contracts'
 import { ConflictError, NotFoundError, UnsupportedError } from '@porthole/contracts/errors'
+import { JOB_RETENTION_SECONDS } from '@porthole/shared/store'
 import { assertVisible, type Principal } from './auth.js'
 import { audit, type Ctx } from './context.js'
 import { startJob } from './jobs.js'
@@ -13,8 +14,12 @@ import { assertRoom } from './routes/server-jobs.js'
 
 const RETRYABLE_STATES = new Set(['failed', 'timed_out'])
 
-/** Starts the job again as a new job; the old one keeps its record. */
-export async function retryJob (ctx: Ctx, req: FastifyRequest, p: Principal, jobId: string): Promise<JobRecord> {
+/**
+ * Starts the job again as a new job; the old one keeps its record. A job is retried once: retries of it that
+ * race (a double click, two operators) or come later all get that one new job (`replayed`); to try again
+ * after the new job failed too, retry the new job.
+ */
+export async function retryJob (ctx: Ctx, req: FastifyRequest, p: Principal, jobId: string): Promise<{ job: JobRecord, replayed: boolean }> {
   const old = assertVisible(p, 'job', await ctx.jobs.get(jobId))
   if (!RETRYABLE_STATES.has(old.state)) throw new ConflictError(`only a failed or timed-out job can be retried; job ${old.id} is ${old.state}`)
   // A console URL belongs to whoever asked for it, shown once: a new console is a new request.
@@ -23,8 +28,7 @@ export async function retryJob (ctx: Ctx, req: FastifyRequest, p: Principal, job
   if (server === undefined || server.tenantId !== old.tenantId) throw new NotFoundError('server')
   await assertRoom(ctx, server.tenantId, old.kind)
   const params: JobParams = old.kind === 'power' ? { kind: 'power', action: old.action } : { kind: 'status' }
-  const { job } = await startJob(ctx, req, p, { ...params, server, retryOf: old.id })
-  return job
+  return await startJob(ctx, req, p, { ...params, server, retryOf: old.id, dedupe: { scope: 'retry', key: old.id, ttlSeconds: JOB_RETENTION_SECONDS } })
 }
 
 /** Ends a queued job as `cancelled`; 409 once it has been dispatched (or has ended). */

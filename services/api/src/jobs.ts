@@ -17,6 +17,11 @@ export type JobRequest = JobParams & {
   idempotencyKey?: string | undefined
   /** The failed or timed-out job this one retries. */
   retryOf?: string
+  /**
+   * One job for every caller that names the same scope and key within `ttlSeconds` (a repeat gets the first,
+   * `replayed`), as an Idempotency-Key does for one API key's requests; it takes the place of the latter.
+   */
+  dedupe?: { scope: string, key: string, ttlSeconds: number }
   /** Checked with the job's id and deadline before anything is created: a quota may refuse it (throws). */
   admit?: (job: Job) => Promise<void>
 }
@@ -43,7 +48,7 @@ function deadlineSeconds (ctx: Ctx, kind: JobKind): number {
  */
 export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: JobRequest): Promise<{ job: JobRecord, replayed: boolean }> {
   const now = new Date()
-  const { server: _server, idempotencyKey: _key, admit: _admit, ...params } = r
+  const { server: _server, idempotencyKey: _key, admit: _admit, dedupe: _dedupe, ...params } = r
   const job: Job = {
     ...params,
     id: randomUUID(),
@@ -57,7 +62,7 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
   }
   if (r.idempotencyKey !== undefined) job.idempotencyKey = r.idempotencyKey
   if (r.retryOf !== undefined) job.retryOf = r.retryOf
-  const idem = r.idempotencyKey === undefined ? undefined : { scope: p.id, key: r.idempotencyKey, ttlSeconds: IDEMPOTENCY_TTL_SECONDS }
+  const idem = r.dedupe ?? (r.idempotencyKey === undefined ? undefined : { scope: p.id, key: r.idempotencyKey, ttlSeconds: IDEMPOTENCY_TTL_SECONDS })
   if (r.admit !== undefined) await r.admit(job)
   const created = await ctx.jobs.create(job, idem)
   const base = { action: `job.${r.kind}${r.kind === 'power' ? '.' + r.action : ''}`, serverId: r.server.id, tenantId: r.server.tenantId }
@@ -72,7 +77,7 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
       return { job: first, replayed: true }
     }
     // The first job expired while its key lived on: start afresh.
-    await ctx.redis.del(keys(ctx.ns).idempotency(p.id, r.idempotencyKey as string))
+    if (idem !== undefined) await ctx.redis.del(keys(ctx.ns).idempotency(idem.scope, idem.key))
     return await startJob(ctx, req, p, r)
   }
   const log = req.log.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })

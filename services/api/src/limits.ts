@@ -14,7 +14,7 @@ import type { Ctx } from './context.js'
 import { refuseIfSuspended } from './revocation.js'
 
 /** The limits a 429 can name (`limit` in the problem body). */
-export type LimitName = 'requests_per_key' | 'auth_failures_per_address' | 'console_sessions_per_server' | 'console_sessions_per_tenant' | 'event_streams_per_key' | 'jobs_queued_per_tenant' | 'webhooks_per_tenant'
+export type LimitName = 'requests_per_key' | 'auth_failures_per_address' | 'console_sessions_per_server' | 'console_sessions_per_tenant' | 'event_streams_per_key' | 'jobs_queued_per_tenant' | 'webhooks_per_tenant' | 'requests_per_ops_session'
 
 /** A refusal for a limit: 429 with `limit`, `max`, the setting and `retryAfter` (seconds) in the problem body. */
 export function limitError (limit: LimitName, detail: string, o: { max: number, setting: string, retryAfter: number }): PortholeError {
@@ -90,14 +90,21 @@ return 1
 `
 
 /** What ends open event streams on every API replica (published on `events:access`). */
-export type AccessEvent = { type: 'api-key.revoked', apiKeyId: string } | { type: 'tenant.suspended', tenantId: string }
+export type AccessEvent =
+  | { type: 'api-key.revoked', apiKeyId: string }
+  | { type: 'tenant.suspended', tenantId: string }
+  /** A dashboard logout: the streams of that session (its id, the token's SHA-256) end. */
+  | { type: 'ops-session.ended', opsSessionId: string }
 
-interface OpenStream { id: string, keyId: string, tenantId: string | undefined, res: ServerResponse }
+const ACCESS_EVENTS = new Set<AccessEvent['type']>(['api-key.revoked', 'tenant.suspended', 'ops-session.ended'])
+
+interface OpenStream { id: string, keyId: string, tenantId: string | undefined, opsSessionId: string | undefined, res: ServerResponse }
 
 /**
  * The event streams (`GET /v1/events`) of this replica, and their count per API key across replicas: each
  * open stream holds a lease in Redis that its heartbeat renews, so a replica that dies frees its slots when
- * the leases lapse. Ends streams when their key is revoked or their tenant suspended, on whichever replica.
+ * the leases lapse. Ends streams when their key is revoked, their tenant suspended or (the dashboard's) their
+ * session logged out, on whichever replica.
  */
 export class EventStreams {
   private readonly k: Keys
@@ -123,9 +130,9 @@ export class EventStreams {
     return id
   }
 
-  /** Registers an admitted stream; its slot is given back when it closes. */
-  track (id: string, p: Principal, res: ServerResponse): void {
-    this.open.set(res, { id, keyId: p.id, tenantId: p.tenantId, res })
+  /** Registers an admitted stream (of a dashboard session: `opsSessionId`); its slot is given back when it closes. */
+  track (id: string, p: Principal, res: ServerResponse, opsSessionId?: string): void {
+    this.open.set(res, { id, keyId: p.id, tenantId: p.tenantId, opsSessionId, res })
     res.once('close', () => {
       this.open.delete(res)
       this.redis.zrem(this.k.eventStreams(p.id), id).catch(() => {})
@@ -151,13 +158,13 @@ export class EventStreams {
   onMessage (message: string): void {
     try {
       const e = JSON.parse(message) as AccessEvent
-      if (e.type === 'api-key.revoked' || e.type === 'tenant.suspended') this.end(e)
+      if (ACCESS_EVENTS.has(e.type)) this.end(e)
     } catch { /* not ours */ }
   }
 
   private end (e: AccessEvent): void {
     for (const s of [...this.open.values()]) {
-      if (e.type === 'api-key.revoked' ? s.keyId !== e.apiKeyId : s.tenantId !== e.tenantId) continue
+      if (!endedBy(s, e)) continue
       this.log.info({ streamId: s.id, reason: e.type }, 'event stream ended')
       s.res.end(`event: end\ndata: ${JSON.stringify({ reason: e.type })}\n\n`)
     }
@@ -165,4 +172,12 @@ export class EventStreams {
 
   /** At shutdown: open streams would keep the server from closing. */
   endAll (): void { for (const s of this.open.values()) s.res.end() }
+}
+
+function endedBy (s: OpenStream, e: AccessEvent): boolean {
+  switch (e.type) {
+    case 'api-key.revoked': return s.keyId === e.apiKeyId
+    case 'tenant.suspended': return s.tenantId !== undefined && s.tenantId === e.tenantId
+    case 'ops-session.ended': return s.opsSessionId === e.opsSessionId
+  }
 }

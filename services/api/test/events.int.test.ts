@@ -1,16 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import type { AddressInfo } from 'node:net'
 import { ConsoleSessionStore, compareEventIds } from '@porthole/shared/store'
 import type { ConsoleSession } from '@porthole/contracts'
 import { openSse, waitFor, type SseStream } from '@porthole/testkit'
-import { kvmServer, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
-
-async function listen (api: TestApi): Promise<string> {
-  await api.app.listen({ host: '127.0.0.1', port: 0 })
-  return `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`
-}
+import { kvmServer, listen, startTestApi, tenantWithKey, type TestApi } from './helpers.js'
 
 async function stream (api: TestApi, base: string, key: string, path = '/v1/events', lastEventId?: string): Promise<SseStream> {
   const s = await openSse(base + path, key, lastEventId === undefined ? {} : { lastEventId })

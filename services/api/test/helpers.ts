@@ -1,5 +1,7 @@
 /** Test support: the API app on real RabbitMQ and Redis under a unique namespace, removed after the test. */
+import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import { createLogger } from '@porthole/shared/logging'
 import { createRedis, JobStore, type Redis } from '@porthole/shared/store'
@@ -139,4 +141,85 @@ export async function dumpNamespace (redis: Redis, ns: string): Promise<string> 
     }
   } while (cursor !== '0')
   return out.join('\n')
+}
+
+/** Listens on a free loopback port (for clients that need a real socket: event streams); the port. */
+export async function listenPort (app: ApiApp): Promise<number> {
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return (app.server.address() as AddressInfo).port
+}
+
+/** As listenPort, for the test's app; its base URL. */
+export async function listen (api: TestApi): Promise<string> {
+  return `http://127.0.0.1:${await listenPort(api.app)}`
+}
+
+/** A 429 as the limits promise it: problem+json naming the limit, with a Retry-After in range. */
+export function assertLimited (r: Reply, limit: string, maxRetryAfter: number): void {
+  assert.equal(r.status, 429, r.raw)
+  assert.match(String(r.headers['content-type']), /^application\/problem\+json/)
+  assert.equal(r.body.limit, limit)
+  assert.equal(r.body.code, 'busy')
+  assert.match(r.body.detail, /limit \d+/)
+  const after = Number(r.headers['retry-after'])
+  assert.ok(Number.isInteger(after) && after >= 1 && after <= maxRetryAfter, `Retry-After ${String(r.headers['retry-after'])}`)
+}
+
+/** A second API replica on the test's namespace (same Redis and broker), closed at teardown. */
+export async function secondReplica (api: TestApi): Promise<ApiApp> {
+  const log = createLogger({ name: 'api-2', level: 'warn' })
+  const deps = connect(api.config, log, { backoff: { initialMs: 50, maxMs: 250 } })
+  const holder: { app?: ApiApp } = {}
+  api.defer(async () => { await holder.app?.close(); await deps.close() })
+  const app = holder.app = await buildApp(deps)
+  await app.ready()
+  // As startTestApi does: an AmqpClient closed while it is still connecting can leave its socket open.
+  await waitFor(() => deps.amqp.connected, 10_000, 'broker connection')
+  return app
+}
+
+
+/** The Origin of injected requests (inject's Host is localhost:80). */
+export const OPS_ORIGIN = 'http://localhost:80'
+
+/** A new API key of `role` (customers: of `tenantId`). */
+export async function apiKey (api: TestApi, role: 'operator' | 'admin' | 'customer', tenantId?: string): Promise<{ id: string, key: string }> {
+  const r = await api.call('POST', '/v1/api-keys', { name: `ops-${role}`, role, ...(tenantId === undefined ? {} : { tenantId }) })
+  if (r.status !== 201) throw new Error(`key: ${r.status} ${r.raw}`)
+  return r.body
+}
+
+export interface OpsLogin { cookie: string, setCookie: string, csrf: string }
+
+/** Logs in to the dashboard with `key`; the session's cookie and CSRF token. */
+export async function opsLogin (api: TestApi, key: string, headers: Record<string, string> = { origin: OPS_ORIGIN }): Promise<OpsLogin> {
+  const r = await api.call('POST', '/ops/login', { key }, { key: null, headers })
+  if (r.status !== 200) throw new Error(`login: ${r.status} ${r.raw}`)
+  const setCookie = String(r.headers['set-cookie'])
+  return { cookie: setCookie.split(';')[0] as string, setCookie, csrf: r.body.csrf }
+}
+
+/** A dashboard request with the session's cookie and, for changes, its CSRF token and this origin. */
+export async function opsCall (api: TestApi, s: OpsLogin, method: string, url: string, body?: unknown, extra: Record<string, string> = {}): Promise<Reply> {
+  const headers: Record<string, string> = { cookie: s.cookie, ...(method === 'GET' || method === 'HEAD' ? {} : { 'x-csrf-token': s.csrf, origin: OPS_ORIGIN }), ...extra }
+  return await api.call(method, url, body, { key: null, headers })
+}
+
+/**
+ * Every route of the app, as fastify's own router lists them (its printRoutes tree, flattened): one row per
+ * method and path, HEAD routes included, path parameters as `:name`.
+ */
+export function routesOf (app: ApiApp): Array<{ method: string, url: string }> {
+  const out: Array<{ method: string, url: string }> = []
+  const prefixes: string[] = []
+  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+    const m = /^((?:[│ ] {3})*)[├└]── (\S+)(?: \(([^)]+)\))?$/.exec(line)
+    if (m === null) continue
+    const depth = (m[1] ?? '').length / 4
+    const path = (prefixes[depth - 1] ?? '') + (m[2] ?? '')
+    prefixes[depth] = path
+    prefixes.length = depth + 1
+    for (const method of (m[3] ?? '').split(',').map(x => x.trim()).filter(x => x !== '')) out.push({ method, url: path })
+  }
+  return out
 }

@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { waitFor } from '@porthole/testkit'
-import { consumeJobs, kvmServer, startTestApi, tenantWithKey } from './helpers.js'
+import { consumeJobs, kvmServer, opsCall, opsLogin, startTestApi, tenantWithKey } from './helpers.js'
 
 test('a queued job is cancelled once: it ends cancelled, is audited, and a second cancel is a 409', async (t) => {
   const api = await startTestApi(t)
@@ -81,4 +81,39 @@ test('a console job is not retried: 422 saying to ask for a new console', async 
   const r = await api.call('POST', `/v1/jobs/${c.body.id as string}/retry`, undefined, { key: acme.key })
   assert.equal(r.status, 422, r.raw)
   assert.match(r.body.detail, /ask for a new console/)
+})
+
+test('retries that race (API and dashboard, two callers) make one new job; a later retry answers it; its own retry is new', async (t) => {
+  const api = await startTestApi(t)
+  const acme = await tenantWithKey(api)
+  const serverId = await kvmServer(api, acme.tenantId)
+  const seen = await consumeJobs(api)
+  const old = (await api.call('POST', `/v1/servers/${serverId}/power`, { action: 'reboot' }, { key: acme.key })).body
+  await api.jobs.transition(old.id, 'failed', { error: { code: 'connection', message: 'libvirt went away', retryable: true } })
+  const s = await opsLogin(api, api.adminToken)
+  const url = `/v1/jobs/${old.id as string}/retry`
+  const answers = await Promise.all([
+    api.call('POST', url, undefined, { key: acme.key }),
+    api.call('POST', url),
+    api.call('POST', url, undefined, { key: acme.key }),
+    opsCall(api, s, 'POST', `/ops/api/jobs/${old.id as string}/retry`),
+    opsCall(api, s, 'POST', `/ops/api/jobs/${old.id as string}/retry`)
+  ])
+  for (const r of answers) assert.ok(r.status === 200 || r.status === 201, r.raw)
+  assert.deepEqual(answers.map(r => r.status).filter(x => x === 201), [201], 'one retry made the job, the others were answered with it')
+  const ids = new Set(answers.map(r => r.body.id as string))
+  assert.equal(ids.size, 1, `one new job: ${[...ids].join(', ')}`)
+  const retry = [...ids][0] as string
+  const later = await api.call('POST', url, undefined, { key: acme.key })
+  assert.equal(later.status, 200)
+  assert.equal(later.body.id, retry)
+  const listed = (await api.call('GET', `/v1/jobs?serverId=${serverId}`)).body as Array<{ id: string, retryOf?: string }>
+  assert.deepEqual(listed.filter(j => j.retryOf === old.id).map(j => j.id), [retry], 'one job retries the old one')
+  await waitFor(() => seen.some(m => (m as { id: string }).id === retry), 5000, 'the retry published')
+  assert.equal(seen.filter(m => (m as { retryOf?: string }).retryOf === old.id).length, 1, 'published once')
+  // The retry failed too: retrying it is a new job of its own.
+  await api.jobs.transition(retry, 'failed', { error: { code: 'connection', message: 'still away', retryable: true } })
+  const again = await api.call('POST', `/v1/jobs/${retry}/retry`, undefined, { key: acme.key })
+  assert.equal(again.status, 201, again.raw)
+  assert.equal(again.body.retryOf, retry)
 })

@@ -3,42 +3,12 @@ import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { request, type IncomingMessage } from 'node:http'
 import { connect as tcpConnect, type AddressInfo } from 'node:net'
-import { createLogger } from '@porthole/shared/logging'
 import { SecretBox } from '@porthole/shared/crypto'
 import { ConsoleSessionStore, keys, urlHandoverAad } from '@porthole/shared/store'
 import { waitFor } from '@porthole/testkit'
-import { buildApp, type ApiApp } from '../src/app.js'
-import { connect } from '../src/service.js'
-import { consumeJobs, kvmServer, startTestApi, tenantWithKey, type Reply, type TestApi } from './helpers.js'
+import { assertLimited, consumeJobs, kvmServer, listenPort, secondReplica, startTestApi, tenantWithKey, type Reply } from './helpers.js'
 
-/** A 429 as the limits promise it: problem+json naming the limit, with a Retry-After in range. */
-function assertLimited (r: Reply, limit: string, maxRetryAfter: number): void {
-  assert.equal(r.status, 429, r.raw)
-  assert.match(String(r.headers['content-type']), /^application\/problem\+json/)
-  assert.equal(r.body.limit, limit)
-  assert.equal(r.body.code, 'busy')
-  assert.match(r.body.detail, /limit \d+/)
-  const after = Number(r.headers['retry-after'])
-  assert.ok(Number.isInteger(after) && after >= 1 && after <= maxRetryAfter, `Retry-After ${String(r.headers['retry-after'])}`)
-}
-
-/** A second API replica on the test's namespace (same Redis and broker), closed at teardown. */
-async function secondReplica (api: TestApi): Promise<ApiApp> {
-  const log = createLogger({ name: 'api-2', level: 'warn' })
-  const deps = connect(api.config, log, { backoff: { initialMs: 50, maxMs: 250 } })
-  const holder: { app?: ApiApp } = {}
-  api.defer(async () => { await holder.app?.close(); await deps.close() })
-  const app = holder.app = await buildApp(deps)
-  await app.ready()
-  // As startTestApi does: an AmqpClient closed while it is still connecting can leave its socket open.
-  await waitFor(() => deps.amqp.connected, 10_000, 'broker connection')
-  return app
-}
-
-async function listen (app: ApiApp): Promise<number> {
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  return (app.server.address() as AddressInfo).port
-}
+const listen = listenPort
 
 /** Opens GET /v1/events; resolves with the response (any status) and the text received so far, growing. */
 async function openStream (port: number, key: string): Promise<{ res: IncomingMessage, text: () => string, ended: Promise<void> }> {

@@ -4,7 +4,8 @@
 // (serial.js, loaded on demand) for `serial` — and shows the session.
 // At build time (scripts/bundle.mjs) this file, boot.js and noVNC become one minified module,
 // guacamole-common-js a second one and serial.js with xterm.js a third; unbundled, the relative imports
-// below are served as they are.
+// below are served as they are. (Past 300 lines: the three viewers share the page's state — its end, reconnect
+// and controls — in one module; keymap.js and serial.js hold what stands apart.)
 import { base, firstMessage, hasToken, info as infoAnswer, lookUp, openSocket, socket, socketClosed, storageKey } from './boot.js'
 import RFB from './novnc/core/rfb.js'
 import { COMBOS, KEY, LAYOUTS, serialBytesFor, strokesFor, typeAtPace } from './keymap.js'
@@ -59,7 +60,7 @@ function end (reasonKey, fallback) {
 
 /** Ends after which the page does not come back: the session is over, or is somebody else's now. */
 const FINAL = new Set(['invalid', 'expired', 'revoked', 'replaced', 'used', 'target-auth', 'idle'])
-/** Set by a viewer that can take a new socket (VNC, serial): the page then reconnects when its socket drops. */
+/** Set by a viewer that can take a new socket (VNC, guacamole, serial): the page then reconnects when its socket drops. */
 let resumeWith
 /** Reconnect attempts since the console last worked (the backoff grows with them). */
 let attempts = 0
@@ -345,29 +346,11 @@ function startVnc (screen, first, share) {
   $('disconnect').addEventListener('click', () => { userDisconnected = true; rfb.disconnect() })
 }
 
-async function startGuacamole (screen, ws) {
+async function startGuacamole (screen, first) {
   const { default: Guacamole } = await import('./guacamole/guacamole-common.js')
-  // guacamole-common-js opens its own socket as `new WebSocket(url + '?' + data, 'guacamole')`. For the
-  // duration of that one call, a constructor that returns the socket boot.js opened stands in.
-  const Native = window.WebSocket
-  window.WebSocket = function PortholeSocket () { return ws }
-  const tunnel = new Guacamole.WebSocketTunnel(base + '/ws')
-  const client = new Guacamole.Client(tunnel)
-  const display = client.getDisplay()
-  const el = display.getElement()
-  screen.appendChild(el)
-  try { client.connect('') } finally { window.WebSocket = Native }
-  client.onerror = (status) => end('unreachable', status?.message)
-  client.onstatechange = (state) => {
-    if (state === 3) {
-      setState('Connected')
-      document.body.dataset.connected = 'true'
-      $('cad').disabled = false
-      $('disconnect').disabled = false
-      controls.enable()
-      el.focus()
-    }
-  }
+  let client
+  let display
+  let el
   let mode = 'fit'
   const fit = () => {
     const w = display.getWidth()
@@ -377,28 +360,60 @@ async function startGuacamole (screen, ws) {
   }
   // Asks the server for the window's size (RDP and some VNC servers follow it; others keep theirs, which is then fitted).
   const askSize = () => { if (mode === 'remote') client.sendSize(screen.clientWidth, screen.clientHeight) }
-  display.onresize = fit
   window.addEventListener('resize', () => { askSize(); fit() })
   const controls = attachControls({
     key: (k, down) => client.sendKeyEvent(down ? 1 : 0, k.keysym),
     // guacd's VNC client sends keysyms only.
     strokes: (text, layout) => strokesFor(text, layout, { scancodes: false }),
-    scale: (m) => { mode = m; screen.dataset.scale = m; askSize(); fit() },
+    scale: (m) => { mode = m; screen.dataset.scale = m; if (client !== undefined) { askSize(); fit() } },
     focus: () => el.focus()
   })
-  const mouse = new Guacamole.Mouse(el)
-  const sendMouse = (e) => client.sendMouseState(e.state, true)
-  if (typeof mouse.onEach === 'function') mouse.onEach(['mousedown', 'mouseup', 'mousemove'], sendMouse)
-  else { mouse.onmousedown = mouse.onmouseup = mouse.onmousemove = (state) => client.sendMouseState(state, true) }
-  // The keyboard listens on the display (focusable, focused once connected and on each click), not on the
-  // document: guacamole-common-js listens in the capture phase and would take the keys typed into the page's
-  // own controls, such as the paste box.
-  el.tabIndex = 0
-  el.setAttribute('aria-label', 'Server screen')
-  el.addEventListener('mousedown', () => el.focus())
-  const keyboard = new Guacamole.Keyboard(el)
-  keyboard.onkeydown = (k) => { client.sendKeyEvent(1, k) }
-  keyboard.onkeyup = (k) => { client.sendKeyEvent(0, k) }
+  // A Guacamole client per socket: the first, then one for each reconnect (its display replaces the last one),
+  // on the same page and controls.
+  const attach = (ws) => {
+    // guacamole-common-js opens its own socket as `new WebSocket(url + '?' + data, 'guacamole')`. For the
+    // duration of that one call, a constructor that returns the socket boot.js opened stands in.
+    const Native = window.WebSocket
+    window.WebSocket = function PortholeSocket () { return ws }
+    const tunnel = new Guacamole.WebSocketTunnel(base + '/ws')
+    client = new Guacamole.Client(tunnel)
+    display = client.getDisplay()
+    el?.remove()
+    el = display.getElement()
+    screen.appendChild(el)
+    try { client.connect('') } finally { window.WebSocket = Native }
+    // An error guacd reports on a live socket ends the page; a socket that closes is onSocketClose's to judge
+    // (it reconnects once the console has worked), so the tunnel's own error for that close is not the end.
+    client.onerror = (status) => { if (ws.readyState === WebSocket.OPEN) end('unreachable', status?.message) }
+    client.onstatechange = (state) => {
+      if (state === 3) {
+        attempts = 0
+        everConnected = true
+        setState('Connected')
+        document.body.dataset.connected = 'true'
+        $('cad').disabled = false
+        $('disconnect').disabled = false
+        controls.enable()
+        el.focus()
+      }
+    }
+    display.onresize = fit
+    const mouse = new Guacamole.Mouse(el)
+    const sendMouse = (e) => client.sendMouseState(e.state, true)
+    if (typeof mouse.onEach === 'function') mouse.onEach(['mousedown', 'mouseup', 'mousemove'], sendMouse)
+    else { mouse.onmousedown = mouse.onmouseup = mouse.onmousemove = (state) => client.sendMouseState(state, true) }
+    // The keyboard listens on the display (focusable, focused once connected and on each click), not on the
+    // document: guacamole-common-js listens in the capture phase and would take the keys typed into the page's
+    // own controls, such as the paste box.
+    el.tabIndex = 0
+    el.setAttribute('aria-label', 'Server screen')
+    el.addEventListener('mousedown', () => el.focus())
+    const keyboard = new Guacamole.Keyboard(el)
+    keyboard.onkeydown = (k) => { client.sendKeyEvent(1, k) }
+    keyboard.onkeyup = (k) => { client.sendKeyEvent(0, k) }
+  }
+  attach(first)
+  resumeWith = attach
   $('cad').addEventListener('click', () => controls.combo(COMBOS['ctrl-alt-del'].keys))
   $('disconnect').addEventListener('click', () => { userDisconnected = true; client.disconnect(); end(undefined) })
 }

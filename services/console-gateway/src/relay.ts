@@ -4,7 +4,7 @@
  * (see sol.ts), guacamole through guacamole-lite (see guac.ts).
  */
 import type { RawData } from 'ws'
-import type { ConsoleTarget } from '@porthole/contracts'
+import { solTicketOf, type ConsoleTarget, type SolConsoleTarget } from '@porthole/contracts'
 import type { SecretBox } from '@porthole/shared/crypto'
 import { ConnectionError } from '@porthole/contracts/errors'
 import type { ConsoleSessionStore } from '@porthole/shared/store'
@@ -121,7 +121,7 @@ export class Relay {
   private async connectSerial (v: Viewer, first: ConsoleTarget): Promise<SolConnection> {
     const secret = this.d.solSecret
     if (secret === undefined) throw new ConnectionError('serial consoles need SOL_BRIDGE_SECRET on the gateway')
-    let target = first
+    let target = serialTarget(first)
     for (let attempt = 0; ; attempt++) {
       const used = target
       try {
@@ -130,16 +130,18 @@ export class Relay {
         if (!(err instanceof SolTicketRefused) || attempt > 0) throw err
         const s = await this.d.sessions.get(v.session.id)
         if (s === undefined || s.revokedAt !== undefined) throw err
-        const fresh = this.d.consoleBox.open<ConsoleTarget>(s.target, s.id)
-        if (fresh.password === used.password) throw err
+        const fresh = serialTarget(this.d.consoleBox.open<ConsoleTarget>(s.target, s.id))
+        if (fresh.ticket === used.ticket) throw err
         target = fresh
       }
     }
   }
 
-  private async keepTicket (v: Viewer, used: ConsoleTarget, next: string): Promise<void> {
+  /** Keeps the spent ticket's successor, under `ticket` only (an earlier target's `password` goes). */
+  private async keepTicket (v: Viewer, used: SolConsoleTarget, next: string): Promise<void> {
     try {
-      await this.d.sessions.replaceTarget(v.session.id, this.d.consoleBox.seal({ ...used, password: next }, v.session.id))
+      const kept: ConsoleTarget = { kind: 'sol', host: used.host, port: used.port, ticket: next }
+      await this.d.sessions.replaceTarget(v.session.id, this.d.consoleBox.seal(kept, v.session.id))
     } catch (err) {
       v.log.warn({ err: { message: (err as Error).message } }, 'could not keep the serial console\'s next bridge ticket: this session cannot reconnect')
     }
@@ -154,4 +156,10 @@ export class Relay {
     })
     for (const [d, binary] of early) v.ws.emit('message', d, binary)
   }
+}
+
+/** A session's serial target with its ticket under its own name (targets sealed before `ticket` carry it as `password`). */
+function serialTarget (t: ConsoleTarget): SolConsoleTarget & { ticket: string | undefined } {
+  if (t.kind !== 'sol') throw new ConnectionError('this console session has no serial console target')
+  return { kind: 'sol', host: t.host, port: t.port, ticket: solTicketOf(t) }
 }

@@ -12,7 +12,8 @@ import { connect, type Socket } from 'node:net'
 import { writeSolHello } from '@porthole/shared/crypto'
 import { AuthError, ConnectionError, TimeoutError } from '@porthole/contracts/errors'
 
-export interface SolTarget { host: string, port: number, password?: string | undefined }
+/** The bridge and the ticket to hand it (solTicketOf of a session's target). */
+export interface SolTarget { host: string, port: number, ticket: string | undefined }
 
 export interface SolConnection {
   socket: Socket
@@ -39,8 +40,8 @@ export interface SolHelloOptions {
  * `sol deactivate`, so the default timeout is generous.
  */
 export async function connectSol (t: SolTarget, o: SolHelloOptions, timeoutMs = 20_000): Promise<SolConnection> {
-  if (t.password === undefined) throw new ConnectionError('the serial console target has no bridge ticket')
-  const hello = writeSolHello(o.secret, t.password, o.sessionId)
+  if (t.ticket === undefined) throw new ConnectionError('the serial console target has no bridge ticket')
+  const hello = writeSolHello(o.secret, t.ticket, o.sessionId)
   const socket = connect({ host: t.host, port: t.port, noDelay: true })
   let buf = Buffer.alloc(0)
   let claimed = false

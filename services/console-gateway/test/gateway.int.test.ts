@@ -2,11 +2,12 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { tinyDomain, waitFor, type TinyDomain } from '@porthole/testkit'
-import { CONSOLE_CLOSE, type ConsoleTarget } from '@porthole/contracts'
+import { CONSOLE_CLOSE, type ConsoleTarget, type Sealed } from '@porthole/contracts'
 import { createLogger } from '@porthole/shared/logging'
 import { freePort } from '@porthole/testkit'
 import { readConfig } from '../src/config.js'
 import { startGateway } from '../src/service.js'
+import { SecretBox } from '@porthole/shared/crypto'
 import { fileScope, harness, openViewer, rfbHandshake, solBridge, vncTarget, type Harness } from './support.js'
 
 const PASSWORD = 's3cret'
@@ -14,6 +15,8 @@ const suite = fileScope(after)
 let h: Harness
 let vm: TinyDomain
 let target: ConsoleTarget
+/** The gateway's own box (CONSOLE_KEY, as the stack starts it), to read what a session keeps sealed. */
+const consoleBox = (): SecretBox => SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: h.stack.consoleKey, PORTHOLE_SECRET_KEY_ID: 'c1', PORTHOLE_OLD_SECRET_KEYS: '' })
 
 before(async () => {
   // Debug level, so that the log check at the end sees every line the gateway can write.
@@ -309,7 +312,32 @@ test('a serial session reconnects with the successor of its spent bridge ticket,
   assert.ok(bridge.received().includes('onetwothree'))
   const after = await h.sessions.get(m.sessionId)
   assert.notDeepEqual(after?.target, before?.target)
-  assert.ok(!JSON.stringify(after).includes(bridge.target.password ?? '-'))
+  const first = bridge.target.kind === 'sol' ? bridge.target.ticket : undefined
+  assert.ok(first !== undefined && !JSON.stringify(after).includes(first))
+  // Opened with the gateway's own key: the successor under `ticket`, and no `password` beside it.
+  const kept = consoleBox().open<Record<string, unknown>>(after?.target as Sealed, m.sessionId)
+  assert.deepEqual(Object.keys(kept).sort(), ['host', 'kind', 'port', 'ticket'])
+  assert.notEqual(kept.ticket, first)
+})
+
+test('a serial target sealed before `ticket` (the ticket as `password`) still connects, and is kept as `ticket` alone', async (t) => {
+  const bridge = await solBridge(t, h.stack.solBridgeSecret)
+  const ticket = bridge.target.kind === 'sol' ? bridge.target.ticket : undefined
+  const m = await h.mint({ protocol: 'serial', target: { kind: 'sol', host: bridge.target.host, port: bridge.target.port, password: ticket } })
+  const v = openViewer(h, m.sessionId, m.token)
+  await v.opened
+  v.ws.send(Buffer.from('old'))
+  const echo = await Promise.race([v.read(3), new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('not echoed')), 10_000).unref())])
+  assert.equal(echo.toString('latin1'), 'OLD')
+  v.ws.close()
+  await v.closed
+  const kept = await waitFor(async () => {
+    const s = await h.sessions.get(m.sessionId)
+    const target = s === undefined ? undefined : consoleBox().open<Record<string, unknown>>(s.target, m.sessionId)
+    return target !== undefined && target.ticket !== undefined ? target : undefined
+  }, 10_000, 'the successor kept in the session')
+  assert.equal(kept.password, undefined, 'the earlier name is not written again')
+  assert.ok(!h.stack.logs().includes(ticket ?? '-'), 'the ticket is in no log line')
 })
 
 test('a gateway without SOL_BRIDGE_SECRET mints no serial session', async (t) => {

@@ -2,7 +2,8 @@
  * The guacamole path up to guacd's door. guacd is not installed here, so a TCP listener of the test's own
  * stands where guacd would (GUACD_HOST/GUACD_PORT) and records what guacamole-lite sends: the `select`
  * instruction and the `connect` arguments prove that the token the gateway built decoded to the right
- * target, and the arrival times show the socket to guacd has Nagle's algorithm off.
+ * target, and the arrival times show the socket to guacd has Nagle's algorithm off. The console page in
+ * Chromium drives it too, and reconnects by itself when its socket drops.
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -191,6 +192,33 @@ test('on a guacamole console, paste as keys and the key menu send guacd keysyms 
   await page.keyboard.press('x')
   await waitFor(() => keys().length >= paste.length + f1.length + 2, 5000, 'a typed key at guacd')
   assert.deepEqual(keys().slice(paste.length + f1.length), ['120:1', '120:0'])
+  assert.deepEqual(errors, [])
+  await page.close()
+})
+
+test('a guacamole page whose socket drops (a gateway restart) says it is reconnecting and comes back by itself, to guacd again', async (t) => {
+  const browser = await launchChromium(t)
+  const m = await h.mint({ target: { kind: 'vnc', host: '192.0.2.14', port: 5905, password: PASSWORD }, protocol: 'guacamole', serverName: 'guac-again' })
+  const page = await browser.newPage()
+  const errors: string[] = []
+  page.on('pageerror', e => errors.push(e.message))
+  await page.goto(m.grant.url)
+  await page.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
+  const from = guacd.received.length
+  await h.stack.stop('console-gateway')
+  await page.waitForSelector('body[data-reconnecting="true"]', { timeout: 10_000 })
+  assert.match(await page.textContent('#message') ?? '', /Reconnecting/)
+  assert.equal(await page.evaluate('document.body.dataset.closeReason'), undefined, 'the page did not give up')
+  await h.stack.start('console-gateway')
+  await page.waitForSelector('body[data-reconnects="1"][data-connected="true"]', { timeout: 30_000 })
+  assert.equal(await page.isHidden('#message'), true, 'the notice goes once the console is back')
+  // The new gateway took the same session to guacd's door with its target, and the page's keys reach it.
+  const connect = await waitFor(() => guacd.find('connect', from), 10_000, 'guacamole-lite\'s connect after the reconnect')
+  assert.deepEqual(connect.args, ['VERSION_1_1_0', '192.0.2.14', '5905', PASSWORD])
+  assert.deepEqual(await h.sessions.connected([m.sessionId]), [true])
+  await page.click('#cad')
+  await waitFor(() => guacd.received.slice(from).filter(i => i.op === 'key').length >= 6, 10_000, 'Ctrl-Alt-Del at guacd after the reconnect')
+  assert.equal(await page.locator('#screen > div').count(), 1, 'one display: the new one took the old one\'s place')
   assert.deepEqual(errors, [])
   await page.close()
 })

@@ -338,7 +338,7 @@ export async function solBridge (t: After, secret: string, greeting = ''): Promi
     await new Promise<void>(resolve => server.close(() => resolve()))
   })
   return {
-    target: { kind: 'sol', host: '127.0.0.1', port, password: first },
+    target: { kind: 'sol', host: '127.0.0.1', port, ticket: first },
     received: () => received,
     send: (b) => { for (const s of sockets) s.write(b) }
   }

@@ -160,8 +160,8 @@ export function createIpmiDriver (o: IpmiDriverOptions): DriverOf<'ipmi'> {
         } catch (err) {
           throw new ConnectionError('the serial console ticket could not be stored', err)
         }
-        // `password` too, for console gateways that do not read `ticket` yet (SolConsoleTarget).
-        return { kind: 'sol', host: o.sol.host, port: o.sol.port(), ticket: token, password: token }
+        // The ticket under its own name only: it is not a password, and nothing else goes beside it.
+        return { kind: 'sol', host: o.sol.host, port: o.sol.port(), ticket: token }
       }
       // The BMC's own VNC server (iDRAC, iLO, Supermicro): it works whatever the host's power state, so that
       // a customer can watch the host boot.

@@ -1,11 +1,11 @@
 /**
  * What the dashboard shows, read from where it lives: queues from RabbitMQ (passive declares, or the
- * management API when RABBITMQ_MANAGEMENT_URL is set), jobs, sessions, agents and audit from Redis, dead
- * letters from the dead-letter queues (looked at without taking them: the channel closes unacked).
+ * management API when RABBITMQ_MANAGEMENT_URL is set), jobs, sessions, agents and audit from Redis (dead
+ * letters: dead-letters.ts).
  */
 import type { JobKind, JobRecord, JobState, StoredServer } from '@porthole/contracts'
 import { names } from '@porthole/shared/amqp'
-import { PortholeError, NotFoundError } from '@porthole/contracts/errors'
+import { PortholeError } from '@porthole/contracts/errors'
 import { AgentRegistry, keys, type AgentSeen } from '@porthole/shared/store'
 import type { Ctx } from '../context.js'
 
@@ -29,7 +29,7 @@ export interface QueuesView {
   error?: string
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export async function queuesView (ctx: Ctx, now = Date.now()): Promise<QueuesView> {
   const all = names(ctx.ns).allQueues()
@@ -147,101 +147,4 @@ export async function agentsView (ctx: Ctx): Promise<AgentsView> {
     instances,
     types: [...typeNames].map(type => ({ type, inFlight: inFlight.get(type) ?? 0, instances: instances.filter(i => i.alive && i.types.includes(type)).length }))
   }
-}
-
-export interface DeadLetter {
-  /** `dead` (power lane) or `dead.interactive`. */
-  lane: 'dead' | 'dead.interactive'
-  messageId: string
-  /** The queue it was dead-lettered from: where a replay sends it. */
-  originalQueue?: string
-  reason?: string
-  deaths?: number
-  jobId?: string
-  kind?: string
-  serverId?: string
-  tenantId?: string
-  action?: string
-  /** What the message is: a job for the receiver, an agent request, a job update, or unknown. */
-  type: string
-  jobState?: string
-}
-
-function deadQueueOf (ctx: Ctx, lane: DeadLetter['lane']): string {
-  const n = names(ctx.ns)
-  return lane === 'dead' ? n.deadQueue : n.deadInteractiveQueue
-}
-
-interface RawMessage { content: Buffer, properties: { messageId?: unknown, headers?: Record<string, unknown> } }
-
-/** What a dead letter says about itself, without its body (an agent request carries sealed server secrets). */
-function describe (lane: DeadLetter['lane'], m: RawMessage): DeadLetter {
-  const h = m.properties.headers ?? {}
-  const deaths = Array.isArray(h['x-death']) ? h['x-death'] as Array<{ count?: number, queue?: string, reason?: string }> : []
-  const d: DeadLetter = { lane, messageId: typeof m.properties.messageId === 'string' ? m.properties.messageId : '', type: 'unknown' }
-  const orig = typeof h['x-first-death-queue'] === 'string' ? h['x-first-death-queue'] : deaths.at(-1)?.queue
-  if (typeof orig === 'string') d.originalQueue = orig
-  const reason = typeof h['x-first-death-reason'] === 'string' ? h['x-first-death-reason'] : deaths.at(-1)?.reason
-  if (typeof reason === 'string') d.reason = reason
-  const count = deaths.reduce((a, x) => a + (typeof x.count === 'number' ? x.count : 0), 0)
-  if (count > 0) d.deaths = count
-  let body: Record<string, unknown> | undefined
-  try { body = JSON.parse(m.content.toString('utf8')) as Record<string, unknown> } catch { /* not JSON */ }
-  const job = (typeof body?.job === 'object' && body.job !== null ? body.job : body) as Record<string, unknown> | undefined
-  if (typeof body?.job === 'object') d.type = 'agent request'
-  else if (typeof body?.jobId === 'string') { d.type = 'job update'; d.jobId = body.jobId }
-  else if (typeof job?.kind === 'string') d.type = 'job'
-  const str = (v: unknown): string | undefined => typeof v === 'string' ? v.slice(0, 100) : undefined
-  if (d.jobId === undefined && str(job?.id) !== undefined) d.jobId = str(job?.id)
-  for (const f of ['kind', 'serverId', 'tenantId', 'action'] as const) { const v = str(job?.[f]); if (v !== undefined) d[f] = v }
-  return d
-}
-
-/** Up to `limit` dead letters of each lane, oldest first; they stay in their queues. */
-export async function deadLetters (ctx: Ctx, limit = 100): Promise<DeadLetter[]> {
-  const out: DeadLetter[] = []
-  const ch = await ctx.amqp.rawChannel()
-  try {
-    for (const lane of ['dead', 'dead.interactive'] as const) {
-      for (let i = 0; i < limit; i++) {
-        const m = await ch.get(deadQueueOf(ctx, lane), { noAck: false })
-        if (m === false) break
-        out.push(describe(lane, m))
-      }
-    }
-  } finally {
-    // Closing with the messages unacked puts every one back.
-    await ch.close().catch(() => {})
-  }
-  const jobs = await ctx.jobs.getMany([...new Set(out.map(d => d.jobId).filter((id): id is string => id !== undefined && UUID.test(id)))])
-  const state = new Map(jobs.map(j => [j.id, j.state]))
-  for (const d of out) { const s = d.jobId === undefined ? undefined : state.get(d.jobId); if (s !== undefined) d.jobState = s }
-  return out
-}
-
-/**
- * Sends one dead letter back to the queue it was dead-lettered from (a confirmed publish), then removes it
- * from the dead-letter queue. Its job's record is not touched: a job the receiver already ended stays ended
- * (the receiver skips it); retry a job to run it again.
- */
-export async function replayDeadLetter (ctx: Ctx, lane: DeadLetter['lane'], messageId: string, scanLimit = 1000): Promise<DeadLetter> {
-  const ch = await ctx.amqp.rawChannel()
-  try {
-    for (let i = 0; i < scanLimit; i++) {
-      const m = await ch.get(deadQueueOf(ctx, lane), { noAck: false })
-      if (m === false) break
-      if (m.properties.messageId !== messageId) continue
-      const d = describe(lane, m)
-      if (d.originalQueue === undefined) throw new PortholeError('conflict', 'this dead letter does not say which queue it came from')
-      if (!names(ctx.ns).allQueues().includes(d.originalQueue)) throw new PortholeError('conflict', `this dead letter came from ${d.originalQueue}, not a queue of this namespace`)
-      let body: unknown
-      try { body = JSON.parse(m.content.toString('utf8')) } catch { throw new PortholeError('conflict', 'this dead letter is not JSON: it cannot be replayed') }
-      await ctx.amqp.publish('', d.originalQueue, body, { messageId })
-      ch.ack(m)
-      return d
-    }
-  } finally {
-    await ch.close().catch(() => {})
-  }
-  throw new NotFoundError('dead letter')
 }

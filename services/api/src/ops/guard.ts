@@ -9,7 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { safeEqual } from '@porthole/shared/crypto'
 import { PortholeError } from '@porthole/contracts/errors'
 import type { Principal } from '../auth.js'
-import type { OpsSession, OpsSessions } from './sessions.js'
+import type { LiveOpsSession, OpsSessions } from './sessions.js'
 
 export const COOKIE = 'porthole_ops'
 export const COOKIE_PATH = '/ops'
@@ -52,7 +52,7 @@ export function assertSameOrigin (req: FastifyRequest): void {
 }
 
 declare module 'fastify' {
-  interface FastifyRequest { opsSession?: OpsSession }
+  interface FastifyRequest { opsSession?: LiveOpsSession }
 }
 
 /** The request's dashboard session, checked as described above; 401 without one. */

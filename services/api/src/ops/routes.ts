@@ -7,15 +7,19 @@
 import { readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import rateLimit from '@fastify/rate-limit'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import { JobKind, JobState, type JobEvent } from '@porthole/contracts'
 import { NotFoundError, PortholeError } from '@porthole/contracts/errors'
+import { keys } from '@porthole/shared/store'
 import type { Principal } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
 import { cancelJob, retryJob } from '../job-actions.js'
+import { limitError } from '../limits.js'
 import { eventView } from '../views.js'
-import { agentsView, deadLetters, findJobs, queuesView, replayDeadLetter, serverLookup, withServer } from './data.js'
+import { agentsView, findJobs, queuesView, serverLookup, withServer } from './data.js'
+import { deadLetters, replayDeadLetter } from './dead-letters.js'
 import { assertSameOrigin, clearedCookie, cookieOf, opsPrincipal, securityHeaders, sessionCookie } from './guard.js'
 import { OpsSessions } from './sessions.js'
 
@@ -24,6 +28,13 @@ const PUBLIC = join(dirname(fileURLToPath(import.meta.url)), '..', '..', ...(imp
 const ASSETS: Record<string, string> = { 'ops.js': 'text/javascript; charset=utf-8', 'live.js': 'text/javascript; charset=utf-8', 'ops.css': 'text/css; charset=utf-8' }
 const Id = Type.Object({ id: Type.String({ format: 'uuid' }) })
 const hide = { hide: true }
+/** What an event stream answers a HEAD with: its headers, at once (no stream is opened). */
+const SSE_HEAD = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' }
+
+/** The routes RATE_LIMIT_OPS_SESSION counts: the login (per client address) and the session's API (per session). */
+function limited (url: string | undefined): boolean {
+  return url === '/ops/login' || (url ?? '').startsWith('/ops/api/')
+}
 
 export function opsRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
   const sessions = new OpsSessions(ctx.redis, ctx.ns, ctx.config.OPS_SESSION_TTL_SECONDS, ctx.config.PORTHOLE_ADMIN_TOKEN)
@@ -39,6 +50,20 @@ export function opsRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     // By the matched route, not the raw URL: a percent-encoded path reaches the same route.
     app.addHook('onRequest', async (req) => {
       if ((req.routeOptions.url ?? '').startsWith('/ops/api/')) req.principal = await opsPrincipal(sessions, req)
+    })
+    // Its own limit, counted in Redis for every replica; the hook runs per route, after the session's above.
+    const window = ctx.config.RATE_LIMIT_WINDOW_SECONDS
+    const max = ctx.config.RATE_LIMIT_OPS_SESSION
+    await app.register(rateLimit, {
+      redis: ctx.redis,
+      nameSpace: `${keys(ctx.ns).requestRate}ops:`,
+      timeWindow: window * 1000,
+      max,
+      allowList: (req) => !limited(req.routeOptions.url),
+      keyGenerator: (req) => req.opsSession === undefined ? `ip:${req.ip}` : `session:${req.opsSession.id}`,
+      errorResponseBuilder: (req, c) => limitError('requests_per_ops_session', req.opsSession === undefined
+        ? `this address tried more than ${c.max} dashboard logins in ${window} s`
+        : `this dashboard session made more than ${c.max} requests in ${window} s`, { max, setting: 'RATE_LIMIT_OPS_SESSION', retryAfter: c.ttl / 1000 })
     })
     const who = (req: { principal?: Principal }): Principal => {
       if (req.principal === undefined) throw new PortholeError('unauthorized', 'log in to the dashboard first')
@@ -74,7 +99,10 @@ export function opsRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
 
     app.post('/ops/api/logout', { schema: hide }, async (req, reply) => {
       const token = cookieOf(req)
-      if (token !== undefined) await sessions.end(token)
+      const ended = token === undefined ? undefined : await sessions.end(token)
+      // The session's open event streams end with it, on whichever replica holds them.
+      if (ended !== undefined) await ctx.streams.publish({ type: 'ops-session.ended', opsSessionId: ended })
+      await audit(ctx, req, who(req), { action: 'ops.logout', result: 'ok' })
       reply.header('set-cookie', clearedCookie(req))
       return reply.code(204).send()
     })
@@ -119,7 +147,8 @@ export function opsRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       return await withServer(serverLookup(ctx), job)
     })
     app.post('/ops/api/jobs/:id/retry', { schema: { ...hide, params: Id } }, async (req, reply) => {
-      return reply.code(201).send(await retryJob(ctx, req, who(req), req.params.id))
+      const { job, replayed } = await retryJob(ctx, req, who(req), req.params.id)
+      return reply.code(replayed ? 200 : 201).send(job)
     })
     app.post('/ops/api/jobs/:id/cancel', { schema: { ...hide, params: Id } }, async (req) => await cancelJob(ctx, req, who(req), req.params.id))
 
@@ -173,6 +202,7 @@ export function opsRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     // Job events as SSE for the page (live.js). Counted and ended like /v1/events: deleting the key ends it.
     app.get('/ops/api/events', { schema: hide }, async (req, reply) => {
       const p = who(req)
+      if (req.method === 'HEAD') return await reply.headers(SSE_HEAD).send()
       const slot = await ctx.streams.admit(p)
       reply.hijack()
       const res = reply.raw
@@ -191,7 +221,7 @@ export function opsRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
           ctx.streams.renew(res)
         }).catch(() => {})
       }, ctx.config.SSE_HEARTBEAT_SECONDS * 1000)
-      ctx.streams.track(slot, p, res)
+      ctx.streams.track(slot, p, res, req.opsSession?.id)
       res.once('close', () => { stop(); clearInterval(beat) })
     })
   }

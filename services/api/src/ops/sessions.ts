@@ -2,7 +2,7 @@
  * Dashboard sessions: a login exchanges an operator's or admin's API key for a random session token, kept
  * in an HttpOnly cookie. Redis holds only the token's SHA-256, with the key's id and role, a CSRF token and
  * the expiry (the record expires with the session). A session lives only as long as its key: every request
- * checks that the key still exists (for the bootstrap token: that PORTHOLE_ADMIN_TOKEN is still the one it
+ * checks that the key still exists with that role (for the bootstrap token: that PORTHOLE_ADMIN_TOKEN is still the one it
  * logged in with), so deleting the key logs its dashboards out on every replica at once.
  */
 import { randomBytes } from 'node:crypto'
@@ -19,6 +19,9 @@ export interface OpsSession {
   /** For the bootstrap token: a fingerprint of the token logged in with (a rotated token ends the session). */
   bootstrap?: string
 }
+
+/** A session as a request holds it: the record and its id (the token's SHA-256, as Redis keys it; never the token). */
+export type LiveOpsSession = OpsSession & { id: string }
 
 export class OpsSessions {
   private readonly prefix: string
@@ -46,22 +49,34 @@ export class OpsSessions {
   }
 
   /** The live session of a cookie's token, or undefined (unknown, expired, or its key is gone). */
-  async get (token: string | undefined, now = Date.now()): Promise<OpsSession | undefined> {
+  async get (token: string | undefined, now = Date.now()): Promise<LiveOpsSession | undefined> {
     if (token === undefined || token.length < 20 || token.length > 100) return undefined
-    const raw = await this.redis.get(this.prefix + sha256Hex(token))
+    const id = sha256Hex(token)
+    const raw = await this.redis.get(this.prefix + id)
     if (raw === null) return undefined
     const s = JSON.parse(raw) as OpsSession
     if (Date.parse(s.expiresAt) <= now) return undefined
+    // Only operator and admin keys log in (create); a record saying otherwise was not written by this code.
+    if (s.role !== 'admin' && s.role !== 'operator') return undefined
     if (s.keyId === 'bootstrap') {
       if (this.bootstrapPrint === undefined || s.bootstrap === undefined || !safeEqual(s.bootstrap, this.bootstrapPrint)) return undefined
-    } else if (await this.redis.exists(keys(this.ns).apiKeyById(s.keyId)) === 0) {
-      await this.end(token)
-      return undefined
+    } else {
+      // The key must still exist with the role the session was made for: a deleted key (or a record naming
+      // a customer's key) opens nothing.
+      const k = keys(this.ns)
+      const hash = await this.redis.get(k.apiKeyById(s.keyId))
+      const rec = hash === null ? null : await this.redis.get(k.apiKey(hash))
+      if (rec === null || (JSON.parse(rec) as { role?: unknown }).role !== s.role) {
+        await this.end(token)
+        return undefined
+      }
     }
-    return s
+    return { ...s, id }
   }
 
-  async end (token: string): Promise<void> {
-    await this.redis.del(this.prefix + sha256Hex(token))
+  /** Ends the session of a cookie's token; its id, for ending its event streams (undefined when there was none). */
+  async end (token: string): Promise<string | undefined> {
+    const id = sha256Hex(token)
+    return await this.redis.del(this.prefix + id) === 1 ? id : undefined
   }
 }

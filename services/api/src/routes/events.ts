@@ -77,6 +77,8 @@ export function eventRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         if (q.jobId !== undefined && (e.type !== 'job' || e.data.jobId !== q.jobId)) return false
         return true
       }
+      // A HEAD is answered at once with the stream's headers: no stream, no slot.
+      if (req.method === 'HEAD') return await reply.headers({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' }).send('')
       const slot = await ctx.streams.admit(p)
       reply.hijack()
       const res = reply.raw

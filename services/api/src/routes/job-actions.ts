@@ -12,13 +12,13 @@ export function jobActionRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['jobs'],
         summary: 'retry a failed or timed-out job: a new job (its `retryOf` names the old one), 201 with `Location`',
-        description: 'Power and status jobs only (a console is asked for again with POST /v1/servers/{id}/console: 422). 409 unless the job is `failed` or `timed_out`.',
+        description: 'Power and status jobs only (a console is asked for again with POST /v1/servers/{id}/console: 422). 409 unless the job is `failed` or `timed_out`. A job is retried once: a repeat (concurrent or later) answers 200 with the job the first retry made; retry that one to try again.',
         params: IdParams,
-        response: { 201: JobRecord, ...errors(404, 409, 422) }
+        response: { 200: JobRecord, 201: JobRecord, ...errors(404, 409, 422) }
       }
     }, async (req, reply) => {
-      const job = await retryJob(ctx, req, principal(req), req.params.id)
-      return reply.code(201).header('location', `/v1/jobs/${job.id}`).send(job)
+      const { job, replayed } = await retryJob(ctx, req, principal(req), req.params.id)
+      return reply.code(replayed ? 200 : 201).header('location', `/v1/jobs/${job.id}`).send(job)
     })
 
     app.post('/jobs/:id/cancel', {
