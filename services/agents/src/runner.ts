@@ -64,7 +64,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   for (const type of config.AGENT_TYPES) {
     if (drivers[type] === undefined) throw new ConfigError('AGENT_TYPES', `no driver for agent type ${type} in this build`)
   }
-  const redis = createRedis(config.REDIS_URL, log, 'porthole-agents')
+  const redis = createRedis(config, log, 'porthole-agents')
   const locks = new Locks(redis, ns)
   const k = keys(ns)
   // The serial-over-LAN bridge runs where the ipmi type is served; its port is known once it listens.

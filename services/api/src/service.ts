@@ -10,9 +10,9 @@ export interface RunningApi { app: ApiApp, deps: AppDeps, close: () => Promise<v
 
 /** The connections the app needs. The broker connects in the background: the API starts while it is down. */
 export function connect (config: ApiConfig, log: Logger, o: { backoff?: { initialMs: number, maxMs: number } } = {}): AppDeps & { close: () => Promise<void>, brokerUp: Promise<void> } {
-  const redis = createRedis(config.REDIS_URL, log.child({ component: 'redis' }), 'porthole-api')
-  const subscriber = createRedis(config.REDIS_URL, log.child({ component: 'redis-events' }), 'porthole-api-events')
-  const blocking = createRedis(config.REDIS_URL, log.child({ component: 'redis-stream' }), 'porthole-api-stream', { commandTimeoutMs: 0 })
+  const redis = createRedis(config, log.child({ component: 'redis' }), 'porthole-api')
+  const subscriber = createRedis(config, log.child({ component: 'redis-events' }), 'porthole-api-events')
+  const blocking = createRedis(config, log.child({ component: 'redis-stream' }), 'porthole-api-stream', { commandTimeoutMs: 0 })
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: config.PORTHOLE_NAMESPACE, log, name: 'porthole-api', ...(o.backoff === undefined ? {} : { backoff: o.backoff }) })
   const brokerUp = amqp.start(10_000).catch(() => log.warn('message broker not reachable yet; the API answers 503 for jobs until it is'))
   return {

@@ -34,8 +34,8 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
   // The console key must be the gateway's alone: if it equalled the transit key, every agent could open it.
   if (c.CONSOLE_KEY === c.CONSOLE_TRANSIT_KEY) throw new ConfigError('CONSOLE_KEY', 'must differ from CONSOLE_TRANSIT_KEY')
 
-  const redis = createRedis(c.REDIS_URL, log, 'console-gateway')
-  const subscriber = createRedis(c.REDIS_URL, log, 'console-gateway-events')
+  const redis = createRedis(c, log, 'console-gateway')
+  const subscriber = createRedis(c, log, 'console-gateway-events')
   const sessions = new ConsoleSessionStore(redis, c.PORTHOLE_NAMESPACE)
   const shares = new ConsoleShareStore(redis, c.PORTHOLE_NAMESPACE)
   const amqp = new AmqpClient({ url: c.RABBITMQ_URL, namespace: c.PORTHOLE_NAMESPACE, log, name: 'console-gateway' })

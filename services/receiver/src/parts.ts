@@ -36,7 +36,7 @@ export interface ReceiverParts {
 /** Builds the receiver's connections and stores; `drain` is the dispatcher's, called when an end frees a slot. */
 export function receiverParts (config: ReceiverConfig, log: Logger, drain: (group: string) => Promise<void>): ReceiverParts {
   const ns = config.PORTHOLE_NAMESPACE
-  const redis = createRedis(config.REDIS_URL, log, 'porthole-receiver')
+  const redis = createRedis(config, log, 'porthole-receiver')
   const jobs = new JobStore(redis, ns)
   const locks = new Locks(redis, ns)
   const servers = new ServerStore(redis, ns)

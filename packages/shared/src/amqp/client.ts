@@ -1,9 +1,13 @@
 /**
- * The only importer of amqplib. One connection per process with:
+ * The only importer of amqplib. One connection per process, to the first reachable of the broker's nodes
+ * (RABBITMQ_URL: one URL or the cluster's nodes, comma-separated), with:
  * - publisher confirms, and `mandatory` publishing whose returned (unroutable) messages reject the publish;
+ *   a message whose node goes away before its confirm is published again on the next connection
+ *   (unconfirmed.ts), so a confirmed publish is never lost and an unconfirmed one is not lost either;
  * - manual acks with a bounded prefetch; handlers say ack, dead (dead-letter) or requeue;
- * - reconnection with capped exponential backoff after a broker restart or a channel error (amqplib has
- *   none): the topology is declared again and every consumer re-subscribed;
+ * - reconnection after a broker restart, a lost node or a channel error (amqplib has none): to another node
+ *   first, then round the list with capped exponential backoff; the topology is declared again and every
+ *   consumer re-subscribed;
  * - Nagle's algorithm off (`noDelay`): with it on, each confirm waits ~40 ms on loopback.
  * While disconnected, or while the broker blocks publishers (a memory or disk alarm), `publish` rejects at once
  * with UnavailableError, so the API can answer 503 at once; a confirm that does not come within
@@ -11,7 +15,8 @@
  *
  * Longer than 300 lines on purpose: one class whose connection, channels, consumers and reconnection share one
  * lifecycle (a close during a connect, a consumer re-subscribed after a reconnect); split, each part would reach
- * into the others' state.
+ * into the others' state. What stands alone is apart: the node list (nodes.ts), the unconfirmed publishes
+ * (unconfirmed.ts), the topology (topology.ts).
  */
 import { EventEmitter } from 'node:events'
 import amqp from 'amqplib'
@@ -19,6 +24,8 @@ import type { ChannelModel, Channel, ConfirmChannel, ConsumeMessage } from 'amqp
 import { brief, type Logger } from '../logging/index.js'
 import { UnavailableError, PortholeError } from '@porthole/contracts/errors'
 import { declareTopology } from './topology.js'
+import { brokerNodes, closeWithin, nodeAddress, within, withHeartbeat } from './nodes.js'
+import { Unconfirmed, type Outgoing } from './unconfirmed.js'
 
 /** How long a message requeued a second time waits before it goes back (doubling per delivery on quorum queues). */
 export const REQUEUE_PAUSE_MS = 200
@@ -72,8 +79,13 @@ interface Sub { queue: string, handler: Handler, opts: ConsumeOptions, channel?:
 export class AmqpClient extends EventEmitter {
   private conn: ChannelModel | undefined
   private pub: ConfirmChannel | undefined
-  /** The rejecters of the publishes on `pub` still waiting for their confirm; one 'close' listener fails them all. */
-  private pending = new Set<(err: Error) => void>()
+  /** Publishes waiting for their confirm, on `pub` or (their channel lost) for the next one. */
+  private readonly unconfirmed: Unconfirmed
+  private readonly nodes: string[]
+  /** The node tried first at the next connect: the one after a node that went away. */
+  private nodeIndex = 0
+  /** `host:port` of the node connected to. */
+  private nodeNow: string | undefined
   /** The broker's reason while it blocks this connection's publishers (resource alarm). */
   private blocked: string | undefined
   private readonly subs = new Set<Sub>()
@@ -90,9 +102,19 @@ export class AmqpClient extends EventEmitter {
   constructor (private readonly opts: AmqpOptions) {
     super()
     this.log = opts.log.child({ component: 'amqp' })
+    this.nodes = brokerNodes(opts.url)
+    this.unconfirmed = new Unconfirmed(
+      (o, why) => o.settle(why === 'nacked' ? new UnavailableError('message broker refused the message') : new PortholeError('internal', `unroutable message to ${o.exchange}/${o.routingKey}`)),
+      id => this.returned.delete(id))
   }
 
   get connected (): boolean { return this.pub !== undefined }
+
+  /** `host:port` of the broker node this client is connected to (undefined while disconnected). */
+  get node (): string | undefined { return this.pub === undefined ? undefined : this.nodeNow }
+
+  /** How many messages were published again after their node went away before confirming them. */
+  get republished (): number { return this.unconfirmed.republished }
 
   /**
    * Connects, retrying with backoff until it succeeds. Resolves at the first successful connection;
@@ -116,10 +138,21 @@ export class AmqpClient extends EventEmitter {
     return this.connecting
   }
 
+  /** Tries each node once, starting with `nodeIndex`; backs off when none answers. */
   private async doConnect (): Promise<void> {
+    for (let i = 0; i < this.nodes.length && !this.closing; i++) {
+      const at = (this.nodeIndex + i) % this.nodes.length
+      if (await this.connectTo(at, i === this.nodes.length - 1)) return
+    }
+    if (!this.closing) this.schedule()
+  }
+
+  private async connectTo (at: number, last: boolean): Promise<boolean> {
+    const url = this.nodes[at] as string
     let conn: ChannelModel | undefined
     try {
-      conn = await amqp.connect(withHeartbeat(this.opts.url), { noDelay: true, clientProperties: { connection_name: this.opts.name } })
+      // A node that is down but not refusing (its host gone) must not hold up the next one for long.
+      conn = await amqp.connect(withHeartbeat(url), { noDelay: true, timeout: 3000, clientProperties: { connection_name: this.opts.name } })
       conn.on('error', (err: Error) => this.log.warn({ err: brief(err) }, 'broker connection error'))
       conn.on('close', () => this.onLost(conn))
       conn.on('blocked', (reason: unknown) => {
@@ -133,34 +166,35 @@ export class AmqpClient extends EventEmitter {
         this.log.info('broker unblocked publishing')
       })
       const pub = await conn.createConfirmChannel()
-      const pending = new Set<(err: Error) => void>()
       pub.on('error', (err: Error) => this.log.warn({ err: brief(err) }, 'publish channel error'))
       pub.on('close', () => {
-        for (const reject of [...pending]) reject(new UnavailableError('message broker connection lost before confirm'))
-        pending.clear()
+        if (pub === this.pub) this.unconfirmed.channelLost()
         this.onLost(conn)
       })
       pub.on('return', (msg: ConsumeMessage) => {
         const id = msg.properties.messageId as string | undefined
         if (id !== undefined) this.returned.add(id)
       })
-      if (this.opts.declare !== false) await declareTopology(pub, this.opts.namespace)
+      if (this.opts.declare !== false) await declareTopology(pub, this.opts.namespace, { replicated: this.nodes.length > 1 })
       // close() was called while this connect was under way: what it opened must not outlive it.
-      if (this.closing) { await closeWithin(conn, 2000); return }
+      if (this.closing) { await closeWithin(conn, 2000); return true }
       this.conn = conn
       this.pub = pub
-      this.pending = pending
+      this.nodeIndex = at
+      this.nodeNow = nodeAddress(url)
       this.blocked = undefined
       for (const s of this.subs) await this.subscribe(conn, s)
-      if (this.attempt > 0) this.log.info({ attempts: this.attempt }, 'broker reconnected')
+      const again = this.unconfirmed.replay(pub)
+      if (this.attempt > 0 || again > 0) this.log.info({ attempts: this.attempt, node: this.nodeNow, republished: again }, 'broker reconnected')
       this.attempt = 0
       this.emit('connected')
+      return true
     } catch (err) {
-      this.log.warn({ err: brief(err), attempt: this.attempt }, 'broker connect failed')
-      this.pub = undefined
-      this.conn = undefined
+      // Once per round of the nodes, not once per node: a cluster with one node down must not flood the log.
+      if (last) this.log.warn({ err: brief(err), attempt: this.attempt, node: nodeAddress(url) }, 'broker connect failed')
+      if (this.conn === conn) { this.pub = undefined; this.conn = undefined }
       if (conn !== undefined) conn.close().catch(() => {})
-      this.schedule()
+      return false
     }
   }
 
@@ -172,7 +206,9 @@ export class AmqpClient extends EventEmitter {
     for (const s of this.subs) { s.channel = undefined; s.tag = undefined }
     conn.close().catch(() => {})
     if (this.closing) return
-    this.log.warn('broker connection lost; reconnecting')
+    // Its node is probably gone: the next connect tries the others first.
+    this.nodeIndex = (this.nodeIndex + 1) % this.nodes.length
+    this.log.warn({ node: this.nodeNow }, 'broker connection lost; reconnecting')
     this.emit('disconnected')
     this.schedule()
   }
@@ -187,13 +223,12 @@ export class AmqpClient extends EventEmitter {
 
   /**
    * Publishes and resolves when the broker has confirmed the message. Rejects with UnavailableError when not
-   * connected, while the broker blocks publishers, when the connection drops before the confirm or when the
-   * confirm does not come within `confirmTimeoutMs`; with PortholeError('internal') when the message was
-   * unroutable (returned).
+   * connected, while the broker blocks publishers, when the broker refuses it (nack) or when the confirm does
+   * not come within `confirmTimeoutMs` (a connection lost meanwhile is replaced and the message published
+   * again, within that time); with PortholeError('internal') when the message was unroutable (returned).
    */
   async publish (exchange: string, routingKey: string, body: unknown, o: PublishOptions = {}): Promise<void> {
     const ch = this.pub
-    const pending = this.pending
     if (ch === undefined) throw new UnavailableError('message broker unavailable')
     if (this.blocked !== undefined) throw new UnavailableError('message broker is blocked (resource alarm)')
     const messageId = o.messageId ?? crypto.randomUUID()
@@ -201,33 +236,31 @@ export class AmqpClient extends EventEmitter {
     const timeoutMs = this.opts.confirmTimeoutMs ?? 5000
     const started = performance.now()
     await new Promise<void>((resolve, reject) => {
-      const settle = (err?: Error): void => {
-        if (!pending.delete(fail)) return // settled already (timed out, or the channel closed)
-        clearTimeout(timer)
-        // For metrics (packages/shared/src/metrics: observeAmqp): the outcome and how long the confirm took.
-        this.emit('confirm', err === undefined ? 'ok' : 'error', (performance.now() - started) / 1000)
-        if (err === undefined) resolve(); else reject(err)
-      }
-      const fail = (err: Error): void => settle(err)
-      pending.add(fail)
-      const timer = setTimeout(() => settle(new UnavailableError(`message broker did not confirm within ${timeoutMs} ms`)), timeoutMs)
-      try {
-        ch.publish(exchange, routingKey, content, {
+      let done = false
+      const out: Outgoing = {
+        exchange,
+        routingKey,
+        content,
+        options: {
           mandatory: true,
           persistent: o.persistent ?? true,
           contentType: 'application/json',
           messageId,
           headers: o.headers,
           expiration: o.expiration === undefined ? undefined : String(o.expiration)
-        }, (err) => {
-          const returned = this.returned.delete(messageId)
-          if (err !== null && err !== undefined) { settle(new UnavailableError('message broker refused the message', err)); return }
-          if (returned) { settle(new PortholeError('internal', `unroutable message to ${exchange}/${routingKey}`)); return }
-          settle()
-        })
-      } catch (err) {
-        settle(new UnavailableError('message broker unavailable', err))
+        },
+        settle: (err?: Error): void => {
+          if (done) return
+          done = true
+          clearTimeout(timer)
+          this.unconfirmed.forget(out)
+          // For metrics (packages/shared/src/metrics: observeAmqp): the outcome and how long the confirm took.
+          this.emit('confirm', err === undefined ? 'ok' : 'error', (performance.now() - started) / 1000)
+          if (err === undefined) resolve(); else reject(err)
+        }
       }
+      const timer = setTimeout(() => out.settle(new UnavailableError(`message broker did not confirm within ${timeoutMs} ms`)), timeoutMs)
+      this.unconfirmed.send(ch, out)
     })
   }
 
@@ -338,31 +371,7 @@ export class AmqpClient extends EventEmitter {
     const conn = this.conn
     this.conn = undefined
     this.pub = undefined
+    this.unconfirmed.failAll(new UnavailableError('the client closed before the broker confirmed'))
     if (conn !== undefined) await closeWithin(conn, 2000)
   }
-}
-
-/**
- * Closes a connection, but never waits longer than `ms`: when the socket died a moment before, amqplib
- * waits for a close-ok that never comes. Past the limit the socket is destroyed.
- */
-async function closeWithin (conn: ChannelModel, ms: number): Promise<void> {
-  if (!await within(conn.close(), ms)) (conn as unknown as { connection?: { stream?: { destroy: () => void } } }).connection?.stream?.destroy()
-}
-
-/** Waits for `p` at most `ms`; true when it settled in time (either way). */
-async function within (p: Promise<unknown>, ms: number): Promise<boolean> {
-  let t: NodeJS.Timeout | undefined
-  const settled = await Promise.race([
-    p.then(() => true, () => true),
-    new Promise<boolean>(resolve => { t = setTimeout(() => resolve(false), ms) })
-  ])
-  clearTimeout(t)
-  return settled
-}
-
-function withHeartbeat (url: string): string {
-  const u = new URL(url)
-  if (!u.searchParams.has('heartbeat')) u.searchParams.set('heartbeat', '10')
-  return u.toString()
 }

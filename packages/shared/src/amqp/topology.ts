@@ -9,6 +9,13 @@
  * and such a job is worth nothing after its deadline anyway. Interactive messages therefore carry a
  * per-message TTL up to their job's deadline and are dead-lettered when it passes (the deadline sweeper
  * then times the job out), which also bounds a requeue loop, as the delivery limit does on quorum queues.
+ *
+ * On a cluster (RABBITMQ_URL lists several nodes: `replicated`) every queue is a quorum queue of three
+ * members (`x-quorum-initial-group-size`), the interactive lane's too: a classic queue lives on one node,
+ * and while that node is down the queue can neither be used nor declared again from another node, so
+ * status and console jobs would stop with it. All services must therefore name the same nodes (they read the
+ * same RABBITMQ_URL); a queue cannot change its type, so a single-node deployment moving to a cluster starts
+ * with a new namespace or deletes its interactive queues once (docs/runbook.md).
  */
 import type { AgentType, JobKind } from '@porthole/contracts'
 
@@ -112,18 +119,28 @@ export interface DeclaringChannel {
   bindQueue: (queue: string, exchange: string, key: string) => Promise<unknown>
 }
 
-export async function declareTopology (ch: DeclaringChannel, ns: string): Promise<void> {
+/** Quorum queues' members on a cluster: a majority (two) survives the loss of any one node. */
+export const QUORUM_GROUP_SIZE = 3
+
+export interface TopologyOptions {
+  /** A cluster: every queue a quorum queue of QUORUM_GROUP_SIZE members (default false: one node). */
+  replicated?: boolean
+}
+
+export async function declareTopology (ch: DeclaringChannel, ns: string, o: TopologyOptions = {}): Promise<void> {
   const n = names(ns)
-  const work = { durable: true, arguments: { 'x-queue-type': 'quorum', 'x-dead-letter-exchange': n.deadExchange, 'x-delivery-limit': DELIVERY_LIMIT } }
-  const interactive = { durable: true, arguments: { 'x-queue-type': 'classic', 'x-dead-letter-exchange': n.deadInteractiveExchange } }
+  const quorum = { 'x-queue-type': 'quorum', ...(o.replicated === true ? { 'x-quorum-initial-group-size': QUORUM_GROUP_SIZE } : {}) }
+  const classic = o.replicated === true ? quorum : { 'x-queue-type': 'classic' }
+  const work = { durable: true, arguments: { ...quorum, 'x-dead-letter-exchange': n.deadExchange, 'x-delivery-limit': DELIVERY_LIMIT } }
+  const interactive = { durable: true, arguments: { ...classic, 'x-dead-letter-exchange': n.deadInteractiveExchange } }
   await ch.assertExchange(n.deadExchange, 'fanout', { durable: true })
-  await ch.assertQueue(n.deadQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
+  await ch.assertQueue(n.deadQueue, { durable: true, arguments: quorum })
   await ch.bindQueue(n.deadQueue, n.deadExchange, '')
   await ch.assertExchange(n.deadInteractiveExchange, 'fanout', { durable: true })
   // The newest 10,000 for a day: enough to see what went wrong, never a store that grows without end.
-  await ch.assertQueue(n.deadInteractiveQueue, { durable: true, arguments: { 'x-queue-type': 'classic', 'x-max-length': 10_000, 'x-overflow': 'drop-head', 'x-message-ttl': 86_400_000 } })
+  await ch.assertQueue(n.deadInteractiveQueue, { durable: true, arguments: { ...classic, 'x-max-length': 10_000, 'x-overflow': 'drop-head', 'x-message-ttl': 86_400_000 } })
   await ch.bindQueue(n.deadInteractiveQueue, n.deadInteractiveExchange, '')
-  await ch.assertQueue(n.deadWatchQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
+  await ch.assertQueue(n.deadWatchQueue, { durable: true, arguments: quorum })
   await ch.bindQueue(n.deadWatchQueue, n.deadExchange, '')
   await ch.bindQueue(n.deadWatchQueue, n.deadInteractiveExchange, '')
 
@@ -134,7 +151,7 @@ export async function declareTopology (ch: DeclaringChannel, ns: string): Promis
   await ch.bindQueue(n.receiverInteractiveQueue, n.jobsExchange, n.receiverInteractiveKey)
   await ch.assertQueue(n.delayQueue, {
     durable: true,
-    arguments: { 'x-queue-type': 'quorum', 'x-message-ttl': DELAY_MS, 'x-dead-letter-exchange': n.jobsExchange, 'x-dead-letter-routing-key': n.receiverKey }
+    arguments: { ...quorum, 'x-message-ttl': DELAY_MS, 'x-dead-letter-exchange': n.jobsExchange, 'x-dead-letter-routing-key': n.receiverKey }
   })
 
   await ch.assertExchange(n.agentsExchange, 'direct', { durable: true })

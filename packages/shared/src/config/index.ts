@@ -4,6 +4,7 @@
  * message that names the variable. The same declarations feed the README's settings table.
  */
 import { libvirtUriProblem, type KvmPolicy } from '@porthole/contracts'
+import { brokerNodes } from '../amqp/nodes.js'
 
 export class ConfigError extends Error {
   constructor (readonly variable: string, message: string) {
@@ -110,9 +111,35 @@ export const metricsHostSettings = {
   METRICS_HOST: str('address the metrics listener (`/metrics`, `/healthz`, `/readyz`) of the receiver, the agents and the console gateway listens on', '0.0.0.0')
 }
 
+/** `host:port` entries, comma-separated (Redis Sentinels). */
+export function hostPorts (doc: string): Setting<Array<{ host: string, port: number }>> {
+  return {
+    doc,
+    default: [],
+    parse (v) {
+      return v.split(',').map(s => s.trim()).filter(s => s !== '').map(e => {
+        const m = /^(\[[0-9a-f:]+\]|[^:\s]+):(\d{1,5})$/i.exec(e)
+        const port = Number(m?.[2])
+        if (m === null || port < 1 || port > 65535) throw new Error(`expected host:port entries, got ${JSON.stringify(e)}`)
+        return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port }
+      })
+    }
+  }
+}
+
 export const commonSettings = {
-  RABBITMQ_URL: url('RabbitMQ connection URL', 'amqp://guest:guest@127.0.0.1:5672', ['amqp', 'amqps']),
-  REDIS_URL: url('Redis connection URL', 'redis://127.0.0.1:6379', ['redis', 'rediss']),
+  RABBITMQ_URL: {
+    ...url('RabbitMQ connection URL; for a cluster its nodes comma-separated, the first a full URL and the others `host:port` (they take its user, password and virtual host): the services connect to the first reachable node and move to another when theirs goes away, and every queue is then a quorum queue of three', 'amqp://guest:guest@127.0.0.1:5672', ['amqp', 'amqps']),
+    parse: (v: string) => {
+      let nodes: string[]
+      try { nodes = brokerNodes(v) } catch { throw new Error('expected an amqp or amqps URL, or a comma-separated list of the cluster\'s nodes') }
+      if (!nodes.every(n => /^amqps?:$/.test(new URL(n).protocol))) throw new Error('expected amqp or amqps URLs')
+      return v
+    }
+  } satisfies Setting<string>,
+  REDIS_URL: url('Redis connection URL; with REDIS_SENTINELS only its user, password, database and `rediss:` are used (the Sentinels name the primary)', 'redis://127.0.0.1:6379', ['redis', 'rediss']),
+  REDIS_SENTINELS: hostPorts('Redis Sentinels as `host:port`, comma-separated; when set, the services ask them for the primary of REDIS_SENTINEL_NAME and follow its failovers (empty: REDIS_URL is the one Redis)'),
+  REDIS_SENTINEL_NAME: str('the name the Sentinels monitor the primary under (`sentinel monitor NAME …`)', 'porthole'),
   PORTHOLE_NAMESPACE: {
     ...str('prefix of every queue, exchange and Redis key; lets several deployments (or test runs) share a broker', 'porthole'),
     parse: (v: string) => { if (!/^[a-z0-9][a-z0-9_-]{0,40}$/.test(v)) throw new Error('expected lower-case letters, digits, _ and -'); return v }

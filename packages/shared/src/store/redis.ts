@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis'
+import { Redis, type RedisOptions as IoRedisOptions } from 'ioredis'
 import type { Logger } from '../logging/index.js'
 
 export type { Redis } from 'ioredis'
@@ -11,21 +11,60 @@ export interface RedisOptions {
   commandTimeoutMs?: number
 }
 
+/** Where Redis is: the services' configuration (commonSettings), or a URL alone (tools and tests). */
+export interface RedisSettings {
+  REDIS_URL: string
+  /** When not empty, the Sentinels asked for the primary of REDIS_SENTINEL_NAME. */
+  REDIS_SENTINELS: ReadonlyArray<{ host: string, port: number }>
+  REDIS_SENTINEL_NAME: string
+}
+
+/**
+ * ioredis's connection options for `where`: REDIS_URL's user, password, database and TLS either way; its
+ * host and port, or the primary the Sentinels name (followed across failovers).
+ */
+export function redisTarget (where: RedisSettings | string): IoRedisOptions {
+  const s: RedisSettings = typeof where === 'string' ? { REDIS_URL: where, REDIS_SENTINELS: [], REDIS_SENTINEL_NAME: '' } : where
+  const u = new URL(s.REDIS_URL)
+  const db = Number(u.pathname.replace(/^\//, '') || '0')
+  const auth = {
+    ...(u.username === '' ? {} : { username: decodeURIComponent(u.username) }),
+    ...(u.password === '' ? {} : { password: decodeURIComponent(u.password) }),
+    db: Number.isFinite(db) ? db : 0,
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {})
+  }
+  if (s.REDIS_SENTINELS.length === 0) return { ...auth, host: u.hostname, port: Number(u.port === '' ? 6379 : u.port) }
+  return {
+    ...auth,
+    sentinels: s.REDIS_SENTINELS.map(x => ({ host: x.host, port: x.port })),
+    name: s.REDIS_SENTINEL_NAME,
+    role: 'master',
+    // The Sentinels tell of a failover at once (+switch-master): the connection moves then, not at its next error.
+    failoverDetector: true,
+    sentinelRetryStrategy: (times: number) => Math.min(50 * 2 ** times, 2000),
+    ...(u.protocol === 'rediss:' ? { enableTLSForSentinelMode: true } : {})
+  }
+}
+
 /**
  * A Redis connection that fails commands quickly while Redis is down (the API answers 503, consumers
  * requeue) instead of queueing them without bound, fails a command Redis does not answer within
  * `commandTimeoutMs` (a Redis that hangs) instead of waiting forever, and reconnects by itself. Subscriber
  * connections are fine with the limit: it bounds only the SUBSCRIBE itself, never the wait for messages.
+ * One code path for a single Redis and for Redis behind Sentinel (`where`: redisTarget).
  */
-export function createRedis (url: string, log: Logger, name: string, o: RedisOptions = {}): Redis {
+export function createRedis (where: RedisSettings | string, log: Logger, name: string, o: RedisOptions = {}): Redis {
   const commandTimeout = o.commandTimeoutMs ?? 5000
-  const r = new Redis(url, {
+  const r = new Redis({
+    ...redisTarget(where),
     connectionName: name,
     ...(commandTimeout > 0 ? { commandTimeout } : {}),
     maxRetriesPerRequest: 2,
     connectTimeout: 3000,
     enableAutoPipelining: true,
     retryStrategy: (times: number) => Math.min(50 * 2 ** times, 2000),
+    // A primary demoted by a failover answers writes READONLY: reconnect (to the new primary) and send again.
+    reconnectOnError: (err: Error) => err.message.startsWith('READONLY') ? 2 : false,
     lazyConnect: false
   })
   let down = false

@@ -2,7 +2,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createLogger } from '../../src/logging/index.js'
 import { createRedis } from '../../src/store/index.js'
-import { services, tcpProxy, uniqueNamespace, waitFor, within } from '@porthole/testkit'
+import { hostPorts } from '../../src/config/index.js'
+import { sentinelGroup, services, tcpProxy, uniqueNamespace, waitFor, within } from '@porthole/testkit'
 
 const log = createLogger({ name: 'test', level: 'silent' })
 
@@ -44,4 +45,26 @@ test('a subscriber made with createRedis keeps receiving messages long after the
   await waitFor(() => got.length === 2, 2000, 'second message')
   assert.deepEqual(got, ['one', 'two'])
   assert.deepEqual(errors, [])
+})
+
+test('through Sentinel, createRedis writes to the primary and follows a failover to the replica by itself', async (t) => {
+  const group = await sentinelGroup(t)
+  const settings = { REDIS_URL: 'redis://ignored-with-sentinels:1', REDIS_SENTINELS: hostPorts('').parse(group.sentinels), REDIS_SENTINEL_NAME: group.name }
+  const r = createRedis(settings, log, 'test-sentinel')
+  const sub = createRedis(settings, log, 'test-sentinel-sub')
+  t.after(() => { r.disconnect(); sub.disconnect() })
+  const got: string[] = []
+  sub.on('message', (_c: string, m: string) => got.push(m))
+  await sub.subscribe('events')
+  await r.set('k', 'before')
+  const first = await group.primaryPort()
+  assert.equal(Number(await r.config('GET', 'port').then(x => (x as string[])[1])), first, 'commands go to the primary the Sentinels name')
+
+  const next = await group.failover()
+  assert.notEqual(next, first)
+  // The same connection, without being told: writes land on the new primary, the subscriber is subscribed there.
+  await waitFor(async () => await r.set('k', 'after').then(() => true, () => false), 30_000, 'a write to succeed after the failover')
+  assert.equal(Number(await r.config('GET', 'port').then(x => (x as string[])[1])), next)
+  assert.equal(await r.get('k'), 'after')
+  await waitFor(async () => { await r.publish('events', 'after failover'); return got.includes('after failover') }, 30_000, 'the subscriber to hear the new primary')
 })

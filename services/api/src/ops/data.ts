@@ -4,7 +4,7 @@
  * letters: dead-letters.ts).
  */
 import type { JobKind, JobRecord, JobState, StoredServer } from '@porthole/contracts'
-import { names } from '@porthole/shared/amqp'
+import { brokerNodes, names } from '@porthole/shared/amqp'
 import { PortholeError } from '@porthole/contracts/errors'
 import { AgentRegistry, keys, type AgentSeen } from '@porthole/shared/store'
 import type { Ctx } from '../context.js'
@@ -60,7 +60,7 @@ async function managementQueues (mgmtUrl: string, amqpUrl: string, wanted: strin
   const auth = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')
   u.username = ''
   u.password = ''
-  const vhost = decodeURIComponent(new URL(amqpUrl).pathname.slice(1)) || '/'
+  const vhost = decodeURIComponent(new URL(brokerNodes(amqpUrl)[0] as string).pathname.slice(1)) || '/'
   const res = await fetch(new URL(`api/queues/${encodeURIComponent(vhost)}?columns=name,messages_ready,messages_unacknowledged,consumers,message_stats`, u.href.endsWith('/') ? u.href : u.href + '/'), {
     headers: { authorization: `Basic ${auth}` }, signal: AbortSignal.timeout(3000)
   })

@@ -69,7 +69,7 @@ export class WebhookDeliverer {
   async start (): Promise<void> {
     if (this.running) return
     this.running = true
-    this.blocking = createRedis(this.d.config.REDIS_URL, this.d.log.child({ component: 'redis-webhooks' }), 'porthole-api-webhooks', { commandTimeoutMs: 0 })
+    this.blocking = createRedis(this.d.config, this.d.log.child({ component: 'redis-webhooks' }), 'porthole-api-webhooks', { commandTimeoutMs: 0 })
     this.fanOutLoop = this.fanOut()
     // Every replica claims due deliveries (each under its own lease in the store): delivery is shared work,
     // spread over the replicas' slots; only the group's clean-up is one replica's.

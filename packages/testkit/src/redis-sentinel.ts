@@ -1,0 +1,94 @@
+/**
+ * A replicated Redis of the test's own: a primary, one replica and three Sentinels (`redis-server
+ * --sentinel`), each on a free loopback port, in a temporary directory; never the machine's own Redis.
+ * `close()` kills every process and removes the directory.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import { waitFor, type Scope } from './index.js'
+import { freePort } from './stack.js'
+
+export interface SentinelGroup {
+  /** The name the Sentinels monitor the primary under. */
+  name: string
+  /** REDIS_SENTINELS for the services. */
+  sentinels: string
+  /** The port of whichever server is the primary now, as the Sentinels say. */
+  primaryPort: () => Promise<number>
+  /** Makes the replica the primary (SENTINEL FAILOVER) and waits until every Sentinel names it. */
+  failover: () => Promise<number>
+  close: () => Promise<void>
+}
+
+export async function sentinelGroup (t: Scope, name = 'porthole'): Promise<SentinelGroup> {
+  const dir = mkdtempSync(join(tmpdir(), 'porthole-sentinel-'))
+  const procs: ChildProcess[] = []
+  const clients: Redis[] = []
+  const close = async (): Promise<void> => {
+    for (const c of clients) c.disconnect()
+    await Promise.all(procs.map(async p => {
+      if (p.exitCode !== null || p.signalCode !== null) return
+      const gone = new Promise(resolve => p.once('exit', resolve))
+      p.kill('SIGKILL')
+      await gone
+    }))
+    rmSync(dir, { recursive: true, force: true })
+  }
+  t.after(close)
+  const run = (args: string[]): void => {
+    const p = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir })
+    p.stderr?.resume()
+    procs.push(p)
+  }
+  const client = (port: number): Redis => {
+    const c = new Redis({ host: '127.0.0.1', port, lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => 100 })
+    c.on('error', () => {})
+    clients.push(c)
+    return c
+  }
+  const base = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]
+  const primary = await freePort()
+  const replica = await freePort()
+  run(['--port', String(primary), ...base])
+  run(['--port', String(replica), '--replicaof', '127.0.0.1', String(primary), ...base])
+  const sentinelPorts: number[] = []
+  for (let i = 0; i < 3; i++) {
+    const port = await freePort()
+    sentinelPorts.push(port)
+    const conf = join(dir, `sentinel-${port}.conf`)
+    // A file of its own per Sentinel: each rewrites its configuration as it learns the group.
+    writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${primary} 2`,
+      `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 10000`, `sentinel parallel-syncs ${name} 1`, ''].join('\n'))
+    run([conf, '--sentinel'])
+  }
+  const sentinels = sentinelPorts.map(client)
+  const said = async (s: Redis): Promise<number> => Number((await s.call('SENTINEL', 'get-master-addr-by-name', name) as string[] | null)?.[1])
+  // Ready when the replica is in sync and every Sentinel knows the replica and the two other Sentinels.
+  const rep = client(replica)
+  await waitFor(async () => /master_link_status:up/.test(await rep.info('replication')), 30_000, 'the Redis replica to sync with its primary')
+  for (const s of sentinels) {
+    await waitFor(async () => {
+      const replicas = await s.call('SENTINEL', 'replicas', name) as unknown[]
+      const others = await s.call('SENTINEL', 'sentinels', name) as unknown[]
+      return replicas.length === 1 && others.length === 2 && await said(s) === primary
+    }, 30_000, 'each Sentinel to know the replica and the other Sentinels')
+  }
+  return {
+    name,
+    sentinels: sentinelPorts.map(p => `127.0.0.1:${p}`).join(','),
+    primaryPort: async () => await said(sentinels[0] as Redis),
+    async failover () {
+      const before = await said(sentinels[0] as Redis)
+      const next = before === primary ? replica : primary
+      await (sentinels[0] as Redis).call('SENTINEL', 'failover', name)
+      for (const s of sentinels) await waitFor(async () => await said(s) === next, 30_000, 'every Sentinel to name the new primary')
+      const promoted = client(next)
+      await waitFor(async () => /role:master/.test(await promoted.info('replication')), 30_000, 'the replica to become the primary')
+      return next
+    },
+    close
+  }
+}
