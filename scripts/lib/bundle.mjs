@@ -14,6 +14,38 @@ export const EXTERNAL = [
   '@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler'
 ]
 
+/**
+ * Modules that a package loads at start but uses only by calling their functions, and rarely: there, a stand-in
+ * that loads the module at the first call. [the importing package, the module, why]
+ */
+const LAZY = [
+  ['fastify', 'node:http2', 'fastify calls http2.createServer only for an http2 server; loading node:http2 was ~40 ms of a start'],
+  ['@fastify/static', 'glob', "@fastify/static calls glob() only with `wildcard: false`; glob's classes took ~30 ms to set up"],
+  ['ioredis', './cluster', 'ioredis exports its Cluster class, which Porthole never uses: ~30 ms of every start']
+]
+
+/**
+ * `require(module)` from the package → a stand-in whose every member is a function (or class) that loads the
+ * module when first called (or constructed); reading a member's own properties is not supported.
+ */
+const lazyModules = {
+  name: 'porthole-lazy-modules',
+  setup (build) {
+    for (const [pkg, mod] of LAZY) {
+      const filter = new RegExp(`^${mod.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`)
+      build.onResolve({ filter }, (a) => a.importer.includes(`${sep}node_modules${sep}${pkg}${sep}`) && a.namespace === 'file'
+        ? { path: mod, namespace: 'porthole-lazy', pluginData: { resolveDir: dirname(a.importer) } }
+        : undefined)
+    }
+    build.onLoad({ filter: /.*/, namespace: 'porthole-lazy' }, (a) => ({
+      loader: 'js',
+      resolveDir: a.pluginData.resolveDir,
+      contents: `let m; const load = () => (m ??= require(${JSON.stringify(a.path)}));
+module.exports = new Proxy({}, { get: (_, k) => typeof k === 'symbol' || k === '__esModule' ? undefined : function (...args) { return new.target === undefined ? load()[k].apply(this, args) : Reflect.construct(load()[k], args, new.target) } })`
+    }))
+  }
+}
+
 // ES modules have no `require`; the CommonJS packages in the bundle (fastify, ioredis, amqplib, pino, …)
 // require node's own modules through this one. `__portholeFile(rel)`: a file named relative to the bundle.
 const BANNER = [
@@ -73,7 +105,7 @@ export async function bundle (entry, outdir) {
     banner: { js: BANNER },
     metafile: true,
     logLevel: 'warning',
-    plugins: [ownPlace(outdir)]
+    plugins: [lazyModules, ownPlace(outdir)]
   })
   return Object.entries(r.metafile.outputs).filter(([f]) => f.endsWith('.js')).reduce((n, [, o]) => n + o.bytes, 0)
 }
