@@ -1,8 +1,10 @@
 /**
- * Start-up time of each service: from spawning `node --enable-source-maps services/<name>/dist/src/main.js`
- * (as production runs it) to its "ready" log line, against the real RabbitMQ and Redis, N times each; and, in
- * the same run, two floors: a node process that prints a line at once (node's own start), and a bare fastify
- * hello-world that listens on a port and then prints a line (what any fastify service pays).
+ * Start-up time of each service: from spawning `node --enable-source-maps services/<name>/dist/bundle/main.js`
+ * (its bundle, as production runs it: services/services.json) to its "ready" log line, against the real
+ * RabbitMQ and Redis, N times each; the same from `dist/src/main.js` (tsc's output, one file per module, as
+ * services ran before they were bundled); and, in the same run, three floors: a node process that prints a line
+ * at once (node's own start), and a bare fastify hello-world that listens on a port and then prints a line
+ * (what any fastify service pays), unbundled and bundled as the services are (scripts/lib/bundle.mjs).
  *
  * Beside the wall-clock time, the CPU time (user + system, from /proc, in 10 ms ticks) the process had used by
  * then: on a machine shared with other work the wall clock waits for the CPU, the CPU time does not.
@@ -14,8 +16,9 @@
  * with SIGTERM before the next start. The runs are interleaved, so that a noisy neighbour weighs on every row
  * alike.
  */
-import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ALL_SERVICES, REPO_ROOT, startStack, type Stack } from '@porthole/testkit'
 import { percentile, table } from './stats.js'
@@ -64,6 +67,17 @@ console.log('ready')
 process.on('SIGTERM', () => { void app.close() })`
 
 type Name = typeof ALL_SERVICES[number]
+const UNBUNDLED = 'dist/src/main.js'
+
+/** The bare fastify peer bundled as the services are (scripts/bundle-services.mjs), into a temporary directory. */
+function bundledHello (): { file: string, remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'porthole-bench-startup-'))
+  const remove = (): void => rmSync(dir, { recursive: true, force: true })
+  writeFileSync(join(dir, 'hello.mjs'), HELLO)
+  const r = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'bundle-services.mjs'), '--one', join(dir, 'hello.mjs'), join(REPO_ROOT, 'services', 'api'), join(dir, 'out')], { stdio: 'inherit' })
+  if (r.status !== 0) { remove(); throw new Error('could not bundle the bare fastify peer') }
+  return { file: join(dir, 'out', 'main.js'), remove }
+}
 
 /** Starts one service of its stack and times it to "ready"; then stops it. */
 async function service (stack: Stack, name: Name): Promise<Sample> {
@@ -74,7 +88,7 @@ async function service (stack: Stack, name: Name): Promise<Sample> {
   return sample
 }
 
-function row (what: string, samples: Sample[], base?: number): Record<string, string | number> {
+function row (what: string, samples: Sample[], base?: number, baseBundled?: number): Record<string, string | number> {
   const ms = samples.map(s => s.ms).sort((a, b) => a - b)
   const cpu = samples.map(s => s.cpu).sort((a, b) => a - b)
   const p50 = percentile(ms, 50)
@@ -85,33 +99,43 @@ function row (what: string, samples: Sample[], base?: number): Record<string, st
     'max ms': ms[ms.length - 1] ?? NaN,
     'p50 CPU ms': percentile(cpu, 50),
     'max CPU ms': cpu[cpu.length - 1] ?? NaN,
-    'p50 / fastify': base === undefined ? '' : (p50 / base).toFixed(2)
+    'p50 / fastify': base === undefined ? '' : (p50 / base).toFixed(2),
+    'p50 / bundled fastify': baseBundled === undefined ? '' : (p50 / baseBundled).toFixed(2)
   }
 }
 
 const cleanups: Array<() => Promise<void>> = []
-const stacks = new Map<Name, Stack>()
+// Per service, one stack running its bundle and one running tsc's output; each started once first, to
+// declare its queues: the measured starts are restarts.
+const stacks: Array<{ what: string, name: Name, stack: Stack, samples: Sample[] }> = []
 for (const name of ALL_SERVICES) {
-  const stack = await startStack({ after: fn => { cleanups.push(fn) } }, { services: [], keepLogs: false })
-  await service(stack, name) // declares its queues: the measured starts are restarts
-  stacks.set(name, stack)
+  for (const unbundled of [false, true]) {
+    const stack = await startStack({ after: fn => { cleanups.push(fn) } }, { services: [], keepLogs: false, mainFor: unbundled ? { [name]: UNBUNDLED } : {} })
+    await service(stack, name)
+    stacks.push({ what: unbundled ? `${name}, unbundled (${UNBUNDLED})` : name, name, stack, samples: [] })
+  }
 }
+const hello = bundledHello()
+cleanups.push(async () => { hello.remove() })
 const nodeOnly: Sample[] = []
-const hello: Sample[] = []
-const byService = new Map<string, Sample[]>(ALL_SERVICES.map(n => [n, []]))
+const fastify: Sample[] = []
+const fastifyBundled: Sample[] = []
 try {
   for (let i = 0; i < RUNS; i++) {
     nodeOnly.push(await floor(['-e', NODE_ONLY]))
-    hello.push(await floor(['--input-type=module', '-e', HELLO], join(REPO_ROOT, 'services', 'api')))
-    for (const [name, stack] of stacks) byService.get(name)?.push(await service(stack, name))
+    fastify.push(await floor(['--input-type=module', '-e', HELLO], join(REPO_ROOT, 'services', 'api')))
+    fastifyBundled.push(await floor(['--enable-source-maps', hello.file]))
+    for (const s of stacks) s.samples.push(await service(s.stack, s.name))
   }
 } finally {
   for (const fn of cleanups) await fn()
 }
-const base = percentile(hello.map(s => s.ms).sort((a, b) => a - b), 50)
+const base = percentile(fastify.map(s => s.ms).sort((a, b) => a - b), 50)
+const baseBundled = percentile(fastifyBundled.map(s => s.ms).sort((a, b) => a - b), 50)
 console.log(`spawn → "ready" line, ${RUNS} runs each, interleaved; real RabbitMQ and Redis on this machine`)
 console.log(table([
   row('floor: node, printing a line', nodeOnly),
-  row('floor: bare fastify hello-world, listening', hello, base),
-  ...ALL_SERVICES.map(n => row(n, byService.get(n) ?? [], base))
+  row('floor: bare fastify hello-world, listening', fastify, base, baseBundled),
+  row('floor: the same, bundled', fastifyBundled, base, baseBundled),
+  ...stacks.map(s => row(s.what, s.samples, base, baseBundled))
 ]))

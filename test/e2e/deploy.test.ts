@@ -200,8 +200,8 @@ test('no runtime image ships the test kit: the build deletes it, and no runtime 
 
 test('the image\'s entry point runs exactly the services of services/services.json, each from its entry point', async () => {
   const sh = await readFile(join(REPO_ROOT, 'deploy', 'entrypoint.sh'), 'utf8')
-  const names = /^\s+([a-z|-]+)\)\n\s+svc=\$1; shift\n\s+exec node --enable-source-maps "\/app\/services\/\$svc\/dist\/src\/main\.js"/m.exec(sh)
-  assert.ok(names !== null, 'entrypoint.sh runs a named service from /app/services/<name>/dist/src/main.js')
+  const names = /^\s+([a-z|-]+)\)\n\s+svc=\$1; shift\n\s+exec node --enable-source-maps "\/app\/services\/\$svc\/dist\/bundle\/main\.js"/m.exec(sh)
+  assert.ok(names !== null, 'entrypoint.sh runs a named service from its bundle, /app/services/<name>/dist/bundle/main.js')
   assert.deepEqual((names[1] as string).split('|').sort(), SERVICES.map(x => x.name).sort())
-  for (const s of SERVICES) assert.equal(`${s.dir}/${s.main}`, `services/${s.name}/dist/src/main.js`, `${s.name}'s entry point is where the image looks`)
+  for (const s of SERVICES) assert.equal(`${s.dir}/${s.main}`, `services/${s.name}/dist/bundle/main.js`, `${s.name}'s entry point is where the image looks`)
 })

@@ -9,8 +9,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
-import { startWebhookReceiver, tinyDomain, waitFor, type ApiResponse, type Scope } from '@porthole/testkit'
+import { mainOf, startWebhookReceiver, tinyDomain, waitFor, type ApiResponse, type Scope } from '@porthole/testkit'
 import * as ipmiSims from '@porthole/testkit/ipmi'
 import * as ovirtSims from '@porthole/testkit/ovirt'
 import { fileStack, finished, tenant } from '../e2e/fixtures.js'
@@ -205,7 +204,7 @@ test('a webhook secret is shown once: never in a listing, a delivery, a log line
 test('no secret in any log line, any ps output sampled during the run, any API answer, or Redis', async () => {
   const lines = await ps.stop()
   assert.ok(ps.samples() >= 20, `${ps.samples()} ps samples`)
-  const own = lines.filter(l => l.includes(join('services', 'api', 'dist', 'src', 'main.js')) || l.includes(join('console-gateway', 'dist', 'src', 'main.js')))
+  const own = lines.filter(l => l.includes(mainOf('api')) || l.includes(mainOf('console-gateway')))
   assert.ok(own.length >= 2, "the services' own command lines were sampled")
   const logs = stack.logs()
   assert.ok(logs.split('\n').length > 100 && logs.includes('"level":20'), 'debug logs were collected')

@@ -33,6 +33,8 @@ export const SERVICES: readonly ServiceEntry[] = (() => {
 })()
 export const ALL_SERVICES: readonly ServiceName[] = SERVICES.map(s => s.name)
 const entry = (name: ServiceName): ServiceEntry => SERVICES.find(s => s.name === name) as ServiceEntry
+/** The file a service runs from (its bundle: services/services.json's `main`), as `npm start` and the image run it. */
+export const mainOf = (name: ServiceName): string => join(REPO_ROOT, entry(name).dir, entry(name).main)
 
 export interface StackOptions {
   services?: readonly ServiceName[]
@@ -45,6 +47,8 @@ export interface StackOptions {
   nodeArgs?: string[]
   /** Extra arguments per service's node process, after `nodeArgs` (e.g. a `--cpu-prof-dir` of its own). */
   nodeArgsFor?: Partial<Record<ServiceName, string[]>>
+  /** Another entry point per service, relative to its directory (the startup bench times `dist/src/main.js`, unbundled). */
+  mainFor?: Partial<Record<ServiceName, string>>
   /**
    * Keep every log line in memory (default). Benchmarks turn it off: holding and scanning a million lines in
    * the measuring process would be measured too. Lines are still watched for "ready".
@@ -142,7 +146,7 @@ export class Stack {
       ...this.opts.envFor?.[name],
       ...extraEnv
     }
-    const main = join(REPO_ROOT, svc.dir, svc.main)
+    const main = this.opts.mainFor?.[name] === undefined ? mainOf(name) : join(REPO_ROOT, svc.dir, this.opts.mainFor[name])
     const p = spawn(process.execPath, ['--enable-source-maps', ...this.opts.nodeArgs ?? [], ...this.opts.nodeArgsFor?.[name] ?? [], main], { env, stdio: ['ignore', 'pipe', 'pipe'] })
     this.procs.set(name, p)
     const ready = new Promise<void>((resolve, reject) => {

@@ -1,10 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { join } from 'node:path'
-import { REPO_ROOT, startStack, testSecretKey } from '@porthole/testkit'
+import { mainOf, startStack, testSecretKey } from '@porthole/testkit'
 
-const MAIN = join(REPO_ROOT, 'services', 'api', 'dist', 'src', 'main.js')
+const MAIN = mainOf('api')
 
 test('main: serves, logs "ready", exits 0 on SIGTERM, never logs the admin token', async (t) => {
   const stack = await startStack(t, { services: ['api'] })

@@ -2,8 +2,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
 import { ConfigError } from '@porthole/shared/config'
+import { mainOf } from '@porthole/testkit'
 import { allowedOrigins, readConfig } from '../src/config.js'
 import { consoleUrl } from '../src/minter.js'
 
@@ -31,7 +31,7 @@ test('console URLs keep the prefix and carry the token in the fragment only', ()
 })
 
 test('the process exits non-zero naming the bad variable', () => {
-  const main = fileURLToPath(new URL('../src/main.js', import.meta.url))
+  const main = mainOf('console-gateway')
   const r = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, CONSOLE_TRANSIT_KEY: key(), CONSOLE_KEY: key(), GATEWAY_PORT: 'eighty' }, encoding: 'utf8', timeout: 10_000 })
   assert.notEqual(r.status, 0)
   assert.match(r.stderr, /GATEWAY_PORT/)

@@ -2,12 +2,11 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { join } from 'node:path'
 import { AmqpClient, type Delivery, type Disposition } from '@porthole/shared/amqp'
 import type { AgentRequest, Job, StoredServer } from '@porthole/contracts'
 import { createLogger } from '@porthole/shared/logging'
 import { TenantSlots, keys } from '@porthole/shared/store'
-import { REPO_ROOT, pipeline, states, waitFor, type Pipeline } from '@porthole/testkit'
+import { mainOf, pipeline, states, waitFor, type Pipeline } from '@porthole/testkit'
 
 // One stack for the file, its receiver capped at CAP jobs in flight per tenant. The servers are ipmi ones:
 // this stack's agents serve only kvm, so each test's stand-in agent is the only consumer of the ipmi queue.
@@ -79,7 +78,7 @@ async function slotsOf (tenantId: string): Promise<{ inFlight: number, parked: n
 
 /** A second receiver replica on the same namespace, as a process; `kill()` ends it with SIGKILL. */
 async function secondReceiver (t: { after: (fn: () => Promise<void>) => void }): Promise<{ out: () => string, kill: () => Promise<void> }> {
-  const proc = spawn(process.execPath, [join(REPO_ROOT, 'services', 'receiver', 'dist', 'src', 'main.js')], {
+  const proc = spawn(process.execPath, [mainOf('receiver')], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', RABBITMQ_URL: p.stack.svc.rabbitmqUrl, REDIS_URL: p.stack.svc.redisUrl, PORTHOLE_NAMESPACE: p.stack.ns, LOG_LEVEL: 'debug', TENANT_MAX_IN_FLIGHT: String(CAP), RECEIVER_METRICS_PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe']
   })

@@ -1,15 +1,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { join } from 'node:path'
-import { REPO_ROOT, dropNamespace, freePort, services, uniqueNamespace, waitFor, within } from '@porthole/testkit'
+import { dropNamespace, mainOf, freePort, services, uniqueNamespace, waitFor, within } from '@porthole/testkit'
 
 test('SIGTERM while the start still waits for an unreachable broker ends the receiver with exit code 0', async (t) => {
   const svc = await services()
   const ns = uniqueNamespace()
   t.after(async () => await dropNamespace(ns, svc))
   const closedPort = await freePort() // nothing listens there: the start keeps retrying the broker
-  const p = spawn(process.execPath, [join(REPO_ROOT, 'services', 'receiver', 'dist', 'src', 'main.js')], {
+  const p = spawn(process.execPath, [mainOf('receiver')], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', RABBITMQ_URL: `amqp://guest:guest@127.0.0.1:${closedPort}`, REDIS_URL: svc.redisUrl, PORTHOLE_NAMESPACE: ns, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
