@@ -1,77 +1,15 @@
 // Kiosk pools through the whole system, against real libvirt and real qcow2 files: a template on a tiny golden
 // image, clones made by the agents' pool controller, handed out by the API in one call, destroyed after use.
 // What happened is asked of libvirt (virsh) and the file system, never of Porthole's own records alone.
-import { after, test } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import {
-  fileDigest, hooksDir, poolDomains, poolOverlays, poolTemplate, removePoolLeftovers, sharedDir, testPoolName, virsh, waitFor, within, type PoolTemplate, type Scope
-} from '@porthole/testkit'
-import { consoleAddress, vncViewer, type LiveViewer } from '../security/support.js'
-import { fileStack, tenant, type Tenancy } from './fixtures.js'
+import { fileDigest, poolDomains, poolTemplate, testPoolName, virsh, waitFor, within } from '@porthole/testkit'
+import { defined, poolKit } from './pool-fixtures.js'
 
-const fileScope: Scope = { after: (fn) => after(fn) }
-const overlays = await sharedDir(fileScope, 'overlays')
-const hookOut = await sharedDir(fileScope, 'hook-out')
-const hooks = await hooksDir(fileScope, {
-  record: `echo "$PORTHOLE_POOL $PORTHOLE_CLONE $PORTHOLE_SLOT $PORTHOLE_MACS $PORTHOLE_OVERLAY" > "${hookOut}/$PORTHOLE_CLONE"`,
-  fail: 'echo "no seed for you" >&2; exit 3',
-  hang: 'sleep 600',
-  slow: 'sleep 2'
-})
-const stack = await fileStack({
-  envFor: {
-    agents: { POOL_OVERLAY_DIR: overlays, POOL_HOOKS_DIR: hooks, POOL_HOOK_TIMEOUT_SECONDS: '5', POOL_RECONCILE_SECONDS: '2', POOL_DISCONNECT_GRACE_SECONDS: '2', POOL_CLAIM_TIMEOUT_SECONDS: '20' }
-  }
-})
-const acme = await tenant(stack, 'pools-acme')
-const other = await tenant(stack, 'pools-other')
-
-interface PoolFixture { name: string, template: PoolTemplate }
-
-/** A pool on a fresh template, deleted (and waited for) at the test's end; leftovers removed whatever happens. */
-async function pool (t: Scope, o: { size: number, hooks?: string[], idleTimeoutSeconds?: number, tenancy?: Tenancy }): Promise<PoolFixture & { view: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const template = await poolTemplate(t)
-  const name = testPoolName()
-  removePoolLeftovers(t, name)
-  const r = await stack.api('POST', '/v1/pools', { name, tenantId: (o.tenancy ?? acme).tenantId, template: template.dom.name, size: o.size, ...(o.hooks === undefined ? {} : { hooks: o.hooks }), ...(o.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: o.idleTimeoutSeconds }) })
-  assert.equal(r.status, 201, JSON.stringify(r.body))
-  t.after(async () => { await deletePool(name) })
-  return { name, template, view: r.body }
-}
-
-async function deletePool (name: string): Promise<void> {
-  const r = await stack.api('DELETE', `/v1/pools/${name}`)
-  assert.ok(r.status === 204 || r.status === 404, JSON.stringify(r.body))
-  await waitFor(async () => (await stack.api('GET', `/v1/pools/${name}`)).status === 404, 90_000, `pool ${name} to be gone`, 200)
-  await waitFor(async () => (await poolDomains(name)).length === 0, 60_000, `pool ${name}'s domains to be gone`, 200)
-  assert.deepEqual(await poolOverlays(overlays, name), [], 'no overlay of a deleted pool is left')
-}
-
-/** The pool's view once `ready` clones are ready. */
-async function readyPool (name: string, ready: number): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return await waitFor(async () => {
-    const r = await stack.api('GET', `/v1/pools/${name}`)
-    return r.status === 200 && r.body.ready === ready && r.body.starting === 0 ? r.body : undefined
-  }, 120_000, `pool ${name} to have ${ready} ready clones`, 200)
-}
-
-async function handOut (name: string, key: string): Promise<{ status: number, body: any, headers: Headers }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return await stack.api('POST', `/v1/pools/${name}/sessions`, undefined, { key })
-}
-
-async function live (t: Scope, url: string): Promise<LiveViewer> {
-  const v = await vncViewer(consoleAddress(url))
-  t.after(async () => { v.ws.terminate() })
-  return v
-}
-
-/** Whether libvirt still defines the domain. */
-async function defined (name: string): Promise<boolean> {
-  return (await virsh('list', '--all', '--name')).split('\n').map(l => l.trim()).includes(name)
-}
+const { stack, overlays, hookOut, acme, other, pool, readyPool, handOut, live } = await poolKit()
 
 test('a broken template is refused with a problem that says what is wrong, and no pool is kept', async (t) => {
   const cases: Array<[string, () => Promise<string>, RegExp]> = [
@@ -203,6 +141,11 @@ test('200 concurrent hand-outs against a pool of 4: 4 distinct VMs, the rest 503
   assert.deepEqual(handed.filter(n => warm.has(n)).sort(), [...warm].sort(), 'every warm clone handed out once')
   assert.equal(new Set(handed).size, handed.length, 'no clone handed out twice')
   assert.equal(ok.length, 4 + handed.filter(n => !warm.has(n)).length)
+  // The API's metrics count them: hits and misses of this pool.
+  const metrics = await (await fetch(`${stack.apiUrl}/metrics`)).text()
+  const count = (outcome: string): number => Number(new RegExp(`porthole_pool_handouts_total\\{pool="${p.name}",outcome="${outcome}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0)
+  assert.equal(count('hit'), ok.length)
+  assert.equal(count('miss'), refused.length)
   assert.ok(refused.every(a => Number(a.headers.get('retry-after')) >= 1), 'each 503 says when to come back')
   assert.equal(new Set(ok.map(a => a.body.serverId)).size, 4, 'four distinct VMs')
   assert.equal(new Set(ok.map(a => a.body.sessionId)).size, 4)
