@@ -29,6 +29,8 @@ import { serverJobRoutes } from './routes/server-jobs.js'
 import { serverRoutes } from './routes/servers.js'
 import { tenantRoutes } from './routes/tenants.js'
 import { webhookRoutes } from './routes/webhooks.js'
+import { poolsPort } from './stations/pools-port.js'
+import { stationAdminRoutes, stationPageRoutes } from './stations/routes.js'
 import { WebhookDeliverer } from './webhooks/deliverer.js'
 import { validatorCompiler } from './validation.js'
 import { fixedValidators, lazySerializers } from './compilers.js'
@@ -130,7 +132,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an API key' } } },
       security: [{ bearer: [] }],
       tags: [
-        { name: 'tenants' }, { name: 'api-keys' }, { name: 'servers' }, { name: 'jobs' }, { name: 'console' }, { name: 'audit' }, { name: 'webhooks' }, { name: 'operations' }
+        { name: 'tenants' }, { name: 'api-keys' }, { name: 'servers' }, { name: 'jobs' }, { name: 'console' }, { name: 'audit' }, { name: 'webhooks' }, { name: 'pools' }, { name: 'operations' }
       ]
     }
   })
@@ -138,6 +140,8 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
 
   await app.register(operationRoutes(ctx))
   await app.register(opsRoutes(ctx))
+  const pools = poolsPort(ctx)
+  await app.register(stationPageRoutes(ctx, pools))
   await app.register(async (v1) => {
     v1.addHook('onRequest', async (req) => {
       // An address that keeps failing is refused before any key is looked at (guessing keys costs it).
@@ -170,6 +174,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     await v1.register(consoleSessionRoutes(ctx))
     await v1.register(auditRoutes(ctx))
     await v1.register(webhookRoutes(ctx))
+    await v1.register(stationAdminRoutes(ctx, pools))
   }, { prefix: '/v1' })
 
   app.addHook('onReady', async () => {
