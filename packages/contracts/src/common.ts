@@ -13,8 +13,8 @@ export const ServerId = Type.String({ format: 'uuid', description: 'server id' }
 export const TenantId = Type.String({ format: 'uuid', description: 'tenant id' })
 export const Timestamp = Type.String({ format: 'date-time', description: 'RFC 3339 time in UTC' })
 
-/** Roles of an API key. */
-export const Role = Type.Union([Type.Literal('admin'), Type.Literal('operator'), Type.Literal('customer')])
+/** Roles of an API key. `kiosk`: bound to a tenant, may only hand out its kiosk pools' desktops. */
+export const Role = Type.Union([Type.Literal('admin'), Type.Literal('operator'), Type.Literal('customer'), Type.Literal('kiosk')])
 export type Role = Static<typeof Role>
 
 /**

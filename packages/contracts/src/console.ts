@@ -21,7 +21,9 @@ export const ConsoleParams = Type.Object({
   /** The console page may renew the session itself, in its last five minutes. */
   renewable: Type.Optional(Type.Boolean()),
   /** The longest the session may live, renewals included (the API's CONSOLE_MAX_TOTAL_SECONDS). */
-  maxTotalSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: MAX_CONSOLE_TOTAL_SECONDS }))
+  maxTotalSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: MAX_CONSOLE_TOTAL_SECONDS })),
+  /** A kiosk pool's session: closed after this many seconds without keyboard or mouse input, whatever CONSOLE_IDLE_SECONDS says. */
+  idleSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_CONSOLE_TTL_SECONDS }))
 }, { additionalProperties: false })
 export type ConsoleParams = Static<typeof ConsoleParams>
 
@@ -86,7 +88,9 @@ export const ConsoleSession = Type.Object({
   renewable: Type.Optional(Type.Boolean()),
   maxExpiresAt: Type.Optional(Timestamp),
   /** A single-use session: the SHA-256 of the resume secret its first viewer offered, which lets that viewer (and only it) come back. */
-  resumeHash: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' }))
+  resumeHash: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+  /** A kiosk pool's session: its viewer is closed after this many seconds without input (ConsoleParams.idleSeconds). */
+  idleSeconds: Type.Optional(Type.Integer({ minimum: 1 }))
 }, { additionalProperties: false })
 export type ConsoleSession = Static<typeof ConsoleSession>
 

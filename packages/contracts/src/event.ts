@@ -1,10 +1,12 @@
 /**
- * What `/v1/events` and webhooks tell: job state changes (JobEvent, in job.ts) and console session events,
+ * What `/v1/events` and webhooks tell: job state changes (JobEvent, in job.ts), console session events and
+ * kiosk pool events (PoolEvent, in pool.ts),
  * all read from one Redis stream that the stores append to in the same step as each change (store/events.ts).
  */
 import { Type, type Static } from '@sinclair/typebox'
 import { Id, ServerId, TenantId, Timestamp } from './common.js'
 import { JOB_STATES } from './job.js'
+import { POOL_EVENTS } from './pool.js'
 
 /**
  * What happened to a console session: `opened` (the gateway minted it), `connected` (a viewer attached),
@@ -28,11 +30,11 @@ export type ConsoleEvent = Static<typeof ConsoleEvent>
  * Every event type a webhook can ask for: `job.<state>` for each job state, `console.<event>` for each
  * console event. (The SSE `event:` field is the family alone, `job` or `console`; the data says the rest.)
  */
-export const EVENT_TYPES = [...JOB_STATES.map(s => `job.${s}` as const), ...CONSOLE_EVENTS.map(e => `console.${e}` as const)] as const
+export const EVENT_TYPES = [...JOB_STATES.map(s => `job.${s}` as const), ...CONSOLE_EVENTS.map(e => `console.${e}` as const), ...POOL_EVENTS.map(e => `pool.${e}` as const)] as const
 export type EventType = typeof EVENT_TYPES[number]
 
-/** A webhook's subscription: an event type, or `job.*` / `console.*` for a whole family. */
-export const EventPattern = Type.Union([...EVENT_TYPES, 'job.*', 'console.*'].map(t => Type.Literal(t)))
+/** A webhook's subscription: an event type, or `job.*` / `console.*` / `pool.*` for a whole family. */
+export const EventPattern = Type.Union([...EVENT_TYPES, 'job.*', 'console.*', 'pool.*'].map(t => Type.Literal(t)))
 export type EventPattern = Static<typeof EventPattern>
 
 /** Whether `type` is one of `patterns` (no patterns: every event). */
@@ -44,7 +46,7 @@ export function eventMatches (patterns: readonly string[] | undefined, type: str
 
 /**
  * A webhook delivery's body (the Standard Webhooks payload shape): `type`, when it happened, and the event.
- * `data` is a JobEvent for `job.*`, a ConsoleEvent for `console.*`.
+ * `data` is a JobEvent for `job.*`, a ConsoleEvent for `console.*`, a PoolEvent for `pool.*`.
  */
 export const WebhookPayload = Type.Object({
   type: Type.String({ description: 'an EventType: job.<state> or console.<event>' }),

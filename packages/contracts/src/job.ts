@@ -1,6 +1,6 @@
 import { Type, type Static, type TProperties, type TSchema } from '@sinclair/typebox'
 import { ERROR_CODES } from './errors.js'
-import { Id, JobId, Sealed, ServerId, TenantId, Timestamp, isUuid } from './common.js'
+import { Id, JobId, Role, Sealed, ServerId, TenantId, Timestamp, isUuid } from './common.js'
 import { ConsoleParams, ConsoleProtocol, ConsoleResult } from './console.js'
 import { PowerAction, PowerStatus } from './power.js'
 import { StoredServer } from './server.js'
@@ -177,7 +177,7 @@ export type Tenant = Static<typeof Tenant>
 export const ApiKey = Type.Object({
   id: Id,
   name: Type.String({ minLength: 1, maxLength: 200 }),
-  role: Type.Union([Type.Literal('admin'), Type.Literal('operator'), Type.Literal('customer')]),
+  role: Role,
   tenantId: Type.Optional(TenantId),
   createdAt: Timestamp
 }, { additionalProperties: false })

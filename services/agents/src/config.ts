@@ -66,6 +66,15 @@ export const agentSettings = {
   SOL_BRIDGE_PUBLIC_HOST: str('the address the console gateway reaches this agent\'s serial-over-LAN bridge at', '127.0.0.1'),
   OVIRT_POLL_MS: int('how often the ovirt agent reads the VM state while confirming an action (milliseconds)', 1000, 50, 60_000),
   OVIRT_SHUTDOWN_WAIT_MS: int('how long "shutdown" waits for a VM to power off (milliseconds, bounded by the job deadline)', 60_000, 0, 3_600_000),
+  POOL_OVERLAY_DIR: str('directory of kiosk clones\' qcow2 overlays (qemu must be able to read and write there); set it to keep kiosk pools in this agents process (with kvm in AGENT_TYPES); empty: no pools here', ''),
+  POOL_HOOKS_DIR: str('directory of the executables kiosk pools may name as hooks (run on each new clone before it boots); empty: pools may name none', ''),
+  POOL_HOOK_TIMEOUT_SECONDS: int('how long one pool hook may run before it is killed and its clone fails', 60, 1, 3600),
+  POOL_LIBVIRT_URI: str('the libvirt URI of kiosk pool templates and clones (local: the overlays are files here)', 'qemu:///system'),
+  POOL_RECONCILE_SECONDS: int('interval of the pool controller\'s reconcile against libvirt and the overlay directory (orphans removed, pools refilled); its lease runs out after three', 10, 1, 3600),
+  POOL_DISCONNECT_GRACE_SECONDS: int('after a kiosk session\'s viewer disconnects, how long a reload may take to come back before the clone is destroyed', 10, 0, 600),
+  POOL_CLAIM_TIMEOUT_SECONDS: int('a claimed clone whose console was not handed out within this long (the API died mid-hand-out) is destroyed', 120, 10, 3600),
+  POOL_REFILL_CONCURRENCY: int('clones of one pool made at once', 2, 1, 32),
+  QEMU_IMG_PATH: str('the qemu-img binary the pool controller runs', 'qemu-img'),
   OVIRT_TICKET_SECONDS: int('lifetime asked for oVirt console tickets (one-time VNC passwords); the gateway reconnects with it for the whole console session, so keep it at least the longest session', 7200, 30, 7200)
 }
 

@@ -21,6 +21,7 @@ import { DRIVERS, type DriverFactory } from './registry.js'
 import { SolTickets } from './ipmi/sol-tickets.js'
 import { startSolBridge, type SolBridge } from './ipmi/sol.js'
 import { AgentMetrics } from './metrics.js'
+import { servesPools, startPools, type RunningPools } from './kvm/pools/index.js'
 
 const checkRequest = compile(AgentRequest, 'agent request')
 const checkJob = compile(JobSchema, 'job')
@@ -202,6 +203,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   }
 
   let listener: MetricsListener | undefined
+  let pools: RunningPools | undefined
   try {
     if (tickets !== undefined) {
       // readConfig made sure the secret is set where ipmi is served.
@@ -209,6 +211,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     }
     listener = await serveMetrics({ host: config.METRICS_HOST, port: config.AGENTS_METRICS_PORT, registry: metrics.registry, ready: () => amqp.connected && redis.status === 'ready', log })
     await amqp.start()
+    if (servesPools(config)) pools = await startPools(config, redis, metrics.registry, log)
     beats = startHeartbeat({ redis, ns, types: [...config.AGENT_TYPES], intervalSeconds: config.AGENT_HEARTBEAT_SECONDS, log: log.child({ component: 'heartbeat' }) })
     for (const driver of active) {
       // Both lanes: power jobs on the quorum queue, status and console jobs on the classic one (topology.ts).
@@ -216,6 +219,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       await amqp.consume(n.agentInteractiveQueue(driver.type), beats.tracked(handler(driver)), { prefetch: config.AGENT_PREFETCH })
     }
   } catch (err) {
+    await pools?.stop().catch(() => {})
     await beats?.stop()
     await amqp.close().catch(() => {})
     await listener?.close().catch(() => {})
@@ -229,6 +233,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     metricsPort: listener.port,
     async close () {
       await listener?.close().catch(() => {})
+      await pools?.stop().catch(() => {})
       // Running actions finish and report first: an action cut off here is never repeated by a redelivery
       // (the claim), so its job could only time out.
       await amqp.close(config.AGENT_STOP_GRACE_SECONDS * 1000)

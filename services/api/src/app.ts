@@ -10,8 +10,8 @@ import type { AmqpClient } from '@porthole/shared/amqp'
 import { SecretBox } from '@porthole/shared/crypto'
 import { PortholeError } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { ApiKeyStore, AuditLog, ConsoleSessionStore, ConsoleShareStore, EventReader, JobStore, ServerStore, TenantStore, WebhookStore, keys, type Redis } from '@porthole/shared/store'
-import { Authenticator } from './auth.js'
+import { ApiKeyStore, AuditLog, ConsoleSessionStore, ConsoleShareStore, EventReader, JobStore, ServerStore, TenantStore, WebhookStore, PoolStore, keys, type Redis } from '@porthole/shared/store'
+import { Authenticator, assertKioskRoute } from './auth.js'
 import type { ApiConfig } from './config.js'
 import type { Ctx } from './context.js'
 import { AuthFailures, EventStreams, limitError, requestLimit } from './limits.js'
@@ -32,6 +32,7 @@ import { webhookRoutes } from './routes/webhooks.js'
 import { poolsPort } from './stations/pools-port.js'
 import { stationAdminRoutes, stationPageRoutes } from './stations/routes.js'
 import { WebhookDeliverer } from './webhooks/deliverer.js'
+import { poolRoutes } from './routes/pools.js'
 import { validatorCompiler } from './validation.js'
 import { fixedValidators, lazySerializers } from './compilers.js'
 import { responseView } from './views.js'
@@ -82,7 +83,8 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     authFailures: new AuthFailures(redis, ns, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW_SECONDS * 1000),
     streams: new EventStreams(redis, ns, config, log.child({ component: 'events' })),
     events: new EventReader(redis, deps.blocking, ns, log.child({ component: 'event-stream' })),
-    webhooks: new WebhookStore(redis, ns)
+    webhooks: new WebhookStore(redis, ns),
+    pools: new PoolStore(redis, ns)
   }
   const deliverer = config.WEBHOOK_DELIVERY ? new WebhookDeliverer({ config, store: ctx.webhooks, box: ctx.box, log: log.child({ component: 'webhooks' }), metrics: { attempt: (status, seconds) => { ctx.metrics.webhookAttempts.observe({ status }, seconds) } } }) : undefined
   ctx.waiter.also(ctx.streams.channel, m => ctx.streams.onMessage(m))
@@ -152,6 +154,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
         if (err instanceof PortholeError && err.code === 'unauthorized') await ctx.authFailures.record(req.ip)
         throw err
       }
+      assertKioskRoute(req)
     })
     // Requests per API key, counted in Redis for every replica; its hook runs per route, after the one above.
     await v1.register(rateLimit, {
@@ -174,6 +177,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     await v1.register(consoleSessionRoutes(ctx))
     await v1.register(auditRoutes(ctx))
     await v1.register(webhookRoutes(ctx))
+    await v1.register(poolRoutes(ctx))
     await v1.register(stationAdminRoutes(ctx, pools))
   }, { prefix: '/v1' })
 

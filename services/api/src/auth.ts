@@ -33,7 +33,7 @@ export class Authenticator {
     if (rec === undefined) throw new PortholeError('unauthorized', 'unknown API key')
     const p: Principal = { id: rec.id, role: rec.role }
     if (rec.tenantId !== undefined) p.tenantId = rec.tenantId
-    if (p.role === 'customer' && p.tenantId === undefined) throw new PortholeError('unauthorized', 'customer key without a tenant')
+    if ((p.role === 'customer' || p.role === 'kiosk') && p.tenantId === undefined) throw new PortholeError('unauthorized', `${p.role} key without a tenant`)
     if (p.tenantId !== undefined && (await this.tenants.get(p.tenantId))?.suspended === true) {
       throw new PortholeError('forbidden', `tenant ${p.tenantId} is suspended: its keys are refused until it is resumed`, { details: { tenantSuspended: true } })
     }
@@ -54,9 +54,19 @@ export function requireRole (req: FastifyRequest, ...roles: Role[]): Principal {
   return p
 }
 
-/** The tenant the caller is confined to (customers), or undefined (admin, operator). */
+/** The tenant the caller is confined to (customers, kiosks), or undefined (admin, operator). */
 export function tenantScope (p: Principal): string | undefined {
-  return p.role === 'customer' ? p.tenantId : undefined
+  return p.role === 'customer' || p.role === 'kiosk' ? p.tenantId : undefined
+}
+
+/** Route config of the routes a `kiosk` key may call (the hand-out); a kiosk key gets 403 from every other. */
+export const KIOSK_ROUTE = { kiosk: true } as const
+
+/** Throws 403 when a kiosk key calls a route not marked KIOSK_ROUTE. */
+export function assertKioskRoute (req: FastifyRequest): void {
+  if (req.principal?.role !== 'kiosk') return
+  if ((req.routeOptions.config as { kiosk?: boolean } | undefined)?.kiosk === true) return
+  throw new PortholeError('forbidden', 'a kiosk key may only hand out its pools\' desktops (POST /v1/pools/{name}/sessions)')
 }
 
 /** 404 (never 403) for a resource of another tenant. */

@@ -53,6 +53,7 @@ export const apiSettings = {
   OPS_SESSION_TTL_SECONDS: int('lifetime of a dashboard (`/ops`) login session; it also ends when its API key is deleted', 28800, 60, 7 * 86400),
   RABBITMQ_MANAGEMENT_URL: optionalSecret("RabbitMQ's management API for the dashboard's queue rates, e.g. `http://user:password@rabbitmq:15672` (without it the dashboard reads depths and consumers with passive declares, and shows no broker rates)"),
   ...webhookSettings,
+  POOL_CHECK_WAIT_SECONDS: int('how long `POST /v1/pools` and `PATCH /v1/pools/{name}` wait for the agents\' pool controller to check the template (503 beyond, and a new pool is not kept)', 30, 1, 600),
   TENANT_MAX_QUEUED: int('jobs of one tenant (per lane: power, or status and console) waiting for a receiver\'s dispatch slot (see TENANT_MAX_IN_FLIGHT) past which the API refuses new ones with 429 and Retry-After', 200, 1, 1_000_000)
 }
 

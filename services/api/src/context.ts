@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import type { AmqpClient } from '@porthole/shared/amqp'
 import type { SecretBox } from '@porthole/shared/crypto'
 import type { Logger } from '@porthole/shared/logging'
-import type { ApiKeyStore, AuditLog, ConsoleSessionStore, ConsoleShareStore, EventReader, JobStore, Redis, ServerStore, TenantStore, WebhookStore } from '@porthole/shared/store'
+import type { ApiKeyStore, AuditLog, ConsoleSessionStore, ConsoleShareStore, EventReader, JobStore, PoolStore, Redis, ServerStore, TenantStore, WebhookStore } from '@porthole/shared/store'
 import type { AuditEntry } from '@porthole/contracts'
 import type { ApiConfig } from './config.js'
 import type { Authenticator, Principal } from './auth.js'
@@ -35,6 +35,8 @@ export interface Ctx {
   /** The event stream's tail and replay (GET /v1/events). */
   events: EventReader
   webhooks: WebhookStore
+  /** Kiosk pools and their clones (store/pools.ts). */
+  pools: PoolStore
 }
 
 /** Appends an audit entry; an audit failure is logged, never turned into a failed request after the fact. */

@@ -12,6 +12,9 @@ export interface Metrics {
   limitRefusals: Counter<'limit'>
   jobsRejected: Counter<'kind' | 'reason'>
   webhookAttempts: Histogram<'status'>
+  /** Kiosk hand-outs by pool and outcome: hit (a ready clone), miss (none ready: 503), failed (its console could not be made). */
+  poolHandouts: Counter<'pool' | 'outcome'>
+  poolHandoutSeconds: Histogram<'pool'>
 }
 
 export function createMetrics (o: { amqp: AmqpClient, ns: string, sessions: ConsoleSessionStore, redis: Record<string, Redis> }): Metrics {
@@ -44,5 +47,7 @@ export function createMetrics (o: { amqp: AmqpClient, ns: string, sessions: Cons
       try { this.set((await o.sessions.listLive()).filter(s => s.revokedAt === undefined).length) } catch { /* Redis down: keep the last value */ }
     }
   })
-  return { registry, httpDuration, jobsCreated, jobsRejected, limitRefusals, webhookAttempts }
+  const poolHandouts = new Counter({ name: 'porthole_pool_handouts_total', help: 'kiosk pool hand-outs by pool and outcome: hit (a ready clone was claimed), miss (none was ready: 503), failed (its console could not be made; the clone is destroyed)', labelNames: ['pool', 'outcome'] as const, registers: [registry] })
+  const poolHandoutSeconds = durationHistogram(registry, 'porthole_pool_handout_duration_seconds', 'kiosk hand-outs that succeeded, from the claim to the console URL, by pool', ['pool'] as const)
+  return { registry, httpDuration, jobsCreated, jobsRejected, limitRefusals, webhookAttempts, poolHandouts, poolHandoutSeconds }
 }

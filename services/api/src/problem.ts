@@ -140,7 +140,8 @@ export function clientError (err: NodeJS.ErrnoException, socket: Duplex): void {
 
 export function sendProblem (reply: FastifyReply, p: ProblemBody): FastifyReply {
   if (p.status === 401) reply.header('www-authenticate', 'Bearer')
-  if (p.status === 503) reply.header('retry-after', '5')
+  // A 503 that knows when to come back (an empty kiosk pool) says so; any other, 5 s.
+  if (p.status === 503) reply.header('retry-after', String(typeof p.retryAfter === 'number' ? p.retryAfter : 5))
   // Limits and quotas say when to come back (limits.ts); @fastify/rate-limit has set it already for its own.
   if (p.status === 429 && typeof p.retryAfter === 'number') reply.header('retry-after', String(p.retryAfter))
   return reply.code(p.status).type('application/problem+json').send(JSON.stringify(p))

@@ -125,6 +125,7 @@ export class Minter {
       maxExpiresAt: new Date(now + Math.max(ttl, params.maxTotalSeconds ?? DEFAULT_CONSOLE_MAX_TOTAL_SECONDS) * 1000).toISOString()
     }
     if (params.renewable === true) session.renewable = true
+    if (params.idleSeconds !== undefined) session.idleSeconds = params.idleSeconds
     try {
       // The URL carries the token: it goes to the API sealed and once, never into the job record or a message.
       const url = consoleUrl(this.d.publicUrl, id, token)

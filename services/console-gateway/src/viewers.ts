@@ -224,19 +224,25 @@ export class ViewerHub {
     }
     if (!v.closed) {
       this.armExpiry(v, Math.min(Date.parse(session.expiresAt), share === undefined ? Infinity : Date.parse(share.expiresAt)))
-      if (this.d.idleSeconds > 0) this.armIdle(v)
+      // A kiosk pool's session carries its own idle timeout; any other has the gateway's (0: none).
+      const idleSeconds = session.idleSeconds ?? this.d.idleSeconds
+      if (idleSeconds > 0) this.armIdle(v, idleSeconds)
       if (this.d.pingSeconds > 0) this.armPing(v)
       v.log.info({ protocol: session.protocol, singleUse: session.singleUse }, 'console viewer connected')
     }
     await relay
   }
 
-  private armIdle (v: Viewer): void {
-    const ms = this.d.idleSeconds * 1000
+  private armIdle (v: Viewer, seconds: number): void {
+    const ms = seconds * 1000
     const check = (): void => {
       const left = v.lastInput + ms - Date.now()
-      if (left <= 0) v.close('idle')
-      else v.timer(setTimeout(check, left))
+      if (left > 0) { v.timer(setTimeout(check, left)); return }
+      v.close('idle')
+      // A kiosk pool's session ends for good when idle (its VM is destroyed on the event): its URL opens no more.
+      if (v.session.idleSeconds !== undefined && v.shareId === undefined) {
+        void this.d.sessions.revoke(v.session).catch((err: unknown) => v.log.warn({ err: { message: (err as Error).message } }, 'could not revoke an idle kiosk session'))
+      }
     }
     v.timer(setTimeout(check, ms))
   }

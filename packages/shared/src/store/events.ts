@@ -1,15 +1,15 @@
 /**
  * The event stream: one Redis stream that the job store's and the session store's scripts append to in the
- * same step as each change they record, so that what `/v1/events` and webhooks tell is exactly what
+ * same step as each change they record (the pool store too), so that what `/v1/events` and webhooks tell is exactly what
  * happened, in order, and a reader that comes back with the last id it saw misses nothing.
  *
- * Entries have two fields: `type` (`job` or `console`) and `data` (the JobEvent or ConsoleEvent as JSON).
+ * Entries have two fields: `type` (`job`, `console` or `pool`) and `data` (the JobEvent, ConsoleEvent or PoolEvent as JSON).
  * Retention: the newest EVENT_STREAM_MAX_LENGTH entries (approximately: Redis trims whole nodes), which at a
  * few hundred bytes each is some tens of megabytes; a reader that comes back after more than that many
  * events is told that some were lost (EventReader.replay's `gap`).
  */
 import type { Redis } from 'ioredis'
-import type { ConsoleEvent, JobEvent } from '@porthole/contracts'
+import type { ConsoleEvent, JobEvent, PoolEvent } from '@porthole/contracts'
 import type { Logger } from '../logging/index.js'
 import { keys as keysOf } from './redis.js'
 
@@ -20,11 +20,13 @@ export const EVENT_STREAM_MAX_LENGTH = 100_000
  * Lua that appends one event to the stream: `stream` and `maxlen` are Lua expressions (an ARGV), `type` is
  * 'job' or 'console', `data` a Lua table. Evaluates to nothing; used inside the stores' scripts.
  */
-export function xaddLua (stream: string, maxlen: string, type: 'job' | 'console', data: string): string {
+export function xaddLua (stream: string, maxlen: string, type: StreamEventType, data: string): string {
   return `redis.call('XADD', ${stream}, 'MAXLEN', '~', ${maxlen}, '*', 'type', '${type}', 'data', cjson.encode(${data}))`
 }
 
-export type StreamEvent = { id: string, type: 'job', data: JobEvent } | { id: string, type: 'console', data: ConsoleEvent }
+/** The event families of the stream (the SSE `event:` field). */
+export type StreamEventType = 'job' | 'console' | 'pool'
+export type StreamEvent = { id: string, type: 'job', data: JobEvent } | { id: string, type: 'console', data: ConsoleEvent } | { id: string, type: 'pool', data: PoolEvent }
 
 /** Compares two stream ids (`ms-seq`): negative, zero or positive. */
 export function compareEventIds (a: string, b: string): number {
@@ -49,7 +51,7 @@ export function parseStreamEntry ([id, fields]: RawEntry): StreamEvent | undefin
     if (fields[i] === 'type') type = fields[i + 1]
     else if (fields[i] === 'data') data = fields[i + 1]
   }
-  if ((type !== 'job' && type !== 'console') || data === undefined) return undefined
+  if ((type !== 'job' && type !== 'console' && type !== 'pool') || data === undefined) return undefined
   try {
     return { id, type, data: JSON.parse(data) } as StreamEvent
   } catch { return undefined }

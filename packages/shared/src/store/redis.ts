@@ -105,6 +105,18 @@ export function keys (ns: string) {
     eventStreams: (apiKeyId: string) => `${p}sse:key:${apiKeyId}`,
     /** Suspended tenants, API keys revoked: for every API replica's open event streams. */
     accessEvents: `${p}events:access`,
+    /** Kiosk pools (store/pools.ts): each pool's spec and state, its clones, ready list, failures and name serial. */
+    pool: (name: string) => `${p}pool:${name}`,
+    pools: `${p}pools`,
+    poolIds: `${p}pools:ids`,
+    poolClones: (name: string) => `${p}pool:${name}:clones`,
+    poolReady: (name: string) => `${p}pool:${name}:ready`,
+    poolFailures: (name: string) => `${p}pool:${name}:failures`,
+    poolSerial: (name: string) => `${p}pool:${name}:serial`,
+    /** Server id → `<pool>/<clone>` for every clone's server record. */
+    poolServers: `${p}pools:servers`,
+    /** The pool controller's lease: one agents process keeps the pools at a time. */
+    poolControllerLease: `${p}pools:controller`,
     /** Prefix of @fastify/rate-limit's counters (one per API key). */
     requestRate: `${p}ratelimit:`
   }

@@ -11,7 +11,7 @@ const ApiKeyCreate = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 200 }),
   role: Role,
   tenantId: Type.Optional(TenantId)
-}, { additionalProperties: false, description: 'customer keys need the tenantId of an existing tenant; admin and operator keys have none' })
+}, { additionalProperties: false, description: 'customer and kiosk keys need the tenantId of an existing tenant (a kiosk key may only hand out its tenant\'s pools\' desktops); admin and operator keys have none' })
 
 const ApiKeyCreated = Type.Object({
   ...ApiKey.properties,
@@ -25,8 +25,8 @@ export function apiKeyRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     }, async (req, reply) => {
       const p = requireRole(req, 'admin')
       const { name, role, tenantId } = req.body
-      if (role === 'customer') {
-        if (tenantId === undefined) throw new ValidationError('a customer key needs a tenantId', 'tenantId')
+      if (role === 'customer' || role === 'kiosk') {
+        if (tenantId === undefined) throw new ValidationError(`a ${role} key needs a tenantId`, 'tenantId')
         if (await ctx.tenants.get(tenantId) === undefined) throw new ValidationError(`tenantId: no tenant ${tenantId}`, 'tenantId')
       } else if (tenantId !== undefined) {
         throw new ValidationError(`tenantId: ${role} keys are not bound to a tenant`, 'tenantId')

@@ -6,7 +6,7 @@
 import { once } from 'node:events'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
-import type { ConsoleEvent } from '@porthole/contracts'
+import { poolEventView, type ConsoleEvent } from '@porthole/contracts'
 import { ValidationError } from '@porthole/contracts/errors'
 import { compareEventIds, isEventId, type StreamEvent } from '@porthole/shared/store'
 import { principal, tenantScope } from '../auth.js'
@@ -18,7 +18,7 @@ import { eventView } from '../views.js'
 const SSE_MAX_BUFFERED = 1024 * 1024
 
 const DESCRIPTION = [
-  'Each job state change is an `event: job` whose data is a JobEvent; each console session event an `event: console` whose data is a ConsoleEvent (opened, connected, closed, expired, revoked).',
+  'Each job state change is an `event: job` whose data is a JobEvent; each console session event an `event: console` whose data is a ConsoleEvent (opened, connected, closed, expired, revoked); each kiosk pool event an `event: pool` whose data is a PoolEvent.',
   'Every event has an `id:` (its position in the event stream): reconnect with the `Last-Event-ID` header (or `?lastEventId=`) to get every event after it first.',
   'When events after that id have been dropped by the retention (the newest 100 000 are kept) an `event: gap` comes first. Comment lines (`: heartbeat`) keep the connection alive;',
   'an `event: end` comes before the stream ends because its key was deleted or its tenant suspended. Customers see their own tenant only; admins and operators everything, or one tenant with `?tenantId=`.'
@@ -34,7 +34,7 @@ const frames = new WeakMap<StreamEvent, string>()
 function frameOf (e: StreamEvent): string {
   let f = frames.get(e)
   if (f === undefined) {
-    const data = e.type === 'job' ? eventView(e.data) : consoleEventView(e.data)
+    const data = e.type === 'job' ? eventView(e.data) : e.type === 'pool' ? poolEventView(e.data) : consoleEventView(e.data)
     f = `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`
     frames.set(e, f)
   }
@@ -53,7 +53,7 @@ export function eventRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
           serverId: Type.Optional(Type.String({ format: 'uuid' })),
           jobId: Type.Optional(Type.String({ format: 'uuid' })),
           tenantId: Type.Optional(Type.String({ format: 'uuid', description: 'admins and operators: one tenant only' })),
-          types: Type.Optional(Type.String({ pattern: '^(job|console)(,(job|console))?$', description: '`job`, `console` or both (default)' })),
+          types: Type.Optional(Type.String({ pattern: '^(job|console|pool)(,(job|console|pool)){0,2}$', description: '`job`, `console`, `pool`, comma-separated (default all three)' })),
           lastEventId: Type.Optional(Type.String({ maxLength: 50, description: 'as the Last-Event-ID header, for clients that cannot set headers' }))
         }, { additionalProperties: false }),
         response: { 200: Type.String({ description: 'text/event-stream of JobEvent and ConsoleEvent' }), ...errors(400, 429) }
@@ -69,7 +69,7 @@ export function eventRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       // A customer naming another tenant sees nothing, as GET /v1/jobs answers [].
       const tenantId = scope ?? q.tenantId
       const foreign = scope !== undefined && q.tenantId !== undefined && q.tenantId !== scope
-      const types = new Set((q.types ?? 'job,console').split(','))
+      const types = new Set((q.types ?? 'job,console,pool').split(','))
       const wanted = (e: StreamEvent): boolean => {
         if (foreign || !types.has(e.type)) return false
         if (tenantId !== undefined && e.data.tenantId !== tenantId) return false

@@ -18,10 +18,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import { Station, StationCreate, StationGrant, StationInfo, StationSessionState } from '@porthole/contracts'
 import { ConflictError, NotFoundError, PortholeError } from '@porthole/contracts/errors'
-import { requireRole, type Principal } from '../auth.js'
+import { requireRole } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
 import { errors } from '../schemas.js'
-import type { PoolsPort } from './pools-port.js'
+import { stationPrincipal, type PoolsPort } from './pools-port.js'
 import { StationStore, type StoredStation } from './store.js'
 
 /** services/api/public/station, from dist/src/stations (compiled) or src/stations (tsx). */
@@ -38,11 +38,6 @@ const SessionParams = Type.Object({ id: Type.String({ format: 'uuid' }), session
 function view (s: StoredStation, sessionId: string | undefined): Station {
   const { secretHash: _, ...rest } = s
   return sessionId === undefined ? rest : { ...rest, sessionId }
-}
-
-/** Who a station's own requests are, in the audit log: the station, in its pool's tenant. */
-function stationPrincipal (s: StoredStation): Principal {
-  return { id: `station:${s.id}`, role: 'customer', tenantId: s.tenantId }
 }
 
 /** The origins of a pool's pictures, for the page's img-src (each checked to be http or https). */

@@ -17,7 +17,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
-import type { ConsoleEvent, DeliveryAttempt, JobEvent } from '@porthole/contracts'
+import { poolEventView, type ConsoleEvent, type DeliveryAttempt, type JobEvent, type PoolEvent } from '@porthole/contracts'
 import type { SecretBox } from '@porthole/shared/crypto'
 import { brief, type Logger } from '@porthole/shared/logging'
 import { createRedis, parseStreamEntry, webhookAad, WEBHOOK_GROUP, type Redis, type StoredDelivery, type WebhookStore } from '@porthole/shared/store'
@@ -127,10 +127,12 @@ export class WebhookDeliverer {
       await this.d.store.fanOut({ id: raw[0], type: 'unknown', tenantId: '', body: '' }) // acknowledges it, delivers nothing
       return
     }
-    const type = e.type === 'job' ? `job.${e.data.state}` : `console.${e.data.event}`
-    const data: JobEvent | ConsoleEvent = e.type === 'job'
+    const type = e.type === 'job' ? `job.${e.data.state}` : `${e.type}.${e.data.event}`
+    const data: JobEvent | ConsoleEvent | PoolEvent = e.type === 'job'
       ? eventView(e.data)
-      : { sessionId: e.data.sessionId, tenantId: e.data.tenantId, serverId: e.data.serverId, event: e.data.event, at: e.data.at }
+      : e.type === 'pool'
+        ? poolEventView(e.data)
+        : { sessionId: e.data.sessionId, tenantId: e.data.tenantId, serverId: e.data.serverId, event: e.data.event, at: e.data.at }
     const body = JSON.stringify({ type, timestamp: e.data.at, data })
     await this.d.store.fanOut({ id: e.id, type, tenantId: e.data.tenantId, body })
   }
