@@ -42,23 +42,15 @@ import WebSocket from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import { createLogger } from '@porthole/shared/logging'
 import { ALL_SERVICES, dropNamespace, freePort, startStack, tinyDomain, waitFor, type ServiceName, type Stack } from '@porthole/testkit'
-import { launchChromium } from '@porthole/testkit/chromium'
-import { UNCAPPED, closedLoop, jsonClient, percentile, table, type Summary } from './stats.js'
+import { FIRST_LIT_FRAME, launchChromium } from '@porthole/testkit/chromium'
+import { UNCAPPED, closedLoop, jsonClient, onlySections, percentile, table, type Summary } from './stats.js'
 import { measureCpu, perCall, stackProcesses, type CpuProcesses } from './cpu.js'
 import { formatSummary, profileFiles, summarizeFile } from './cpuprofile-summary.js'
 
 const quick = process.argv.includes('--quick')
 const SECTIONS = ['issue', 'relay', 'qemu', 'memory', 'browser'] as const
 type Section = (typeof SECTIONS)[number]
-/** The sections `--only=` names (all when absent); an unknown name stops the bench before anything starts. */
-const only = ((): Set<Section> => {
-  const arg = process.argv.find(a => a.startsWith('--only='))
-  if (arg === undefined) return new Set(SECTIONS)
-  const names = arg.slice('--only='.length).split(',').map(x => x.trim()).filter(x => x !== '')
-  const bad = names.filter(n => !(SECTIONS as readonly string[]).includes(n))
-  if (names.length === 0 || bad.length > 0) throw new Error(`--only= takes a comma-separated list of ${SECTIONS.join(', ')} (got ${arg})`)
-  return new Set(names as Section[])
-})()
+const only = onlySections(SECTIONS)
 const runs = (s: Section): boolean => only.has(s)
 const profileDir = process.argv.find(a => a.startsWith('--gateway-profile='))?.slice('--gateway-profile='.length)
 const cpuProfileArg = process.argv.find(a => a.startsWith('--cpu-profile='))?.slice('--cpu-profile='.length)
@@ -842,22 +834,6 @@ Gateway frames/s / websockify: ${(gw2.fpsN / ws2.fpsN).toFixed(2)} (aim ≥ 1); 
     const browser = await launchChromium(t, { width: 1024, height: 700 })
     const protocols = ['vnc', ...(process.env.GUACD_HOST !== undefined ? ['guacamole'] : [])]
     const rows4: Array<Record<string, string | number>> = []
-    // Resolves in the page at the first animation frame whose screen canvas (the largest one) has lit pixels;
-    // returns that moment as epoch ms, and the navigation's start.
-    const LIT = `new Promise((resolve) => {
-      const check = () => {
-        const cs = [...document.querySelectorAll('#screen canvas')].filter(c => c.width > 0).sort((a, b) => b.width * b.height - a.width * a.height)
-        const c = cs[0]
-        if (c !== undefined) {
-          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
-          let lit = 0
-          for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60 && ++lit > 200) break
-          if (lit > 200) { resolve({ at: performance.timeOrigin + performance.now(), nav: performance.timeOrigin }); return }
-        }
-        requestAnimationFrame(check)
-      }
-      check()
-    })`
     for (const protocol of protocols) {
       const server = servers[1 % servers.length] as string
       const total: number[] = []
@@ -870,7 +846,7 @@ Gateway frames/s / websockify: ${(gw2.fpsN / ws2.fpsN).toFixed(2)} (aim ≥ 1); 
         const g = await issue(server, protocol)
         const tApi = Date.now()
         await page.goto(g.url, { waitUntil: 'commit' })
-        const r = await page.evaluate(LIT) as { at: number, nav: number }
+        const r = await page.evaluate(FIRST_LIT_FRAME) as { at: number, nav: number }
         if (i === 0) cold = { total: r.at - t0, nav: r.at - r.nav }
         else { total.push(r.at - t0); api.push(tApi - t0); nav.push(r.at - r.nav) }
         await page.close()

@@ -75,3 +75,13 @@ export function jsonClient (baseUrl: string, token: string, maxSockets = 64): (m
     req.end(data)
   })
 }
+
+/** The sections `--only=` names (all when absent); an unknown name stops the bench before anything starts. */
+export function onlySections<S extends string> (sections: readonly S[], argv: readonly string[] = process.argv): Set<S> {
+  const arg = argv.find(a => a.startsWith('--only='))
+  if (arg === undefined) return new Set(sections)
+  const names = arg.slice('--only='.length).split(',').map(x => x.trim()).filter(x => x !== '')
+  const bad = names.filter(n => !(sections as readonly string[]).includes(n))
+  if (names.length === 0 || bad.length > 0) throw new Error(`--only= takes a comma-separated list of ${sections.join(', ')} (got ${arg})`)
+  return new Set(names as S[])
+}

@@ -61,7 +61,11 @@ const ROUTES: Record<string, Rule> = {
   'GET /v1/webhooks': { access: 'list' },
   'GET /v1/webhooks/{id}': { access: 'tenant', resource: 'webhook' },
   'GET /v1/webhooks/{id}/deliveries': { access: 'tenant', resource: 'webhook' },
-  'DELETE /v1/webhooks/{id}': { access: 'tenant', resource: 'webhook' }
+  'DELETE /v1/webhooks/{id}': { access: 'tenant', resource: 'webhook' },
+  // Kiosk stations: admins and operators only (the station page's own routes are hidden, like /ops).
+  'POST /v1/pools/{name}/stations': { access: 'staff' },
+  'GET /v1/pools/{name}/stations': { access: 'staff' },
+  'DELETE /v1/pools/{name}/stations/{id}': { access: 'staff' }
 }
 
 /**

@@ -46,3 +46,23 @@ export async function pageProblems (page: Page, o: { failed?: (status: number) =
   await page.addInitScript("document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))")
   return problems
 }
+
+/**
+ * A script for `page.evaluate` (or a frame's) on a console page: resolves at the first animation frame whose
+ * screen canvas (the largest under `#screen`) has lit pixels, with that moment and the navigation's start
+ * as epoch ms: `{ at, nav }`.
+ */
+export const FIRST_LIT_FRAME = `new Promise((resolve) => {
+  const check = () => {
+    const cs = [...document.querySelectorAll('#screen canvas')].filter(c => c.width > 0).sort((a, b) => b.width * b.height - a.width * a.height)
+    const c = cs[0]
+    if (c !== undefined) {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+      let lit = 0
+      for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60 && ++lit > 200) break
+      if (lit > 200) { resolve({ at: performance.timeOrigin + performance.now(), nav: performance.timeOrigin }); return }
+    }
+    requestAnimationFrame(check)
+  }
+  check()
+})`

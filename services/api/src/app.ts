@@ -29,6 +29,8 @@ import { serverJobRoutes } from './routes/server-jobs.js'
 import { serverRoutes } from './routes/servers.js'
 import { tenantRoutes } from './routes/tenants.js'
 import { webhookRoutes } from './routes/webhooks.js'
+import { poolsPort } from './stations/pools-port.js'
+import { stationAdminRoutes, stationPageRoutes } from './stations/routes.js'
 import { WebhookDeliverer } from './webhooks/deliverer.js'
 import { poolRoutes } from './routes/pools.js'
 import { validatorCompiler } from './validation.js'
@@ -141,6 +143,8 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
 
   await app.register(operationRoutes(ctx))
   await app.register(opsRoutes(ctx))
+  const pools = poolsPort(ctx)
+  await app.register(stationPageRoutes(ctx, pools))
   await app.register(async (v1) => {
     v1.addHook('onRequest', async (req) => {
       // An address that keeps failing is refused before any key is looked at (guessing keys costs it).
@@ -175,6 +179,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     await v1.register(auditRoutes(ctx))
     await v1.register(webhookRoutes(ctx))
     await v1.register(poolRoutes(ctx))
+    await v1.register(stationAdminRoutes(ctx, pools))
   }, { prefix: '/v1' })
 
   app.addHook('onReady', async () => {

@@ -1,5 +1,5 @@
 /** The API's settings, each an environment variable; the README's table is generated from `apiSettings`. */
-import { auditSettings, bool, commonSettings, publicGatewaySettings, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { auditSettings, bool, commonSettings, publicGatewaySettings, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, secretKeySettings, str, url, type ConfigOf, type Setting } from '@porthole/shared/config'
 import { DEFAULT_CONSOLE_MAX_TOTAL_SECONDS, MAX_CONSOLE_TOTAL_SECONDS } from '@porthole/contracts'
 
 /** Webhooks (routes/webhooks.ts, webhooks/deliverer.ts). */
@@ -50,6 +50,7 @@ export const apiSettings = {
   EVENT_STREAMS_PER_KEY: int('open `GET /v1/events` streams one API key may hold across every API replica', 5, 1, 1000),
   ...auditSettings,
   ...publicGatewaySettings,
+  PUBLIC_API_URL: url('the API as kiosk browsers reach it: station links (`POST /v1/pools/{name}/stations`) are built on it (default: the scheme and host the request came in on)', undefined, ['http', 'https']) as Setting<string | undefined>,
   OPS_SESSION_TTL_SECONDS: int('lifetime of a dashboard (`/ops`) login session; it also ends when its API key is deleted', 28800, 60, 7 * 86400),
   RABBITMQ_MANAGEMENT_URL: optionalSecret("RabbitMQ's management API for the dashboard's queue rates, e.g. `http://user:password@rabbitmq:15672` (without it the dashboard reads depths and consumers with passive declares, and shows no broker rates)"),
   ...webhookSettings,

@@ -19,6 +19,7 @@ export const configSpec = {
   CONSOLE_KEY: required(secret('32 random bytes, base64, known only to the gateway: seals console targets at rest and keys guacamole-lite tokens (`openssl rand -base64 32`)')),
   CONSOLE_KEY_ID: str('id of CONSOLE_KEY, stored with every target it seals so the key can be rotated', 'c1'),
   CONSOLE_OLD_KEYS: secret('earlier console keys still accepted for opening, as `id:base64,id:base64`', ''),
+  CONSOLE_FRAME_ANCESTORS: list('origins whose pages may show the console page in a frame, comma-separated: the API\'s origin when kiosk stations (`/station/...`) are used (default: none, the page refuses every frame)', []),
   ALLOWED_ORIGINS: list('origins allowed to open console WebSockets, comma-separated (default: the origin of PUBLIC_GATEWAY_URL)', []),
   GUACD_HOST: str('guacd host for guacamole sessions', '127.0.0.1'),
   GUACD_PORT: int('guacd port', 4822, 1, 65535),

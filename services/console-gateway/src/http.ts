@@ -94,6 +94,8 @@ function pickEncoding (header: string | string[] | undefined): 'br' | 'gzip' | u
 
 export interface HttpDeps {
   hub: ViewerHub
+  /** Origins that may frame the console page (CONSOLE_FRAME_ANCESTORS: kiosk station pages); none by default. */
+  frameAncestors?: readonly string[]
   sessions: ConsoleSessionStore
   shares: ConsoleShareStore
   audit: AuditLog
@@ -164,13 +166,21 @@ export function createHttp (d: HttpDeps): Server {
   }
 
   const send = (res: ServerResponse, status: number, type: string, body: string | Buffer, extra: Record<string, string> = {}): void => {
-    res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body), ...extra })
+    const headers: Record<string, string> = { ...SECURITY_HEADERS, 'content-type': type, 'content-length': String(Buffer.byteLength(body)), ...extra }
+    for (const [k, v] of Object.entries(headers)) if (v === '') delete headers[k] // a header `extra` takes away
+    res.writeHead(status, headers)
     res.end(body)
   }
   const problem = (res: ServerResponse, status: number, title: string, extra: Record<string, unknown> = {}): void =>
     send(res, status, 'application/problem+json', JSON.stringify({ type: 'about:blank', title, status, ...extra }), { 'cache-control': 'no-store' })
 
   const pages = pageApi({ ...d, send, problem, clientIp, log })
+  // The console page itself may be framed by the origins named (a kiosk station's page); X-Frame-Options,
+  // which cannot name several origins, gives way to the CSP's frame-ancestors then.
+  const ancestors = (d.frameAncestors ?? []).map(o => new URL(o).origin)
+  const pageHeaders: Record<string, string> = ancestors.length === 0
+    ? {}
+    : { 'content-security-policy': CSP.replace("frame-ancestors 'none'", `frame-ancestors ${ancestors.join(' ')}`), 'x-frame-options': '' }
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = route(req.url)
@@ -191,7 +201,7 @@ export function createHttp (d: HttpDeps): Server {
         ? { body: await cached(join(BUILT_DIR, built.page)), type: TYPES['.html'] as string }
         : await readAsset('console.html')
       if (page?.body === undefined) { problem(res, 500, 'Internal Server Error'); return }
-      send(res, 200, page.type, page.body, { 'cache-control': 'no-store' })
+      send(res, 200, page.type, page.body, { 'cache-control': 'no-store', ...pageHeaders })
       return
     }
     const info = INFO.exec(path)

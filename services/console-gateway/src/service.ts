@@ -60,6 +60,7 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
       shares,
       audit: new AuditLog(redis, c.PORTHOLE_NAMESPACE, c.AUDIT_RETENTION_DAYS),
       allowedOrigins: allowedOrigins(c),
+      frameAncestors: c.CONSOLE_FRAME_ANCESTORS,
       publicUrl: c.PUBLIC_GATEWAY_URL,
       trustProxy: c.TRUST_PROXY,
       healthy: () => amqp.connected && redis.status === 'ready',

@@ -1,0 +1,210 @@
+/**
+ * Kiosk pools (issue #10), through the real services (API, RabbitMQ, receiver, agents with the pool
+ * controller, console gateway, Redis) and real libvirt with a qcow2 golden image made by `qemu-img`, each
+ * figure beside a peer measured in the same run:
+ *  1. `url`: a plain console URL (`POST /v1/servers/{id}/console`) for a running tiny domain, 1 client: the
+ *     peer of the warm hand-out;
+ *  2. `bare`: a clone made by hand, as the scripts pools replace did (`qemu-img create -b golden`,
+ *     `virsh define`, `virsh start`): the peer of the refill;
+ *  3. `warm`: the warm hand-out (`POST /v1/pools/{name}/sessions` → URL) p50 and p99 on a full pool, and
+ *     each hand-out's refill (its answer → the pool's `ready` count full again, read every 20 ms): the time
+ *     per clone, beside `bare`;
+ *  4. `frame`: hand-out → first lit canvas frame of the console page in Chromium, beside the plain console
+ *     URL → first lit frame;
+ *  5. `cold`: the cold path: a hand-out on a pool whose clones are all in use, with `?wait=`, so that it takes
+ *     the clone made on demand (overlay + define + start + console).
+ *
+ *   npm run bench -- pool [--quick] [--only=url,bare,warm,frame,cold] [--json]
+ *
+ * Everything it starts (services, pools and their clones, domains, the golden image, Chromium) is removed on
+ * the way out, also after a failure or on SIGINT/SIGTERM.
+ */
+import { randomBytes } from 'node:crypto'
+import { startStack, goldenTemplate, bareClone, tinyDomain, waitFor, TEST_DOMAIN_PREFIX, TEST_LIBVIRT_URI, virsh, type Stack } from '@porthole/testkit'
+import { FIRST_LIT_FRAME, launchChromium } from '@porthole/testkit/chromium'
+import { UNCAPPED, jsonClient, onlySections, percentile, table } from './stats.js'
+
+const quick = process.argv.includes('--quick')
+const SECTIONS = ['url', 'bare', 'warm', 'frame', 'cold'] as const
+const only = onlySections(SECTIONS)
+const json = process.argv.includes('--json')
+const report = (text: string): void => { (json ? process.stderr : process.stdout).write(text + '\n') }
+const t00 = performance.now()
+const progress = (what: string): void => { process.stderr.write(`[pool bench +${((performance.now() - t00) / 1000).toFixed(1)} s] ${what}\n`) }
+const cleanups: Array<() => Promise<void>> = []
+const t = { after: (fn: () => Promise<void>) => { cleanups.push(fn) } }
+let cleaning: Promise<void> | undefined
+async function cleanUp (): Promise<void> {
+  cleaning ??= (async () => { for (const fn of cleanups.splice(0).reverse()) await fn().catch((err: Error) => { progress(`clean-up step failed: ${err.message}`) }) })()
+  await cleaning
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { void cleanUp().finally(() => process.exit(130)) })
+
+const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b)
+const p50 = (xs: number[]): number => percentile(sorted(xs), 50)
+const p99 = (xs: number[]): number => percentile(sorted(xs), 99)
+const RUNS = { url: quick ? 30 : 100, bare: quick ? 3 : 8, warm: quick ? 10 : 30, frame: quick ? 4 : 10, cold: quick ? 2 : 5 }
+
+type Client = ReturnType<typeof jsonClient>
+
+async function ok (c: Client, method: string, path: string, body?: unknown, want = [200, 201, 204]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const r = await c(method, path, body)
+  if (!want.includes(r.status)) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`)
+  return r.body
+}
+
+/** A pool of `size` on the golden template, full (every clone ready) before this returns; deleted at the end. */
+async function fullPool (c: Client, tenantId: string, template: string, size: number): Promise<string> {
+  const name = `${TEST_DOMAIN_PREFIX}p${randomBytes(2).toString('hex')}`
+  await ok(c, 'POST', '/v1/pools', { name, tenantId, template, size, idleTimeoutSeconds: 600, maxSessionSeconds: 3600 })
+  t.after(async () => {
+    await c('DELETE', `/v1/pools/${name}`)
+    // The controller removes the clones after the answer: wait for libvirt to list none before the services stop.
+    await waitFor(async () => (await virsh('list', '--all', '--name')).split('\n').every(d => !d.trim().startsWith(name)) ? true : undefined, 120_000, `pool ${name}'s clones to go`, 200)
+  })
+  await untilReady(c, name, size, 120_000)
+  return name
+}
+
+/** Waits until the pool has `n` ready clones; returns when that was seen (ms, performance.now()). */
+async function untilReady (c: Client, pool: string, n: number, timeoutMs = 60_000): Promise<number> {
+  return await waitFor(async () => {
+    const v = await ok(c, 'GET', `/v1/pools/${pool}`)
+    return v.ready >= n ? performance.now() : undefined
+  }, timeoutMs, `pool ${pool} to have ${n} ready`, 20)
+}
+
+async function main (): Promise<void> {
+  const needPools = only.has('warm') || only.has('frame') || only.has('cold')
+  progress('starting the services')
+  const golden = await goldenTemplate(t)
+  const stack: Stack = await startStack(t, {
+    keepLogs: false,
+    envFor: {
+      receiver: UNCAPPED,
+      agents: { AGENT_TYPES: 'kvm', POOL_OVERLAY_DIR: golden.dir, POOL_LIBVIRT_URI: TEST_LIBVIRT_URI },
+      'console-gateway': { CONSOLE_FRAME_ANCESTORS: '' }
+    }
+  })
+  const c = jsonClient(stack.apiUrl, stack.adminToken)
+  const tenant = await ok(c, 'POST', '/v1/tenants', { name: 'bench-pool' })
+  const rows: Array<Record<string, string | number>> = []
+  const figures: Record<string, number> = {}
+
+  // 1. the peer of the hand-out: a plain console URL for a running VM.
+  let urlP50 = NaN
+  let serverId: string | undefined
+  if (only.has('url') || only.has('frame')) {
+    const dom = await tinyDomain(t)
+    await dom.settled()
+    const s = await ok(c, 'POST', '/v1/servers', { name: dom.name, tenantId: tenant.id, agent: 'kvm', connection: { uri: dom.uri, domain: dom.name } })
+    serverId = s.id as string
+  }
+  const plainUrl = async (): Promise<{ sessionId: string, url: string }> => await ok(c, 'POST', `/v1/servers/${serverId ?? ''}/console`, { ttlSeconds: 600 })
+  if (only.has('url')) {
+    progress('1. plain console URL')
+    const lat: number[] = []
+    for (let i = 0; i < RUNS.url + 3; i++) {
+      const t0 = performance.now()
+      const g = await plainUrl()
+      if (i >= 3) lat.push(performance.now() - t0)
+      await ok(c, 'DELETE', `/v1/console-sessions/${g.sessionId}`)
+    }
+    urlP50 = p50(lat)
+    figures.urlP50Ms = urlP50
+    figures.urlP99Ms = p99(lat)
+    rows.push({ what: 'plain console URL (POST …/console), peer', runs: lat.length, 'p50 ms': urlP50, 'p99 ms': p99(lat), ratio: '' })
+  }
+
+  // 2. the peer of the refill: a clone made by hand.
+  let bareP50 = NaN
+  if (only.has('bare')) {
+    progress('2. bare qemu-img + virsh define + virsh start')
+    const runs = []
+    for (let i = 0; i < RUNS.bare; i++) runs.push(await bareClone(t, golden))
+    bareP50 = p50(runs.map(r => r.totalMs))
+    figures.bareP50Ms = bareP50
+    rows.push({ what: `bare clone, peer (overlay ${p50(runs.map(r => r.overlayMs)).toFixed(1)} + define ${p50(runs.map(r => r.defineMs)).toFixed(1)} + start ${p50(runs.map(r => r.startMs)).toFixed(1)} ms)`, runs: runs.length, 'p50 ms': bareP50, 'p99 ms': p99(runs.map(r => r.totalMs)), ratio: '' })
+  }
+
+  if (needPools) {
+    const size = 2
+    const pool = await fullPool(c, tenant.id, golden.name, size)
+    const handOut = async (wait = 0): Promise<{ sessionId: string, url: string }> => await ok(c, 'POST', `/v1/pools/${pool}/sessions${wait > 0 ? `?wait=${wait}` : ''}`)
+
+    if (only.has('warm')) {
+      progress('3. warm hand-out and refill')
+      const lat: number[] = []
+      const refill: number[] = []
+      for (let i = 0; i < RUNS.warm + 2; i++) {
+        await untilReady(c, pool, size)
+        const t0 = performance.now()
+        const g = await handOut()
+        const t1 = performance.now()
+        // Disposal (off the path) and refill start now; the refill is done when the pool is full again.
+        await ok(c, 'DELETE', `/v1/console-sessions/${g.sessionId}`)
+        const full = await untilReady(c, pool, size, 120_000)
+        if (i >= 2) { lat.push(t1 - t0); refill.push(full - t1) }
+      }
+      figures.warmP50Ms = p50(lat)
+      figures.warmP99Ms = p99(lat)
+      figures.refillP50Ms = p50(refill)
+      rows.push({ what: 'warm hand-out (POST /v1/pools/{name}/sessions → URL)', runs: lat.length, 'p50 ms': p50(lat), 'p99 ms': p99(lat), ratio: Number.isNaN(urlP50) ? '' : `${(p50(lat) / urlP50).toFixed(2)}× plain URL` })
+      rows.push({ what: 'refill per clone (hand-out answered → pool full again)', runs: refill.length, 'p50 ms': p50(refill), 'p99 ms': p99(refill), ratio: Number.isNaN(bareP50) ? '' : `${(p50(refill) / bareP50).toFixed(2)}× bare` })
+    }
+
+    if (only.has('frame')) {
+      progress('4. hand-out → first lit frame in Chromium')
+      const browser = await launchChromium(t, { width: 1280, height: 800 })
+      const toFrame = async (get: () => Promise<{ sessionId: string, url: string }>): Promise<number> => {
+        const page = await browser.newPage()
+        try {
+          const t0 = Date.now()
+          const g = await get()
+          await page.goto(g.url, { waitUntil: 'commit' })
+          const r = await page.evaluate(FIRST_LIT_FRAME) as { at: number }
+          await page.close()
+          await ok(c, 'DELETE', `/v1/console-sessions/${g.sessionId}`)
+          return r.at - t0
+        } finally { await page.close().catch(() => {}) }
+      }
+      const fromPool: number[] = []
+      const fromUrl: number[] = []
+      for (let i = 0; i < RUNS.frame + 1; i++) {
+        await untilReady(c, pool, size)
+        const a = await toFrame(async () => await handOut())
+        const b = await toFrame(plainUrl)
+        if (i >= 1) { fromPool.push(a); fromUrl.push(b) } // the first warms the page's cache
+      }
+      figures.handoutToFrameP50Ms = p50(fromPool)
+      rows.push({ what: 'plain console URL → first lit frame, peer', runs: fromUrl.length, 'p50 ms': p50(fromUrl), 'p99 ms': p99(fromUrl), ratio: '' })
+      rows.push({ what: 'hand-out → first lit frame (Chromium, 1280×800)', runs: fromPool.length, 'p50 ms': p50(fromPool), 'p99 ms': p99(fromPool), ratio: `${(p50(fromPool) / p50(fromUrl)).toFixed(2)}× plain URL` })
+    }
+
+    if (only.has('cold')) {
+      progress('5. the cold path')
+      const lat: number[] = []
+      for (let i = 0; i < RUNS.cold; i++) {
+        await untilReady(c, pool, size)
+        const held = [await handOut(), await handOut()] // every ready clone in use
+        const t0 = performance.now()
+        const g = await handOut(120)
+        lat.push(performance.now() - t0)
+        for (const s of [...held, g]) await ok(c, 'DELETE', `/v1/console-sessions/${s.sessionId}`)
+      }
+      figures.coldP50Ms = p50(lat)
+      rows.push({ what: 'cold hand-out (pool all in use, ?wait=: overlay + define + start + console)', runs: lat.length, 'p50 ms': p50(lat), 'p99 ms': p99(lat), ratio: Number.isNaN(bareP50) ? '' : `${(p50(lat) / bareP50).toFixed(2)}× bare` })
+    }
+  }
+
+  report(`pool bench, ${new Date().toISOString()}${quick ? ' (quick)' : ''}, sections: ${[...only].join(', ')}\n`)
+  report(table(rows))
+  report('\nAims (issue #10): warm hand-out p50 ≤ 50 ms and ≤ 2× a plain console URL; refill per clone ≤ 1.5× a bare clone.')
+  if (json) process.stdout.write(JSON.stringify(figures) + '\n')
+}
+
+try {
+  await main()
+} finally {
+  await cleanUp()
+}
