@@ -75,6 +75,7 @@ test('hostile names, error messages, agent hosts and dead letters render as text
   const dead = `#dead-table tr[data-message-id="${deadId}"]`
   await waitFor(async () => { await page.click('button[data-tab="dead"]'); return await page.$(dead) !== null }, 30_000, 'the dead letter on its tab', 500)
   assert.ok((await text(page, dead)).includes(H.kind), `its kind as text: ${await text(page, dead)}`)
+  assert.match(await page.getAttribute(`${dead} time`, 'datetime') ?? '', /^\d{4}-\d\d-\d\dT/, 'when it was dead-lettered')
   await assertInert(page, 'dead letters')
   await shot(t, 'dead-letters')
 
