@@ -1,15 +1,16 @@
 // The dashboard shows values that come from outside — tenant and server names, agents' error messages, agent
-// hosts, dead letters' fields — as text, in Chromium: markup in them (`<img onerror>`, `"><script>`, `<svg
+// hosts, dead letters' fields, live consoles — as text, in Chromium: markup in them (`<img onerror>`, `"><script>`, `<svg
 // onload>`) renders as the characters it is made of, no element of it reaches the DOM, no script of it runs,
 // and the page's CSP never has to refuse anything (a refusal would mean something tried).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import type { Page } from 'playwright-core'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import { createLogger } from '@porthole/shared/logging'
-import { AgentRegistry, JobStore, createRedis } from '@porthole/shared/store'
-import { startStack, waitFor } from '@porthole/testkit'
+import { SecretBox } from '@porthole/shared/crypto'
+import { AgentRegistry, ConsoleSessionStore, JobStore, createRedis } from '@porthole/shared/store'
+import { startStack, testSecretKey, waitFor } from '@porthole/testkit'
 import { tenant } from './fixtures.js'
 import { jobRow, logIn, opsBrowser } from './ops-browser.js'
 
@@ -33,7 +34,7 @@ async function assertInert (p: Page, where: string): Promise<void> {
 
 const text = async (p: Page, sel: string): Promise<string> => await p.textContent(sel) ?? ''
 
-test('hostile names, error messages, agent hosts and dead letters render as text; no script runs and the CSP holds', async (t) => {
+test('hostile names, error messages, agent hosts, dead letters and consoles render as text; no script runs and the CSP holds', async (t) => {
   // No receiver: the job stays as the test puts it, and the dead letter stays dead.
   const stack = await startStack(t, { services: ['api'] })
   const acme = await tenant(stack, H.tenant)
@@ -47,6 +48,14 @@ test('hostile names, error messages, agent hosts and dead letters render as text
   assert.equal((await new JobStore(redis, stack.ns).transition(job.id, 'failed', { error: { code: 'action', message: H.error, retryable: false } })).status, 'ok')
   const at = new Date().toISOString()
   await new AgentRegistry(redis, stack.ns).beat({ instance: `${H.host}/1/1`, host: H.host, pid: 1, types: ['kvm'], startedAt: at, at, inFlight: [], done: 0 }, 60)
+  // A live console session of the hostile server (as the gateway records one; its target sealed with a key of the test's own).
+  const sessionId = randomUUID()
+  const box = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: testSecretKey(), PORTHOLE_SECRET_KEY_ID: 't', PORTHOLE_OLD_SECRET_KEYS: '' })
+  await new ConsoleSessionStore(redis, stack.ns).create({
+    id: sessionId, serverId: server.body.id, tenantId: acme.tenantId, serverName: H.server, jobId: randomUUID(), protocol: 'vnc',
+    target: box.seal({ kind: 'vnc', host: '127.0.0.1', port: 5900 }, sessionId), tokenHash: randomBytes(32).toString('hex'),
+    createdAt: at, expiresAt: new Date(Date.now() + 600_000).toISOString(), singleUse: false
+  })
   // A dead letter with markup in its fields: a message that expires where nothing consumes it.
   const amqp = new AmqpClient({ url: stack.svc.rabbitmqUrl, namespace: stack.ns, log, name: 'ops-hostile' })
   t.after(async () => { await amqp.close(1000) })
@@ -78,6 +87,12 @@ test('hostile names, error messages, agent hosts and dead letters render as text
   assert.match(await page.getAttribute(`${dead} time`, 'datetime') ?? '', /^\d{4}-\d\d-\d\dT/, 'when it was dead-lettered')
   await assertInert(page, 'dead letters')
   await shot(t, 'dead-letters')
+
+  await page.click('button[data-tab="consoles"]')
+  const session = `#sessions-table tr[data-session-id="${sessionId}"]`
+  await page.waitForSelector(session, { timeout: 15_000 })
+  assert.ok((await text(page, session)).includes(H.server) && (await text(page, session)).includes(H.tenant), `the console's names as text: ${await text(page, session)}`)
+  await assertInert(page, 'consoles')
 
   await page.click('button[data-tab="audit"]')
   await waitFor(async () => (await text(page, 'main')).includes('job.power.off'), 15_000, 'the audit tab')
