@@ -6,7 +6,7 @@
  * - A console job for `serial` registers a ticket: a random token (256 bits) under which Redis keeps, for the
  *   session's lifetime, the BMC connection and the job's id sealed with PORTHOLE_SECRET_KEY (aad bound to the
  *   token's hash; Redis holds only that hash as the key). Any agent replica can serve it. The token travels
- *   to the gateway sealed inside the console target (`{kind:'sol', host, port, password: token}`).
+ *   to the gateway sealed inside the console target (`{kind:'sol', host, port, ticket}`).
  * - The bridge listens on 127.0.0.1 unless SOL_BRIDGE_HOST says otherwise, and serves only the gateway: the
  *   first line must be a hello signed with SOL_BRIDGE_SECRET (`PORTHOLE-SOL/2 <token> <sessionId> <ms>
  *   <nonce> <mac>`, see readSolHello in @porthole/shared/crypto). A peer whose hello is not (a wrong or no
