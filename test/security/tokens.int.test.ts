@@ -250,17 +250,20 @@ async function bridgeAnswer (host: string, port: number, ticket: string, session
 }
 
 /** The serial session's bridge ticket as the gateway holds it now (sealed in the session with the console key). */
-async function heldTicket (sessionId: string): Promise<{ kind: string, host: string, port: number, password: string }> {
+async function heldTicket (sessionId: string): Promise<{ kind: string, host: string, port: number, ticket: string }> {
   const redis = new Redis(stack.svc.redisUrl)
   const session = await new ConsoleSessionStore(redis, stack.ns).get(sessionId)
   redis.disconnect()
   assert.ok(session !== undefined)
   const box = SecretBox.fromSettings({ PORTHOLE_SECRET_KEY: stack.consoleKey, PORTHOLE_SECRET_KEY_ID: 'c1', PORTHOLE_OLD_SECRET_KEYS: '' })
-  return box.open<{ kind: string, host: string, port: number, password: string }>(session.target, session.id)
+  const held = box.open<{ kind: string, host: string, port: number, ticket: string, password?: string }>(session.target, session.id)
+  // The ticket under its own name, and nothing beside it that a reader could take for a password.
+  assert.equal(held.password, undefined, 'no `password` in a serial target')
+  return held
 }
 
 /** The serial console of the test below, for the one after it. */
-let serialCase: { serial: ConsoleAddress, target: { host: string, port: number, password: string }, viewer: { ws: WebSocket, closed: Promise<number> } } | undefined
+let serialCase: { serial: ConsoleAddress, target: { host: string, port: number, ticket: string }, viewer: { ws: WebSocket, closed: Promise<number> } } | undefined
 
 test('a serial console (IPMI SOL): forged and foreign tokens are refused, at the gateway and at the bridge', async () => {
   const device = await sims.startSerialDevice(scope)
@@ -276,13 +279,13 @@ test('a serial console (IPMI SOL): forged and foreign tokens are refused, at the
   // The bridge ticket, as the gateway holds it.
   const target = await heldTicket(serial.sessionId)
   assert.equal(target.kind, 'sol')
-  issued.push(target.password)
-  for (const forgery of [randomBytes(32).toString('base64url'), target.password.slice(0, -1), `${target.password}A`, createHash('sha256').update(target.password).digest('hex')]) {
+  issued.push(target.ticket)
+  for (const forgery of [randomBytes(32).toString('base64url'), target.ticket.slice(0, -1), `${target.ticket}A`, createHash('sha256').update(target.ticket).digest('hex')]) {
     forged.add(forgery)
     assert.match(await bridgeAnswer(target.host, target.port, forgery, serial.sessionId), /^ERR /, 'a forged bridge ticket')
   }
   // Without the gateway's signature even the real ticket gets not a byte.
-  assert.equal(await bridgeAnswer(target.host, target.port, target.password, serial.sessionId, false), '', 'an unsigned hello')
+  assert.equal(await bridgeAnswer(target.host, target.port, target.ticket, serial.sessionId, false), '', 'an unsigned hello')
   // The real one reaches the host: the banner through the gateway (positive control). It stays open for the next test.
   const viewer = await serialViewer(serial, device.banner)
   scope.after(async () => { viewer.ws.terminate() })
@@ -298,8 +301,8 @@ test('a revoked serial console: its live viewer is closed, its token and its bri
   // The session is revoked: the ticket the gateway holds for it now, signed as the gateway signs, must not open
   // the BMC's serial console either.
   const held = await heldTicket(serial.sessionId)
-  issued.push(held.password)
-  assert.match(await bridgeAnswer(target.host, target.port, held.password, serial.sessionId), /^ERR /, 'the ticket of a revoked session')
+  issued.push(held.ticket)
+  assert.match(await bridgeAnswer(target.host, target.port, held.ticket, serial.sessionId), /^ERR /, 'the ticket of a revoked session')
 })
 
 test('no token, valid or forged, and not the VNC password, is in any log line', () => {

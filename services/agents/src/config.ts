@@ -1,6 +1,6 @@
 /** The agents' settings: the only place this service reads the environment. */
 import { AGENT_TYPES as KNOWN_AGENT_TYPES, type AgentType } from '@porthole/contracts'
-import { commonSettings, ConfigError, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, metricsHostSettings, secretKeySettings, solBridgeSettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
+import { commonSettings, ConfigError, consoleTransitKeySettings, int, kvmPolicyOf, kvmPolicySettings, loadConfig, metricsHostSettings, optional, secretKeySettings, solBridgeSettings, str, type ConfigOf, type Setting } from '@porthole/shared/config'
 
 function agentTypes (doc: string, def: AgentType[]): Setting<AgentType[]> {
   return {
@@ -56,6 +56,7 @@ export const agentSettings = {
   KVM_CONNECTIONS_PER_URI: int('libvirt connections the kvm agent keeps open to each URI and uses in turn (libvirtd serves at most 5 calls of one connection at a time)', 4, 1, 32),
   KVM_POLL_MS: int('how often the kvm agent reads the domain state while waiting for it to change (milliseconds)', 250, 10, 10_000),
   IPMITOOL_PATH: str('the ipmitool binary the ipmi agent runs', 'ipmitool'),
+  PATH: str('where the ipmi agent finds ipmitool and `stdbuf` (the process\'s own PATH): the one variable of this environment they are given, beside the BMC password', '/usr/bin:/bin'),
   IPMI_CIPHER_SUITE: int('IPMI v2 cipher suite used when a server record names none (`-C`)', 3, 0, 17),
   IPMI_MIN_INTERVAL_MS: int('minimum interval between two commands to one BMC (milliseconds; commands to one BMC also run one at a time per process)', 200, 0, 60_000),
   IPMI_POLL_MS: int('how often the ipmi agent reads the power state while confirming an action (milliseconds)', 1000, 50, 60_000),
@@ -75,6 +76,7 @@ export const agentSettings = {
   POOL_CLAIM_TIMEOUT_SECONDS: int('a claimed clone whose console was not handed out within this long (the API died mid-hand-out) is destroyed', 120, 10, 3600),
   POOL_REFILL_CONCURRENCY: int('clones of one pool made at once', 2, 1, 32),
   QEMU_IMG_PATH: str('the qemu-img binary the pool controller runs', 'qemu-img'),
+  UV_THREADPOOL_SIZE: optional('size of libuv\'s thread pool, where every libvirt call runs: read by Node itself as the process starts, so set it in the environment (64: scripts/start.mjs, the Dockerfile and the test stack do); the agents only warn when it is below 16'),
   OVIRT_TICKET_SECONDS: int('lifetime asked for oVirt console tickets (one-time VNC passwords); the gateway reconnects with it for the whole console session, so keep it at least the longest session', 7200, 30, 7200)
 }
 

@@ -7,9 +7,9 @@ import { threadPoolWarning } from './threadpool.js'
 await runService({
   name: 'agents',
   readConfig,
-  prepare: (_config, log) => {
-    const warning = threadPoolWarning()
-    if (warning !== undefined) log.warn({ UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE }, warning)
+  prepare: (config, log) => {
+    const warning = threadPoolWarning(config.UV_THREADPOOL_SIZE)
+    if (warning !== undefined) log.warn({ UV_THREADPOOL_SIZE: config.UV_THREADPOOL_SIZE }, warning)
   },
   start: async (config, log) => await startAgents({ config, log }),
   // The pacing it runs with, so that an operator (and the agents benchmark) reads it from the process itself.

@@ -38,6 +38,7 @@ export const DRIVERS: { [A in AgentType]?: DriverFactory<A> } = {
     sol: sol === undefined ? undefined : { tickets: sol.tickets, host: config.SOL_BRIDGE_PUBLIC_HOST, port: sol.port },
     locks, // the minimum interval per BMC holds across every agent replica
     ipmitool: config.IPMITOOL_PATH,
+    searchPath: config.PATH,
     cipherSuite: config.IPMI_CIPHER_SUITE,
     minIntervalMs: config.IPMI_MIN_INTERVAL_MS,
     pollIntervalMs: config.IPMI_POLL_MS,

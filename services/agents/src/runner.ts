@@ -207,7 +207,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   try {
     if (tickets !== undefined) {
       // readConfig made sure the secret is set where ipmi is served.
-      bridge = await startSolBridge({ host: config.SOL_BRIDGE_HOST, port: config.SOL_BRIDGE_PORT, tickets, secret: Buffer.from(config.SOL_BRIDGE_SECRET ?? '', 'base64'), ipmitool: config.IPMITOOL_PATH, log })
+      bridge = await startSolBridge({ host: config.SOL_BRIDGE_HOST, port: config.SOL_BRIDGE_PORT, tickets, secret: Buffer.from(config.SOL_BRIDGE_SECRET ?? '', 'base64'), ipmitool: config.IPMITOOL_PATH, searchPath: config.PATH, log })
     }
     listener = await serveMetrics({ host: config.METRICS_HOST, port: config.AGENTS_METRICS_PORT, registry: metrics.registry, ready: () => amqp.connected && redis.status === 'ready', log })
     await amqp.start()

@@ -5,14 +5,13 @@
  * stalling every other job (and the process's file and DNS work).
  *
  * The size must come from the process's environment (UV_THREADPOOL_SIZE=64: scripts/start.mjs, the
- * Dockerfile and the test stack set it): setting process.env.UV_THREADPOOL_SIZE from a module has no effect
+ * Dockerfile and the test stack set it; config.ts reads it as a setting, for this check): setting it from a module has no effect
  * on Node 20, whose pool has already started while the ES modules were being loaded.
  */
 export const MIN_THREADPOOL_SIZE = 16
 
 /** A warning to log when the environment leaves the pool too small; undefined when it is fine. */
-export function threadPoolWarning (env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const raw = env.UV_THREADPOOL_SIZE
+export function threadPoolWarning (raw: string | undefined): string | undefined {
   const size = raw === undefined || raw === '' ? undefined : Number(raw)
   if (size !== undefined && Number.isFinite(size) && size >= MIN_THREADPOOL_SIZE) return undefined
   return `UV_THREADPOOL_SIZE is ${raw === undefined || raw === '' ? 'unset (libuv uses 4 threads)' : raw}: set it to 64 in the agents' environment, ` +

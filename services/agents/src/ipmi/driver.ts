@@ -35,6 +35,8 @@ export interface IpmiDriverOptions {
   shutdownWaitMs?: number
   /** The ipmitool binary (IPMITOOL_PATH). */
   ipmitool?: string
+  /** The PATH it runs with (the agents' PATH setting). */
+  searchPath?: string
   /** Redis-backed rate gate shared by agent replicas; optional. */
   locks?: Locks | undefined
   /** The serial-over-LAN bridge (`serial` consoles); without it `serial` is unsupported. */
@@ -80,7 +82,7 @@ export function createIpmiDriver (o: IpmiDriverOptions): DriverOf<'ipmi'> {
       if (left <= 0 || ctx.signal.aborted) throw new TimeoutError(`no result from BMC ${key} by the job's deadline`)
       try {
         const r = await gate.run(key, ctx.signal, async () => await runIpmitool(bmc, command, {
-          ipmitool, signal: ctx.signal, timeoutMs: 15_000, packetTimeoutS: PACKET_TIMEOUT_S, retransmits: RETRANSMITS
+          ipmitool, searchPath: o.searchPath, signal: ctx.signal, timeoutMs: 15_000, packetTimeoutS: PACKET_TIMEOUT_S, retransmits: RETRANSMITS
         }))
         return r.stdout
       } catch (err) {

@@ -17,6 +17,8 @@ export interface Bmc {
 export interface RunOptions {
   /** The ipmitool binary. */
   ipmitool: string
+  /** The PATH it runs with (the agents' PATH setting; default /usr/bin:/bin). */
+  searchPath?: string | undefined
   signal: AbortSignal
   /** Hard limit for this one process; it is killed after that. */
   timeoutMs: number
@@ -40,7 +42,7 @@ export async function runIpmitool (bmc: Bmc, command: readonly string[], o: RunO
   return await new Promise<RunResult>((resolve, reject) => {
     const child = spawn(o.ipmitool, ipmitoolArgs(bmc, command, o), {
       // Only what ipmitool needs: not the agent's own environment (which holds PORTHOLE_SECRET_KEY).
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', IPMI_PASSWORD: bmc.password },
+      env: childEnv(bmc, o.searchPath),
       // stdin closed: without a password in the environment ipmitool would otherwise wait for one at a prompt.
       stdio: ['ignore', 'pipe', 'pipe']
     })
@@ -112,4 +114,9 @@ export function classifyFailure (bmc: Bmc, output: string, command: readonly str
 function firstLine (text: string): string {
   const line = text.split('\n').map(l => l.trim()).find(l => l !== '' && !/^(Running|Discovered|Invalid completion code received: Invalid command$)/.test(l))
   return (line ?? 'no output').slice(0, 160)
+}
+
+/** The whole environment of an ipmitool child: where to find programs, a fixed locale, and the BMC password. */
+export function childEnv (bmc: Bmc, searchPath: string | undefined): NodeJS.ProcessEnv {
+  return { PATH: searchPath ?? '/usr/bin:/bin', LANG: 'C', IPMI_PASSWORD: bmc.password }
 }

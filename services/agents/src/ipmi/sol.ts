@@ -6,7 +6,7 @@
  * - A console job for `serial` registers a ticket: a random token (256 bits) under which Redis keeps, for the
  *   session's lifetime, the BMC connection and the job's id sealed with PORTHOLE_SECRET_KEY (aad bound to the
  *   token's hash; Redis holds only that hash as the key). Any agent replica can serve it. The token travels
- *   to the gateway sealed inside the console target (`{kind:'sol', host, port, password: token}`).
+ *   to the gateway sealed inside the console target (`{kind:'sol', host, port, ticket}`).
  * - The bridge listens on 127.0.0.1 unless SOL_BRIDGE_HOST says otherwise, and serves only the gateway: the
  *   first line must be a hello signed with SOL_BRIDGE_SECRET (`PORTHOLE-SOL/2 <token> <sessionId> <ms>
  *   <nonce> <mac>`, see readSolHello in @porthole/shared/crypto). A peer whose hello is not (a wrong or no
@@ -34,7 +34,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { SOL_ANSWER, SOL_MAX_HELLO, nextSolTicket, readSolHello, type SolRefusal } from '@porthole/shared/crypto'
 import { AuthError, type PortholeError } from '@porthole/contracts/errors'
 import type { Logger } from '@porthole/shared/logging'
-import { classifyFailure, runIpmitool, type Bmc } from './ipmitool.js'
+import { childEnv, classifyFailure, runIpmitool, type Bmc } from './ipmitool.js'
 import type { ClaimedTicket, SolTickets } from './sol-tickets.js'
 
 /** How often live connections check that their console session is still live (revocation, expiry). */
@@ -51,6 +51,8 @@ export interface SolBridgeOptions {
   /** SOL_BRIDGE_SECRET, decoded: the key of every hello's mac. */
   secret: Buffer
   ipmitool: string
+  /** The PATH ipmitool and stdbuf run with (the agents' PATH setting; default /usr/bin:/bin). */
+  searchPath?: string | undefined
   log: Logger
 }
 
@@ -118,7 +120,7 @@ export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
     const onGone = (): void => ac.abort()
     socket.once('close', onGone)
     try {
-      await runIpmitool(bmc, ['sol', 'deactivate'], { ipmitool: o.ipmitool, signal: ac.signal, timeoutMs: 10_000, packetTimeoutS: 1, retransmits: 2 })
+      await runIpmitool(bmc, ['sol', 'deactivate'], { ipmitool: o.ipmitool, searchPath: o.searchPath, signal: ac.signal, timeoutMs: 10_000, packetTimeoutS: 1, retransmits: 2 })
     } catch (err) {
       if (err instanceof AuthError) { refuse(socket, 'auth'); l.info('sol bridge: the BMC refused the credentials'); return }
       // "SOL payload already de-activated" (exit 1) is the usual answer; anything serious shows at activate.
@@ -135,7 +137,7 @@ export async function startSolBridge (o: SolBridgeOptions): Promise<SolBridge> {
     // ipmitool writes SOL data with stdio: on a pipe it would sit in a 4 KiB buffer; stdbuf (coreutils)
     // makes its stdout unbuffered, so each character the host sends reaches the browser at once.
     const child = spawn('stdbuf', ['-o0', o.ipmitool, ...solArgs(bmc, 'activate')], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', IPMI_PASSWORD: bmc.password },
+      env: childEnv(bmc, o.searchPath),
       stdio: ['pipe', 'pipe', 'pipe']
     })
     let operational = false

@@ -203,7 +203,7 @@ async function loadQueues () {
 async function loadDead () {
   const list = await api('GET', '/ops/api/dead-letters')
   fill($('#dead-table tbody'), list.map(d => el('tr', { dataset: { messageId: d.messageId } },
-    el('td', { text: d.lane }), el('td', { text: d.type }), el('td', { class: 'id', title: d.jobId ?? '', text: short(d.jobId) }),
+    el('td', {}, d.deadAt ? time(d.deadAt) : ''), el('td', { text: d.lane }), el('td', { text: d.type }), el('td', { class: 'id', title: d.jobId ?? '', text: short(d.jobId) }),
     el('td', { text: `${d.kind ?? ''}${d.action ? ' ' + d.action : ''}` }), el('td', { title: d.serverId ?? '', text: servers.get(d.serverId)?.name ?? short(d.serverId) }),
     el('td', { text: d.reason ?? '' }), el('td', { class: 'mono', text: d.originalQueue ?? '' }), el('td', {}, d.jobState ? stateBadge(d.jobState) : ''),
     el('td', {}, el('button', { 'data-action': 'replay', onclick: async (ev) => {

@@ -17,6 +17,7 @@ import type { Principal } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
 import { cancelJob, retryJob } from '../job-actions.js'
 import { limitError } from '../limits.js'
+import { SSE_HEAD } from '../routes/events.js'
 import { eventView } from '../views.js'
 import { agentsView, findJobs, queuesView, serverLookup, withServer } from './data.js'
 import { deadLetters, replayDeadLetter } from './dead-letters.js'
@@ -28,8 +29,6 @@ const PUBLIC = join(dirname(fileURLToPath(import.meta.url)), '..', '..', ...(imp
 const ASSETS: Record<string, string> = { 'ops.js': 'text/javascript; charset=utf-8', 'live.js': 'text/javascript; charset=utf-8', 'ops.css': 'text/css; charset=utf-8' }
 const Id = Type.Object({ id: Type.String({ format: 'uuid' }) })
 const hide = { hide: true }
-/** What an event stream answers a HEAD with: its headers, at once (no stream is opened). */
-const SSE_HEAD = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' }
 
 /** The routes RATE_LIMIT_OPS_SESSION counts: the login (per client address) and the session's API (per session). */
 function limited (url: string | undefined): boolean {

@@ -14,6 +14,9 @@ import type { Ctx } from '../context.js'
 import { errors } from '../schemas.js'
 import { eventView } from '../views.js'
 
+/** What an event stream (this one, the dashboard's) answers a HEAD with, at once: its headers, no stream. */
+export const SSE_HEAD = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' }
+
 /** Bytes an event stream may have waiting for a slow client before it is dropped. */
 const SSE_MAX_BUFFERED = 1024 * 1024
 
@@ -78,7 +81,7 @@ export function eventRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
         return true
       }
       // A HEAD is answered at once with the stream's headers: no stream, no slot.
-      if (req.method === 'HEAD') return await reply.headers({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' }).send('')
+      if (req.method === 'HEAD') return await reply.headers(SSE_HEAD).send('')
       const slot = await ctx.streams.admit(p)
       reply.hijack()
       const res = reply.raw
