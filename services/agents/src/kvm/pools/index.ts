@@ -5,9 +5,8 @@
 import { mkdir } from 'node:fs/promises'
 import type { Logger } from '@porthole/shared/logging'
 import type { Registry } from '@porthole/shared/metrics'
-import { ConsoleSessionStore, EventReader, PoolStore, ServerStore, createRedis, keys, type Redis } from '@porthole/shared/store'
+import { ConsoleSessionStore, EventReader, PoolStore, ServerStore, createRedis, keys, runLeased, type Redis } from '@porthole/shared/store'
 import type { AgentsConfig } from '../../config.js'
-import { redisLease } from './lease.js'
 import { PoolMetrics } from './metrics.js'
 
 export interface RunningPools { stop: () => Promise<void> }
@@ -31,7 +30,8 @@ export async function startPools (config: AgentsConfig, redis: Redis, registry: 
     servers: new ServerStore(redis, ns),
     sessions: new ConsoleSessionStore(redis, ns),
     events: new EventReader(redis, blocking, ns, log.child({ component: 'pool-events' })),
-    lease: redisLease(redis, keys(ns).poolControllerLease, config.POOL_RECONCILE_SECONDS * 3000),
+    // One controller at a time; another agents process takes over within three intervals of its death.
+    leased: (work) => runLeased(redis, keys(ns).poolControllerLease, config.POOL_RECONCILE_SECONDS * 1000, work, log, { ttlMs: config.POOL_RECONCILE_SECONDS * 3000 }),
     metrics: new PoolMetrics(registry, pools),
     log: log.child({ component: 'pools' }),
     o: {
