@@ -191,8 +191,10 @@ export class PoolController {
 
   /** Why a clone must go now (a crash's leftover, out of date, a claim that never finished), or undefined. */
   private staleReason (pool: Pool, c: PoolClone, now: number): DisposeReason | undefined {
+    // One being made here finishes first (its markReady refuses a deleted pool, and it is disposed then).
+    if (this.making.has(c.name)) return undefined
     if (pool.state === 'deleting') return 'deleted'
-    if (c.state === 'starting' && !this.making.has(c.name)) return 'orphan'
+    if (c.state === 'starting') return 'orphan'
     if (c.state === 'disposing' && !this.disposing.has(c.name)) return (c.disposeReason as DisposeReason | undefined) ?? 'orphan'
     if (c.state === 'ready' && (c.slot >= pool.size || (pool.state === 'active' && c.generation < pool.generation))) return 'stale'
     if (c.state === 'claimed' && now - Date.parse(c.claimedAt ?? c.createdAt) > this.d.o.claimTimeoutMs) return 'claim-failed'
@@ -315,11 +317,13 @@ export class PoolController {
 
   /** Domains and overlays of clones that no pool's records know (a pool gone, Redis lost, a crash between steps). */
   private async orphanDomains (): Promise<void> {
-    const pools = new Map((await this.d.pools.list()).map(p => [p.name, p]))
-    const known = new Set<string>()
-    for (const p of pools.values()) for (const c of await this.d.pools.clones(p.name)) known.add(c.name)
     // Only this deployment's: another's (a second namespace on the same libvirt) are its controller's business.
+    // Listed before the records are read: a clone is recorded before its overlay and domain exist, so one made
+    // meanwhile is known by the time we look, never taken for an orphan.
     const domains = (await this.d.host.clones(this.signal())).filter(d => d.ns === this.d.o.ns)
+    const files = await this.d.host.overlays()
+    const known = new Set<string>()
+    for (const p of await this.d.pools.list()) for (const c of await this.d.pools.clones(p.name)) known.add(c.name)
     for (const dom of domains) {
       if (known.has(dom.name) || this.making.has(dom.name) || this.disposing.has(dom.name)) continue
       this.d.log.warn({ clone: dom.name, pool: dom.pool }, 'orphaned clone domain (no record of it); destroying it')
@@ -328,7 +332,7 @@ export class PoolController {
       this.d.metrics.disposals.inc({ pool: dom.pool, reason: 'orphan' })
     }
     const live = new Set(domains.map(d => d.name))
-    for (const name of await this.d.host.overlays()) {
+    for (const name of files) {
       if (known.has(name) || live.has(name) || this.making.has(name) || this.disposing.has(name)) continue
       this.d.log.warn({ clone: name }, 'orphaned overlay (no clone of that name); deleting it')
       await this.d.host.deleteOverlay(this.d.host.overlayOf(name))
