@@ -3,37 +3,11 @@ import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { request, type IncomingMessage } from 'node:http'
 import { connect as tcpConnect, type AddressInfo } from 'node:net'
-import { createLogger } from '@porthole/shared/logging'
 import { SecretBox } from '@porthole/shared/crypto'
 import { ConsoleSessionStore, keys, urlHandoverAad } from '@porthole/shared/store'
 import { waitFor } from '@porthole/testkit'
-import { buildApp, type ApiApp } from '../src/app.js'
-import { connect } from '../src/service.js'
-import { consumeJobs, kvmServer, startTestApi, tenantWithKey, type Reply, type TestApi } from './helpers.js'
-
-/** A 429 as the limits promise it: problem+json naming the limit, with a Retry-After in range. */
-function assertLimited (r: Reply, limit: string, maxRetryAfter: number): void {
-  assert.equal(r.status, 429, r.raw)
-  assert.match(String(r.headers['content-type']), /^application\/problem\+json/)
-  assert.equal(r.body.limit, limit)
-  assert.equal(r.body.code, 'busy')
-  assert.match(r.body.detail, /limit \d+/)
-  const after = Number(r.headers['retry-after'])
-  assert.ok(Number.isInteger(after) && after >= 1 && after <= maxRetryAfter, `Retry-After ${String(r.headers['retry-after'])}`)
-}
-
-/** A second API replica on the test's namespace (same Redis and broker), closed at teardown. */
-async function secondReplica (api: TestApi): Promise<ApiApp> {
-  const log = createLogger({ name: 'api-2', level: 'warn' })
-  const deps = connect(api.config, log, { backoff: { initialMs: 50, maxMs: 250 } })
-  const holder: { app?: ApiApp } = {}
-  api.defer(async () => { await holder.app?.close(); await deps.close() })
-  const app = holder.app = await buildApp(deps)
-  await app.ready()
-  // As startTestApi does: an AmqpClient closed while it is still connecting can leave its socket open.
-  await waitFor(() => deps.amqp.connected, 10_000, 'broker connection')
-  return app
-}
+import type { ApiApp } from '../src/app.js'
+import { assertLimited, consumeJobs, kvmServer, secondReplica, startTestApi, tenantWithKey, type Reply } from './helpers.js'
 
 async function listen (app: ApiApp): Promise<number> {
   await app.listen({ host: '127.0.0.1', port: 0 })
@@ -64,7 +38,7 @@ async function bounded<T> (p: Promise<T>, ms: number, what: string): Promise<T> 
 test('requests per key: past RATE_LIMIT_CUSTOMER a key gets 429 naming the limit; two replicas share the count; admin counts apart', async (t) => {
   const api = await startTestApi(t, { env: { RATE_LIMIT_CUSTOMER: '5', RATE_LIMIT_ADMIN: '1000' } })
   const a = await tenantWithKey(api, 'rl')
-  const other = await secondReplica(api)
+  const { app: other } = await secondReplica(api)
   const viaOther = async (key: string): Promise<Reply> => {
     const res = await other.inject({ method: 'GET', url: '/v1/servers', headers: { authorization: `Bearer ${key}` } })
     return { status: res.statusCode, headers: res.headers, body: JSON.parse(res.body), raw: res.body }
@@ -147,7 +121,7 @@ test('console sessions per server and per tenant: live sessions and console jobs
 test('event streams per key: the next stream past EVENT_STREAMS_PER_KEY is a 429, across replicas; closing one frees its slot', async (t) => {
   const api = await startTestApi(t, { env: { EVENT_STREAMS_PER_KEY: '2', SSE_HEARTBEAT_SECONDS: '1' } })
   const a = await tenantWithKey(api, 'sse')
-  const other = await secondReplica(api)
+  const { app: other } = await secondReplica(api)
   const p1 = await listen(api.app)
   const p2 = await listen(other)
   const s1 = await openStream(p1, a.key)
@@ -179,7 +153,7 @@ test('deleting an API key ends its open event streams at once, on every replica'
   const api = await startTestApi(t)
   const a = await tenantWithKey(api, 'del')
   const b = await tenantWithKey(api, 'keep')
-  const other = await secondReplica(api)
+  const { app: other } = await secondReplica(api)
   const s1 = await openStream(await listen(api.app), a.key)
   const s2 = await openStream(await listen(other), a.key)
   const kept = await openStream((other.server.address() as AddressInfo).port, b.key)
