@@ -51,12 +51,15 @@ export class KeyCache {
     }
   }
 
-  /** An access event from the subscription (another replica revoked something). */
+  /**
+   * A message on the access channel (a replica revoked something). One of a kind this code does not know
+   * (a newer replica's) empties the cache: whatever it revokes is then read from Redis.
+   */
   onMessage (message: string): void {
-    try {
-      const e = JSON.parse(message) as AccessEvent
-      if (e.type === 'api-key.revoked' || e.type === 'tenant.suspended') this.forget(e)
-    } catch { /* not ours */ }
+    let e: AccessEvent | undefined
+    try { e = JSON.parse(message) as AccessEvent } catch { /* not JSON: unknown too */ }
+    if (e?.type === 'api-key.revoked' || e?.type === 'tenant.suspended') this.forget(e)
+    else { this.gen++; this.entries.clear() }
   }
 
   /** Whether revocations reach this process now (its subscription is up); when not, nothing is kept. */
