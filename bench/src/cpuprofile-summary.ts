@@ -5,12 +5,13 @@
  *
  *   node bench/dist/src/cpuprofile-summary.js <file.cpuprofile | dir> [--top=15]
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs'
-import { basename, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { SourceMap, type SourceMapPayload } from 'node:module'
+import { basename, dirname, join, resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { table } from './stats.js'
 
-interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }
+interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number, columnNumber?: number }, children?: number[] }
 interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[], startTime: number, endTime: number }
 
 export interface ProfileSummary {
@@ -41,6 +42,7 @@ export function placeOf (url: string): string {
  * the one `process.hrtime` reads on Linux), only the samples taken within it; all when none fell in it.
  */
 export function summarizeProfile (p: Profile, top = 15, window?: { fromUs: number, toUs: number }): ProfileSummary {
+  unbundle(p)
   const byId = new Map(p.nodes.map(n => [n.id, n]))
   const selfIn = (from: number, to: number): Map<number, number> => {
     const self = new Map<number, number>()
@@ -86,6 +88,30 @@ export function summarizeProfile (p: Profile, top = 15, window?: { fromUs: numbe
   const rank = (m: Map<string, number>): ProfileSummary['byFunction'] => [...m].sort((a, b) => b[1] - a[1]).slice(0, top)
     .map(([what, ms]) => ({ what, ms, share: busy > 0 ? ms / busy : 0 }))
   return { busyMs: busy, windowed, byFunction: rank(fn), byFile: rank(file) }
+}
+
+/**
+ * Frames in a bundled file (the services run from one: scripts/bundle-services.mjs) are charged to the module
+ * they came from, through the bundle's source map beside it, so that "by file or package" still says which.
+ */
+function unbundle (p: Profile): void {
+  const maps = new Map<string, { map: SourceMap, dir: string } | undefined>()
+  const mapOf = (url: string): { map: SourceMap, dir: string } | undefined => {
+    if (!maps.has(url)) {
+      const file = `${fileURLToPath(url)}.map`
+      maps.set(url, existsSync(file) ? { map: new SourceMap(JSON.parse(readFileSync(file, 'utf8')) as SourceMapPayload), dir: dirname(file) } : undefined)
+    }
+    return maps.get(url)
+  }
+  for (const n of p.nodes) {
+    const f = n.callFrame
+    if (!f.url.startsWith('file://') || !f.url.includes('/dist/bundle/')) continue
+    const m = mapOf(f.url)
+    const e = m?.map.findEntry(f.lineNumber, f.columnNumber ?? 0) as { originalSource?: string, originalLine?: number } | undefined
+    if (m === undefined || e?.originalSource === undefined) continue
+    f.url = e.originalSource.startsWith('file://') ? e.originalSource : pathToFileURL(resolve(m.dir, e.originalSource)).href
+    f.lineNumber = e.originalLine ?? f.lineNumber
+  }
 }
 
 /** The summary as text: two tables, shares in per cent of the busy time. */

@@ -18,7 +18,6 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ALL_SERVICES, REPO_ROOT, startStack, type Stack } from '@porthole/testkit'
 import { percentile, table } from './stats.js'
@@ -69,9 +68,12 @@ process.on('SIGTERM', () => { void app.close() })`
 type Name = typeof ALL_SERVICES[number]
 const UNBUNDLED = 'dist/src/main.js'
 
-/** The bare fastify peer bundled as the services are (scripts/bundle-services.mjs), into a temporary directory. */
+/**
+ * The bare fastify peer bundled as the services are (scripts/bundle-services.mjs), into a temporary directory
+ * in the repository (what the bundle leaves to node's loader is found in node_modules from there).
+ */
 function bundledHello (): { file: string, remove: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), 'porthole-bench-startup-'))
+  const dir = mkdtempSync(join(REPO_ROOT, 'bench', 'dist', 'startup-peer-'))
   const remove = (): void => rmSync(dir, { recursive: true, force: true })
   writeFileSync(join(dir, 'hello.mjs'), HELLO)
   const r = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'bundle-services.mjs'), '--one', join(dir, 'hello.mjs'), join(REPO_ROOT, 'services', 'api'), join(dir, 'out')], { stdio: 'inherit' })

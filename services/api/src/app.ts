@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import swagger from '@fastify/swagger'
-import rateLimit from '@fastify/rate-limit'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { AmqpClient } from '@porthole/shared/amqp'
@@ -14,7 +13,9 @@ import { ApiKeyStore, AuditLog, ConsoleSessionStore, ConsoleShareStore, EventRea
 import { Authenticator, assertKioskRoute } from './auth.js'
 import type { ApiConfig } from './config.js'
 import type { Ctx } from './context.js'
-import { AuthFailures, EventStreams, limitError, requestLimit } from './limits.js'
+import { KeyCache } from './key-cache.js'
+import { AuthFailures, EventStreams } from './limits.js'
+import { OverLimit, refuseKnownOver, registerRequestLimit } from './request-limit.js'
 import { createMetrics } from './metrics.js'
 import { clientError, problem, sendProblem, toProblem } from './problem.js'
 import { apiKeyRoutes } from './routes/api-keys.js'
@@ -61,6 +62,8 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
   const jobs = new JobStore(redis, ns)
   const sessions = new ConsoleSessionStore(redis, ns)
   const apiKeys = new ApiKeyStore(redis, ns)
+  const keyCache = new KeyCache(config.KEY_CACHE_SECONDS * 1000)
+  const overLimit = new OverLimit(config.RATE_LIMIT_REFUSAL_DELAY_MS)
   const tenants = new TenantStore(redis, ns)
   const ctx: Ctx = {
     config,
@@ -79,7 +82,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     shares: new ConsoleShareStore(redis, ns),
     waiter: new JobWaiter(deps.subscriber, jobs, log.child({ component: 'waiter' })),
     metrics: createMetrics({ amqp, ns, sessions, redis: { 'api': redis, 'api-events': deps.subscriber, 'api-stream': deps.blocking } }),
-    auth: new Authenticator(apiKeys, tenants, config.PORTHOLE_ADMIN_TOKEN),
+    auth: new Authenticator(apiKeys, tenants, config.PORTHOLE_ADMIN_TOKEN, keyCache),
     authFailures: new AuthFailures(redis, ns, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW_SECONDS * 1000),
     streams: new EventStreams(redis, ns, config, log.child({ component: 'events' })),
     events: new EventReader(redis, deps.blocking, ns, log.child({ component: 'event-stream' })),
@@ -87,7 +90,9 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     pools: new PoolStore(redis, ns)
   }
   const deliverer = config.WEBHOOK_DELIVERY ? new WebhookDeliverer({ config, redis, store: ctx.webhooks, box: ctx.box, log: log.child({ component: 'webhooks' }), metrics: { attempt: (status, seconds) => { ctx.metrics.webhookAttempts.observe({ status }, seconds) } } }) : undefined
-  ctx.waiter.also(ctx.streams.channel, m => ctx.streams.onMessage(m))
+  ctx.waiter.also(ctx.streams.channel, m => { ctx.streams.onMessage(m); keyCache.onMessage(m) })
+  // Cached keys only while revocations reach this process (key-cache.ts).
+  ctx.waiter.onSubscription(up => keyCache.live(up))
 
   const serializers = lazySerializers()
   const app = Fastify({
@@ -146,7 +151,12 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
   const pools = poolsPort(ctx)
   await app.register(stationPageRoutes(ctx, pools))
   await app.register(async (v1) => {
-    v1.addHook('onRequest', async (req) => {
+    v1.addHook('onRequest', async (req, reply) => {
+      // A key this replica knows without I/O and knows is over its request limit: refused before any Redis
+      // round trip, after the refusal delay (request-limit.ts). Not counted again: it was refused already.
+      const known = ctx.auth.known(req.headers.authorization)
+      const over = known === undefined ? undefined : await refuseKnownOver(overLimit, config, known, reply)
+      if (over !== undefined) { req.principal = known; throw over }
       // An address that keeps failing is refused before any key is looked at (guessing keys costs it).
       await ctx.authFailures.check(req.ip)
       try {
@@ -158,14 +168,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
       assertKioskRoute(req)
     })
     // Requests per API key, counted in Redis for every replica; its hook runs per route, after the one above.
-    await v1.register(rateLimit, {
-      redis,
-      nameSpace: keys(ns).requestRate,
-      timeWindow: config.RATE_LIMIT_WINDOW_SECONDS * 1000,
-      max: async (req) => requestLimit(config, req.principal).max,
-      keyGenerator: (req) => req.principal?.id ?? req.ip,
-      errorResponseBuilder: (req, c) => limitError('requests_per_key', `this API key made more than ${c.max} requests in ${config.RATE_LIMIT_WINDOW_SECONDS} s`, { ...requestLimit(config, req.principal), retryAfter: c.ttl / 1000 })
-    })
+    await registerRequestLimit(v1, { redis, ns, config, over: overLimit })
     // Every JSON answer of /v1: customers get job records and audit entries as views.ts shows them to them.
     v1.addHook('preSerialization', async (req, _reply, payload) => await responseView(ctx, req.principal, payload))
     await v1.register(tenantRoutes(ctx))

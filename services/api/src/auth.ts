@@ -4,6 +4,8 @@ import type { Role } from '@porthole/contracts'
 import { safeEqual, sha256Hex } from '@porthole/shared/crypto'
 import { NotFoundError, PortholeError } from '@porthole/contracts/errors'
 import type { ApiKeyStore, TenantStore } from '@porthole/shared/store'
+import type { KeyCache } from './key-cache.js'
+import type { AccessEvent } from './limits.js'
 
 export interface Principal {
   /** The API key's id, or `bootstrap` for PORTHOLE_ADMIN_TOKEN. */
@@ -19,16 +21,28 @@ declare module 'fastify' {
 export class Authenticator {
   private readonly adminHash: string | undefined
 
-  constructor (private readonly keys: ApiKeyStore, private readonly tenants: TenantStore, adminToken: string | undefined) {
+  constructor (private readonly keys: ApiKeyStore, private readonly tenants: TenantStore, adminToken: string | undefined, private readonly cache?: KeyCache) {
     // Compare hashes so that the comparison is constant-time whatever the presented key's length.
     this.adminHash = adminToken === undefined ? undefined : sha256Hex(adminToken)
   }
 
+  /** The caller when that needs no I/O (the admin token, a key in the cache: key-cache.ts), else undefined. */
+  known (header: string | undefined): Principal | undefined {
+    const key = bearer(header)
+    if (key === undefined) return undefined
+    const hash = sha256Hex(key)
+    if (this.adminHash !== undefined && safeEqual(hash, this.adminHash)) return { id: 'bootstrap', role: 'admin' }
+    return this.cache?.get(hash)
+  }
+
   async authenticate (header: string | undefined): Promise<Principal> {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
-    if (m === null) throw new PortholeError('unauthorized', 'an API key is required: Authorization: Bearer <key>')
-    const key = m[1] as string
-    if (this.adminHash !== undefined && safeEqual(sha256Hex(key), this.adminHash)) return { id: 'bootstrap', role: 'admin' }
+    const key = bearer(header)
+    if (key === undefined) throw new PortholeError('unauthorized', 'an API key is required: Authorization: Bearer <key>')
+    const hash = sha256Hex(key)
+    if (this.adminHash !== undefined && safeEqual(hash, this.adminHash)) return { id: 'bootstrap', role: 'admin' }
+    const hit = this.cache?.get(hash)
+    if (hit !== undefined) return hit
+    const generation = this.cache?.generation() ?? 0
     const rec = await this.keys.find(key)
     if (rec === undefined) throw new PortholeError('unauthorized', 'unknown API key')
     const p: Principal = { id: rec.id, role: rec.role }
@@ -37,8 +51,16 @@ export class Authenticator {
     if (p.tenantId !== undefined && (await this.tenants.get(p.tenantId))?.suspended === true) {
       throw new PortholeError('forbidden', `tenant ${p.tenantId} is suspended: its keys are refused until it is resumed`, { details: { tenantSuspended: true } })
     }
+    this.cache?.put(hash, p, generation)
     return p
   }
+
+  /** A key deleted or a tenant suspended: its cached keys go at once (key-cache.ts). */
+  forget (e: AccessEvent): void { this.cache?.forget(e) }
+}
+
+function bearer (header: string | undefined): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1]
 }
 
 /** The authenticated caller; the `/v1` hook guarantees one. */

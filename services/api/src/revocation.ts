@@ -15,6 +15,8 @@ async function revokeWhere (ctx: Ctx, sessions: ConsoleSession[], pick: (s: Cons
 
 /** After an API key's deletion: its event streams end, and the consoles it opened close. */
 export async function revokeApiKey (ctx: Ctx, apiKeyId: string): Promise<{ sessions: number }> {
+  // After the key's record is gone (a lookup after this finds nothing), before the deletion answers.
+  ctx.auth.forget({ type: 'api-key.revoked', apiKeyId })
   await ctx.streams.publish({ type: 'api-key.revoked', apiKeyId })
   const live = await ctx.sessions.listLive()
   // A session knows its console job; the job knows which key asked for it.
@@ -25,6 +27,7 @@ export async function revokeApiKey (ctx: Ctx, apiKeyId: string): Promise<{ sessi
 
 /** After a tenant's suspension: its event streams end and every live console of its servers closes. */
 export async function revokeTenant (ctx: Ctx, tenantId: string): Promise<{ sessions: number }> {
+  ctx.auth.forget({ type: 'tenant.suspended', tenantId })
   await ctx.streams.publish({ type: 'tenant.suspended', tenantId })
   return { sessions: await revokeWhere(ctx, await ctx.sessions.listLive({ tenantId }), () => true) }
 }

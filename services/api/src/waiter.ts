@@ -16,6 +16,7 @@ export class JobWaiter {
   private readonly byJob = new Map<string, Set<Wake>>()
   private readonly feeds = new Set<Listener>()
   private readonly others = new Map<string, (message: string) => void>()
+  private readonly watchers: Array<(up: boolean) => void> = []
   private subscribed = false
   private retry: NodeJS.Timeout | undefined
   private closed = false
@@ -30,8 +31,22 @@ export class JobWaiter {
     })
     // After a reconnect (ioredis re-subscribes by itself) events may have been missed: wake every waiter
     // so that it re-reads its job.
-    sub.on('ready', () => { if (this.subscribed) this.wakeAll() })
+    sub.on('ready', () => {
+      if (!this.subscribed) return
+      this.wakeAll()
+      // ioredis re-subscribes right after 'ready'; a PING sent after that is answered once it is done.
+      setImmediate(() => { this.sub.ping().then(() => this.tell(true), () => {}) })
+    })
+    sub.on('close', () => this.tell(false))
   }
+
+  /**
+   * `fn(false)` when the subscription's connection closes (messages published meanwhile are lost), `fn(true)`
+   * once it is subscribed (again).
+   */
+  onSubscription (fn: (up: boolean) => void): void { this.watchers.push(fn) }
+
+  private tell (up: boolean): void { for (const fn of this.watchers) fn(up) }
 
   /** Subscribes; while Redis is down it keeps trying in the background. */
   async start (): Promise<void> {
@@ -40,6 +55,7 @@ export class JobWaiter {
       if (this.sub.status !== 'ready') await new Promise<void>((resolve, reject) => { this.sub.once('ready', resolve); this.sub.once('end', reject) })
       await this.sub.subscribe(this.jobs.eventsChannel, ...this.others.keys())
       this.subscribed = true
+      this.tell(true)
     } catch (err) {
       this.log.warn({ err: { message: (err as Error).message } }, 'job events subscription failed; retrying')
       if (!this.closed) this.retry = setTimeout(() => { this.retry = undefined; void this.start() }, 1000)

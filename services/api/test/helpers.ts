@@ -68,19 +68,46 @@ export async function startTestApi (t: T, o: { env?: Record<string, string>, wai
   holder.app = app
   await app.ready()
   if (o.waitForBroker !== false) await waitFor(() => deps.amqp.connected, 10_000, 'broker connection')
-  const a = app
-  const call = async (method: string, url: string, body?: unknown, c: { key?: string | null, headers?: Record<string, string>, payload?: string } = {}): Promise<Reply> => {
+  return { app, ns, svc, config, deps, redis, jobs: new JobStore(redis, ns), adminToken, secretKey, transitKey, logLines, call: caller(app, adminToken), defer: fn => { deferred.push(fn) } }
+}
+
+/** `TestApi['call']` for `app`. */
+function caller (app: ApiApp, adminToken: string): TestApi['call'] {
+  return async (method: string, url: string, body?: unknown, c: { key?: string | null, headers?: Record<string, string>, payload?: string } = {}): Promise<Reply> => {
     const headers: Record<string, string> = { ...c.headers }
     const key = c.key === undefined ? adminToken : c.key
     if (key !== null) headers.authorization = `Bearer ${key}`
     let payload = c.payload
     if (body !== undefined) { payload = JSON.stringify(body); headers['content-type'] ??= 'application/json' }
-    const res = await a.inject({ method: method as 'GET', url, headers, ...(payload === undefined ? {} : { payload }) })
+    const res = await app.inject({ method: method as 'GET', url, headers, ...(payload === undefined ? {} : { payload }) })
     let parsed: unknown = res.body
     try { parsed = res.body === '' ? undefined : JSON.parse(res.body) } catch { /* not JSON */ }
     return { status: res.statusCode, headers: res.headers, body: parsed, raw: res.body }
   }
-  return { app, ns, svc, config, deps, redis, jobs: new JobStore(redis, ns), adminToken, secretKey, transitKey, logLines, call, defer: fn => { deferred.push(fn) } }
+}
+
+/** A 429 as the limits promise it: problem+json naming the limit, with a Retry-After in range. */
+export function assertLimited (r: Reply, limit: string, maxRetryAfter: number): void {
+  assert.equal(r.status, 429, r.raw)
+  assert.match(String(r.headers['content-type']), /^application\/problem\+json/)
+  assert.equal(r.body.limit, limit)
+  assert.equal(r.body.code, 'busy')
+  assert.match(r.body.detail, /limit \d+/)
+  const after = Number(r.headers['retry-after'])
+  assert.ok(Number.isInteger(after) && after >= 1 && after <= maxRetryAfter, `Retry-After ${String(r.headers['retry-after'])}`)
+}
+
+/** A second API replica on the test's namespace (same Redis and broker, settings as `api`'s), closed at teardown. */
+export async function secondReplica (api: TestApi): Promise<{ app: ApiApp, deps: AppDeps, call: TestApi['call'] }> {
+  const log = createLogger({ name: 'api-2', level: 'warn' })
+  const deps = connect(api.config, log, { backoff: { initialMs: 50, maxMs: 250 } })
+  const holder: { app?: ApiApp } = {}
+  api.defer(async () => { await holder.app?.close(); await deps.close() })
+  const app = holder.app = await buildApp(deps)
+  await app.ready()
+  // As startTestApi does: an AmqpClient closed while it is still connecting can leave its socket open.
+  await waitFor(() => deps.amqp.connected, 10_000, 'broker connection')
+  return { app, deps, call: caller(app, api.adminToken) }
 }
 
 /** A tenant, a customer key for it, and (optionally) a KVM server of it. */

@@ -34,7 +34,7 @@ async function bounded<T> (p: Promise<T>, ms: number, what: string): Promise<T> 
 test('requests per key: past RATE_LIMIT_CUSTOMER a key gets 429 naming the limit; two replicas share the count; admin counts apart', async (t) => {
   const api = await startTestApi(t, { env: { RATE_LIMIT_CUSTOMER: '5', RATE_LIMIT_ADMIN: '1000' } })
   const a = await tenantWithKey(api, 'rl')
-  const other = await secondReplica(api)
+  const { app: other } = await secondReplica(api)
   const viaOther = async (key: string): Promise<Reply> => {
     const res = await other.inject({ method: 'GET', url: '/v1/servers', headers: { authorization: `Bearer ${key}` } })
     return { status: res.statusCode, headers: res.headers, body: JSON.parse(res.body), raw: res.body }
@@ -117,7 +117,7 @@ test('console sessions per server and per tenant: live sessions and console jobs
 test('event streams per key: the next stream past EVENT_STREAMS_PER_KEY is a 429, across replicas; closing one frees its slot', async (t) => {
   const api = await startTestApi(t, { env: { EVENT_STREAMS_PER_KEY: '2', SSE_HEARTBEAT_SECONDS: '1' } })
   const a = await tenantWithKey(api, 'sse')
-  const other = await secondReplica(api)
+  const { app: other } = await secondReplica(api)
   const p1 = await listen(api.app)
   const p2 = await listen(other)
   const s1 = await openStream(p1, a.key)
@@ -149,7 +149,7 @@ test('deleting an API key ends its open event streams at once, on every replica'
   const api = await startTestApi(t)
   const a = await tenantWithKey(api, 'del')
   const b = await tenantWithKey(api, 'keep')
-  const other = await secondReplica(api)
+  const { app: other } = await secondReplica(api)
   const s1 = await openStream(await listen(api.app), a.key)
   const s2 = await openStream(await listen(other), a.key)
   const kept = await openStream((other.server.address() as AddressInfo).port, b.key)
