@@ -1,6 +1,10 @@
 #!/usr/bin/env node
-// `npm start`: runs the four services on this machine, one process each, and keeps them running.
-//   node scripts/start.mjs [api receiver agents console-gateway] [--raw] [--help]
+// `npm start`: runs the four services on this machine, one process each (or N: --replicas), and keeps them running.
+//   node scripts/start.mjs [api receiver agents console-gateway] [--replicas N] [--raw] [--help]
+// - `--replicas N` (or PORTHOLE_REPLICAS=N) runs N of each service side by side, replica i on every port of
+//   the first plus 100×(i−1) (API 8080, 8180, …; gateway 8081, 8181, …; metrics and serial bridge alike).
+//   They share the work through RabbitMQ and Redis: any API replica takes any request, any gateway serves any
+//   console URL (PUBLIC_GATEWAY_URL stays the first's; in production a load balancer sits in front).
 // - Settings come from the environment (see the README's table); unset ones default to this machine:
 //   RabbitMQ and Redis on 127.0.0.1, libvirt at qemu:///system, the API on 127.0.0.1:8080 and the console
 //   gateway on 127.0.0.1:8081.
@@ -24,12 +28,16 @@ import { ALL_SECRET_VARS, mainOf, service, SERVICE_NAMES, SERVICES } from './lib
 const ALL = SERVICE_NAMES
 const args = process.argv.slice(2)
 if (args.includes('--help') || args.includes('-h')) {
-  console.log('usage: node scripts/start.mjs [' + ALL.join(' ') + '] [--raw]\n' +
-    'Runs the named services (all by default), restarts any that exits, stops them all on Ctrl-C.')
+  console.log('usage: node scripts/start.mjs [' + ALL.join(' ') + '] [--replicas N] [--raw]\n' +
+    'Runs the named services (all by default; N replicas of each, or PORTHOLE_REPLICAS), restarts any that exits, stops them all on Ctrl-C.')
   process.exit(0)
 }
 const raw = args.includes('--raw')
-const names = args.filter(a => !a.startsWith('-'))
+const replicasAt = args.indexOf('--replicas')
+const replicasArg = replicasAt === -1 ? (args.find(a => a.startsWith('--replicas='))?.slice('--replicas='.length) ?? process.env.PORTHOLE_REPLICAS ?? '1') : args[replicasAt + 1]
+if (!/^[1-9]$/.test(replicasArg ?? '')) { console.error(`--replicas (PORTHOLE_REPLICAS): expected a number from 1 to 9, got ${JSON.stringify(replicasArg ?? '')}`); process.exit(2) }
+const REPLICAS = Number(replicasArg)
+const names = args.filter((a, i) => !a.startsWith('-') && !(replicasAt !== -1 && i === replicasAt + 1))
 for (const n of names) {
   if (!ALL.includes(n)) { console.error(`unknown service ${JSON.stringify(n)}: choose from ${ALL.join(', ')}`); process.exit(2) }
 }
@@ -37,10 +45,10 @@ const selected = names.length > 0 ? ALL.filter(n => names.includes(n)) : ALL
 
 const tty = process.stdout.isTTY === true && process.env.NO_COLOR === undefined
 const COLORS = { api: 36, receiver: 35, agents: 33, 'console-gateway': 32, start: 1 }
-const width = Math.max(...selected.map(n => n.length), 'start'.length)
+const width = Math.max(...selected.map(n => n.length + (REPLICAS > 1 ? 2 : 0)), 'start'.length)
 const tag = (name) => {
   const t = name.padEnd(width)
-  return tty ? `\x1b[${COLORS[name] ?? 0}m${t}\x1b[0m |` : `${t} |`
+  return tty ? `\x1b[${COLORS[name.split('#')[0]] ?? 0}m${t}\x1b[0m |` : `${t} |`
 }
 
 /** The supervisor's own messages. */
@@ -66,22 +74,31 @@ env.GATEWAY_HOST ||= '127.0.0.1'
 env.GATEWAY_PORT ||= '8081'
 // On one machine the metrics listeners are local too (the services' own default, 0.0.0.0, is for containers).
 env.METRICS_HOST ||= '127.0.0.1'
+// The agents' serial-over-LAN bridge default (their config.ts), made explicit so that replicas can offset it.
+if (REPLICAS > 1) env.SOL_BRIDGE_PORT ||= '8082'
 env.PUBLIC_GATEWAY_URL ||= `http://${hostForUrl(env.GATEWAY_HOST === '0.0.0.0' || env.GATEWAY_HOST === '::' ? '127.0.0.1' : env.GATEWAY_HOST)}:${env.GATEWAY_PORT}`
 const apiUrl = `http://${hostForUrl(env.API_HOST === '0.0.0.0' || env.API_HOST === '::' ? '127.0.0.1' : env.API_HOST)}:${env.API_PORT}`
 
 // Each service gets only its own secrets (services/services.json): a receiver that leaks its environment
 // leaks nothing, only the gateway can open what CONSOLE_KEY sealed, and the gateway cannot open server
 // credentials (no PORTHOLE_SECRET_KEY: console targets reach it under CONSOLE_TRANSIT_KEY).
-/** The environment of one service: the shared settings, its own secrets only, its start-up defaults. */
-function envFor (name) {
+/** The environment of one service's replica: the shared settings, its own secrets only, its start-up defaults, its ports. */
+function envFor (name, replica = 1) {
   const s = service(name)
   const e = { ...env }
+  // Replica i listens on every port of the first + 100×(i−1); port 0 (any free port) stays 0.
+  for (const v of [...REPLICA_PORTS, ...[s.listen, s.metrics].filter(l => l !== undefined).map(l => l.port)]) {
+    if (e[v] !== undefined && e[v] !== '' && e[v] !== '0') e[v] = String(Number(e[v]) + 100 * (replica - 1))
+  }
   for (const v of ALL_SECRET_VARS) if (!s.secrets.includes(v)) delete e[v]
   // E.g. the agents' UV_THREADPOOL_SIZE: libvirt calls run on libuv's thread pool, sized from the
   // environment at process start only (setting it from inside Node 20 is too late).
   for (const [k, v] of Object.entries(s.env)) e[k] ||= v
   return e
 }
+
+/** Ports beyond services.json's listeners that a replica must not share: the agents' serial-over-LAN bridge. */
+const REPLICA_PORTS = ['SOL_BRIDGE_PORT']
 
 function hostForUrl (h) { return h.includes(':') ? `[${h}]` : h }
 function redact (u) { return u.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@') }
@@ -94,7 +111,7 @@ if (missing.length > 0) {
 }
 
 const problems = []
-const rabbit = await probe(env.RABBITMQ_URL, 5672, 5671, Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'), b => b[0] === 1 || b.subarray(0, 4).toString('latin1') === 'AMQP')
+const rabbit = await probeAny(env.RABBITMQ_URL, 5672, 5671, Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'), b => b[0] === 1 || b.subarray(0, 4).toString('latin1') === 'AMQP')
 if (rabbit !== true) problems.push(`RabbitMQ does not answer at ${redact(env.RABBITMQ_URL)} (${rabbit}). Start it (\`rabbitmq-server -detached\`, or \`docker compose up -d rabbitmq redis\`) or set RABBITMQ_URL.`)
 const redis = await probe(env.REDIS_URL, 6379, 6379, Buffer.from('PING\r\n'), b => /^[+-]/.test(b.toString('latin1')))
 if (redis !== true) problems.push(`Redis does not answer at ${redact(env.REDIS_URL)} (${redis}). Start it (\`redis-server --daemonize yes --bind 127.0.0.1\`, or \`docker compose up -d rabbitmq redis\`) or set REDIS_URL.`)
@@ -105,8 +122,11 @@ for (const { svc, host: h, port: p, default: def } of listeners) {
   if (!selected.includes(svc)) continue
   if (def !== undefined) env[p] ||= def
   if (env[p] === '0') continue
-  const err = await portFree(env[h], Number(env[p]))
-  if (err !== undefined) problems.push(`${svc} cannot listen on ${env[h]}:${env[p]} (${err}): is another \`npm start\` running? Set ${p} to use another port.`)
+  for (let r = 1; r <= REPLICAS; r++) {
+    const port = Number(env[p]) + 100 * (r - 1)
+    const err = await portFree(env[h], port)
+    if (err !== undefined) problems.push(`${r === 1 ? svc : `${svc}#${r}`} cannot listen on ${env[h]}:${port} (${err}): is another \`npm start\` running? Set ${p} to use another port.`)
+  }
 }
 if (problems.length > 0) {
   for (const p of problems) say(p, 'error')
@@ -135,6 +155,19 @@ async function probe (url, plainPort, tlsPort, hello, ok) {
   })
 }
 
+/** `probe` for each node of a comma-separated list (RABBITMQ_URL of a cluster): true when one answers, else the first's reason. */
+async function probeAny (list, ...rest) {
+  const entries = list.split(',').map(s => s.trim()).filter(s => s !== '')
+  let first
+  for (const [i, e] of entries.entries()) {
+    const url = i === 0 || /^[a-z]+:\/\//i.test(e) ? e : `${new URL(entries[0]).protocol}//${e}`
+    const r = await probe(url, ...rest)
+    if (r === true) return true
+    first ??= r
+  }
+  return first
+}
+
 async function portFree (host, port) {
   return await new Promise(resolve => {
     const s = createServer()
@@ -154,12 +187,13 @@ const EXIT_BAD_CONFIG = 2
 const BAD_CONFIG_LINE = /^(\S+): bad configuration: (.+)$/
 // The agents let running power actions finish and report first (AGENT_STOP_GRACE_SECONDS, default 90).
 const agentGrace = /^\d+$/.test(process.env.AGENT_STOP_GRACE_SECONDS ?? '') ? Number(process.env.AGENT_STOP_GRACE_SECONDS) : 90
-const stopGraceMs = (name) => name === 'agents' ? (agentGrace + 10) * 1000 : STOP_GRACE_MS
+const stopGraceMs = (name) => name.split('#')[0] === 'agents' ? (agentGrace + 10) * 1000 : STOP_GRACE_MS
 
 let stopping = false
 let stoppingSince = 0
 /** @type {Map<string, {child?: import('node:child_process').ChildProcess, failures: number, timer?: NodeJS.Timeout, startedAt: number, ready: boolean, badSetting?: string}>} */
-const procs = new Map(selected.map(n => [n, { failures: 0, startedAt: 0, ready: false }]))
+const instances = selected.flatMap(n => Array.from({ length: REPLICAS }, (_, i) => i === 0 ? n : `${n}#${i + 1}`))
+const procs = new Map(instances.map(n => [n, { failures: 0, startedAt: 0, ready: false }]))
 /** Services that exited on a bad setting, with what they said about it. */
 const badConfig = []
 let announced = false
@@ -170,13 +204,14 @@ function run (name) {
   st.startedAt = Date.now()
   st.ready = false
   st.badSetting = undefined
-  const child = spawn(process.execPath, ['--enable-source-maps', mainOf(name)], { cwd: ROOT, env: envFor(name), stdio: ['ignore', 'pipe', 'pipe'] })
+  const [svc, replica] = name.split('#')
+  const child = spawn(process.execPath, ['--enable-source-maps', mainOf(svc)], { cwd: ROOT, env: envFor(svc, Number(replica ?? 1)), stdio: ['ignore', 'pipe', 'pipe'] })
   st.child = child
   const onLine = (line) => {
     if (raw) process.stdout.write(line + '\n')
     else process.stdout.write(`${tag(name)} ${line}\n`)
     const bad = BAD_CONFIG_LINE.exec(line)
-    if (bad !== null && bad[1] === name) st.badSetting = bad[2]
+    if (bad !== null && bad[1] === svc) st.badSetting = bad[2]
     if (!st.ready && line.includes('"msg":"ready"')) {
       st.ready = true
       if (announced) say(`${name} ready again`)
@@ -211,9 +246,9 @@ function run (name) {
 function onReady () {
   if (announced || ![...procs.values()].every(s => s.ready)) return
   announced = true
-  const out = [`all ${procs.size} services ready`]
-  if (procs.has('api')) out.push(`API ${apiUrl}  (docs ${apiUrl}/docs, metrics ${apiUrl}/metrics)`)
-  if (procs.has('console-gateway')) out.push(`console gateway ${env.PUBLIC_GATEWAY_URL}`)
+  const out = [REPLICAS === 1 ? `all ${procs.size} services ready` : `all ${procs.size} processes ready: ${REPLICAS} replicas of ${selected.join(', ')}`]
+  if (procs.has('api')) out.push(`API ${apiUrl}  (docs ${apiUrl}/docs, metrics ${apiUrl}/metrics)${REPLICAS > 1 ? `; replicas on ports ${Array.from({ length: REPLICAS }, (_, i) => Number(env.API_PORT) + 100 * i).join(', ')}` : ''}`)
+  if (procs.has('console-gateway')) out.push(`console gateway ${env.PUBLIC_GATEWAY_URL}${REPLICAS > 1 ? `; replicas on ports ${Array.from({ length: REPLICAS }, (_, i) => Number(env.GATEWAY_PORT) + 100 * i).join(', ')}, each serving any console URL` : ''}`)
   out.push(process.env.PORTHOLE_ADMIN_TOKEN ? 'admin token: PORTHOLE_ADMIN_TOKEN from your environment' : `admin token: PORTHOLE_ADMIN_TOKEN in ${rel(LOCAL_ENV)}`)
   out.push('try it: npm run demo')
   for (const l of out) say(l)
@@ -281,4 +316,4 @@ if (created.includes('PORTHOLE_ADMIN_TOKEN')) {
   say(`generated ${created.join(', ')} into ${rel(LOCAL_ENV)} (mode 0600)`)
 }
 say(`starting ${selected.join(', ')}: RabbitMQ ${redact(env.RABBITMQ_URL)}, Redis ${redact(env.REDIS_URL)}`)
-for (const n of selected) run(n)
+for (const n of instances) run(n)

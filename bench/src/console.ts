@@ -618,7 +618,7 @@ async function cpuProfileArgs (dir: string): Promise<Partial<Record<ServiceName,
  * clock process.hrtime reads), else the whole profile, start-up included. Also written to DIR/summary.txt.
  */
 async function profileReport (stack: Stack, dir: string, window: { fromUs: number, toUs: number } | undefined): Promise<string> {
-  for (const name of [...stack.procs.keys()]) await stack.stop(name)
+  await stack.stopAll()
   const parts: string[] = [`CPU profiles (${dir}): self time by function and by file, ${window === undefined ? 'whole run' : 'section 1\'s measured loops only'}\n`]
   for (const name of ALL_SERVICES) {
     const written = (await readdir(join(dir, name)).catch(() => [] as string[])).length > 0

@@ -13,6 +13,7 @@ import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { dropNamespace, services, testSecretKey, uniqueNamespace, type Scope, type Services } from './index.js'
+import { tcpBalancer, type TcpBalancer } from './tcp-proxy.js'
 
 export type ServiceName = 'api' | 'receiver' | 'agents' | 'console-gateway'
 
@@ -54,18 +55,40 @@ export interface StackOptions {
    * the measuring process would be measured too. Lines are still watched for "ready".
    */
   keepLogs?: boolean
+  /**
+   * Replicas of each service (default 1). With more, the API and the gateway replicas listen on ports of
+   * their own behind a load balancer each (tcpBalancer): `apiUrl` and `gatewayUrl` are the balancers',
+   * `apiUrls` and `gatewayUrls` the replicas'.
+   */
+  replicas?: number
+  /** The RabbitMQ and Redis the services use, instead of the environment's (a cluster, a Sentinel group). */
+  backing?: Services
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read bodies of every shape
 export interface ApiResponse<T = any> { status: number, headers: Headers, body: T }
 
+/** The key of a replica in `Stack.procs`: the name alone for the first, `name#i` for the others. */
+export function replicaKey (name: ServiceName, replica = 1): string {
+  return replica === 1 ? name : `${name}#${replica}`
+}
+
 export class Stack {
-  readonly procs = new Map<ServiceName, ChildProcess>()
+  readonly procs = new Map<string, ChildProcess>()
+  /** The pid each replica last ran as, by replicaKey (kept after it stopped: log lines name their pid). */
+  readonly pids = new Map<string, number>()
   readonly logLines: string[] = []
   apiUrl = ''
   gatewayUrl = ''
+  /** The load balancers in front of the API and gateway replicas (only with several replicas). */
+  balancers: { api: TcpBalancer, gateway: TcpBalancer } | undefined
+  /** Each replica's own address (one entry when the stack runs one replica of each service). */
+  apiUrls: string[] = []
+  gatewayUrls: string[] = []
   /** Where each service but the API (which serves /metrics itself) serves /metrics, from its ready line. */
   readonly metricsUrls: Partial<Record<ServiceName, string>> = {}
+  /** The same for every replica, by replicaKey (the API's included: its own /metrics). */
+  readonly replicaMetricsUrls: Record<string, string> = {}
   readonly adminToken = `adm_${randomBytes(24).toString('base64url')}`
   readonly secretKey = testSecretKey()
   /** The console gateway's own key (CONSOLE_KEY), distinct from the shared secret key. */
@@ -94,16 +117,17 @@ export class Stack {
   /** Every log line every service wrote so far. */
   logs (): string { return this.logLines.join('\n') }
 
-  /** Stops one service (SIGKILL when `hard`) and waits for it to exit. */
-  async stop (name: ServiceName, hard = false): Promise<void> {
-    const p = this.procs.get(name)
+  /** Stops one service's replica (SIGKILL when `hard`) and waits for it to exit. */
+  async stop (name: ServiceName, hard = false, replica = 1): Promise<void> {
+    const key = replicaKey(name, replica)
+    const p = this.procs.get(key)
     if (p === undefined || p.exitCode !== null || p.signalCode !== null) return // already gone: its 'exit' will not come again
     const exited = new Promise<void>(resolve => p.once('exit', () => resolve()))
     p.kill(hard ? 'SIGKILL' : 'SIGTERM')
     const t = setTimeout(() => p.kill('SIGKILL'), 10_000)
     await exited
     clearTimeout(t)
-    this.procs.delete(name)
+    this.procs.delete(key)
   }
 
   /** The value of each secret variable the stack generates; a service gets those its entry lists. */
@@ -111,8 +135,8 @@ export class Stack {
     return { PORTHOLE_SECRET_KEY: this.secretKey, CONSOLE_TRANSIT_KEY: this.transitKey, CONSOLE_KEY: this.consoleKey, SOL_BRIDGE_SECRET: this.solBridgeSecret, PORTHOLE_ADMIN_TOKEN: this.adminToken }
   }
 
-  /** Starts (or restarts) one service and waits for its "ready" line. */
-  async start (name: ServiceName, extraEnv: Record<string, string> = {}): Promise<void> {
+  /** Starts (or restarts) one service's replica and waits for its "ready" line. */
+  async start (name: ServiceName, extraEnv: Record<string, string> = {}, replica = 1): Promise<void> {
     const svc = entry(name)
     const secrets = Object.entries(this.secretValues()).filter(([k]) => svc.secrets.includes(k))
     const env: Record<string, string> = {
@@ -123,9 +147,9 @@ export class Stack {
       PORTHOLE_NAMESPACE: this.ns,
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info',
       API_HOST: '127.0.0.1',
-      API_PORT: new URL(this.apiUrl).port,
+      API_PORT: new URL(this.apiUrls[replica - 1] ?? this.apiUrl).port,
       GATEWAY_HOST: '127.0.0.1',
-      GATEWAY_PORT: new URL(this.gatewayUrl).port,
+      GATEWAY_PORT: new URL(this.gatewayUrls[replica - 1] ?? this.gatewayUrl).port,
       PUBLIC_GATEWAY_URL: this.gatewayUrl,
       // Metrics listeners on ports of their own choosing (stacks run side by side), named in the ready lines.
       METRICS_HOST: '127.0.0.1',
@@ -148,14 +172,16 @@ export class Stack {
     }
     const main = this.opts.mainFor?.[name] === undefined ? mainOf(name) : join(REPO_ROOT, svc.dir, this.opts.mainFor[name])
     const p = spawn(process.execPath, ['--enable-source-maps', ...this.opts.nodeArgs ?? [], ...this.opts.nodeArgsFor?.[name] ?? [], main], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    this.procs.set(name, p)
+    this.procs.set(replicaKey(name, replica), p)
+    if (p.pid !== undefined) this.pids.set(replicaKey(name, replica), p.pid)
     const ready = new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`${name} did not report ready within 30 s:\n${this.tail(name)}`)), 30_000)
       const onLine = (line: string): void => {
         this.logLines.push(line)
         if (line.includes('"msg":"ready"')) {
           const port = /"metricsPort":(\d+)/.exec(line)?.[1]
-          if (port !== undefined) this.metricsUrls[name] = `http://127.0.0.1:${port}/metrics`
+          if (port !== undefined && replica === 1) this.metricsUrls[name] = `http://127.0.0.1:${port}/metrics`
+          if (port !== undefined) this.replicaMetricsUrls[replicaKey(name, replica)] = `http://127.0.0.1:${port}/metrics`
           clearTimeout(t)
           resolve()
           // From now on stdout is drained unread; stderr (crashes) is still kept.
@@ -173,8 +199,16 @@ export class Stack {
     return this.logLines.filter(l => l.includes(`"service":"${name}"`) || !l.startsWith('{')).slice(-20).join('\n')
   }
 
+  /** Stops every replica of every service (SIGTERM), all at once. */
+  async stopAll (): Promise<void> {
+    await Promise.all([...this.procs.keys()].map(async k => {
+      const [n, r] = k.split('#')
+      await this.stop(n as ServiceName, false, Number(r ?? 1))
+    }))
+  }
+
   async close (): Promise<void> {
-    await Promise.all([...this.procs.keys()].map(async n => await this.stop(n)))
+    await this.stopAll()
     await dropNamespace(this.ns, this.svc).catch(() => {})
   }
 }
@@ -217,11 +251,27 @@ export async function freePort (): Promise<number> {
  * Usage: `const stack = await startStack(t)`.
  */
 export async function startStack (t: Scope, o: StackOptions = {}): Promise<Stack> {
-  const svc = await services()
+  const svc = o.backing ?? await services()
   const s = new Stack(o.namespace ?? uniqueNamespace(), svc, o)
-  s.apiUrl = `http://127.0.0.1:${await freePort()}`
-  s.gatewayUrl = `http://127.0.0.1:${await freePort()}`
+  const replicas = o.replicas ?? 1
+  for (let i = 0; i < replicas; i++) {
+    s.apiUrls.push(`http://127.0.0.1:${await freePort()}`)
+    s.gatewayUrls.push(`http://127.0.0.1:${await freePort()}`)
+  }
+  if (replicas === 1) {
+    s.apiUrl = s.apiUrls[0] as string
+    s.gatewayUrl = s.gatewayUrls[0] as string
+  } else {
+    const api = await tcpBalancer(s.apiUrls.map(u => Number(new URL(u).port)))
+    const gateway = await tcpBalancer(s.gatewayUrls.map(u => Number(new URL(u).port)))
+    t.after(async () => { await api.close(); await gateway.close() })
+    s.apiUrl = api.url
+    s.gatewayUrl = gateway.url
+    s.balancers = { api, gateway }
+  }
   t.after(async () => await s.close())
-  for (const name of o.services ?? ALL_SERVICES) await s.start(name)
+  for (const name of o.services ?? ALL_SERVICES) {
+    for (let r = 1; r <= replicas; r++) await s.start(name, {}, r)
+  }
   return s
 }

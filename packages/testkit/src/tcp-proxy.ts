@@ -50,3 +50,56 @@ export async function tcpProxy (targetHost: string, targetPort: number): Promise
     }
   }
 }
+
+export interface TcpBalancer {
+  port: number
+  url: string
+  /** Connections open now through the balancer to each backend port. */
+  connectionsTo: (backendPort: number) => number
+  close: () => Promise<void>
+}
+
+/**
+ * A load balancer in front of several replicas (TCP, so WebSockets pass as they are): each new connection
+ * goes to the next backend in turn, and to the one after when that one refuses (a replica that died), as a
+ * load balancer with health checks would. A backend's connections end with it.
+ */
+export async function tcpBalancer (backendPorts: number[], host = '127.0.0.1'): Promise<TcpBalancer> {
+  const open = new Map<number, Set<Socket>>(backendPorts.map(p => [p, new Set()]))
+  let next = 0
+  const server: Server = createServer((client) => {
+    client.pause()
+    client.setNoDelay(true)
+    const tryFrom = (tries: number): void => {
+      if (tries >= backendPorts.length || client.destroyed) { client.destroy(); return }
+      const port = backendPorts[next++ % backendPorts.length] as number
+      const upstream = connect({ host, port })
+      upstream.once('error', () => { upstream.destroy(); tryFrom(tries + 1) })
+      upstream.once('connect', () => {
+        upstream.removeAllListeners('error')
+        upstream.setNoDelay(true)
+        const set = open.get(port) as Set<Socket>
+        set.add(upstream)
+        const drop = (): void => { client.destroy(); upstream.destroy(); set.delete(upstream) }
+        client.on('error', drop); upstream.on('error', drop)
+        client.on('close', drop); upstream.on('close', drop)
+        client.pipe(upstream)
+        upstream.pipe(client)
+        client.resume()
+      })
+    }
+    tryFrom(0)
+  })
+  await new Promise<void>(resolve => server.listen(0, host, resolve))
+  const addr = server.address()
+  const port = typeof addr === 'object' && addr !== null ? addr.port : 0
+  return {
+    port,
+    url: `http://${host}:${port}`,
+    connectionsTo: (p) => open.get(p)?.size ?? 0,
+    close: async () => {
+      for (const set of open.values()) for (const s of set) s.destroy()
+      await new Promise<void>(resolve => server.close(() => resolve()))
+    }
+  }
+}
