@@ -9,10 +9,13 @@ import { poolMac } from '@porthole/contracts'
 /** The XML namespace of Porthole's domain metadata. */
 export const POOL_METADATA_NS = 'urn:porthole:pool:1'
 
-export interface CloneSpec { name: string, pool: string, poolId: number, slot: number, generation: number, overlay: string }
+export interface CloneSpec { name: string, ns: string, pool: string, poolId: number, slot: number, generation: number, overlay: string }
 
-/** The metadata a clone carries (what reconcile reads of every domain). */
-export interface CloneMetadata { pool: string, slot: number, generation: number }
+/**
+ * The metadata a clone carries (what reconcile reads of every domain): `ns` is the deployment's
+ * PORTHOLE_NAMESPACE, so that deployments (or test runs) sharing a libvirt never take each other's clones for orphans.
+ */
+export interface CloneMetadata { ns: string, pool: string, slot: number, generation: number }
 
 const escapeAttr = (s: string): string => s.replace(/&/g, '&amp;').replace(/'/g, '&apos;').replace(/</g, '&lt;').replace(/"/g, '&quot;')
 
@@ -51,10 +54,11 @@ export function cloneMetadataOf (xml: string): CloneMetadata | undefined {
   if (m === null) return undefined
   const a = attrsOf(m[1] ?? '')
   const pool = a.get('pool')
+  const ns = a.get('ns')
   const slot = Number(a.get('slot'))
   const generation = Number(a.get('generation'))
-  if (pool === undefined || !Number.isInteger(slot) || !Number.isInteger(generation)) return undefined
-  return { pool, slot, generation }
+  if (pool === undefined || ns === undefined || !Number.isInteger(slot) || !Number.isInteger(generation)) return undefined
+  return { ns, pool, slot, generation }
 }
 
 /** The clone's XML from its template's (inactive) XML. */
@@ -64,7 +68,7 @@ export function cloneXml (template: string, c: CloneSpec): { xml: string, macs: 
     .replace(/\s*<uuid>[\s\S]*?<\/uuid>/, '')
     // A template's own metadata of ours (it cannot be a clone itself, but a copied XML may carry it) goes.
     .replace(/<(?:[\w-]+:)?clone\b[^>]*urn:porthole:pool:1[^>]*\/>/g, '')
-  const meta = `<porthole:clone xmlns:porthole='${POOL_METADATA_NS}' pool='${escapeAttr(c.pool)}' slot='${c.slot}' generation='${c.generation}'/>`
+  const meta = `<porthole:clone xmlns:porthole='${POOL_METADATA_NS}' ns='${escapeAttr(c.ns)}' pool='${escapeAttr(c.pool)}' slot='${c.slot}' generation='${c.generation}'/>`
   xml = /<metadata>/.test(xml) ? xml.replace(/<metadata>/, `<metadata>${meta}`) : xml.replace(/<\/name>/, `</name><metadata>${meta}</metadata>`)
 
   // The first disk: on the overlay, as qcow2, with no backing chain named (qemu reads it from the overlay).

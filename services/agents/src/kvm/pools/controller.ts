@@ -29,6 +29,8 @@ import type { PoolMetrics } from './metrics.js'
 import { checkTemplate } from './template.js'
 
 export interface PoolControllerOptions {
+  /** PORTHOLE_NAMESPACE: written into every clone's metadata; clones of other namespaces are never touched. */
+  ns: string
   hooksDir: string
   hookTimeoutMs: number
   reconcileMs: number
@@ -270,7 +272,7 @@ export class PoolController {
       // Recorded before anything exists: a crash from here on leaves a record that the next reconcile disposes of.
       await this.d.pools.addClone(clone)
       await this.d.host.createOverlay(template.image, overlay, this.signal())
-      const { xml, macs } = cloneXml(template.xml, { name, pool: pool.name, poolId: pool.poolId, slot, generation: pool.generation, overlay })
+      const { xml, macs } = cloneXml(template.xml, { name, ns: this.d.o.ns, pool: pool.name, poolId: pool.poolId, slot, generation: pool.generation, overlay })
       for (const hook of pool.hooks) await runHook(this.d.o.hooksDir, hook, { pool: pool.name, clone: name, slot, overlay, macs, golden: template.image }, this.d.o.hookTimeoutMs)
       await this.d.host.defineAndStart(xml, name, this.signal())
       const now = new Date().toISOString()
@@ -310,10 +312,8 @@ export class PoolController {
         // Marked first (once): from here the clone can be neither claimed nor bound to a session.
         const was = await this.d.pools.startDisposal(pool, name, reason) ?? await this.d.pools.clone(pool.name, name)
         if (was === undefined) return
-        if (was.sessionId !== undefined) {
-          const s = await this.d.sessions.get(was.sessionId)
-          if (s !== undefined && s.revokedAt === undefined) await this.d.sessions.revoke(s) // its viewer's socket closes
-        }
+        // Every live console of it ends (its viewer's socket closes), also one minted for a hand-out that died.
+        for (const s of await this.d.sessions.listLive({ serverId: was.serverId })) if (s.revokedAt === undefined) await this.d.sessions.revoke(s)
         await this.d.host.remove(name, this.signal())
         await this.d.host.deleteOverlay(was.overlay)
         const server = await this.d.servers.get(was.serverId)
@@ -337,7 +337,8 @@ export class PoolController {
     const pools = new Map((await this.d.pools.list()).map(p => [p.name, p]))
     const known = new Set<string>()
     for (const p of pools.values()) for (const c of await this.d.pools.clones(p.name)) known.add(c.name)
-    const domains = await this.d.host.clones(this.signal())
+    // Only this deployment's: another's (a second namespace on the same libvirt) are its controller's business.
+    const domains = (await this.d.host.clones(this.signal())).filter(d => d.ns === this.d.o.ns)
     for (const dom of domains) {
       if (known.has(dom.name) || this.making.has(dom.name) || this.disposing.has(dom.name)) continue
       this.d.log.warn({ clone: dom.name, pool: dom.pool }, 'orphaned clone domain (no record of it); destroying it')

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process'
 import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { DomainGetXMLDescFlags } from '@unraid/libvirt'
+import { DomainGetXMLDescFlags, DomainState } from '@unraid/libvirt'
 import { parseCloneName } from '@porthole/contracts'
 import { NotFoundError, PortholeError } from '@porthole/contracts/errors'
 import { Connections, bounded, classify, isNotValid, lookupDomain, messageOf } from '../libvirt.js'
@@ -21,6 +21,11 @@ export interface CloneDomain extends CloneMetadata { name: string, running: bool
 
 /** What `qemu-img info --output=json` says of an image (the members we read). */
 export interface ImageInfo { format: string, 'backing-filename'?: string, snapshots?: unknown[], 'virtual-size'?: number }
+
+/** Whether a domain state is one with a qemu process (anything but shut off or crashed). */
+function isActive (state: number): boolean {
+  return state !== DomainState.SHUTOFF && state !== DomainState.CRASHED && state !== DomainState.NOSTATE
+}
 
 export class CloneHost {
   private readonly conns: Connections
@@ -47,7 +52,7 @@ export class CloneHost {
 
   /** Whether a domain is running (active). */
   async isRunning (name: string, signal: AbortSignal): Promise<boolean> {
-    return await this.call('read the domain state', signal, async h => (await h.domainGetID(await lookupDomain(h, name))) !== null, name)
+    return await this.call('read the domain state', signal, async h => isActive((await h.domainGetInfo(await lookupDomain(h, name))).state), name)
   }
 
   /** Defines and starts a clone from its XML. */
@@ -79,7 +84,7 @@ export class CloneHost {
         try { xml = await h.domainGetXMLDesc(dom, DomainGetXMLDescFlags.INACTIVE) } catch { continue } // undefined meanwhile
         const meta = cloneMetadataOf(xml)
         if (meta === undefined) continue // named like a clone, but not ours: never touched
-        out.push({ name, ...meta, running: (await h.domainGetID(dom).catch(() => null)) !== null })
+        out.push({ name, ...meta, running: isActive((await h.domainGetInfo(dom).catch(() => ({ state: DomainState.SHUTOFF }))).state) })
       }
       return out
     })

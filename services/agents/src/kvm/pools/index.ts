@@ -35,6 +35,7 @@ export async function startPools (config: AgentsConfig, redis: Redis, registry: 
     metrics: new PoolMetrics(registry, pools),
     log: log.child({ component: 'pools' }),
     o: {
+      ns,
       hooksDir: config.POOL_HOOKS_DIR,
       hookTimeoutMs: config.POOL_HOOK_TIMEOUT_SECONDS * 1000,
       reconcileMs: config.POOL_RECONCILE_SECONDS * 1000,
