@@ -19,8 +19,7 @@
  * Everything it starts (services, pools and their clones, domains, the golden image, Chromium) is removed on
  * the way out, also after a failure or on SIGINT/SIGTERM.
  */
-import { randomBytes } from 'node:crypto'
-import { startStack, goldenTemplate, bareClone, tinyDomain, waitFor, TEST_DOMAIN_PREFIX, TEST_LIBVIRT_URI, virsh, type Stack } from '@porthole/testkit'
+import { bareClone, poolDomains, poolTemplate, removePoolLeftovers, sharedDir, startStack, testPoolName, tinyDomain, waitFor, TEST_LIBVIRT_URI, type Stack } from '@porthole/testkit'
 import { FIRST_LIT_FRAME, launchChromium } from '@porthole/testkit/chromium'
 import { UNCAPPED, jsonClient, onlySections, percentile, table } from './stats.js'
 
@@ -55,12 +54,13 @@ async function ok (c: Client, method: string, path: string, body?: unknown, want
 
 /** A pool of `size` on the golden template, full (every clone ready) before this returns; deleted at the end. */
 async function fullPool (c: Client, tenantId: string, template: string, size: number): Promise<string> {
-  const name = `${TEST_DOMAIN_PREFIX}p${randomBytes(2).toString('hex')}`
+  const name = testPoolName()
+  removePoolLeftovers(t, name)
   await ok(c, 'POST', '/v1/pools', { name, tenantId, template, size, idleTimeoutSeconds: 600, maxSessionSeconds: 3600 })
   t.after(async () => {
     await c('DELETE', `/v1/pools/${name}`)
     // The controller removes the clones after the answer: wait for libvirt to list none before the services stop.
-    await waitFor(async () => (await virsh('list', '--all', '--name')).split('\n').every(d => !d.trim().startsWith(name)) ? true : undefined, 120_000, `pool ${name}'s clones to go`, 200)
+    await waitFor(async () => (await poolDomains(name)).length === 0, 120_000, `pool ${name}'s clones to go`, 200)
   })
   await untilReady(c, name, size, 120_000)
   return name
@@ -77,13 +77,13 @@ async function untilReady (c: Client, pool: string, n: number, timeoutMs = 60_00
 async function main (): Promise<void> {
   const needPools = only.has('warm') || only.has('frame') || only.has('cold')
   progress('starting the services')
-  const golden = await goldenTemplate(t)
+  const golden = await poolTemplate(t)
+  const overlays = await sharedDir(t, 'overlays')
   const stack: Stack = await startStack(t, {
     keepLogs: false,
     envFor: {
       receiver: UNCAPPED,
-      agents: { AGENT_TYPES: 'kvm', POOL_OVERLAY_DIR: golden.dir, POOL_LIBVIRT_URI: TEST_LIBVIRT_URI },
-      'console-gateway': { CONSOLE_FRAME_ANCESTORS: '' }
+      agents: { AGENT_TYPES: 'kvm', POOL_OVERLAY_DIR: overlays, POOL_LIBVIRT_URI: TEST_LIBVIRT_URI }
     }
   })
   const c = jsonClient(stack.apiUrl, stack.adminToken)
@@ -129,7 +129,7 @@ async function main (): Promise<void> {
 
   if (needPools) {
     const size = 2
-    const pool = await fullPool(c, tenant.id, golden.name, size)
+    const pool = await fullPool(c, tenant.id, golden.dom.name, size)
     const handOut = async (wait = 0): Promise<{ sessionId: string, url: string }> => await ok(c, 'POST', `/v1/pools/${pool}/sessions${wait > 0 ? `?wait=${wait}` : ''}`)
 
     if (only.has('warm')) {

@@ -6,13 +6,12 @@
 // Screenshots go to test/dist/test-output/ (their paths are printed as diagnostics).
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { chmod, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Frame, Page } from 'playwright-core'
-import { TEST_DOMAIN_PREFIX, goldenTemplate, startStack, virsh, waitFor, type GoldenTemplate, type Stack } from '@porthole/testkit'
+import { poolDomains, poolOverlays, poolTemplate, removePoolLeftovers, sharedDir, startStack, testPoolName, virsh, waitFor, type PoolTemplate, type Stack } from '@porthole/testkit'
 import { FIRST_LIT_FRAME, launchChromium } from '@porthole/testkit/chromium'
 
 const OUT = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-output')
@@ -33,10 +32,8 @@ async function pictureServer (): Promise<{ server: Server, urls: string[] }> {
 }
 
 await mkdir(OUT, { recursive: true })
-const golden: GoldenTemplate = await goldenTemplate(file)
-const overlays = await mkdtemp(join(tmpdir(), 'porthole-overlays-'))
-after(async () => { await rm(overlays, { recursive: true, force: true }) })
-await chmod(overlays, 0o755)
+const golden: PoolTemplate = await poolTemplate(file)
+const overlays = await sharedDir(file, 'overlays')
 const pictures = await pictureServer()
 after(async () => { await new Promise<void>(resolve => pictures.server.close(() => resolve())) })
 const stack: Stack = await startStack(file, { services: ['api', 'receiver', 'agents'], envFor: { agents: { AGENT_TYPES: 'kvm', POOL_OVERLAY_DIR: overlays, POOL_DISCONNECT_GRACE_SECONDS: '2' } } })
@@ -47,27 +44,22 @@ assert.equal(tenant.status, 201, JSON.stringify(tenant.body))
 const tenantId: string = tenant.body.id
 const browser: BrowserContext = await launchChromium(file, { width: 1280, height: 800 })
 
-let pools = 0
 /** A pool of `size` on the golden template, full before this returns; deleted, and its clones checked gone, at the end. */
 async function pool (t: { after: (fn: () => Promise<void>) => void }, size: number): Promise<string> {
-  const name = `${TEST_DOMAIN_PREFIX}s${++pools}`
-  const r = await stack.api('POST', '/v1/pools', { name, tenantId, template: golden.name, size, idleTimeoutSeconds: 600, maxSessionSeconds: 3600, attract: pictures.urls })
+  const name = testPoolName()
+  removePoolLeftovers(t, name)
+  const r = await stack.api('POST', '/v1/pools', { name, tenantId, template: golden.dom.name, size, idleTimeoutSeconds: 600, maxSessionSeconds: 3600, attract: pictures.urls })
   assert.equal(r.status, 201, JSON.stringify(r.body))
   t.after(async () => {
     await stack.api('DELETE', `/v1/pools/${name}`)
-    await waitFor(async () => (await clones(name)).length === 0, 60_000, `pool ${name}'s clones to be removed`, 200)
+    await waitFor(async () => (await poolDomains(name)).length === 0, 120_000, `pool ${name}'s clones to be removed`, 200)
   })
   await ready(name, size)
   return name
 }
 
 async function ready (name: string, n: number): Promise<void> {
-  await waitFor(async () => (await stack.api('GET', `/v1/pools/${name}`)).body.ready >= n, 60_000, `pool ${name} to have ${n} ready`, 100)
-}
-
-/** The clone domains libvirt has of `pool`. */
-async function clones (name: string): Promise<string[]> {
-  return (await virsh('list', '--all', '--name')).split('\n').map(l => l.trim()).filter(n => n.startsWith(`${name}-`))
+  await waitFor(async () => (await stack.api('GET', `/v1/pools/${name}`)).body.ready >= n, 120_000, `pool ${name} to have ${n} ready`, 100)
 }
 
 async function station (poolName: string, name = 'desk 1'): Promise<{ id: string, url: string }> {
@@ -112,7 +104,7 @@ async function consoleFrame (page: Page): Promise<Frame> {
 
 test('from the pictures to a live VM and back after Finish; the VM and its overlay are destroyed and the slot refilled', async (t) => {
   const name = await pool(t, 1)
-  const [clone] = await clones(name)
+  const [clone] = await poolDomains(name)
   assert.ok(clone !== undefined)
   const s = await station(name)
   const { page, problems } = await stationPage()
@@ -148,10 +140,10 @@ test('from the pictures to a live VM and back after Finish; the VM and its overl
   await shot(t, page, '4-pictures-again')
 
   // The handed-out VM is destroyed and undefined and its overlay deleted; a fresh clone takes the slot.
-  await waitFor(async () => !(await clones(name)).includes(clone), 60_000, `clone ${clone} to be destroyed`, 200)
-  await waitFor(async () => !(await readdir(overlays)).some(f => f.startsWith(clone)), 30_000, `${clone}'s overlay to be deleted`, 200)
+  await waitFor(async () => !(await poolDomains(name)).includes(clone), 60_000, `clone ${clone} to be destroyed`, 200)
+  await waitFor(async () => !(await poolOverlays(overlays, name)).some(f => f.startsWith(clone)), 30_000, `${clone}'s overlay to be deleted`, 200)
   await ready(name, 1)
-  assert.notEqual((await clones(name))[0], clone, 'never handed out again')
+  assert.notEqual((await poolDomains(name))[0], clone, 'never handed out again')
   assert.deepEqual(problems, [], 'no script error, CSP violation or server error on the page')
   const secret = new URL(s.url).hash.slice(1)
   assert.ok(!stack.logs().includes(secret), 'the station secret is in no log line')
@@ -164,7 +156,7 @@ test('revoking a station ends the session it shows and the page says it is no lo
   const { page } = await stationPage()
   await page.goto(s.url)
   await state(page, 'idle')
-  const [clone] = await clones(name) // the pool's one clone: the one handed out
+  const [clone] = await poolDomains(name) // the pool's one clone: the one handed out
   assert.ok(clone !== undefined)
   await page.keyboard.press('Enter')
   await state(page, 'live')
@@ -173,7 +165,7 @@ test('revoking a station ends the session it shows and the page says it is no lo
   assert.match(await page.textContent('#message') ?? '', /station link is not valid/)
   assert.equal(await page.locator('#desk').isHidden(), true, 'the desktop is gone from the screen')
   await shot(t, page, '5-revoked')
-  await waitFor(async () => !(await clones(name)).includes(clone), 60_000, `clone ${clone} to be destroyed`, 200)
+  await waitFor(async () => !(await poolDomains(name)).includes(clone), 60_000, `clone ${clone} to be destroyed`, 200)
   assert.deepEqual((await stack.api('GET', `/v1/pools/${name}/stations`)).body, [])
   const info = await fetch(`${stack.apiUrl}/station/${s.id}/info`, { headers: { authorization: `Station ${new URL(s.url).hash.slice(1)}` } })
   assert.equal(info.status, 401)
