@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:http'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Frame, Page } from 'playwright-core'
-import { poolDomains, poolOverlays, poolTemplate, removePoolLeftovers, sharedDir, startStack, testPoolName, virsh, waitFor, type PoolTemplate, type Stack } from '@porthole/testkit'
+import { poolDomains, poolOverlays, poolTemplate, removePoolLeftovers, sharedDir, startStack, testPoolName, virsh, waitFor, within, type PoolTemplate, type Stack } from '@porthole/testkit'
 import { FIRST_LIT_FRAME, launchChromium } from '@porthole/testkit/chromium'
 
 const OUT = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-output')
@@ -86,7 +86,7 @@ async function shot (t: { diagnostic: (s: string) => void }, page: Page, name: s
   t.diagnostic(`screenshot: ${path}`)
 }
 
-const state = async (page: Page, s: string): Promise<void> => { await page.waitForSelector(`body[data-state="${s}"]`, { timeout: 60_000 }) }
+const state = async (page: Page, s: string): Promise<void> => { await page.waitForSelector(`body[data-state="${s}"]`, { timeout: 120_000 }) }
 
 /** Waits until a picture of the pool is shown and loaded. */
 async function picturesShown (page: Page): Promise<void> {
@@ -94,12 +94,12 @@ async function picturesShown (page: Page): Promise<void> {
   await page.waitForFunction(() => {
     const w = globalThis as unknown as { document: { querySelectorAll: (s: string) => Iterable<{ complete: boolean, naturalWidth: number }> }, getComputedStyle: (e: unknown) => { opacity: string } }
     return [...w.document.querySelectorAll('#pictures img.shown')].some(i => i.complete && i.naturalWidth > 0 && w.getComputedStyle(i).opacity === '1')
-  }, undefined, { timeout: 30_000 })
+  }, undefined, { timeout: 60_000 })
 }
 
 /** The console page in the station's frame. */
 async function consoleFrame (page: Page): Promise<Frame> {
-  return await waitFor(() => page.frames().find(f => /\/s\/[0-9a-f-]{36}$/.test(f.url())), 30_000, 'the console frame')
+  return await waitFor(() => page.frames().find(f => /\/s\/[0-9a-f-]{36}$/.test(f.url())), 60_000, 'the console frame')
 }
 
 test('from the pictures to a live VM and back after Finish; the VM and its overlay are destroyed and the slot refilled', async (t) => {
@@ -118,7 +118,7 @@ test('from the pictures to a live VM and back after Finish; the VM and its overl
   await page.mouse.click(640, 400)
   await state(page, 'live')
   const frame = await consoleFrame(page)
-  const lit = await frame.evaluate(FIRST_LIT_FRAME) as { at: number }
+  const lit = await within(frame.evaluate(FIRST_LIT_FRAME) as Promise<{ at: number }>, 60_000, 'a lit frame on the console canvas')
   assert.ok(lit.at > 0, 'the console canvas draws the VM\'s screen')
   const box = await page.locator('#console').boundingBox()
   assert.deepEqual([box?.width, box?.height], [1280, 800], 'the console fills the screen')
@@ -140,8 +140,8 @@ test('from the pictures to a live VM and back after Finish; the VM and its overl
   await shot(t, page, '4-pictures-again')
 
   // The handed-out VM is destroyed and undefined and its overlay deleted; a fresh clone takes the slot.
-  await waitFor(async () => !(await poolDomains(name)).includes(clone), 60_000, `clone ${clone} to be destroyed`, 200)
-  await waitFor(async () => !(await poolOverlays(overlays, name)).some(f => f.startsWith(clone)), 30_000, `${clone}'s overlay to be deleted`, 200)
+  await waitFor(async () => !(await poolDomains(name)).includes(clone), 120_000, `clone ${clone} to be destroyed`, 200)
+  await waitFor(async () => !(await poolOverlays(overlays, name)).some(f => f.startsWith(clone)), 60_000, `${clone}'s overlay to be deleted`, 200)
   await ready(name, 1)
   assert.notEqual((await poolDomains(name))[0], clone, 'never handed out again')
   assert.deepEqual(problems, [], 'no script error, CSP violation or server error on the page')
@@ -165,7 +165,7 @@ test('revoking a station ends the session it shows and the page says it is no lo
   assert.match(await page.textContent('#message') ?? '', /station link is not valid/)
   assert.equal(await page.locator('#desk').isHidden(), true, 'the desktop is gone from the screen')
   await shot(t, page, '5-revoked')
-  await waitFor(async () => !(await poolDomains(name)).includes(clone), 60_000, `clone ${clone} to be destroyed`, 200)
+  await waitFor(async () => !(await poolDomains(name)).includes(clone), 120_000, `clone ${clone} to be destroyed`, 200)
   assert.deepEqual((await stack.api('GET', `/v1/pools/${name}/stations`)).body, [])
   const info = await fetch(`${stack.apiUrl}/station/${s.id}/info`, { headers: { authorization: `Station ${new URL(s.url).hash.slice(1)}` } })
   assert.equal(info.status, 401)
@@ -185,11 +185,11 @@ test('an empty pool: the page says all desktops are busy and gets one when a clo
   await second.page.goto(b.url)
   await state(second.page, 'idle')
   await second.page.mouse.click(100, 100)
-  await second.page.locator('#message', { hasText: 'All desktops are busy, trying again…' }).waitFor({ timeout: 30_000 })
+  await second.page.locator('#message', { hasText: 'All desktops are busy, trying again…' }).waitFor({ timeout: 60_000 })
   await shot(t, second.page, '6-busy')
   await first.page.click('#finish')
   await state(second.page, 'live')
-  await (await consoleFrame(second.page)).evaluate(FIRST_LIT_FRAME)
+  await within((await consoleFrame(second.page)).evaluate(FIRST_LIT_FRAME), 60_000, 'a lit frame on the second console')
   await second.page.click('#finish')
   await state(second.page, 'idle')
   await first.page.close()
