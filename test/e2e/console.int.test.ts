@@ -5,8 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Redis } from 'ioredis'
-import { WebSocket } from 'ws'
-import { tinyDomain, virsh, within, type TinyDomain } from '@porthole/testkit'
+import { firstBytes, tinyDomain, virsh, within, type TinyDomain } from '@porthole/testkit'
 import { consoleAddress, vncViewer, type LiveViewer } from '../security/support.js'
 import { fileStack, kvmServer, tenant } from './fixtures.js'
 
@@ -24,20 +23,6 @@ async function liveConsole (t: { after: (fn: () => void) => void }, url: string,
 /** How a live console ended, bounded (the gateway closes it within a second of a revocation). */
 async function ended (v: LiveViewer, what: string): Promise<number> {
   return (await within(v.closed, 10_000, what)).code
-}
-
-/** Opens the console's WebSocket as the page does and returns the first bytes the gateway sends. */
-async function firstBytes (url: string): Promise<string> {
-  const u = new URL(url)
-  const token = u.hash.slice(1)
-  const ws = new WebSocket(`ws://${u.host}${u.pathname}/ws`, ['binary', `porthole.token.${token}`], { headers: { origin: u.origin } })
-  try {
-    return await new Promise<string>((resolve, reject) => {
-      ws.once('message', (b: Buffer) => resolve(b.toString('latin1')))
-      ws.once('close', (code, reason) => reject(new Error(`closed ${code} ${reason.toString()}`)))
-      ws.once('error', reject)
-    })
-  } finally { ws.close() }
 }
 
 test('one call gives a URL that reaches the VM; the token is in no job, no Redis key and no log line', async (t) => {

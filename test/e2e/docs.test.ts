@@ -1,8 +1,8 @@
-// The README's settings table is generated from the services' own declarations; this keeps it complete.
+// The docs stay true to the tree: the README's settings table is generated from the services' own declarations, and every path the docs name exists.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { REPO_ROOT } from '@porthole/testkit'
@@ -53,4 +53,16 @@ test('the README names the tests that need a guacd, and they skip naming GUACD_H
   const live = files.find(f => f.includes('guacamole-live'))
   assert.ok(live !== undefined, 'the README does not name guacamole-live.int.test.ts')
   assert.match(read(live), /'guacd: GUACD_HOST not set — /)
+})
+
+test('every file the docs name by its path exists (a move updates the docs that lead a newcomer to it)', () => {
+  const docs = ['README.md', 'bench/README.md', 'deploy/README.md', ...readdirSync(join(REPO_ROOT, 'docs')).filter(f => f.endsWith('.md')).map(f => `docs/${f}`)]
+  const missing: string[] = []
+  for (const doc of docs) {
+    for (const m of read(doc).matchAll(/`((?:services|packages|scripts|cli|bench|test|deploy|docs)\/[\w./-]+)`/g)) {
+      const path = (m[1] as string).replace(/\/$/, '')
+      if (!existsSync(join(REPO_ROOT, path))) missing.push(`${doc}: ${path}`)
+    }
+  }
+  assert.deepEqual(missing, [])
 })

@@ -1,12 +1,12 @@
 /** Chromium for the dashboard's tests: one browser per file, page errors collected, screenshots, the login. */
 import assert from 'node:assert/strict'
 import { after } from 'node:test'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Page } from 'playwright-core'
 import type { Stack } from '@porthole/testkit'
+import { launchChromium, pageProblems } from '@porthole/testkit/chromium'
 
 const OUT = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-output')
 
@@ -21,23 +21,11 @@ export interface OpsBrowser {
 /** A Chromium closed after the file's tests, with one page watched for problems. */
 export async function opsBrowser (prefix: string): Promise<OpsBrowser> {
   await mkdir(OUT, { recursive: true })
-  const { chromium } = await import('playwright-core')
-  const profile = await mkdtemp(join(tmpdir(), 'porthole-chromium-'))
-  const browser = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 1366, height: 800 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run']
-  })
-  after(async () => { await browser.close(); await rm(profile, { recursive: true, force: true }) })
+  const browser = await launchChromium({ after }, { width: 1366, height: 800 })
   const page = await browser.newPage()
-  const problems: string[] = []
-  page.on('pageerror', e => problems.push(e.message))
-  // Refusals the page expects (401 before the login, a wrong key) show as failed loads: server errors are counted apart.
-  page.on('console', m => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(m.text()) })
-  page.on('response', r => { if (r.status() >= 500 || r.status() === 404) problems.push(`${r.status()} ${r.url()}`) })
-  // The page's own CSP must not have to refuse anything it does.
-  await page.addInitScript("document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))")
+  // Refusals the page expects (401 before the login, a wrong key) show as failed loads: server errors and
+  // missing routes are counted apart.
+  const problems = await pageProblems(page, { failed: s => s >= 500 || s === 404, ignore: text => text.startsWith('Failed to load resource') })
   return {
     browser,
     page,

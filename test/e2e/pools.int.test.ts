@@ -56,6 +56,14 @@ test('hand out, disconnect: the VM and its overlay are gone (virsh, fs) and the 
   const recorded = (await readFile(join(hookOut, first), 'utf8')).trim().split(' ')
   assert.deepEqual(recorded, [p.name, first, '0', mac, overlay])
 
+  // Its tenant's customers read the pool without the template's domain name or the hooks; staff see them.
+  const own = await stack.api('GET', `/v1/pools/${p.name}`, undefined, { key: acme.customerKey })
+  assert.equal(own.status, 200, JSON.stringify(own.body))
+  assert.equal(own.body.ready, 1)
+  assert.equal(own.body.template, undefined)
+  assert.equal(own.body.hooks, undefined)
+  assert.equal(view.template, p.template.dom.name)
+  assert.equal((await stack.api('GET', `/v1/pools/${p.name}`, undefined, { key: other.customerKey })).status, 404)
   // Another tenant's key sees no such pool; the pool's tenant's key gets the VM's console in one call.
   assert.equal((await handOut(p.name, other.customerKey)).status, 404)
   const r = await handOut(p.name, acme.customerKey)

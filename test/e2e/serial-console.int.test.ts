@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { CONSOLE_CLOSE } from '@porthole/contracts'
 import { WebSocket } from 'ws'
 import { tinyDomain, waitFor } from '@porthole/testkit'
-import { launchChromium } from '@porthole/testkit/chromium'
+import { launchChromium, pageProblems } from '@porthole/testkit/chromium'
 import * as sims from '@porthole/testkit/ipmi'
 import { fileStack, kvmServer, tenant } from './fixtures.js'
 
@@ -103,12 +103,8 @@ test('the console page shows the serial console in a terminal, and typing reache
   const browser = await launchChromium(t)
   const { url } = await serialConsole()
   const page = await browser.newPage()
-  const errors: string[] = []
-  page.on('pageerror', e => errors.push(e.message))
-  page.on('console', msg => { if (msg.type() === 'error') errors.push(msg.text()) })
-  page.on('response', r => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`) })
-  // CSP violations as the page sees them (the page's policy stays strict with xterm.js's run-time styles).
-  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))`)
+  // CSP violations count too: the page's policy stays strict with xterm.js's run-time styles.
+  const errors = await pageProblems(page)
   const response = await page.goto(url)
   assert.match(response?.headers()['content-security-policy'] ?? '', /style-src 'self'(;|$)/, 'the serial page keeps the strict style policy')
   await page.waitForSelector('body[data-connected="true"]', { timeout: 20_000 })

@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Frame, Page } from 'playwright-core'
 import { poolDomains, poolOverlays, poolTemplate, removePoolLeftovers, sharedDir, startStack, testPoolName, virsh, waitFor, within, type PoolTemplate, type Stack } from '@porthole/testkit'
-import { FIRST_LIT_FRAME, launchChromium } from '@porthole/testkit/chromium'
+import { FIRST_LIT_FRAME, launchChromium, pageProblems } from '@porthole/testkit/chromium'
 
 const OUT = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-output')
 const file = { after: (fn: () => Promise<void>) => { after(fn) } }
@@ -69,14 +69,10 @@ async function station (poolName: string, name = 'desk 1'): Promise<{ id: string
   return r.body
 }
 
-/** A page watched for script errors, CSP violations and server errors. */
+/** A page watched for script errors, CSP violations and server errors (a refused link's 401 is expected). */
 async function stationPage (): Promise<{ page: Page, problems: string[] }> {
   const page = await browser.newPage()
-  const problems: string[] = []
-  page.on('pageerror', e => problems.push(e.message))
-  page.on('console', m => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(m.text()) })
-  page.on('response', r => { if (r.status() >= 500) problems.push(`${r.status()} ${r.url()}`) })
-  await page.addInitScript("document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))")
+  const problems = await pageProblems(page, { failed: s => s >= 500, ignore: text => text.startsWith('Failed to load resource') })
   return { page, problems }
 }
 

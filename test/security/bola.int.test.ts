@@ -7,11 +7,11 @@
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { tinyDomain, waitFor, type Stack } from '@porthole/testkit'
+import { hooksDir, poolDomains, poolTemplate, removeDomain, sharedDir, testPoolName, tinyDomain, waitFor, type Stack } from '@porthole/testkit'
 import { fileStack, finished, kvmServer } from '../e2e/fixtures.js'
 import { assertProblem, minimalRequest, operations, type Operation } from './support.js'
 
-type Resource = 'tenant' | 'spareTenant' | 'apiKey' | 'server' | 'job' | 'failedJob' | 'session' | 'webhook'
+type Resource = 'tenant' | 'spareTenant' | 'apiKey' | 'server' | 'job' | 'failedJob' | 'session' | 'webhook' | 'pool' | 'sparePool'
 type Rule =
   | { access: 'public' } // no key needed
   | { access: 'admin' | 'staff', resource?: Resource } // customers 403 (admin: operators too)
@@ -62,6 +62,14 @@ const ROUTES: Record<string, Rule> = {
   'GET /v1/webhooks/{id}': { access: 'tenant', resource: 'webhook' },
   'GET /v1/webhooks/{id}/deliveries': { access: 'tenant', resource: 'webhook' },
   'DELETE /v1/webhooks/{id}': { access: 'tenant', resource: 'webhook' },
+  // Kiosk pools: staff manage them, the tenant's keys read and hand out. The populated pools' hook fails every
+  // clone, so none is ever ready: the owner's hand-out is a 503 (empty), after authorization.
+  'POST /v1/pools': { access: 'staff' },
+  'GET /v1/pools': { access: 'list' },
+  'GET /v1/pools/{name}': { access: 'tenant', resource: 'pool' },
+  'PATCH /v1/pools/{name}': { access: 'staff', resource: 'pool' },
+  'DELETE /v1/pools/{name}': { access: 'staff', resource: 'sparePool' },
+  'POST /v1/pools/{name}/sessions': { access: 'tenant', resource: 'pool', owner: 503 },
   // Kiosk stations: admins and operators only (the station page's own routes are hidden, like /ops).
   'POST /v1/pools/{name}/stations': { access: 'staff' },
   'GET /v1/pools/{name}/stations': { access: 'staff' },
@@ -89,12 +97,31 @@ interface Tenant {
   sessionIds: string[]
   /** Two webhooks: the first is read, the last is the one deleted. */
   webhookIds: string[]
+  /** A kiosk pool (read, changed, handed out from) and one to delete. */
+  poolName: string
+  sparePoolName: string
 }
 
 // Webhooks point at a closed loopback port, and no replica delivers: this suite is about who may see them.
-const stack = await fileStack({ envFor: { api: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_DELIVERY: 'false' } } })
 const scope = { after: (fn: () => Promise<void>) => { after(fn) } }
+const overlays = await sharedDir(scope, 'bola-overlays')
+const hooks = await hooksDir(scope, { fail: 'exit 1' })
+const stack = await fileStack({ envFor: { api: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_DELIVERY: 'false' }, agents: { POOL_OVERLAY_DIR: overlays, POOL_HOOKS_DIR: hooks } } })
 const dom = await tinyDomain(scope)
+const template = await poolTemplate(scope)
+/** The pool an operator's minimal POST /v1/pools makes (it has real clones); every pool goes at the end. */
+const operatorPool = testPoolName()
+const pools = [operatorPool]
+after(async () => {
+  const names = [...pools]
+  try {
+    for (const n of names) await stack.api('DELETE', `/v1/pools/${n}`)
+    await waitFor(async () => (await Promise.all(names.map(async n => (await poolDomains(n)).length))).every(c => c === 0), 60_000, 'the pools\' clones to be gone', 200)
+  } catch {
+    // The stack was stopped first: nothing refills any more, and what is left is removed below.
+  }
+  for (const n of names) for (const d of await poolDomains(n)) await removeDomain(d)
+})
 const ops = await operations(stack)
 const operatorKey = await newKey(stack, { role: 'operator', name: 'bola-operator' })
 
@@ -137,10 +164,16 @@ async function populated (name: string): Promise<Tenant> {
     assert.equal(w.status, 201, JSON.stringify(w.body))
     webhookIds.push(w.body.id)
   }
+  const [poolName, sparePoolName] = [testPoolName(), testPoolName()]
+  for (const n of [poolName, sparePoolName]) {
+    pools.push(n)
+    const p = await stack.api('POST', '/v1/pools', { name: n, tenantId, template: template.dom.name, size: 1, hooks: ['fail'] })
+    assert.equal(p.status, 201, JSON.stringify(p.body))
+  }
   const jobs = await stack.api('GET', `/v1/jobs?serverId=${serverId}`, undefined, as)
   const jobIds = (jobs.body as Array<{ id: string }>).map(j => j.id)
   assert.ok(jobIds.length >= 5, `${name}: jobs ${JSON.stringify(jobs.body)}`)
-  return { tenantId, key: key.key, keyId: key.id, spareKeyId: spare.id, spareTenantId: spareTenant.body.id as string, serverId, jobIds, failedJobId: failed.id as string, sessionIds, webhookIds }
+  return { tenantId, key: key.key, keyId: key.id, spareKeyId: spare.id, spareTenantId: spareTenant.body.id as string, serverId, jobIds, failedJobId: failed.id as string, sessionIds, webhookIds, poolName, sparePoolName }
 }
 
 const a = await populated('bola-a')
@@ -148,7 +181,7 @@ const b = await populated('bola-b')
 
 /** Every id of tenant `t` that another tenant's customer must never see. */
 function idsOf (t: Tenant): string[] {
-  return [t.tenantId, t.spareTenantId, t.keyId, t.spareKeyId, t.serverId, ...t.jobIds, t.failedJobId, ...t.sessionIds, ...t.webhookIds]
+  return [t.tenantId, t.spareTenantId, t.keyId, t.spareKeyId, t.serverId, ...t.jobIds, t.failedJobId, ...t.sessionIds, ...t.webhookIds, t.poolName, t.sparePoolName]
 }
 
 /** The id a route's `{id}` names, of tenant `t`. Sessions: the first is read, the last is the one deleted. */
@@ -162,7 +195,14 @@ function idFor (t: Tenant, r: Resource, op: Operation): string {
     case 'failedJob': return t.failedJobId
     case 'session': return (op.method === 'DELETE' ? t.sessionIds.at(-1) : t.sessionIds[0]) as string
     case 'webhook': return (op.method === 'DELETE' ? t.webhookIds.at(-1) : t.webhookIds[0]) as string
+    case 'pool': return t.poolName
+    case 'sparePool': return t.sparePoolName
   }
+}
+
+/** An id (or, for a `{name}` route, a name) that names nothing, in the form the route takes. */
+function unknownId (op: Operation): string {
+  return op.pathParams.includes('name') ? `zz${randomUUID().replace(/-/g, '').slice(0, 20)}` : randomUUID()
 }
 
 /** Calls `op` with a minimal valid request naming tenant `owner`'s resource, as `key`. */
@@ -170,9 +210,10 @@ async function call (op: Operation, owner: Tenant, key: string | null, id?: stri
   const rule = ROUTES[op.key]
   const resource = rule !== undefined && 'resource' in rule ? rule.resource : undefined
   const params: Record<string, string> = {}
-  for (const p of op.pathParams) params[p] = id ?? (resource === undefined ? randomUUID() : idFor(owner, resource, op))
-  // A server record that the API takes whole (its connection is checked beyond the schema).
-  const req = minimalRequest(op, params, { tenantId: owner.tenantId, connection: { uri: dom.uri, domain: dom.name } })
+  for (const p of op.pathParams) params[p] = id ?? (resource === undefined ? unknownId(op) : idFor(owner, resource, op))
+  // A server record that the API takes whole (its connection is checked beyond the schema); a pool on the template.
+  const hints = { tenantId: owner.tenantId, connection: { uri: dom.uri, domain: dom.name }, ...(op.key === 'POST /v1/pools' ? { name: operatorPool, template: template.dom.name } : {}) }
+  const req = minimalRequest(op, params, hints)
   return await stack.api(op.method, req.path, req.body, { key, headers: req.headers })
 }
 
@@ -204,7 +245,7 @@ test('routes for admins (and operators) answer customers 403; the same request b
       const rule = ROUTES[op.key] as { access: 'admin' | 'staff' }
       for (const key of [b.key, a.key]) assertProblem(await call(op, a, key), `${op.key} as a customer`, 403)
       // No existence oracle: an id that does not exist gets the same answer.
-      if (op.pathParams.length > 0) assertProblem(await call(op, a, b.key, randomUUID()), `${op.key} as a customer, unknown id`, 403)
+      if (op.pathParams.length > 0) assertProblem(await call(op, a, b.key, unknownId(op)), `${op.key} as a customer, unknown id`, 403)
       // The same minimal request is served to the roles it is for: validation did not answer in
       // authorization's place.
       const byOperator = await call(op, a, operatorKey.key)
@@ -226,7 +267,7 @@ test("every route that takes an id answers another tenant's customer 404, as for
     await t.test(op.key, { todo: FINDINGS[op.key] }, async () => {
       const other = await call(op, a, b.key)
       assertProblem(other, `${op.key} by another tenant's customer`, 404)
-      const unknown = await call(op, a, b.key, randomUUID())
+      const unknown = await call(op, a, b.key, unknownId(op))
       assertProblem(unknown, `${op.key} with an unknown id`, 404)
       assert.equal(other.body.detail, unknown.body.detail, `${op.key}: another tenant's id and an unknown id are told apart`)
       assert.equal(other.body.code, unknown.body.code)

@@ -84,7 +84,10 @@ export type Pool = Static<typeof Pool>
 
 /** A pool as the API shows it: its spec and state, and how many of its clones are in each state now. */
 export const PoolView = Type.Object({
-  ...Type.Omit(Pool, ['image']).properties,
+  ...Type.Omit(Pool, ['image', 'template', 'hooks']).properties,
+  /** Admins and operators only: customers are never shown a domain name or what runs on the agents. */
+  template: Type.Optional(Pool.properties.template),
+  hooks: Type.Optional(Pool.properties.hooks),
   ready: Type.Integer({ description: 'booted, clean, waiting for a hand-out' }),
   starting: Type.Integer({ description: 'being cloned or booted' }),
   inUse: Type.Integer({ description: 'handed out (and not yet destroyed)' }),

@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { chromium, type BrowserContext } from 'playwright-core'
+import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import type { Scope } from './index.js'
 
 export const CHROMIUM_PATH = '/usr/bin/chromium'
@@ -29,6 +29,22 @@ export async function launchChromium (scope: Scope, viewport?: { width: number, 
   }
   scope.after(async () => { await browser.close(); await rm(dir, { recursive: true, force: true }) })
   return browser
+}
+
+/**
+ * Collects what a page did wrong, into the array it returns: script errors, console errors, failed responses
+ * and CSP violations (the page's own policy must not have to refuse anything it does). Call before `goto`.
+ * `failed` says which response statuses count (default: every 4xx and 5xx); `ignore` drops console lines a
+ * test expects (such as the browser's note on a refusal the page asked for).
+ */
+export async function pageProblems (page: Page, o: { failed?: (status: number) => boolean, ignore?: (text: string) => boolean } = {}): Promise<string[]> {
+  const failed = o.failed ?? ((s: number) => s >= 400)
+  const problems: string[] = []
+  page.on('pageerror', e => problems.push(e.message))
+  page.on('console', m => { if (m.type() === 'error' && o.ignore?.(m.text()) !== true) problems.push(m.text()) })
+  page.on('response', r => { if (failed(r.status())) problems.push(`${r.status()} ${r.url()}`) })
+  await page.addInitScript("document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))")
+  return problems
 }
 
 /**

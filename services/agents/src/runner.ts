@@ -12,7 +12,7 @@ import {
 import { SecretBox, openServerSecrets } from '@porthole/shared/crypto'
 import { PortholeError, TimeoutError, ValidationError, toFailure } from '@porthole/contracts/errors'
 import { brief, type Logger } from '@porthole/shared/logging'
-import { Locks, createRedis, keys } from '@porthole/shared/store'
+import { Locks, PoolStore, createRedis, keys } from '@porthole/shared/store'
 import { serveMetrics, type MetricsListener } from '@porthole/shared/metrics'
 import { startHeartbeat, type Heartbeat } from './heartbeat.js'
 import type { AgentsConfig } from './config.js'
@@ -22,6 +22,7 @@ import { SolTickets } from './ipmi/sol-tickets.js'
 import { startSolBridge, type SolBridge } from './ipmi/sol.js'
 import { AgentMetrics } from './metrics.js'
 import { servesPools, startPools, type RunningPools } from './kvm/pools/index.js'
+import { PoolMetrics } from './kvm/pools/metrics.js'
 
 const checkRequest = compile(AgentRequest, 'agent request')
 const checkJob = compile(JobSchema, 'job')
@@ -83,6 +84,8 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
   }
   const amqp = new AmqpClient({ url: config.RABBITMQ_URL, namespace: ns, log, name: `porthole-agents(${config.AGENT_TYPES.join(',')})` })
   const metrics = new AgentMetrics({ redis, amqp, types: config.AGENT_TYPES })
+  // Wherever kvm is served, so that a dashboard finds the pool metrics whichever agents process keeps the pools.
+  const poolMetrics = config.AGENT_TYPES.includes('kvm') ? new PoolMetrics(metrics.registry, new PoolStore(redis, ns)) : undefined
 
   /** Publishes a job's update in its job's lane (a poison request's, whose kind is unknown, in the durable one). */
   async function update (u: JobUpdate, kind: JobKind = 'power'): Promise<void> {
@@ -211,7 +214,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     }
     listener = await serveMetrics({ host: config.METRICS_HOST, port: config.AGENTS_METRICS_PORT, registry: metrics.registry, ready: () => amqp.connected && redis.status === 'ready', log })
     await amqp.start()
-    if (servesPools(config)) pools = await startPools(config, redis, metrics.registry, log)
+    if (servesPools(config) && poolMetrics !== undefined) pools = await startPools(config, redis, poolMetrics, log)
     beats = startHeartbeat({ redis, ns, types: [...config.AGENT_TYPES], intervalSeconds: config.AGENT_HEARTBEAT_SECONDS, log: log.child({ component: 'heartbeat' }) })
     for (const driver of active) {
       // Both lanes: power jobs on the quorum queue, status and console jobs on the classic one (topology.ts).

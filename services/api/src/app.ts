@@ -86,7 +86,7 @@ export async function buildApp (deps: AppDeps): Promise<ApiApp> {
     webhooks: new WebhookStore(redis, ns),
     pools: new PoolStore(redis, ns)
   }
-  const deliverer = config.WEBHOOK_DELIVERY ? new WebhookDeliverer({ config, store: ctx.webhooks, box: ctx.box, log: log.child({ component: 'webhooks' }), metrics: { attempt: (status, seconds) => { ctx.metrics.webhookAttempts.observe({ status }, seconds) } } }) : undefined
+  const deliverer = config.WEBHOOK_DELIVERY ? new WebhookDeliverer({ config, redis, store: ctx.webhooks, box: ctx.box, log: log.child({ component: 'webhooks' }), metrics: { attempt: (status, seconds) => { ctx.metrics.webhookAttempts.observe({ status }, seconds) } } }) : undefined
   ctx.waiter.also(ctx.streams.channel, m => ctx.streams.onMessage(m))
 
   const serializers = lazySerializers()

@@ -2,7 +2,7 @@
 import { AmqpClient } from '@porthole/shared/amqp'
 import { SecretBox } from '@porthole/shared/crypto'
 import { brief, type Logger } from '@porthole/shared/logging'
-import { ServerStore, createRedis } from '@porthole/shared/store'
+import { ServerStore, createRedis, keys, runLeased } from '@porthole/shared/store'
 import { buildApp, type ApiApp, type AppDeps } from './app.js'
 import type { ApiConfig } from './config.js'
 
@@ -40,16 +40,18 @@ export async function startApi (config: ApiConfig, log: Logger): Promise<Running
   // BROKER_WAIT_MS without it: then it serves anyway and answers 503 for jobs until the broker is back.
   await bounded(deps.brokerUp, BROKER_WAIT_MS)
   await app.listen({ host: config.API_HOST, port: config.API_PORT })
-  // At start; and while old keys are configured (a rotation under way) every ten minutes, so that records a
-  // replica still on the old key writes meanwhile are caught too.
+  // At start (each replica: it may be the first with a new key); and while old keys are configured (a
+  // rotation under way) every ten minutes on the one replica holding the lease, so that records a replica
+  // still on the old key writes meanwhile are caught too.
   void resealStale(deps, log)
-  const reseal = deps.config.PORTHOLE_OLD_SECRET_KEYS.trim() === '' ? undefined : setInterval(() => { void resealStale(deps, log) }, RESEAL_EVERY_MS)
-  reseal?.unref()
+  const reseal = deps.config.PORTHOLE_OLD_SECRET_KEYS.trim() === ''
+    ? undefined
+    : runLeased(deps.redis, keys(config.PORTHOLE_NAMESPACE).lease('api.reseal'), RESEAL_EVERY_MS, async () => { await resealStale(deps, log) }, log, { delayFirst: true })
   return {
     app,
     deps,
     async close () {
-      clearInterval(reseal)
+      await reseal?.stop()
       await app.close()
       await deps.close()
     }

@@ -9,12 +9,11 @@ import { randomUUID } from 'node:crypto'
 import { createSocket } from 'node:dgram'
 import { readFile } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
-import { WebSocket } from 'ws'
 import { AmqpClient, names } from '@porthole/shared/amqp'
 import type { Job, StoredServer } from '@porthole/contracts'
 import { createLogger } from '@porthole/shared/logging'
 import { JobStore, ServerStore, createRedis } from '@porthole/shared/store'
-import { startStack, tinyDomain, waitFor, type Stack } from '@porthole/testkit'
+import { firstBytes, startStack, tinyDomain, waitFor, type Stack } from '@porthole/testkit'
 import { startIpmiSim } from '@porthole/testkit/ipmi'
 import { startOvirtSimulator } from '@porthole/testkit/ovirt'
 
@@ -215,15 +214,3 @@ test('console: moving console.host or console.port needs the VNC password again;
   assert.ok(!stack.logs().includes('vncPw42x') && !stack.logs().includes(bmc.password))
 })
 
-/** Opens the console's WebSocket as the page does and returns the first bytes the VNC server sends. */
-async function firstBytes (url: string): Promise<string> {
-  const u = new URL(url)
-  const ws = new WebSocket(`ws://${u.host}${u.pathname}/ws`, ['binary', `porthole.token.${u.hash.slice(1)}`], { headers: { origin: u.origin } })
-  try {
-    return await new Promise<string>((resolve, reject) => {
-      ws.once('message', (b: Buffer) => resolve(b.toString('latin1')))
-      ws.once('close', (code, reason) => reject(new Error(`closed ${code} ${reason.toString()}`)))
-      ws.once('error', reject)
-    })
-  } finally { ws.close() }
-}

@@ -71,13 +71,13 @@ export async function startGateway (c: GatewayConfig, log: Logger): Promise<Gate
       server.once('error', reject)
       server.listen(c.GATEWAY_PORT, c.GATEWAY_HOST, () => { server.off('error', reject); resolve() })
     })
-    const stopSweep = sweepExpiredSessions(sessions, log.child({ component: 'expiry' }))
+    const stopSweep = sweepExpiredSessions(redis, c.PORTHOLE_NAMESPACE, sessions, log.child({ component: 'expiry' }))
     const listener = await serveMetrics({ host: c.METRICS_HOST, port: c.GATEWAY_METRICS_PORT, registry: metrics.registry, ready: () => amqp.connected && redis.status === 'ready', log })
     return {
       port: (server.address() as AddressInfo).port,
       metricsPort: listener.port,
       close: async () => {
-        stopSweep()
+        await stopSweep()
         await listener.close()
         const closed = new Promise<void>(resolve => server.close(() => resolve()))
         hub.closeAll('shutdown')

@@ -2,9 +2,10 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import type { BrowserContext, Page } from 'playwright-core'
-import { tinyDomain, waitFor, type TinyDomain } from '@porthole/testkit'
+import { waitFor, type TinyDomain } from '@porthole/testkit'
+import { pageProblems } from '@porthole/testkit/chromium'
 import type { ConsoleTarget } from '@porthole/contracts'
-import { fileScope, harness, launchChromium, vmScreenshot, solBridge, vncTarget, type Harness } from './support.js'
+import { fileScope, vmScreenshot, solBridge, vncBrowserSuite, type Harness } from './support.js'
 
 const PASSWORD = 's3cret'
 const suite = fileScope(after)
@@ -13,14 +14,7 @@ let vm: TinyDomain
 let target: ConsoleTarget
 let browser: BrowserContext
 
-before(async () => {
-  ;[h, vm, browser] = await Promise.all([
-    harness(suite),
-    tinyDomain(suite, { vncPassword: PASSWORD }),
-    launchChromium(suite, { width: 1024, height: 700 })
-  ])
-  target = await vncTarget(await vm.vncPort(), PASSWORD)
-})
+before(async () => { ({ h, vm, target, browser } = await vncBrowserSuite(suite, PASSWORD)) })
 
 /** Statistics of the console canvas: how many pixels are not black, and a fingerprint of the picture. */
 async function canvasStats (page: Page): Promise<{ lit: number, width: number, height: number, sum: number }> {
@@ -124,16 +118,6 @@ test('the page says why when another viewer takes over, and when a single-use li
   await Promise.all([a.close(), b.close()])
 })
 
-/** Collects a page's failed requests, script errors and CSP violations. */
-async function watch (page: Page): Promise<string[]> {
-  const errors: string[] = []
-  page.on('pageerror', e => errors.push(e.message))
-  page.on('console', msg => { if (msg.type() === 'error') errors.push(msg.text()) })
-  page.on('response', r => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`) })
-  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective))`)
-  return errors
-}
-
 /** The serial terminal's text, as xterm.js renders it into the DOM. */
 const terminalText = async (page: Page): Promise<string> => await page.evaluate('document.querySelector("#screen .xterm-rows")?.textContent ?? ""')
 
@@ -142,7 +126,7 @@ test('a serial console shows in a terminal, colours and all, under the strict CS
   const bridge = await solBridge(t, h.stack.solBridgeSecret, 'Welcome to \x1b[38;2;255;0;0mred-host\x1b[0m\r\nlogin: ')
   const m = await h.mint({ protocol: 'serial', target: bridge.target, serverName: 'metal-7.example' })
   const page = await browser.newPage()
-  const errors = await watch(page)
+  const errors = await pageProblems(page)
   await page.goto(m.grant.url)
   await page.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
   assert.equal(await page.textContent('#name'), 'metal-7.example')
@@ -173,7 +157,7 @@ test('a serial page says why it ended: revoked, and a single-use link opened aga
   const bridge = await solBridge(t, h.stack.solBridgeSecret, 'login: ')
   const m = await h.mint({ protocol: 'serial', target: bridge.target, singleUse: true })
   const a = await browser.newPage()
-  const errors = await watch(a)
+  const errors = await pageProblems(a)
   await a.goto(m.grant.url)
   await a.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
   await waitFor(async () => (await terminalText(a)).includes('login:'), 10_000, 'the greeting in the terminal')

@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Page } from 'playwright-core'
 import { tinyDomain, waitFor, type TinyDomain } from '@porthole/testkit'
+import { pageProblems } from '@porthole/testkit/chromium'
 import type { ConsoleTarget } from '@porthole/contracts'
 import { decodePng, fileScope, harness, launchChromium, litInTextRow, recorder as recorderIn, solBridge, vmScreenshot, vncTarget, type Harness, type KeyEvent, type Recorder } from './support.js'
 
@@ -47,20 +48,10 @@ const tap = (...keys: Array<[number, number?]>): string[] => {
   return [...keys.map(f(true)), ...[...keys].reverse().map(f(false))]
 }
 
-/** Collects failed requests, script errors and CSP violations. */
-async function watch (page: Page): Promise<string[]> {
-  const errors: string[] = []
-  page.on('pageerror', e => errors.push(e.message))
-  page.on('console', msg => { if (msg.type() === 'error') errors.push(msg.text()) })
-  page.on('response', r => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`) })
-  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective))`)
-  return errors
-}
-
 async function open (target: ConsoleTarget, o: { protocol?: 'vnc' | 'serial' } = {}): Promise<{ page: Page, errors: string[] }> {
   const m = await h.mint({ target, ...(o.protocol === undefined ? {} : { protocol: o.protocol }) })
   const page = await browser.newPage()
-  const errors = await watch(page)
+  const errors = await pageProblems(page)
   await page.goto(m.grant.url)
   await page.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
   return { page, errors }
@@ -193,7 +184,7 @@ test('full screen asks for the Keyboard Lock API, and lets go of it on leaving; 
   const r = await recorder({ qemuKeys: false })
   const m = await h.mint({ target: r.target })
   const page = await browser.newPage()
-  const errors = await watch(page)
+  const errors = await pageProblems(page)
   // Records the page's calls; the browser's own lock still runs.
   await page.addInitScript(`(() => {
     const kb = navigator.keyboard
@@ -228,7 +219,7 @@ test('on a phone-sized screen an on-screen key bar sends Esc, Tab, arrows, and h
   const m = await h.mint({ target: r.target })
   const page = await browser.newPage()
   await page.setViewportSize({ width: 390, height: 760 })
-  const errors = await watch(page)
+  const errors = await pageProblems(page)
   await page.goto(m.grant.url)
   await page.waitForSelector('body[data-connected="true"]', { timeout: 10_000 })
   assert.ok(await page.isVisible('#keybar'))

@@ -10,9 +10,9 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import type { BrowserContext, Page } from 'playwright-core'
-import { tinyDomain, waitFor, type TinyDomain } from '@porthole/testkit'
+import { waitFor, type TinyDomain } from '@porthole/testkit'
 import type { ConsoleTarget } from '@porthole/contracts'
-import { decodePng, fileScope, harness, launchChromium, vmScreenshot, vncTarget, type Harness } from './support.js'
+import { decodePng, fileScope, vmScreenshot, vncBrowserSuite, type Harness } from './support.js'
 
 const GUACD_HOST = process.env.GUACD_HOST
 const GUACD_PORT = process.env.GUACD_PORT ?? '4822'
@@ -28,12 +28,7 @@ let browser: BrowserContext
 
 before(async () => {
   if (skip !== false) return
-  ;[h, vm, browser] = await Promise.all([
-    harness(suite, { envFor: { 'console-gateway': { GUACD_HOST: GUACD_HOST as string, GUACD_PORT } } }),
-    tinyDomain(suite, { vncPassword: PASSWORD }),
-    launchChromium(suite, { width: 1024, height: 700 })
-  ])
-  target = await vncTarget(await vm.vncPort(), PASSWORD)
+  ;({ h, vm, target, browser } = await vncBrowserSuite(suite, PASSWORD, undefined, { envFor: { 'console-gateway': { GUACD_HOST: GUACD_HOST as string, GUACD_PORT } } }))
   // The VM's BIOS has drawn something before any test looks for it.
   await waitFor(async () => (await screenshot(vm)).lit > 200, 10_000, 'the VM\'s first screen')
 })

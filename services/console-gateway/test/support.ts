@@ -349,8 +349,8 @@ import { launchChromium } from '@porthole/testkit/chromium'
 export { launchChromium }
 
 /** What a browser test of a VNC console needs: the gateway's harness, a tiny VM with a VNC password, its target, Chromium. */
-export async function vncBrowserSuite (scope: After, password: string, viewport = { width: 1024, height: 700 }): Promise<{ h: Harness, vm: TinyDomain, target: ConsoleTarget, browser: BrowserContext }> {
-  const [h, vm, browser] = await Promise.all([harness(scope), tinyDomain(scope, { vncPassword: password }), launchChromium(scope, viewport)])
+export async function vncBrowserSuite (scope: After, password: string, viewport = { width: 1024, height: 700 }, stack: StackOptions = {}): Promise<{ h: Harness, vm: TinyDomain, target: ConsoleTarget, browser: BrowserContext }> {
+  const [h, vm, browser] = await Promise.all([harness(scope, stack), tinyDomain(scope, { vncPassword: password }), launchChromium(scope, viewport)])
   return { h, vm, browser, target: await vncTarget(await vm.vncPort(), password) }
 }
 

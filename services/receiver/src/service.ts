@@ -66,7 +66,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   try {
     listener = await serveMetrics({ host: config.METRICS_HOST, port: config.RECEIVER_METRICS_PORT, registry: parts.metrics.registry, ready: () => amqp.connected && redis.status === 'ready', log })
   } catch (err) {
-    stopSweeper()
+    await stopSweeper()
     await amqp.close(0)
     await closeRedis(redis)
     throw err
@@ -75,7 +75,7 @@ export async function startReceiver ({ config, log, signal }: ReceiverDeps): Pro
   return {
     metricsPort: listener.port,
     async close () {
-      stopSweeper()
+      await stopSweeper()
       await listener.close()
       await amqp.close()
       await closeRedis(redis)

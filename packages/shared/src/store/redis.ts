@@ -92,6 +92,8 @@ export function keys (ns: string) {
     sessionEvents: `${p}events:console`,
     /** A console job's URL hand-over: its URL, sealed, from the gateway that minted it to the API that delivers it (once). */
     consoleUrlHandover: (jobId: string) => `${p}console:url-handover:${jobId}`,
+    /** A lease on a piece of periodic work that one replica runs at a time (runLeased). */
+    lease: (name: string) => `${p}lease:${name}`,
     agentClaim: (jobId: string) => `${p}agent:claim:${jobId}`,
     agentOutcome: (jobId: string) => `${p}agent:outcome:${jobId}`,
     solTicket: (tokenHash: string) => `${p}sol:ticket:${tokenHash}`,

@@ -11,7 +11,7 @@ import { Type } from '@fastify/type-provider-typebox'
 import { DEFAULT_POOL_IDLE_SECONDS, DEFAULT_POOL_MAX_SESSION_SECONDS, PoolCreate, PoolName, PoolPatch, PoolSession, PoolView, type Pool } from '@porthole/contracts'
 import { ConflictError, NotFoundError, PortholeError, ValidationError } from '@porthole/contracts/errors'
 import type { StreamEvent } from '@porthole/shared/store'
-import { KIOSK_ROUTE, assertVisible, principal, requireRole, tenantScope } from '../auth.js'
+import { KIOSK_ROUTE, assertVisible, principal, requireRole, tenantScope, type Principal } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
 import { handOut } from '../pools/handout.js'
 import { errors } from '../schemas.js'
@@ -51,6 +51,14 @@ async function checkedAfter (ctx: Ctx, name: string, change: () => Promise<Pool 
 const noController = (name: string): PortholeError =>
   new PortholeError('unavailable', `pool ${name}: no pool controller checked the template in time (is an agents process with kvm and POOL_OVERLAY_DIR running?)`, { status: 503 })
 
+/** A pool as `p` may see it: customers without its template's domain name and hooks (as views.ts hides domains). */
+async function viewFor (ctx: Ctx, p: Principal, pool: Pool): Promise<PoolView> {
+  const v = await ctx.pools.view(pool)
+  if (tenantScope(p) === undefined) return v
+  const { template: _t, hooks: _h, ...rest } = v
+  return rest
+}
+
 export function poolRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.post('/pools', {
@@ -87,14 +95,15 @@ export function poolRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       schema: { tags: ['pools'], summary: 'kiosk pools (customers: their own tenant\'s)', response: { 200: Type.Array(PoolView), ...errors() } }
     }, async (req) => {
       const p = principal(req)
-      return await Promise.all((await ctx.pools.list(tenantScope(p))).map(async pool => await ctx.pools.view(pool)))
+      return await Promise.all((await ctx.pools.list(tenantScope(p))).map(async pool => await viewFor(ctx, p, pool)))
     })
 
     app.get('/pools/:name', {
       schema: { tags: ['pools'], summary: 'a kiosk pool: its spec, state, last error and clone counts', params: NameParams, response: { 200: PoolView, ...errors(404) } }
     }, async (req) => {
-      const pool = assertVisible(principal(req), 'pool', await ctx.pools.get(req.params.name))
-      return await ctx.pools.view(pool)
+      const p = principal(req)
+      const pool = assertVisible(p, 'pool', await ctx.pools.get(req.params.name))
+      return await viewFor(ctx, p, pool)
     })
 
     app.patch('/pools/:name', {

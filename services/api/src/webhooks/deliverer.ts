@@ -20,7 +20,7 @@ import { randomUUID } from 'node:crypto'
 import { poolEventView, type ConsoleEvent, type DeliveryAttempt, type JobEvent, type PoolEvent } from '@porthole/contracts'
 import type { SecretBox } from '@porthole/shared/crypto'
 import { brief, type Logger } from '@porthole/shared/logging'
-import { createRedis, parseStreamEntry, webhookAad, WEBHOOK_GROUP, type Redis, type StoredDelivery, type WebhookStore } from '@porthole/shared/store'
+import { createRedis, keys, parseStreamEntry, runLeased, webhookAad, WEBHOOK_GROUP, type LeasedRun, type Redis, type StoredDelivery, type WebhookStore } from '@porthole/shared/store'
 import type { ApiConfig } from '../config.js'
 import { eventView } from '../views.js'
 import { checkWebhookUrl, pinnedLookup } from './url-guard.js'
@@ -60,19 +60,27 @@ export class WebhookDeliverer {
   /** Aborted at stop: attempts under way end at once (recorded as failed, so retried) instead of holding the stop. */
   private readonly stopping = new AbortController()
 
-  constructor (private readonly d: { config: ApiConfig, store: WebhookStore, box: SecretBox, log: Logger, metrics?: DelivererMetrics }) {}
+  /** The consumer group's clean-up, on the one API replica holding its lease. */
+  private cleanup: LeasedRun | undefined
+
+  /** `redis` is the API's ordinary connection (the clean-up's; the loops here have their own). */
+  constructor (private readonly d: { config: ApiConfig, redis: Redis, store: WebhookStore, box: SecretBox, log: Logger, metrics?: DelivererMetrics }) {}
 
   async start (): Promise<void> {
     if (this.running) return
     this.running = true
     this.blocking = createRedis(this.d.config.REDIS_URL, this.d.log.child({ component: 'redis-webhooks' }), 'porthole-api-webhooks', { commandTimeoutMs: 0 })
     this.fanOutLoop = this.fanOut()
+    // Every replica claims due deliveries (each under its own lease in the store): delivery is shared work,
+    // spread over the replicas' slots; only the group's clean-up is one replica's.
     this.timer = setInterval(() => { this.deliverDue() }, TICK_MS)
+    this.cleanup = runLeased(this.d.redis, keys(this.d.config.PORTHOLE_NAMESPACE).lease('api.webhook-consumers'), FAN_OUT_IDLE_MS, async () => { await this.forgetGoneConsumers(this.d.redis) }, this.d.log)
   }
 
   async stop (): Promise<void> {
     this.running = false
     clearInterval(this.timer)
+    await this.cleanup?.stop()
     this.stopping.abort(new Error('the API replica stopped during the attempt'))
     this.blocking?.disconnect()
     await this.fanOutLoop?.catch(() => {})
@@ -91,7 +99,6 @@ export class WebhookDeliverer {
           reclaimAt = Date.now() + FAN_OUT_IDLE_MS / 2
           const r = await redis.xautoclaim(this.d.store.streamKey, WEBHOOK_GROUP, this.consumer, FAN_OUT_IDLE_MS, '0-0', 'COUNT', 100) as [string, Array<[string, string[]] | null>]
           await Promise.all((r[1] ?? []).filter((raw): raw is [string, string[]] => raw !== null).map(async raw => await this.fanOutOne(raw)))
-          await this.forgetGoneConsumers(redis)
         }
         const r = await redis.xreadgroup('GROUP', WEBHOOK_GROUP, this.consumer, 'COUNT', 100, 'BLOCK', 2000, 'STREAMS', this.d.store.streamKey, '>') as Array<[string, Array<[string, string[]]>]> | null
         // All of a batch at once: the store's connection pipelines them into one round trip (each is its own
@@ -109,10 +116,14 @@ export class WebhookDeliverer {
 
   /**
    * Each replica's start joins the group under a new name: names idle for an hour with nothing pending (their
-   * replicas are gone; what they had read was claimed above) are removed, so the group does not grow forever.
+   * replicas are gone; what they had read the fan-out loop claimed) are removed, so the group does not grow forever.
    */
   private async forgetGoneConsumers (redis: Redis): Promise<void> {
-    const consumers = await redis.xinfo('CONSUMERS', this.d.store.streamKey, WEBHOOK_GROUP) as unknown[][]
+    // Before any replica made the group there is nothing to clean.
+    const consumers = await redis.xinfo('CONSUMERS', this.d.store.streamKey, WEBHOOK_GROUP).catch((err: Error) => {
+      if (err.message.includes('NOGROUP') || err.message.includes('no such key')) return []
+      throw err
+    }) as unknown[][]
     for (const c of consumers) {
       const f = new Map<string, unknown>()
       for (let i = 0; i + 1 < c.length; i += 2) f.set(String(c[i]), c[i + 1])

@@ -20,11 +20,10 @@
 import { randomUUID } from 'node:crypto'
 import { cloneName, type DisposeReason, type Pool, type PoolClone, type StoredKvmServer } from '@porthole/contracts'
 import { brief, type Logger } from '@porthole/shared/logging'
-import type { ConsoleSessionStore, EventReader, PoolStore, ServerStore, StreamEvent } from '@porthole/shared/store'
+import type { ConsoleSessionStore, EventReader, LeasedRun, PoolStore, ServerStore, StreamEvent } from '@porthole/shared/store'
 import { cloneXml } from './clone-xml.js'
 import { runHook } from './hooks.js'
 import type { CloneHost } from './host.js'
-import type { Lease } from './lease.js'
 import type { PoolMetrics } from './metrics.js'
 import { checkTemplate } from './template.js'
 
@@ -48,17 +47,16 @@ export interface PoolControllerDeps {
   servers: ServerStore
   sessions: ConsoleSessionStore
   events: EventReader
-  lease: Lease
+  /** Runs `work` every POOL_RECONCILE_SECONDS on the one agents process that holds the controller lease (runLeased). */
+  leased: (work: () => Promise<void>) => LeasedRun
   metrics: PoolMetrics
   log: Logger
   o: PoolControllerOptions
 }
 
 export class PoolController {
-  private leader = false
+  private run: LeasedRun | undefined
   private stopped = false
-  private timer: NodeJS.Timeout | undefined
-  private tick: Promise<void> = Promise.resolve()
   /** Clones this process is making or disposing of now (by name): any other `starting`/`disposing` record is a crash's. */
   private readonly making = new Set<string>()
   private readonly disposing = new Map<string, Promise<void>>()
@@ -72,45 +70,28 @@ export class PoolController {
 
   constructor (private readonly d: PoolControllerDeps) {}
 
+  /** True while this process holds the controller lease: only then does it act. */
+  private get leader (): boolean { return this.run?.holding === true && !this.stopped }
+
   async start (): Promise<void> {
     await this.d.events.start()
     this.unsubscribe = this.d.events.subscribe(e => { if (this.leader) void this.onEvent(e) })
-    await this.runTick()
-    this.schedule()
+    this.run = this.d.leased(async () => await this.reconcileAll())
   }
 
-  private schedule (): void {
-    if (this.stopped) return
-    this.timer = setTimeout(() => { void this.runTick().finally(() => this.schedule()) }, this.d.o.reconcileMs)
-  }
-
-  private async runTick (): Promise<void> {
-    this.tick = (async () => {
-      try {
-        const held = await this.d.lease.hold()
-        if (held && !this.leader) this.d.log.info('pool controller lease taken: this process keeps the pools')
-        if (!held && this.leader) this.d.log.warn('pool controller lease lost: another process keeps the pools now')
-        this.leader = held
-        if (!held) return
-        for (const pool of await this.d.pools.list()) this.reconcileSoon(pool.name)
-        await this.orphanDomains()
-      } catch (err) {
-        this.d.log.warn({ err: brief(err) }, 'pool reconcile failed; trying again next tick')
-      }
-    })()
-    await this.tick
+  /** Every pool reconciled, and clones no pool knows removed. */
+  private async reconcileAll (): Promise<void> {
+    for (const pool of await this.d.pools.list()) this.reconcileSoon(pool.name)
+    await this.orphanDomains()
   }
 
   async stop (): Promise<void> {
     this.stopped = true
-    if (this.timer !== undefined) clearTimeout(this.timer)
     this.unsubscribe?.()
     for (const t of this.graces.values()) clearTimeout(t)
-    await this.tick
     await Promise.allSettled([...this.busy.values()].map(async b => await b.done))
     await Promise.allSettled([...this.disposing.values()])
-    if (this.leader) await this.d.lease.release().catch(() => {})
-    this.leader = false
+    await this.run?.stop()
   }
 
   private signal (): AbortSignal { return AbortSignal.timeout(this.d.o.stepTimeoutMs) }
@@ -173,13 +154,13 @@ export class PoolController {
       do {
         entry.again = false
         try { await this.reconcile(name) } catch (err) { this.d.log.warn({ err: brief(err), pool: name }, 'pool reconcile failed') }
-      } while (entry.again && this.leader && !this.stopped)
+      } while (entry.again && this.leader)
       this.busy.delete(name)
     })()
   }
 
   private async reconcile (name: string): Promise<void> {
-    if (!this.leader || this.stopped) return
+    if (!this.leader) return
     let pool = await this.d.pools.get(name)
     if (pool === undefined) return
     const log = this.d.log.child({ pool: name })
@@ -210,8 +191,10 @@ export class PoolController {
 
   /** Why a clone must go now (a crash's leftover, out of date, a claim that never finished), or undefined. */
   private staleReason (pool: Pool, c: PoolClone, now: number): DisposeReason | undefined {
+    // One being made here finishes first (its markReady refuses a deleted pool, and it is disposed then).
+    if (this.making.has(c.name)) return undefined
     if (pool.state === 'deleting') return 'deleted'
-    if (c.state === 'starting' && !this.making.has(c.name)) return 'orphan'
+    if (c.state === 'starting') return 'orphan'
     if (c.state === 'disposing' && !this.disposing.has(c.name)) return (c.disposeReason as DisposeReason | undefined) ?? 'orphan'
     if (c.state === 'ready' && (c.slot >= pool.size || (pool.state === 'active' && c.generation < pool.generation))) return 'stale'
     if (c.state === 'claimed' && now - Date.parse(c.claimedAt ?? c.createdAt) > this.d.o.claimTimeoutMs) return 'claim-failed'
@@ -261,7 +244,7 @@ export class PoolController {
 
   /** Makes one clone in `slot`; false when it failed (recorded as the pool's failure, its leftovers removed). */
   private async makeClone (pool: Pool, slot: number, template: { xml: string, image: string }): Promise<boolean> {
-    if (!this.leader || this.stopped) return true
+    if (!this.leader) return true
     const name = cloneName(pool.name, slot, await this.d.pools.serial(pool.name))
     const overlay = this.d.host.overlayOf(name)
     const clone: PoolClone = { name, serverId: randomUUID(), pool: pool.name, slot, generation: pool.generation, state: 'starting', overlay, createdAt: new Date().toISOString() }
@@ -334,11 +317,13 @@ export class PoolController {
 
   /** Domains and overlays of clones that no pool's records know (a pool gone, Redis lost, a crash between steps). */
   private async orphanDomains (): Promise<void> {
-    const pools = new Map((await this.d.pools.list()).map(p => [p.name, p]))
-    const known = new Set<string>()
-    for (const p of pools.values()) for (const c of await this.d.pools.clones(p.name)) known.add(c.name)
     // Only this deployment's: another's (a second namespace on the same libvirt) are its controller's business.
+    // Listed before the records are read: a clone is recorded before its overlay and domain exist, so one made
+    // meanwhile is known by the time we look, never taken for an orphan.
     const domains = (await this.d.host.clones(this.signal())).filter(d => d.ns === this.d.o.ns)
+    const files = await this.d.host.overlays()
+    const known = new Set<string>()
+    for (const p of await this.d.pools.list()) for (const c of await this.d.pools.clones(p.name)) known.add(c.name)
     for (const dom of domains) {
       if (known.has(dom.name) || this.making.has(dom.name) || this.disposing.has(dom.name)) continue
       this.d.log.warn({ clone: dom.name, pool: dom.pool }, 'orphaned clone domain (no record of it); destroying it')
@@ -347,7 +332,7 @@ export class PoolController {
       this.d.metrics.disposals.inc({ pool: dom.pool, reason: 'orphan' })
     }
     const live = new Set(domains.map(d => d.name))
-    for (const name of await this.d.host.overlays()) {
+    for (const name of files) {
       if (known.has(name) || live.has(name) || this.making.has(name) || this.disposing.has(name)) continue
       this.d.log.warn({ clone: name }, 'orphaned overlay (no clone of that name); deleting it')
       await this.d.host.deleteOverlay(this.d.host.overlayOf(name))

@@ -4,11 +4,9 @@
  */
 import { mkdir } from 'node:fs/promises'
 import type { Logger } from '@porthole/shared/logging'
-import type { Registry } from '@porthole/shared/metrics'
-import { ConsoleSessionStore, EventReader, PoolStore, ServerStore, createRedis, keys, type Redis } from '@porthole/shared/store'
+import { ConsoleSessionStore, EventReader, PoolStore, ServerStore, createRedis, keys, runLeased, type Redis } from '@porthole/shared/store'
 import type { AgentsConfig } from '../../config.js'
-import { redisLease } from './lease.js'
-import { PoolMetrics } from './metrics.js'
+import type { PoolMetrics } from './metrics.js'
 
 export interface RunningPools { stop: () => Promise<void> }
 
@@ -17,7 +15,7 @@ export function servesPools (config: AgentsConfig): boolean {
   return config.AGENT_TYPES.includes('kvm') && config.POOL_OVERLAY_DIR !== ''
 }
 
-export async function startPools (config: AgentsConfig, redis: Redis, registry: Registry, log: Logger): Promise<RunningPools> {
+export async function startPools (config: AgentsConfig, redis: Redis, metrics: PoolMetrics, log: Logger): Promise<RunningPools> {
   const ns = config.PORTHOLE_NAMESPACE
   await mkdir(config.POOL_OVERLAY_DIR, { recursive: true })
   const [{ CloneHost }, { PoolController }] = await Promise.all([import('./host.js'), import('./controller.js')])
@@ -31,8 +29,9 @@ export async function startPools (config: AgentsConfig, redis: Redis, registry: 
     servers: new ServerStore(redis, ns),
     sessions: new ConsoleSessionStore(redis, ns),
     events: new EventReader(redis, blocking, ns, log.child({ component: 'pool-events' })),
-    lease: redisLease(redis, keys(ns).poolControllerLease, config.POOL_RECONCILE_SECONDS * 3000),
-    metrics: new PoolMetrics(registry, pools),
+    // One controller at a time; another agents process takes over within three intervals of its death.
+    leased: (work) => runLeased(redis, keys(ns).poolControllerLease, config.POOL_RECONCILE_SECONDS * 1000, work, log, { ttlMs: config.POOL_RECONCILE_SECONDS * 3000 }),
+    metrics,
     log: log.child({ component: 'pools' }),
     o: {
       ns,
