@@ -116,6 +116,10 @@ test('from the pictures to a live VM and back after Finish; the VM and its overl
   const frame = await consoleFrame(page)
   const lit = await within(frame.evaluate(FIRST_LIT_FRAME) as Promise<{ at: number }>, 60_000, 'a lit frame on the console canvas')
   assert.ok(lit.at > 0, 'the console canvas draws the VM\'s screen')
+  // The gateway lets this origin, and only it, frame its console page.
+  const framed = await fetch(frame.url())
+  assert.match(framed.headers.get('content-security-policy') ?? '', new RegExp(`frame-ancestors ${stack.apiUrl}(;|$)`))
+  assert.equal(framed.headers.get('x-frame-options'), null)
   const box = await page.locator('#console').boundingBox()
   assert.deepEqual([box?.width, box?.height], [1280, 800], 'the console fills the screen')
   assert.equal(await virsh('domstate', clone), 'running')
