@@ -102,10 +102,13 @@ test('a kiosk key hands out and may do nothing else', async (t) => {
   await readyPool(p.name, 1)
   const r = await stack.api('POST', `/v1/pools/${p.name}/sessions?wait=30`, undefined, { key: k.body.key })
   assert.equal(r.status, 201, JSON.stringify(r.body))
-  // Revoking the session ends the VM too.
+  // Revoking the session ends the VM too; a hand-out asked for meanwhile (the pool is empty) waits for the refill.
   const revoke = await stack.api('DELETE', `/v1/console-sessions/${r.body.sessionId}`)
   assert.equal(revoke.status, 204, JSON.stringify(revoke.body))
-  await waitFor(async () => (await stack.api('GET', `/v1/servers/${r.body.serverId}`)).status === 404, 60_000, 'the revoked clone to be destroyed', 200)
+  const waited = await stack.api('POST', `/v1/pools/${p.name}/sessions?wait=60`, undefined, { key: k.body.key })
+  assert.equal(waited.status, 201, JSON.stringify(waited.body))
+  assert.notEqual(waited.body.serverId, r.body.serverId, 'a new clone, never the revoked one')
+  assert.equal((await stack.api('GET', `/v1/servers/${r.body.serverId}`)).status, 404, 'the revoked clone is gone')
 })
 
 test('no input for idleTimeoutSeconds ends the session and the VM; input keeps it alive', async (t) => {

@@ -2,22 +2,24 @@
 // OpenAPI document: malformed, oversized, unicode, type-confused bodies, query strings and headers, and
 // prototype-polluting keys. Never a 500; every error is a whole problem+json; every service is still up
 // afterwards; authorization still holds; and every job the requests started ends within its deadline.
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { connect } from 'node:net'
 import fc from 'fast-check'
-import { waitFor, type Stack } from '@porthole/testkit'
+import { sharedDir, waitFor, type Stack } from '@porthole/testkit'
 import { fileStack, tenant } from '../e2e/fixtures.js'
 import { hostileRequest, POLLUTED, type Auth, type HostileRequest } from './arbitraries.js'
 import { operations, type Operation } from './support.js'
 
 /** Short deadlines, so that every job the fuzzing starts has ended (or timed out) before the file does. */
 const DEADLINE_SECONDS = 4
+// The agents keep pools (so that a pool whose body passes validation is checked, and refused, at once).
+const overlays = await sharedDir({ after: (fn) => after(fn) }, 'hostile-overlays')
 const stack = await fileStack({
   envFor: {
     api: { JOB_DEADLINE_POWER_SECONDS: String(DEADLINE_SECONDS), JOB_DEADLINE_STATUS_SECONDS: String(DEADLINE_SECONDS), JOB_DEADLINE_CONSOLE_SECONDS: String(DEADLINE_SECONDS), MAX_WAIT_SECONDS: '2', WEBHOOK_DELIVERY: 'false' }, // no delivery to whatever URL the fuzzing registers
-    agents: { KVM_SHUTDOWN_WAIT_MS: '1000', IPMI_SHUTDOWN_WAIT_MS: '1000', OVIRT_SHUTDOWN_WAIT_MS: '1000' }
+    agents: { KVM_SHUTDOWN_WAIT_MS: '1000', IPMI_SHUTDOWN_WAIT_MS: '1000', OVIRT_SHUTDOWN_WAIT_MS: '1000', POOL_OVERLAY_DIR: overlays }
   }
 })
 const acme = await tenant(stack, 'hostile-acme')
