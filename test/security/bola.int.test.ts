@@ -11,7 +11,7 @@ import { hooksDir, poolDomains, poolTemplate, removeDomain, sharedDir, testPoolN
 import { fileStack, finished, kvmServer } from '../e2e/fixtures.js'
 import { assertProblem, minimalRequest, operations, type Operation } from './support.js'
 
-type Resource = 'tenant' | 'spareTenant' | 'apiKey' | 'server' | 'job' | 'failedJob' | 'session' | 'webhook' | 'pool' | 'sparePool'
+type Resource = 'tenant' | 'spareTenant' | 'apiKey' | 'server' | 'job' | 'failedJob' | 'session' | 'webhook' | 'pool' | 'sparePool' | 'station'
 type Rule =
   | { access: 'public' } // no key needed
   | { access: 'admin' | 'staff', resource?: Resource } // customers 403 (admin: operators too)
@@ -69,7 +69,11 @@ const ROUTES: Record<string, Rule> = {
   'GET /v1/pools/{name}': { access: 'tenant', resource: 'pool' },
   'PATCH /v1/pools/{name}': { access: 'staff', resource: 'pool' },
   'DELETE /v1/pools/{name}': { access: 'staff', resource: 'sparePool' },
-  'POST /v1/pools/{name}/sessions': { access: 'tenant', resource: 'pool', owner: 503 }
+  'POST /v1/pools/{name}/sessions': { access: 'tenant', resource: 'pool', owner: 503 },
+  // Kiosk stations: admins and operators only (the station page's own routes are hidden, like /ops).
+  'POST /v1/pools/{name}/stations': { access: 'staff', resource: 'pool' },
+  'GET /v1/pools/{name}/stations': { access: 'staff', resource: 'pool' },
+  'DELETE /v1/pools/{name}/stations/{id}': { access: 'staff', resource: 'station' }
 }
 
 /**
@@ -96,6 +100,8 @@ interface Tenant {
   /** A kiosk pool (read, changed, handed out from) and one to delete. */
   poolName: string
   sparePoolName: string
+  /** A kiosk station of the pool (made by the admin: stations are staff's). */
+  stationId: string
 }
 
 // Webhooks point at a closed loopback port, and no replica delivers: this suite is about who may see them.
@@ -166,10 +172,12 @@ async function populated (name: string): Promise<Tenant> {
     const p = await stack.api('POST', '/v1/pools', { name: n, tenantId, template: template.dom.name, size: 1, hooks: ['fail'] })
     assert.equal(p.status, 201, JSON.stringify(p.body))
   }
+  const st = await stack.api('POST', `/v1/pools/${poolName}/stations`, { name: `${name} desk` })
+  assert.equal(st.status, 201, JSON.stringify(st.body))
   const jobs = await stack.api('GET', `/v1/jobs?serverId=${serverId}`, undefined, as)
   const jobIds = (jobs.body as Array<{ id: string }>).map(j => j.id)
   assert.ok(jobIds.length >= 5, `${name}: jobs ${JSON.stringify(jobs.body)}`)
-  return { tenantId, key: key.key, keyId: key.id, spareKeyId: spare.id, spareTenantId: spareTenant.body.id as string, serverId, jobIds, failedJobId: failed.id as string, sessionIds, webhookIds, poolName, sparePoolName }
+  return { stationId: st.body.id as string, tenantId, key: key.key, keyId: key.id, spareKeyId: spare.id, spareTenantId: spareTenant.body.id as string, serverId, jobIds, failedJobId: failed.id as string, sessionIds, webhookIds, poolName, sparePoolName }
 }
 
 const a = await populated('bola-a')
@@ -180,8 +188,8 @@ function idsOf (t: Tenant): string[] {
   return [t.tenantId, t.spareTenantId, t.keyId, t.spareKeyId, t.serverId, ...t.jobIds, t.failedJobId, ...t.sessionIds, ...t.webhookIds, t.poolName, t.sparePoolName]
 }
 
-/** The id a route's `{id}` names, of tenant `t`. Sessions: the first is read, the last is the one deleted. */
-function idFor (t: Tenant, r: Resource, op: Operation): string {
+/** The id a route's `{id}` (`param`) names, of tenant `t`. Sessions: the first is read, the last is the one deleted. */
+function idFor (t: Tenant, r: Resource, op: Operation, param: string): string {
   switch (r) {
     case 'tenant': return t.tenantId
     case 'spareTenant': return t.spareTenantId
@@ -193,20 +201,22 @@ function idFor (t: Tenant, r: Resource, op: Operation): string {
     case 'webhook': return (op.method === 'DELETE' ? t.webhookIds.at(-1) : t.webhookIds[0]) as string
     case 'pool': return t.poolName
     case 'sparePool': return t.sparePoolName
+    case 'station': return param === 'name' ? t.poolName : t.stationId
   }
 }
 
-/** An id (or, for a `{name}` route, a name) that names nothing, in the form the route takes. */
-function unknownId (op: Operation): string {
-  return op.pathParams.includes('name') ? `zz${randomUUID().replace(/-/g, '').slice(0, 20)}` : randomUUID()
+/** Per path parameter, an id (or, for `{name}`, a name) that names nothing, in the form the route takes. */
+function unknownId (_op: Operation): (param: string) => string {
+  return (param) => param === 'name' ? `zz${randomUUID().replace(/-/g, '').slice(0, 20)}` : randomUUID()
 }
 
 /** Calls `op` with a minimal valid request naming tenant `owner`'s resource, as `key`. */
-async function call (op: Operation, owner: Tenant, key: string | null, id?: string) {
+async function call (op: Operation, owner: Tenant, key: string | null, id?: string | ((param: string) => string)) {
   const rule = ROUTES[op.key]
   const resource = rule !== undefined && 'resource' in rule ? rule.resource : undefined
   const params: Record<string, string> = {}
-  for (const p of op.pathParams) params[p] = id ?? (resource === undefined ? unknownId(op) : idFor(owner, resource, op))
+  const pick = typeof id === 'function' ? id : id !== undefined ? () => id : resource === undefined ? unknownId(op) : (p: string) => idFor(owner, resource, op, p)
+  for (const p of op.pathParams) params[p] = pick(p)
   // A server record that the API takes whole (its connection is checked beyond the schema); a pool on the template.
   const hints = { tenantId: owner.tenantId, connection: { uri: dom.uri, domain: dom.name }, ...(op.key === 'POST /v1/pools' ? { name: operatorPool, template: template.dom.name } : {}) }
   const req = minimalRequest(op, params, hints)

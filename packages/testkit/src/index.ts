@@ -159,7 +159,7 @@ export function testSecretKey (): string {
 export * from './stack.js'
 export * from './tcp-proxy.js'
 export * from './libvirt.js'
-export * from './golden.js'
+export * from './bare-clone.js'
 export * from './pipeline.js'
 export * from './sse.js'
 export * from './webhook-receiver.js'

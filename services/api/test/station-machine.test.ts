@@ -53,11 +53,11 @@ test('an empty pool says so and retries after Retry-After, within bounds', () =>
   assert.deepEqual(run({ type: 'touch' }, { type: 'empty' })[1]?.effects, [{ do: 'retry', ms: m.RETRY_MIN_MS }])
 })
 
-test('a session that ends by itself (idle, maximum, revoked) returns to the pictures; another session\'s end does not', () => {
+test('a session that ends by itself (maximum, revoked — the idle timeout revokes —, the VM gone) returns to the pictures; another session\'s end does not', () => {
   const start = [{ type: 'touch' }, { type: 'desktop', sessionId: 's1', url: 'u', expiresAt: 'x' }]
   const other = run(...start, { type: 'ended', sessionId: 's2', reason: 'expired' })[2]
   assert.equal(other?.state.name, 'live')
-  for (const [reason, text] of [['expired', /time for one session is up/], ['revoked', /staff/], ['gone', /^Session ended\.$/]] as const) {
+  for (const [reason, text] of [['expired', /time for one session is up/], ['revoked', /idle for too long, or closed by the staff/], ['gone', /^Session ended\.$/]] as const) {
     const r = run(...start, { type: 'ended', sessionId: 's1', reason })[2]
     assert.equal(r?.state.name, 'ended')
     assert.match(r?.state.message ?? '', text)

@@ -81,9 +81,8 @@ export function step (state, event) {
 /** Why a session ended, in the visitor's words. */
 export const ENDED_BECAUSE = {
   finished: 'Session ended. Thank you!',
-  idle: 'Session ended: nothing happened for a while.',
   expired: 'Session ended: the time for one session is up.',
-  revoked: 'Session ended by the staff.',
+  revoked: 'Session ended: it was idle for too long, or closed by the staff.',
   gone: 'Session ended.'
 }
 
