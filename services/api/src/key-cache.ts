@@ -45,6 +45,8 @@ export class KeyCache {
 
   /** Drops what `c` revokes. */
   forget (c: AccessEvent): void {
+    // An ops session's end revokes no API key (the dashboard's sessions are not cached here).
+    if (c.type === 'ops-session.ended') return
     this.gen++
     for (const [hash, e] of this.entries) {
       if (c.type === 'api-key.revoked' ? e.p.id === c.apiKeyId : e.p.tenantId === c.tenantId) this.entries.delete(hash)
@@ -58,7 +60,7 @@ export class KeyCache {
   onMessage (message: string): void {
     let e: AccessEvent | undefined
     try { e = JSON.parse(message) as AccessEvent } catch { /* not JSON: unknown too */ }
-    if (e?.type === 'api-key.revoked' || e?.type === 'tenant.suspended') this.forget(e)
+    if (e?.type === 'api-key.revoked' || e?.type === 'tenant.suspended' || e?.type === 'ops-session.ended') this.forget(e)
     else { this.gen++; this.entries.clear() }
   }
 

@@ -181,31 +181,6 @@ export async function listen (api: TestApi): Promise<string> {
   return `http://127.0.0.1:${await listenPort(api.app)}`
 }
 
-/** A 429 as the limits promise it: problem+json naming the limit, with a Retry-After in range. */
-export function assertLimited (r: Reply, limit: string, maxRetryAfter: number): void {
-  assert.equal(r.status, 429, r.raw)
-  assert.match(String(r.headers['content-type']), /^application\/problem\+json/)
-  assert.equal(r.body.limit, limit)
-  assert.equal(r.body.code, 'busy')
-  assert.match(r.body.detail, /limit \d+/)
-  const after = Number(r.headers['retry-after'])
-  assert.ok(Number.isInteger(after) && after >= 1 && after <= maxRetryAfter, `Retry-After ${String(r.headers['retry-after'])}`)
-}
-
-/** A second API replica on the test's namespace (same Redis and broker), closed at teardown. */
-export async function secondReplica (api: TestApi): Promise<ApiApp> {
-  const log = createLogger({ name: 'api-2', level: 'warn' })
-  const deps = connect(api.config, log, { backoff: { initialMs: 50, maxMs: 250 } })
-  const holder: { app?: ApiApp } = {}
-  api.defer(async () => { await holder.app?.close(); await deps.close() })
-  const app = holder.app = await buildApp(deps)
-  await app.ready()
-  // As startTestApi does: an AmqpClient closed while it is still connecting can leave its socket open.
-  await waitFor(() => deps.amqp.connected, 10_000, 'broker connection')
-  return app
-}
-
-
 /** The Origin of injected requests (inject's Host is localhost:80). */
 export const OPS_ORIGIN = 'http://localhost:80'
 

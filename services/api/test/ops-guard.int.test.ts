@@ -139,7 +139,7 @@ test('a logout ends that session\'s event streams at once, on every replica; oth
   const operator = await apiKey(api, 'operator')
   const leaving = await opsLogin(api, operator.key)
   const staying = await opsLogin(api, operator.key)
-  const other = await secondReplica(api)
+  const { app: other } = await secondReplica(api)
   const here = await listen(api)
   const there = `http://127.0.0.1:${await listenPort(other)}`
   const mine = [await opsStream(api, here, leaving), await opsStream(api, there, leaving)]
