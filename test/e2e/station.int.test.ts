@@ -45,10 +45,10 @@ const tenantId: string = tenant.body.id
 const browser: BrowserContext = await launchChromium(file, { width: 1280, height: 800 })
 
 /** A pool of `size` on the golden template, full before this returns; deleted, and its clones checked gone, at the end. */
-async function pool (t: { after: (fn: () => Promise<void>) => void }, size: number): Promise<string> {
+async function pool (t: { after: (fn: () => Promise<void>) => void }, size: number, idleTimeoutSeconds = 600): Promise<string> {
   const name = testPoolName()
   removePoolLeftovers(t, name)
-  const r = await stack.api('POST', '/v1/pools', { name, tenantId, template: golden.dom.name, size, idleTimeoutSeconds: 600, maxSessionSeconds: 3600, attract: pictures.urls })
+  const r = await stack.api('POST', '/v1/pools', { name, tenantId, template: golden.dom.name, size, idleTimeoutSeconds, maxSessionSeconds: 3600, attract: pictures.urls })
   assert.equal(r.status, 201, JSON.stringify(r.body))
   t.after(async () => {
     await stack.api('DELETE', `/v1/pools/${name}`)
@@ -194,6 +194,27 @@ test('an empty pool: the page says all desktops are busy and gets one when a clo
   await state(second.page, 'idle')
   await first.page.close()
   await second.page.close()
+})
+
+test('a session nobody touches ends at the pool\'s idle timeout and the page returns to the pictures by itself', async (t) => {
+  const name = await pool(t, 1, 10)
+  const [clone] = await poolDomains(name)
+  assert.ok(clone !== undefined)
+  const s = await station(name, 'desk 6')
+  const { page, problems } = await stationPage()
+  await page.goto(s.url)
+  await state(page, 'idle')
+  await page.mouse.click(640, 400)
+  await state(page, 'live')
+  // No input reaches the VM from here on: the gateway ends the session after 10 s, the pool destroys the clone.
+  await state(page, 'ended')
+  assert.match(await page.textContent('#message') ?? '', /idle for too long/)
+  await shot(t, page, '8-idle-ended')
+  await state(page, 'idle')
+  await picturesShown(page)
+  await waitFor(async () => !(await poolDomains(name)).includes(clone), 120_000, `clone ${clone} to be destroyed`, 200)
+  assert.deepEqual(problems, [])
+  await page.close()
 })
 
 test('a wrong or incomplete station link says so plainly', async (t) => {

@@ -39,7 +39,9 @@ async function call (method, path) {
 
 /** 401 and 403 mean this station is no more (revoked, expired, a wrong link): nothing to retry. */
 function refusal (r) {
-  return r.status === 401 || r.status === 403 ? (r.body?.detail ?? 'This station is not set up. Please tell the staff.') : undefined
+  if (r.status !== 401 && r.status !== 403) return undefined
+  const detail = r.body?.detail ?? 'This station is not set up. Please tell the staff.'
+  return detail.charAt(0).toUpperCase() + detail.slice(1) + (detail.endsWith('.') ? '' : '.')
 }
 
 function dispatch (event) {
