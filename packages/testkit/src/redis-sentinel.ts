@@ -97,12 +97,13 @@ export async function sentinelGroup (t: Scope, name = 'porthole'): Promise<Senti
         const target = await offset(old)
         await waitFor(async () => await offset(promoted) >= target, 30_000, 'the replica to have every write of the primary')
         await (sentinels[0] as Redis).call('SENTINEL', 'failover', name)
-        await waitFor(async () => /role:slave/.test(await old.info('replication')), 30_000, 'the old primary to become a replica')
+        for (const s of sentinels) await waitFor(async () => await said(s) === next, 30_000, 'every Sentinel to name the new primary')
+        await waitFor(async () => /role:master/.test(await promoted.info('replication')), 30_000, 'the replica to become the primary')
+        // What the Sentinels do next, done now: their own reconfiguration (a MULTI … EXEC) waits out the pause.
+        await old.call('REPLICAOF', '127.0.0.1', String(next))
       } finally {
         await old.call('CLIENT', 'UNPAUSE').catch(() => {})
       }
-      for (const s of sentinels) await waitFor(async () => await said(s) === next, 30_000, 'every Sentinel to name the new primary')
-      await waitFor(async () => /role:master/.test(await promoted.info('replication')), 30_000, 'the replica to become the primary')
       return next
     },
     close
