@@ -104,3 +104,19 @@ test('a service that crashes is restarted, with a growing back-off', async (t) =
   assert.equal(code, 0, run.out() + run.err())
   assert.deepEqual(processesOf(ns), [])
 })
+
+test('--replicas 2 runs two of each service, the second on the ports of the first + 100, and stops them all', async (t) => {
+  const ns = uniqueNamespace('sup')
+  const apiPort = await freePort()
+  const run = await start(t, ns, ['--replicas', '2'], { API_PORT: String(apiPort), AGENT_TYPES: 'kvm', CONSOLE_TRANSIT_KEY: testSecretKey(), SOL_BRIDGE_SECRET: testSecretKey() })
+  await waitFor(() => /all 8 processes ready: 2 replicas of api, receiver, agents, console-gateway/.test(run.out()), 120_000, `all eight ready:\n${run.out()}${run.err()}`)
+  for (const port of [apiPort, apiPort + 100]) {
+    const r = await fetch(`http://127.0.0.1:${port}/readyz`)
+    assert.equal(r.status, 200, `API replica on :${port}`)
+  }
+  assert.match(run.out(), /^api#2 +\| /m, 'the second replica\'s lines are tagged with its number')
+  run.kill('SIGTERM')
+  const { code } = await within(run.exited, 120_000, 'the supervisor to stop on SIGTERM')
+  assert.equal(code, 0, run.out() + run.err())
+  assert.deepEqual(processesOf(ns), [])
+})

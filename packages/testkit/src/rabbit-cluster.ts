@@ -112,13 +112,16 @@ export async function rabbitCluster (t: Scope, size = 3): Promise<RabbitCluster>
     url: nodes.map((n, i) => i === 0 ? `amqp://guest:guest@${n.address}` : n.address).join(','),
     ctl,
     async nodesOf (connectionName) {
-      const on: RabbitNode[] = []
+      // Any running node lists the whole cluster's connections; each one's name ends in the node's own
+      // address ("127.0.0.1:51390 -> 127.0.0.1:<node port>").
       for (const n of nodes) {
-        const out = await ctl(n, 'list_connections', 'node', 'client_properties', '--formatter', 'json').catch(() => '[]')
-        const rows = JSON.parse(out) as Array<{ node: string, client_properties: unknown }>
-        if (rows.some(r => r.node === n.name && JSON.stringify(r.client_properties).includes(`"${connectionName}"`))) on.push(n)
+        const out = await ctl(n, 'list_connections', 'name', 'client_properties', '--formatter', 'json').catch(() => undefined)
+        if (out === undefined) continue
+        const rows = JSON.parse(out) as Array<{ name: string, client_properties: unknown }>
+        const ports = new Set(rows.filter(r => JSON.stringify(r.client_properties).includes(`"${connectionName}"`)).map(r => Number(/-> [^:]+:(\d+)$/.exec(r.name)?.[1])))
+        return nodes.filter(x => ports.has(x.port))
       }
-      return on
+      return []
     },
     async kill (node) {
       await run('kill', ['-9', String(node.pid)])

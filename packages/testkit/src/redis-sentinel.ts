@@ -18,7 +18,13 @@ export interface SentinelGroup {
   sentinels: string
   /** The port of whichever server is the primary now, as the Sentinels say. */
   primaryPort: () => Promise<number>
-  /** Makes the replica the primary (SENTINEL FAILOVER) and waits until every Sentinel names it. */
+  /**
+   * A planned failover, as an operator makes one: the primary's writes are paused (CLIENT PAUSE WRITE) until
+   * the replica has all of them, then the Sentinels promote the replica (SENTINEL FAILOVER); the writes
+   * paused meanwhile meet a replica when they go on (READONLY) and the clients send them to the new primary.
+   * Resolves once every Sentinel names the new primary. (An unplanned failover, the primary lost, may lose
+   * the writes it had not passed on: Redis replicates asynchronously.)
+   */
   failover: () => Promise<number>
   close: () => Promise<void>
 }
@@ -83,10 +89,21 @@ export async function sentinelGroup (t: Scope, name = 'porthole'): Promise<Senti
     async failover () {
       const before = await said(sentinels[0] as Redis)
       const next = before === primary ? replica : primary
-      await (sentinels[0] as Redis).call('SENTINEL', 'failover', name)
-      for (const s of sentinels) await waitFor(async () => await said(s) === next, 30_000, 'every Sentinel to name the new primary')
+      const old = client(before)
       const promoted = client(next)
-      await waitFor(async () => /role:master/.test(await promoted.info('replication')), 30_000, 'the replica to become the primary')
+      const offset = async (c: Redis): Promise<number> => Number(/(?:master_repl_offset|slave_repl_offset):(\d+)/.exec(await c.info('replication'))?.[1])
+      await old.call('CLIENT', 'PAUSE', '30000', 'WRITE')
+      try {
+        const target = await offset(old)
+        await waitFor(async () => await offset(promoted) >= target, 30_000, 'the replica to have every write of the primary')
+        await (sentinels[0] as Redis).call('SENTINEL', 'failover', name)
+        for (const s of sentinels) await waitFor(async () => await said(s) === next, 30_000, 'every Sentinel to name the new primary')
+        await waitFor(async () => /role:master/.test(await promoted.info('replication')), 30_000, 'the replica to become the primary')
+        // What the Sentinels do next, done now: their own reconfiguration (a MULTI … EXEC) waits out the pause.
+        await old.call('REPLICAOF', '127.0.0.1', String(next))
+      } finally {
+        await old.call('CLIENT', 'UNPAUSE').catch(() => {})
+      }
       return next
     },
     close
