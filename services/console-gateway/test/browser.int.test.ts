@@ -5,7 +5,7 @@ import type { BrowserContext, Page } from 'playwright-core'
 import { waitFor, type TinyDomain } from '@porthole/testkit'
 import { pageProblems } from '@porthole/testkit/chromium'
 import type { ConsoleTarget } from '@porthole/contracts'
-import { fileScope, vmScreenshot, solBridge, vncBrowserSuite, type Harness } from './support.js'
+import { canvasStats, fileScope, vmScreenshot, solBridge, vncBrowserSuite, type Harness } from './support.js'
 
 const PASSWORD = 's3cret'
 const suite = fileScope(after)
@@ -15,23 +15,6 @@ let target: ConsoleTarget
 let browser: BrowserContext
 
 before(async () => { ({ h, vm, target, browser } = await vncBrowserSuite(suite, PASSWORD)) })
-
-/** Statistics of the console canvas: how many pixels are not black, and a fingerprint of the picture. */
-async function canvasStats (page: Page): Promise<{ lit: number, width: number, height: number, sum: number }> {
-  // Runs in the page (a string: this project compiles without the DOM library).
-  return await page.evaluate(`(() => {
-    const c = document.querySelector('#screen canvas')
-    if (c === null || c.width === 0) return { lit: 0, width: 0, height: 0, sum: 0 }
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
-    let lit = 0; let sum = 0
-    for (let i = 0; i < d.length; i += 4) {
-      const v = d[i] + d[i + 1] + d[i + 2]
-      if (v > 60) lit++
-      sum = (sum * 31 + v * (i + 1)) % 1000000007
-    }
-    return { lit, width: c.width, height: c.height, sum }
-  })()`)
-}
 
 test('the console page shows the VM\'s screen, and Ctrl-Alt-Del reaches the VM', async (t) => {
   const m = await h.mint({ target, serverName: 'web-1.example' })

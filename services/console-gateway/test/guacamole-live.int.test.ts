@@ -9,10 +9,9 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import type { BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { waitFor, type TinyDomain } from '@porthole/testkit'
-import type { ConsoleTarget } from '@porthole/contracts'
-import { decodePng, fileScope, vmScreenshot, vncBrowserSuite, type Harness } from './support.js'
+import { canvasStats, decodePng, fileScope, vmScreenshot, vncBrowserSuite, type VncBrowserSuite } from './support.js'
 
 const GUACD_HOST = process.env.GUACD_HOST
 const GUACD_PORT = process.env.GUACD_PORT ?? '4822'
@@ -21,47 +20,14 @@ const skip = GUACD_HOST === undefined || GUACD_HOST === ''
   : false
 const PASSWORD = 'gd-Pw7x'
 const suite = fileScope(after)
-let h: Harness
-let vm: TinyDomain
-let target: ConsoleTarget
-let browser: BrowserContext
+let s: VncBrowserSuite
 
 before(async () => {
   if (skip !== false) return
-  ;({ h, vm, target, browser } = await vncBrowserSuite(suite, PASSWORD, undefined, { envFor: { 'console-gateway': { GUACD_HOST: GUACD_HOST as string, GUACD_PORT } } }))
+  s = await vncBrowserSuite(suite, PASSWORD, undefined, { envFor: { 'console-gateway': { GUACD_HOST: GUACD_HOST as string, GUACD_PORT } } })
   // The VM's BIOS has drawn something before any test looks for it.
-  await waitFor(async () => (await screenshot(vm)).lit > 200, 10_000, 'the VM\'s first screen')
+  await waitFor(async () => (await screenshot(s.vm)).lit > 200, 10_000, 'the VM\'s first screen')
 })
-
-/**
- * The guacamole display's main canvas (the largest: guacamole-common-js also keeps one for the cursor):
- * its size, how many pixels are lit, a fingerprint, and optionally its top-left `w`×`h` pixels as RGB.
- * Runs in the page, as a string: this project compiles without the DOM library.
- */
-async function canvasStats (page: Page, rgb?: { w: number, h: number }): Promise<{ lit: number, width: number, height: number, sum: number, rgb?: string }> {
-  return await page.evaluate(`((rgb) => {
-    let c = null
-    for (const x of document.querySelectorAll('#screen canvas')) if (c === null || x.width * x.height > c.width * c.height) c = x
-    if (c === null || c.width === 0 || c.height === 0) return { lit: 0, width: 0, height: 0, sum: 0 }
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
-    let lit = 0; let sum = 0
-    for (let i = 0; i < d.length; i += 4) {
-      const v = d[i] + d[i + 1] + d[i + 2]
-      if (v > 60) lit++
-      sum = (sum * 31 + v * (i + 1)) % 1000000007
-    }
-    let out
-    if (rgb !== null && rgb.w <= c.width && rgb.h <= c.height) {
-      let s = ''
-      for (let y = 0; y < rgb.h; y++) for (let x = 0; x < rgb.w; x++) {
-        const i = (y * c.width + x) * 4
-        s += String.fromCharCode(d[i], d[i + 1], d[i + 2])
-      }
-      out = btoa(s)
-    }
-    return { lit, width: c.width, height: c.height, sum, rgb: out }
-  })(${JSON.stringify(rgb ?? null)})`)
-}
 
 interface Shot { width: number, height: number, rgb: Buffer, lit: number, sum: string }
 
@@ -115,6 +81,7 @@ async function stillCanvas (page: Page): Promise<void> {
 }
 
 test('click-to-pixels through a real guacd: navigation start to the first lit canvas frame, 5 runs', { skip }, async (t) => {
+  const { h, target, browser } = s
   const runs: Array<{ connected: number, pixels: number }> = []
   for (let i = 0; i < 5; i++) {
     const m = await h.mint({ target, protocol: 'guacamole', serverName: `guacd-run-${i}` })
@@ -156,6 +123,7 @@ test('click-to-pixels through a real guacd: navigation start to the first lit ca
 })
 
 test('through a real guacd, the console page shows the VM\'s screen, and Ctrl-Alt-Del reaches the VM', { skip }, async (t) => {
+  const { h, vm, target, browser } = s
   const m = await h.mint({ target, protocol: 'guacamole', serverName: 'guacd-vm.example' })
   const page = await browser.newPage()
   const errors = watchErrors(page)
@@ -209,6 +177,7 @@ test('through a real guacd, the console page shows the VM\'s screen, and Ctrl-Al
 })
 
 test('the gateway\'s logs hold no token and no VNC password on the real guacd path', { skip }, async () => {
+  const { h } = s
   const logs = h.stack.logs()
   assert.ok(logs.includes('console viewer connected'))
   assert.ok(logs.includes('"protocol":"guacamole"'))

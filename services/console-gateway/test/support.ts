@@ -349,7 +349,10 @@ import { launchChromium } from '@porthole/testkit/chromium'
 export { launchChromium }
 
 /** What a browser test of a VNC console needs: the gateway's harness, a tiny VM with a VNC password, its target, Chromium. */
-export async function vncBrowserSuite (scope: After, password: string, viewport = { width: 1024, height: 700 }, stack: StackOptions = {}): Promise<{ h: Harness, vm: TinyDomain, target: ConsoleTarget, browser: BrowserContext }> {
+/** What a file of browser tests against one VNC VM shares: the harness, the VM, its console target and a Chromium. */
+export interface VncBrowserSuite { h: Harness, vm: TinyDomain, target: ConsoleTarget, browser: BrowserContext }
+
+export async function vncBrowserSuite (scope: After, password: string, viewport = { width: 1024, height: 700 }, stack: StackOptions = {}): Promise<VncBrowserSuite> {
   const [h, vm, browser] = await Promise.all([harness(scope, stack), tinyDomain(scope, { vncPassword: password }), launchChromium(scope, viewport)])
   return { h, vm, browser, target: await vncTarget(await vm.vncPort(), password) }
 }
@@ -428,4 +431,34 @@ export function litInTextRow (shot: { width: number, height: number, rgb: Buffer
     }
   }
   return lit
+}
+
+/**
+ * The console page's screen canvas (the largest under `#screen`: noVNC draws on one, guacamole-common-js also
+ * keeps one for the cursor): its size, how many pixels are lit, a fingerprint, and optionally its top-left `w`×`h` pixels as RGB.
+ * Runs in the page, as a string: this project compiles without the DOM library.
+ */
+export async function canvasStats (page: Page, rgb?: { w: number, h: number }): Promise<{ lit: number, width: number, height: number, sum: number, rgb?: string }> {
+  return await page.evaluate(`((rgb) => {
+    let c = null
+    for (const x of document.querySelectorAll('#screen canvas')) if (c === null || x.width * x.height > c.width * c.height) c = x
+    if (c === null || c.width === 0 || c.height === 0) return { lit: 0, width: 0, height: 0, sum: 0 }
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+    let lit = 0; let sum = 0
+    for (let i = 0; i < d.length; i += 4) {
+      const v = d[i] + d[i + 1] + d[i + 2]
+      if (v > 60) lit++
+      sum = (sum * 31 + v * (i + 1)) % 1000000007
+    }
+    let out
+    if (rgb !== null && rgb.w <= c.width && rgb.h <= c.height) {
+      let s = ''
+      for (let y = 0; y < rgb.h; y++) for (let x = 0; x < rgb.w; x++) {
+        const i = (y * c.width + x) * 4
+        s += String.fromCharCode(d[i], d[i + 1], d[i + 2])
+      }
+      out = btoa(s)
+    }
+    return { lit, width: c.width, height: c.height, sum, rgb: out }
+  })(${JSON.stringify(rgb ?? null)})`)
 }
