@@ -92,7 +92,7 @@ function show (name) {
   for (const p of $$('[data-panel]')) p.hidden = p.dataset.panel !== name
   void refresh()
 }
-const loaders = { jobs: loadJobs, queues: loadQueues, dead: loadDead, agents: loadAgents, consoles: loadSessions, audit: loadAudit }
+const loaders = { jobs: loadJobs, queues: loadQueues, dead: loadDead, agents: loadAgents, pools: loadPools, consoles: loadSessions, audit: loadAudit }
 async function refresh () {
   try { await loaders[tab]() } catch (err) { if (err.message !== 'logged out') flash(err.message, true) }
 }
@@ -170,7 +170,7 @@ async function act (what, id) {
 /** A job event: its row updates in place (or appears on top) when it matches the filters. */
 async function onJobEvent (e) {
   if (tab === 'consoles' && e.kind === 'console') scheduleRefresh()
-  if (tab === 'queues' || tab === 'agents') scheduleRefresh()
+  if (tab === 'queues' || tab === 'agents' || tab === 'pools') scheduleRefresh()
   if (tab !== 'jobs') return
   const f = jobFilters()
   let j
@@ -220,6 +220,17 @@ async function loadAgents () {
   fill($('#agents-table tbody'), v.instances.map(i => el('tr', { class: i.alive ? '' : 'dead', dataset: { instance: i.instance } },
     el('td', { class: 'mono', text: i.instance }), el('td', { text: i.types.join(', ') }), el('td', { class: 'num', title: i.inFlight.join('\n'), text: i.inFlight.length }),
     el('td', { class: 'num', text: i.done }), el('td', {}, i.startedAt ? time(i.startedAt) : ''), el('td', {}, time(i.at), i.alive ? '' : ' (gone)'))), $('#agents-empty'))
+}
+
+// ---- pools ----
+async function loadPools () {
+  const pools = await api('GET', '/ops/api/pools')
+  fill($('#pools-table tbody'), pools.map(p => el('tr', { class: p.state === 'failing' ? 'dead' : '', dataset: { pool: p.name, state: p.state, ready: p.ready, inUse: p.inUse } },
+    el('td', { class: 'mono', text: p.name }), el('td', { class: 'mono', text: p.tenantId }), el('td', { text: p.state }),
+    el('td', { class: 'num', text: p.size }), el('td', { class: 'num', text: p.ready }), el('td', { class: 'num', text: p.starting }),
+    el('td', { class: 'num', text: p.inUse }), el('td', { class: 'num', text: p.failing }),
+    el('td', {}, ...p.clones.map(c => el('div', { class: 'mono', dataset: { clone: c.name, cloneState: c.state }, title: c.name, text: `${c.slot}: ${c.state}` }))),
+    el('td', { text: p.lastError ?? '' }))), $('#pools-empty'))
 }
 
 // ---- consoles ----
@@ -288,5 +299,5 @@ async function start () {
 setInterval(() => { for (const t of $$('time[datetime]')) if (!t.closest('.history')) t.textContent = ago(t.getAttribute('datetime')) }, 10_000)
 
 // Lists that change without a job event (viewers connecting, heartbeats) are re-read while shown.
-setInterval(() => { if (session !== undefined && ['queues', 'agents', 'consoles'].includes(tab) && !document.hidden) void refresh() }, 5000)
+setInterval(() => { if (session !== undefined && ['queues', 'agents', 'pools', 'consoles'].includes(tab) && !document.hidden) void refresh() }, 5000)
 void start()

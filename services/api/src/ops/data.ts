@@ -148,3 +148,14 @@ export async function agentsView (ctx: Ctx): Promise<AgentsView> {
     types: [...typeNames].map(type => ({ type, inFlight: inFlight.get(type) ?? 0, instances: instances.filter(i => i.alive && i.types.includes(type)).length }))
   }
 }
+
+/** Kiosk pools with their counts and every clone by slot (operators see the template and hooks too). */
+export async function poolsView (ctx: Ctx): Promise<unknown[]> {
+  return await Promise.all((await ctx.pools.list()).map(async pool => {
+    const clones = (await ctx.pools.clones(pool.name)).sort((a, b) => a.slot - b.slot || a.name.localeCompare(b.name))
+    return {
+      ...await ctx.pools.view(pool),
+      clones: clones.map(c => ({ name: c.name, slot: c.slot, state: c.state, createdAt: c.createdAt, serverId: c.serverId, ...(c.sessionId === undefined ? {} : { sessionId: c.sessionId }) }))
+    }
+  }))
+}

@@ -19,7 +19,7 @@ import { cancelJob, retryJob } from '../job-actions.js'
 import { limitError } from '../limits.js'
 import { SSE_HEAD } from '../routes/events.js'
 import { eventView } from '../views.js'
-import { agentsView, findJobs, queuesView, serverLookup, withServer } from './data.js'
+import { agentsView, findJobs, poolsView, queuesView, serverLookup, withServer } from './data.js'
 import { deadLetters, replayDeadLetter } from './dead-letters.js'
 import { assertSameOrigin, clearedCookie, cookieOf, opsPrincipal, securityHeaders, sessionCookie } from './guard.js'
 import { OpsSessions } from './sessions.js'
@@ -161,6 +161,7 @@ export function opsRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     })
 
     app.get('/ops/api/agents', { schema: hide }, async () => await agentsView(ctx))
+    app.get('/ops/api/pools', { schema: hide }, async () => await poolsView(ctx))
 
     app.get('/ops/api/sessions', { schema: hide }, async () => {
       const live = await ctx.sessions.listLive()
