@@ -79,7 +79,8 @@ test(`${JOBS} jobs through a lost broker node, a lost replica of each service an
         if (r === undefined) { if (attempt % 50 === 49) step(`chain ${k}: no API replica answers (${attempt + 1} tries)`); continue } // that replica is gone: the other one
         if (r.status === 503) {
           refusals.push({ replica, from, to: Date.now(), detail: String(r.body?.detail) })
-          await new Promise(resolve => setTimeout(resolve, 100)) // pacing the retries, not a wait for an outcome
+          // Retried once a replica says it is ready again (its broker back), not after a fixed pause.
+          await waitFor(async () => (await Promise.all(stack.apiUrls.map(async u => (await call(u, 'GET', '/readyz', stack.adminToken))?.status === 200))).some(Boolean), 120_000, 'an API replica ready again')
           continue
         }
         assert.ok(r.status === 200 || r.status === 202, `power ${action}: ${r.status} ${JSON.stringify(r.body)}`)

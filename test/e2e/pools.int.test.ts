@@ -113,27 +113,43 @@ test('a kiosk key hands out and may do nothing else', async (t) => {
 
 test('no input for idleTimeoutSeconds ends the session and the VM; input keeps it alive', async (t) => {
   const idle = 10
-  const p = await pool(t, { size: 1, idleTimeoutSeconds: idle })
-  await readyPool(p.name, 1)
-  const r = await handOut(p.name, acme.customerKey)
-  assert.equal(r.status, 201, JSON.stringify(r.body))
-  const v = await live(t, r.body.url)
-  const [clone] = await poolDomains(p.name)
-  assert.ok(clone !== undefined)
-  // A key pressed and released (Shift) every second, for twice the idle timeout: the session stays.
-  let closedEarly: { code: number, reason: string } | undefined
-  void v.closed.then((c) => { closedEarly = c })
-  const until = Date.now() + idle * 2000
-  while (Date.now() < until && closedEarly === undefined) {
-    for (const down of [1, 0]) v.ws.send(Buffer.from([4, down, 0, 0, 0, 0, 0xff, 0xe1]))
-    await new Promise(resolve => setTimeout(resolve, 1000))
+  const p = await pool(t, { size: 2, idleTimeoutSeconds: idle })
+  await readyPool(p.name, 2)
+  // Two sessions: A gets keyboard input all along, B (opened after A) none. B's idle close is the event that
+  // says A has gone a whole idle timeout with input: no clock in the test decides it.
+  const ra = await handOut(p.name, acme.customerKey)
+  assert.equal(ra.status, 201, JSON.stringify(ra.body))
+  const a = await live(t, ra.body.url)
+  const rb = await handOut(p.name, acme.customerKey)
+  assert.equal(rb.status, 201, JSON.stringify(rb.body))
+  const b = await live(t, rb.body.url)
+  const cloneOf = async (serverId: string): Promise<string> => {
+    const view = await stack.api('GET', `/v1/servers/${serverId}`)
+    return view.body.name as string
   }
-  assert.equal(closedEarly, undefined, 'input kept the session open past its idle timeout')
-  assert.ok(await defined(clone as string))
-  // Then nothing: the gateway closes it as idle, and the VM goes.
-  const end = await within(v.closed, idle * 1000 + 30_000, 'the idle close')
+  const [cloneA, cloneB] = [await cloneOf(ra.body.serverId), await cloneOf(rb.body.serverId)]
+  let closedEarly: { code: number, reason: string } | undefined
+  void a.closed.then((c) => { closedEarly = c })
+  let bClosed = false
+  const bEnd = b.closed.then((c) => { bClosed = true; return c })
+  // Input paced by the VM itself: Shift pressed and released, then a 1×1 screen request whose answer comes
+  // back before the next round.
+  const answer = async (): Promise<void> => { await new Promise<void>((resolve) => { a.ws.once('message', () => resolve()) }) }
+  while (!bClosed && closedEarly === undefined) {
+    for (const down of [1, 0]) a.ws.send(Buffer.from([4, down, 0, 0, 0, 0, 0xff, 0xe1]))
+    const next = answer()
+    a.ws.send(Buffer.from([3, 0, 0, 0, 0, 0, 0, 1, 0, 1]))
+    await Promise.race([next, bEnd, a.closed])
+  }
+  const endB = await bEnd
+  assert.equal(endB.code, 4007, `B closed as idle (${endB.code} ${endB.reason})`)
+  assert.equal(closedEarly, undefined, 'input kept A open past its idle timeout')
+  assert.ok(await defined(cloneA), 'A\'s VM lives on')
+  await waitFor(async () => !await defined(cloneB), 60_000, 'the idle clone B to be destroyed', 200)
+  // Then nothing on A either: the gateway closes it as idle, and its VM goes.
+  const end = await within(a.closed, idle * 1000 + 30_000, 'the idle close')
   assert.equal(end.code, 4007, `closed as idle (${end.code} ${end.reason})`)
-  await waitFor(async () => !await defined(clone as string), 60_000, 'the idle clone to be destroyed', 200)
+  await waitFor(async () => !await defined(cloneA), 60_000, 'the idle clone to be destroyed', 200)
 })
 
 test('200 concurrent hand-outs against a pool of 4: 4 distinct VMs, the rest 503, never a VM twice', async (t) => {
