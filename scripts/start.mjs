@@ -113,8 +113,11 @@ if (missing.length > 0) {
 const problems = []
 const rabbit = await probeAny(env.RABBITMQ_URL, 5672, 5671, Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'), b => b[0] === 1 || b.subarray(0, 4).toString('latin1') === 'AMQP')
 if (rabbit !== true) problems.push(`RabbitMQ does not answer at ${redact(env.RABBITMQ_URL)} (${rabbit}). Start it (\`rabbitmq-server -detached\`, or \`docker compose up -d rabbitmq redis\`) or set RABBITMQ_URL.`)
-const redis = await probe(env.REDIS_URL, 6379, 6379, Buffer.from('PING\r\n'), b => /^[+-]/.test(b.toString('latin1')))
-if (redis !== true) problems.push(`Redis does not answer at ${redact(env.REDIS_URL)} (${redis}). Start it (\`redis-server --daemonize yes --bind 127.0.0.1\`, or \`docker compose up -d rabbitmq redis\`) or set REDIS_URL.`)
+// Through Sentinel (REDIS_SENTINELS) the services ask a Sentinel for the primary: one of them must answer.
+const sentinels = (env.REDIS_SENTINELS ?? '').trim()
+const redisAt = sentinels === '' ? env.REDIS_URL : sentinels.split(',').map(s => `redis://${s.trim()}`).join(',')
+const redis = await probeAny(redisAt, 6379, 6379, Buffer.from('PING\r\n'), b => /^[+-]/.test(b.toString('latin1')))
+if (redis !== true) problems.push(`Redis does not answer at ${redact(redisAt)} (${redis}). Start it (\`redis-server --daemonize yes --bind 127.0.0.1\`, or \`docker compose up -d rabbitmq redis\`) or set ${sentinels === '' ? 'REDIS_URL' : 'REDIS_SENTINELS'}.`)
 // Each service's listeners: its public one (`listen`) and its metrics one (`metrics`, with the default of its
 // config.ts; port 0 is any free port), from services/services.json.
 const listeners = SERVICES.flatMap(({ name, listen, metrics }) => [listen, metrics].filter(l => l !== undefined).map(l => ({ svc: name, ...l })))

@@ -53,7 +53,7 @@ export function query (pairs: Record<string, string | undefined>): string {
 export const id = (s: string): string => encodeURIComponent(s)
 
 /** What a job's kind carries, shown after its kind: a power action or a console protocol. */
-export const detailOf = (j: JobRecord): string => j.kind === 'power' ? ` ${j.action}` : j.kind === 'console' ? ` ${j.protocol}` : ''
+const detailOf = (j: JobRecord): string => j.kind === 'power' ? ` ${j.action}` : j.kind === 'console' ? ` ${j.protocol}` : ''
 
 export const JOB_COLUMNS: Array<Column<JobRecord>> = [
   ['ID', j => j.id], ['KIND', j => j.kind + detailOf(j)],
@@ -61,7 +61,7 @@ export const JOB_COLUMNS: Array<Column<JobRecord>> = [
 ]
 
 /** The exit code a finished job stands for. */
-export function jobExit (rec: JobRecord): ExitCode {
+function jobExit (rec: JobRecord): ExitCode {
   if (rec.state === 'succeeded') return EXIT.ok
   if (rec.state === 'timed_out') return EXIT.timedOut
   return EXIT.jobFailed

@@ -11,7 +11,8 @@ import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { createInterface } from 'node:readline'
 import { launchChromium } from '@porthole/testkit/chromium'
-import { rabbitCluster, sentinelGroup, startStack, TEST_LIBVIRT_URI, tinyDomain, waitFor, type Scope, type Stack } from '@porthole/testkit'
+import { JOB_STATES } from '@porthole/contracts'
+import { rabbitCluster, replicaKey, sentinelGroup, startStack, TEST_LIBVIRT_URI, tinyDomain, waitFor, type Scope, type Stack } from '@porthole/testkit'
 
 const JOBS = Number(process.env.CHAOS_JOBS ?? 1000)
 const VMS = 4
@@ -107,7 +108,7 @@ test(`${JOBS} jobs through a lost broker node, a lost replica of each service an
   // One replica of each service; of the gateways, the one holding the live console.
   await reach(0.35, 'a third of the jobs to finish before replicas are lost')
   const viewers = async (replica: number): Promise<number> => {
-    const text = await (await fetch(stack.replicaMetricsUrls[replica === 1 ? 'console-gateway' : `console-gateway#${replica}`] as string)).text()
+    const text = await (await fetch(stack.replicaMetricsUrls[replicaKey('console-gateway', replica)] as string)).text()
     return Number(/^porthole_console_viewers_open (\d+)/m.exec(text)?.[1] ?? 0)
   }
   // Which gateway holds the console: each one's own count of open viewers.
@@ -137,7 +138,21 @@ test(`${JOBS} jobs through a lost broker node, a lost replica of each service an
   const byState: Record<string, number> = {}
   for (const e of ends.values()) byState[e.state] = (byState[e.state] ?? 0) + 1
   t.diagnostic(`accepted ${accepted.size}, ended ${JSON.stringify(byState)}, 503s ${refusals.length}`)
-  assert.equal(ends.size, done, 'one job per step: the retries with the same Idempotency-Key made no second one')
+  assert.equal(ends.size, done, 'one job per step')
+  // The retries with the same Idempotency-Key made no second job: every job the API holds for each VM is one
+  // the load had accepted (a request cut off by a dying replica and sent again would otherwise leave a job no
+  // step knows of).
+  for (const server of servers) {
+    const held = new Set<string>()
+    for (const state of JOB_STATES) {
+      const r = await stack.api('GET', `/v1/jobs?serverId=${server}&kind=power&state=${state}&limit=500`)
+      assert.equal(r.status, 200, JSON.stringify(r.body))
+      assert.ok(r.body.length < 500, `fewer than 500 ${state} jobs of one VM, so the listing is whole`)
+      for (const j of r.body as Array<{ id: string }>) held.add(j.id)
+    }
+    const mine = [...accepted].filter(([, a]) => a.server === server).map(([id]) => id)
+    assert.deepEqual([...held].sort(), mine.sort(), `the jobs the API holds for ${server} are the accepted ones, none more`)
+  }
 
   // None ran twice: the agents' records per job id: an outcome line ("job succeeded" / "job failed") for each
   // report, less the reports of a redelivered job that had run ("sending its recorded outcome again"), is
@@ -194,7 +209,7 @@ async function terminal (stack: Stack, id: string): Promise<any> { // eslint-dis
 
 /** The windows in which one API replica had no broker, from its log lines (pino's `time`, its `pid`). */
 function brokerOutages (stack: Stack, replica: number): Array<{ from: number, to: number }> {
-  const pid = stack.pids.get(`api${replica === 1 ? '' : `#${replica}`}`)
+  const pid = stack.pids.get(replicaKey('api', replica))
   const out: Array<{ from: number, to: number }> = []
   let from: number | undefined
   for (const line of stack.logLines) {

@@ -152,6 +152,22 @@ test('no input for idleTimeoutSeconds ends the session and the VM; input keeps i
   await waitFor(async () => !await defined(cloneA), 60_000, 'the idle clone to be destroyed', 200)
 })
 
+test('a PATCH of size or timeouts keeps the warm clones (the same domain still runs, says libvirt) and the pool follows its new size', async (t) => {
+  const p = await pool(t, { size: 1 })
+  await readyPool(p.name, 1)
+  const [first] = await poolDomains(p.name)
+  assert.ok(first !== undefined)
+  const before = (await stack.api('GET', `/v1/pools/${p.name}`)).body.generation as number
+  const r = await stack.api('PATCH', `/v1/pools/${p.name}`, { size: 2, idleTimeoutSeconds: 120 })
+  assert.equal(r.status, 200, JSON.stringify(r.body))
+  assert.equal(r.body.generation, before, 'no new generation: the template is not checked again')
+  await readyPool(p.name, 2)
+  const now = await poolDomains(p.name)
+  assert.ok(now.includes(first), `the warm clone ${first} was kept: ${now.join(', ')}`)
+  assert.equal(await virsh('domstate', first), 'running')
+  assert.equal(now.length, 2)
+})
+
 test('200 concurrent hand-outs against a pool of 4: 4 distinct VMs, the rest 503, never a VM twice', async (t) => {
   // Refill starts with the first hand-out; the slow hook keeps new clones from being ready during the burst.
   const p = await pool(t, { size: 4, hooks: ['slow'] })

@@ -138,7 +138,7 @@ export const ADMIN_COMMANDS: Record<string, Command> = {
     async run (r, args) {
       noMore(args, 0)
       const { body } = await optional(r, 'pools', async () => await r.client.call<Row[]>('GET', '/v1/pools'))
-      printRows(r.out, body, [['NAME', p => p.name], ['TENANT', p => p.tenantId], ['TEMPLATE', p => p.template], ['SIZE', p => p.size], ['READY', p => p.ready ?? (p.slots as Row | undefined)?.ready]])
+      printRows(r.out, body, [['NAME', p => p.name], ['TENANT', p => p.tenantId], ['TEMPLATE', p => p.template], ['SIZE', p => p.size], ['READY', p => p.ready]])
       return EXIT.ok
     }
   },

@@ -47,7 +47,7 @@ export const PoolCreate = Type.Object({
 }, { additionalProperties: false })
 export type PoolCreate = Static<typeof PoolCreate>
 
-/** `PATCH /v1/pools/{name}`: any change re-checks the template and clears a failing pool's failures. */
+/** `PATCH /v1/pools/{name}`: a new template or hooks (or any change of a failing pool) re-checks the template and clears the failures; size, pictures and timeouts apply in place. */
 export const PoolPatch = Type.Partial(Type.Object(PoolSettings, { additionalProperties: false }), { additionalProperties: false })
 export type PoolPatch = Static<typeof PoolPatch>
 

@@ -14,7 +14,7 @@
  * Only keys that authenticated are kept (never a refusal), by the SHA-256 of the key, never the key.
  */
 import type { Principal } from './auth.js'
-import type { AccessEvent } from './limits.js'
+import { parseAccessEvent, type AccessEvent } from './limits.js'
 
 interface Entry { p: Principal, until: number }
 
@@ -58,9 +58,8 @@ export class KeyCache {
    * (a newer replica's) empties the cache: whatever it revokes is then read from Redis.
    */
   onMessage (message: string): void {
-    let e: AccessEvent | undefined
-    try { e = JSON.parse(message) as AccessEvent } catch { /* not JSON: unknown too */ }
-    if (e?.type === 'api-key.revoked' || e?.type === 'tenant.suspended' || e?.type === 'ops-session.ended') this.forget(e)
+    const e = parseAccessEvent(message)
+    if (e !== undefined) this.forget(e)
     else { this.gen++; this.entries.clear() }
   }
 

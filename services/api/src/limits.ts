@@ -98,6 +98,14 @@ export type AccessEvent =
 
 const ACCESS_EVENTS = new Set<AccessEvent['type']>(['api-key.revoked', 'tenant.suspended', 'ops-session.ended'])
 
+/** A message of the access channel as an AccessEvent; undefined for one of a kind this code does not know. */
+export function parseAccessEvent (message: string): AccessEvent | undefined {
+  try {
+    const e = JSON.parse(message) as AccessEvent
+    return ACCESS_EVENTS.has(e.type) ? e : undefined
+  } catch { return undefined }
+}
+
 interface OpenStream { id: string, keyId: string, tenantId: string | undefined, opsSessionId: string | undefined, res: ServerResponse }
 
 /**
@@ -156,10 +164,8 @@ export class EventStreams {
 
   /** A message from the access channel. */
   onMessage (message: string): void {
-    try {
-      const e = JSON.parse(message) as AccessEvent
-      if (ACCESS_EVENTS.has(e.type)) this.end(e)
-    } catch { /* not ours */ }
+    const e = parseAccessEvent(message)
+    if (e !== undefined) this.end(e)
   }
 
   private end (e: AccessEvent): void {

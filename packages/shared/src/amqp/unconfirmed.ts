@@ -28,8 +28,6 @@ export class Unconfirmed {
 
   constructor (private readonly refused: (o: Outgoing, why: Refusal) => void, private readonly isReturned: (messageId: string) => boolean) {}
 
-  get size (): number { return this.sent.size + this.lost.size }
-
   /** Publishes on `ch`; a lost channel keeps the message for `replay`. */
   send (ch: ConfirmChannel, o: Outgoing): void {
     this.sent.add(o)

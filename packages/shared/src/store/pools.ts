@@ -55,6 +55,18 @@ redis.call('HSET', KEYS[1], ARGV[6], cjson.encode(c))
 return 1
 `
 
+// KEYS: clones. ARGV[6]: name, ARGV[7]: when its viewer left ('' : a viewer is back). Only an in_use clone's
+// record changes (a clone being disposed meanwhile stays disposing); 1 or 0.
+const LEFT = `
+local raw = redis.call('HGET', KEYS[1], ARGV[6])
+if not raw then return 0 end
+local c = cjson.decode(raw)
+if c.state ~= 'in_use' then return 0 end
+if ARGV[7] == '' then c.leftAt = nil else c.leftAt = ARGV[7] end
+redis.call('HSET', KEYS[1], ARGV[6], cjson.encode(c))
+return 1
+`
+
 // KEYS: pool, clones, ready. ARGV[6]: name. starting → ready (while the pool is neither deleting nor gone); 1 or 0.
 const READY = `
 if redis.call('HGET', KEYS[1], 'state') == 'deleting' or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -129,17 +141,22 @@ end
 return 1
 `
 
-// KEYS: pool. ARGV[6]: spec JSON, ARGV[7]: new state. A changed spec: a new generation, to be checked again.
+// KEYS: pool. ARGV[6]: spec JSON, ARGV[7]: '1' when the template is to be checked again (a new generation,
+// \`checking\`: its clones are remade), '' when the spec changes in place (its clones stay).
 const CHANGE = `
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'state') == 'deleting' then return -1 end
-redis.call('HSET', KEYS[1], 'spec', ARGV[6], 'state', ARGV[7], 'updatedAt', ARGV[3])
-local g = redis.call('HINCRBY', KEYS[1], 'generation', 1)
+redis.call('HSET', KEYS[1], 'spec', ARGV[6], 'updatedAt', ARGV[3])
+local g = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'checking')
+  g = redis.call('HINCRBY', KEYS[1], 'generation', 1)
+end
 ${xadd('changed')}
 return g
 `
 
 type Script = (...a: Array<string | number>) => Promise<unknown>
-const SCRIPTS = { portholePoolClaim: [2, CLAIM], portholePoolBind: [1, BIND], portholePoolReady: [3, READY], portholePoolDispose: [2, DISPOSE], portholePoolRemove: [3, REMOVE], portholePoolFailure: [2, FAILURE], portholePoolChecked: [2, CHECKED], portholePoolChange: [1, CHANGE] } as const
+const SCRIPTS = { portholePoolClaim: [2, CLAIM], portholePoolBind: [1, BIND], portholePoolLeft: [1, LEFT], portholePoolReady: [3, READY], portholePoolDispose: [2, DISPOSE], portholePoolRemove: [3, REMOVE], portholePoolFailure: [2, FAILURE], portholePoolChecked: [2, CHECKED], portholePoolChange: [1, CHANGE] } as const
 
 /** What the API writes of a pool (its spec); the rest of a Pool is state. */
 type PoolSpec = Pick<Pool, 'name' | 'tenantId' | 'poolId' | 'template' | 'size' | 'idleTimeoutSeconds' | 'maxSessionSeconds' | 'hooks' | 'attract' | 'createdAt'>
@@ -196,10 +213,19 @@ export class PoolStore {
     return all.filter((p): p is Pool => p !== undefined && (tenantId === undefined || p.tenantId === tenantId))
   }
 
-  /** Applies a PATCH: a new generation, `checking` again. The new pool, or undefined when gone or deleting. */
-  async change (pool: Pool, patch: PoolPatch): Promise<Pool | undefined> {
+  /** Whether a PATCH has the template checked again (see `change`). */
+  static rechecks (pool: Pool, patch: PoolPatch): boolean {
+    return pool.state === 'failing' || patch.template !== undefined || patch.hooks !== undefined
+  }
+
+  /**
+   * Applies a PATCH. One that names the template or the hooks, or any PATCH of a failing pool, has the
+   * template checked again (a new generation, `checking`: the warm clones are remade); any other (size,
+   * pictures, timeouts) changes the spec in place and keeps the clones. The new pool, or undefined when gone or deleting.
+   */
+  async change (pool: Pool, patch: PoolPatch, recheck = PoolStore.rechecks(pool, patch)): Promise<Pool | undefined> {
     const spec: PoolSpec = { ...specOf(pool), ...patch }
-    const g = await this.run('portholePoolChange', [this.k.pool(pool.name)], pool, JSON.stringify(spec), 'checking') as number
+    const g = await this.run('portholePoolChange', [this.k.pool(pool.name)], pool, JSON.stringify(spec), recheck ? '1' : '') as number
     return g < 0 ? undefined : await this.get(pool.name)
   }
 
@@ -220,9 +246,9 @@ export class PoolStore {
     return await this.run('portholePoolChecked', [this.k.pool(pool.name), this.k.poolFailures(pool.name)], pool, generation, problem ?? '', image) === 1
   }
 
-  /** A view of the pool: its spec and state, and its clones counted. */
-  async view (pool: Pool): Promise<PoolView> {
-    const [clones, failing] = await Promise.all([this.clones(pool.name), this.redis.zcount(this.k.poolFailures(pool.name), Date.now() - POOL_FAILURE_WINDOW_SECONDS * 1000, '+inf')])
+  /** A view of the pool: its spec and state, and its clones counted (`known`: its clones, when just read). */
+  async view (pool: Pool, known?: PoolClone[]): Promise<PoolView> {
+    const [clones, failing] = await Promise.all([known ?? this.clones(pool.name), this.redis.zcount(this.k.poolFailures(pool.name), Date.now() - POOL_FAILURE_WINDOW_SECONDS * 1000, '+inf')])
     const { image: _image, ...rest } = pool
     return { ...rest, ...cloneCounts(clones), failing }
   }
@@ -279,12 +305,8 @@ export class PoolStore {
   }
 
   /** Notes when a clone's viewer left (the disconnect grace), or clears it (`at` undefined: a viewer is back). */
-  async setLeft (pool: string, name: string, at: string | undefined): Promise<void> {
-    const c = await this.clone(pool, name)
-    if (c === undefined || c.state !== 'in_use') return
-    if (at === undefined) delete c.leftAt
-    else c.leftAt = at
-    await this.redis.hset(this.k.poolClones(pool), name, JSON.stringify(c))
+  async setLeft (pool: Pool, name: string, at: string | undefined): Promise<void> {
+    await this.run('portholePoolLeft', [this.k.poolClones(pool.name)], pool, name, at ?? '')
   }
 
   /** Any state → disposing (once): the clone as it was, or undefined when it is being disposed already or gone. */

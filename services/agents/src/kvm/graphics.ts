@@ -10,7 +10,8 @@ export interface VncDisplay {
 
 const WILDCARD_OR_LOOPBACK = new Set(['', '127.0.0.1', '0.0.0.0', '::', '::1', '[::]', '[::1]', 'localhost'])
 
-function attrs (tag: string): Map<string, string> {
+/** The attributes of a start tag (`<disk type='file' device='disk'>`), unescaped. */
+export function attrs (tag: string): Map<string, string> {
   const out = new Map<string, string>()
   for (const m of tag.matchAll(/([A-Za-z_:][\w:.-]*)\s*=\s*(?:'([^']*)'|"([^"]*)")/g)) {
     out.set(m[1] as string, unescapeXml(m[2] ?? m[3] ?? ''))

@@ -3,7 +3,7 @@
  * management API when RABBITMQ_MANAGEMENT_URL is set), jobs, sessions, agents and audit from Redis (dead
  * letters: dead-letters.ts).
  */
-import type { JobKind, JobRecord, JobState, StoredServer } from '@porthole/contracts'
+import { isUuid, type JobKind, type JobRecord, type JobState, type StoredServer } from '@porthole/contracts'
 import { brokerNodes, names } from '@porthole/shared/amqp'
 import { PortholeError } from '@porthole/contracts/errors'
 import { AgentRegistry, keys, type AgentSeen } from '@porthole/shared/store'
@@ -28,8 +28,6 @@ export interface QueuesView {
   jobsLast15Minutes: number
   error?: string
 }
-
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export async function queuesView (ctx: Ctx, now = Date.now()): Promise<QueuesView> {
   const all = names(ctx.ns).allQueues()
@@ -103,7 +101,7 @@ export async function findJobs (ctx: Ctx, f: JobQuery): Promise<OpsJob[]> {
   let serverId = f.serverId
   if (f.q !== undefined && f.q !== '') {
     const q = f.q.trim()
-    if (!UUID.test(q)) throw new PortholeError('invalid', 'search: a job id or a server id (a UUID)', { details: { field: 'q' } })
+    if (!isUuid(q)) throw new PortholeError('invalid', 'search: a job id or a server id (a UUID)', { details: { field: 'q' } })
     const job = await ctx.jobs.get(q)
     if (job !== undefined) return [await withServer(lookup, job)]
     serverId = q
@@ -154,7 +152,7 @@ export async function poolsView (ctx: Ctx): Promise<unknown[]> {
   return await Promise.all((await ctx.pools.list()).map(async pool => {
     const clones = (await ctx.pools.clones(pool.name)).sort((a, b) => a.slot - b.slot || a.name.localeCompare(b.name))
     return {
-      ...await ctx.pools.view(pool),
+      ...await ctx.pools.view(pool, clones),
       clones: clones.map(c => ({ name: c.name, slot: c.slot, state: c.state, createdAt: c.createdAt, serverId: c.serverId, ...(c.sessionId === undefined ? {} : { sessionId: c.sessionId }) }))
     }
   }))

@@ -8,11 +8,11 @@
  *   a second by message id), oldest first, across both lanes, rather than the queue's order: a quorum queue
  *   puts messages given back behind the others, so its order changes with every partial read.
  */
-import { randomUUID } from 'node:crypto'
+import { isUuid } from '@porthole/contracts'
 import { names } from '@porthole/shared/amqp'
+import { keys, Lease } from '@porthole/shared/store'
 import { PortholeError, NotFoundError, UnavailableError } from '@porthole/contracts/errors'
 import type { Ctx } from '../context.js'
-import { UUID } from './data.js'
 
 export interface DeadLetter {
   /** `dead` (power lane) or `dead.interactive`. */
@@ -86,24 +86,21 @@ export function byDeath (a: DeadLetter, b: DeadLetter): number {
   return a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0
 }
 
-// KEYS: the lock. ARGV: its holder's token. Deletes the lock only if this holder still has it.
-const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
 const LOCK_MS = 30_000
 const LOCK_WAIT_MS = 15_000
 
-/** Runs `fn` holding the namespace's dead-letter lock (waiting up to 15 s for it; 503 beyond). */
+/** Runs `fn` holding the namespace's dead-letter lease (waiting up to 15 s for it; 503 beyond). */
 async function exclusively<T> (ctx: Ctx, fn: () => Promise<T>): Promise<T> {
-  const key = `${ctx.ns}:ops:dead-letters:lock`
-  const token = randomUUID()
+  const lease = new Lease(ctx.redis, keys(ctx.ns).lease('ops.dead-letters'), LOCK_MS)
   const giveUp = Date.now() + LOCK_WAIT_MS
-  for (let wait = 5; await ctx.redis.set(key, token, 'PX', LOCK_MS, 'NX') !== 'OK'; wait = Math.min(100, wait * 2)) {
+  for (let wait = 5; !await lease.acquire(); wait = Math.min(100, wait * 2)) {
     if (Date.now() > giveUp) throw new UnavailableError('another listing or replay of the dead letters is under way; try again shortly')
     await new Promise(resolve => setTimeout(resolve, wait))
   }
   try {
     return await fn()
   } finally {
-    await ctx.redis.eval(RELEASE, 1, key, token).catch(() => {})
+    await lease.release().catch(() => false)
   }
 }
 
@@ -130,7 +127,7 @@ export async function deadLetters (ctx: Ctx, limit = 100): Promise<DeadLetter[]>
     return read
   })
   const listed = out.sort(byDeath).slice(0, limit)
-  const jobs = await ctx.jobs.getMany([...new Set(listed.map(d => d.jobId).filter((id): id is string => id !== undefined && UUID.test(id)))])
+  const jobs = await ctx.jobs.getMany([...new Set(listed.map(d => d.jobId).filter((id): id is string => isUuid(id)))])
   const state = new Map(jobs.map(j => [j.id, j.state]))
   for (const d of listed) { const s = d.jobId === undefined ? undefined : state.get(d.jobId); if (s !== undefined) d.jobState = s }
   return listed

@@ -32,7 +32,7 @@ export interface HandOutOptions {
 }
 
 /** The pool `p` may hand out from: its tenant's keys (customer, kiosk), admins and operators; 404 otherwise. */
-export async function poolFor (ctx: Ctx, p: Principal, name: string): Promise<Pool> {
+async function poolFor (ctx: Ctx, p: Principal, name: string): Promise<Pool> {
   const pool = assertVisible(p, 'pool', await ctx.pools.get(name))
   if (pool.state === 'deleting') throw new NotFoundError('pool')
   return pool

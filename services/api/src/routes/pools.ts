@@ -10,7 +10,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import { DEFAULT_POOL_IDLE_SECONDS, DEFAULT_POOL_MAX_SESSION_SECONDS, PoolCreate, PoolName, PoolPatch, PoolSession, PoolView, type Pool } from '@porthole/contracts'
 import { ConflictError, NotFoundError, PortholeError, ValidationError } from '@porthole/contracts/errors'
-import type { StreamEvent } from '@porthole/shared/store'
+import { PoolStore, type StreamEvent } from '@porthole/shared/store'
 import { KIOSK_ROUTE, assertVisible, principal, requireRole, tenantScope, type Principal } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
 import { handOut } from '../pools/handout.js'
@@ -109,7 +109,7 @@ export function poolRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     app.patch('/pools/:name', {
       schema: {
         tags: ['pools'],
-        summary: 'change a kiosk pool (admin, operator); the template is checked again and a failing pool refills again when it passes',
+        summary: 'change a kiosk pool (admin, operator): a new template or hooks, or any change of a failing pool, has the template checked again (the warm clones remade; a failing pool refills when it passes); size, pictures and timeouts apply in place',
         params: NameParams,
         body: PoolPatch,
         response: { 200: PoolView, ...errors(404, 422) }
@@ -118,7 +118,14 @@ export function poolRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const p = requireRole(req, 'admin', 'operator')
       const before = await ctx.pools.get(req.params.name)
       if (before === undefined || before.state === 'deleting') throw new NotFoundError('pool')
-      const { pool, verdict } = await checkedAfter(ctx, before.name, async () => await ctx.pools.change(before, req.body))
+      if (!PoolStore.rechecks(before, req.body)) {
+        // Size, pictures, timeouts: applied in place, the warm clones kept (the controller follows the new size).
+        const changed = await ctx.pools.change(before, req.body, false)
+        if (changed === undefined) throw new NotFoundError('pool')
+        await audit(ctx, req, p, { action: 'pool.update', result: 'ok', tenantId: before.tenantId })
+        return await ctx.pools.view(changed)
+      }
+      const { pool, verdict } = await checkedAfter(ctx, before.name, async () => await ctx.pools.change(before, req.body, true))
       if (pool === undefined) throw new NotFoundError('pool')
       await audit(ctx, req, p, { action: 'pool.update', result: verdict?.ok === true ? 'ok' : 'refused', tenantId: before.tenantId })
       // A refused template leaves the pool failing (no refill) with the reason as its last error.

@@ -41,7 +41,7 @@ function view (s: StoredStation, sessionId: string | undefined): Station {
 }
 
 /** The origins of a pool's pictures, for the page's img-src (each checked to be http or https). */
-export function pictureOrigins (attract: readonly string[]): string[] {
+function pictureOrigins (attract: readonly string[]): string[] {
   const out = new Set<string>()
   for (const a of attract) {
     try {
@@ -53,7 +53,7 @@ export function pictureOrigins (attract: readonly string[]): string[] {
 }
 
 /** The page's CSP: its own scripts and styles, the pool's pictures, the gateway's console page in a frame, nothing else. */
-export function stationCsp (gatewayOrigin: string, pictures: readonly string[]): string {
+function stationCsp (gatewayOrigin: string, pictures: readonly string[]): string {
   return [
     "default-src 'none'", "script-src 'self'", "style-src 'self'", `img-src 'self' data: ${pictures.join(' ')}`.trim(),
     "connect-src 'self'", `frame-src ${gatewayOrigin}`, "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'"

@@ -11,7 +11,7 @@ import { randomToken, sha256Hex } from '@porthole/shared/crypto'
 import type { Redis } from '@porthole/shared/store'
 
 const DAY_MS = 86_400_000
-export const EXPIRED_GRACE_DAYS = 30
+const EXPIRED_GRACE_DAYS = 30
 
 /** A station's record as stored: never the secret itself. */
 export interface StoredStation extends Omit<Station, 'sessionId'> { secretHash: string }

@@ -5,9 +5,10 @@
  * naming its pool, slot and generation, which reconciliation reads back (libvirt is the truth).
  */
 import { poolMac } from '@porthole/contracts'
+import { attrs } from '../graphics.js'
 
 /** The XML namespace of Porthole's domain metadata. */
-export const POOL_METADATA_NS = 'urn:porthole:pool:1'
+const POOL_METADATA_NS = 'urn:porthole:pool:1'
 
 export interface CloneSpec { name: string, ns: string, pool: string, poolId: number, slot: number, generation: number, overlay: string }
 
@@ -19,16 +20,9 @@ export interface CloneMetadata { ns: string, pool: string, slot: number, generat
 
 const escapeAttr = (s: string): string => s.replace(/&/g, '&amp;').replace(/'/g, '&apos;').replace(/</g, '&lt;').replace(/"/g, '&quot;')
 
-/** The attributes of a start tag (`<disk type='file' device='disk'>`), unescaped enough for what we read. */
-export function attrsOf (tag: string): Map<string, string> {
-  const out = new Map<string, string>()
-  for (const m of tag.matchAll(/([A-Za-z_:][\w:.-]*)\s*=\s*(?:'([^']*)'|"([^"]*)")/g)) out.set(m[1] as string, (m[2] ?? m[3] ?? '').replace(/&apos;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&amp;/g, '&'))
-  return out
-}
-
 /** Every `<disk …>…</disk>` element of a domain XML, in order. */
 export function disksOf (xml: string): Array<{ whole: string, attrs: Map<string, string>, body: string }> {
-  return [...xml.matchAll(/<disk\b([^>]*)>([\s\S]*?)<\/disk>/g)].map(m => ({ whole: m[0], attrs: attrsOf(m[1] ?? ''), body: m[2] ?? '' }))
+  return [...xml.matchAll(/<disk\b([^>]*)>([\s\S]*?)<\/disk>/g)].map(m => ({ whole: m[0], attrs: attrs(m[1] ?? ''), body: m[2] ?? '' }))
 }
 
 /** The first disk of device `disk`: its file and its driver's format, or undefined when there is none. */
@@ -42,8 +36,8 @@ export function firstDisk (xml: string): { index: number, type: string, file: st
   return {
     index,
     type: d.attrs.get('type') ?? 'file',
-    file: source === null ? undefined : attrsOf(source[1] ?? '').get('file'),
-    format: driver === null ? undefined : attrsOf(driver[1] ?? '').get('type'),
+    file: source === null ? undefined : attrs(source[1] ?? '').get('file'),
+    format: driver === null ? undefined : attrs(driver[1] ?? '').get('type'),
     readonly: /<readonly\s*\/>/.test(d.body)
   }
 }
@@ -52,7 +46,7 @@ export function firstDisk (xml: string): { index: number, type: string, file: st
 export function cloneMetadataOf (xml: string): CloneMetadata | undefined {
   const m = /<(?:[\w-]+:)?clone\b([^>]*xmlns(?::[\w-]+)?=(?:'urn:porthole:pool:1'|"urn:porthole:pool:1")[^>]*)\/?>/.exec(xml)
   if (m === null) return undefined
-  const a = attrsOf(m[1] ?? '')
+  const a = attrs(m[1] ?? '')
   const pool = a.get('pool')
   const ns = a.get('ns')
   const slot = Number(a.get('slot'))

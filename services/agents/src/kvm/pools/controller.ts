@@ -113,9 +113,9 @@ export class PoolController {
       if (pool === undefined) return
       if (ev === 'connected') {
         this.cancelGrace(at.name)
-        await this.d.pools.setLeft(at.pool, at.name, undefined)
+        await this.d.pools.setLeft(pool, at.name, undefined)
       } else if (ev === 'closed') {
-        await this.d.pools.setLeft(at.pool, at.name, e.data.at)
+        await this.d.pools.setLeft(pool, at.name, e.data.at)
         this.startGrace(pool, at.name, e.data.sessionId)
       } else {
         void this.dispose(pool, at.name, ev)

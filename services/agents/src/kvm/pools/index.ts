@@ -21,7 +21,7 @@ export async function startPools (config: AgentsConfig, redis: Redis, metrics: P
   const [{ CloneHost }, { PoolController }] = await Promise.all([import('./host.js'), import('./controller.js')])
   const pools = new PoolStore(redis, ns)
   // The event stream's blocking reads need a connection of their own, without a command timeout.
-  const blocking = createRedis(config.REDIS_URL, log, 'porthole-agents-pools', { commandTimeoutMs: 0 })
+  const blocking = createRedis(config, log, 'porthole-agents-pools', { commandTimeoutMs: 0 })
   const host = new CloneHost(config.POOL_LIBVIRT_URI, config.POOL_OVERLAY_DIR, config.QEMU_IMG_PATH)
   const controller = new PoolController({
     host,
