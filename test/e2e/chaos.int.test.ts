@@ -18,7 +18,8 @@ const JOBS = Number(process.env.CHAOS_JOBS ?? 1000)
 const VMS = 4
 const TERMINAL = new Set(['succeeded', 'failed', 'timed_out'])
 
-interface Refusal { replica: number, from: number, to: number, detail: string }
+/** A 503: when and from which replica; `jobId` is the job the API made and failed at once (not published). */
+interface Refusal { replica: number, from: number, to: number, detail: string, jobId?: string }
 
 /** Progress of a long test on stderr, as it goes (CI logs show where a slow machine spends its time). */
 const began = Date.now()
@@ -79,7 +80,7 @@ test(`${JOBS} jobs through a lost broker node, a lost replica of each service an
         const r = await call(stack.apiUrls[replica] as string, 'POST', `/v1/servers/${server}/power?wait=30`, stack.adminToken, { action }, { 'idempotency-key': key })
         if (r === undefined) { if (attempt % 50 === 49) step(`chain ${k}: no API replica answers (${attempt + 1} tries)`); continue } // that replica is gone: the other one
         if (r.status === 503) {
-          refusals.push({ replica, from, to: Date.now(), detail: String(r.body?.detail) })
+          refusals.push({ replica, from, to: Date.now(), detail: String(r.body?.detail), jobId: r.body?.jobId })
           // Retried once a replica says it is ready again (its broker back), not after a fixed pause.
           await waitFor(async () => (await Promise.all(stack.apiUrls.map(async u => (await call(u, 'GET', '/readyz', stack.adminToken))?.status === 200))).some(Boolean), 120_000, 'an API replica ready again')
           continue
@@ -141,18 +142,23 @@ test(`${JOBS} jobs through a lost broker node, a lost replica of each service an
   assert.equal(ends.size, done, 'one job per step')
   // The retries with the same Idempotency-Key made no second job: every job the API holds for each VM is one
   // the load had accepted (a request cut off by a dying replica and sent again would otherwise leave a job no
-  // step knows of).
+  // step knows of), or one a 503 named: a job the API could not publish is kept, failed, and its key freed so
+  // that the retry makes a new one.
+  const refusedJobs = new Set(refusals.flatMap(r => r.jobId === undefined ? [] : [r.jobId]))
   for (const server of servers) {
-    const held = new Set<string>()
+    const held = new Map<string, string>()
     for (const state of JOB_STATES) {
       const r = await stack.api('GET', `/v1/jobs?serverId=${server}&kind=power&state=${state}&limit=500`)
       assert.equal(r.status, 200, JSON.stringify(r.body))
       assert.ok(r.body.length < 500, `fewer than 500 ${state} jobs of one VM, so the listing is whole`)
-      for (const j of r.body as Array<{ id: string }>) held.add(j.id)
+      for (const j of r.body as Array<{ id: string }>) held.set(j.id, state)
     }
     const mine = [...accepted].filter(([, a]) => a.server === server).map(([id]) => id)
-    assert.deepEqual([...held].sort(), mine.sort(), `the jobs the API holds for ${server} are the accepted ones, none more`)
+    const refused = [...held.keys()].filter(id => refusedJobs.has(id))
+    for (const id of refused) assert.equal(held.get(id), 'failed', `the job of a 503 (${id}) is failed, not run`)
+    assert.deepEqual([...held.keys()].filter(id => !refusedJobs.has(id)).sort(), mine.sort(), `the jobs the API holds for ${server} are the accepted ones and those its 503s named, none more`)
   }
+  t.diagnostic(`jobs a 503 named, kept as failed: ${refusedJobs.size}`)
 
   // None ran twice: the agents' records per job id: an outcome line ("job succeeded" / "job failed") for each
   // report, less the reports of a redelivered job that had run ("sending its recorded outcome again"), is

@@ -72,15 +72,20 @@ export async function sentinelGroup (t: Scope, name = 'porthole'): Promise<Senti
   }
   const sentinels = sentinelPorts.map(client)
   const said = async (s: Redis): Promise<number> => Number((await s.call('SENTINEL', 'get-master-addr-by-name', name) as string[] | null)?.[1])
-  // Ready when the replica is in sync and every Sentinel knows the replica and the two other Sentinels.
+  // Ready when the replica is in sync and every Sentinel knows the two other Sentinels and holds the replica
+  // as one it could promote: connected, answering INFO, its link to the primary up. A replica a Sentinel has
+  // only just heard of (from the primary's INFO) is listed at once but flagged `disconnected` until the
+  // Sentinel's own connection to it is made, and SENTINEL FAILOVER then answers NOGOODSLAVE.
   const rep = client(replica)
   await waitFor(async () => /master_link_status:up/.test(await rep.info('replication')), 30_000, 'the Redis replica to sync with its primary')
   for (const s of sentinels) {
     await waitFor(async () => {
-      const replicas = await s.call('SENTINEL', 'replicas', name) as unknown[]
+      const replicas = (await s.call('SENTINEL', 'replicas', name) as string[][]).map(fields)
       const others = await s.call('SENTINEL', 'sentinels', name) as unknown[]
-      return replicas.length === 1 && others.length === 2 && await said(s) === primary
-    }, 30_000, 'each Sentinel to know the replica and the other Sentinels')
+      const r = replicas[0]
+      return replicas.length === 1 && r?.flags === 'slave' && r['master-link-status'] === 'ok' && (r.runid ?? '') !== '' &&
+        others.length === 2 && await said(s) === primary
+    }, 30_000, 'each Sentinel to hold the replica as promotable and know the other Sentinels')
   }
   return {
     name,
@@ -108,4 +113,11 @@ export async function sentinelGroup (t: Scope, name = 'porthole'): Promise<Senti
     },
     close
   }
+}
+
+/** A Sentinel's flat `[field, value, …]` reply as an object. */
+function fields (flat: string[]): Record<string, string> {
+  const o: Record<string, string> = {}
+  for (let i = 0; i + 1 < flat.length; i += 2) o[flat[i] as string] = flat[i + 1] as string
+  return o
 }
