@@ -39,9 +39,11 @@ if (picked.length === 0) {
   process.exit(1)
 }
 // The spec reporter as the run goes, then a line per reason that tests were skipped (scripts/lib/skip-summary.mjs).
+// And the slowest files (scripts/lib/file-times.mjs).
 const skipSummary = new URL('./lib/skip-summary.mjs', import.meta.url).href
+const fileTimes = new URL('./lib/file-times.mjs', import.meta.url).href
 const args = ['--enable-source-maps', '--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout',
-  `--test-reporter=${skipSummary}`, '--test-reporter-destination=stdout', ...picked]
+  `--test-reporter=${skipSummary}`, '--test-reporter-destination=stdout', `--test-reporter=${fileTimes}`, '--test-reporter-destination=stdout', ...picked]
 const run = randomBytes(4).toString('hex')
 const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root, env: { ...process.env, PORTHOLE_TEST: '1', PORTHOLE_TEST_RUN: run } })
 process.exit(leftoverDomains(`porthole-test-${run}-`) ? 1 : r.status ?? 1)
