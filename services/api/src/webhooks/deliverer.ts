@@ -98,13 +98,13 @@ export class WebhookDeliverer {
         if (Date.now() >= reclaimAt) {
           reclaimAt = Date.now() + FAN_OUT_IDLE_MS / 2
           const r = await redis.xautoclaim(this.d.store.streamKey, WEBHOOK_GROUP, this.consumer, FAN_OUT_IDLE_MS, '0-0', 'COUNT', 100) as [string, Array<[string, string[]] | null>]
-          await Promise.all((r[1] ?? []).filter((raw): raw is [string, string[]] => raw !== null).map(async raw => await this.fanOutOne(raw)))
+          await this.d.store.fanOut((r[1] ?? []).filter((raw): raw is [string, string[]] => raw !== null).map(toFanOut))
         }
         const r = await redis.xreadgroup('GROUP', WEBHOOK_GROUP, this.consumer, 'COUNT', 100, 'BLOCK', 2000, 'STREAMS', this.d.store.streamKey, '>') as Array<[string, Array<[string, string[]]>]> | null
-        // All of a batch at once: the store's connection pipelines them into one round trip (each is its own
-        // Lua step, and deliveries are not ordered among themselves anyway).
-        await Promise.all((r?.[0]?.[1] ?? []).map(async raw => await this.fanOutOne(raw)))
-        if ((r?.[0]?.[1].length ?? 0) > 0) this.deliverDue()
+        // A whole batch in one Lua step: its deliveries, and one acknowledgement of all its events. Deliveries
+        // start at once when it made some (most events have no webhook to go to; the tick covers the rest).
+        const batch = r?.[0]?.[1] ?? []
+        if (batch.length > 0 && await this.d.store.fanOut(batch.map(toFanOut)) > 0) this.deliverDue()
       } catch (err) {
         if (!this.running) return
         if (String((err as Error).message).includes('NOGROUP')) grouped = false
@@ -130,22 +130,6 @@ export class WebhookDeliverer {
       const name = String(f.get('name'))
       if (name !== this.consumer && Number(f.get('pending')) === 0 && Number(f.get('idle')) > GONE_AFTER_MS) await redis.xgroup('DELCONSUMER', this.d.store.streamKey, WEBHOOK_GROUP, name)
     }
-  }
-
-  private async fanOutOne (raw: [string, string[]]): Promise<void> {
-    const e = parseStreamEntry(raw)
-    if (e === undefined) {
-      await this.d.store.fanOut({ id: raw[0], type: 'unknown', tenantId: '', body: '' }) // acknowledges it, delivers nothing
-      return
-    }
-    const type = e.type === 'job' ? `job.${e.data.state}` : `${e.type}.${e.data.event}`
-    const data: JobEvent | ConsoleEvent | PoolEvent = e.type === 'job'
-      ? eventView(e.data)
-      : e.type === 'pool'
-        ? poolEventView(e.data)
-        : { sessionId: e.data.sessionId, tenantId: e.data.tenantId, serverId: e.data.serverId, event: e.data.event, at: e.data.at }
-    const body = JSON.stringify({ type, timestamp: e.data.at, data })
-    await this.d.store.fanOut({ id: e.id, type, tenantId: e.data.tenantId, body })
   }
 
   /** Takes as many due deliveries as there are free slots and starts them. */
@@ -265,4 +249,20 @@ export class WebhookDeliverer {
       req.end(body)
     })
   }
+}
+
+/**
+ * A stream entry as the fan-out takes it: its webhook event type and the body every delivery of it sends. An
+ * entry that is not an event is only acknowledged (no tenant, so no webhook).
+ */
+function toFanOut (raw: [string, string[]]): { id: string, type: string, tenantId: string, body: string } {
+  const e = parseStreamEntry(raw)
+  if (e === undefined) return { id: raw[0], type: 'unknown', tenantId: '', body: '' }
+  const type = e.type === 'job' ? `job.${e.data.state}` : `${e.type}.${e.data.event}`
+  const data: JobEvent | ConsoleEvent | PoolEvent = e.type === 'job'
+    ? eventView(e.data)
+    : e.type === 'pool'
+      ? poolEventView(e.data)
+      : { sessionId: e.data.sessionId, tenantId: e.data.tenantId, serverId: e.data.serverId, event: e.data.event, at: e.data.at }
+  return { id: e.id, type, tenantId: e.data.tenantId, body: JSON.stringify({ type, timestamp: e.data.at, data }) }
 }
