@@ -120,13 +120,16 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         return 'ack'
       }
       // At most once: a redelivered request (the broker lost our ack, or we requeued after failing to report)
-      // must not reset or reboot a server a second time. The first delivery claims the job; a later one only
-      // re-sends the outcome the first recorded, or leaves the job to its deadline if there is none yet.
+      // must not reset or reboot a server a second time, nor make a second console session. The first delivery
+      // claims the job; a later one only re-sends the outcome the first recorded, or leaves the job to its
+      // deadline if there is none yet. A status job changes nothing: run again, it only reads the state
+      // again, so it skips the claim and the record (two Redis round trips on the busiest kind of job).
+      const once = job.kind !== 'status'
       const claimKey = k.agentClaim(job.id)
       const outcomeKey = k.agentOutcome(job.id)
       const keepMs = Math.max(1000, deadline.getTime() - Date.now()) + 600_000
       try {
-        if (await redis.set(claimKey, String(process.pid), 'PX', keepMs, 'NX') !== 'OK') {
+        if (once && await redis.set(claimKey, String(process.pid), 'PX', keepMs, 'NX') !== 'OK') {
           const stored = await redis.get(outcomeKey)
           if (stored === null) {
             l.warn('job redelivered while claimed (running elsewhere, or an agent died mid-action); not repeating it')
@@ -177,7 +180,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
       }
       timed('error' in outcome ? outcome.error.code : 'ok')
 
-      await redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome'))
+      if (once) await redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome'))
       void running
       return await report(outcome, job, l, Date.now() - started)
     }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { ConsoleMintRequest, compile, type ConsoleTarget, type PowerAction, type PowerJob, type StoredServer } from '@porthole/contracts'
 import { SecretBox, sealServerSecrets } from '@porthole/shared/crypto'
+import { keys } from '@porthole/shared/store'
 import { pipeline, states, tinyDomain, waitFor, type Pipeline } from '@porthole/testkit'
 
 const checkMint = compile(ConsoleMintRequest, 'console mint request')
@@ -143,4 +144,19 @@ test('a redelivered request does not run its action twice: one reset, and the re
   await waitFor(() => p.stack.logLines.some(l => l.includes(`"jobId":"${job.id}"`) && l.includes('recorded outcome again')), 10_000, 'the agent to see the redelivery')
   assert.equal(Number(await virsh('domid', vm.name)), once, 'libvirt shows a second reset')
   assert.equal(await vm.state(), 'running')
+})
+
+test('a status job is read, not claimed: no claim or outcome is kept, and a redelivery reads the state again', async (t) => {
+  const vm = await tinyDomain(t)
+  const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name })
+  const job = await p.submit(server, 'status')
+  const r = await p.finished(job.id)
+  assert.equal(r.state, 'succeeded')
+  assert.equal(r.result !== undefined && 'power' in r.result ? r.result.power : undefined, 'on')
+  const k = keys(p.stack.ns)
+  assert.equal(await p.redis.exists(k.agentClaim(job.id), k.agentOutcome(job.id)), 0, 'a status job left a claim or an outcome in Redis')
+  // As RabbitMQ would after a lost ack: the same request again, which reads the state again and reports it.
+  await p.amqp.publish(p.n.agentsExchange, p.n.agentKeyOf('kvm', 'status'), { job, server })
+  await waitFor(() => p.stack.logLines.filter(l => l.includes(`"jobId":"${job.id}"`) && l.includes('"msg":"job succeeded"')).length === 2, 10_000, 'the redelivered status job to be read again')
+  assert.ok(!p.stack.logLines.some(l => l.includes(`"jobId":"${job.id}"`) && l.includes('redelivered')), 'a status job was treated as claimed')
 })
