@@ -92,6 +92,11 @@ export function resultProblem (kind: JobKind, result: unknown): string | undefin
   return c === undefined || c.check(result) ? undefined : c.explain(result)
 }
 
+/** The kinds of job whose result `result` can be (`JOB_RESULTS`); none when it is no job's result. */
+export function resultKinds (result: unknown): JobKind[] {
+  return JOB_KINDS.filter(k => resultChecks[k]?.check(result) === true)
+}
+
 /** Any job's result; a record's `kind` says which (see `JobRecord`). */
 export const JobResult = Type.Union([PowerStatus, ConsoleResult])
 export type JobResult = Static<typeof JobResult>

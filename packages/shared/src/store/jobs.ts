@@ -56,9 +56,11 @@ return {1, rec.id}
 // KEYS: job, deadlines. ARGV: state, at, result json|'', error json|'', retention s, events channel, and the key
 // prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease; the state the
 // job must be in for the change to apply ('' for any earlier one); the event stream and its max length
-// (events.ts: the change is appended there in the same step).
+// (events.ts: the change is appended there in the same step); the kinds the job must be of, space-separated
+// ('' for any: a result that only some kinds' jobs have is recorded only on such a job's record).
 // Returns {status, state, drain, createdAt, kind, serverId}: status 'ok' (changed), 'same' (already there), 'stale'
-// (would go backwards or leave a terminal state), 'missing'; drain is the slot group whose slot this end freed
+// (would go backwards or leave a terminal state), 'missing', 'kind' (the job is of another kind, named in the
+// place of the state); drain is the slot group whose slot this end freed
 // while it has parked jobs; the job's creation, kind and server come with a change (for metrics).
 // A terminal state frees the job's slot in the same step, whoever records it, so no writer can forget to.
 // (The slot keys are named by the record's tenant, so they are built here rather than passed as KEYS: the
@@ -76,6 +78,7 @@ if rank[cur] == 3 then return {'stale', cur} end
 if ARGV[11] ~= nil and ARGV[11] ~= '' and cur ~= ARGV[11] then return {'stale', cur} end
 if cur == new then return {'same', cur} end
 if rank[new] < rank[cur] then return {'stale', cur} end
+if ARGV[14] ~= nil and ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. job.kind .. ' ', 1, true) then return {'kind', job.kind} end
 job.state = new
 job.updatedAt = ARGV[2]
 table.insert(job.history, {state = new, at = ARGV[2]})
@@ -100,10 +103,13 @@ redis.call('PUBLISH', ARGV[6], cjson.encode(ev))
 return {'ok', new, drain, job.createdAt, job.kind, job.serverId}
 `
 
-export type TransitionStatus = 'ok' | 'same' | 'stale' | 'missing'
+export type TransitionStatus = 'ok' | 'same' | 'stale' | 'missing' | 'kind'
 
-/** What a transition did; `job` (with a change) says what metrics need to know of the job. */
-export interface Transition { status: TransitionStatus, state: JobState | '', drain?: string, job?: { createdAt: string, kind: JobKind, serverId: string } }
+/**
+ * What a transition did; `job` (with a change) says what metrics need to know of the job. With status 'kind'
+ * (the job is not of a kind the change allowed), `state` is unchanged and `kind` names the job's kind.
+ */
+export interface Transition { status: TransitionStatus, state: JobState | '', drain?: string, kind?: JobKind, job?: { createdAt: string, kind: JobKind, serverId: string } }
 
 export interface JobFilter { tenantId?: string, serverId?: string, state?: JobState, kind?: string, limit?: number }
 
@@ -155,10 +161,11 @@ export class JobStore {
   }
 
   /**
-   * Moves a job forward (only out of `from` when given, else out of any earlier state). A terminal state also frees the job's tenant slot (see TenantSlots); `drain` then
+   * Moves a job forward (only out of `from` when given, else out of any earlier state; only when the job is
+   * of one of `kinds`, when given). A terminal state also frees the job's tenant slot (see TenantSlots); `drain` then
    * names the slot group when it has jobs parked for a slot, for the receiver to hand the next one on.
    */
-  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date, from?: JobState } = {}): Promise<Transition> {
+  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date, from?: JobState, kinds?: readonly JobKind[] } = {}): Promise<Transition> {
     const r = await (this.redis as unknown as Scripts).portholeJobTransition(
       this.k.job(jobId), this.k.jobDeadlines,
       state, (o.at ?? new Date()).toISOString(),
@@ -166,8 +173,9 @@ export class JobStore {
       o.error === undefined ? '' : JSON.stringify(o.error),
       JOB_RETENTION_SECONDS, this.k.jobEvents,
       this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease(''), o.from ?? '',
-      this.k.eventStream, EVENT_STREAM_MAX_LENGTH
+      this.k.eventStream, EVENT_STREAM_MAX_LENGTH, o.kinds?.join(' ') ?? ''
     )
+    if (r[0] === 'kind') return { status: 'kind', state: '', kind: r[1] as JobKind }
     const out: Transition = { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
     if (typeof r[2] === 'string' && r[2] !== '') out.drain = r[2]
     if (typeof r[3] === 'string' && typeof r[4] === 'string' && typeof r[5] === 'string') out.job = { createdAt: r[3], kind: r[4] as JobKind, serverId: r[5] }

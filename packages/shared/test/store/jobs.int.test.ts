@@ -38,6 +38,18 @@ test('a job moves forward through its states with a timestamp each, and never le
   assert.equal((await store.transition(randomUUID(), 'running')).status, 'missing')
 })
 
+test('a change limited to some kinds applies only to a job of one of them: another kind is named, the job unchanged', async (t) => {
+  const { store } = await setup(t)
+  const j = newJob()
+  await store.create(j)
+  const console = { sessionId: randomUUID(), protocol: 'vnc' as const, expiresAt: new Date().toISOString() }
+  assert.deepEqual(await store.transition(j.id, 'succeeded', { result: console, kinds: ['console'] }), { status: 'kind', state: '', kind: 'power' })
+  assert.equal((await store.get(j.id))?.state, 'queued')
+  const power = { power: 'on' as const, checkedAt: new Date().toISOString() }
+  assert.equal((await store.transition(j.id, 'succeeded', { result: power, kinds: ['power', 'status'] })).status, 'ok')
+  assert.deepEqual((await store.get(j.id))?.result, power)
+})
+
 test('concurrent terminal writers: exactly one wins', async (t) => {
   const { store } = await setup(t)
   const j = newJob()
