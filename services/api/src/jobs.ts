@@ -7,7 +7,8 @@ import { PortholeError, UnavailableError, toFailure } from '@porthole/contracts/
 import { JobStore, keys, urlHandoverAad } from '@porthole/shared/store'
 import type { Principal } from './auth.js'
 import { audit, type Ctx } from './context.js'
-import { suspendedRevoking } from './revocation.js'
+import { suspendedError, suspendedRevoking } from './revocation.js'
+import type { JobWatch } from './waiter.js'
 
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
@@ -24,6 +25,8 @@ export type JobRequest = JobParams & {
   dedupe?: { scope: string, key: string, ttlSeconds: number }
   /** Checked with the job's id and deadline before anything is created: a quota may refuse it (throws). */
   admit?: (job: Job) => Promise<void>
+  /** The caller waits for the job: it is listened for from before its publish on (`watch` of the answer). */
+  watch?: boolean
 }
 
 /** Whether a job recorded under an Idempotency-Key is the one `r` asks for again. */
@@ -46,9 +49,9 @@ function deadlineSeconds (ctx: Ctx, kind: JobKind): number {
  * Creates and publishes a job; resolves once the broker has confirmed it. A repeat of an Idempotency-Key
  * (same API key, within 24 h) returns the first job (`replayed: true`) without publishing again.
  */
-export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: JobRequest): Promise<{ job: JobRecord, replayed: boolean }> {
+export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: JobRequest): Promise<{ job: JobRecord, replayed: boolean, watch?: JobWatch }> {
   const now = new Date()
-  const { server: _server, idempotencyKey: _key, admit: _admit, dedupe: _dedupe, ...params } = r
+  const { server: _server, idempotencyKey: _key, admit: _admit, dedupe: _dedupe, watch: _watch, ...params } = r
   const job: Job = {
     ...params,
     id: randomUUID(),
@@ -82,11 +85,13 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
   }
   const log = req.log.child({ jobId: job.id, serverId: job.serverId, traceId: job.traceId })
   const n = names(ctx.ns)
+  const watch = r.watch === true ? ctx.waiter.watch(job.id) : undefined
   try {
     // Interactive jobs (status, console) expire with their deadline; power jobs wait in the durable lane.
     await ctx.amqp.publish(n.jobsExchange, n.receiverKeyOf(job.kind), job, laneOf(job.kind) === 'interactive' ? { messageId: job.id, expiration: ttlUntil(job.deadline) } : { messageId: job.id })
   } catch (err) {
     // Leave nothing half-done: the job is failed, and the idempotency key freed so that a retry can succeed.
+    watch?.close()
     const failure = err instanceof UnavailableError ? err.toFailure() : toFailure(err)
     await ctx.jobs.transition(job.id, 'failed', { error: failure }).catch(() => {})
     if (idem !== undefined) {
@@ -104,19 +109,23 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
   // Status reads change nothing and portals poll them: auditing each would push real actions out of the log.
   if (r.kind !== 'status') await audit(ctx, req, p, { ...base, jobId: job.id, result: 'accepted' })
   // The record as created: a caller that waits reads it again anyway, one that does not gets it as accepted.
-  return { job: JobStore.initialRecord(job), replayed: false }
+  return { job: JobStore.initialRecord(job), replayed: false, ...(watch === undefined ? {} : { watch }) }
 }
 
 
 /**
  * The URL of a finished console job, delivered once and only to the key that asked for it: the gateway left
  * it sealed in Redis (it carries the session's token), and taking it removes it. Undefined when it was
- * delivered already, or the caller is not the requester.
+ * delivered already, or the caller is not the requester, or the tenant is suspended (with `refuseSuspended`:
+ * the 409 of a suspended tenant instead).
  */
-export async function takeConsoleUrl (ctx: Ctx, rec: JobRecord, p: Principal): Promise<string | undefined> {
+export async function takeConsoleUrl (ctx: Ctx, rec: JobRecord, p: Principal, o: { refuseSuspended?: boolean } = {}): Promise<string | undefined> {
   if (rec.kind !== 'console' || rec.state !== 'succeeded' || rec.requestedBy !== p.id) return undefined
   // A console whose tenant was suspended while its job ran is revoked, never handed out.
-  if (await suspendedRevoking(ctx, rec.tenantId, rec.result?.sessionId)) return undefined
+  if (await suspendedRevoking(ctx, rec.tenantId, rec.result?.sessionId)) {
+    if (o.refuseSuspended === true) throw suspendedError(rec.tenantId)
+    return undefined
+  }
   const sealed = await ctx.sessions.takeUrlHandover(rec.id)
   return sealed === undefined ? undefined : ctx.transit.open<string>(sealed, urlHandoverAad(rec.id))
 }

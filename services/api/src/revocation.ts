@@ -45,5 +45,8 @@ export async function suspendedRevoking (ctx: Ctx, tenantId: string, sessionId?:
 
 /** 409 while the tenant is suspended (revoking `sessionId` first, as above). */
 export async function refuseIfSuspended (ctx: Ctx, tenantId: string, sessionId?: string): Promise<void> {
-  if (await suspendedRevoking(ctx, tenantId, sessionId)) throw new ConflictError(`tenant ${tenantId} is suspended: no new consoles`)
+  if (await suspendedRevoking(ctx, tenantId, sessionId)) throw suspendedError(tenantId)
 }
+
+/** The 409 of a suspended tenant's request for a console. */
+export function suspendedError (tenantId: string): ConflictError { return new ConflictError(`tenant ${tenantId} is suspended: no new consoles`) }

@@ -9,6 +9,14 @@ import type { Logger } from '@porthole/shared/logging'
 import { parseJobEvent, type JobEventMessage, type JobStore, type Redis } from '@porthole/shared/store'
 
 type Listener = (e: JobEvent) => void
+
+/** A job listened for since before it was published (`JobWaiter.watch`). */
+export interface JobWatch {
+  /** The job once it is terminal, or as it is when `timeoutMs` runs out (or `signal` aborts); then closed. */
+  wait: (timeoutMs: number, signal?: AbortSignal) => Promise<JobRecord | undefined>
+  /** Stops listening (without waiting). */
+  close: () => void
+}
 /** Wakes a waiter: with the terminal event (which carries the final record), or with none after a reconnect. */
 type Wake = (e?: JobEventMessage) => void
 
@@ -98,6 +106,52 @@ export class JobWaiter {
       set.delete(onWake)
       if (set.size === 0) this.byJob.delete(jobId)
     }
+  }
+
+  /**
+   * Listens for the job's end from now on: called before the job is published, nothing can end it unheard,
+   * so that `wait` needs no first read of the job (one Redis round trip less on every call that waits). The
+   * caller must `wait` or `close` it.
+   */
+  watch (jobId: string): JobWatch {
+    // null: nothing heard yet; undefined: woken without the record (a reconnect: events may have been missed).
+    let heard: JobEventMessage | undefined | null = null
+    let wake: Wake | undefined
+    const onWake: Wake = (e) => {
+      if (wake !== undefined) wake(e)
+      else if (heard === null || e?.record !== undefined) heard = e
+    }
+    let set = this.byJob.get(jobId)
+    if (set === undefined) { set = new Set(); this.byJob.set(jobId, set) }
+    set.add(onWake)
+    const close = (): void => {
+      set.delete(onWake)
+      if (set.size === 0 && this.byJob.get(jobId) === set) this.byJob.delete(jobId)
+    }
+    const wait = async (timeoutMs: number, signal?: AbortSignal): Promise<JobRecord | undefined> => {
+      let over = false
+      const end = (): void => { over = true; wake?.() }
+      const timer = setTimeout(end, timeoutMs)
+      signal?.addEventListener('abort', end, { once: true })
+      try {
+        for (;;) {
+          let e: JobEventMessage | undefined
+          if (heard !== null) { e = heard; heard = null } else if (!over && !this.closed) {
+            e = await new Promise<JobEventMessage | undefined>(resolve => { wake = resolve })
+            wake = undefined
+          }
+          if (e?.record !== undefined) return structuredClone(e.record) // each waiter its own: callers may change it
+          // Timed out, aborted or closed, or woken after a reconnect: the job as Redis has it.
+          const rec = await this.jobs.get(jobId)
+          if (rec === undefined || isTerminal(rec.state) || over || this.closed) return rec
+        }
+      } finally {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', end)
+        close()
+      }
+    }
+    return { wait, close }
   }
 
   /** Every job event, until the returned function is called. */

@@ -72,12 +72,14 @@ export async function handOut (ctx: Ctx, req: FastifyRequest, p: Principal, name
 async function consoleOf (ctx: Ctx, req: FastifyRequest, p: Principal, pool: Pool, clone: PoolClone): Promise<PoolSession> {
   const server = await ctx.servers.get(clone.serverId)
   if (server === undefined) throw new PortholeError('unavailable', `pool ${pool.name}'s clone ${clone.name} has no server record`, { status: 503 })
-  const { job } = await startJob(ctx, req, p, {
+  const { job, watch } = await startJob(ctx, req, p, {
     kind: 'console',
     server,
+    watch: true,
     console: { protocol: 'vnc', ttlSeconds: pool.maxSessionSeconds, singleUse: false, renewable: false, maxTotalSeconds: pool.maxSessionSeconds, idleSeconds: pool.idleTimeoutSeconds }
   })
-  const rec: JobRecord = (await ctx.waiter.wait(job.id, ctx.config.JOB_DEADLINE_CONSOLE_SECONDS * 1000)) ?? job
+  const waitMs = ctx.config.JOB_DEADLINE_CONSOLE_SECONDS * 1000
+  const rec: JobRecord = (await (watch !== undefined ? watch.wait(waitMs) : ctx.waiter.wait(job.id, waitMs))) ?? job
   if (rec.kind !== 'console' || rec.state !== 'succeeded' || rec.result === undefined) {
     throw isTerminal(rec.state) ? jobFailureError(rec.id, rec.state, rec.error) : new PortholeError('timeout', `the console of pool ${pool.name}'s clone did not open in time`, { status: 504 })
   }

@@ -7,11 +7,11 @@ import {
 import { assertVisible, principal } from '../auth.js'
 import type { Ctx } from '../context.js'
 import { startJob, takeConsoleUrl } from '../jobs.js'
+import type { JobWatch } from '../waiter.js'
 import { ConflictError } from '@porthole/contracts/errors'
 import { TenantSlots, keys } from '@porthole/shared/store'
 import { admitConsole, limitError } from '../limits.js'
 import { jobFailureError } from '../problem.js'
-import { refuseIfSuspended } from '../revocation.js'
 import { IdParams, errors } from '../schemas.js'
 
 const IdempotencyHeaders = Type.Object({
@@ -59,11 +59,11 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const p = principal(req)
       const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
       if (!await isReplay(ctx, p.id, req.headers['idempotency-key'])) await assertRoom(ctx, server.tenantId, 'power')
-      const { job, replayed } = await startJob(ctx, req, p, { kind: 'power', server, action: req.body.action, idempotencyKey: req.headers['idempotency-key'] })
-      if (replayed) reply.header('idempotent-replayed', 'true')
       const ms = waitMs(req.query, DEFAULT_WAIT.power)
+      const { job, replayed, watch } = await startJob(ctx, req, p, { kind: 'power', server, action: req.body.action, idempotencyKey: req.headers['idempotency-key'], watch: ms > 0 })
+      if (replayed) reply.header('idempotent-replayed', 'true')
       if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
-      const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
+      const rec = (await waitJob(ctx, job.id, ms, reply.raw, watch)) ?? job
       if (isTerminal(rec.state)) return reply.code(200).header('location', `/v1/jobs/${rec.id}`).send(rec)
       return reply.code(202).header('location', `/v1/jobs/${rec.id}`).send(rec)
     })
@@ -81,11 +81,11 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const p = principal(req)
       const server = assertVisible(p, 'server', await ctx.servers.get(req.params.id))
       await assertRoom(ctx, server.tenantId, 'status')
-      const { job } = await startJob(ctx, req, p, { kind: 'status', server })
       const ms = waitMs(req.query, DEFAULT_WAIT.status)
+      const { job, watch } = await startJob(ctx, req, p, { kind: 'status', server, watch: ms > 0 })
       // ?wait=0 asks for the job to poll, whatever state it has reached already
       if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
-      const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
+      const rec = (await waitJob(ctx, job.id, ms, reply.raw, watch)) ?? job
       if (rec.state === 'succeeded' && rec.kind === 'status' && rec.result !== undefined) return rec.result
       if (isTerminal(rec.state)) throw jobFailureError(rec.id, rec.state, rec.error)
       return reply.code(202).header('location', `/v1/jobs/${rec.id}`).send(rec)
@@ -115,8 +115,10 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       // Quotas before any job exists (the console slots with the job's id and deadline, just before it is stored).
       const replay = await isReplay(ctx, p.id, req.headers['idempotency-key'])
       if (!replay) await assertRoom(ctx, server.tenantId, 'console')
-      const { job, replayed } = await startJob(ctx, req, p, {
+      const ms = waitMs(req.query, DEFAULT_WAIT.console)
+      const { job, replayed, watch } = await startJob(ctx, req, p, {
         kind: 'console',
+        watch: ms > 0,
         server,
         ...(replay ? {} : { admit: async (j: Job) => { await admitConsole(ctx, server, j) } }),
         console: { protocol: b.protocol ?? 'vnc', ttlSeconds: b.ttlSeconds ?? MAX_CONSOLE_TTL_SECONDS, singleUse: b.singleUse ?? false, renewable: b.renewable ?? false, maxTotalSeconds: ctx.config.CONSOLE_MAX_TOTAL_SECONDS },
@@ -124,13 +126,11 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       })
       if (replayed) reply.header('idempotent-replayed', 'true')
       reply.header('cache-control', 'no-store')
-      const ms = waitMs(req.query, DEFAULT_WAIT.console)
       if (ms === 0) return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(job)
-      const rec = (await waitJob(ctx, job.id, ms, reply.raw)) ?? job
+      const rec = (await waitJob(ctx, job.id, ms, reply.raw, watch)) ?? job
       if (rec.state === 'succeeded' && rec.kind === 'console' && rec.result !== undefined) {
-        // The tenant may have been suspended while this job ran, after the suspension's sweep of sessions.
-        await refuseIfSuspended(ctx, server.tenantId, rec.result.sessionId)
-        const url = await takeConsoleUrl(ctx, rec, p)
+        // The tenant may have been suspended while this job ran, after the suspension's sweep of sessions: 409.
+        const url = await takeConsoleUrl(ctx, rec, p, { refuseSuspended: true })
         if (url === undefined) throw new ConflictError('the URL of this console was delivered already (it is shown once); ask for a new console')
         const grant: ConsoleGrant = { sessionId: rec.result.sessionId, url, protocol: rec.result.protocol, expiresAt: rec.result.expiresAt }
         return reply.code(201).header('location', `/v1/console-sessions/${rec.result.sessionId}`).send(grant)
@@ -141,13 +141,16 @@ export function serverJobRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
   }
 }
 
-/** Waits for the job, giving up early when the client goes away (the response closes before we answer). */
-async function waitJob (ctx: Ctx, jobId: string, ms: number, res: NodeJS.EventEmitter): Promise<JobRecord | undefined> {
+/**
+ * Waits for the job, giving up early when the client goes away (the response closes before we answer);
+ * through `watch` when it was listened for since its publish (a replayed job was not: it is read first).
+ */
+async function waitJob (ctx: Ctx, jobId: string, ms: number, res: NodeJS.EventEmitter, watch?: JobWatch): Promise<JobRecord | undefined> {
   const ac = new AbortController()
   const onClose = (): void => ac.abort()
   res.once('close', onClose)
   try {
-    return await ctx.waiter.wait(jobId, ms, ac.signal)
+    return watch !== undefined ? await watch.wait(ms, ac.signal) : await ctx.waiter.wait(jobId, ms, ac.signal)
   } finally {
     res.removeListener('close', onClose)
   }
