@@ -1,6 +1,10 @@
 #!/usr/bin/env node
-// Runs every compiled *.test.js with node's own test runner, one file at a time: the integration tests share
-// one libvirtd, one RabbitMQ and one Redis, and the machine has two cores. `--only-unit` skips *.int.test.js.
+// Runs every compiled *.test.js with node's own test runner, two files at a time: each test has its own
+// namespace, queues, keys and domains on the one libvirtd, RabbitMQ and Redis, and most of a test file's time is
+// spent waiting on those, so two cores serve two files. A file whose first lines say `// Runs alone: <why>`
+// (one that loads the whole machine, or that a busy core would slow past what it waits for) runs afterwards,
+// one at a time, with nothing beside it. TEST_CONCURRENCY=1 runs every file alone. `--only-unit` skips
+// *.int.test.js.
 // Then the run fails if any libvirt domain of its own is still defined: each run names its test domains
 // `porthole-test-<run>-…` (PORTHOLE_TEST_RUN, read by the test kit), so that other runs on the same machine
 // do not count; the leftovers are named, then removed.
@@ -12,6 +16,8 @@ import { execFileSync, spawnSync } from 'node:child_process'
 const root = new URL('..', import.meta.url).pathname
 const roots = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).workspaces // every workspace's tests
 const filters = process.argv.slice(2).filter(a => !a.startsWith('--'))
+/** The mark of a file that runs alone, in its first lines (tsc keeps comments). */
+const ALONE = /^\/\/ Runs alone: /m
 const onlyUnit = process.argv.includes('--only-unit')
 
 function walk (dir, out) {
@@ -42,11 +48,20 @@ if (picked.length === 0) {
 // And the slowest files (scripts/lib/file-times.mjs).
 const skipSummary = new URL('./lib/skip-summary.mjs', import.meta.url).href
 const fileTimes = new URL('./lib/file-times.mjs', import.meta.url).href
-const args = ['--enable-source-maps', '--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout',
-  `--test-reporter=${skipSummary}`, '--test-reporter-destination=stdout', `--test-reporter=${fileTimes}`, '--test-reporter-destination=stdout', ...picked]
+const concurrency = Number(process.env.TEST_CONCURRENCY ?? 2)
+const alone = picked.filter(f => concurrency <= 1 || ALONE.test(readFileSync(f, 'utf8').slice(0, 4000)))
+const together = picked.filter(f => !alone.includes(f))
 const run = randomBytes(4).toString('hex')
-const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root, env: { ...process.env, PORTHOLE_TEST: '1', PORTHOLE_TEST_RUN: run } })
-process.exit(leftoverDomains(`porthole-test-${run}-`) ? 1 : r.status ?? 1)
+let status = 0
+for (const [files, n] of [[together, concurrency], [alone, 1]]) {
+  if (files.length === 0) continue
+  if (n === 1 && together.length > 0) console.log(`run-tests: ${files.length} file(s) that run alone: ${files.map(f => relative(root, f)).join(', ')}`)
+  const args = ['--enable-source-maps', '--test', `--test-concurrency=${n}`, '--test-reporter=spec', '--test-reporter-destination=stdout',
+    `--test-reporter=${skipSummary}`, '--test-reporter-destination=stdout', `--test-reporter=${fileTimes}`, '--test-reporter-destination=stdout', ...files]
+  const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root, env: { ...process.env, PORTHOLE_TEST: '1', PORTHOLE_TEST_RUN: run } })
+  if (r.status !== 0) status = r.status ?? 1
+}
+process.exit(leftoverDomains(`porthole-test-${run}-`) ? 1 : status)
 
 /** True when domains named `prefix…` are still defined (they are listed, then destroyed and undefined). */
 function leftoverDomains (prefix) {

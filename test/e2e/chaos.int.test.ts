@@ -1,3 +1,5 @@
+// Runs alone: it starts a three-node RabbitMQ cluster, Redis with Sentinels and two replicas of every service,
+// and runs 1,000 jobs through them; it loads the whole machine.
 // Past one machine, on one machine: a three-node RabbitMQ cluster and a Redis primary with a replica and three
 // Sentinels, all of the test's own, and two replicas of every service (the API and the gateway each behind a
 // load balancer). While CHAOS_JOBS power jobs (default 1,000) run against real libvirt VMs, the RabbitMQ node

@@ -1,3 +1,5 @@
+// Runs alone: it presses Ctrl-Alt-Del in a real guest, which reacts only while its firmware listens for keys;
+// a second test file loading the other core makes that moment hard to meet.
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'

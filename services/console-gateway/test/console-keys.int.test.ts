@@ -1,3 +1,5 @@
+// Runs alone: a real guest (SeaBIOS) shows its boot menu for a few seconds of its own; the key sent into it
+// must land within them, which a second test file loading the other core can delay past.
 /**
  * The console page's keyboard tools in Chromium (issue #12, parts 1, 2 and 6): "Paste as keys", the key
  * menu, the view choice and the phone key bar. Their effect is asserted where it lands:
