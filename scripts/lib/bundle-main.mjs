@@ -16,15 +16,33 @@ import { Script } from 'node:vm'
 import { readCache, writeCache } from './code-cache.mjs'
 
 const file = fileURLToPath(new URL('bundle.js', import.meta.url))
-const code = readFileSync(file, 'utf8')
-const cache = readCache(file, code)
-// With --enable-source-maps, stack traces in the bundle name the TypeScript sources: node reads a source map
-// for the files its CommonJS loader compiles, and a script compiled here is not one of them. So a module of
-// that name whose only line names the map registers it (kept for the life of the process below: node keeps
-// the map only while its module lives).
-const mapHolder = new Module(file)
-mapHolder.filename = file
-mapHolder._compile('//# sourceMappingURL=bundle.js.map', file)
+const bytes = readFileSync(file)
+const cache = readCache(file, bytes)
+const code = bytes.toString('utf8')
+const state = { get status () { return cache.status }, settle, mapHolder: undefined }
+globalThis[Symbol.for('porthole.codeCache')] = state
+
+// With --enable-source-maps, stack traces in the bundle name the TypeScript sources: node reads the source map
+// of each file its module loaders compile, and a script compiled here is not one of them. So a module of that
+// name whose only line names the map registers it; not now (reading the map is ~5-10 ms), but once a stack
+// trace is first formatted, through Error.prepareStackTrace, node's own, which maps the frames. The module is
+// kept in `state`: node keeps a map only while its module lives.
+const formatStack = Error.prepareStackTrace
+const registerMap = () => {
+  if (state.mapHolder !== undefined) return
+  state.mapHolder = new Module(file)
+  state.mapHolder.filename = file
+  state.mapHolder._compile('//# sourceMappingURL=bundle.js.map', file)
+}
+if (typeof formatStack === 'function') {
+  Error.prepareStackTrace = function prepareStackTrace (error, trace) {
+    registerMap()
+    if (Error.prepareStackTrace === prepareStackTrace) Error.prepareStackTrace = formatStack
+    return Reflect.apply(formatStack, this, [error, trace])
+  }
+} else {
+  registerMap()
+}
 const script = new Script(code, { filename: file, cachedData: cache.data })
 if (cache.data !== undefined && script.cachedDataRejected === true) Object.assign(cache, { status: 'rejected', madeBy: undefined })
 
@@ -36,15 +54,13 @@ function settle () {
   settled = { codeCache: status, ...madeBy === undefined ? {} : { madeBy }, ...error === undefined ? {} : { error } }
   if (madeBy === 'start') return settled
   try {
-    writeCache(file, code, script, 'start')
+    writeCache(file, bytes, script, 'start')
     settled.saved = true
   } catch (err) {
     Object.assign(settled, { saved: false, saveError: err.message })
   }
   return settled
 }
-globalThis[Symbol.for('porthole.codeCache')] = { get status () { return cache.status }, settle, mapHolder }
-
 // `import.meta` and `import()` are this module's, as the bundle's were when it was main.js itself (the specifiers
 // are the bundle's string literals: its `import()` calls of the packages it leaves out, bundle.mjs).
 // eslint-disable-next-line porthole/static-imports

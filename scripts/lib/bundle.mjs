@@ -173,7 +173,7 @@ export async function bundle (entry, outdir) {
   if (left !== null) throw new Error(`${file}: an import() that the bundle cannot make: ${left[0]}`)
   const script = new Script(code, { filename: file })
   await writeFile(file, code)
-  writeCache(file, code, script, 'build')
+  writeCache(file, Buffer.from(code), script, 'build')
   for (const f of ['bundle-main.mjs', 'code-cache.mjs']) await copyFile(new URL(f, import.meta.url), join(outdir, f === 'bundle-main.mjs' ? 'main.js' : f))
   return Object.entries(r.metafile.outputs).filter(([f]) => f.endsWith('.js')).reduce((n, [, o]) => n + o.bytes, 0)
 }

@@ -12,15 +12,15 @@ const sha256 = (data) => createHash('sha256').update(data).digest('hex')
 /** The cache file of the bundle `file`. */
 export const cacheFileOf = (file) => `${file}.cache`
 
-/** What a cache for this node and bundle text must say it was made for. */
-export const keyOf = (code) => `${process.version} ${process.arch} ${sha256(code)}`
+/** What a cache for this node and bundle (its bytes: hashing the text would encode it again) must say it was made for. */
+export const keyOf = (bytes) => `${process.version} ${process.arch} ${sha256(bytes)}`
 
 /**
- * The cached data for the bundle `file` (its text `code`), if there is one made for it and intact, and by
+ * The cached data for the bundle `file` (its bytes), if there is one made for it and intact, and by
  * whom (`build`: its top level only, `start`: what a start compiled); else why not: `missing`, `unreadable`,
  * `stale`, `corrupt`.
  */
-export function readCache (file, code) {
+export function readCache (file, bytes) {
   let buf
   try {
     buf = readFileSync(cacheFileOf(file))
@@ -29,20 +29,20 @@ export function readCache (file, code) {
   }
   const eol = buf.indexOf(10)
   const [node, arch, bundleHash, dataHash, madeBy] = buf.subarray(0, eol === -1 ? 0 : eol).toString('latin1').split(' ')
-  if (`${node} ${arch} ${bundleHash}` !== keyOf(code)) return { status: 'stale' }
+  if (`${node} ${arch} ${bundleHash}` !== keyOf(bytes)) return { status: 'stale' }
   const data = buf.subarray(eol + 1)
   return sha256(data) === dataHash && (madeBy === 'build' || madeBy === 'start') ? { status: 'used', data, madeBy } : { status: 'corrupt' }
 }
 
 /**
- * Writes `script`'s cached data for the bundle `file` (its text `code`): to a temporary file then renamed, so
+ * Writes `script`'s cached data for the bundle `file` (its bytes): to a temporary file then renamed, so
  * that a reader never sees half of one (several processes may start at once). Throws as fs does.
  */
-export function writeCache (file, code, script, madeBy) {
+export function writeCache (file, bytes, script, madeBy) {
   const data = script.createCachedData()
   const tmp = `${cacheFileOf(file)}.${process.pid}.tmp`
   try {
-    writeFileSync(tmp, Buffer.concat([Buffer.from(`${keyOf(code)} ${sha256(data)} ${madeBy}\n`, 'latin1'), data]))
+    writeFileSync(tmp, Buffer.concat([Buffer.from(`${keyOf(bytes)} ${sha256(data)} ${madeBy}\n`, 'latin1'), data]))
     renameSync(tmp, cacheFileOf(file))
   } catch (err) {
     rmSync(tmp, { force: true })
