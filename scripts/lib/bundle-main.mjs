@@ -16,7 +16,7 @@ import { Script } from 'node:vm'
 import { readCache, writeCache } from './code-cache.mjs'
 
 const file = fileURLToPath(new URL('bundle.js', import.meta.url))
-const bytes = readFileSync(file)
+let bytes = readFileSync(file) // until settle(): a new cache names the bundle's hash
 const cache = readCache(file, bytes)
 const code = bytes.toString('utf8')
 const state = { get status () { return cache.status }, settle, mapHolder: undefined }
@@ -45,6 +45,7 @@ if (typeof formatStack === 'function') {
 }
 const script = new Script(code, { filename: file, cachedData: cache.data })
 if (cache.data !== undefined && script.cachedDataRejected === true) Object.assign(cache, { status: 'rejected', madeBy: undefined })
+cache.data = undefined // V8 is done with it (~0.3-2 MB)
 
 let settled
 /** Saves a new cache if this start needed one (once); returns how the start went, for a log line. */
@@ -52,13 +53,15 @@ function settle () {
   if (settled !== undefined) return settled
   const { status, madeBy, error } = cache
   settled = { codeCache: status, ...madeBy === undefined ? {} : { madeBy }, ...error === undefined ? {} : { error } }
-  if (madeBy === 'start') return settled
-  try {
-    writeCache(file, bytes, script, 'start')
-    settled.saved = true
-  } catch (err) {
-    Object.assign(settled, { saved: false, saveError: err.message })
+  if (madeBy !== 'start') {
+    try {
+      writeCache(file, bytes, script, 'start')
+      settled.saved = true
+    } catch (err) {
+      Object.assign(settled, { saved: false, saveError: err.message })
+    }
   }
+  bytes = undefined
   return settled
 }
 // `import.meta` and `import()` are this module's, as the bundle's were when it was main.js itself (the specifiers

@@ -88,7 +88,8 @@ function importedNames (text, spec, importer) {
   for (const [, clause] of text.matchAll(new RegExp(`\\bimport\\s+([^;'"]*?)\\s*from\\s*['"]${escapeRe(spec)}['"]`, 'g'))) {
     const [, def, list] = /^(?:([\w$]+)\s*,?\s*)?(?:\{([^}]*)\})?$/.exec(clause.trim()) ?? []
     if (def === undefined && list === undefined) throw new Error(`${importer}: \`import ${clause} from '${spec}'\`: name what it imports (a bundle imports ${spec} through a stand-in)`)
-    if (def !== undefined && def !== 'type') names.push('default')
+    if (def === 'type') continue // `import type { … }`: nothing at run time
+    if (def !== undefined) names.push('default')
     for (const item of (list ?? '').split(',').map(i => i.trim()).filter(i => i !== '' && !i.startsWith('type '))) names.push(item.split(/\s+as\s+/)[0])
   }
   return names
@@ -98,9 +99,9 @@ function importedNames (text, spec, importer) {
 // bundle-main.mjs, which runs it): `await` at its top level works as in the module it was; `import.meta` is the
 // loader's, dist/bundle/main.js's, the same file and URL as when the bundle itself was main.js; and so is
 // `import()`, `__portholeImport` (V8 loses a script's `import()` callback when its code comes from the cache,
-// node 20's vm needs an experimental option for one). The CommonJS
-// packages in the bundle (fastify, ioredis, amqplib, pino, …) require node's own modules through this
-// `require`. `__portholeFile(rel)`: a file named relative to the bundle.
+// and node 20's vm needs an experimental option, with a warning, for one). The CommonJS packages in the bundle
+// (fastify, ioredis, amqplib, pino, …) require node's own modules through this `require`.
+// `__portholeFile(rel)`: a file named relative to the bundle.
 const BANNER = [
   '(async function (__portholeMeta, __portholeImport, __portholeCreateRequire, __portholeDirname, __portholeFileURLToPath) {\'use strict\'',
   'const require = __portholeCreateRequire(__portholeMeta.url)',

@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Script } from 'node:vm'
@@ -79,9 +79,15 @@ test('a bundle runs with its code cache, and as without one when the cache is mi
     assert.equal(run().status, status, status)
     assert.equal(run().status, 'used', `after a start with a ${status} cache, the next one has a cache it can use`)
   }
+  // One it cannot read (nor replace): the bundle runs all the same.
+  rmSync(join(out, 'bundle.js.cache'))
+  mkdirSync(join(out, 'bundle.js.cache'))
+  assert.equal(run().status, 'unreadable')
+  rmSync(join(out, 'bundle.js.cache'), { recursive: true })
   // V8 refuses a cache made under other V8 flags; this start collects garbage between its two stack traces.
-  assert.equal(run('--expose-gc').status, 'rejected')
-  assert.equal(run('--expose-gc').status, 'used')
+  assert.equal(run('--expose-gc').status, 'missing')
+  assert.equal(run().status, 'rejected')
+  assert.equal(run().status, 'used')
   assert.deepEqual(readdirSync(out).filter(f => f.endsWith('.tmp')), [], 'no temporary file left')
 })
 
