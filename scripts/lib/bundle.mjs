@@ -27,12 +27,12 @@ const LAZY = [
   ['ioredis', './cluster', 'ioredis exports its Cluster class, which Porthole never uses: ~30 ms of every start']
 ]
 
+const escapeRe = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
 /**
  * `require(module)` from the package → a stand-in whose every member is a function (or class) that loads the
  * module when first called (or constructed); reading a member's own properties is not supported.
  */
-const escapeRe = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-
 const lazyModules = {
   name: 'porthole-lazy-modules',
   setup (build) {
@@ -74,7 +74,7 @@ const externals = (dynamicImports) => ({
       const named = names.filter(n => n !== 'default')
       return {
         loader: 'js',
-        contents: `const m = await __portholeImport(${JSON.stringify(spec)})\n` +
+        contents: `const m = await __impt(${JSON.stringify(spec)})\n` +
           (named.length > 0 ? `export const { ${named.join(', ')} } = m\n` : '') +
           (names.includes('default') ? 'export default m.default\n' : '')
       }
@@ -98,12 +98,13 @@ function importedNames (text, spec, importer) {
 // The bundle is the body of an async function (a script, so that V8 can cache its compiled code: see
 // bundle-main.mjs, which runs it): `await` at its top level works as in the module it was; `import.meta` is the
 // loader's, dist/bundle/main.js's, the same file and URL as when the bundle itself was main.js; and so is
-// `import()`, `__portholeImport` (V8 loses a script's `import()` callback when its code comes from the cache,
-// and node 20's vm needs an experimental option, with a warning, for one). The CommonJS packages in the bundle
+// `import()`, `__impt` (V8 loses a script's `import()` callback when its code comes from the cache,
+// and node 20's vm needs an experimental option, with a warning, for one; the name is as long as `import`, so
+// that putting it in place of `import` leaves the source map's columns true). The CommonJS packages in the bundle
 // (fastify, ioredis, amqplib, pino, …) require node's own modules through this `require`.
 // `__portholeFile(rel)`: a file named relative to the bundle.
 const BANNER = [
-  '(async function (__portholeMeta, __portholeImport, __portholeCreateRequire, __portholeDirname, __portholeFileURLToPath) {\'use strict\'',
+  '(async function (__portholeMeta, __impt, __portholeCreateRequire, __portholeDirname, __portholeFileURLToPath) {\'use strict\'',
   'const require = __portholeCreateRequire(__portholeMeta.url)',
   'const __portholeFile = (rel) => __portholeFileURLToPath(new URL(rel, __portholeMeta.url))'
 ].join(';') + ';'
@@ -167,7 +168,7 @@ export async function bundle (entry, outdir) {
   })
   const file = join(outdir, 'bundle.js')
   let code = await readFile(file, 'utf8')
-  for (const spec of dynamicImports) code = code.replaceAll(new RegExp(`\\bimport\\((["'\`])${escapeRe(spec)}\\1\\)`, 'g'), `__portholeImport(${JSON.stringify(spec)})`)
+  for (const spec of dynamicImports) code = code.replaceAll(new RegExp(`(?<![.\\w$])import(\\((["'\`])${escapeRe(spec)}\\2\\))`, 'g'), '__impt$1')
   // A module syntax that the function cannot hold (an `import` or `export` statement), or an `import()` left
   // as it was, fails the build, not a start.
   const left = /.{0,60}\bimport\s*\(.{0,60}/.exec(code)
