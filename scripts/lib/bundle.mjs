@@ -1,6 +1,6 @@
 // How a service is bundled into one file (scripts/bundle-services.mjs, part of `npm run build`); the startup
 // bench bundles its bare fastify peer with the same options, so that the two are compared like for like.
-import { copyFile, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { builtinModules } from 'node:module'
 import { dirname, join, relative, sep } from 'node:path'
 import { Script } from 'node:vm'
@@ -141,15 +141,15 @@ const ownPlace = (outdir) => ({
  * (BANNER), with a linked source map chained to the sources' own maps and V8's code cache of its top level;
  * beside it `outdir/main.js`, the loader that runs it with the cache (bundle-main.mjs, code-cache.mjs). A
  * dynamic `import()` of a module stays as late as it was: esbuild evaluates the module (kept in the one file)
- * when the import is called. `outdir` is emptied first.
+ * when the import is called. Any other file in `outdir` is removed.
  * @returns {Promise<number>} bytes of code written
  */
 export async function bundle (entry, outdir) {
-  await rm(outdir, { recursive: true, force: true })
   const dynamicImports = new Set()
   const r = await esbuild.build({
     ...(typeof entry === 'string' ? { entryPoints: { bundle: entry } } : { stdin: { ...entry, sourcefile: 'main.js' }, entryNames: 'bundle' }),
     outdir,
+    write: false,
     bundle: true,
     format: 'esm',
     platform: 'node',
@@ -167,15 +167,28 @@ export async function bundle (entry, outdir) {
     plugins: [lazyModules, externals(dynamicImports), ownPlace(outdir)]
   })
   const file = join(outdir, 'bundle.js')
-  let code = await readFile(file, 'utf8')
+  const out = (name) => r.outputFiles.find(f => f.path === join(outdir, name))
+  let code = out('bundle.js').text
   for (const spec of dynamicImports) code = code.replaceAll(new RegExp(`(?<![.\\w$])import(\\((["'\`])${escapeRe(spec)}\\2\\))`, 'g'), '__impt$1')
   // A module syntax that the function cannot hold (an `import` or `export` statement), or an `import()` left
   // as it was, fails the build, not a start.
   const left = /.{0,60}\bimport\s*\(.{0,60}/.exec(code)
   if (left !== null) throw new Error(`${file}: an import() that the bundle cannot make: ${left[0]}`)
   const script = new Script(code, { filename: file })
-  await writeFile(file, code)
+  // A service may be started while the build runs (`npm start` restarts one that exits): each file is replaced
+  // whole, the loader last, and a start that meets the old cache with the new bundle compiles without it.
+  await mkdir(outdir, { recursive: true })
+  const put = async (name, data) => {
+    await writeFile(join(outdir, `${name}.${process.pid}.tmp`), data)
+    await rename(join(outdir, `${name}.${process.pid}.tmp`), join(outdir, name))
+  }
+  await put('bundle.js.map', out('bundle.js.map').contents)
+  await put('bundle.js', code)
   writeCache(file, Buffer.from(code), script, 'build')
-  for (const f of ['bundle-main.mjs', 'code-cache.mjs']) await copyFile(new URL(f, import.meta.url), join(outdir, f === 'bundle-main.mjs' ? 'main.js' : f))
+  await put('code-cache.mjs', await readFile(new URL('code-cache.mjs', import.meta.url)))
+  await put('main.js', await readFile(new URL('bundle-main.mjs', import.meta.url)))
+  // What an earlier build left that this one did not write (the chunks and maps of the ES-module bundle).
+  const kept = new Set(['bundle.js', 'bundle.js.map', 'bundle.js.cache', 'code-cache.mjs', 'main.js'])
+  for (const f of await readdir(outdir)) if (!kept.has(f)) await rm(join(outdir, f), { recursive: true, force: true })
   return Object.entries(r.metafile.outputs).filter(([f]) => f.endsWith('.js')).reduce((n, [, o]) => n + o.bytes, 0)
 }
