@@ -1,10 +1,12 @@
 /**
  * Start-up time of each service: from spawning `node --enable-source-maps services/<name>/dist/bundle/main.js`
  * (its bundle, as production runs it: services/services.json) to its "ready" log line, against the real
- * RabbitMQ and Redis, N times each; the same from `dist/src/main.js` (tsc's output, one file per module, as
- * services ran before they were bundled); and, in the same run, three floors: a node process that prints a line
- * at once (node's own start), and a bare fastify hello-world that listens on a port and then prints a line
- * (what any fastify service pays), unbundled and bundled as the services are (scripts/lib/bundle.mjs).
+ * RabbitMQ and Redis, N times each; the same from a copy of the bundle whose V8 code cache is removed before
+ * each start (a first start, or one whose cache was stale); the same from `dist/src/main.js` (tsc's output, one
+ * file per module, as services ran before they were bundled); and, in the same run, three floors: a node process
+ * that prints a line at once (node's own start), and a bare fastify hello-world that listens on a port and then
+ * prints a line (what any fastify service pays), unbundled and bundled as the services are (scripts/lib/bundle.mjs,
+ * with its code cache).
  *
  * Beside the wall-clock time, the CPU time (user + system, from /proc, in 10 ms ticks) the process had used by
  * then: on a machine shared with other work the wall clock waits for the CPU, the CPU time does not.
@@ -17,9 +19,10 @@
  * alike.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { ALL_SERVICES, REPO_ROOT, startStack, type Stack } from '@porthole/testkit'
+import { randomBytes } from 'node:crypto'
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join, relative } from 'node:path'
+import { ALL_SERVICES, mainOf, REPO_ROOT, startStack, type Stack } from '@porthole/testkit'
 import { percentile, table } from './stats.js'
 
 const quick = process.argv.includes('--quick')
@@ -106,15 +109,35 @@ function row (what: string, samples: Sample[], base?: number, baseBundled?: numb
   }
 }
 
+/**
+ * A copy of a service's bundle directory beside it (the same depth: its paths are relative), whose V8 code cache
+ * is removed before each start: a first start's time, or one whose cache was stale (scripts/lib/bundle-main.mjs).
+ */
+function uncachedBundle (name: Name): { main: string, beforeStart: () => void, remove: () => void } {
+  const bundleDir = dirname(mainOf(name))
+  const copy = `bundle-bench-uncached-${randomBytes(4).toString('hex')}`
+  const dir = join(dirname(bundleDir), copy)
+  cpSync(bundleDir, dir, { recursive: true })
+  return {
+    main: `${relative(dirname(dirname(bundleDir)), dir)}/main.js`,
+    beforeStart: () => rmSync(join(dir, 'bundle.js.cache'), { force: true }),
+    remove: () => rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 const cleanups: Array<() => Promise<void>> = []
-// Per service, one stack running its bundle and one running tsc's output; each started once first, to
-// declare its queues: the measured starts are restarts.
-const stacks: Array<{ what: string, name: Name, stack: Stack, samples: Sample[] }> = []
+// Per service, one stack running its bundle, one its bundle without a code cache and one tsc's output; each
+// started once first, to declare its queues: the measured starts are restarts.
+const stacks: Array<{ what: string, name: Name, stack: Stack, samples: Sample[], beforeStart?: () => void }> = []
 for (const name of ALL_SERVICES) {
-  for (const unbundled of [false, true]) {
-    const stack = await startStack({ after: fn => { cleanups.push(fn) } }, { services: [], keepLogs: false, mainFor: unbundled ? { [name]: UNBUNDLED } : {} })
+  for (const how of ['bundle', 'uncached', 'unbundled'] as const) {
+    const uncached = how === 'uncached' ? uncachedBundle(name) : undefined
+    if (uncached !== undefined) cleanups.push(async () => { uncached.remove() })
+    const main = how === 'unbundled' ? UNBUNDLED : uncached?.main
+    const stack = await startStack({ after: fn => { cleanups.push(fn) } }, { services: [], keepLogs: false, mainFor: main === undefined ? {} : { [name]: main } })
     await service(stack, name)
-    stacks.push({ what: unbundled ? `${name}, unbundled (${UNBUNDLED})` : name, name, stack, samples: [] })
+    const what = how === 'bundle' ? name : how === 'uncached' ? `${name}, bundle without its code cache` : `${name}, unbundled (${UNBUNDLED})`
+    stacks.push({ what, name, stack, samples: [], beforeStart: uncached?.beforeStart })
   }
 }
 const hello = bundledHello()
@@ -127,7 +150,10 @@ try {
     nodeOnly.push(await floor(['-e', NODE_ONLY]))
     fastify.push(await floor(['--input-type=module', '-e', HELLO], join(REPO_ROOT, 'services', 'api')))
     fastifyBundled.push(await floor(['--enable-source-maps', hello.file]))
-    for (const s of stacks) s.samples.push(await service(s.stack, s.name))
+    for (const s of stacks) {
+      s.beforeStart?.()
+      s.samples.push(await service(s.stack, s.name))
+    }
   }
 } finally {
   for (const fn of cleanups) await fn()

@@ -26,6 +26,9 @@ export interface ServiceMain<C extends { LOG_LEVEL: string }, S extends { close:
   stopTimeoutMs?: number
 }
 
+/** Where a bundle's loader (scripts/lib/bundle-main.mjs) says how V8's code cache served this start. */
+const CODE_CACHE = Symbol.for('porthole.codeCache')
+
 export async function runService<C extends { LOG_LEVEL: string }, S extends { close: () => Promise<void> }> (o: ServiceMain<C, S>): Promise<void> {
   let config: C
   try {
@@ -74,4 +77,8 @@ export async function runService<C extends { LOG_LEVEL: string }, S extends { cl
     process.exit(0)
   }
   log.info(o.ready(service, config), 'ready')
+  // Run from its bundle, the service now has its code cache saved if it needed one (scripts/lib/bundle-main.mjs):
+  // after the ready line, so that the cache holds what the start compiled and the start does not wait for it.
+  const codeCache = (globalThis as { [CODE_CACHE]?: { settle: () => Record<string, unknown> } })[CODE_CACHE]
+  if (codeCache !== undefined) log.debug(codeCache.settle(), 'code cache')
 }
