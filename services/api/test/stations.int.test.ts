@@ -5,6 +5,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { StationStore } from '../src/stations/store.js'
+import { PoolStore } from '@porthole/shared/store'
 import { dumpNamespace, startTestApi } from './helpers.js'
 
 const DAY = 86_400_000
@@ -83,4 +84,23 @@ test('a missing, wrong, foreign or expired station secret is a 401 problem sayin
   }
   const logs = api.logLines.join('\n')
   for (const s of [a.secret, b.secret, old.secret]) assert.ok(!logs.includes(s), 'a station secret in a log line')
+})
+
+test("deleting a pool removes its stations: their links stop working and a new pool of that name has none", async (t) => {
+  const api = await startTestApi(t)
+  const tenantId = randomUUID()
+  const pools = new PoolStore(api.redis, api.ns)
+  const pool = await pools.create({ name: 'lobby', tenantId, template: '/var/lib/porthole/golden/lobby.qcow2', size: 1 }, { idleTimeoutSeconds: 300, maxSessionSeconds: 3600 })
+  assert.ok(pool !== undefined)
+  const store = new StationStore(api.redis, api.ns)
+  const a = await store.create({ pool: 'lobby', tenantId, createdBy: 'k' })
+  await store.create({ pool: 'lobby', tenantId, createdBy: 'k' })
+  const elsewhere = await store.create({ pool: 'hall', tenantId, createdBy: 'k' })
+  assert.equal((await api.call('DELETE', '/v1/pools/lobby')).status, 204)
+  assert.deepEqual(await store.list('lobby'), [])
+  assert.deepEqual((await store.list('hall')).map(s => s.id), [elsewhere.station.id], "another pool's stations stay")
+  const info = await api.call('GET', `/station/${a.station.id}/info`, undefined, { key: null, headers: { authorization: `Station ${a.secret}` } })
+  assert.equal(info.status, 401, info.raw)
+  const entry = (await api.call('GET', '/v1/audit?limit=20')).body.find((e: { action: string }) => e.action === 'pool.delete')
+  assert.equal(entry?.result, 'ok; 2 station(s) removed')
 })

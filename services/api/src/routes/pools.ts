@@ -14,6 +14,7 @@ import { PoolStore, type StreamEvent } from '@porthole/shared/store'
 import { KIOSK_ROUTE, assertVisible, principal, requireRole, tenantScope, type Principal } from '../auth.js'
 import { audit, type Ctx } from '../context.js'
 import { handOut } from '../pools/handout.js'
+import { StationStore } from '../stations/store.js'
 import { errors } from '../schemas.js'
 
 const NameParams = Type.Object({ name: PoolName })
@@ -135,13 +136,17 @@ export function poolRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
     })
 
     app.delete('/pools/:name', {
-      schema: { tags: ['pools'], summary: 'delete a kiosk pool (admin, operator): its clones are destroyed, live sessions included', params: NameParams, response: { 204: Type.Null(), ...errors(404) } }
+      schema: { tags: ['pools'], summary: 'delete a kiosk pool (admin, operator): its clones are destroyed, live sessions included, and its kiosk stations removed', params: NameParams, response: { 204: Type.Null(), ...errors(404) } }
     }, async (req, reply) => {
       const p = requireRole(req, 'admin', 'operator')
       const pool = await ctx.pools.get(req.params.name)
       if (pool === undefined || pool.state === 'deleting') throw new NotFoundError('pool')
       await ctx.pools.markDeleting(pool)
-      await audit(ctx, req, p, { action: 'pool.delete', result: 'ok', tenantId: pool.tenantId })
+      // Its stations go with it: their links would otherwise open a page that can never hand out, and come back
+      // to life for a new pool of the same name (their sessions end with the pool's clones).
+      const stations = new StationStore(ctx.redis, ctx.ns)
+      const removed = (await Promise.all((await stations.list(pool.name)).map(async s => await stations.delete(s.id)))).filter(r => r !== false).length
+      await audit(ctx, req, p, { action: 'pool.delete', result: removed === 0 ? 'ok' : `ok; ${removed} station(s) removed`, tenantId: pool.tenantId })
       return reply.code(204).send(null)
     })
 
