@@ -95,7 +95,7 @@ async function picturesShown (page: Page): Promise<void> {
 
 /** The console page in the station's frame. */
 async function consoleFrame (page: Page): Promise<Frame> {
-  return await waitFor(() => page.frames().find(f => /\/s\/[0-9a-f-]{36}$/.test(f.url())), 60_000, 'the console frame')
+  return await waitFor(() => page.frames().find(f => /\/s\/[0-9a-f-]{36}\?kiosk=1$/.test(f.url())), 60_000, 'the console frame')
 }
 
 test('from the pictures to a live VM and back after Finish; the VM and its overlay are destroyed and the slot refilled', async (t) => {
@@ -120,6 +120,9 @@ test('from the pictures to a live VM and back after Finish; the VM and its overl
   const framed = await fetch(frame.url())
   assert.match(framed.headers.get('content-security-policy') ?? '', new RegExp(`frame-ancestors ${stack.apiUrl}(;|$)`))
   assert.equal(framed.headers.get('x-frame-options'), null)
+  // Finish is the station's: the console page in its frame shows no Disconnect of its own.
+  assert.equal(await frame.locator('#disconnect').count(), 1, "the console page's toolbar is in the frame")
+  assert.equal(await frame.locator('#disconnect').isVisible(), false, 'a Disconnect button in the station frame')
   const box = await page.locator('#console').boundingBox()
   assert.deepEqual([box?.width, box?.height], [1280, 800], 'the console fills the screen')
   assert.equal(await virsh('domstate', clone), 'running')

@@ -13,6 +13,9 @@ import { COMBOS, KEY, LAYOUTS, serialBytesFor, strokesFor, typeAtPace } from './
 import { consoleCloseReason } from './shared/console-close.js'
 
 const $ = (id) => document.getElementById(id)
+// In a kiosk station's frame (`?kiosk=1`) the station's own Finish ends the desktop; a Disconnect beside it
+// would leave the kiosk on a dead console until its idle timeout.
+if (new window.URLSearchParams(location.search).get('kiosk') === '1') $('disconnect').hidden = true
 
 const REASONS = {
   invalid: 'This console link is not valid. Open the console again from your control panel.',

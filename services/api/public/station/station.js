@@ -89,7 +89,10 @@ async function handout () {
 function show ({ url, sessionId }) {
   try { window.sessionStorage.setItem(storageKey + ':session', JSON.stringify({ sessionId, url })) } catch { /* a reload ends the session instead */ }
   stopPictures()
-  ui.frame.src = url
+  // `?kiosk=1`: the console page leaves out its Disconnect button; Finish, here, is how a kiosk user ends.
+  const framed = new URL(url)
+  framed.searchParams.set('kiosk', '1')
+  ui.frame.src = framed.href
   ui.desk.hidden = false
   ui.frame.focus()
 }
