@@ -2,7 +2,7 @@
 // Runs every compiled *.test.js with node's own test runner, two files at a time: each test has its own
 // namespace, queues, keys and domains on the one libvirtd, RabbitMQ and Redis, and most of a test file's time is
 // spent waiting on those, so two cores serve two files. A file whose first lines say `// Runs alone: <why>`
-// (one that loads the whole machine, or that a busy core would slow past what it waits for) runs afterwards,
+// (one that restarts or loads what every test shares, or that a busy core would slow past what it waits for) runs afterwards,
 // one at a time, with nothing beside it. TEST_CONCURRENCY=1 runs every file alone. `--only-unit` skips
 // *.int.test.js.
 // Then the run fails if any libvirt domain of its own is still defined: each run names its test domains

@@ -1,7 +1,7 @@
+// Runs alone: it restarts the machine's real RabbitMQ (rabbitmqctl stop_app / start_app), which every other
+// test file uses too.
 // The broker restarts in the middle of a run of jobs: every job the API accepted still reaches a terminal
 // state; requests made while it is down get 503 problem+json at once; the system recovers by itself.
-// This restarts the machine's real RabbitMQ (rabbitmqctl stop_app / start_app), so it must not run beside
-// other tests: scripts/run-tests.mjs runs files one at a time.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
