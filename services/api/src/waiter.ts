@@ -80,32 +80,17 @@ export class JobWaiter {
    * when the job does not exist.
    */
   async wait (jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobRecord | undefined> {
-    let wake: Wake = () => {}
-    let woken = new Promise<JobEventMessage | undefined>(resolve => { wake = resolve })
-    const onWake: Wake = (e) => wake(e)
-    let set = this.byJob.get(jobId)
-    if (set === undefined) { set = new Set(); this.byJob.set(jobId, set) }
-    set.add(onWake)
-    let timer: NodeJS.Timeout | undefined
-    let timedOut = false
-    const timeout = new Promise<undefined>(resolve => { timer = setTimeout(() => { timedOut = true; resolve(undefined) }, timeoutMs) })
-    const onAbort = (): void => { timedOut = true; wake() }
-    signal?.addEventListener('abort', onAbort, { once: true })
+    // Listened for before the read: an end published between the read and the wait is heard.
+    const w = this.watch(jobId)
+    let rec: JobRecord | undefined
     try {
-      for (;;) {
-        const rec = await this.jobs.get(jobId)
-        if (rec === undefined || isTerminal(rec.state) || timedOut || this.closed) return rec
-        // The terminal event carries the final record: no need to read the job again.
-        const e = await Promise.race([woken, timeout])
-        if (e?.record !== undefined) return structuredClone(e.record) // each waiter its own: callers may change it
-        woken = new Promise<JobEventMessage | undefined>(resolve => { wake = resolve })
-      }
-    } finally {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', onAbort)
-      set.delete(onWake)
-      if (set.size === 0) this.byJob.delete(jobId)
+      rec = await this.jobs.get(jobId)
+    } catch (err) {
+      w.close()
+      throw err
     }
+    if (rec === undefined || isTerminal(rec.state) || this.closed) { w.close(); return rec }
+    return await w.wait(timeoutMs, signal)
   }
 
   /**
