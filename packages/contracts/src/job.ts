@@ -144,7 +144,13 @@ export const JobUpdate = Type.Object({
   state: Type.Union([Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed')]),
   at: Timestamp,
   result: Type.Optional(JobResult),
-  error: Type.Optional(JobFailure)
+  error: Type.Optional(JobFailure),
+  /**
+   * With an end: when the job started running. The receiver records `running` at this time and the end in one
+   * step. Status and console jobs report so (they last milliseconds: a separate `running` update would be a
+   * fifth of their messages); power jobs report `running` on its own, when their action starts.
+   */
+  startedAt: Type.Optional(Timestamp)
 }, { additionalProperties: false })
 export type JobUpdate = Static<typeof JobUpdate>
 
@@ -153,7 +159,9 @@ export const ConsoleMintRequest = Type.Object({
   job: ConsoleJob,
   server: Type.Object({ id: ServerId, tenantId: TenantId, name: Type.String() }, { additionalProperties: false }),
   /** A `ConsoleTarget` sealed with the console transit key (CONSOLE_TRANSIT_KEY), bound to the job id. */
-  target: Sealed
+  target: Sealed,
+  /** When the agent started the job: the gateway's final JobUpdate carries it (`JobUpdate.startedAt`). */
+  startedAt: Type.Optional(Timestamp)
 }, { additionalProperties: false })
 export type ConsoleMintRequest = Static<typeof ConsoleMintRequest>
 

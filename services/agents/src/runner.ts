@@ -40,8 +40,11 @@ function badConnection (body: unknown): { job: Job, serverId: string, agent: Age
   return { job, serverId: server.id, agent: server.agent, why: why ?? checkRequest.explain(body) }
 }
 
-/** What running a job produced: a power state, a console target for the gateway, or a failure. */
-type Outcome = { jobId: string, result: PowerStatus } | { mint: ConsoleMintRequest } | { jobId: string, error: JobFailure }
+/**
+ * What running a job produced: a power state, a console target for the gateway, or a failure; `startedAt` for a
+ * job that reports its start with its end (status and console jobs, see `JobUpdate.startedAt`).
+ */
+type Outcome = ({ jobId: string, result: PowerStatus } | { mint: ConsoleMintRequest } | { jobId: string, error: JobFailure }) & { startedAt?: string }
 
 export interface AgentsDeps {
   config: AgentsConfig
@@ -142,11 +145,14 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         l.warn({ err: brief(err) }, 'could not claim the job; requeueing')
         return 'requeue'
       }
-      // "running" goes out now and is never waited for: its confirm (a disk sync) would sit on every job's
-      // critical path. The result or mint request is published later on the same channel, so the broker
-      // has routed "running" before it; a lost "running" only leaves a gap in the job's history.
-      const running = update({ jobId: job.id, state: 'running', at: new Date().toISOString() }, job.kind)
-        .catch((err: unknown) => l.warn({ err: brief(err) }, 'could not report running'))
+      // A power job's "running" goes out now and is never waited for: its confirm (a disk sync) would sit on
+      // every job's critical path. The result is published later on the same channel, so the broker has routed
+      // "running" before it; a lost "running" only leaves a gap in the job's history. A status or console job
+      // lasts milliseconds: its start goes with its end (`startedAt`), one message fewer on the busiest path.
+      const startedAt = new Date().toISOString()
+      const running = job.kind !== 'power'
+        ? undefined
+        : update({ jobId: job.id, state: 'running', at: startedAt }, job.kind).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not report running'))
 
       // Fires at the deadline: drivers bound every call by it.
       const ac = new AbortController()
@@ -169,7 +175,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
             break
           case 'console': {
             const target = await driver.consoleTarget({ ...ctx, job }, job.console.protocol)
-            outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: transit.seal(target, job.id) } }
+            outcome = { mint: { job, server: { id: server.id, tenantId: server.tenantId, name: server.name }, target: transit.seal(target, job.id), startedAt } }
           }
         }
       } catch (err) {
@@ -179,6 +185,7 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         clearTimeout(timer)
       }
       timed('error' in outcome ? outcome.error.code : 'ok')
+      if (running === undefined && !('mint' in outcome)) outcome.startedAt = startedAt
 
       if (once) await redis.set(outcomeKey, JSON.stringify(outcome), 'PX', keepMs).catch((err: unknown) => l.warn({ err: brief(err) }, 'could not record the outcome'))
       void running
@@ -194,10 +201,10 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
         await amqp.publish(n.consoleExchange, n.mintKey, outcome.mint, { expiration: ttlUntil(job.deadline) })
         l.info({ ms }, 'console target sent to the gateway')
       } else if ('result' in outcome) {
-        await update({ jobId, state: 'succeeded', at: new Date().toISOString(), result: outcome.result }, job.kind)
+        await update({ jobId, state: 'succeeded', at: new Date().toISOString(), result: outcome.result, ...startOf(outcome) }, job.kind)
         l.info({ ms, power: outcome.result.power, changed: outcome.result.changed }, 'job succeeded')
       } else {
-        await update({ jobId, state: 'failed', at: new Date().toISOString(), error: outcome.error }, job.kind)
+        await update({ jobId, state: 'failed', at: new Date().toISOString(), error: outcome.error, ...startOf(outcome) }, job.kind)
         l.info({ ms, code: outcome.error.code, reason: outcome.error.message }, 'job failed')
       }
     } catch (err) {
@@ -207,6 +214,8 @@ export async function startAgents ({ config, log, drivers = DRIVERS }: AgentsDep
     }
     return 'ack'
   }
+
+  const startOf = (o: Outcome): { startedAt?: string } => o.startedAt === undefined ? {} : { startedAt: o.startedAt }
 
   let listener: MetricsListener | undefined
   let pools: RunningPools | undefined

@@ -28,7 +28,7 @@ async function nextMint (jobId: string): Promise<ConsoleMintRequest> {
   }
 }
 
-test('a console job sends the gateway the VNC target, sealed to the job, and leaves the job running', async (t) => {
+test('a console job sends the gateway the VNC target, sealed to the job, with its start, and leaves the job to the gateway', async (t) => {
   const vm = await tinyDomain(t, { vncPassword: 'vnc7pass' })
   const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name }, { console: { password: 'unused-console-secret' } })
   const job = await p.submit(server, 'console', { console: { protocol: 'vnc', ttlSeconds: 60, singleUse: false } })
@@ -43,8 +43,11 @@ test('a console job sends the gateway the VNC target, sealed to the job, and lea
   // line that it is done with the job, then a later job on the same lane whose result the receiver recorded.
   await waitFor(() => p.stack.logLines.some(l => l.includes(job.id) && l.includes('"msg":"console target sent to the gateway"')), 10_000, 'the agent to finish the console job')
   assert.equal((await p.finished((await p.submit(server, 'status')).id)).state, 'succeeded')
+  // Its start goes with the mint request (the gateway's end records it), not as an update of its own.
   const r = await p.jobs.get(job.id)
-  assert.equal(r?.state, 'running')
+  assert.equal(r?.state, 'dispatched')
+  const dispatchedAt = Date.parse(r?.history.find(h => h.state === 'dispatched')?.at ?? '')
+  assert.ok(mint.startedAt !== undefined && Date.parse(mint.startedAt) >= dispatchedAt && Date.parse(mint.startedAt) <= Date.now(), `startedAt ${String(mint.startedAt)}`)
   assert.ok(!p.stack.logs().includes('vnc7pass'), 'the VNC password reached a log line')
   assert.ok(!p.stack.logs().includes('unused-console-secret'))
 })

@@ -41,6 +41,9 @@ export interface MinterDeps {
 
 export { consoleUrl }
 
+/** The agent's start of the job, which the final update carries (`JobUpdate.startedAt`). */
+const startOf = (req: ConsoleMintRequest): { startedAt?: string } => req.startedAt === undefined ? {} : { startedAt: req.startedAt }
+
 export class Minter {
   private readonly n: ReturnType<typeof names>
   private readonly log: Logger
@@ -78,10 +81,10 @@ export class Minter {
       if (err instanceof PortholeError && err.code === 'unavailable') { log.warn({ err: { message: err.message } }, 'mint deferred: dependency unavailable'); return 'requeue' }
       const failure = toFailure(err)
       log.warn({ code: failure.code, reason: failure.message }, 'console mint failed')
-      return await this.fail(job.id, failure)
+      return await this.fail(job.id, failure, req.startedAt)
     }
     try {
-      await this.publish({ jobId: job.id, state: 'succeeded', at: new Date().toISOString(), result })
+      await this.publish({ jobId: job.id, state: 'succeeded', at: new Date().toISOString(), result, ...startOf(req) })
     } catch (err) {
       log.warn({ err: { message: (err as Error).message } }, 'could not publish the console result; requeueing')
       return 'requeue'
@@ -136,9 +139,9 @@ export class Minter {
     return { sessionId: id, protocol: session.protocol, expiresAt: session.expiresAt }
   }
 
-  private async fail (jobId: string, error: JobFailureLike): Promise<Disposition> {
+  private async fail (jobId: string, error: JobFailureLike, startedAt?: string): Promise<Disposition> {
     try {
-      await this.publish({ jobId, state: 'failed', at: new Date().toISOString(), error })
+      await this.publish({ jobId, state: 'failed', at: new Date().toISOString(), error, ...(startedAt === undefined ? {} : { startedAt }) })
       return 'ack'
     } catch {
       return 'requeue'

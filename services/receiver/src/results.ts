@@ -37,6 +37,7 @@ export function resultRecorder (p: ReceiverParts): (d: Delivery, lane: Lane) => 
     try {
       const o: Transition[2] = { at: new Date(u.at) }
       if (u.error !== undefined) o.error = u.error
+      if (u.startedAt !== undefined && u.state !== 'running') o.startedAt = new Date(u.startedAt)
       if (u.state === 'failed' && u.error === undefined) o.error = { code: 'internal', message: 'the agent reported a failure without a reason', retryable: false }
       const { r, state } = u.result === undefined ? { r: await p.record(u.jobId, u.state, o), state: u.state } : await recordResult(u.jobId, u.state, u.result, o)
       log.debug({ jobId: u.jobId, state, status: r.status }, 'job update recorded')

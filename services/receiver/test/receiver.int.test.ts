@@ -35,6 +35,11 @@ test('status matches what virsh says', async (t) => {
   const server = await p.addServer('kvm', { uri: vm.uri, domain: vm.name })
   const running = await p.finished((await p.submit(server, 'status')).id)
   assert.equal(running.state, 'succeeded')
+  // Its start came with its end (one update, not two) and is recorded in order all the same.
+  assert.deepEqual(states(running), ['queued', 'dispatched', 'running', 'succeeded'])
+  const times = running.history.map(h => Date.parse(h.at))
+  assert.deepEqual(times, [...times].sort((a, b) => a - b), 'history timestamps go forward')
+  assert.ok(p.stack.logLines.filter(l => l.includes(running.id) && l.includes('"msg":"job update recorded"')).length === 1, 'the receiver recorded one update of the job')
   assert.equal(await vm.state(), 'running')
   assert.ok(running.result !== undefined && 'power' in running.result && running.result.power === 'on')
 

@@ -57,7 +57,8 @@ return {1, rec.id}
 // prefixes of the tenant slots (tenant-slots.ts): in-flight, parked, parked job, parked lease; the state the
 // job must be in for the change to apply ('' for any earlier one); the event stream and its max length
 // (events.ts: the change is appended there in the same step); the kinds the job must be of, space-separated
-// ('' for any: a result that only some kinds' jobs have is recorded only on such a job's record).
+// ('' for any: a result that only some kinds' jobs have is recorded only on such a job's record); with an end,
+// when the job started running ('' when not told): a job not yet running gets its `running` first, with its event.
 // Returns {status, state, drain, createdAt, kind, serverId}: status 'ok' (changed), 'same' (already there), 'stale'
 // (would go backwards or leave a terminal state), 'missing', 'kind' (the job is of another kind, named in the
 // place of the state); drain is the slot group whose slot this end freed
@@ -79,6 +80,13 @@ if ARGV[11] ~= nil and ARGV[11] ~= '' and cur ~= ARGV[11] then return {'stale', 
 if cur == new then return {'same', cur} end
 if rank[new] < rank[cur] then return {'stale', cur} end
 if ARGV[14] ~= nil and ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. job.kind .. ' ', 1, true) then return {'kind', job.kind} end
+-- ARGV[15], when given with an end: the job ran from then; a job not yet running records it first, in this step
+if ARGV[15] ~= nil and ARGV[15] ~= '' and rank[new] == 3 and rank[cur] < 2 then
+  table.insert(job.history, {state = 'running', at = ARGV[15]})
+  local ran = event(job, 'running', ARGV[15])
+  ${xaddLua('ARGV[12]', 'ARGV[13]', 'job', 'ran')}
+  redis.call('PUBLISH', ARGV[6], cjson.encode(ran))
+end
 job.state = new
 job.updatedAt = ARGV[2]
 table.insert(job.history, {state = new, at = ARGV[2]})
@@ -162,10 +170,11 @@ export class JobStore {
 
   /**
    * Moves a job forward (only out of `from` when given, else out of any earlier state; only when the job is
-   * of one of `kinds`, when given). A terminal state also frees the job's tenant slot (see TenantSlots); `drain` then
+   * of one of `kinds`, when given). An end with `startedAt` records `running` at that time first when the job was
+   * not running yet (its event comes first too). A terminal state also frees the job's tenant slot (see TenantSlots); `drain` then
    * names the slot group when it has jobs parked for a slot, for the receiver to hand the next one on.
    */
-  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date, from?: JobState, kinds?: readonly JobKind[] } = {}): Promise<Transition> {
+  async transition (jobId: string, state: JobState, o: { result?: JobResult, error?: JobFailure, at?: Date, from?: JobState, kinds?: readonly JobKind[], startedAt?: Date } = {}): Promise<Transition> {
     const r = await (this.redis as unknown as Scripts).portholeJobTransition(
       this.k.job(jobId), this.k.jobDeadlines,
       state, (o.at ?? new Date()).toISOString(),
@@ -173,7 +182,7 @@ export class JobStore {
       o.error === undefined ? '' : JSON.stringify(o.error),
       JOB_RETENTION_SECONDS, this.k.jobEvents,
       this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease(''), o.from ?? '',
-      this.k.eventStream, EVENT_STREAM_MAX_LENGTH, o.kinds?.join(' ') ?? ''
+      this.k.eventStream, EVENT_STREAM_MAX_LENGTH, o.kinds?.join(' ') ?? '', o.startedAt?.toISOString() ?? ''
     )
     if (r[0] === 'kind') return { status: 'kind', state: '', kind: r[1] as JobKind }
     const out: Transition = { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }

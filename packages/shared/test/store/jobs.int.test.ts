@@ -38,6 +38,40 @@ test('a job moves forward through its states with a timestamp each, and never le
   assert.equal((await store.transition(randomUUID(), 'running')).status, 'missing')
 })
 
+test('an end that says when the job started records running then, first, with its event, in the same step', async (t) => {
+  const { store, redis, ns } = await setup(t)
+  const sub = new Redis((await services()).redisUrl)
+  t.after(() => { sub.disconnect() })
+  const heard: Array<[string, string]> = []
+  await sub.subscribe(store.eventsChannel)
+  sub.on('message', (_c: string, m: string) => { const e = parseJobEvent(m); if (e !== undefined) heard.push([e.jobId, e.state]) })
+  const status = newJob({ kind: 'status', action: undefined })
+  const power = newJob()
+  for (const j of [status, power]) await store.create(j)
+  await store.transition(status.id, 'dispatched', { at: new Date(Date.parse(status.createdAt) + 1) })
+  const startedAt = new Date(Date.parse(status.createdAt) + 2)
+  const at = new Date(Date.parse(status.createdAt) + 3)
+  const result = { power: 'on' as const, checkedAt: at.toISOString() }
+  assert.equal((await store.transition(status.id, 'succeeded', { result, at, startedAt })).status, 'ok')
+  const rec = await store.get(status.id)
+  assert.deepEqual(rec?.history.map(h => [h.state, h.at]), [
+    ['queued', status.createdAt], ['dispatched', new Date(Date.parse(status.createdAt) + 1).toISOString()], ['running', startedAt.toISOString()], ['succeeded', at.toISOString()]
+  ])
+  // A job already running keeps its own start: the one an end reports is not added again.
+  await store.transition(power.id, 'running')
+  await store.transition(power.id, 'failed', { error: { code: 'action', message: 'x', retryable: false }, startedAt })
+  assert.deepEqual((await store.get(power.id))?.history.map(h => h.state), ['queued', 'running', 'failed'])
+  // A stale end adds nothing either.
+  assert.equal((await store.transition(status.id, 'failed', { error: { code: 'action', message: 'x', retryable: false }, startedAt })).status, 'stale')
+  assert.equal((await store.get(status.id))?.history.length, 4)
+
+  // The event stream and the channel tell each change once, in order.
+  const stream = (await redis.xrange(keys(ns).eventStream, '-', '+')).map(([, f]) => JSON.parse(f[f.indexOf('data') + 1] as string) as { jobId: string, state: string, at: string })
+  assert.deepEqual(stream.filter(e => e.jobId === status.id).map(e => [e.state, e.at]), rec?.history.map(h => [h.state, h.at]))
+  await waitFor(() => heard.filter(([id]) => id === status.id).length >= 4, 10_000, 'the status job\'s four events')
+  assert.deepEqual(heard.filter(([id]) => id === status.id).map(([, s]) => s), ['queued', 'dispatched', 'running', 'succeeded'])
+})
+
 test('a change limited to some kinds applies only to a job of one of them: another kind is named, the job unchanged', async (t) => {
   const { store } = await setup(t)
   const j = newJob()
