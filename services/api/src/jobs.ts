@@ -121,11 +121,12 @@ export async function startJob (ctx: Ctx, req: FastifyRequest, p: Principal, r: 
  */
 export async function takeConsoleUrl (ctx: Ctx, rec: JobRecord, p: Principal, o: { refuseSuspended?: boolean } = {}): Promise<string | undefined> {
   if (rec.kind !== 'console' || rec.state !== 'succeeded' || rec.requestedBy !== p.id) return undefined
-  // A console whose tenant was suspended while its job ran is revoked, never handed out.
-  if (await suspendedRevoking(ctx, rec.tenantId, rec.result?.sessionId)) {
+  // A console whose tenant was suspended while its job ran is revoked, never handed out. The hand-over is taken
+  // at the same time (one round trip for both): a URL taken and then refused is one nobody can have again.
+  const [suspended, sealed] = await Promise.all([suspendedRevoking(ctx, rec.tenantId, rec.result?.sessionId), ctx.sessions.takeUrlHandover(rec.id)])
+  if (suspended) {
     if (o.refuseSuspended === true) throw suspendedError(rec.tenantId)
     return undefined
   }
-  const sealed = await ctx.sessions.takeUrlHandover(rec.id)
   return sealed === undefined ? undefined : ctx.transit.open<string>(sealed, urlHandoverAad(rec.id))
 }

@@ -23,6 +23,29 @@ end
 return 1
 `
 
+// KEYS: session, token, sessions index, server's slots, tenant's slots, event stream, expiry sweep index, URL
+// hand-over ('' without one). ARGV: session JSON, its TTL, the token's TTL, the expiry ms, session id, the slots'
+// TTL, the stream's max length, the 'opened' event JSON, the sealed URL JSON ('' without a hand-over), its TTL,
+// the job's slot member. Stores a new session in one step (what was one MULTI of thirteen commands): the record,
+// its token, its indexes, its console slots in place of its job's, the 'opened' event, and the URL hand-over.
+export const CREATE_SESSION = `
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
+redis.call('EXPIRE', KEYS[4], ARGV[6])
+redis.call('EXPIRE', KEYS[5], ARGV[6])
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], '*', 'type', 'console', 'data', ARGV[8])
+redis.call('ZADD', KEYS[7], ARGV[4], ARGV[5])
+if ARGV[9] ~= '' then
+  redis.call('SET', KEYS[8], ARGV[9], 'EX', ARGV[10])
+  redis.call('ZREM', KEYS[4], ARGV[11])
+  redis.call('ZREM', KEYS[5], ARGV[11])
+end
+return 1
+`
+
 // KEYS: session. ARGV: the new sealed target (JSON). Replaces the target of a session that is not revoked;
 // returns 1 when it did, 0 when the session is gone or revoked.
 export const SET_TARGET = `

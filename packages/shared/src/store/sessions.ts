@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis'
 import { MAX_CONSOLE_TOTAL_SECONDS, type ConsoleEvent, type ConsoleEventName, type ConsoleSession, type Sealed } from '@porthole/contracts'
 import { EVENT_STREAM_MAX_LENGTH } from './events.js'
 import { keys as keysOf, type Keys } from './redis.js'
-import { ADMIT, DROP_VIEWER, GRACE_SECONDS, MARK, RENEW, SET_TARGET, SWEEP_EXPIRED } from './sessions-lua.js'
+import { ADMIT, CREATE_SESSION, DROP_VIEWER, GRACE_SECONDS, MARK, RENEW, SET_TARGET, SWEEP_EXPIRED } from './sessions-lua.js'
 
 /** Console slots outlive their longest member: a session lives at most a day, renewals included (freed members are trimmed by score at each admission). */
 const SLOTS_TTL_SECONDS = MAX_CONSOLE_TOTAL_SECONDS + GRACE_SECONDS
@@ -27,6 +27,7 @@ export class ConsoleSessionStore {
   private readonly k: Keys
   constructor (private readonly redis: Redis, ns: string) {
     this.k = keysOf(ns)
+    if (!('portholeSessionCreate' in redis)) redis.defineCommand('portholeSessionCreate', { numberOfKeys: 8, lua: CREATE_SESSION })
     if (!('portholeSessionMark' in redis)) redis.defineCommand('portholeSessionMark', { numberOfKeys: 2, lua: MARK })
     if (!('portholeSessionTarget' in redis)) redis.defineCommand('portholeSessionTarget', { numberOfKeys: 1, lua: SET_TARGET })
     if (!('portholeSessionRenew' in redis)) redis.defineCommand('portholeSessionRenew', { numberOfKeys: 7, lua: RENEW })
@@ -48,7 +49,7 @@ export class ConsoleSessionStore {
 
   /**
    * Stores a new session; with `handover`, the gateway's half of its job's URL hand-over too, in the same
-   * transaction (one round trip, and never a session whose URL is missing): the URL carries the session's
+   * Lua step (one round trip, and never a session whose URL is missing): the URL carries the session's
    * token, so it travels neither in the job's result nor in any message, only sealed (transit key, aad
    * `urlHandoverAad(jobId)`) under a key the API takes once (`takeUrlHandover`). The session takes over its
    * job's console slots.
@@ -56,26 +57,12 @@ export class ConsoleSessionStore {
   async create (s: ConsoleSession, handover?: UrlHandover): Promise<void> {
     const exp = Date.parse(s.expiresAt)
     const ttl = Math.max(1, Math.ceil((exp - Date.now()) / 1000))
-    const m = this.redis.multi()
-      .set(this.k.session(s.id), JSON.stringify(s), 'EX', ttl + GRACE_SECONDS)
-      .set(this.k.sessionByToken(s.tokenHash), s.id, 'EX', ttl)
-      .zadd(this.k.sessions, exp, s.id)
-      // The session holds its console slots until it expires (or is revoked), in place of its job's.
-      .zadd(this.k.consoleSlotsOfServer(s.serverId), exp, s.id)
-      .zadd(this.k.consoleSlotsOfTenant(s.tenantId), exp, s.id)
-      .expire(this.k.consoleSlotsOfServer(s.serverId), SLOTS_TTL_SECONDS)
-      .expire(this.k.consoleSlotsOfTenant(s.tenantId), SLOTS_TTL_SECONDS)
-      // The event stream hears of it in the same transaction, and the expiry sweep will tell when it ends.
-      .xadd(this.k.eventStream, 'MAXLEN', '~', EVENT_STREAM_MAX_LENGTH, '*', 'type', 'console', 'data', JSON.stringify(consoleEvent(s, 'opened', s.createdAt)))
-      .zadd(this.k.sessionsExpiring, exp, s.id)
-    if (handover !== undefined) {
-      m.set(this.k.consoleUrlHandover(handover.jobId), JSON.stringify(handover.sealedUrl), 'EX', Math.max(1, Math.ceil(handover.ttlSeconds)))
-        .zrem(this.k.consoleSlotsOfServer(s.serverId), `job:${handover.jobId}`)
-        .zrem(this.k.consoleSlotsOfTenant(s.tenantId), `job:${handover.jobId}`)
-    }
-    const r = await m.exec()
-    const failed = r?.find(([err]) => err !== null)?.[0]
-    if (r === null || failed !== undefined) throw failed ?? new Error('console session transaction aborted')
+    await (this.redis as unknown as { portholeSessionCreate: (...a: Array<string | number>) => Promise<number> }).portholeSessionCreate(
+      this.k.session(s.id), this.k.sessionByToken(s.tokenHash), this.k.sessions, this.k.consoleSlotsOfServer(s.serverId), this.k.consoleSlotsOfTenant(s.tenantId),
+      this.k.eventStream, this.k.sessionsExpiring, handover === undefined ? '' : this.k.consoleUrlHandover(handover.jobId),
+      JSON.stringify(s), ttl + GRACE_SECONDS, ttl, exp, s.id, SLOTS_TTL_SECONDS, EVENT_STREAM_MAX_LENGTH, JSON.stringify(consoleEvent(s, 'opened', s.createdAt)),
+      handover === undefined ? '' : JSON.stringify(handover.sealedUrl), handover === undefined ? 0 : Math.max(1, Math.ceil(handover.ttlSeconds)), handover === undefined ? '' : `job:${handover.jobId}`
+    )
   }
 
   async get (id: string): Promise<ConsoleSession | undefined> {
