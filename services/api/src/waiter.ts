@@ -1,7 +1,8 @@
 /**
- * One Redis subscriber per process on the job-events channel, dispatching to in-process waiters by job id
- * and to event-stream listeners. A waiter registers before it re-reads the job, so an event published
- * between the request's read and its subscription cannot be missed.
+ * One Redis subscriber per process: on the job-ends channel always, dispatching each end to the in-process
+ * waiters of its job; on the channel of every job event only while a feed follows them (the ops page), so that
+ * a replica parses one message per job rather than four when nobody watches the whole flow. A waiter registers
+ * before it re-reads the job, so an end published between the request's read and its subscription cannot be missed.
  */
 import type { JobEvent, JobRecord } from '@porthole/contracts'
 import { isTerminal } from '@porthole/contracts'
@@ -26,16 +27,20 @@ export class JobWaiter {
   private readonly others = new Map<string, (message: string) => void>()
   private readonly watchers: Array<(up: boolean) => void> = []
   private subscribed = false
+  /** The last change of the subscription to every job event (feed), which the next one waits for. */
+  private following: Promise<void> = Promise.resolve()
   private retry: NodeJS.Timeout | undefined
   private closed = false
 
   constructor (private readonly sub: Redis, private readonly jobs: JobStore, private readonly log: Logger) {
     sub.on('message', (channel: string, message: string) => {
-      if (channel !== jobs.eventsChannel) { this.others.get(channel)?.(message); return }
-      const e = parseJobEvent(message)
-      if (e === undefined) return
-      for (const f of this.feeds) f(e)
-      if (isTerminal(e.state)) for (const wake of this.byJob.get(e.jobId) ?? []) wake(e)
+      if (channel === jobs.endsChannel) {
+        const e = parseJobEvent(message)
+        if (e !== undefined && isTerminal(e.state)) for (const wake of this.byJob.get(e.jobId) ?? []) wake(e)
+      } else if (channel === jobs.eventsChannel) {
+        const e = this.feeds.size === 0 ? undefined : parseJobEvent(message)
+        if (e !== undefined) for (const f of this.feeds) f(e)
+      } else this.others.get(channel)?.(message)
     })
     // After a reconnect (ioredis re-subscribes by itself) events may have been missed: wake every waiter
     // so that it re-reads its job.
@@ -61,7 +66,7 @@ export class JobWaiter {
     try {
       // Subscribing before the connection is ready races ioredis' CLIENT SETNAME and costs a reconnect.
       if (this.sub.status !== 'ready') await new Promise<void>((resolve, reject) => { this.sub.once('ready', resolve); this.sub.once('end', reject) })
-      await this.sub.subscribe(this.jobs.eventsChannel, ...this.others.keys())
+      await this.sub.subscribe(this.jobs.endsChannel, ...this.others.keys(), ...(this.feeds.size > 0 ? [this.jobs.eventsChannel] : []))
       this.subscribed = true
       this.tell(true)
     } catch (err) {
@@ -139,10 +144,23 @@ export class JobWaiter {
     return { wait, close }
   }
 
-  /** Every job event, until the returned function is called. */
-  feed (fn: Listener): () => void {
+  /**
+   * Every job event from when the returned promise resolves (the subscription to them all is made with the first
+   * feed and dropped with the last), until the function it resolves to is called.
+   */
+  async feed (fn: Listener): Promise<() => void> {
+    const first = this.feeds.size === 0
     this.feeds.add(fn)
-    return () => { this.feeds.delete(fn) }
+    const stop = (): void => {
+      if (!this.feeds.delete(fn) || this.feeds.size > 0 || this.closed) return
+      this.following = this.sub.unsubscribe(this.jobs.eventsChannel).then(() => {}, () => {})
+    }
+    // After a pending unsubscribe, so that the two cannot cross; while not subscribed yet, `start` includes it.
+    await this.following
+    if (first && this.subscribed) {
+      try { await this.sub.subscribe(this.jobs.eventsChannel) } catch (err) { stop(); throw err }
+    }
+    return stop
   }
 
   private wakeAll (): void {

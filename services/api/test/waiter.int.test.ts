@@ -30,7 +30,9 @@ test('a watched job that ends before anyone waits is answered from its end event
   const job = newJob()
   await jobs.create(job)
   const watch = waiter.watch(job.id)
-  const ended = new Promise<void>(resolve => { const stop = waiter.feed(e => { if (e.jobId === job.id && e.state === 'succeeded') { stop(); resolve() } }) })
+  let stop = (): void => {}
+  const ended = new Promise<void>(resolve => { void waiter.feed(e => { if (e.jobId === job.id && e.state === 'succeeded') { stop(); resolve() } }).then(s => { stop = s }) })
+  await waitFor(async () => (await redis.pubsub('NUMSUB', keys(ns).jobEvents))[1] === 1, 10_000, 'the feed\'s subscription')
   await jobs.transition(job.id, 'succeeded', { result: { power: 'on', checkedAt: new Date().toISOString() } })
   await ended
   // Gone from Redis: only the event it heard can answer now.
@@ -52,4 +54,34 @@ test('a watch that times out answers with the job as Redis has it, and stops lis
   await jobs.transition(job.id, 'failed', { error: { code: 'internal', message: 'x', retryable: false } })
   await waitFor(async () => (await jobs.get(job.id))?.state === 'failed', 10_000, 'the job to fail')
   assert.equal((waiter as unknown as { byJob: Map<string, unknown> }).byJob.has(job.id), false)
+})
+
+test('a replica listens to job ends only until a feed follows every event; the last feed\'s stop ends that', async (t) => {
+  const { jobs, redis, waiter, ns } = await setup(t)
+  const subscribers = async (channel: string): Promise<number> => Number((await redis.pubsub('NUMSUB', channel))[1])
+  assert.equal(await subscribers(keys(ns).jobEnds), 1)
+  assert.equal(await subscribers(keys(ns).jobEvents), 0, 'nobody follows every event: not subscribed to them')
+  const a: string[] = []
+  const b: string[] = []
+  const stopA = await waiter.feed(e => a.push(e.state))
+  const stopB = await waiter.feed(e => b.push(e.state))
+  assert.equal(await subscribers(keys(ns).jobEvents), 1)
+  const job = newJob()
+  await jobs.create(job)
+  await jobs.transition(job.id, 'dispatched')
+  await jobs.transition(job.id, 'succeeded', { result: { power: 'on', checkedAt: new Date().toISOString() } })
+  await waitFor(() => a.length >= 3 && b.length >= 3, 10_000, 'both feeds to hear the job')
+  assert.deepEqual(a, ['queued', 'dispatched', 'succeeded'], 'each event once, the end too (it is on both channels)')
+  assert.deepEqual(b, a)
+  stopA()
+  assert.equal(await subscribers(keys(ns).jobEvents), 1, 'one feed left')
+  stopB()
+  await waitFor(async () => await subscribers(keys(ns).jobEvents) === 0, 10_000, 'the last feed to unsubscribe')
+  // A waiter still hears ends.
+  const next = newJob()
+  await jobs.create(next)
+  const watch = waiter.watch(next.id)
+  await jobs.transition(next.id, 'failed', { error: { code: 'action', message: 'x', retryable: false } })
+  assert.equal((await watch.wait(30_000))?.state, 'failed')
+  assert.deepEqual(a, ['queued', 'dispatched', 'succeeded'], 'a stopped feed hears nothing more')
 })

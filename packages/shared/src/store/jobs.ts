@@ -1,7 +1,8 @@
 /**
  * Job state in Redis. Every change goes through one Lua script, so that concurrent writers (several
  * receivers, the deadline sweeper, a late agent answer) cannot move a job backwards or out of a terminal
- * state, and every change is published on the job-events channel and appended to the event stream in the same step.
+ * state, and every change is published on the job-events channel (an end on the job-ends channel too) and appended
+ * to the event stream in the same step.
  */
 import type { Redis } from 'ioredis'
 import type { Job, JobEvent, JobFailure, JobKind, JobRecord, JobResult, JobState } from '@porthole/contracts'
@@ -58,7 +59,8 @@ return {1, rec.id}
 // job must be in for the change to apply ('' for any earlier one); the event stream and its max length
 // (events.ts: the change is appended there in the same step); the kinds the job must be of, space-separated
 // ('' for any: a result that only some kinds' jobs have is recorded only on such a job's record); with an end,
-// when the job started running ('' when not told): a job not yet running gets its `running` first, with its event.
+// when the job started running ('' when not told): a job not yet running gets its `running` first, with its event;
+// the channel of job ends, where an end is published too (waiters listen there: one message per job, not four).
 // Returns {status, state, drain, createdAt, kind, serverId}: status 'ok' (changed), 'same' (already there), 'stale'
 // (would go backwards or leave a terminal state), 'missing', 'kind' (the job is of another kind, named in the
 // place of the state); drain is the slot group whose slot this end freed
@@ -107,7 +109,9 @@ if rank[new] == 3 then
   redis.call('DEL', ARGV[9] .. job.id, ARGV[10] .. job.id)
   if released == 1 and redis.call('ZCARD', parked) > 0 then drain = group end
 end
-redis.call('PUBLISH', ARGV[6], cjson.encode(ev))
+local msg = cjson.encode(ev)
+redis.call('PUBLISH', ARGV[6], msg)
+if rank[new] == 3 then redis.call('PUBLISH', ARGV[16], msg) end
 return {'ok', new, drain, job.createdAt, job.kind, job.serverId}
 `
 
@@ -182,7 +186,7 @@ export class JobStore {
       o.error === undefined ? '' : JSON.stringify(o.error),
       JOB_RETENTION_SECONDS, this.k.jobEvents,
       this.k.inFlight(''), this.k.parked(''), this.k.parkedJob(''), this.k.parkedLease(''), o.from ?? '',
-      this.k.eventStream, EVENT_STREAM_MAX_LENGTH, o.kinds?.join(' ') ?? '', o.startedAt?.toISOString() ?? ''
+      this.k.eventStream, EVENT_STREAM_MAX_LENGTH, o.kinds?.join(' ') ?? '', o.startedAt?.toISOString() ?? '', this.k.jobEnds
     )
     if (r[0] === 'kind') return { status: 'kind', state: '', kind: r[1] as JobKind }
     const out: Transition = { status: r[0] as TransitionStatus, state: r[1] as JobState | '' }
@@ -227,7 +231,10 @@ export class JobStore {
     return await this.redis.zrangebyscore(this.k.jobDeadlines, 0, now, 'LIMIT', 0, limit)
   }
 
+  /** Every state change is published here. */
   get eventsChannel (): string { return this.k.jobEvents }
+  /** Ends only (each also on `eventsChannel`), with the final record. */
+  get endsChannel (): string { return this.k.jobEnds }
 }
 
 interface Scripts {

@@ -90,7 +90,10 @@ export function keys (ns: string) {
     parkedLease: (jobId: string) => `${p}parked-lease:${jobId}`,
     parkedGroups: `${p}parked-groups`,
     idempotency: (scope: string, key: string) => `${p}idem:${scope}:${key}`,
+    /** Every job state change (JobEventMessage); subscribed to only while someone follows them all (the ops feed). */
     jobEvents: `${p}events:jobs`,
+    /** Job ends only (each with its final record): what every API replica's waiters listen to. */
+    jobEnds: `${p}events:jobs:ends`,
     /** The one event stream (job state changes, console session events) behind /v1/events and webhooks. */
     eventStream: `${p}events:stream`,
     /** Console sessions by expiry, until the expiry sweep has told of each (ConsoleSessionStore.sweepExpired). */

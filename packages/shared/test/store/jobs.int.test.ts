@@ -130,13 +130,22 @@ test('every change is published on the events channel', async (t) => {
   const seen: string[] = []
   await sub.subscribe(store.eventsChannel)
   const records: unknown[] = []
-  sub.on('message', (_c: string, m: string) => { const e = parseJobEvent(m); if (e !== undefined) { seen.push(e.state); records.push(e.record) } })
+  const ends: string[] = []
+  await sub.subscribe(store.endsChannel)
+  sub.on('message', (c: string, m: string) => {
+    const e = parseJobEvent(m)
+    if (e === undefined) return
+    if (c === store.endsChannel) { ends.push(e.state); return }
+    seen.push(e.state); records.push(e.record)
+  })
   const j = newJob()
   await store.create(j)
   await store.transition(j.id, 'dispatched')
   await store.transition(j.id, 'failed', { error: { code: 'action', message: 'x', retryable: false } })
-  await waitFor(() => seen.length >= 3, 10_000, 'three job events')
+  await waitFor(() => seen.length >= 3 && ends.length >= 1, 10_000, 'three job events and one end')
   assert.deepEqual(seen, ['queued', 'dispatched', 'failed'])
+  // The ends channel tells of the end only (what waiters listen to).
+  assert.deepEqual(ends, ['failed'])
   // Only the terminal event carries the record, and it is the stored one (a waiter need not read it again).
   assert.deepEqual(records, [undefined, undefined, await store.get(j.id)])
 })

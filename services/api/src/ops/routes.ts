@@ -204,14 +204,18 @@ export function opsRoutes (ctx: Ctx): FastifyPluginAsyncTypebox {
       const p = who(req)
       if (req.method === 'HEAD') return await reply.headers(SSE_HEAD).send()
       const slot = await ctx.streams.admit(p)
-      reply.hijack()
       const res = reply.raw
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no', 'content-security-policy': "default-src 'none'" })
-      res.write(': connected\n\n')
-      const stop = ctx.waiter.feed((e: JobEvent) => {
+      // Subscribed before the answer starts: "connected" means live, and a failure is still a problem+json answer.
+      let live = false
+      const stop = await ctx.waiter.feed((e: JobEvent) => {
+        if (!live) return
         if (res.writableLength > 1024 * 1024) { res.destroy(); return }
         res.write(`event: job\ndata: ${JSON.stringify(eventView(e))}\n\n`)
       })
+      reply.hijack()
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no', 'content-security-policy': "default-src 'none'" })
+      res.write(': connected\n\n')
+      live = true
       const token = cookieOf(req)
       const beat = setInterval(() => {
         // A session that ended (logout, expiry, its key deleted) ends its stream too.
